@@ -1,0 +1,3 @@
+from strangler.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,421 @@
+"""routes.yaml (version 1) as immutable, validated values.
+
+``load_config(path)`` reads the file, interpolates ``${VAR}`` from the
+environment, validates every key and cross-checks the whole; on failure it
+raises one :class:`~strangler.errors.ConfigError` listing every problem as
+``key.path: what is wrong`` with the offending value named. It never reads the
+environment at import time and never touches the network.
+
+Matching-specific checks (path syntax, ambiguous routes) belong to the route
+table (``strangler.routing``), which ``strangler check`` builds too.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import re
+import sys
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+
+from strangler.errors import ConfigError, Problem
+from strangler.sync.config import SyncConfig
+from strangler.units import Duration, Size
+
+Mode = Literal["legacy", "shadow", "canary", "new"]
+MODES: tuple[Mode, ...] = ("legacy", "shadow", "canary", "new")
+HTTP_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def _listen(value: str) -> str:
+    host, sep, port = value.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise ValueError(f"{value!r} is not host:port (e.g. 127.0.0.1:8081)")
+    return value
+
+
+def split_listen(value: str) -> tuple[str, int]:
+    """``"127.0.0.1:8081"`` -> ``("127.0.0.1", 8081)``; ``[::1]:80`` keeps the brackets off."""
+    host, _, port = value.rpartition(":")
+    return host.strip("[]"), int(port)
+
+
+class CircuitConfig(_Model):
+    """Per-upstream breaker: ``failures`` in a row open it for ``cooldown``, then one probe."""
+
+    failures: int = Field(5, ge=1)
+    cooldown: Duration = 5.0
+
+
+class UpstreamConfig(_Model):
+    url: str
+    timeout: Duration = 10.0
+    connect_timeout: Duration = 2.0
+    host: Literal["upstream", "client"] = "upstream"
+    max_connections: int = Field(256, ge=1)
+    retries: int = Field(1, ge=0, le=5)
+    circuit: CircuitConfig = CircuitConfig()
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, value: str) -> str:
+        if not re.match(r"^https?://[^/\s]+(/.*)?$", value):
+            raise ValueError(f"{value!r} is not an http:// or https:// URL")
+        return value.rstrip("/")
+
+
+class MatchConfig(_Model):
+    path: str
+    methods: tuple[str, ...] | None = None
+    headers: Mapping[str, str] | None = None
+
+    @field_validator("path")
+    @classmethod
+    def _path(cls, value: str) -> str:
+        if not value.startswith("/"):
+            raise ValueError(f"{value!r} must start with /")
+        return value
+
+    @field_validator("methods")
+    @classmethod
+    def _methods(cls, value: tuple[str, ...] | None) -> tuple[str, ...] | None:
+        if value is None:
+            return None
+        upper = tuple(m.upper() for m in value)
+        for method in upper:
+            if method not in HTTP_METHODS:
+                raise ValueError(f"{method!r} is not an HTTP method")
+        return upper
+
+
+class ReplaceRule(_Model):
+    """A regex replacement applied to both sides before comparing (volatile values)."""
+
+    pattern: str
+    replace: str = "<volatile>"
+
+    @field_validator("pattern")
+    @classmethod
+    def _pattern(cls, value: str) -> str:
+        try:
+            re.compile(value)
+        except re.error as exc:
+            raise ValueError(f"{value!r} is not a regular expression: {exc}") from None
+        return value
+
+
+class CompareConfig(_Model):
+    ignore: tuple[str, ...] = ()
+    unordered: tuple[str, ...] = ()
+    tolerance: float = Field(0.0, ge=0)
+    headers: tuple[str, ...] = ("content-type",)
+    replace: tuple[ReplaceRule, ...] = ()
+
+
+class ShadowConfig(_Model):
+    percent: float = Field(100.0, ge=0, le=100)
+    methods: tuple[str, ...] = ("GET", "HEAD")
+    max_body: Size = 1024 * 1024
+    max_in_flight: int = Field(64, ge=1)
+    noise_percent: float = Field(0.0, ge=0, le=100)
+    redact: tuple[str, ...] = ()
+    compare: CompareConfig = CompareConfig()
+
+    @field_validator("methods")
+    @classmethod
+    def _methods(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        return MatchConfig._methods(value) or ()
+
+
+class RollbackConfig(_Model):
+    error_rate: float | None = Field(None, ge=0, le=1)
+    mismatch_rate: float | None = Field(None, ge=0, le=1)
+    window: Duration = 60.0
+    min_requests: int = Field(50, ge=1)
+
+
+class JsonMapConfig(_Model):
+    """Declarative JSON reshaping: field renames and per-field value maps."""
+
+    rename: Mapping[str, str] = {}
+    values: Mapping[str, Mapping[str, Any]] = {}
+
+
+class DeclarativeAdapterConfig(_Model):
+    """The common adapter cases without code: a path template and JSON field maps."""
+
+    path: str | None = None
+    request: JsonMapConfig = JsonMapConfig()
+    response: JsonMapConfig = JsonMapConfig()
+
+
+class RouteConfig(_Model):
+    name: str
+    match: MatchConfig
+    to: str
+    mode: Mode = "legacy"
+    percent: float | None = Field(None, ge=0, le=100)
+    sticky: tuple[str, ...] = ()
+    cohort: str | None = None
+    fallback: bool = False
+    adapter: str | DeclarativeAdapterConfig | None = None
+    shadow: ShadowConfig | None = None
+    rollback: RollbackConfig | None = None
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str) -> str:
+        if not re.fullmatch(r"[A-Za-z0-9_.-]+", value):
+            raise ValueError(f"{value!r} may only use letters, digits, '_', '.', '-'")
+        return value
+
+    @field_validator("sticky")
+    @classmethod
+    def _sticky(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for key in value:
+            kind, _, name = key.partition(":")
+            if key != "ip" and (kind not in ("header", "cookie") or not name):
+                raise ValueError(f"{key!r} is not header:NAME, cookie:NAME or ip")
+        return value
+
+    @field_validator("adapter")
+    @classmethod
+    def _adapter(
+        cls, value: str | DeclarativeAdapterConfig | None
+    ) -> str | DeclarativeAdapterConfig | None:
+        if isinstance(value, str) and not re.fullmatch(r"[\w.]+:[\w.]+", value):
+            raise ValueError(f"{value!r} is not an import path like package.module:Name")
+        return value
+
+
+class AdminConfig(_Model):
+    listen: str = "127.0.0.1:8081"
+    token: SecretStr | None = None
+    audit_entries: int = Field(200, ge=1)
+
+    @field_validator("listen")
+    @classmethod
+    def _check_listen(cls, value: str) -> str:
+        return _listen(value)
+
+    @field_validator("token", mode="before")
+    @classmethod
+    def _empty_token(cls, value: Any) -> Any:
+        # ``token: ${STRANGLER_ADMIN_TOKEN}`` with the variable unset means "no token":
+        # writes are then refused, never open.
+        return None if value in ("", None) else value
+
+
+class StateConfig(_Model):
+    url: str = "memory://"
+    namespace: str = "default"
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, value: str) -> str:
+        if value != "memory://" and not re.match(r"^rediss?://", value):
+            raise ValueError(f"{value!r} is not memory:// or redis://host:port/db")
+        return value
+
+
+class LimitsConfig(_Model):
+    max_header_size: Size = 16 * 1024
+    max_body: Size = 16 * 1024 * 1024
+    client_idle_timeout: Duration = 60.0
+    max_buffered_retry_body: Size = 64 * 1024
+
+
+class Config(_Model):
+    version: Literal[1] = 1
+    listen: str = "0.0.0.0:8080"
+    admin: AdminConfig = AdminConfig()
+    state: StateConfig = StateConfig()
+    legacy: str
+    upstreams: Mapping[str, UpstreamConfig]
+    routes: tuple[RouteConfig, ...] = ()
+    limits: LimitsConfig = LimitsConfig()
+    pin_header: str | None = None
+    sync: SyncConfig | None = None
+
+    @field_validator("listen")
+    @classmethod
+    def _check_listen(cls, value: str) -> str:
+        return _listen(value)
+
+    @field_validator("state", mode="before")
+    @classmethod
+    def _state(cls, value: Any) -> Any:
+        return {"url": value} if isinstance(value, str) else value
+
+    def route(self, name: str) -> RouteConfig | None:
+        return next((r for r in self.routes if r.name == name), None)
+
+
+# --------------------------------------------------------------------- loading
+
+_VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+
+
+def interpolate(text: str, env: Mapping[str, str]) -> tuple[str, list[str]]:
+    """Replace ``${VAR}`` / ``${VAR:-default}``; returns the text and the names unset."""
+    missing: list[str] = []
+
+    def sub(match: re.Match[str]) -> str:
+        name, default = match.group(1), match.group(2)
+        if name in env:
+            return env[name]
+        if default is not None:
+            return default
+        missing.append(name)
+        return ""
+
+    return _VAR.sub(sub, text), missing
+
+
+def _key_path(loc: tuple[int | str, ...]) -> str:
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        elif part in ("str", "DeclarativeAdapterConfig", "function-after[_url(), str]"):
+            continue  # pydantic's union-branch labels are noise to a user
+        else:
+            out += f".{part}" if out else str(part)
+    return out
+
+
+def _describe(error: Mapping[str, Any]) -> str:
+    value = error.get("input")
+    message = str(error["msg"]).removeprefix("Value error, ")
+    kind = error.get("type", "")
+    if kind == "extra_forbidden":
+        return "unknown key"
+    if kind == "missing":
+        return "is required"
+    if kind in ("greater_than_equal", "less_than_equal", "greater_than", "less_than"):
+        return f"{value!r} is out of range ({message})"
+    if repr(value) in message or isinstance(value, dict | list):
+        return message
+    return f"{value!r}: {message}"
+
+
+def _problems_from(exc: ValidationError) -> list[Problem]:
+    seen: set[tuple[str, str]] = set()
+    problems = []
+    for error in exc.errors():
+        problem = Problem(_key_path(tuple(error["loc"])), _describe(error))
+        if (problem.key, problem.message) not in seen:
+            seen.add((problem.key, problem.message))
+            problems.append(problem)
+    return problems
+
+
+def _cross_check(config: Config, base_dir: Path | None) -> list[Problem]:
+    problems: list[Problem] = []
+    if config.legacy not in config.upstreams:
+        problems.append(Problem("legacy", f"{config.legacy!r} is not one of upstreams"))
+    names: dict[str, int] = {}
+    for i, route in enumerate(config.routes):
+        key = f"routes[{i}]"
+        if route.name in names:
+            problems.append(
+                Problem(
+                    f"{key}.name", f"{route.name!r} is already used by routes[{names[route.name]}]"
+                )
+            )
+        names.setdefault(route.name, i)
+        if route.to not in config.upstreams:
+            problems.append(Problem(f"{key}.to", f"{route.to!r} is not one of upstreams"))
+        if route.mode == "canary" and route.percent is None:
+            problems.append(Problem(f"{key}.percent", "is required with mode canary"))
+        if route.mode != "canary" and route.percent is not None:
+            problems.append(
+                Problem(f"{key}.percent", f"{route.percent:g} is only meaningful with mode canary")
+            )
+        if isinstance(route.adapter, str):
+            problem = check_import(route.adapter, base_dir)
+            if problem:
+                problems.append(Problem(f"{key}.adapter", problem))
+    return problems
+
+
+def check_import(path: str, base_dir: Path | None) -> str | None:
+    """None if ``package.module:Name`` imports, else why not."""
+    try:
+        resolve_import(path, base_dir)
+    except ConfigError as exc:
+        return exc.problems[0].message
+    return None
+
+
+def resolve_import(path: str, base_dir: Path | None = None) -> Any:
+    """Import ``package.module:Name`` (the config's folder is on the path) and return Name."""
+    module_name, _, attr = path.partition(":")
+    if base_dir is not None and str(base_dir) not in sys.path:
+        sys.path.insert(0, str(base_dir))
+    try:
+        module = importlib.import_module(module_name)
+    except Exception as exc:
+        raise ConfigError([Problem("", f"{path!r} does not import: {exc}")]) from exc
+    target: Any = module
+    for part in attr.split("."):
+        if not hasattr(target, part):
+            raise ConfigError([Problem("", f"{path!r}: {module_name} has no {attr!r}")])
+        target = getattr(target, part)
+    return target
+
+
+def parse_config(data: Any, *, base_dir: Path | None = None, source: str = "") -> Config:
+    """Validate an already-parsed mapping. Raises ConfigError with every problem."""
+    if not isinstance(data, dict):
+        raise ConfigError([Problem("", "the file must be a mapping of keys")], source)
+    try:
+        config = Config.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(_problems_from(exc), source) from None
+    problems = _cross_check(config, base_dir)
+    if problems:
+        raise ConfigError(problems, source)
+    return config
+
+
+def load_config(path: str | os.PathLike[str], env: Mapping[str, str] | None = None) -> Config:
+    """Read, interpolate and validate ``routes.yaml``. Raises ConfigError."""
+    file = Path(path)
+    source = str(file)
+    try:
+        text = file.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError([Problem("", f"cannot read: {exc.strerror}")], source) from exc
+    return parse_config_text(text, env=env, base_dir=file.resolve().parent, source=source)
+
+
+def parse_config_text(
+    text: str,
+    *,
+    env: Mapping[str, str] | None = None,
+    base_dir: Path | None = None,
+    source: str = "",
+) -> Config:
+    text, missing = interpolate(text, os.environ if env is None else env)
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ConfigError([Problem("", f"not valid YAML: {exc}")], source) from exc
+    try:
+        return parse_config(data, base_dir=base_dir, source=source)
+    except ConfigError as exc:
+        if not missing:
+            raise
+        notes = [Problem("", f"${{{name}}} is not set in the environment") for name in missing]
+        raise ConfigError([*exc.problems, *notes], source) from None

@@ -1,0 +1,77 @@
+"""What one proxy process holds at run time, and the protocols the data plane calls.
+
+The data plane reads ``runtime.router.table`` once per request, reports every
+proxied request to ``runtime.record`` (metrics, automatic rollback), and hands
+shadow copies to ``runtime.shadow``. None of these may block or raise into the
+client's response.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Protocol
+
+from strangler.message import HttpRequest, HttpResponse
+
+if TYPE_CHECKING:
+    from strangler.routing.decision import Decision
+    from strangler.routing.router import Router
+
+
+@dataclass(frozen=True, slots=True)
+class RequestRecord:
+    """One proxied request, as seen by the data plane once the client has its answer."""
+
+    route: str | None
+    """Route name, or None when unmatched."""
+    upstream: str
+    """Upstream that answered (after any fallback)."""
+    status: int
+    duration: float
+    to_new: bool
+    """True when the route's new upstream (``to``) was tried for this request."""
+    error: str | None = None
+    """Why the new upstream failed, if it did: ``timeout``, ``connect``, ``circuit``,
+    ``adapter``, ``status`` (a 5xx) — counted by automatic rollback."""
+    fallback: bool = False
+    """True when legacy answered after the new upstream failed."""
+
+
+RequestListener = Callable[[RequestRecord], None]
+
+
+class ShadowSink(Protocol):
+    """Where the data plane hands shadow copies. Implemented in ``strangler.shadow``."""
+
+    def wants(self, decision: Decision, method: str) -> bool:
+        """Cheap, on the request path: should this request be mirrored?
+
+        Sampling is sticky on ``decision.bucket`` so a user's session is mirrored whole."""
+        ...
+
+    def submit(
+        self,
+        decision: Decision,
+        request: HttpRequest,
+        primary: HttpResponse | None,
+        primary_error: str | None,
+        primary_duration: float,
+    ) -> None:
+        """Schedule the mirror and comparison off the request path. Never blocks or raises."""
+        ...
+
+    def skipped(self, decision: Decision, reason: str) -> None:
+        """Count a request that was sampled but not mirrored (e.g. body over the limit)."""
+        ...
+
+
+@dataclass
+class Runtime:
+    router: Router
+    listeners: list[RequestListener] = field(default_factory=list)
+    shadow: ShadowSink | None = None
+
+    def record(self, record: RequestRecord) -> None:
+        for listener in self.listeners:
+            listener(record)

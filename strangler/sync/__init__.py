@@ -1,0 +1,1 @@
+"""Change data capture: Debezium change events applied through adapters into service databases."""

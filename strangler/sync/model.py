@@ -1,0 +1,79 @@
+"""Change events and row writes: the values that flow through CDC, and the adapter protocol.
+
+A source turns Debezium envelopes into ``ChangeEvent``s; a ``RowAdapter`` maps one
+legacy row change into zero or more writes to the service's model; the sink applies
+them. Nothing here does I/O.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal, Protocol, runtime_checkable
+
+Op = Literal["c", "u", "d", "r", "t"]
+
+
+@dataclass(frozen=True, order=True)
+class Position:
+    """Where an event sits in its source's order; compares across one source only.
+
+    For PostgreSQL sources ``(commit_lsn, lsn)``; for Kafka ``(partition-local offset)``
+    is kept separately as the resume point while rows keep the source order.
+    """
+
+    commit: int
+    seq: int
+
+    def __str__(self) -> str:
+        return f"{self.commit}/{self.seq}"
+
+
+@dataclass(frozen=True)
+class ChangeEvent:
+    source: str
+    """Name of the source in the ``sync:`` config."""
+    table: str
+    """Fully qualified source table, e.g. ``public.customer``."""
+    op: Op
+    key: Mapping[str, Any]
+    before: Mapping[str, Any] | None
+    after: Mapping[str, Any] | None
+    position: Position
+    ts_ms: int
+    tx_id: int | None = None
+    snapshot: bool = False
+
+    @property
+    def row(self) -> Mapping[str, Any]:
+        """The row's latest image (``after``, or ``before`` for a delete)."""
+        return self.after if self.after is not None else (self.before or {})
+
+
+@dataclass(frozen=True)
+class RowUpsert:
+    table: str
+    key: Mapping[str, Any]
+    values: Mapping[str, Any]
+    """Columns to write (not including the key). Omitted columns are left alone."""
+
+
+@dataclass(frozen=True)
+class RowDelete:
+    table: str
+    key: Mapping[str, Any]
+
+
+RowWrite = RowUpsert | RowDelete
+
+
+@runtime_checkable
+class RowAdapter(Protocol):
+    """Maps one legacy row change to writes in the service's model.
+
+    ``map`` must be pure: the same event always gives the same writes (verify and
+    repair rely on it). Raise ``ChangeEventError`` (or anything) for an event it
+    cannot map; the worker dead-letters it with the message.
+    """
+
+    def map(self, event: ChangeEvent) -> Sequence[RowWrite]: ...
