@@ -1,0 +1,1 @@
+"""Root test configuration. Area fixtures live in tests/<area>/conftest.py."""
