@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Protocol
 from strangler.message import HttpRequest, HttpResponse
 
 if TYPE_CHECKING:
+    from strangler.control.state import StateStore
     from strangler.routing.decision import Decision
     from strangler.routing.router import Router
 
@@ -39,6 +40,12 @@ class RequestRecord:
 
 
 RequestListener = Callable[[RequestRecord], None]
+
+ComparisonListener = Callable[[str, bool], None]
+"""Called with (route name, matched) for each finished shadow comparison; O(1), no I/O."""
+
+MatchRateSource = Callable[[str], float | None]
+"""A route's recent shadow match rate (0..1), or None when nothing was compared."""
 
 
 class ShadowSink(Protocol):
@@ -71,7 +78,17 @@ class Runtime:
     router: Router
     listeners: list[RequestListener] = field(default_factory=list)
     shadow: ShadowSink | None = None
+    state: StateStore | None = None
+    """The state store (set by the control plane); never used on the request path."""
+    comparison_listeners: list[ComparisonListener] = field(default_factory=list)
+    shadow_match_rate: MatchRateSource | None = None
+    """Set by the shadow part; read by the admin API (display, canary guard)."""
 
     def record(self, record: RequestRecord) -> None:
         for listener in self.listeners:
             listener(record)
+
+    def record_comparison(self, route: str, matched: bool) -> None:
+        """The shadow part reports each comparison here (automatic rollback listens)."""
+        for listener in self.comparison_listeners:
+            listener(route, matched)
