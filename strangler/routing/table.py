@@ -1,0 +1,367 @@
+"""The immutable route table: compiled routes and the matcher.
+
+``RouteTable.build(config, overrides)`` compiles every route once — pattern,
+method and header constraints, effective mode/percent (an override wins over
+routes.yaml), the adapter — and refuses ambiguous tables with a ConfigError
+naming both routes. ``table.match(method, path, headers)`` then finds the most
+specific route for a normalised path in time that does not grow with the
+number of routes: exact patterns are one dict lookup, ``{param}`` and ``/**``
+patterns live in a segment trie walked once per request.
+
+Specificity, most specific first:
+
+1. pattern class: exact (only literal segments) > ``{param}`` > ``/**`` subtree;
+2. more segments before fewer (``/a/b/**`` before ``/a/**``);
+3. a literal segment before a ``{param}`` in the leftmost place they differ;
+4. more header constraints, then a ``methods`` list, before none.
+
+Two routes equal on all four whose methods and headers could both accept one
+request are a true tie: a config error, never a silent pick.
+
+Nothing here does I/O or holds per-request data; a table is never mutated after
+``build`` returns (the router swaps whole tables).
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from strangler import adapter as adapter_module
+from strangler.adapter import HttpAdapter
+from strangler.config import Config, Mode, RouteConfig, resolve_import
+from strangler.errors import ConfigError, Problem
+from strangler.override import Override
+from strangler.routing.paths import segments
+
+HeaderLookup = Mapping[str, str]
+"""Request headers as the matcher reads them: ``.get(name)`` with a lower-case name
+must find the header (a dict with lower-case keys, or a case-insensitive multidict)."""
+
+_SUBTREE = "**"
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class Route:
+    """One compiled route. Immutable; shared by every request that matches it."""
+
+    name: str
+    config: RouteConfig
+    mode: Mode
+    """Effective mode: the override's if there is one, else routes.yaml's."""
+    percent: float
+    """Effective share (0..100) answered by ``to``: 0 for legacy/shadow, 100 for new."""
+    source: str
+    """``config``, ``override`` or ``auto-rollback``: where ``mode``/``percent`` came from."""
+    override: Override | None
+    adapter: HttpAdapter | None
+    threshold: int
+    """``percent`` in buckets of 1/10000: ``to`` answers when ``bucket < threshold``."""
+    hash_prefix: bytes
+    """Cohort (or route name) bytes the sticky key is hashed with."""
+    sticky: tuple[tuple[str, str], ...]
+    """Parsed sticky keys: ("header", lower-name) | ("cookie", name) | ("ip", "")."""
+    methods: frozenset[str] | None
+    headers: tuple[tuple[str, str], ...]
+    """Required headers as (lower-case name, exact value)."""
+    param_slots: tuple[tuple[int, str], ...]
+    """(segment index, parameter name) for each ``{param}`` in the pattern."""
+    rank: tuple[int, ...] = field(repr=False)
+    """Sort key: larger is more specific (see the module docstring)."""
+
+    @property
+    def to(self) -> str:
+        return self.config.to
+
+    def accepts(self, method: str, headers: HeaderLookup) -> bool:
+        if self.methods is not None and method not in self.methods:
+            return False
+        return all(headers.get(name) == value for name, value in self.headers)
+
+
+@dataclass(frozen=True, slots=True)
+class Match:
+    route: Route
+    params: Mapping[str, str]
+
+
+_NO_PARAMS: Mapping[str, str] = {}
+
+
+class _Node:
+    """A trie node; ``routes`` end here, ``subtree`` routes cover this node and below."""
+
+    __slots__ = ("literal", "param", "routes", "subtree")
+
+    def __init__(self) -> None:
+        self.literal: dict[str, _Node] = {}
+        self.param: _Node | None = None
+        self.routes: list[Route] = []
+        self.subtree: list[Route] = []
+
+
+# ------------------------------------------------------------------ compiling
+
+
+def _parse_pattern(pattern: str) -> tuple[list[str | None], bool, tuple[tuple[int, str], ...]]:
+    """``/a/{id}/**`` -> ([a, None], subtree=True, ((1, "id"),)); ValueError if malformed."""
+    parts = segments(pattern)
+    subtree = bool(parts) and parts[-1] == _SUBTREE
+    if subtree:
+        parts = parts[:-1]
+    shape: list[str | None] = []
+    slots: list[tuple[int, str]] = []
+    for i, part in enumerate(parts):
+        if part.startswith("{") and part.endswith("}"):
+            name = part[1:-1]
+            if not name.isidentifier():
+                raise ValueError(f"{part!r} is not a {{param}} segment (use letters, digits, _)")
+            if any(n == name for _, n in slots):
+                raise ValueError(f"{{{name}}} appears twice")
+            slots.append((i, name))
+            shape.append(None)
+        elif "*" in part or "{" in part or "}" in part:
+            raise ValueError(f"{part!r}: use a whole {{param}} segment, or /** as the last segment")
+        else:
+            shape.append(part)
+    return shape, subtree, tuple(slots)
+
+
+def _rank(shape: list[str | None], subtree: bool, route: RouteConfig) -> tuple[int, ...]:
+    kind = 0 if subtree else (1 if None in shape else 2)
+    literal_mask = tuple(0 if s is None else 1 for s in shape)
+    headers = len(route.match.headers or {})
+    # Masks only get compared between patterns of the same length (the field before).
+    return (kind, len(shape), *literal_mask, headers, int(route.match.methods is not None))
+
+
+def _effective(route: RouteConfig, override: Override | None) -> tuple[Mode, float, str]:
+    if override is None:
+        mode, percent, source = route.mode, route.percent, "config"
+    else:
+        mode, percent, source = override.mode, override.percent, override.source
+        if mode == "canary" and percent is None:
+            percent = route.percent
+    if mode == "new":
+        return mode, 100.0, source
+    if mode == "canary":
+        return mode, float(percent or 0.0), source
+    return mode, 0.0, source
+
+
+def _load_adapter(route: RouteConfig, base_dir: Path | None) -> HttpAdapter | None:
+    spec = route.adapter
+    if spec is None:
+        return None
+    if not isinstance(spec, str):
+        # The declarative form is built by strangler.adapter (the data plane's module).
+        factory = getattr(adapter_module, "declarative_adapter", None)
+        if factory is None:
+            return None
+        built: HttpAdapter = factory(spec)
+        return built
+    target: Any = resolve_import(spec, base_dir)
+    if isinstance(target, type):
+        try:
+            target = target()
+        except Exception as exc:
+            raise ValueError(f"{spec!r} could not be constructed: {exc!r}") from exc
+    if not isinstance(target, HttpAdapter):
+        raise ValueError(f"{spec!r} is not an adapter (needs request() and response())")
+    return target
+
+
+def _compile(
+    route: RouteConfig,
+    override: Override | None,
+    adapter: HttpAdapter | None,
+    shape: list[str | None],
+    subtree: bool,
+    slots: tuple[tuple[int, str], ...],
+) -> Route:
+    mode, percent, source = _effective(route, override)
+    sticky = []
+    for key in route.sticky:
+        kind, _, name = key.partition(":")
+        sticky.append((kind, name.lower() if kind == "header" else name))
+    return Route(
+        name=route.name,
+        config=route,
+        mode=mode,
+        percent=percent,
+        source=source,
+        override=override,
+        adapter=adapter,
+        threshold=round(percent * 100),
+        hash_prefix=(route.cohort or route.name).encode() + b"\x00",
+        sticky=tuple(sticky),
+        methods=frozenset(route.match.methods) if route.match.methods is not None else None,
+        headers=tuple((k.lower(), v) for k, v in (route.match.headers or {}).items()),
+        param_slots=slots,
+        rank=_rank(shape, subtree, route),
+    )
+
+
+def _overlap(a: Route, b: Route) -> bool:
+    """Could one request satisfy both routes' method and header constraints?"""
+    if a.methods is not None and b.methods is not None and not a.methods & b.methods:
+        return False
+    required = dict(a.headers)
+    return all(required.get(name, value) == value for name, value in b.headers)
+
+
+def _tie_key(shape: list[str | None], subtree: bool) -> tuple[str | None, ...]:
+    return (*shape, _SUBTREE if subtree else "")
+
+
+# ------------------------------------------------------------------ the table
+
+
+class RouteTable:
+    """An immutable, compiled set of routes. Build with :meth:`build`."""
+
+    __slots__ = ("_exact", "_root", "by_name", "config", "legacy", "pin_header", "routes")
+
+    def __init__(
+        self,
+        config: Config,
+        routes: tuple[Route, ...],
+        exact: dict[str, list[Route]],
+        root: _Node,
+    ) -> None:
+        self.config = config
+        self.legacy = config.legacy
+        self.pin_header = config.pin_header.lower() if config.pin_header else None
+        self.routes = routes
+        self.by_name: Mapping[str, Route] = {r.name: r for r in routes}
+        self._exact = exact
+        self._root = root
+
+    @classmethod
+    def build(
+        cls,
+        config: Config,
+        overrides: Mapping[str, Override] | None = None,
+        *,
+        base_dir: Path | None = None,
+        previous: RouteTable | None = None,
+    ) -> RouteTable:
+        """Compile ``config`` with ``overrides`` (by route name; unknown names ignored).
+
+        ``previous`` lets adapters be reused when a route's adapter setting is
+        unchanged, so an override flip does not re-instantiate them. Raises
+        ConfigError listing every bad pattern and every ambiguous pair."""
+        overrides = overrides or {}
+        problems: list[Problem] = []
+        compiled: list[tuple[Route, list[str | None], bool]] = []
+        for i, rc in enumerate(config.routes):
+            try:
+                shape, subtree, slots = _parse_pattern(rc.match.path)
+            except ValueError as exc:
+                problems.append(Problem(f"routes[{i}].match.path", f"{rc.match.path!r}: {exc}"))
+                continue
+            adapter = None
+            old = previous.by_name.get(rc.name) if previous is not None else None
+            if old is not None and old.config.adapter == rc.adapter:
+                adapter = old.adapter
+            else:
+                try:
+                    adapter = _load_adapter(rc, base_dir)
+                except (ConfigError, ValueError, TypeError) as exc:
+                    message = exc.problems[0].message if isinstance(exc, ConfigError) else str(exc)
+                    problems.append(Problem(f"routes[{i}].adapter", message))
+                    continue
+            route = _compile(rc, overrides.get(rc.name), adapter, shape, subtree, slots)
+            compiled.append((route, shape, subtree))
+        problems.extend(_ties(compiled, config))
+        if problems:
+            raise ConfigError(problems)
+
+        exact: dict[str, list[Route]] = {}
+        root = _Node()
+        for route, shape, subtree in compiled:
+            if not subtree and None not in shape:
+                exact.setdefault("/" + "/".join(s for s in shape if s is not None), []).append(
+                    route
+                )
+                continue
+            node = root
+            for part in shape:
+                if part is None:
+                    node.param = node.param or _Node()
+                    node = node.param
+                else:
+                    node = node.literal.setdefault(part, _Node())
+            (node.subtree if subtree else node.routes).append(route)
+        for bucket in itertools.chain(exact.values(), _all_lists(root)):
+            bucket.sort(key=lambda r: r.rank, reverse=True)
+        return cls(config, tuple(r for r, _, _ in compiled), exact, root)
+
+    def route(self, name: str) -> Route | None:
+        return self.by_name.get(name)
+
+    def match(self, method: str, path: str, headers: HeaderLookup) -> Match | None:
+        """The most specific route accepting this request, or None. ``path`` is normalised."""
+        key = (path.rstrip("/") or "/") if path.endswith("/") else path
+        for route in self._exact.get(key, ()):
+            if route.accepts(method, headers):
+                return Match(route, _NO_PARAMS)
+        parts = segments(path)
+        best: Route | None = None
+        stack: list[tuple[_Node, int]] = [(self._root, 0)]
+        depth = len(parts)
+        while stack:
+            node, i = stack.pop()
+            for route in node.subtree:
+                if (best is None or route.rank > best.rank) and route.accepts(method, headers):
+                    best = route
+                    break
+            if i == depth:
+                for route in node.routes:
+                    if (best is None or route.rank > best.rank) and route.accepts(method, headers):
+                        best = route
+                        break
+                continue
+            if node.param is not None:
+                stack.append((node.param, i + 1))
+            child = node.literal.get(parts[i])
+            if child is not None:
+                stack.append((child, i + 1))
+        if best is None:
+            return None
+        if not best.param_slots:
+            return Match(best, _NO_PARAMS)
+        return Match(best, {name: parts[i] for i, name in best.param_slots})
+
+
+def _all_lists(node: _Node) -> Iterable[list[Route]]:
+    yield node.routes
+    yield node.subtree
+    for child in node.literal.values():
+        yield from _all_lists(child)
+    if node.param is not None:
+        yield from _all_lists(node.param)
+
+
+def _ties(compiled: list[tuple[Route, list[str | None], bool]], config: Config) -> list[Problem]:
+    """Every pair of routes with the same specificity that one request could match."""
+    index = {rc.name: i for i, rc in enumerate(config.routes)}
+    groups: dict[tuple[tuple[str | None, ...], tuple[int, ...]], list[Route]] = {}
+    for route, shape, subtree in compiled:
+        groups.setdefault((_tie_key(shape, subtree), route.rank), []).append(route)
+    problems = []
+    for group in groups.values():
+        for a, b in itertools.combinations(group, 2):
+            if _overlap(a, b):
+                problems.append(
+                    Problem(
+                        f"routes[{index[b.name]}].match",
+                        f"{b.config.match.path!r} ties with route {a.name!r} "
+                        f"({a.config.match.path!r}): same specificity and a request could match "
+                        "both; make the paths, methods or headers distinct",
+                    )
+                )
+    return problems
