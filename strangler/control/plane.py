@@ -1,0 +1,244 @@
+"""The control plane of one proxy process: overrides from the state store into the router.
+
+:class:`ControlPlane` loads every override when it starts, then follows the
+store's change channel and, for each announced version, reloads the full
+override set and hands it to ``router.set_overrides`` (one table swap). Writes
+made through this process (the admin API, automatic rollback) go to the store
+first and are applied here at once; the other replicas apply them when the
+announcement reaches them.
+
+The store is never on the request path. If it goes away, requests keep being
+routed with the last table built; writes raise StateStoreError (the admin API
+answers 503); the follower retries with backoff and, once the store answers
+again, resubscribes and reconciles with a full reload. A periodic version check
+catches announcements lost without the connection dropping.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import math
+from typing import TYPE_CHECKING, Protocol
+
+from strangler.config import MODES, Mode, RouteConfig
+from strangler.control.audit import AuditEntry, AuditLog
+from strangler.control.rollback import RollbackMonitor
+from strangler.control.state import OverrideChange, StateSnapshot, StateStore
+from strangler.errors import StateStoreError, StranglerError
+from strangler.override import Override
+from strangler.runtime import Runtime
+
+if TYPE_CHECKING:
+    from strangler.routing.router import Router
+
+log = logging.getLogger(__name__)
+
+
+class RollbackCounter(Protocol):
+    """The one metric the control plane feeds (``strangler_rollbacks_total``)."""
+
+    def rollback(self, route: str, reason: str) -> None: ...
+
+
+class UnknownRoute(StranglerError):
+    """The route name is not in routes.yaml (the admin API answers 404)."""
+
+
+class InvalidOverride(StranglerError):
+    """An override that makes no sense; ``field`` names the body field at fault (400)."""
+
+    def __init__(self, field: str, message: str) -> None:
+        self.field = field
+        super().__init__(f"{field}: {message}")
+
+
+def validate_override(mode: object, percent: object) -> tuple[Mode, float | None]:
+    """Check a requested override; returns it typed or raises InvalidOverride."""
+    if mode not in MODES:
+        raise InvalidOverride("mode", f"{mode!r} is not one of {', '.join(MODES)}")
+    if percent is None:
+        if mode == "canary":
+            raise InvalidOverride("percent", "is required with mode canary (0-100)")
+        return mode, None
+    if isinstance(percent, bool) or not isinstance(percent, int | float):
+        raise InvalidOverride("percent", f"{percent!r} is not a number")
+    if not math.isfinite(percent) or not 0 <= percent <= 100:
+        raise InvalidOverride("percent", f"{percent!r} is outside 0-100")
+    if mode != "canary":
+        raise InvalidOverride("percent", f"only applies to mode canary, not {mode!r}")
+    return mode, float(percent)
+
+
+class ControlPlane:
+    """Keeps this process's router in step with the shared overrides."""
+
+    def __init__(
+        self,
+        runtime: Runtime,
+        store: StateStore,
+        *,
+        metrics: RollbackCounter | None = None,
+        audit_entries: int = 200,
+        reconcile_every: float = 5.0,
+        flush_every: float = 0.5,
+    ) -> None:
+        self.runtime = runtime
+        self.store = store
+        self.audit = AuditLog(store, audit_entries)
+        self.rollback = RollbackMonitor(self, metrics, flush_every=flush_every)
+        self.connected = False
+        """True while this process follows the store's change channel."""
+        self.last_error: str | None = None
+        self._reconcile_every = reconcile_every
+        self._applied = -1
+        self._synced = asyncio.Event()
+        self._tasks: list[asyncio.Task[None]] = []
+
+    @property
+    def router(self) -> Router:
+        return self.runtime.router
+
+    # ---------------------------------------------------------------- lifecycle
+
+    async def start(self, *, wait: float = 2.0) -> None:
+        """Wire into the runtime, start following the store, and wait (up to ``wait`` s)
+        for the first full load, so a restarted proxy serves its overrides from the start.
+        If the store is down, the proxy starts on routes.yaml alone and catches up later."""
+        self.runtime.state = self.store
+        self.runtime.listeners.append(self.rollback.record)
+        self.runtime.comparison_listeners.append(self.rollback.record_comparison)
+        self._tasks = [
+            asyncio.create_task(self._follow(), name="strangler-control-follow"),
+            asyncio.create_task(self.rollback.run(), name="strangler-rollback"),
+        ]
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._synced.wait(), wait)
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._tasks = []
+        with contextlib.suppress(ValueError):
+            self.runtime.listeners.remove(self.rollback.record)
+        with contextlib.suppress(ValueError):
+            self.runtime.comparison_listeners.remove(self.rollback.record_comparison)
+        await self.store.close()
+
+    # ---------------------------------------------------------------- following
+
+    async def _follow(self) -> None:
+        delay = 0.05
+        while True:
+            try:
+                async with self.store.subscribe() as subscription:
+                    # Subscribed before reading: nothing can slip between the two.
+                    self.apply(await self.store.snapshot(), reconcile=True)
+                    if not self.connected:
+                        log.info("state store %s: following changes", self.store.url)
+                    self.connected, self.last_error, delay = True, None, 0.05
+                    self._synced.set()
+                    while True:
+                        version = await subscription.next(self._reconcile_every)
+                        if version is None:
+                            version = await self.store.version()
+                        if version != self._applied:
+                            self.apply(await self.store.snapshot())
+            except StateStoreError as exc:
+                if self.connected or self.last_error is None:
+                    log.warning("%s; routing continues with the last-known table", exc)
+                self.connected, self.last_error = False, str(exc)
+            except Exception:  # the follower must outlive any surprise; retry with backoff
+                log.exception("control plane follower failed; retrying")
+                self.connected = False
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 2.0)
+
+    def apply(self, snapshot: StateSnapshot, *, reconcile: bool = False) -> bool:
+        """Swap in ``snapshot``'s overrides unless this process already has a newer state.
+
+        ``reconcile`` applies it whatever its version (after a reconnect the store may
+        have been restarted and its version counter reset)."""
+        if not reconcile and snapshot.version <= self._applied:
+            return False
+        if dict(self.router.overrides) != dict(snapshot.overrides):
+            try:
+                self.router.set_overrides(snapshot.overrides)
+            except StranglerError as exc:
+                log.error("overrides at version %s not applied: %s", snapshot.version, exc)
+                return False
+        self._applied = snapshot.version
+        return True
+
+    # ---------------------------------------------------------------- writes
+
+    def route_config(self, route: str) -> RouteConfig:
+        config: RouteConfig | None = self.router.config.route(route)
+        if config is None:
+            raise UnknownRoute(f"no route named {route!r} in routes.yaml")
+        return config
+
+    async def set_override(
+        self, route: str, mode: object, percent: object = None, *, who: str
+    ) -> OverrideChange:
+        """Validate, store (every replica follows), apply here, audit.
+
+        Raises UnknownRoute, InvalidOverride or StateStoreError; on any of them
+        nothing has changed."""
+        self.route_config(route)
+        checked_mode, checked_percent = validate_override(mode, percent)
+        override = Override(mode=checked_mode, percent=checked_percent, by=who)
+        change = await self._write(route, override)
+        await self.audit.record(
+            AuditEntry.of("override.set", route, who, change.previous, change.current)
+        )
+        return change
+
+    async def clear_override(self, route: str, *, who: str) -> OverrideChange:
+        self.route_config(route)
+        change = await self._write(route, None)
+        # A cleared rollback must be able to trigger again on fresh evidence only.
+        await self.rollback.forget(route)
+        await self.audit.record(AuditEntry.of("override.clear", route, who, change.previous, None))
+        return change
+
+    async def roll_back(self, route: str, reason: str) -> OverrideChange:
+        """Flip ``route`` to legacy with source ``auto-rollback`` (called by the monitor
+        once it has won the decision)."""
+        override = Override(
+            mode="legacy", source="auto-rollback", reason=reason, by="auto-rollback"
+        )
+        change = await self._write(route, override)
+        await self.audit.record(
+            AuditEntry.of(
+                "auto-rollback", route, "auto-rollback", change.previous, override, reason
+            )
+        )
+        return change
+
+    async def _write(self, route: str, override: Override | None) -> OverrideChange:
+        change = await self.store.set_override(route, override)
+        if change.version <= self._applied:
+            return change  # the follower already applied a state that includes it
+        if change.version != self._applied + 1:
+            # Other writes happened that this process has not applied yet: take them all.
+            with contextlib.suppress(StateStoreError):
+                if self.apply(await self.store.snapshot()):
+                    return change
+        overrides = dict(self.router.overrides)
+        if override is None:
+            overrides.pop(route, None)
+        else:
+            overrides[route] = override
+        try:
+            self.router.set_overrides(overrides)
+        except StranglerError as exc:
+            log.error("override on %r stored but not applied here: %s", route, exc)
+            return change
+        if change.version == self._applied + 1:
+            self._applied = change.version
+        return change

@@ -1,0 +1,224 @@
+"""Automatic rollback: flip a route to legacy when its new upstream misbehaves.
+
+For each route with a ``rollback:`` block whose effective mode sends users to
+``to`` (canary or new), the monitor counts — per wall-clock bucket of a tenth
+of ``window`` — the requests ``to`` served, how many failed (5xx, timeouts,
+connection errors, open circuit, adapter errors), and the shadow comparisons
+and mismatches reported by the shadow part. Once ``min_requests`` were served
+(or compared) in the sliding ``window`` and a rate exceeds its threshold, the
+route gets an override ``legacy`` with source ``auto-rollback`` and the reason,
+``strangler_rollbacks_total{route,reason}`` is counted and the audit log
+written. It stays so until a person clears the override.
+
+Exactly once across replicas: every replica adds its counts to shared buckets
+in the state store, so all see the same totals; the one that takes the store's
+lock (SET NX with expiry) re-reads the state under it, and only it flips the
+route (and then empties the buckets). Others find the route already rolled back.
+
+On the request path the monitor only bumps integers in a dict (``record``,
+``record_comparison``); the store is touched by :meth:`run`, every
+``flush_every`` seconds, off the path. If the store is down, counts wait in
+memory (at most one window's worth) and nothing is decided.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import TYPE_CHECKING
+
+from strangler.config import RollbackConfig
+from strangler.errors import StateStoreError
+from strangler.runtime import RequestRecord
+
+if TYPE_CHECKING:
+    from strangler.control.plane import ControlPlane, RollbackCounter
+
+log = logging.getLogger(__name__)
+
+_REQUESTS, _ERRORS, _COMPARED, _MISMATCHED = range(4)
+_FIELDS = ("requests", "errors", "compared", "mismatched")
+_BUCKETS = 10
+_LOCK_TTL = 10.0
+_ACTIVE_MODES = frozenset({"canary", "new"})
+
+
+def bucket_width(window: float) -> float:
+    return max(window / _BUCKETS, 0.05)
+
+
+def verdict(config: RollbackConfig, totals: dict[str, int]) -> tuple[str, str] | None:
+    """``(metric reason, text for people)`` if the totals call for a rollback, else None."""
+    requests, errors = totals.get("requests", 0), totals.get("errors", 0)
+    if config.error_rate is not None and requests >= config.min_requests:
+        rate = errors / requests
+        if rate > config.error_rate:
+            return "error_rate", (
+                f"error rate {rate:.1%} above {config.error_rate:.1%} "
+                f"({errors} of {requests} requests in {config.window:g}s)"
+            )
+    compared, mismatched = totals.get("compared", 0), totals.get("mismatched", 0)
+    if config.mismatch_rate is not None and compared >= config.min_requests:
+        rate = mismatched / compared
+        if rate > config.mismatch_rate:
+            return "mismatch_rate", (
+                f"shadow mismatch rate {rate:.1%} above {config.mismatch_rate:.1%} "
+                f"({mismatched} of {compared} comparisons in {config.window:g}s)"
+            )
+    return None
+
+
+class RollbackMonitor:
+    def __init__(
+        self, plane: ControlPlane, metrics: RollbackCounter | None, *, flush_every: float = 0.5
+    ) -> None:
+        self._plane = plane
+        self._metrics = metrics
+        self._flush_every = flush_every
+        self._pending: dict[tuple[str, int], list[int]] = {}
+        self._active: dict[str, float] = {}
+        """Route -> last time this replica counted something for it (what to evaluate)."""
+
+    # ------------------------------------------------------------ request path
+
+    def _config(self, route: str | None) -> RollbackConfig | None:
+        if route is None:
+            return None
+        compiled = self._plane.router.table.by_name.get(route)
+        if compiled is None or compiled.mode not in _ACTIVE_MODES:
+            return None
+        return compiled.config.rollback
+
+    def _bump(self, route: str, config: RollbackConfig, field: int, hit: bool) -> None:
+        now = time.time()
+        key = (route, int(now // bucket_width(config.window)))
+        counts = self._pending.get(key)
+        if counts is None:
+            counts = self._pending[key] = [0, 0, 0, 0]
+        counts[field] += 1
+        if hit:
+            counts[field + 1] += 1
+        self._active[route] = now
+
+    def record(self, record: RequestRecord) -> None:
+        """Request listener: O(1), in memory."""
+        if not record.to_new:
+            return
+        config = self._config(record.route)
+        if config is None or config.error_rate is None or record.route is None:
+            return
+        failed = record.error is not None or record.status >= 500
+        self._bump(record.route, config, _REQUESTS, failed)
+
+    def record_comparison(self, route: str, matched: bool) -> None:
+        """Shadow comparison listener: O(1), in memory."""
+        config = self._config(route)
+        if config is None or config.mismatch_rate is None:
+            return
+        self._bump(route, config, _COMPARED, not matched)
+
+    # ------------------------------------------------------------ off the path
+
+    async def run(self) -> None:
+        warned = False
+        while True:
+            await asyncio.sleep(self._flush_every)
+            try:
+                await self.flush()
+                warned = False
+            except StateStoreError as exc:
+                if not warned:
+                    log.warning("automatic rollback paused: %s", exc)
+                    warned = True
+            except Exception:  # never let the monitor die; the next tick retries
+                log.exception("automatic rollback check failed")
+
+    async def flush(self) -> None:
+        """Add this replica's counts to the shared buckets, then judge the active routes."""
+        pending, self._pending = self._pending, {}
+        now = time.time()
+        failed: StateStoreError | None = None
+        for (route, bucket), counts in pending.items():
+            config = self._any_config(route)
+            if config is None:
+                continue
+            width = bucket_width(config.window)
+            if (bucket + 1) * width < now - config.window:
+                continue  # too old to matter any more
+            if failed is None:
+                try:
+                    await self._plane.store.add(
+                        f"rollback:{route}:{bucket}",
+                        {name: n for name, n in zip(_FIELDS, counts, strict=True) if n},
+                        config.window + 2 * width,
+                    )
+                    continue
+                except StateStoreError as exc:
+                    failed = exc
+            self._keep(route, bucket, counts)
+        if failed is not None:
+            raise failed
+        for route, seen in list(self._active.items()):
+            config = self._config(route)
+            if config is None or seen < now - config.window:
+                del self._active[route]
+                continue
+            await self._judge(route, config, now)
+
+    def _any_config(self, route: str) -> RollbackConfig | None:
+        compiled = self._plane.router.table.by_name.get(route)
+        return compiled.config.rollback if compiled is not None else None
+
+    def _keep(self, route: str, bucket: int, counts: list[int]) -> None:
+        mine = self._pending.setdefault((route, bucket), [0, 0, 0, 0])
+        for i, n in enumerate(counts):
+            mine[i] += n
+
+    @staticmethod
+    def _keys(route: str, config: RollbackConfig, now: float) -> list[str]:
+        current = int(now // bucket_width(config.window))
+        return [f"rollback:{route}:{b}" for b in range(current - _BUCKETS, current + 1)]
+
+    async def _judge(self, route: str, config: RollbackConfig, now: float) -> None:
+        store = self._plane.store
+        keys = self._keys(route, config, now)
+        if verdict(config, await store.totals(keys)) is None:
+            return
+        lock = f"rollback-lock:{route}"
+        if not await store.acquire(lock, _LOCK_TTL):
+            return  # another replica is deciding
+        try:
+            # Under the lock, from the store: another replica may have decided already.
+            current = (await store.snapshot()).overrides.get(route)
+            mode = current.mode if current is not None else self._route_mode(route)
+            if mode not in _ACTIVE_MODES:
+                return
+            found = verdict(config, await store.totals(keys))
+            if found is None:
+                return
+            reason, text = found
+            await self._plane.roll_back(route, text)
+            await store.delete(keys)
+            log.warning("route %r rolled back to legacy: %s", route, text)
+            if self._metrics is not None:
+                self._metrics.rollback(route, reason)
+        finally:
+            await store.release(lock)
+
+    def _route_mode(self, route: str) -> str | None:
+        compiled = self._plane.router.config.route(route)
+        return compiled.mode if compiled is not None else None
+
+    async def forget(self, route: str) -> None:
+        """Drop the evidence for ``route`` (a person cleared its override)."""
+        for key in [k for k in self._pending if k[0] == route]:
+            del self._pending[key]
+        self._active.pop(route, None)
+        config = self._any_config(route)
+        if config is None:
+            return
+        try:
+            await self._plane.store.delete(self._keys(route, config, time.time()))
+        except StateStoreError as exc:
+            log.warning("could not clear rollback counts for %r: %s", route, exc)
