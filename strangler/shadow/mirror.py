@@ -1,0 +1,373 @@
+"""The shadow sink: mirrors sampled requests off the client's path and compares.
+
+:class:`ShadowMirror` implements ``strangler.runtime.ShadowSink``. On the
+request path it only does O(1) work: ``wants()`` samples stickily on the
+decision's bucket; ``submit()`` checks the in-flight bounds and starts a
+detached task (or counts ``dropped``); ``skipped()`` counts. Everything else —
+the mirrored call with ``X-Strangler-Shadow: 1``, an optional second legacy
+call for noise, the response adapter, the comparison, the store, metrics and
+the rollback feed — runs in that task, bounded per route
+(``shadow.max_in_flight``) and in total, and never raises.
+
+This module must never await anything on the client's behalf, queue work
+without a bound, or let an exception from the shadow side reach the client.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import time
+from collections import Counter
+from collections.abc import Callable, Mapping
+from typing import Protocol
+
+import aiohttp
+
+from strangler.adapter import HttpAdapter
+from strangler.config import CompareConfig, RouteConfig, ShadowConfig, UpstreamConfig
+from strangler.message import HttpRequest, HttpResponse, make_headers
+from strangler.shadow.compare import Comparator, adapt
+from strangler.shadow.observation import Observation, Side
+from strangler.shadow.store import Redactor, Sample, ShadowStore
+
+log = logging.getLogger(__name__)
+
+MARKER = "X-Strangler-Shadow"
+DEFAULT_SHADOW = ShadowConfig()
+"""What a route in ``shadow`` mode without a ``shadow:`` block gets."""
+
+_HOP_BY_HOP = frozenset(
+    {
+        "connection",
+        "keep-alive",
+        "proxy-connection",
+        "te",
+        "trailer",
+        "transfer-encoding",
+        "upgrade",
+        "host",
+        "content-length",
+    }
+)
+_NOISE_TTL = 2.0
+
+
+class MirroredRoute(Protocol):
+    @property
+    def name(self) -> str: ...
+    @property
+    def config(self) -> RouteConfig: ...
+    @property
+    def adapter(self) -> HttpAdapter | None: ...
+
+
+class MirroredDecision(Protocol):
+    """What the mirror reads from ``strangler.routing.decision.Decision``."""
+
+    @property
+    def route(self) -> MirroredRoute | None: ...
+    @property
+    def upstream(self) -> str: ...
+    @property
+    def legacy(self) -> str: ...
+    @property
+    def shadow_to(self) -> str | None: ...
+    @property
+    def bucket(self) -> int: ...
+
+
+class Metrics(Protocol):
+    def shadow(self, route: str, outcome: str) -> None: ...
+
+
+Upstreams = Callable[[], Mapping[str, UpstreamConfig]]
+"""The current upstreams (read per mirrored call, so a reload is picked up)."""
+ComparisonFeed = Callable[[str, bool], None]
+"""(route, matched) per finished comparison: the rollback monitor's input."""
+
+
+def sampled(bucket: int, percent: float) -> bool:
+    """Sticky sampling: the same bucket is always in or out for one percent.
+
+    The bucket is permuted first (7919 is prime to 10000, so it is a bijection)
+    so the shadow sample does not coincide with the canary's low buckets."""
+    return (bucket * 7919 + 4957) % 10_000 < percent * 100
+
+
+class _TooLarge(Exception):
+    pass
+
+
+class ShadowMirror:
+    def __init__(
+        self,
+        upstreams: Upstreams,
+        store: ShadowStore,
+        *,
+        metrics: Metrics | None = None,
+        on_comparison: ComparisonFeed | None = None,
+        max_in_flight: int = 512,
+        flush_interval: float = 0.5,
+    ) -> None:
+        self._upstreams = upstreams
+        self.store = store
+        self._metrics = metrics
+        self._on_comparison = on_comparison
+        self.max_in_flight = max_in_flight
+        self._flush_interval = flush_interval
+        self._in_flight: Counter[str] = Counter()
+        self._total = 0
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._pending: Counter[tuple[str, str]] = Counter()
+        self._comparators: dict[CompareConfig, Comparator] = {}
+        self._redactors: dict[tuple[str, ...], Redactor] = {}
+        self._noise: dict[str, tuple[float, frozenset[str]]] = {}
+        self._session: aiohttp.ClientSession | None = None
+        self._flusher: asyncio.Task[None] | None = None
+
+    # ------------------------------------------------------------ ShadowSink
+
+    def wants(self, decision: MirroredDecision, method: str) -> bool:
+        route = decision.route
+        if route is None or decision.shadow_to is None:
+            return False
+        shadow = route.config.shadow or DEFAULT_SHADOW
+        return method in shadow.methods and sampled(decision.bucket, shadow.percent)
+
+    def submit(
+        self,
+        decision: MirroredDecision,
+        request: HttpRequest,
+        primary: HttpResponse | None,
+        primary_error: str | None,
+        primary_duration: float,
+    ) -> None:
+        try:
+            route = decision.route
+            if route is None or decision.shadow_to is None or MARKER in request.headers:
+                return  # a mirrored request is never mirrored again
+            shadow = route.config.shadow or DEFAULT_SHADOW
+            if self._total >= self.max_in_flight or self._in_flight[route.name] >= (
+                shadow.max_in_flight
+            ):
+                self._count(route.name, "dropped")
+                return
+            if len(request.body) > shadow.max_body:
+                self._count(route.name, "skipped")
+                return
+            loop = asyncio.get_running_loop()
+            self._start(loop)
+            self._total += 1
+            self._in_flight[route.name] += 1
+            task = loop.create_task(
+                self._run(decision, route, request, primary, primary_error, primary_duration)
+            )
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+        except Exception:  # the sink must never raise into the client's response
+            log.exception("shadow submit failed")
+
+    def skipped(self, decision: MirroredDecision, reason: str) -> None:
+        if decision.route is not None:
+            self._count(decision.route.name, "skipped")
+
+    # ------------------------------------------------------------ lifecycle
+
+    @property
+    def in_flight(self) -> int:
+        return self._total
+
+    async def drain(self, timeout: float = 10.0) -> None:
+        """Wait for in-flight shadow work and flush counts (tests, shutdown)."""
+        if self._tasks:
+            await asyncio.wait(set(self._tasks), timeout=timeout)
+        await self._flush()
+
+    async def close(self) -> None:
+        for task in list(self._tasks):
+            task.cancel()
+        if self._tasks:
+            await asyncio.wait(set(self._tasks), timeout=2.0)
+        if self._flusher is not None:
+            self._flusher.cancel()
+            self._flusher = None
+        await self._flush()
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    def _start(self, loop: asyncio.AbstractEventLoop) -> None:
+        if self._flusher is None:
+            self._flusher = loop.create_task(self._flush_loop())
+        if self._session is None:
+            # One pool for all shadow traffic, sized to the total bound: the bound
+            # on tasks is also the bound on sockets.
+            connector = aiohttp.TCPConnector(limit=self.max_in_flight)
+            self._session = aiohttp.ClientSession(
+                connector=connector, auto_decompress=True, cookie_jar=aiohttp.DummyCookieJar()
+            )
+
+    def _count(self, route: str, outcome: str) -> None:
+        self._pending[(route, outcome)] += 1
+        if self._metrics is not None:
+            self._metrics.shadow(route, outcome)
+        # Without a running loop (a sync caller) the counts go out with the next flush.
+        with contextlib.suppress(RuntimeError):
+            self._start(asyncio.get_running_loop())
+
+    async def _flush_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self._flush_interval)
+            await self._flush()
+
+    async def _flush(self) -> None:
+        pending, self._pending = self._pending, Counter()
+        for (route, outcome), n in pending.items():
+            try:
+                await self.store.count(route, outcome, n)
+            except Exception:
+                log.warning("shadow store unavailable; %d %s counts lost", n, outcome)
+
+    # ------------------------------------------------------------ the work
+
+    async def _run(
+        self,
+        decision: MirroredDecision,
+        route: MirroredRoute,
+        request: HttpRequest,
+        primary: HttpResponse | None,
+        primary_error: str | None,
+        primary_duration: float,
+    ) -> None:
+        name = route.name
+        try:
+            shadow = route.config.shadow or DEFAULT_SHADOW
+            shadow_to = decision.shadow_to
+            assert shadow_to is not None
+            shadow_side: Side = "new" if shadow_to == route.config.to else "legacy"
+            primary_side: Side = "legacy" if shadow_side == "new" else "new"
+            if primary is not None:
+                first = Observation.of(primary_side, decision.upstream, primary, primary_duration)
+            else:
+                first = Observation.failure(
+                    primary_side, decision.upstream, primary_error or "failed", primary_duration
+                )
+            calls = [self._call(shadow_to, shadow_side, route, request, shadow.max_body)]
+            noisy = shadow.noise_percent > 0 and random.random() * 100 < shadow.noise_percent
+            if noisy:
+                calls.append(self._call(decision.legacy, "legacy", route, request, shadow.max_body))
+            try:
+                observed = await asyncio.gather(*calls)
+            except _TooLarge:
+                self._count(name, "skipped")
+                return
+            second = observed[0]
+            legacy, new = (first, second) if shadow_side == "new" else (second, first)
+            new = adapt(route.adapter, request, new)
+            comparator = self._comparator(shadow.compare)
+            if noisy:
+                await self._learn_noise(name, comparator, legacy, observed[1])
+            comparison = comparator.compare(legacy, new, await self._noise_of(name))
+            sample = None
+            if comparison.outcome != "match":
+                sample = Sample.build(
+                    name, request, legacy, new, comparison, self._redactor(shadow.redact)
+                )
+            if self._metrics is not None:
+                self._metrics.shadow(name, comparison.outcome)
+            if self._on_comparison is not None and comparison.outcome != "error":
+                self._on_comparison(name, comparison.outcome == "match")
+            await self.store.record(name, comparison, sample)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("shadow comparison for route %r failed", name)
+        finally:
+            self._total -= 1
+            self._in_flight[name] -= 1
+            if self._in_flight[name] <= 0:
+                del self._in_flight[name]
+
+    async def _learn_noise(
+        self, route: str, comparator: Comparator, legacy: Observation, again: Observation
+    ) -> None:
+        """Fields that differ between two legacy answers to one request are noise."""
+        if legacy.failed or again.failed:
+            return
+        fields = {d.field for d in comparator.compare(legacy, again).differences}
+        if fields:
+            await self.store.add_noise(route, fields)
+            _, known = self._noise.get(route, (0.0, frozenset()))
+            self._noise[route] = (time.monotonic(), known | fields)
+
+    async def _noise_of(self, route: str) -> frozenset[str]:
+        at, known = self._noise.get(route, (0.0, frozenset()))
+        if time.monotonic() - at > _NOISE_TTL:
+            try:
+                known = await self.store.noise(route)
+            except Exception:
+                log.warning("shadow store unavailable; using cached noise for %r", route)
+            self._noise[route] = (time.monotonic(), known)
+        return known
+
+    async def _call(
+        self, upstream: str, side: Side, route: MirroredRoute, request: HttpRequest, limit: int
+    ) -> Observation:
+        started = time.perf_counter()
+        config = self._upstreams().get(upstream)
+        if config is None:
+            return Observation.failure(side, upstream, "unknown upstream", 0.0)
+        if side == "new" and route.adapter is not None:
+            try:
+                request = route.adapter.request(request)
+            except Exception as exc:
+                return Observation.failure(side, upstream, f"adapter: {exc!r}", 0.0)
+        headers = [(k, v) for k, v in request.headers.items() if k.lower() not in _HOP_BY_HOP]
+        if config.host == "client" and "host" in request.headers:
+            headers.append(("Host", request.headers["host"]))
+        headers.append((MARKER, "1"))
+        timeout = aiohttp.ClientTimeout(total=config.timeout, connect=config.connect_timeout)
+        assert self._session is not None
+        try:
+            async with self._session.request(
+                request.method,
+                config.url + request.target,
+                headers=headers,
+                data=request.body or None,
+                timeout=timeout,
+                allow_redirects=False,
+            ) as response:
+                body = await response.content.read(limit + 1)
+                if len(body) > limit:
+                    raise _TooLarge
+                return Observation(
+                    side,
+                    upstream,
+                    response.status,
+                    make_headers(response.headers.items()),
+                    body,
+                    time.perf_counter() - started,
+                )
+        except TimeoutError:
+            return Observation.failure(side, upstream, "timeout", time.perf_counter() - started)
+        except aiohttp.ClientConnectorError as exc:
+            why = f"connect: {exc.os_error.strerror or exc}"
+            return Observation.failure(side, upstream, why, time.perf_counter() - started)
+        except aiohttp.ClientError as exc:
+            why = f"{type(exc).__name__}: {exc}"
+            return Observation.failure(side, upstream, why, time.perf_counter() - started)
+
+    def _comparator(self, config: CompareConfig) -> Comparator:
+        comparator = self._comparators.get(config)
+        if comparator is None:
+            comparator = self._comparators[config] = Comparator(config)
+        return comparator
+
+    def _redactor(self, paths: tuple[str, ...]) -> Redactor:
+        redactor = self._redactors.get(paths)
+        if redactor is None:
+            redactor = self._redactors[paths] = Redactor(paths)
+        return redactor
