@@ -16,6 +16,7 @@ from strangler.message import HttpRequest, HttpResponse
 
 if TYPE_CHECKING:
     from strangler.control.state import StateStore
+    from strangler.metrics import Metrics
     from strangler.routing.decision import Decision
     from strangler.routing.router import Router
 
@@ -78,6 +79,8 @@ class Runtime:
     router: Router
     listeners: list[RequestListener] = field(default_factory=list)
     shadow: ShadowSink | None = None
+    metrics: Metrics | None = None
+    """This process's metrics (set by ``strangler.serve``); the admin app renders them."""
     state: StateStore | None = None
     """The state store (set by the control plane); never used on the request path."""
     comparison_listeners: list[ComparisonListener] = field(default_factory=list)
