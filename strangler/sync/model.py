@@ -43,6 +43,13 @@ class ChangeEvent:
     ts_ms: int
     tx_id: int | None = None
     snapshot: bool = False
+    old_key: Mapping[str, Any] | None = None
+    """For a primary-key change: the key the row had before (``__debezium.oldkey``
+    header, or an update whose ``before`` key differs); the sink deletes it in the
+    same transaction as it writes the new key."""
+    unavailable: frozenset[str] = frozenset()
+    """Columns whose value Debezium did not send (unchanged TOAST); they are absent
+    from ``after`` and must be left alone in the target, never overwritten."""
 
     @property
     def row(self) -> Mapping[str, Any]:

@@ -1,0 +1,61 @@
+"""The Source protocol: where change events come from, and how a source resumes.
+
+A source yields ``Batch``es of ``ChangeEvent``s in source order. Each batch carries
+``offsets``: the resume point *after* it (Kafka ``"topic/partition" -> next offset``,
+an LSN, the SQLite change id). The sink stores those offsets in the target database
+in the same transaction as the batch's rows; only after that commit does the worker
+call ``ack`` (e.g. commit the Kafka group offset, tell Debezium the records are
+processed). On start, and on every Kafka rebalance, a source asks ``resume()`` for the
+stored offsets and seeks there — the group's or engine's own bookkeeping is a hint
+at best, never the truth.
+
+A source must never write to a target, and must never split a primary-key change
+(a delete carrying ``new_key`` followed by its create carrying ``old_key``) across
+two batches when both are already in hand.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Protocol, runtime_checkable
+
+from strangler.sync.model import ChangeEvent
+
+ResumeLookup = Callable[[], Mapping[str, int]]
+"""Returns the offsets stored in the target(s) for this source (empty: start fresh).
+
+Synchronous and cheap enough to call from a Kafka rebalance callback."""
+
+
+@dataclass(frozen=True)
+class Batch:
+    """Events in source order plus the resume point after the last of them.
+
+    ``events`` may be empty when only offsets moved (tombstones, heartbeats, ``op=m``)."""
+
+    events: Sequence[ChangeEvent]
+    offsets: Mapping[str, int] = field(default_factory=dict)
+
+
+@runtime_checkable
+class Source(Protocol):
+    """One configured source (``sync.sources[].name``). Used by one worker task."""
+
+    name: str
+
+    async def start(self, resume: ResumeLookup) -> None:
+        """Connect and seek to ``resume()``; snapshot first if it is empty and the
+        source supports snapshots. Raises ``SyncError`` if the source is unreachable."""
+        ...
+
+    async def next_batch(self, max_events: int) -> Batch | None:
+        """Up to ``max_events`` events; ``None`` when nothing arrived within a short
+        poll interval (at most about a second, so a stop request is honoured soon)."""
+        ...
+
+    async def ack(self, batch: Batch) -> None:
+        """The batch and its offsets are committed in the target; release it upstream."""
+        ...
+
+    async def close(self) -> None: ...
