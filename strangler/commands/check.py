@@ -1,0 +1,55 @@
+"""``strangler check routes.yaml``: validate a config the way ``serve`` would load it.
+
+Prints one line per problem (``file: key.path: what is wrong``) and exits 2, or
+prints a one-paragraph summary and exits 0. It builds the route table too, so
+bad patterns and ambiguous routes are caught here, not at the first reload.
+Never starts servers or touches the network.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections import Counter
+from pathlib import Path
+
+from strangler.config import MODES, Config, load_config
+from strangler.errors import ConfigError
+from strangler.routing.table import RouteTable
+
+
+def validate(path: str) -> Config:
+    """Load and compile ``path``; raises ConfigError naming the file and every problem."""
+    config = load_config(path)
+    try:
+        RouteTable.build(config, base_dir=Path(path).resolve().parent)
+    except ConfigError as exc:
+        raise ConfigError(exc.problems, path) from None
+    return config
+
+
+def summary(path: str, config: Config) -> str:
+    modes = Counter(r.mode for r in config.routes)
+    by_mode = ", ".join(f"{modes[m]} {m}" for m in MODES if modes[m])
+    lines = [
+        f"{path}: ok",
+        f"  listen {config.listen}, admin {config.admin.listen}, state {config.state.url}",
+        f"  {len(config.upstreams)} upstreams; unmatched paths go to {config.legacy!r}",
+        f"  {len(config.routes)} routes" + (f" ({by_mode})" if by_mode else ""),
+    ]
+    for r in config.routes:
+        share = f" {r.percent:g}%" if r.mode == "canary" else ""
+        lines.append(f"    {r.name}: {r.match.path} -> {r.to} [{r.mode}{share}]")
+    return "\n".join(lines)
+
+
+def run(args: argparse.Namespace) -> int:
+    path: str = args.config
+    try:
+        config = validate(path)
+    except ConfigError as exc:
+        for problem in exc.problems:
+            print(f"{path}: {problem}", file=sys.stderr)
+        return 2
+    print(summary(path, config))
+    return 0
