@@ -1,0 +1,237 @@
+"""The customer translation between the monolith's legacy model and the customers service.
+
+One place for every rule that says how a legacy ``CUSTOMER`` value reads in the
+new model and back, shared by the HTTP adapter (``adapters.customers.CustomerApi``)
+and the data adapter (``adapters.customers.CustomerRows``) so the two can never
+disagree:
+
+=======================  ==========================  ===============================
+legacy (monolith)        new (customers service)     rule
+=======================  ==========================  ===============================
+``CUST_ID`` int          ``id`` int                  same value (ids are kept)
+``CUST_NM``              ``name``                    same
+``EMAIL_ADDR``           ``email``                   same
+``STATUS_CD`` A / I      ``status`` active/inactive  code table
+``CREATED_YYYYMMDD``     ``created_at`` ISO date     ``20190304`` <-> ``2019-03-04``
+``PHONE_NO`` ``''``      ``phone`` null              blank means "none"
+``ADDR_LINE1/CITY/ZIP``  ``addresses`` row (primary) all blank means "no address"
+``CREDIT_LIMIT_CENTS``   ``credit_limit`` decimal    ``"250050"`` <-> ``"2500.50"``
+=======================  ==========================  ===============================
+
+Pure functions only: no I/O, no clock (callers pass ``today``), nothing global
+that changes. Values that cannot be translated raise ``ValueError`` here; the
+HTTP side passes them through for the service to reject, the data side turns the
+error into a dead-lettered change event.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from collections.abc import Mapping
+from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
+from typing import Any
+
+STATUS_TO_NEW = {"A": "active", "I": "inactive"}
+STATUS_TO_LEGACY = {new: old for old, new in STATUS_TO_NEW.items()}
+
+LEGACY_TO_NEW_FIELD = {
+    "CUST_ID": "id",
+    "CUST_NM": "name",
+    "EMAIL_ADDR": "email",
+    "STATUS_CD": "status",
+    "CREATED_YYYYMMDD": "created_at",
+    "PHONE_NO": "phone",
+    "ADDR_LINE1": "address.line1",
+    "ADDR_CITY": "address.city",
+    "ADDR_ZIP": "address.zip",
+    "CREDIT_LIMIT_CENTS": "credit_limit",
+}
+"""Legacy field -> the service field it becomes (service validation errors name these)."""
+NEW_TO_LEGACY_FIELD = {new: old for old, new in LEGACY_TO_NEW_FIELD.items()}
+NEW_TO_LEGACY_PARAM = {"offset": "page", "limit": "size", "status": "status"}
+"""Service query parameter -> the legacy one it came from (for error messages)."""
+
+LEGACY_ADDRESS = ("ADDR_LINE1", "ADDR_CITY", "ADDR_ZIP")
+PRIMARY = "primary"
+"""``addresses.kind`` of the one address the legacy model has room for."""
+
+_YYYYMMDD = re.compile(r"^\d{8}$")
+_CENTS = re.compile(r"^\d{1,12}$")
+
+
+# ------------------------------------------------------------------ scalar rules
+
+
+def status_to_new(code: str) -> str:
+    try:
+        return STATUS_TO_NEW[code]
+    except KeyError:
+        raise ValueError(f"STATUS_CD {code!r} is not A or I") from None
+
+
+def status_to_legacy(status: str) -> str:
+    try:
+        return STATUS_TO_LEGACY[status]
+    except KeyError:
+        raise ValueError(f"status {status!r} is not active or inactive") from None
+
+
+def yyyymmdd_to_date(value: str) -> dt.date:
+    if not isinstance(value, str) or not _YYYYMMDD.match(value):
+        raise ValueError(f"{value!r} is not a YYYYMMDD date")
+    return dt.date(int(value[:4]), int(value[4:6]), int(value[6:]))
+
+
+def date_to_yyyymmdd(value: dt.date) -> str:
+    return value.strftime("%Y%m%d")
+
+
+def cents_to_decimal(cents: str) -> Decimal:
+    """``"250050"`` -> ``Decimal("2500.50")`` (the legacy column is a string of cents)."""
+    if not isinstance(cents, str) or not _CENTS.match(cents):
+        raise ValueError(f"{cents!r} is not a string of cents")
+    return (Decimal(cents) / 100).quantize(Decimal("0.01"))
+
+
+def decimal_to_cents(amount: Decimal | str, *, whole_units: bool = False) -> str:
+    """``Decimal("2500.50")`` -> ``"250050"``.
+
+    ``whole_units=True`` is the first adapter draft's mistake, kept so the demo can
+    show shadow comparison catching it: it read ``credit_limit`` as whole currency
+    units (as the v2 API draft documented) and rounded the cents away.
+    """
+    try:
+        value = Decimal(amount)
+    except (InvalidOperation, TypeError):
+        raise ValueError(f"{amount!r} is not a decimal amount") from None
+    if whole_units:
+        value = value.quantize(Decimal(1), rounding=ROUND_HALF_UP)
+    return str(int((value * 100).quantize(Decimal(1), rounding=ROUND_HALF_UP)))
+
+
+def blank_to_none(value: str | None) -> str | None:
+    return value if value else None
+
+
+def none_to_blank(value: str | None) -> str:
+    return value or ""
+
+
+def iso_to_date(value: str) -> dt.date:
+    return dt.date.fromisoformat(value)
+
+
+# ------------------------------------------------------------------ whole records
+
+
+def lower_keys(row: Mapping[str, Any]) -> dict[str, Any]:
+    """Column names as PostgreSQL folds them (``CUST_ID`` -> ``cust_id``)."""
+    return {key.lower(): value for key, value in row.items()}
+
+
+def legacy_row_to_customer(row: Mapping[str, Any]) -> dict[str, Any]:
+    """A legacy ``CUSTOMER`` row (any key case) -> the ``customers`` table's values.
+
+    Raises ValueError naming the column that cannot be translated.
+    """
+    r = lower_keys(row)
+    return {
+        "name": r["cust_nm"],
+        "email": r["email_addr"],
+        "status": status_to_new(r["status_cd"]),
+        "created_at": yyyymmdd_to_date(r["created_yyyymmdd"]),
+        "phone": blank_to_none(r.get("phone_no")),
+        "credit_limit": cents_to_decimal(r.get("credit_limit_cents") or "0"),
+    }
+
+
+def legacy_row_to_address(row: Mapping[str, Any]) -> dict[str, Any] | None:
+    """The legacy address columns -> an ``addresses`` row's values, or None if all blank."""
+    r = lower_keys(row)
+    values = {
+        "line1": r.get("addr_line1") or "",
+        "city": r.get("addr_city") or "",
+        "zip": r.get("addr_zip") or "",
+    }
+    return values if any(values.values()) else None
+
+
+def service_json_to_legacy(
+    customer: Mapping[str, Any], *, whole_units: bool = False
+) -> dict[str, Any]:
+    """The service's customer JSON -> the monolith's customer JSON, field for field."""
+    address = next(
+        (a for a in customer.get("addresses") or () if a.get("kind") == PRIMARY),
+        None,
+    )
+    return {
+        "CUST_ID": customer["id"],
+        "CUST_NM": customer["name"],
+        "EMAIL_ADDR": customer["email"],
+        "STATUS_CD": status_to_legacy(customer["status"]),
+        "CREATED_YYYYMMDD": date_to_yyyymmdd(iso_to_date(customer["created_at"])),
+        "PHONE_NO": none_to_blank(customer.get("phone")),
+        "ADDR_LINE1": address["line1"] if address else "",
+        "ADDR_CITY": address["city"] if address else "",
+        "ADDR_ZIP": address["zip"] if address else "",
+        "CREDIT_LIMIT_CENTS": decimal_to_cents(customer["credit_limit"], whole_units=whole_units),
+    }
+
+
+def legacy_json_to_service(body: Mapping[str, Any]) -> dict[str, Any]:
+    """A legacy POST/PUT body -> the service's body; only the fields present.
+
+    Values that do not translate are passed through unchanged so the service
+    rejects them and the client gets the same 400 the monolith would give.
+    Unknown fields are dropped (the monolith ignores them too).
+    """
+    out: dict[str, Any] = {}
+    if "CUST_NM" in body:
+        out["name"] = body["CUST_NM"]
+    if "EMAIL_ADDR" in body:
+        out["email"] = body["EMAIL_ADDR"]
+    if "STATUS_CD" in body:
+        out["status"] = STATUS_TO_NEW.get(body["STATUS_CD"], body["STATUS_CD"])
+    if "PHONE_NO" in body:
+        phone = body["PHONE_NO"]
+        out["phone"] = blank_to_none(phone) if isinstance(phone, str) or phone is None else phone
+    # Only the parts sent: a PUT of ADDR_CITY alone must leave line1 and zip as they are.
+    address = {
+        part: body[name]
+        for name, part in zip(LEGACY_ADDRESS, ("line1", "city", "zip"), strict=True)
+        if name in body
+    }
+    if address:
+        out["address"] = address
+    if "CREDIT_LIMIT_CENTS" in body:
+        raw = body["CREDIT_LIMIT_CENTS"]
+        try:
+            out["credit_limit"] = str(cents_to_decimal(raw))
+        except ValueError:
+            out["credit_limit"] = raw
+    return out
+
+
+def legacy_query_to_service(query: Mapping[str, str]) -> dict[str, str]:
+    """``?page=2&size=20&status=A`` -> ``?offset=20&limit=20&status=active``.
+
+    Unparseable values pass through (as the offset/limit) so the service rejects them.
+    """
+    out: dict[str, str] = {}
+    page, size = query.get("page", "1"), query.get("size", "50")
+    if not page.isdigit():
+        out["offset"] = page
+    elif int(page) < 1:
+        out["offset"] = "-1"
+    else:
+        out["offset"] = str((int(page) - 1) * int(size)) if size.isdigit() else "0"
+    out["limit"] = size
+    if "status" in query:
+        out["status"] = STATUS_TO_NEW.get(query["status"], query["status"])
+    return out
+
+
+def legacy_timestamp(now: dt.datetime) -> str:
+    """The monolith's ``AS_OF_TS`` format: ``YYYYMMDDHHMMSS`` local-free UTC."""
+    return now.strftime("%Y%m%d%H%M%S")
