@@ -203,7 +203,10 @@ class ControlPlane:
         change = await self._write(route, None)
         # A cleared rollback must be able to trigger again on fresh evidence only.
         await self.rollback.forget(route)
-        await self.audit.record(AuditEntry.of("override.clear", route, who, change.previous, None))
+        if change.previous is not None:
+            await self.audit.record(
+                AuditEntry.of("override.clear", route, who, change.previous, None)
+            )
         return change
 
     async def roll_back(self, route: str, reason: str) -> OverrideChange:

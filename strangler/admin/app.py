@@ -1,0 +1,326 @@
+"""The admin listener: routes and overrides API, audit, /metrics, /healthz.
+
+:func:`build_admin_app` returns the aiohttp application ``strangler serve`` (and
+the demo) bind to ``admin.listen``. Other parts add their pages through
+``extensions`` — callables that receive the app and register routes on it
+(the shadow API, the dashboard) — and the CDC status through ``sync_status``.
+They find the runtime and control plane under :data:`RUNTIME` and
+:data:`CONTROL`, and protect their own writes with :func:`require_writer`.
+
+Writes need ``Authorization: Bearer <admin.token>`` (compared in constant
+time); with no token configured they are refused (403), never open. Every
+error is JSON ``{"error": ..., "field": ...}`` with a status a script can act
+on: 400 bad body (naming the field), 401/403 token, 404 unknown route, 409
+canary refused while shadow mismatches are too high, 503 state store down.
+Nothing here is on the request path of the proxy.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import hmac
+import json
+import math
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from typing import Any
+
+from aiohttp import web
+
+from strangler.control.plane import (
+    ControlPlane,
+    InvalidOverride,
+    UnknownRoute,
+    validate_override,
+)
+from strangler.errors import StateStoreError
+from strangler.metrics import Metrics
+from strangler.override import Override
+from strangler.routing.table import Route
+from strangler.runtime import Runtime
+
+from .traffic import Traffic, TrafficWindow
+
+AdminExtension = Callable[[web.Application], None]
+"""Registers more routes on the admin app (e.g. ``strangler.shadow.api``)."""
+
+SyncStatus = Callable[[], Awaitable[Mapping[str, Any]]]
+"""Returns the CDC status document served at ``GET /api/sync``."""
+
+RUNTIME = web.AppKey("strangler.runtime", Runtime)
+CONTROL = web.AppKey("strangler.control", ControlPlane)
+TRAFFIC = web.AppKey("strangler.traffic", TrafficWindow)
+
+_BODY_KEYS = frozenset({"mode", "percent", "force"})
+
+
+def build_admin_app(
+    runtime: Runtime,
+    control: ControlPlane,
+    *,
+    metrics: Metrics | None = None,
+    extensions: Sequence[AdminExtension] = (),
+    sync_status: SyncStatus | None = None,
+) -> web.Application:
+    """The admin application. ``metrics`` feeds ``/metrics`` and the traffic figures."""
+    app = web.Application()
+    app[RUNTIME] = runtime
+    app[CONTROL] = control
+    handlers = _Handlers(runtime, control, metrics, sync_status)
+    if metrics is not None:
+        app[TRAFFIC] = handlers.traffic = TrafficWindow(metrics.snapshot)
+        app.cleanup_ctx.append(handlers.sampling)
+    app.router.add_get("/healthz", handlers.healthz)
+    app.router.add_get("/metrics", handlers.metrics)
+    app.router.add_get("/api/routes", handlers.routes)
+    app.router.add_put("/api/routes/{name}/override", handlers.put_override)
+    app.router.add_delete("/api/routes/{name}/override", handlers.delete_override)
+    app.router.add_get("/api/audit", handlers.audit)
+    if sync_status is not None:
+        app.router.add_get("/api/sync", handlers.sync)
+    for extend in extensions:
+        extend(app)
+    return app
+
+
+# ------------------------------------------------------------------ helpers
+
+
+def error(status: int, message: str, field: str | None = None) -> web.HTTPException:
+    """A JSON error response to raise from a handler."""
+    body: dict[str, Any] = {"error": message}
+    if field is not None:
+        body["field"] = field
+    cls = web.HTTPException
+    for candidate in (
+        web.HTTPBadRequest,
+        web.HTTPUnauthorized,
+        web.HTTPForbidden,
+        web.HTTPNotFound,
+        web.HTTPConflict,
+        web.HTTPServiceUnavailable,
+    ):
+        if candidate.status_code == status:
+            cls = candidate
+    headers = {"WWW-Authenticate": 'Bearer realm="strangler"'} if status == 401 else None
+    return cls(text=json.dumps(body), content_type="application/json", headers=headers)
+
+
+def fingerprint(token: str) -> str:
+    """Who made a change, for the audit log, without writing the token down."""
+    return "token:" + hashlib.sha256(token.encode()).hexdigest()[:12]
+
+
+def require_writer(request: web.Request) -> str:
+    """Check the bearer token of a write; returns who (for the audit) or raises 401/403."""
+    runtime = request.app[RUNTIME]
+    secret = runtime.router.config.admin.token
+    if secret is None or not secret.get_secret_value():
+        raise error(
+            403,
+            "writes are disabled: no admin token is configured (set admin.token in "
+            "routes.yaml, e.g. token: ${STRANGLER_ADMIN_TOKEN})",
+        )
+    scheme, _, given = request.headers.get("Authorization", "").partition(" ")
+    if scheme.lower() != "bearer" or not given.strip():
+        raise error(401, "missing bearer token: send Authorization: Bearer <admin token>")
+    expected = secret.get_secret_value()
+    if not hmac.compare_digest(given.strip().encode(), expected.encode()):
+        raise error(401, "wrong admin token")
+    return fingerprint(expected)
+
+
+def _mismatch_rate(runtime: Runtime, route: str) -> float | None:
+    if runtime.shadow_match_rate is None:
+        return None
+    try:
+        rate = runtime.shadow_match_rate(route)
+    except Exception:  # a broken hook must not block the operator; show no rate
+        return None
+    return None if rate is None else 1.0 - rate
+
+
+def route_view(runtime: Runtime, route: Route, traffic: Traffic | None = None) -> dict[str, Any]:
+    """One route as ``GET /api/routes`` shows it (the dashboard uses the same shape)."""
+    match_rate = None
+    if runtime.shadow_match_rate is not None:
+        with contextlib.suppress(Exception):
+            match_rate = runtime.shadow_match_rate(route.name)
+    override = route.override.to_dict() if route.override is not None else None
+    return {
+        "name": route.name,
+        "mode": route.mode,
+        "percent": route.percent,
+        "source": route.source,
+        "reason": route.override.reason if route.override is not None else None,
+        "to": route.to,
+        "config": route.config.model_dump(mode="json", exclude_none=True),
+        "override": override,
+        "traffic": traffic.to_dict() if traffic is not None else None,
+        "shadow_match_rate": match_rate,
+    }
+
+
+class _Handlers:
+    def __init__(
+        self,
+        runtime: Runtime,
+        control: ControlPlane,
+        metrics: Metrics | None,
+        sync_status: SyncStatus | None,
+    ) -> None:
+        self.runtime = runtime
+        self.control = control
+        self.metrics_source = metrics
+        self.sync_status = sync_status
+        self.traffic: TrafficWindow | None = None
+
+    async def sampling(self, app: web.Application) -> Any:
+        """Snapshot the counters every few seconds so "last minute" has a baseline."""
+
+        async def loop() -> None:
+            while True:
+                await asyncio.sleep(5.0)
+                if self.traffic is not None and self.traffic.due():
+                    self.traffic.sample()
+
+        task = asyncio.create_task(loop())
+        yield
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+    async def healthz(self, request: web.Request) -> web.Response:
+        return web.json_response({"status": "ok"})
+
+    async def metrics(self, request: web.Request) -> web.Response:
+        if self.metrics_source is None:
+            raise error(404, "metrics are not collected in this process")
+        body, content_type = self.metrics_source.render()
+        return web.Response(body=body, headers={"Content-Type": content_type})
+
+    def _view(self, route: Route, recent: Mapping[str, Traffic]) -> dict[str, Any]:
+        return route_view(self.runtime, route, recent.get(route.name))
+
+    async def routes(self, request: web.Request) -> web.Response:
+        router = self.runtime.router
+        table = router.table
+        recent = self.traffic.recent() if self.traffic is not None else {}
+        control = self.control
+        return web.json_response(
+            {
+                "routes": [self._view(route, recent) for route in table.routes],
+                "config_version": router.config_version,
+                "last_reload_error": router.last_reload_error,
+                "state": {
+                    "url": control.store.url,
+                    "shared": control.store.shared,
+                    "connected": control.connected,
+                    "error": control.last_error,
+                },
+            }
+        )
+
+    def _route(self, request: web.Request) -> Route:
+        name = request.match_info["name"]
+        route = self.runtime.router.table.route(name)
+        if route is None:
+            raise error(404, f"no route named {name!r} in routes.yaml")
+        return route
+
+    async def _body(self, request: web.Request) -> dict[str, Any]:
+        text = await request.text()
+        try:
+            body = json.loads(text, parse_constant=_reject_constant) if text.strip() else None
+        except ValueError as exc:
+            raise error(400, f"body is not JSON: {exc}", "body") from None
+        if not isinstance(body, dict):
+            raise error(400, 'body must be a JSON object like {"mode": "canary", "percent": 10}')
+        for key in body:
+            if key not in _BODY_KEYS:
+                raise error(400, f"unknown field {key!r} (allowed: mode, percent, force)", key)
+        if "mode" not in body:
+            raise error(400, "mode is required (legacy, shadow, canary or new)", "mode")
+        if not isinstance(body.get("force", False), bool):
+            raise error(400, "force must be true or false", "force")
+        return body
+
+    async def put_override(self, request: web.Request) -> web.Response:
+        who = require_writer(request)
+        route = self._route(request)
+        body = await self._body(request)
+        mode, percent, force = body["mode"], body.get("percent"), body.get("force", False)
+        try:
+            # Validate before the canary guard so a bad body is a 400 naming its field.
+            validate_override(mode, percent)
+        except InvalidOverride as exc:
+            raise error(400, str(exc), exc.field) from None
+        if mode == "canary" and not force:
+            self._guard_canary(route)
+        try:
+            change = await self.control.set_override(route.name, mode, percent, who=who)
+        except StateStoreError as exc:
+            raise _store_down(exc) from None
+        except UnknownRoute as exc:  # routes.yaml was reloaded in between
+            raise error(404, str(exc)) from None
+        return self._changed(route.name, change.previous)
+
+    def _guard_canary(self, route: Route) -> None:
+        rollback = route.config.rollback
+        limit = rollback.mismatch_rate if rollback is not None else None
+        rate = _mismatch_rate(self.runtime, route.name)
+        if limit is None or rate is None or not math.isfinite(rate) or rate <= limit:
+            return
+        raise error(
+            409,
+            f"refusing canary for {route.name!r}: shadow mismatch rate {rate:.1%} is above "
+            f"rollback.mismatch_rate {limit:.1%}; fix the mismatches or send "
+            '"force": true (strangler flip --force)',
+            "mode",
+        )
+
+    async def delete_override(self, request: web.Request) -> web.Response:
+        who = require_writer(request)
+        route = self._route(request)
+        try:
+            change = await self.control.clear_override(route.name, who=who)
+        except StateStoreError as exc:
+            raise _store_down(exc) from None
+        except UnknownRoute as exc:
+            raise error(404, str(exc)) from None
+        return self._changed(route.name, change.previous)
+
+    def _changed(self, name: str, previous: Override | None) -> web.Response:
+        route = self.runtime.router.table.route(name)
+        view: dict[str, Any] = (
+            route_view(self.runtime, route) if route is not None else {"name": name}
+        )
+        view["previous"] = previous.to_dict() if previous is not None else None
+        return web.json_response(view)
+
+    async def audit(self, request: web.Request) -> web.Response:
+        raw = request.query.get("limit", "")
+        if raw and not raw.isdigit():
+            raise error(400, f"limit must be a whole number, not {raw!r}", "limit")
+        try:
+            entries = await self.control.audit.latest(int(raw) if raw else None)
+        except StateStoreError as exc:
+            raise _store_down(exc) from None
+        return web.json_response({"entries": entries})
+
+    async def sync(self, request: web.Request) -> web.Response:
+        assert self.sync_status is not None  # the route is only added with a provider
+        return web.json_response(dict(await self.sync_status()))
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a number")
+
+
+def _store_down(exc: StateStoreError) -> web.HTTPException:
+    return error(
+        503,
+        f"override not changed: {exc}. Routing continues with the last-known table; "
+        "retry when the state store is back",
+    )
