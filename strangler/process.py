@@ -1,0 +1,218 @@
+"""The process runtime of ``strangler serve``: signals, workers, graceful shutdown.
+
+With one worker (always, for ``memory://`` state, which cannot be shared) the
+proxy and the admin listener run in this process. With ``--workers N`` the
+parent binds the public socket once and forks N proxy workers that all accept
+on it, plus one admin process (the admin listener binds in one place only);
+the parent then only supervises: it forwards SIGHUP (reload) to every child,
+restarts a child that dies after it had started well, and on SIGTERM/SIGINT
+asks every child to stop — each stops accepting, lets in-flight requests
+finish within the grace period and exits — then exits 0.
+
+Workers share metrics through a spool folder the parent creates and removes.
+The parent never runs an event loop or threads, so forking from it stays safe.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import shutil
+import signal
+import socket
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from strangler.config import Config, split_listen
+from strangler.errors import ConfigError, Problem
+from strangler.serve import SHUTDOWN_GRACE, bind_listener, start_proxy
+
+log = logging.getLogger("strangler.serve")
+
+STARTUP_WINDOW = 5.0
+"""A child that exits sooner than this after starting failed to start: give up."""
+_STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
+_WATCHED = {signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGCHLD}
+
+
+def worker_count(config: Config, requested: int) -> int:
+    """``--workers`` resolved: default cores with Redis state, 1 with memory state."""
+    shared = config.state.url != "memory://"
+    count = requested or ((os.cpu_count() or 1) if shared else 1)
+    if count > 1 and not shared:
+        raise ConfigError(
+            [
+                Problem(
+                    "state",
+                    f"'memory://' cannot be shared by {count} worker processes: "
+                    "use state: redis://HOST:6379/0, or --workers 1",
+                )
+            ]
+        )
+    return count
+
+
+def serve(config_path: str, config: Config, workers: int, grace: float = SHUTDOWN_GRACE) -> int:
+    """Run until SIGTERM/SIGINT; returns the exit code."""
+    count = worker_count(config, workers)
+    if count == 1:
+        return asyncio.run(_single(config_path, config, grace))
+    return _Supervisor(config_path, config, count, grace).run()
+
+
+# ---------------------------------------------------------------- one process
+
+
+async def _single(config_path: str, config: Config, grace: float) -> int:
+    running = await start_proxy(config, config_path=config_path)
+    log.info("proxy on %s, admin on %s", running.proxy_url, running.admin_url)
+    await _until_stopped(running.watcher.trigger if running.watcher else None)
+    log.info("stopping: letting in-flight requests finish (up to %gs)", grace)
+    await running.close(grace)
+    return 0
+
+
+async def _until_stopped(on_hup: Callable[[], None] | None) -> None:
+    """Wait for SIGTERM/SIGINT; SIGHUP calls ``on_hup`` (reload) meanwhile."""
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    for sig in _STOP_SIGNALS:
+        loop.add_signal_handler(sig, stop.set)
+    if on_hup is not None:
+        loop.add_signal_handler(signal.SIGHUP, on_hup)
+    try:
+        await stop.wait()
+    finally:
+        for sig in (*_STOP_SIGNALS, signal.SIGHUP):
+            loop.remove_signal_handler(sig)
+
+
+# ---------------------------------------------------------------- workers
+
+
+@dataclass
+class _Child:
+    role: str  # "worker" or "admin"
+    pid: int
+    started: float
+
+
+class _Supervisor:
+    def __init__(self, config_path: str, config: Config, count: int, grace: float) -> None:
+        self.config_path = config_path
+        self.config = config
+        self.count = count
+        self.grace = grace
+        self.children: dict[int, _Child] = {}
+        self.spool = Path(tempfile.mkdtemp(prefix="strangler-metrics-"))
+
+    def run(self) -> int:
+        # Block the signals we handle, so they queue for sigtimedwait() instead of
+        # interrupting; children unblock them right after fork.
+        signal.pthread_sigmask(signal.SIG_BLOCK, _WATCHED)
+        sock = bind_listener(*split_listen(self.config.listen))
+        try:
+            log.info("proxy on %s with %d workers", self.config.listen, self.count)
+            for _ in range(self.count):
+                self._spawn("worker", sock)
+            self._spawn("admin", sock)
+            return self._supervise(sock)
+        finally:
+            sock.close()
+            shutil.rmtree(self.spool, ignore_errors=True)
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, _WATCHED)
+
+    def _spawn(self, role: str, sock: socket.socket) -> None:
+        pid = os.fork()
+        if pid == 0:  # the child: never returns into the supervisor's code
+            code = 1
+            try:
+                signal.pthread_sigmask(signal.SIG_SETMASK, set())
+                code = asyncio.run(self._child_main(role, sock))
+            except BaseException:
+                log.exception("%s process %d failed", role, os.getpid())
+            finally:
+                sys.stdout.flush()
+                sys.stderr.flush()
+                os._exit(code)
+        self.children[pid] = _Child(role, pid, time.monotonic())
+
+    async def _child_main(self, role: str, sock: socket.socket) -> int:
+        if role == "admin":
+            sock.close()  # the admin process never accepts proxy traffic
+            running = await start_proxy(
+                self.config, config_path=self.config_path, proxy=False, spool_dir=self.spool
+            )
+            log.info("admin on %s (pid %d)", running.admin_url, os.getpid())
+        else:
+            running = await start_proxy(
+                self.config,
+                config_path=self.config_path,
+                proxy_sock=sock,
+                admin=False,
+                spool_dir=self.spool,
+                count_reloads=False,
+            )
+        await _until_stopped(running.watcher.trigger if running.watcher else None)
+        await running.close(self.grace)
+        return 0
+
+    def _supervise(self, sock: socket.socket) -> int:
+        stopping = False
+        deadline = 0.0
+        code = 0
+        while self.children:
+            info = signal.sigtimedwait(_WATCHED, 0.5)
+            signum = info.si_signo if info is not None else None
+            if signum in _STOP_SIGNALS and not stopping:
+                stopping, deadline = True, time.monotonic() + self.grace + 5.0
+                log.info("stopping %d processes (grace %gs)", len(self.children), self.grace)
+                self._signal_all(signal.SIGTERM)
+            elif signum == signal.SIGHUP:
+                self._signal_all(signal.SIGHUP)
+            for child, status in self._reap():
+                exit_code = os.waitstatus_to_exitcode(status)
+                if stopping:
+                    continue
+                if time.monotonic() - child.started < STARTUP_WINDOW:
+                    log.error(
+                        "%s process exited %d while starting; stopping", child.role, exit_code
+                    )
+                    stopping, deadline, code = True, time.monotonic() + self.grace + 5.0, 1
+                    self._signal_all(signal.SIGTERM)
+                else:
+                    log.warning(
+                        "%s process %d exited %d; restarting", child.role, child.pid, exit_code
+                    )
+                    self._spawn(child.role, sock)
+            if stopping and time.monotonic() > deadline:
+                log.error("processes still running after the grace period; killing them")
+                self._signal_all(signal.SIGKILL)
+                deadline = float("inf")
+        return code
+
+    def _reap(self) -> list[tuple[_Child, int]]:
+        done = []
+        while self.children:
+            try:
+                pid, status = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                self.children.clear()
+                break
+            if pid == 0:
+                break
+            child = self.children.pop(pid, None)
+            if child is not None:
+                done.append((child, status))
+        return done
+
+    def _signal_all(self, signum: int) -> None:
+        for pid in list(self.children):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signum)

@@ -1,0 +1,218 @@
+"""One proxy process, assembled: :func:`start_proxy` and the :class:`RunningProxy` it returns.
+
+``start_proxy(config)`` builds the :class:`~strangler.runtime.Runtime` (router,
+metrics listener), wires the control plane (overrides from the state store,
+automatic rollback) and shadowing, then starts whichever listeners this
+process serves: the data plane on a given or freshly bound socket, and the
+admin app on ``admin.listen`` (or a given port). With a ``config_path`` it also
+watches routes.yaml for hot reloads. ``RunningProxy.close()`` undoes all of it,
+letting in-flight requests finish within a grace period.
+
+It runs inside an existing event loop, so tests and ``strangler demo`` use it
+in-process; :mod:`strangler.process` runs it in worker processes. It never
+installs signal handlers or forks — that is the process runtime's job.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import socket
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from aiohttp import web
+
+from strangler.admin.app import build_admin_app
+from strangler.config import Config, split_listen
+from strangler.control.plane import ControlPlane
+from strangler.control.state import open_store
+from strangler.metrics import Metrics
+from strangler.proxy.server import ProxyServer
+from strangler.reload import ConfigWatcher
+from strangler.routing.router import Router
+from strangler.runtime import Runtime
+from strangler.shadow import install as install_shadow
+from strangler.shadow.api import shadow_routes
+from strangler.shadow.store import ShadowStore
+from strangler.shadow.store import open_store as open_shadow_store
+
+log = logging.getLogger(__name__)
+
+SHUTDOWN_GRACE = 10.0
+"""Seconds in-flight requests get to finish after a stop is asked for."""
+METRICS_FLUSH_EVERY = 1.0
+"""Seconds between a worker's metric spool writes (the lag of summed /metrics)."""
+
+Closer = Callable[[float], Awaitable[None]]
+
+
+def bind_listener(host: str, port: int, backlog: int = 1024) -> socket.socket:
+    """A listening TCP socket on host:port (port 0: a free one), ready for any process."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, port))
+        sock.listen(backlog)
+        sock.setblocking(False)
+    except OSError:
+        sock.close()
+        raise
+    return sock
+
+
+@dataclass
+class RunningProxy:
+    """A started proxy process part. ``close()`` stops it; safe to call twice."""
+
+    config: Config
+    runtime: Runtime
+    metrics: Metrics
+    control: ControlPlane
+    proxy_address: tuple[str, int] | None = None
+    admin_address: tuple[str, int] | None = None
+    watcher: ConfigWatcher | None = None
+    _closers: list[Closer] = field(default_factory=list, repr=False)
+
+    @property
+    def router(self) -> Router:
+        return self.runtime.router
+
+    @property
+    def proxy_url(self) -> str:
+        assert self.proxy_address is not None, "this process does not serve the proxy"
+        return f"http://{_url_host(self.proxy_address[0])}:{self.proxy_address[1]}"
+
+    @property
+    def admin_url(self) -> str:
+        assert self.admin_address is not None, "this process does not serve the admin app"
+        return f"http://{_url_host(self.admin_address[0])}:{self.admin_address[1]}"
+
+    async def close(self, grace: float = SHUTDOWN_GRACE) -> None:
+        """Stop accepting, let in-flight requests finish (up to ``grace`` s), release all."""
+        closers, self._closers = self._closers, []
+        for closer in reversed(closers):
+            try:
+                await closer(grace)
+            except Exception:  # keep closing the rest; a leak is worse than a log line
+                log.exception("error while stopping %r", closer)
+
+
+def _url_host(host: str) -> str:
+    return f"[{host}]" if ":" in host else host
+
+
+async def start_proxy(
+    config: Config,
+    *,
+    config_path: str | os.PathLike[str] | None = None,
+    proxy: bool = True,
+    proxy_sock: socket.socket | None = None,
+    admin: bool = True,
+    admin_port: int | None = None,
+    spool_dir: Path | None = None,
+    count_reloads: bool = True,
+) -> RunningProxy:
+    """Start this process's part of the proxy.
+
+    ``proxy``/``admin`` choose the listeners; ``proxy_sock`` is a listening
+    socket to serve on (else ``config.listen`` is bound); ``admin_port``
+    overrides the port of ``admin.listen`` (0: a free one). ``config_path``
+    enables hot reload. ``spool_dir`` shares metrics with sibling workers;
+    ``count_reloads`` is off in workers so one reload is counted once."""
+    base_dir = Path(config_path).resolve().parent if config_path is not None else None
+    router = Router(config, base_dir=base_dir)
+    metrics = Metrics(spool_dir)
+    metrics.observe_table(router.table)
+    router.on_swap.append(metrics.observe_table)
+    runtime = Runtime(router, listeners=[metrics.listener], metrics=metrics)
+    control = ControlPlane(
+        runtime,
+        open_store(config.state),
+        metrics=metrics,
+        audit_entries=config.admin.audit_entries,
+    )
+    running = RunningProxy(config, runtime, metrics, control)
+    try:
+        await control.start()
+        running._closers.append(lambda grace: control.stop())
+
+        shadow_store = open_shadow_store(config.state.url, config.state.namespace)
+        mirror, rates = install_shadow(runtime, shadow_store, metrics=metrics)
+        rates_task = asyncio.create_task(rates.run(), name="strangler-shadow-rates")
+
+        async def stop_shadow(grace: float) -> None:
+            await _cancel(rates_task)
+            await mirror.close()
+
+        running._closers.append(stop_shadow)
+
+        if spool_dir is not None:
+            flusher = asyncio.create_task(_flush_metrics(metrics), name="strangler-metrics")
+
+            async def stop_flusher(grace: float) -> None:
+                await _cancel(flusher)
+                metrics.flush()
+
+            running._closers.append(stop_flusher)
+
+        if config_path is not None:
+            watcher = ConfigWatcher(config_path, router, metrics if count_reloads else None)
+            watcher.start()
+            running.watcher = watcher
+            running._closers.append(lambda grace: watcher.stop())
+
+        if admin:
+            host, port = split_listen(config.admin.listen)
+            app = build_admin_app(
+                runtime,
+                control,
+                metrics=metrics,
+                extensions=[_shadow_extension(runtime, shadow_store)],
+            )
+            runner = web.AppRunner(app, handle_signals=False, access_log=None)
+            await runner.setup()
+            admin_sock = bind_listener(host, port if admin_port is None else admin_port)
+            await web.SockSite(runner, admin_sock).start()
+            running.admin_address = admin_sock.getsockname()[:2]
+            running._closers.append(lambda grace: runner.cleanup())
+
+        if proxy:
+            if proxy_sock is None:
+                proxy_sock = bind_listener(*split_listen(config.listen))
+            server = ProxyServer(runtime, config)
+            await server.start(proxy_sock)
+            running.proxy_address = proxy_sock.getsockname()[:2]
+            running._closers.append(server.close)
+    except BaseException:
+        await running.close(0)
+        raise
+    return running
+
+
+def _shadow_extension(runtime: Runtime, store: ShadowStore) -> Callable[[web.Application], None]:
+    def known(name: str) -> bool:
+        return runtime.router.table.route(name) is not None
+
+    def add(app: web.Application) -> None:
+        app.router.add_routes(shadow_routes(store, known))
+
+    return add
+
+
+async def _flush_metrics(metrics: Metrics) -> None:
+    while True:
+        await asyncio.sleep(METRICS_FLUSH_EVERY)
+        # In the loop thread on purpose: the counters are mutated here without a lock,
+        # and a spool file is a few KB written to the page cache.
+        metrics.flush()
+
+
+async def _cancel(task: asyncio.Task[None]) -> None:
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
