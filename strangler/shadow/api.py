@@ -83,6 +83,21 @@ def shadow_routes(
     return [web.get("/api/routes/{name}/shadow", get_shadow)]
 
 
+def admin_extension(store: ShadowStore) -> Callable[[web.Application], None]:
+    """For ``build_admin_app(extensions=[...])``: the shadow API on the admin app,
+    404 for names the current route table does not have."""
+
+    def extend(app: web.Application) -> None:
+        from strangler.admin.app import RUNTIME  # the admin app owns its keys
+
+        def known(name: str) -> bool:
+            return app[RUNTIME].router.table.route(name) is not None
+
+        app.router.add_routes(shadow_routes(store, known))
+
+    return extend
+
+
 class MatchRates:
     """``runtime.shadow_match_rate``: a route's recent match rate, 0..1, or None.
 
