@@ -36,8 +36,7 @@ from strangler.reload import ConfigWatcher
 from strangler.routing.router import Router
 from strangler.runtime import Runtime
 from strangler.shadow import install as install_shadow
-from strangler.shadow.api import shadow_routes
-from strangler.shadow.store import ShadowStore
+from strangler.shadow.api import admin_extension as shadow_admin
 from strangler.shadow.store import open_store as open_shadow_store
 
 log = logging.getLogger(__name__)
@@ -172,7 +171,7 @@ async def start_proxy(
                 runtime,
                 control,
                 metrics=metrics,
-                extensions=[_shadow_extension(runtime, shadow_store)],
+                extensions=[shadow_admin(shadow_store)],
             )
             runner = web.AppRunner(app, handle_signals=False, access_log=None)
             await runner.setup()
@@ -192,16 +191,6 @@ async def start_proxy(
         await running.close(0)
         raise
     return running
-
-
-def _shadow_extension(runtime: Runtime, store: ShadowStore) -> Callable[[web.Application], None]:
-    def known(name: str) -> bool:
-        return runtime.router.table.route(name) is not None
-
-    def add(app: web.Application) -> None:
-        app.router.add_routes(shadow_routes(store, known))
-
-    return add
 
 
 async def _flush_metrics(metrics: Metrics) -> None:
