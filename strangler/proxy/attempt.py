@@ -1,0 +1,186 @@
+"""One attempt to get an answer from one upstream: the sink its response flows into.
+
+An :class:`Attempt` receives the upstream response from the connection's
+parser callbacks. In the common case it *commits* at once — writes the response
+head to the client and streams each body chunk straight to the client socket,
+re-framing as ``Content-Length`` or chunked — so a response crosses the proxy
+without a coroutine hop. Two modes hold the response back instead:
+
+* ``hold_5xx`` (a fallback is possible): a 5xx is not forwarded; the attempt
+  ends with ``"status"`` and the caller asks legacy;
+* ``buffer`` (an adapter will reshape it): head and body are collected up to
+  ``max_body`` for ``adapter.response()``.
+
+``done`` resolves with ``None`` on success or an error kind (``connect``,
+``timeout``, ``status``, ``too_large``). A ``ShadowTap`` may tee the body; it
+never delays or buffers the client's copy. Nothing here chooses upstreams.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import TYPE_CHECKING
+
+from strangler.errors import CircuitOpen, UpstreamError, UpstreamTimeout
+from strangler.proxy.headers import RawHeaders, body_framing, response_head
+
+if TYPE_CHECKING:
+    from strangler.proxy.connection import ClientConnection
+
+_CHUNK_END = b"0\r\n\r\n"
+
+
+def error_kind(error: UpstreamError) -> str:
+    if isinstance(error, UpstreamTimeout):
+        return "timeout"
+    if isinstance(error, CircuitOpen):
+        return "circuit"
+    return "connect"
+
+
+class ShadowTap:
+    """Copies of the request and response bodies for a shadow mirror, up to ``limit``."""
+
+    __slots__ = ("limit", "over", "request", "request_size", "response", "response_size")
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.request: list[bytes] = []
+        self.request_size = 0
+        self.response: list[bytes] = []
+        self.response_size = 0
+        self.over = False
+
+    def tee_request(self, data: bytes) -> None:
+        if not self.over:
+            self.request_size += len(data)
+            if self.request_size > self.limit:
+                self.over = True
+                self.request.clear()
+            else:
+                self.request.append(data)
+
+    def tee_response(self, data: bytes) -> None:
+        if not self.over:
+            self.response_size += len(data)
+            if self.response_size > self.limit:
+                self.over = True
+                self.response.clear()
+            else:
+                self.response.append(data)
+
+
+class Attempt:
+    __slots__ = (
+        "buffer",
+        "chunks",
+        "client",
+        "committed",
+        "dead",
+        "done",
+        "error",
+        "head_request",
+        "headers",
+        "hold_5xx",
+        "max_body",
+        "out_chunked",
+        "size",
+        "status",
+        "tags",
+        "tap",
+        "upstream",
+    )
+
+    def __init__(
+        self,
+        client: ClientConnection,
+        upstream: str,
+        tags: bytes,
+        head_request: bool,
+        *,
+        hold_5xx: bool = False,
+        buffer: bool = False,
+        max_body: int = 0,
+        tap: ShadowTap | None = None,
+    ) -> None:
+        self.client = client
+        self.upstream = upstream
+        self.tags = tags
+        self.head_request = head_request
+        self.hold_5xx = hold_5xx
+        self.buffer = buffer
+        self.max_body = max_body
+        self.tap = tap
+        self.done: asyncio.Future[str | None] = client.loop.create_future()
+        self.status = 0
+        self.headers: RawHeaders = []
+        self.chunks: list[bytes] = []
+        self.size = 0
+        self.committed = False
+        self.out_chunked = False
+        self.error: UpstreamError | None = None
+        self.dead = False
+
+    def fail(self, kind: str, error: UpstreamError | None = None) -> str:
+        self.error = error
+        self._end(kind)
+        return kind
+
+    def _end(self, result: str | None) -> None:
+        self.dead = True
+        if not self.done.done():
+            self.done.set_result(result)
+
+    # ----------------------------------------------------------- sink methods
+
+    def response_head(self, status: int, headers: RawHeaders, keep_alive: bool) -> None:
+        self.status = status
+        self.headers = headers
+        if self.hold_5xx and status >= 500:
+            self._end("status")
+            return
+        if not self.buffer:
+            self.commit()
+
+    def commit(self) -> None:
+        status = self.status
+        length, chunked = body_framing(self.headers)
+        if self.head_request or status in (204, 304) or status < 200:
+            framing = (
+                b"content-length: %d\r\n" % length if length is not None and status != 204 else b""
+            )
+        elif length is not None and not chunked:
+            framing = b"content-length: %d\r\n" % length
+        else:
+            framing = b"transfer-encoding: chunked\r\n"
+            self.out_chunked = True
+        client = self.client
+        client.write(response_head(status, self.headers, self.tags, framing, client.must_close()))
+        self.committed = True
+
+    def response_body(self, data: bytes) -> None:
+        if self.dead:
+            return
+        if self.tap is not None:
+            self.tap.tee_response(data)
+        if self.buffer:
+            self.size += len(data)
+            if self.size > self.max_body:
+                self.fail("too_large")
+                return
+            self.chunks.append(data)
+        elif self.out_chunked:
+            self.client.writelines((b"%x\r\n" % len(data), data, b"\r\n"))
+        else:
+            self.client.write(data)
+
+    def response_end(self) -> None:
+        if self.dead:
+            return
+        if self.committed and self.out_chunked:
+            self.client.write(_CHUNK_END)
+        self._end(None)
+
+    def upstream_failed(self, error: UpstreamError) -> None:
+        if not self.dead:
+            self.fail(error_kind(error), error)

@@ -1,0 +1,478 @@
+"""Forwarding policy: one client request -> decision -> upstream(s) -> one answer.
+
+``Forwarder.handle`` reads the route table once, asks ``decide()`` who answers,
+and then either tunnels (``Upgrade``), runs the adapter path
+(:mod:`strangler.proxy.adapting`), or streams the request to the chosen
+upstream. Around each upstream try sit the resilience rules:
+
+* the upstream's circuit breaker is asked first (open -> not tried);
+* retries happen only on connect errors (or a pooled connection that turned
+  out to be dead before answering), only for idempotent methods, and only when
+  the whole body is in memory and at most ``limits.max_buffered_retry_body``;
+* with ``decision.fallback`` (route ``fallback: true``, a safe method, ``to``
+  chosen) a connect error, timeout, 5xx or open circuit on ``to`` is answered by
+  legacy instead — never for POST, and never once bytes reached the client.
+
+Every request ends in exactly one ``runtime.record(RequestRecord)`` and, when
+sampled, one ``runtime.shadow.submit`` (or ``skipped``). Nothing here parses
+HTTP or touches sockets directly.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import TYPE_CHECKING
+
+from strangler.config import Config
+from strangler.errors import CircuitOpen, UpstreamError
+from strangler.message import HttpRequest, HttpResponse, make_headers
+from strangler.proxy.attempt import Attempt, ShadowTap, error_kind
+from strangler.proxy.headers import (
+    HOP_BY_HOP,
+    HeaderView,
+    RawHeaders,
+    client_host_of,
+    strangler_tags,
+    upstream_head,
+)
+from strangler.proxy.request import BodyTooLarge, ClientGone, ProxyRequest
+from strangler.proxy.responses import error_response
+from strangler.proxy.upstream import UpstreamPool, Upstreams
+from strangler.routing.decision import Decision, decide
+from strangler.routing.paths import BadPath
+from strangler.runtime import RequestRecord, Runtime
+
+if TYPE_CHECKING:
+    from strangler.proxy.connection import ClientConnection
+
+log = logging.getLogger(__name__)
+
+IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE", "TRACE"})
+
+
+class Outcome:
+    """What the client got: who answered, the status, and what went wrong on the way."""
+
+    __slots__ = ("error", "fallback", "headers", "response", "status", "upstream")
+
+    def __init__(
+        self,
+        upstream: str,
+        status: int,
+        error: str | None = None,
+        fallback: bool = False,
+        response: HttpResponse | None = None,
+        headers: RawHeaders | None = None,
+    ) -> None:
+        self.upstream = upstream
+        self.status = status
+        self.error = error
+        self.fallback = fallback
+        self.headers = headers
+        """The streamed answer's raw headers (for shadow)."""
+        self.response = response
+        """The answer as a value, when it was buffered (adapter path) — for shadow."""
+
+
+class Forwarder:
+    def __init__(self, runtime: Runtime, loop: asyncio.AbstractEventLoop) -> None:
+        self.runtime = runtime
+        self.router = runtime.router
+        self.loop = loop
+        self.upstreams = Upstreams(loop)
+        self._tags: dict[tuple[str, str], bytes] = {}
+
+    def tags(self, route: str, upstream: str) -> bytes:
+        key = (route, upstream)
+        tags = self._tags.get(key)
+        if tags is None:
+            if len(self._tags) > 4096:
+                self._tags.clear()
+            tags = self._tags[key] = strangler_tags(route, upstream)
+        return tags
+
+    # ------------------------------------------------------------------ entry
+
+    async def handle(self, client: ClientConnection, req: ProxyRequest) -> None:
+        started = self.loop.time()
+        table = self.router.table
+        if req.reject is not None:
+            status, message = req.reject
+            client.write(error_response(status, message, close=True))
+            self._record(None, "-", status, started, False)
+            return
+        try:
+            decision = decide(table, req.method, req.path, HeaderView(req.headers), client.ip)
+        except BadPath as exc:
+            client.write(error_response(400, str(exc), close=client.must_close()))
+            self._record(None, "-", 400, started, False)
+            return
+        config = table.config
+        route = decision.route
+        outcome: Outcome | None = None
+        try:
+            if req.upgrade is not None:
+                from strangler.proxy.tunnel import tunnel
+
+                outcome = await tunnel(self, client, req, decision, config)
+                return
+            tap = self._tap(decision, req)
+            if decision.to_new and route is not None and route.adapter is not None:
+                from strangler.proxy.adapting import adapted
+
+                outcome = await adapted(self, client, req, decision, config, route.adapter, tap)
+            else:
+                outcome = await self.plain(client, req, decision, config, tap)
+            if tap is not None:
+                self._submit_shadow(decision, req, tap, outcome, started)
+        except ClientGone:
+            outcome = Outcome(decision.upstream, 499)
+            client.abort()
+        except asyncio.CancelledError:
+            outcome = Outcome(decision.upstream, 499)
+            raise
+        finally:
+            if outcome is not None:
+                self._record(
+                    decision.route.name if decision.route is not None else None,
+                    outcome.upstream,
+                    outcome.status,
+                    started,
+                    decision.to_new,
+                    outcome.error,
+                    outcome.fallback,
+                )
+
+    def _record(
+        self,
+        route: str | None,
+        upstream: str,
+        status: int,
+        started: float,
+        to_new: bool,
+        error: str | None = None,
+        fallback: bool = False,
+    ) -> None:
+        record = RequestRecord(
+            route, upstream, status, self.loop.time() - started, to_new, error, fallback
+        )
+        try:
+            self.runtime.record(record)
+        except Exception:  # a broken listener must never break the client's answer
+            log.exception("request listener failed")
+
+    # ------------------------------------------------------------- streaming
+
+    async def plain(
+        self,
+        client: ClientConnection,
+        req: ProxyRequest,
+        decision: Decision,
+        config: Config,
+        tap: ShadowTap | None,
+        inline: bytes | None = None,
+    ) -> Outcome:
+        """Stream ``req`` to ``decision.upstream``; legacy answers if that fails and may."""
+        if inline is None:
+            inline = req.body.buffered
+        replayable = inline is not None and len(inline) <= config.limits.max_buffered_retry_body
+        upstream = decision.upstream
+        hold = decision.fallback and replayable
+        result, attempt = await self.attempt(
+            client, req, decision, config, upstream, inline, hold, replayable, tap
+        )
+        new_error = None
+        if decision.to_new and result != "body_too_large":
+            new_error = result or ("status" if attempt.status >= 500 else None)
+        if result is None:
+            return Outcome(upstream, attempt.status, new_error, headers=attempt.headers)
+        if attempt.committed:
+            client.abort()  # the head is out; a cut connection is the only honest signal left
+            return Outcome(upstream, attempt.status, new_error)
+        if hold and upstream != decision.legacy:
+            legacy = decision.legacy
+            result2, attempt2 = await self.attempt(
+                client, req, decision, config, legacy, inline, False, replayable, tap
+            )
+            if result2 is None:
+                return Outcome(
+                    legacy, attempt2.status, new_error, fallback=True, headers=attempt2.headers
+                )
+            if attempt2.committed:
+                client.abort()
+                return Outcome(legacy, attempt2.status, new_error, fallback=True)
+            return self.fail(client, decision, legacy, result2, attempt2, new_error)
+        return self.fail(client, decision, upstream, result, attempt, new_error)
+
+    def fail(
+        self,
+        client: ClientConnection,
+        decision: Decision,
+        upstream: str,
+        kind: str,
+        attempt: Attempt,
+        new_error: str | None,
+    ) -> Outcome:
+        """Answer a failed, uncommitted attempt with a JSON 502/504 naming route and upstream."""
+        status = 504 if kind == "timeout" else 502
+        if kind == "body_too_large":
+            status = 413
+            message = "request body is larger than limits.max_body"
+        elif kind == "too_large":
+            message = f"upstream {upstream!r}: response larger than limits.max_body"
+        elif kind == "status":
+            message = f"upstream {upstream!r} answered {attempt.status}"
+        elif attempt.error is not None:
+            message = str(attempt.error)
+        else:
+            message = f"upstream {upstream!r}: {kind}"
+        client.write(
+            error_response(
+                status,
+                message,
+                decision.route_name,
+                upstream,
+                close=client.must_close(),
+                head_only=client.head_only,
+            )
+        )
+        return Outcome(upstream, status, new_error)
+
+    async def attempt(
+        self,
+        client: ClientConnection,
+        req: ProxyRequest,
+        decision: Decision,
+        config: Config,
+        upstream: str,
+        inline: bytes | None,
+        hold_5xx: bool,
+        replayable: bool,
+        tap: ShadowTap | None,
+        head: bytes | None = None,
+        buffer: bool = False,
+    ) -> tuple[str | None, Attempt]:
+        """Try one upstream (with the allowed retries); the circuit breaker sees the result."""
+        pool = self.upstreams.pool(config, upstream)
+        tags = self.tags(decision.route_name, upstream)
+        head_request = req.method == "HEAD"
+        circuit = pool.circuit
+        if not circuit.allow():
+            attempt = Attempt(client, upstream, tags, head_request)
+            return attempt.fail(
+                "circuit", CircuitOpen(upstream, "circuit open after failures")
+            ), attempt
+        if head is None:
+            head = self.head(client.ip_bytes, req, decision, pool, inline)
+        tries = 1 + pool.config.retries if replayable and req.method in IDEMPOTENT else 1
+        max_body = config.limits.max_body
+        try:
+            for i in range(tries):
+                attempt = Attempt(
+                    client,
+                    upstream,
+                    tags,
+                    head_request,
+                    hold_5xx=hold_5xx,
+                    buffer=buffer,
+                    max_body=max_body,
+                    tap=tap if i == 0 else None,
+                )
+                result = await self.exchange(client, req, pool, attempt, head, inline, max_body)
+                if result != "connect" or i + 1 == tries:
+                    break
+        except BaseException:
+            circuit.release_probe()
+            raise
+        if result is None and attempt.status < 500:
+            circuit.success()
+        elif result in ("connect", "timeout", "status") or attempt.status >= 500:
+            circuit.failure()
+        else:
+            circuit.release_probe()
+        return result, attempt
+
+    async def exchange(
+        self,
+        client: ClientConnection,
+        req: ProxyRequest,
+        pool: UpstreamPool,
+        attempt: Attempt,
+        head: bytes,
+        inline: bytes | None,
+        max_body: int,
+    ) -> str | None:
+        """One request/response on one connection. Returns None or the error kind."""
+        try:
+            conn = await pool.acquire()
+        except UpstreamError as exc:
+            return attempt.fail(error_kind(exc), exc)
+        reused = conn.uses > 0
+        conn.start(attempt, attempt.head_request)
+        client.attach(conn)
+        sent = True
+        try:
+            if inline is not None:
+                conn.write(head + inline if inline else head)
+            else:
+                conn.write(head)
+                try:
+                    sent = await self._stream_body(req, conn, attempt, max_body)
+                except BodyTooLarge:
+                    sent = False
+                    attempt.fail("body_too_large")
+            result = await attempt.done
+        except BaseException:
+            pool.discard(conn)
+            raise
+        finally:
+            client.attach(None)
+        if result is None and sent:
+            pool.release(conn)
+            return None
+        pool.discard(conn)
+        if result == "connect" and reused and not conn.got_bytes and inline is not None:
+            # A pooled connection the upstream had already closed: safe to try afresh.
+            return "connect"
+        return result
+
+    async def _stream_body(
+        self, req: ProxyRequest, conn: object, attempt: Attempt, max_body: int
+    ) -> bool:
+        """Copy the request body upstream with back-pressure; False if cut short."""
+        from strangler.proxy.upstream import UpstreamConnection
+
+        assert isinstance(conn, UpstreamConnection)
+        body = req.body
+        chunked = req.chunked
+        tap = attempt.tap
+        total = 0
+        done = attempt.done
+        while not done.done():
+            data = await body.read()
+            if done.done():
+                return False
+            if not data:
+                if chunked:
+                    conn.write(b"0\r\n\r\n")
+                return True
+            total += len(data)
+            if total > max_body:
+                raise BodyTooLarge()
+            if tap is not None:
+                tap.tee_request(data)
+            if chunked:
+                conn.write(b"%x\r\n" % len(data))
+                conn.write(data)
+                conn.write(b"\r\n")
+            else:
+                conn.write(data)
+            await conn.drain()
+        return False
+
+    def head(
+        self,
+        client_ip: bytes,
+        req: ProxyRequest,
+        decision: Decision,
+        pool: UpstreamPool,
+        inline: bytes | None,
+        method: bytes | None = None,
+        target: bytes | None = None,
+        headers: RawHeaders | None = None,
+    ) -> bytes:
+        if target is None:
+            path = decision.path
+            if path == req.path:
+                target = req.target if not pool.prefix else pool.prefix + req.target
+            else:
+                target = pool.prefix + path.encode("latin-1")
+                if req.query:
+                    target += b"?" + req.query
+        if inline is not None:
+            framing = b"content-length: %d\r\n" % len(inline) if inline or req.has_body else b""
+        elif req.chunked:
+            framing = b"transfer-encoding: chunked\r\n"
+        else:
+            framing = b"content-length: %d\r\n" % (req.content_length or 0)
+        host = pool.host_header
+        if pool.config.host == "client":
+            host = client_host_of(req.headers) or host
+        return upstream_head(
+            method or req.method.encode("latin-1"),
+            target,
+            req.headers if headers is None else headers,
+            host,
+            client_ip,
+            b"http",
+            framing,
+        )
+
+    # ---------------------------------------------------------------- shadow
+
+    def _tap(self, decision: Decision, req: ProxyRequest) -> ShadowTap | None:
+        shadow = self.runtime.shadow
+        if decision.shadow_to is None or shadow is None or req.shadowed:
+            return None
+        route = decision.route
+        if route is None or route.config.shadow is None:
+            return None
+        try:
+            if not shadow.wants(decision, req.method):
+                return None
+        except Exception:
+            log.exception("shadow sink failed in wants()")
+            return None
+        tap = ShadowTap(route.config.shadow.max_body)
+        inline = req.body.buffered
+        if inline is not None:
+            tap.tee_request(inline)
+        return tap
+
+    def _submit_shadow(
+        self,
+        decision: Decision,
+        req: ProxyRequest,
+        tap: ShadowTap,
+        outcome: Outcome,
+        started: float,
+    ) -> None:
+        shadow = self.runtime.shadow
+        assert shadow is not None
+        try:
+            if tap.over:
+                shadow.skipped(decision, "body_too_large")
+                return
+            request = client_request(req, decision, b"".join(tap.request))
+            primary = outcome.response
+            if primary is None and outcome.headers is not None:
+                primary = HttpResponse(
+                    headers=make_headers(decoded(outcome.headers)),
+                    body=b"".join(tap.response),
+                    status=outcome.status,
+                )
+            error = outcome.error if primary is None else None
+            shadow.submit(decision, request, primary, error, self.loop.time() - started)
+        except Exception:
+            log.exception("shadow sink failed")
+
+
+def decoded(headers: RawHeaders) -> list[tuple[str, str]]:
+    return [
+        (n.decode("latin-1"), v.decode("latin-1"))
+        for n, v in headers
+        if n.lower() not in HOP_BY_HOP
+    ]
+
+
+def client_request(req: ProxyRequest, decision: Decision, body: bytes) -> HttpRequest:
+    """The client's request as an immutable value (for adapters and shadow)."""
+    return HttpRequest(
+        headers=make_headers(decoded(req.headers)),
+        body=body,
+        method=req.method,
+        path=decision.path,
+        query=req.query.decode("latin-1"),
+        params=decision.params,
+    )

@@ -1,0 +1,184 @@
+"""One client request as the data plane carries it: the parsed head and a body stream.
+
+``ProxyRequest`` is built once per request by the client connection from the
+parser's callbacks and holds raw bytes (no dict of headers, no decoded URL).
+``RequestBody`` is the request body as a stream with back-pressure: the parser
+feeds it, the forwarding side reads it, and when more than ``HIGH_WATER`` bytes
+wait unread the client socket stops being read until the reader catches up —
+so a 1 GB upload never sits in memory. It never buffers a whole body unless
+the reader asks for it (``read_all``, for adapters and retries).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+
+from strangler.proxy.headers import RawHeaders
+
+HIGH_WATER = 256 * 1024
+LOW_WATER = 64 * 1024
+
+
+class BodyTooLarge(Exception):
+    """The request body is larger than the limit it was read with."""
+
+
+class ClientGone(Exception):
+    """The client closed its connection before the request body was complete."""
+
+
+class RequestBody:
+    __slots__ = (
+        "_buffered",
+        "_chunks",
+        "_on_first_read",
+        "_pause",
+        "_paused",
+        "_resume",
+        "_waiter",
+        "complete",
+        "error",
+        "gone",
+        "received",
+    )
+
+    def __init__(
+        self,
+        pause: Callable[[], None],
+        resume: Callable[[], None],
+        on_first_read: Callable[[], None] | None = None,
+    ) -> None:
+        self._chunks: list[bytes] = []
+        self._buffered = 0
+        self._waiter: asyncio.Future[None] | None = None
+        self._pause = pause
+        self._resume = resume
+        self._paused = False
+        self._on_first_read = on_first_read
+        self.received = 0
+        self.complete = False
+        self.gone = False
+        self.error: Exception | None = None
+
+    # ------------------------------------------------------------- parser side
+
+    def feed(self, data: bytes) -> None:
+        self._chunks.append(data)
+        self._buffered += len(data)
+        self.received += len(data)
+        if self._waiter is not None:
+            self._wake()
+        if self._buffered > HIGH_WATER and not self._paused:
+            self._paused = True
+            self._pause()
+
+    def finish(self) -> None:
+        self.complete = True
+        if self._waiter is not None:
+            self._wake()
+
+    def abort(self, error: Exception | None = None) -> None:
+        """The body will never complete: readers get ``error`` (default ClientGone)."""
+        self.gone = True
+        self.error = error
+        if self._waiter is not None:
+            self._wake()
+
+    def _wake(self) -> None:
+        waiter, self._waiter = self._waiter, None
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    # ------------------------------------------------------------- reader side
+
+    @property
+    def buffered(self) -> bytes | None:
+        """The whole body if it has fully arrived and nothing was read yet, else None."""
+        if not self.complete or self._buffered != self.received:
+            return None
+        if len(self._chunks) == 1:
+            return self._chunks[0]
+        return b"".join(self._chunks)
+
+    async def read(self) -> bytes:
+        """The next bytes of the body; ``b""`` at the end. Raises ClientGone."""
+        if self._on_first_read is not None:
+            callback, self._on_first_read = self._on_first_read, None
+            callback()
+        while not self._chunks:
+            if self.complete:
+                return b""
+            if self.gone:
+                raise self.error or ClientGone()
+            self._waiter = asyncio.get_running_loop().create_future()
+            await self._waiter
+        data = self._chunks[0] if len(self._chunks) == 1 else b"".join(self._chunks)
+        self._chunks.clear()
+        self._buffered = 0
+        if self._paused:
+            self._paused = False
+            self._resume()
+        return data
+
+    async def read_all(self, limit: int) -> bytes:
+        """The whole body, at most ``limit`` bytes. Raises BodyTooLarge, ClientGone."""
+        parts: list[bytes] = []
+        size = 0
+        while True:
+            data = await self.read()
+            if not data:
+                return b"".join(parts)
+            size += len(data)
+            if size > limit:
+                raise BodyTooLarge()
+            parts.append(data)
+
+
+class ProxyRequest:
+    """The parsed head of one client request plus its body stream."""
+
+    __slots__ = (
+        "body",
+        "chunked",
+        "content_length",
+        "headers",
+        "keep_alive",
+        "method",
+        "path",
+        "query",
+        "reject",
+        "shadowed",
+        "target",
+        "upgrade",
+    )
+
+    def __init__(
+        self,
+        method: str,
+        target: bytes,
+        headers: RawHeaders,
+        keep_alive: bool,
+        body: RequestBody,
+        content_length: int | None,
+        chunked: bool,
+    ) -> None:
+        self.method = method
+        self.target = target
+        path, _, query = target.partition(b"?")
+        self.path = path.decode("latin-1")
+        self.query = query
+        self.headers = headers
+        self.keep_alive = keep_alive
+        self.body = body
+        self.content_length = content_length
+        self.chunked = chunked
+        self.upgrade: bytes | None = None
+        self.reject: tuple[int, str] | None = None
+        """(status, message) when the head was refused before forwarding (400/413/431)."""
+        self.shadowed = False
+        """The request carries ``X-Strangler-Shadow``: a mirror, never mirrored again."""
+
+    @property
+    def has_body(self) -> bool:
+        return self.chunked or bool(self.content_length)

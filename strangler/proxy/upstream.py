@@ -1,0 +1,378 @@
+"""Upstream connections and their pools: keep-alive HTTP/1.1 to each upstream.
+
+``UpstreamConnection`` is an asyncio Protocol with an llhttp (``httptools``)
+response parser. It carries one exchange at a time and hands what it parses to
+a :class:`ResponseSink` through plain method calls, so a response streams to the
+client from inside ``data_received`` without a coroutine hop. It also implements
+the upstream read timeout (no byte moved for ``timeout`` seconds) with one timer
+per exchange, and switches to a raw byte pipe after a ``101``.
+
+``UpstreamPool`` holds idle connections per upstream (at most
+``max_connections`` open), connects with ``connect_timeout`` and maps socket
+errors to :mod:`strangler.errors`. ``Upstreams`` keeps one pool per upstream
+name and follows config reloads: a changed upstream gets a new pool, the old
+one closes its idle connections. Nothing here decides routing or fallback.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ssl
+from collections import deque
+from collections.abc import Callable
+from typing import Protocol
+from urllib.parse import urlsplit
+
+import httptools
+
+from strangler.config import Config, UpstreamConfig
+from strangler.errors import UpstreamConnectError, UpstreamError, UpstreamTimeout
+from strangler.proxy.circuit import CircuitBreaker
+from strangler.proxy.headers import RawHeaders
+
+
+class ResponseSink(Protocol):
+    def response_head(self, status: int, headers: RawHeaders, keep_alive: bool) -> None: ...
+    def response_body(self, data: bytes) -> None: ...
+    def response_end(self) -> None: ...
+    def upstream_failed(self, error: UpstreamError) -> None: ...
+
+
+class UpstreamConnection(asyncio.Protocol):
+    __slots__ = (
+        "_activity",
+        "_drain",
+        "_head_request",
+        "_headers",
+        "_interim",
+        "_paused",
+        "_reset_parser",
+        "_timer",
+        "got_bytes",
+        "on_pause",
+        "parser",
+        "pool",
+        "raw",
+        "raw_buffer",
+        "reusable",
+        "sink",
+        "transport",
+        "uses",
+    )
+
+    def __init__(self, pool: UpstreamPool) -> None:
+        self.pool = pool
+        self.transport: asyncio.Transport | None = None
+        self.parser = httptools.HttpResponseParser(self)
+        self.sink: ResponseSink | None = None
+        self.raw: Callable[[bytes], None] | None = None
+        """After a 101: where upstream bytes go (the client's transport)."""
+        self.raw_buffer: list[bytes] | None = None
+        """After a 101 and until ``raw`` is set: bytes that already arrived."""
+        self.on_pause: Callable[[bool], None] | None = None
+        """In a tunnel: pause/resume reading the client when this socket backs up."""
+        self.uses = 0
+        self.got_bytes = False
+        self.reusable = True
+        self._headers: RawHeaders = []
+        self._head_request = False
+        self._reset_parser = False
+        self._interim = False
+        self._activity = 0
+        self._timer: asyncio.TimerHandle | None = None
+        self._drain: asyncio.Future[None] | None = None
+        self._paused = False
+
+    # ---------------------------------------------------------------- exchange
+
+    def start(self, sink: ResponseSink, head_request: bool) -> None:
+        self.sink = sink
+        self.uses += 1
+        self.got_bytes = False
+        self._headers = []
+        self._head_request = head_request
+        self._activity += 1
+        self._timer = self.pool.loop.call_later(
+            self.pool.config.timeout, self._check_timeout, self._activity
+        )
+
+    def write(self, data: bytes) -> None:
+        self._activity += 1
+        assert self.transport is not None
+        self.transport.write(data)
+
+    async def drain(self) -> None:
+        if self._paused:
+            self._drain = self.pool.loop.create_future()
+            await self._drain
+
+    def finish(self) -> None:
+        """The exchange is over (either way): stop its timer, forget its sink."""
+        self.sink = None
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+    def _check_timeout(self, seen: int) -> None:
+        if self._activity != seen:
+            self._timer = self.pool.loop.call_later(
+                self.pool.config.timeout, self._check_timeout, self._activity
+            )
+            return
+        self._timer = None
+        self.reusable = False
+        sink = self.sink
+        if sink is not None:
+            sink.upstream_failed(
+                UpstreamTimeout(self.pool.name, f"no answer within {self.pool.config.timeout:g}s")
+            )
+        if self.transport is not None:
+            self.transport.abort()
+
+    # ------------------------------------------------------------ asyncio side
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.reusable = False
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        sink = self.sink
+        if sink is not None:
+            self.sink = None
+            sink.upstream_failed(UpstreamConnectError(self.pool.name, "closed the connection"))
+        if self._drain is not None and not self._drain.done():
+            self._drain.set_result(None)
+        self.pool.forget(self)
+
+    def pause_writing(self) -> None:
+        self._paused = True
+        if self.on_pause is not None:
+            self.on_pause(True)
+
+    def resume_writing(self) -> None:
+        self._paused = False
+        self._activity += 1
+        if self.on_pause is not None:
+            self.on_pause(False)
+        drain, self._drain = self._drain, None
+        if drain is not None and not drain.done():
+            drain.set_result(None)
+
+    def data_received(self, data: bytes) -> None:
+        self._activity += 1
+        if self.raw is not None:
+            self.raw(data)
+            return
+        if self.raw_buffer is not None:
+            self.raw_buffer.append(data)
+            return
+        self.got_bytes = True
+        try:
+            self.parser.feed_data(data)
+        except httptools.HttpParserUpgrade as exc:
+            offset = exc.args[0] if exc.args else len(data)
+            self.raw_buffer = [data[offset:]]
+        except httptools.HttpParserError as exc:
+            self.reusable = False
+            sink, self.sink = self.sink, None
+            if sink is not None:
+                sink.upstream_failed(
+                    UpstreamConnectError(self.pool.name, f"sent a malformed response: {exc}")
+                )
+            assert self.transport is not None
+            self.transport.abort()
+            return
+        if self._reset_parser:
+            self._reset_parser = False
+            self.parser = httptools.HttpResponseParser(self)
+
+    # -------------------------------------------------------- parser callbacks
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self._headers.append((name, value))
+
+    def on_headers_complete(self) -> None:
+        status = self.parser.get_status_code()
+        if status < 200 and status != 101:
+            self._interim = True  # 1xx (e.g. 103): not forwarded; the final answer follows
+            self._headers = []
+            return
+        sink = self.sink
+        if sink is None:
+            return
+        keep_alive = self.parser.should_keep_alive()
+        if not keep_alive:
+            self.reusable = False
+        sink.response_head(status, self._headers, keep_alive)
+        if self._head_request and status != 101:
+            # llhttp cannot be told a response answers HEAD: finish here and give
+            # the connection a fresh parser so a Content-Length is not awaited.
+            self._reset_parser = True
+            self._message_complete()
+
+    def on_body(self, body: bytes) -> None:
+        sink = self.sink
+        if sink is not None:
+            sink.response_body(body)
+
+    def on_message_complete(self) -> None:
+        if self._interim:
+            self._interim = False
+            return
+        if not self._reset_parser:
+            self._message_complete()
+
+    def _message_complete(self) -> None:
+        sink = self.sink
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        if sink is not None:
+            self.sink = None
+            sink.response_end()
+
+
+class UpstreamPool:
+    """Idle keep-alive connections to one upstream, plus its circuit breaker."""
+
+    def __init__(self, name: str, config: UpstreamConfig, loop: asyncio.AbstractEventLoop) -> None:
+        self.name = name
+        self.config = config
+        self.loop = loop
+        parts = urlsplit(config.url)
+        self.address = (
+            parts.hostname or "127.0.0.1",
+            parts.port or (443 if parts.scheme == "https" else 80),
+        )
+        self.ssl: ssl.SSLContext | None = (
+            ssl.create_default_context() if parts.scheme == "https" else None
+        )
+        self.host_header = parts.netloc.encode("latin-1")
+        self.prefix = parts.path.rstrip("/").encode("latin-1")
+        self.circuit = CircuitBreaker(config.circuit, loop.time)
+        self.idle: list[UpstreamConnection] = []
+        self.open = 0
+        self.closed = False
+        self._waiters: deque[asyncio.Future[None]] = deque()
+
+    async def acquire(self) -> UpstreamConnection:
+        """A connected, idle connection (pooled or new). Raises UpstreamError."""
+        idle = self.idle
+        while idle:
+            conn = idle.pop()
+            if conn.transport is not None and not conn.transport.is_closing():
+                return conn
+        while self.open >= self.config.max_connections:
+            waiter = self.loop.create_future()
+            self._waiters.append(waiter)
+            await waiter
+            while idle:
+                conn = idle.pop()
+                if conn.transport is not None and not conn.transport.is_closing():
+                    return conn
+        return await self.connect()
+
+    async def connect(self) -> UpstreamConnection:
+        """A new connection, not taken from the pool (also used for tunnels)."""
+        self.open += 1
+        try:
+            _, conn = await asyncio.wait_for(
+                self.loop.create_connection(
+                    lambda: UpstreamConnection(self),
+                    *self.address,
+                    ssl=self.ssl,
+                ),
+                self.config.connect_timeout,
+            )
+        except TimeoutError as exc:
+            self._closed_one()
+            raise UpstreamTimeout(
+                self.name, f"no connection within {self.config.connect_timeout:g}s"
+            ) from exc
+        except OSError as exc:
+            self._closed_one()
+            reason = exc.strerror or type(exc).__name__
+            raise UpstreamConnectError(self.name, f"cannot connect: {reason}") from exc
+        except BaseException:
+            self._closed_one()
+            raise
+        return conn
+
+    def release(self, conn: UpstreamConnection) -> None:
+        """Give back a connection after a complete exchange (closes it if not reusable)."""
+        conn.finish()
+        transport = conn.transport
+        if not conn.reusable or self.closed or transport is None or transport.is_closing():
+            self.discard(conn)
+            return
+        self.idle.append(conn)
+        if self._waiters:
+            self._wake()
+
+    def discard(self, conn: UpstreamConnection) -> None:
+        conn.finish()
+        conn.reusable = False
+        if conn.transport is not None:
+            conn.transport.abort()  # connection_lost -> forget()
+
+    def forget(self, conn: UpstreamConnection) -> None:
+        """Called once when a connection is gone."""
+        if conn in self.idle:
+            self.idle.remove(conn)
+        self._closed_one()
+
+    def _closed_one(self) -> None:
+        self.open -= 1
+        if self._waiters:
+            self._wake()
+
+    def _wake(self) -> None:
+        while self._waiters:
+            waiter = self._waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(None)
+                return
+
+    def close(self) -> None:
+        self.closed = True
+        for conn in list(self.idle):
+            if conn.transport is not None:
+                conn.transport.close()
+        self.idle.clear()
+
+
+class Upstreams:
+    """One pool per upstream name, following config reloads."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+        self._config: Config | None = None
+        self._pools: dict[str, UpstreamPool] = {}
+
+    def pool(self, config: Config, name: str) -> UpstreamPool:
+        if config is not self._config:
+            self._follow(config)
+        return self._pools[name]
+
+    def _follow(self, config: Config) -> None:
+        pools: dict[str, UpstreamPool] = {}
+        for name, upstream in config.upstreams.items():
+            old = self._pools.get(name)
+            pools[name] = (
+                old
+                if old is not None and old.config == upstream
+                else UpstreamPool(name, upstream, self.loop)
+            )
+        for name, old in self._pools.items():
+            if pools.get(name) is not old:
+                old.close()
+        self._pools = pools
+        self._config = config
+
+    def close(self) -> None:
+        for pool in self._pools.values():
+            pool.close()
