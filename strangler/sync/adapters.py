@@ -1,0 +1,198 @@
+"""Row adapters: the declarative column map, and loading adapters named in the config.
+
+A ``ColumnMap`` (``sync.tables[].adapter`` as a mapping) covers the common case of
+one legacy row -> one target row: rename columns, cast values (cents strings to
+Decimal, ``YYYYMMDD`` to date, blank to null, ...) and translate codes
+(``A`` -> ``active``). Anything richer is a Python ``RowAdapter`` referenced by import
+path. Adapters are pure: the sink and ``verify`` call the same ones and rely on the
+same event always giving the same writes. Never does I/O.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable, Mapping, Sequence
+from decimal import Decimal, InvalidOperation
+from pathlib import Path
+from typing import Any
+
+from strangler.config import resolve_import
+from strangler.errors import ChangeEventError, ConfigError, Problem
+from strangler.sync.config import ColumnMap, SyncConfig, TableMapping
+from strangler.sync.model import ChangeEvent, RowAdapter, RowDelete, RowUpsert, RowWrite
+
+
+def _cents(value: Any) -> Decimal:
+    text = str(value).strip()
+    if not text.lstrip("-").isdigit():
+        raise ValueError(f"{value!r} is not a whole number of cents")
+    return Decimal(int(text)).scaleb(-2)
+
+
+def _yyyymmdd(value: Any) -> dt.date | None:
+    text = str(value).strip()
+    if text in ("", "0", "00000000"):
+        return None
+    return dt.datetime.strptime(text, "%Y%m%d").date()
+
+
+def _date(value: Any) -> dt.date:
+    if isinstance(value, dt.datetime):
+        return value.date()
+    if isinstance(value, dt.date):
+        return value
+    return dt.date.fromisoformat(str(value))
+
+
+def _bool(value: Any) -> bool:
+    if isinstance(value, str):
+        return value.strip().lower() in ("1", "t", "true", "y", "yes")
+    return bool(value)
+
+
+CASTS: Mapping[str, Callable[[Any], Any]] = {
+    "str": str,
+    "int": int,
+    "float": float,
+    "bool": _bool,
+    "decimal": lambda v: Decimal(str(v)),
+    "cents": _cents,
+    "date": _date,
+    "yyyymmdd": _yyyymmdd,
+    "blank_null": lambda v: None if isinstance(v, str) and not v.strip() else v,
+    "strip": lambda v: v.strip() if isinstance(v, str) else v,
+}
+
+
+class DeclarativeAdapter:
+    """``RowAdapter`` from one or more ``ColumnMap``s (each gives one target row)."""
+
+    def __init__(self, maps: Sequence[ColumnMap]) -> None:
+        self.maps = tuple(maps)
+
+    def map(self, event: ChangeEvent) -> Sequence[RowWrite]:
+        if event.op == "t":
+            return ()  # the sink's default: delete every target row from this table
+        writes: list[RowWrite] = []
+        for cmap in self.maps:
+            if event.op == "d":
+                image = {**(event.before or {}), **event.key}
+                writes.append(RowDelete(cmap.table, self._key(cmap, self._row(cmap, image))))
+            else:
+                row = self._row(cmap, event.after or {})
+                key = self._key(cmap, row)
+                values = {c: v for c, v in row.items() if c not in key}
+                writes.append(RowUpsert(cmap.table, key, values))
+        return writes
+
+    @staticmethod
+    def _row(cmap: ColumnMap, image: Mapping[str, Any]) -> dict[str, Any]:
+        row: dict[str, Any] = {}
+        for column, value in image.items():
+            if cmap.include is not None and column not in cmap.include:
+                continue
+            if column in cmap.exclude:
+                continue
+            target = cmap.rename.get(column, column)
+            try:
+                if value is not None and target in cmap.cast:
+                    value = CASTS[cmap.cast[target]](value)
+                if target in cmap.values:
+                    value = _translate(cmap.values[target], value)
+            except (ValueError, TypeError, InvalidOperation) as exc:
+                raise ChangeEventError(f"{column} -> {cmap.table}.{target}: {exc}") from exc
+            row[target] = value
+        return row
+
+    @staticmethod
+    def _key(cmap: ColumnMap, row: Mapping[str, Any]) -> dict[str, Any]:
+        missing = [c for c in cmap.key if c not in row]
+        if missing:
+            raise ChangeEventError(f"{cmap.table}: key column(s) {missing} not in the row")
+        return {c: row[c] for c in cmap.key}
+
+
+def _translate(table: Mapping[Any, Any], value: Any) -> Any:
+    for candidate in (value, str(value) if value is not None else None):
+        if candidate in table:
+            return table[candidate]
+    raise ValueError(f"{value!r} is not one of {sorted(map(str, table))}")
+
+
+class _FunctionAdapter:
+    def __init__(self, function: Callable[[ChangeEvent], Sequence[RowWrite]]) -> None:
+        self._function = function
+
+    def map(self, event: ChangeEvent) -> Sequence[RowWrite]:
+        return self._function(event)
+
+
+def load_adapter(mapping: TableMapping, base_dir: Path | None = None) -> RowAdapter:
+    """The adapter a table mapping names; raises ConfigError if it is not one."""
+    spec = mapping.adapter
+    if isinstance(spec, ColumnMap):
+        return DeclarativeAdapter([spec])
+    if isinstance(spec, tuple):
+        return DeclarativeAdapter(spec)
+    found = resolve_import(spec, base_dir)
+    if isinstance(found, type):
+        try:
+            found = found()
+        except Exception as exc:
+            raise ConfigError(
+                [Problem("", f"{spec!r} cannot be built without arguments: {exc}")]
+            ) from exc
+    if isinstance(found, RowAdapter):
+        return found
+    if callable(found):
+        return _FunctionAdapter(found)
+    raise ConfigError([Problem("", f"{spec!r} is not a RowAdapter (needs .map(event))")])
+
+
+def map_event(adapter: RowAdapter, event: ChangeEvent) -> list[RowWrite]:
+    """Call an adapter; anything it raises or returns wrongly becomes ChangeEventError."""
+    try:
+        writes = adapter.map(event)
+    except ChangeEventError:
+        raise
+    except Exception as exc:
+        raise ChangeEventError(
+            f"adapter {type(adapter).__name__}: {type(exc).__name__}: {exc}"
+        ) from exc
+    if writes is None or isinstance(writes, RowUpsert | RowDelete):
+        raise ChangeEventError(f"adapter {type(adapter).__name__} must return a list of writes")
+    out = list(writes)
+    for write in out:
+        if not isinstance(write, RowUpsert | RowDelete):
+            raise ChangeEventError(f"adapter returned {write!r}, not a RowUpsert/RowDelete")
+        if not write.key:
+            raise ChangeEventError(f"adapter wrote to {write.table} with an empty key")
+    return out
+
+
+class AdapterSet:
+    """Every table mapping of a ``sync:`` config with its adapter loaded."""
+
+    def __init__(self, config: SyncConfig, base_dir: Path | None = None) -> None:
+        self.config = config
+        problems: list[Problem] = []
+        self._adapters: dict[int, RowAdapter] = {}
+        for i, mapping in enumerate(config.tables):
+            try:
+                self._adapters[i] = load_adapter(mapping, base_dir)
+            except ConfigError as exc:
+                problems += [Problem(f"sync.tables[{i}].adapter", p.message) for p in exc.problems]
+        if problems:
+            raise ConfigError(problems)
+        self._routes: dict[tuple[str, str], tuple[TableMapping, RowAdapter] | None] = {}
+
+    def route(self, source: str, table: str) -> tuple[TableMapping, RowAdapter] | None:
+        """(mapping, adapter) for a source table, or None when it is not synced."""
+        slot = (source, table)
+        if slot not in self._routes:
+            mapping = self.config.mapping_for(source, table)
+            found = None
+            if mapping is not None:
+                found = (mapping, self._adapters[self.config.tables.index(mapping)])
+            self._routes[slot] = found
+        return self._routes[slot]

@@ -1,0 +1,310 @@
+"""The sink's bookkeeping tables in each target database, and their queries.
+
+``strangler_sync_offsets``      source, partition -> resume offset (written with the rows)
+``strangler_row_positions``     target table, row key -> position that last wrote it,
+                                deleted flag (the graveyard), source table, applied at
+``strangler_dead_letters``      events that failed after retries, with the error
+``strangler_parked``            later events for a dead-lettered key, held in order
+
+Every function takes an open ``Connection`` inside the caller's transaction and never
+commits: the sink decides the transaction boundary, so rows, positions and offsets
+land together or not at all.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Column,
+    Connection,
+    Float,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+    and_,
+    delete,
+    insert,
+    select,
+    tuple_,
+    update,
+)
+from sqlalchemy.dialects import postgresql, sqlite
+
+from strangler.sync.codec import event_to_json, key_text
+from strangler.sync.model import ChangeEvent, Position
+
+metadata = MetaData()
+
+offsets = Table(
+    "strangler_sync_offsets",
+    metadata,
+    Column("source", String(200), primary_key=True),
+    Column("partition", String(300), primary_key=True),
+    Column("offset", BigInteger, nullable=False),
+    Column("updated_at", Float, nullable=False),
+)
+
+positions = Table(
+    "strangler_row_positions",
+    metadata,
+    Column("target_table", String(200), primary_key=True),
+    Column("row_key", Text, primary_key=True),
+    Column("pos_commit", BigInteger, nullable=False),
+    Column("pos_seq", BigInteger, nullable=False),
+    Column("deleted", Boolean, nullable=False),
+    Column("source_table", String(300), nullable=False),
+    Column("applied_at", Float, nullable=False),
+)
+
+dead_letters = Table(
+    "strangler_dead_letters",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("source", String(200), nullable=False),
+    Column("source_table", String(300), nullable=False),
+    Column("event_key", Text, nullable=False),
+    Column("pos_commit", BigInteger, nullable=False),
+    Column("pos_seq", BigInteger, nullable=False),
+    Column("event", Text, nullable=False),
+    Column("error", Text, nullable=False),
+    Column("attempts", Integer, nullable=False),
+    Column("created_at", Float, nullable=False),
+    Column("resolved_at", Float, nullable=True),
+    UniqueConstraint("source", "source_table", "event_key", "pos_commit", "pos_seq"),
+)
+
+parked = Table(
+    "strangler_parked",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("source", String(200), nullable=False),
+    Column("source_table", String(300), nullable=False),
+    Column("event_key", Text, nullable=False),
+    Column("pos_commit", BigInteger, nullable=False),
+    Column("pos_seq", BigInteger, nullable=False),
+    Column("event", Text, nullable=False),
+    Column("created_at", Float, nullable=False),
+    UniqueConstraint("source", "source_table", "event_key", "pos_commit", "pos_seq"),
+)
+
+Ident = tuple[str, str]
+"""(source table, key text): what dead letters and parking are keyed by."""
+
+
+@dataclass(frozen=True)
+class RowState:
+    position: Position
+    deleted: bool
+
+
+def ident_of(event: ChangeEvent) -> Ident:
+    return (event.table, key_text(event.key))
+
+
+def _upsert(conn: Connection, table: Table, keys: list[str]) -> object:
+    """``INSERT ... ON CONFLICT (keys) DO UPDATE`` for PostgreSQL and SQLite."""
+    dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
+    stmt = dialect.insert(table)
+    updates = {c.name: stmt.excluded[c.name] for c in table.columns if c.name not in keys}
+    return stmt.on_conflict_do_update(index_elements=keys, set_=updates)
+
+
+def _insert_ignore(conn: Connection, table: Table) -> object:
+    dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
+    return dialect.insert(table).on_conflict_do_nothing()
+
+
+# ------------------------------------------------------------------ offsets
+
+
+def save_offsets(conn: Connection, source: str, values: Mapping[str, int]) -> None:
+    if not values:
+        return
+    now = time.time()
+    rows = [
+        {"source": source, "partition": p, "offset": o, "updated_at": now}
+        for p, o in values.items()
+    ]
+    conn.execute(_upsert(conn, offsets, ["source", "partition"]), rows)  # type: ignore[call-overload]
+
+
+def load_offsets(conn: Connection, source: str) -> dict[str, int]:
+    rows = conn.execute(
+        select(offsets.c.partition, offsets.c.offset).where(offsets.c.source == source)
+    )
+    return {p: int(o) for p, o in rows}
+
+
+# ---------------------------------------------------------------- positions
+
+
+def load_positions(conn: Connection, table: str, keys: Iterable[str]) -> dict[str, RowState]:
+    out: dict[str, RowState] = {}
+    wanted = list(keys)
+    for start in range(0, len(wanted), 1000):
+        chunk = wanted[start : start + 1000]
+        rows = conn.execute(
+            select(
+                positions.c.row_key,
+                positions.c.pos_commit,
+                positions.c.pos_seq,
+                positions.c.deleted,
+            )
+            .where(positions.c.target_table == table)
+            .where(positions.c.row_key.in_(chunk))
+        )
+        for key, commit, seq, deleted in rows:
+            out[key] = RowState(Position(int(commit), int(seq)), bool(deleted))
+    return out
+
+
+def save_positions(conn: Connection, rows: list[dict[str, object]]) -> None:
+    """rows: target_table, row_key, pos_commit, pos_seq, deleted, source_table."""
+    if not rows:
+        return
+    now = time.time()
+    for row in rows:
+        row["applied_at"] = now
+    conn.execute(_upsert(conn, positions, ["target_table", "row_key"]), rows)  # type: ignore[call-overload]
+
+
+def live_rows_from(conn: Connection, source_table: str) -> list[tuple[str, str, Position]]:
+    """(target table, row key, position) of every live target row that came from a table."""
+    rows = conn.execute(
+        select(
+            positions.c.target_table,
+            positions.c.row_key,
+            positions.c.pos_commit,
+            positions.c.pos_seq,
+        )
+        .where(positions.c.source_table == source_table)
+        .where(positions.c.deleted.is_(False))
+    )
+    return [(t, k, Position(int(c), int(s))) for t, k, c, s in rows]
+
+
+# ----------------------------------------------------- dead letters, parking
+
+
+def blocked_idents(conn: Connection, source: str) -> set[Ident]:
+    """Keys with an unresolved dead letter or parked events: new events for them park."""
+    dead = conn.execute(
+        select(dead_letters.c.source_table, dead_letters.c.event_key)
+        .where(dead_letters.c.source == source)
+        .where(dead_letters.c.resolved_at.is_(None))
+    )
+    held = conn.execute(
+        select(parked.c.source_table, parked.c.event_key)
+        .where(parked.c.source == source)
+        .distinct()
+    )
+    return {(t, k) for t, k in dead} | {(t, k) for t, k in held}
+
+
+def add_dead_letter(conn: Connection, event: ChangeEvent, error: str, attempts: int) -> None:
+    table, key = ident_of(event)
+    conn.execute(
+        _insert_ignore(conn, dead_letters),  # type: ignore[call-overload]
+        {
+            "source": event.source,
+            "source_table": table,
+            "event_key": key,
+            "pos_commit": event.position.commit,
+            "pos_seq": event.position.seq,
+            "event": event_to_json(event),
+            "error": error[:4000],
+            "attempts": attempts,
+            "created_at": time.time(),
+            "resolved_at": None,
+        },
+    )
+
+
+def park(conn: Connection, event: ChangeEvent) -> None:
+    table, key = ident_of(event)
+    conn.execute(
+        _insert_ignore(conn, parked),  # type: ignore[call-overload]
+        {
+            "source": event.source,
+            "source_table": table,
+            "event_key": key,
+            "pos_commit": event.position.commit,
+            "pos_seq": event.position.seq,
+            "event": event_to_json(event),
+            "created_at": time.time(),
+        },
+    )
+
+
+def open_dead_letters(conn: Connection, source: str | None = None) -> list[tuple[int, str]]:
+    """(id, event JSON) of unresolved dead letters, oldest first."""
+    query = select(dead_letters.c.id, dead_letters.c.event).where(
+        dead_letters.c.resolved_at.is_(None)
+    )
+    if source is not None:
+        query = query.where(dead_letters.c.source == source)
+    return [(int(i), str(e)) for i, e in conn.execute(query.order_by(dead_letters.c.id))]
+
+
+def resolve_dead_letter(conn: Connection, letter_id: int) -> None:
+    conn.execute(
+        update(dead_letters).where(dead_letters.c.id == letter_id).values(resolved_at=time.time())
+    )
+
+
+def note_retry_failure(conn: Connection, letter_id: int, error: str) -> None:
+    conn.execute(
+        update(dead_letters)
+        .where(dead_letters.c.id == letter_id)
+        .values(error=error[:4000], attempts=dead_letters.c.attempts + 1)
+    )
+
+
+def parked_for(conn: Connection, source: str, ident: Ident) -> list[tuple[int, str]]:
+    rows = conn.execute(
+        select(parked.c.id, parked.c.event)
+        .where(and_(parked.c.source == source, parked.c.source_table == ident[0]))
+        .where(parked.c.event_key == ident[1])
+        .order_by(parked.c.pos_commit, parked.c.pos_seq, parked.c.id)
+    )
+    return [(int(i), str(e)) for i, e in rows]
+
+
+def orphan_parked_idents(conn: Connection) -> list[tuple[str, Ident]]:
+    """Parked keys with no unresolved dead letter in front (a race with --retry-dead)."""
+    live = select(
+        dead_letters.c.source, dead_letters.c.source_table, dead_letters.c.event_key
+    ).where(dead_letters.c.resolved_at.is_(None))
+    rows = conn.execute(
+        select(parked.c.source, parked.c.source_table, parked.c.event_key)
+        .where(tuple_(parked.c.source, parked.c.source_table, parked.c.event_key).not_in(live))
+        .distinct()
+    )
+    return [(s, (t, k)) for s, t, k in rows]
+
+
+def unpark(conn: Connection, parked_id: int) -> None:
+    conn.execute(delete(parked).where(parked.c.id == parked_id))
+
+
+def counts(conn: Connection) -> dict[str, int]:
+    """Open dead letters and parked events, for status."""
+    from sqlalchemy import func
+
+    dead = conn.execute(
+        select(func.count()).select_from(dead_letters).where(dead_letters.c.resolved_at.is_(None))
+    ).scalar_one()
+    held = conn.execute(select(func.count()).select_from(parked)).scalar_one()
+    return {"dead_lettered": int(dead), "parked": int(held)}
+
+
+def insert_rows(conn: Connection, table: Table, rows: list[dict[str, object]]) -> None:
+    conn.execute(insert(table), rows)

@@ -1,0 +1,366 @@
+"""The sink: applies change events to one target database, exactly once and in order.
+
+One transaction per batch holds the rows, each written row's position, any dead
+letters and parked events, and the source's offsets — so after a crash the target
+and its resume point agree. An event whose position is not newer than the position
+stored for a target row is ``stale`` for that row and skipped: replays, redeliveries
+and reordering cannot regress a row, and a deleted row's position stays behind (the
+graveyard) so an old upsert cannot bring it back.
+
+Bad events: an adapter failure or a database rejection is retried ``retries`` times
+(each attempt in a savepoint), then the event is dead-lettered; later events for the
+same source key are parked behind it while other keys go on. ``retry_dead`` replays
+them in order. A lost connection is not an event's fault: it raises ``SyncError``
+and nothing of the batch is committed.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from sqlalchemy import Connection, Engine
+from sqlalchemy.exc import DBAPIError, SQLAlchemyError, StatementError
+
+from strangler.errors import ChangeEventError
+from strangler.sync import ledger
+from strangler.sync.adapters import AdapterSet, map_event
+from strangler.sync.codec import event_from_json, key_from_text, key_text
+from strangler.sync.db import db_error, open_engine, safe_url
+from strangler.sync.model import ChangeEvent, Op, Position, RowDelete, RowWrite
+from strangler.sync.writer import PendingWrites, TableCache, delete_keys, flush
+
+log = logging.getLogger("strangler.sync")
+
+Outcome = str
+"""applied | stale | filtered | parked | dead_letter"""
+
+
+@dataclass
+class BatchResult:
+    counts: Counter[tuple[str, str, str]] = field(default_factory=Counter)
+    """(source table, op, outcome) -> events."""
+    last_ts_ms: int | None = None
+    """source ``ts_ms`` of the last event this batch moved past (applied or not)."""
+
+    def add(self, event: ChangeEvent, outcome: Outcome) -> None:
+        self.counts[(event.table, event.op, outcome)] += 1
+        self.last_ts_ms = max(self.last_ts_ms or 0, event.ts_ms)
+
+    def total(self, outcome: Outcome) -> int:
+        return sum(n for (_, _, o), n in self.counts.items() if o == outcome)
+
+
+@dataclass
+class _Planned:
+    event: ChangeEvent
+    writes: list[RowWrite]
+    truncate: bool = False
+
+
+class Sink:
+    """One target database (``sync.targets[name]``)."""
+
+    def __init__(self, name: str, url: str, adapters: AdapterSet, retries: int = 3) -> None:
+        self.name = name
+        self.url = url
+        self.adapters = adapters
+        self.retries = retries
+        self.engine: Engine = open_engine(url)
+        self._tables = TableCache()
+
+    def setup(self) -> None:
+        """Create the bookkeeping tables if missing (target data tables are the service's)."""
+        try:
+            ledger.metadata.create_all(self.engine, checkfirst=True)
+        except SQLAlchemyError as exc:
+            raise db_error(f"target {self.name} ({safe_url(self.url)})", exc) from exc
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    def offsets(self, source: str) -> dict[str, int]:
+        try:
+            with self.engine.connect() as conn:
+                return ledger.load_offsets(conn, source)
+        except SQLAlchemyError as exc:
+            raise db_error(f"target {self.name}", exc) from exc
+
+    # ------------------------------------------------------------------ apply
+
+    def apply(
+        self, source: str, events: Sequence[ChangeEvent], offsets: Mapping[str, int]
+    ) -> BatchResult:
+        """Apply a batch and store ``offsets`` with it, in one transaction."""
+        try:
+            return self._in_tx(lambda conn: self._apply(conn, source, events, offsets, fast=True))
+        except _EventFailed:
+            self._tables.clear()  # a failed DDL-ish surprise may have changed a table
+            return self._in_tx(lambda conn: self._apply(conn, source, events, offsets, fast=False))
+
+    def _in_tx(self, work: Any) -> BatchResult:
+        try:
+            with self.engine.begin() as conn:
+                result: BatchResult = work(conn)
+                return result
+        except _EventFailed:
+            raise
+        except SQLAlchemyError as exc:
+            raise db_error(f"target {self.name}", exc) from exc
+
+    def _apply(
+        self,
+        conn: Connection,
+        source: str,
+        events: Sequence[ChangeEvent],
+        offsets: Mapping[str, int],
+        *,
+        fast: bool,
+    ) -> BatchResult:
+        result = BatchResult()
+        blocked = ledger.blocked_idents(conn, source) if events else set()
+        planned: list[_Planned] = []
+        for event in events:
+            ident = ledger.ident_of(event)
+            if ident in blocked:
+                ledger.park(conn, event)
+                result.add(event, "parked")
+                continue
+            item, error = self._plan(event)
+            if item is None:
+                self._dead_letter(conn, event, error, blocked, result)
+            elif fast:
+                planned.append(item)
+            else:
+                self._apply_alone(conn, item, blocked, result)
+        if fast and planned:
+            try:
+                with conn.begin_nested():
+                    outcomes = self._execute(conn, planned)
+            except (ChangeEventError, DBAPIError, StatementError) as exc:
+                if _is_connection_error(exc):
+                    raise
+                raise _EventFailed() from exc
+            for item, outcome in zip(planned, outcomes, strict=True):
+                result.add(item.event, outcome)
+        ledger.save_offsets(conn, source, offsets)
+        return result
+
+    def _plan(self, event: ChangeEvent) -> tuple[_Planned | None, str]:
+        route = self.adapters.route(event.source, event.table)
+        if route is None:
+            return _Planned(event, []), ""
+        _, adapter = route
+        error = ""
+        for _attempt in range(self.retries + 1):
+            try:
+                if event.op == "t":
+                    custom = getattr(adapter, "truncate", None)
+                    if custom is None:
+                        return _Planned(event, [], truncate=True), ""
+                    return _Planned(event, list(custom(event))), ""
+                writes = map_event(adapter, event)
+                if event.old_key:
+                    gone = replace(event, op="d", key=event.old_key, after=None, old_key=None)
+                    gone = replace(gone, before={**(event.before or {}), **event.old_key})
+                    old: list[RowWrite] = [
+                        w for w in map_event(adapter, gone) if isinstance(w, RowDelete)
+                    ]
+                    writes = old + writes
+                return _Planned(event, writes), ""
+            except ChangeEventError as exc:
+                error = str(exc)
+            except Exception as exc:  # a custom truncate hook: same treatment as map
+                error = f"{type(exc).__name__}: {exc}"
+        return None, error
+
+    def _apply_alone(
+        self, conn: Connection, item: _Planned, blocked: set[ledger.Ident], result: BatchResult
+    ) -> bool:
+        """Apply one event in its own savepoint, retrying; dead-letter it if it keeps failing."""
+        error = ""
+        for _attempt in range(self.retries + 1):
+            try:
+                with conn.begin_nested():
+                    (outcome,) = self._execute(conn, [item])
+                result.add(item.event, outcome)
+                return True
+            except (ChangeEventError, DBAPIError, StatementError) as exc:
+                if _is_connection_error(exc):
+                    raise
+                error = str(getattr(exc, "orig", None) or exc).strip()
+                self._tables.clear()
+        self._dead_letter(conn, item.event, error, blocked, result)
+        return False
+
+    def _dead_letter(
+        self,
+        conn: Connection,
+        event: ChangeEvent,
+        error: str,
+        blocked: set[ledger.Ident],
+        result: BatchResult,
+    ) -> None:
+        log.warning("dead-lettered %s %s %s: %s", event.table, event.op, dict(event.key), error)
+        ledger.add_dead_letter(conn, event, error, self.retries + 1)
+        blocked.add(ledger.ident_of(event))
+        result.add(event, "dead_letter")
+
+    def _execute(
+        self, conn: Connection, items: list[_Planned], force: bool = False
+    ) -> list[Outcome]:
+        """Stale-check every write against stored positions, then write the survivors."""
+        wanted: dict[str, set[str]] = {}
+        for item in items:
+            for write in item.writes:
+                wanted.setdefault(write.table, set()).add(key_text(write.key))
+        known = {t: ledger.load_positions(conn, t, keys) for t, keys in wanted.items()}
+        pending = PendingWrites()
+        outcomes: list[Outcome] = []
+        for item in items:
+            if item.truncate:
+                flush(conn, self._tables, pending)
+                pending = PendingWrites()
+                self._truncate(conn, item.event, known)
+                outcomes.append("applied")
+                continue
+            applied = stale = 0
+            for write in item.writes:
+                row_key = key_text(write.key)
+                state = known.setdefault(write.table, {}).get(row_key)
+                if not force and state is not None and item.event.position <= state.position:
+                    stale += 1
+                    continue
+                pending.add(write, row_key, item.event.position, item.event.table)
+                deleted = isinstance(write, RowDelete)
+                known[write.table][row_key] = ledger.RowState(item.event.position, deleted)
+                applied += 1
+            outcomes.append("applied" if applied else "stale" if stale else "filtered")
+        flush(conn, self._tables, pending)
+        return outcomes
+
+    def _truncate(
+        self, conn: Connection, event: ChangeEvent, known: dict[str, dict[str, ledger.RowState]]
+    ) -> None:
+        """Default truncate: delete every live target row that came from the table."""
+        doomed: dict[str, list[str]] = {}
+        for table, row_key, position in ledger.live_rows_from(conn, event.table):
+            if position < event.position:
+                doomed.setdefault(table, []).append(row_key)
+        for table, row_keys in doomed.items():
+            delete_keys(conn, self._tables.get(conn, table), [key_from_text(k) for k in row_keys])
+            ledger.save_positions(
+                conn,
+                [
+                    {
+                        "target_table": table,
+                        "row_key": k,
+                        "pos_commit": event.position.commit,
+                        "pos_seq": event.position.seq,
+                        "deleted": True,
+                        "source_table": event.table,
+                    }
+                    for k in row_keys
+                ],
+            )
+            for k in row_keys:
+                known.setdefault(table, {})[k] = ledger.RowState(event.position, True)
+
+    # ------------------------------------------------------------ dead letters
+
+    def retry_dead(self, source: str | None = None) -> BatchResult:
+        """Re-apply open dead letters (oldest first), each followed by its parked events."""
+        total = BatchResult()
+        with self.engine.connect() as conn:
+            letters = ledger.open_dead_letters(conn, source)
+        for letter_id, text in letters:
+            event = event_from_json(text)
+            total.counts.update(self._retry_one(letter_id, event).counts)
+        with self.engine.connect() as conn:
+            orphans = ledger.orphan_parked_idents(conn)
+        for src, ident in orphans:
+            total.counts.update(self._in_tx(lambda c, s=src, i=ident: self._drain(c, s, i)).counts)
+        return total
+
+    def _retry_one(self, letter_id: int, event: ChangeEvent) -> BatchResult:
+        def work(conn: Connection) -> BatchResult:
+            ident = ledger.ident_of(event)
+            item, error = self._plan(event)
+            result = BatchResult()
+            if item is not None:
+                try:
+                    with conn.begin_nested():
+                        (outcome,) = self._execute(conn, [item])
+                    result.add(event, outcome)
+                except (ChangeEventError, DBAPIError, StatementError) as exc:
+                    if _is_connection_error(exc):
+                        raise
+                    item, error = None, str(getattr(exc, "orig", None) or exc).strip()
+            if item is None:
+                ledger.note_retry_failure(conn, letter_id, error)
+                result.add(event, "dead_letter")
+                return result
+            ledger.resolve_dead_letter(conn, letter_id)
+            drained = self._drain(conn, event.source, ident)
+            result.counts.update(drained.counts)
+            return result
+
+        return self._in_tx(work)
+
+    def _drain(self, conn: Connection, source: str, ident: ledger.Ident) -> BatchResult:
+        """Apply a key's parked events in order until one fails (it becomes a dead letter)."""
+        result = BatchResult()
+        blocked: set[ledger.Ident] = set()
+        for parked_id, text in ledger.parked_for(conn, source, ident):
+            ledger.unpark(conn, parked_id)
+            event = event_from_json(text)
+            item, error = self._plan(event)
+            if item is None:
+                self._dead_letter(conn, event, error, blocked, result)
+                return result
+            if not self._apply_alone(conn, item, blocked, result):
+                return result
+        return result
+
+    # ------------------------------------------------------------------ repair
+
+    def repair(self, source_table: str, writes: Sequence[RowWrite]) -> int:
+        """Force ``writes`` (from verify) through the normal write path, keeping each
+        row's stored position so the next real change still applies."""
+
+        def work(conn: Connection) -> BatchResult:
+            result = BatchResult()
+            items = []
+            for write in writes:
+                row_key = key_text(write.key)
+                state = ledger.load_positions(conn, write.table, [row_key]).get(row_key)
+                position = state.position if state else Position(0, 0)
+                op: Op = "d" if isinstance(write, RowDelete) else "u"
+                event = ChangeEvent("verify", source_table, op, write.key, None, None, position, 0)
+                items.append(_Planned(event, [write]))
+            for item, outcome in zip(items, self._execute(conn, items, force=True), strict=True):
+                result.add(item.event, outcome)
+            return result
+
+        return self._in_tx(work).total("applied")
+
+
+class _EventFailed(Exception):
+    """The fast path hit an event-level failure: redo the batch event by event."""
+
+
+def _is_connection_error(exc: Exception) -> bool:
+    """A failure of the database itself (not of one event): fail the batch, retry later."""
+    if isinstance(exc, DBAPIError) and exc.connection_invalidated:
+        return True
+    orig = getattr(exc, "orig", None)
+    if type(orig).__module__.startswith("psycopg") and type(orig).__name__ == "OperationalError":
+        return True
+    text = str(orig or "").lower()
+    return any(
+        s in text
+        for s in ("database is locked", "server closed", "connection", "unable to open", "terminat")
+    )

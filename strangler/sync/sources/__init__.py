@@ -1,0 +1,1 @@
+"""Change-event sources: kafka (Debezium topics), debezium (embedded engine), sqlite (triggers)."""
