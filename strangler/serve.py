@@ -183,7 +183,7 @@ async def start_proxy(
         if proxy:
             if proxy_sock is None:
                 proxy_sock = bind_listener(*split_listen(config.listen))
-            server = ProxyServer(runtime, config)
+            server = ProxyServer(runtime)
             await server.start(proxy_sock)
             running.proxy_address = proxy_sock.getsockname()[:2]
             running._closers.append(server.close)
