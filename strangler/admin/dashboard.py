@@ -1,0 +1,121 @@
+"""The migration dashboard on the admin listener: ``GET /`` and ``GET /routes/{name}``.
+
+Server-rendered HTML (the route table as it is at render time, so the page is
+useful before any script runs) plus ``static/dashboard.js``, which polls the
+public admin JSON API every 1.5 s — ``/api/routes``, ``/api/routes/{name}/shadow``,
+``/api/audit`` — and re-renders. Buttons to flip and reset call the same API
+with the admin token the person typed, kept in ``sessionStorage``; without a
+token the page is read-only. No build step, no framework.
+
+This module never reads the state store, the shadow store or metrics itself:
+everything live comes through the JSON API, like any other client.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from html import escape
+from pathlib import Path
+
+from aiohttp import web
+
+from strangler.admin.app import RUNTIME
+from strangler.routing.table import Route
+
+STATIC = Path(__file__).parent / "static"
+
+
+def _page(title: str, page: str, body: str, route: str = "") -> str:
+    return f"""<!doctype html>
+<html lang="en"><head><meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>{escape(title)} · strangler</title>
+<link rel="stylesheet" href="/static/dashboard.css">
+</head>
+<body data-page="{page}" data-route="{escape(route)}">
+<header>
+  <a class="brand" href="/">strangler</a>
+  <span class="sub">migration dashboard</span>
+  <span id="token-state" class="token"></span>
+  <form id="token-form" autocomplete="off">
+    <input id="token-input" type="password" placeholder="admin token" aria-label="admin token">
+    <button id="token-use" type="submit">Use token</button>
+    <button id="token-forget" type="button">Forget</button>
+  </form>
+</header>
+<div id="reload-error" class="banner" hidden></div>
+<div id="action-error" class="banner" hidden></div>
+<main>{body}</main>
+<script src="/static/dashboard.js"></script>
+</body></html>"""
+
+
+def _row(route: Route) -> str:
+    name = escape(route.name)
+    return (
+        f'<tr data-route="{name}"><td><a href="/routes/{name}">{name}</a></td>'
+        f'<td class="mode">{escape(route.mode)}</td>'
+        f'<td class="percent">{route.percent:g}%</td>'
+        f'<td class="source">{escape(route.source)}</td>'
+        '<td class="rate">&ndash;</td><td class="errors">&ndash;</td>'
+        '<td class="fallbacks">&ndash;</td><td class="match">&ndash;</td>'
+        '<td class="trend"></td><td class="actions"></td></tr>'
+    )
+
+
+_HEAD = (
+    "<tr><th>route</th><th>mode</th><th>percent</th><th>source</th><th>req/min</th>"
+    "<th>error rate</th><th>fallbacks</th><th>shadow match</th><th>trend (5 min)</th>"
+    "<th>change</th></tr>"
+)
+
+
+def overview(request: web.Request) -> web.Response:
+    table = request.app[RUNTIME].router.table
+    rows = "".join(_row(r) for r in table.routes)
+    body = f"""
+<section><h2>Routes</h2>
+<table id="routes" class="grid"><thead>{_HEAD}</thead><tbody>{rows}</tbody></table>
+</section>
+<section><h2>Audit log</h2>
+<table id="audit" class="grid"><thead><tr><th>when</th><th>action</th><th>route</th><th>who</th>
+<th>from</th><th>to</th><th>reason</th></tr></thead><tbody></tbody></table>
+</section>"""
+    return web.Response(text=_page("Routes", "overview", body), content_type="text/html")
+
+
+def route_page(request: web.Request) -> web.Response:
+    name = request.match_info["name"]
+    route = request.app[RUNTIME].router.table.route(name)
+    if route is None:
+        raise web.HTTPNotFound(text=f"no route named {name!r}")
+    body = f"""
+<section><h2>Route <span class="name">{escape(name)}</span></h2>
+<table id="routes" class="grid"><thead>{_HEAD}</thead><tbody>{_row(route)}</tbody></table>
+</section>
+<section><h2>Shadow comparison</h2>
+<p id="shadow-summary">waiting for data…</p>
+<h3>Mismatches by field</h3>
+<table id="fields" class="grid"><thead><tr><th>field</th><th>mismatches</th><th>rate</th>
+<th></th></tr></thead><tbody></tbody></table>
+<h3>Latest mismatches</h3>
+<div id="samples"></div>
+</section>"""
+    return web.Response(text=_page(name, "route", body, name), content_type="text/html")
+
+
+def dashboard_extension() -> Callable[[web.Application], None]:
+    """For ``build_admin_app(extensions=[...])``: the dashboard pages and their assets."""
+
+    def extend(app: web.Application) -> None:
+        async def index(request: web.Request) -> web.Response:
+            return overview(request)
+
+        async def one(request: web.Request) -> web.Response:
+            return route_page(request)
+
+        app.router.add_get("/", index)
+        app.router.add_get("/routes/{name}", one)
+        app.router.add_static("/static/", STATIC)
+
+    return extend

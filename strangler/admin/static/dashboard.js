@@ -1,0 +1,281 @@
+// strangler dashboard: polls the public admin JSON API and renders it. No build step.
+// The admin token lives in sessionStorage (this tab only); without it the page is read-only.
+"use strict";
+
+const TOKEN_KEY = "strangler.adminToken";
+const POLL_MS = 1500;
+const MODES = ["legacy", "shadow", "canary", "new"];
+const page = document.body.dataset.page;
+const onlyRoute = document.body.dataset.route || null;
+let lastSampleKey = null;
+
+const esc = (s) => String(s).replace(/[&<>"']/g, (c) => (
+  { "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;" }[c]));
+const pct = (x) => (x === null || x === undefined ? "–" : (x * 100).toFixed(1) + "%");
+const token = () => sessionStorage.getItem(TOKEN_KEY);
+
+async function getJSON(url) {
+  const response = await fetch(url, { cache: "no-store" });
+  if (!response.ok) throw new Error(url + ": HTTP " + response.status);
+  return response.json();
+}
+
+function showError(message) {
+  const box = document.getElementById("action-error");
+  box.textContent = message || "";
+  box.hidden = !message;
+}
+
+async function send(method, url, body) {
+  const response = await fetch(url, {
+    method,
+    headers: { "Authorization": "Bearer " + token(), "Content-Type": "application/json" },
+    body: body === undefined ? undefined : JSON.stringify(body),
+  });
+  let data = {};
+  try { data = await response.json(); } catch (e) { /* empty body */ }
+  return { status: response.status, data };
+}
+
+// ------------------------------------------------------------------ token
+
+function renderToken() {
+  const has = !!token();
+  document.getElementById("token-state").textContent = has ? "admin token set" : "read-only";
+  document.getElementById("token-forget").hidden = !has;
+}
+
+document.getElementById("token-form").addEventListener("submit", (event) => {
+  event.preventDefault();
+  const input = document.getElementById("token-input");
+  if (input.value.trim()) sessionStorage.setItem(TOKEN_KEY, input.value.trim());
+  input.value = "";
+  renderToken();
+  refresh();
+});
+document.getElementById("token-forget").addEventListener("click", () => {
+  sessionStorage.removeItem(TOKEN_KEY);
+  renderToken();
+  refresh();
+});
+
+// ------------------------------------------------------------------ routes
+
+function spark(trend) {
+  const w = 120, h = 24, n = trend.length;
+  const pts = [];
+  trend.forEach((b, i) => {
+    if (b.match_rate === null) return;
+    const x = (i / Math.max(1, n - 1)) * (w - 2) + 1;
+    const y = (1 - b.match_rate) * (h - 4) + 2;
+    pts.push(x.toFixed(1) + "," + y.toFixed(1));
+  });
+  const line = pts.length > 1
+    ? `<polyline fill="none" stroke="#2e7d32" stroke-width="1.5" points="${pts.join(" ")}"/>`
+    : pts.length === 1 ? `<circle cx="${pts[0].split(",")[0]}" cy="${pts[0].split(",")[1]}" r="2" fill="#2e7d32"/>` : "";
+  return `<svg class="spark" width="${w}" height="${h}" viewBox="0 0 ${w} ${h}" role="img" ` +
+    `aria-label="match rate trend"><rect width="${w}" height="${h}" fill="#fafafa" stroke="#e3e6ec"/>${line}</svg>`;
+}
+
+function actionsCell(cell, route) {
+  const state = token() ? "rw" : "ro";
+  if (cell.dataset.state === state) return;
+  cell.dataset.state = state;
+  if (state === "ro") {
+    cell.innerHTML = '<span class="readonly">read-only (set the admin token)</span>';
+    return;
+  }
+  const options = MODES.map((m) => `<option value="${m}">${m}</option>`).join("");
+  cell.innerHTML = `<select class="flip-mode" aria-label="mode">${options}</select> ` +
+    `<input class="flip-percent" type="number" min="0" max="100" step="1" placeholder="%" aria-label="percent"> ` +
+    `<button class="flip-apply" type="button">Flip</button> ` +
+    `<button class="flip-reset" type="button">Reset</button>`;
+  cell.querySelector(".flip-mode").value = route.mode;
+  cell.querySelector(".flip-apply").addEventListener("click", () => flip(cell, route.name));
+  cell.querySelector(".flip-reset").addEventListener("click", () => reset(route.name));
+}
+
+async function flip(cell, name) {
+  const mode = cell.querySelector(".flip-mode").value;
+  const raw = cell.querySelector(".flip-percent").value;
+  const body = { mode };
+  if (mode === "canary") body.percent = raw === "" ? 10 : Number(raw);
+  const url = `/api/routes/${encodeURIComponent(name)}/override`;
+  let result = await send("PUT", url, body);
+  if (result.status === 409 && window.confirm(result.data.error + "\n\nFlip anyway?")) {
+    result = await send("PUT", url, { ...body, force: true });
+  }
+  showError(result.status >= 400 ? `flip ${name}: ${result.data.error || result.status}` : "");
+  refresh();
+}
+
+async function reset(name) {
+  const result = await send("DELETE", `/api/routes/${encodeURIComponent(name)}/override`);
+  showError(result.status >= 400 ? `reset ${name}: ${result.data.error || result.status}` : "");
+  refresh();
+}
+
+function wantsShadow(route) {
+  return route.mode === "shadow" || (route.config && route.config.shadow);
+}
+
+async function renderRoutes() {
+  const data = await getJSON("/api/routes");
+  const banner = document.getElementById("reload-error");
+  banner.textContent = data.last_reload_error ? "Last reload rejected: " + data.last_reload_error : "";
+  banner.hidden = !data.last_reload_error;
+  const body = document.querySelector("#routes tbody");
+  const routes = data.routes.filter((r) => !onlyRoute || r.name === onlyRoute);
+  await Promise.all(routes.map(async (route) => {
+    let row = body.querySelector(`tr[data-route="${CSS.escape(route.name)}"]`);
+    if (!row) {
+      row = document.createElement("tr");
+      row.dataset.route = route.name;
+      row.innerHTML = `<td><a href="/routes/${encodeURIComponent(route.name)}">${esc(route.name)}</a></td>` +
+        '<td class="mode"></td><td class="percent"></td><td class="source"></td><td class="rate"></td>' +
+        '<td class="errors"></td><td class="fallbacks"></td><td class="match"></td><td class="trend"></td>' +
+        '<td class="actions"></td>';
+      body.appendChild(row);
+    }
+    const cell = (name) => row.querySelector("." + name);
+    cell("mode").textContent = route.mode;
+    cell("mode").className = "mode mode-" + route.mode;
+    cell("percent").textContent = route.percent + "%";
+    cell("source").textContent = route.source + (route.reason ? ": " + route.reason : "");
+    cell("source").className = "source source-" + route.source;
+    const traffic = route.traffic || {};
+    cell("rate").textContent = traffic.requests_per_min ?? "–";
+    cell("errors").textContent = pct(traffic.error_rate);
+    cell("errors").classList.toggle("bad", (traffic.error_rate || 0) > 0.05);
+    cell("fallbacks").textContent = traffic.fallbacks ?? "–";
+    if (wantsShadow(route)) {
+      try {
+        const shadow = await getJSON(`/api/routes/${encodeURIComponent(route.name)}/shadow?samples=0`);
+        cell("match").textContent = `${pct(shadow.match_rate)} of ${shadow.compared}`;
+        cell("match").classList.toggle("bad", shadow.match_rate !== null && shadow.match_rate < 0.98);
+        cell("trend").innerHTML = spark(shadow.trend);
+      } catch (e) {
+        cell("match").textContent = pct(route.shadow_match_rate);
+      }
+    } else {
+      cell("match").textContent = pct(route.shadow_match_rate);
+      cell("trend").textContent = "";
+    }
+    actionsCell(cell("actions"), route);
+  }));
+}
+
+// ------------------------------------------------------------------ audit
+
+function describe(override) {
+  if (!override) return "config";
+  return override.mode + (override.mode === "canary" ? " " + override.percent + "%" : "");
+}
+
+async function renderAudit() {
+  const data = await getJSON("/api/audit?limit=20");
+  const rows = data.entries.map((e) => `<tr><td>${esc(new Date(e.at * 1000).toLocaleString())}</td>` +
+    `<td>${esc(e.action)}</td><td>${esc(e.route)}</td><td>${esc(e.who)}</td>` +
+    `<td>${esc(describe(e.previous))}</td><td>${esc(describe(e.current))}</td>` +
+    `<td>${esc(e.reason || "")}</td></tr>`);
+  document.querySelector("#audit tbody").innerHTML = rows.join("") ||
+    '<tr><td colspan="7" class="readonly">no changes yet</td></tr>';
+}
+
+// ------------------------------------------------------------------ one route's shadow
+
+// Renders a JSON body line by line; every line knows its path (body.items[2].qty),
+// and lines whose path (or an ancestor's) differs are highlighted.
+function renderBody(text, marks) {
+  let value;
+  try { value = JSON.parse(text); } catch (e) {
+    const cls = marks.get("body");
+    return `<span class="${cls || ""}" data-path="body">${esc(text)}</span>`;
+  }
+  const out = [];
+  const walk = (v, path, key, depth, comma, inherited) => {
+    const cls = marks.get(path) || inherited;
+    const pad = "  ".repeat(depth) + (key === null ? "" : JSON.stringify(key) + ": ");
+    const line = (t, p) => out.push(`<span class="${cls}" data-path="${esc(p)}">${esc(t)}</span>`);
+    if (Array.isArray(v) || (v && typeof v === "object")) {
+      const [open, close] = Array.isArray(v) ? ["[", "]"] : ["{", "}"];
+      const entries = Array.isArray(v) ? v.map((x, i) => [i, x]) : Object.entries(v);
+      line(pad + open, path);
+      entries.forEach(([k, x], i) => {
+        const sub = Array.isArray(v) ? `${path}[${k}]` : `${path}.${k}`;
+        walk(x, sub, Array.isArray(v) ? null : k, depth + 1, i < entries.length - 1, cls);
+      });
+      line("  ".repeat(depth) + close + (comma ? "," : ""), path);
+    } else {
+      line(pad + JSON.stringify(v) + (comma ? "," : ""), path);
+    }
+  };
+  walk(value, "body", null, 0, false, "");
+  return out.join("\n");
+}
+
+function renderSide(title, side, marks, differences) {
+  const head = [`<span class="${marks.get("status") || ""}" data-path="status">status ${esc(side.status ?? "–")}</span>`];
+  differences.filter((d) => d.path.startsWith("header.")).forEach((d) => {
+    const name = d.path.slice(7);
+    const pair = (side.headers || []).find(([k]) => k.toLowerCase() === name);
+    head.push(`<span class="${marks.get(d.path)}" data-path="${esc(d.path)}">${esc(name)}: ${esc(pair ? pair[1] : "(absent)")}</span>`);
+  });
+  const failure = side.exception ? `<span class="diff">failed: ${esc(side.exception)}</span>\n` : "";
+  return `<div><h4>${esc(title)} · ${esc(side.upstream)} · ${esc(side.duration_ms)} ms</h4>` +
+    `<pre class="body">${failure}${head.join("\n")}\n\n${renderBody(side.body || "", marks)}</pre></div>`;
+}
+
+function renderSample(sample) {
+  const marks = new Map();
+  sample.differences.forEach((d) => marks.set(d.path, d.noise ? "noise" : "diff"));
+  const kinds = sample.differences.map((d) =>
+    `<code>${esc(d.path)}</code> ${esc(d.kind)}${d.noise ? ' <span class="badge">noise</span>' : ""}`).join(", ");
+  const when = new Date(sample.at * 1000).toLocaleTimeString();
+  return `<div class="sample"><div class="meta">${esc(when)} · <b>${esc(sample.outcome)}</b> · ` +
+    `${esc(sample.request.method)} <code>${esc(sample.request.target)}</code>` +
+    `${sample.error ? " · " + esc(sample.error) : ""}<br>differs at: ${kinds || "–"}</div>` +
+    `<div class="sides">${renderSide("legacy", sample.legacy, marks, sample.differences)}` +
+    `${renderSide("new (adapted)", sample.new, marks, sample.differences)}</div></div>`;
+}
+
+async function renderShadow() {
+  const data = await getJSON(`/api/routes/${encodeURIComponent(onlyRoute)}/shadow?samples=5`);
+  const c = data.counts;
+  document.getElementById("shadow-summary").textContent =
+    `match rate ${pct(data.match_rate)} over ${data.compared} compared · ` +
+    `match ${c.match} · mismatch ${c.mismatch} · error ${c.error} · dropped ${c.dropped} · skipped ${c.skipped}`;
+  document.querySelector("#fields tbody").innerHTML = data.fields.map((f) =>
+    `<tr data-field="${esc(f.field)}"><td><code>${esc(f.field)}</code></td><td>${f.mismatches}</td>` +
+    `<td>${pct(f.rate)}</td><td>${f.noise ? '<span class="badge">noise</span>' : ""}</td></tr>`).join("") ||
+    '<tr><td colspan="4" class="readonly">no differences yet</td></tr>';
+  const key = data.samples.length ? data.samples[0].at + ":" + data.samples.length : "none";
+  if (key !== lastSampleKey) {  // re-render only on news, so a reader's selection stays put
+    lastSampleKey = key;
+    document.getElementById("samples").innerHTML = data.samples.map(renderSample).join("") ||
+      '<p class="readonly">no mismatches stored</p>';
+  }
+}
+
+// ------------------------------------------------------------------ loop
+
+let busy = false;
+async function refresh() {
+  if (busy) return;
+  busy = true;
+  try {
+    const parts = [renderRoutes()];
+    if (page === "overview") parts.push(renderAudit());
+    if (page === "route") parts.push(renderShadow());
+    await Promise.all(parts);
+    document.body.dataset.updated = String(Date.now());
+  } catch (e) {
+    showError("could not refresh: " + e.message);
+  } finally {
+    busy = false;
+  }
+}
+
+renderToken();
+refresh();
+setInterval(refresh, POLL_MS);
