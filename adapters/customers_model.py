@@ -18,19 +18,27 @@ legacy (monolith)        new (customers service)     rule
 ``CREDIT_LIMIT_CENTS``   ``credit_limit`` decimal    ``"250050"`` <-> ``"2500.50"``
 =======================  ==========================  ===============================
 
-Pure functions only: no I/O, no clock (callers pass ``today``), nothing global
-that changes. Values that cannot be translated raise ``ValueError`` here; the
-HTTP side passes them through for the service to reject, the data side turns the
-error into a dead-lettered change event.
+The scalar rules (cents, dates, blanks) are in ``adapters.legacy_types``; this
+module applies them to whole customer records. Pure functions only: no I/O, no
+clock, nothing global that changes. Values that cannot be translated raise
+``ValueError``; the HTTP side passes them through for the service to reject, the
+data side turns the error into a dead-lettered change event.
 """
 
 from __future__ import annotations
 
-import datetime as dt
-import re
 from collections.abc import Mapping
-from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 from typing import Any
+
+from adapters.legacy_types import (
+    blank_to_none,
+    cents_to_decimal,
+    decimal_to_cents,
+    iso_to_yyyymmdd,
+    lower_keys,
+    none_to_blank,
+    yyyymmdd_to_date,
+)
 
 STATUS_TO_NEW = {"A": "active", "I": "inactive"}
 STATUS_TO_LEGACY = {new: old for old, new in STATUS_TO_NEW.items()}
@@ -56,11 +64,8 @@ LEGACY_ADDRESS = ("ADDR_LINE1", "ADDR_CITY", "ADDR_ZIP")
 PRIMARY = "primary"
 """``addresses.kind`` of the one address the legacy model has room for."""
 
-_YYYYMMDD = re.compile(r"^\d{8}$")
-_CENTS = re.compile(r"^\d{1,12}$")
 
-
-# ------------------------------------------------------------------ scalar rules
+# ------------------------------------------------------------------ status codes
 
 
 def status_to_new(code: str) -> str:
@@ -77,57 +82,7 @@ def status_to_legacy(status: str) -> str:
         raise ValueError(f"status {status!r} is not active or inactive") from None
 
 
-def yyyymmdd_to_date(value: str) -> dt.date:
-    if not isinstance(value, str) or not _YYYYMMDD.match(value):
-        raise ValueError(f"{value!r} is not a YYYYMMDD date")
-    return dt.date(int(value[:4]), int(value[4:6]), int(value[6:]))
-
-
-def date_to_yyyymmdd(value: dt.date) -> str:
-    return value.strftime("%Y%m%d")
-
-
-def cents_to_decimal(cents: str) -> Decimal:
-    """``"250050"`` -> ``Decimal("2500.50")`` (the legacy column is a string of cents)."""
-    if not isinstance(cents, str) or not _CENTS.match(cents):
-        raise ValueError(f"{cents!r} is not a string of cents")
-    return (Decimal(cents) / 100).quantize(Decimal("0.01"))
-
-
-def decimal_to_cents(amount: Decimal | str, *, whole_units: bool = False) -> str:
-    """``Decimal("2500.50")`` -> ``"250050"``.
-
-    ``whole_units=True`` is the first adapter draft's mistake, kept so the demo can
-    show shadow comparison catching it: it read ``credit_limit`` as whole currency
-    units (as the v2 API draft documented) and rounded the cents away.
-    """
-    try:
-        value = Decimal(amount)
-    except (InvalidOperation, TypeError):
-        raise ValueError(f"{amount!r} is not a decimal amount") from None
-    if whole_units:
-        value = value.quantize(Decimal(1), rounding=ROUND_HALF_UP)
-    return str(int((value * 100).quantize(Decimal(1), rounding=ROUND_HALF_UP)))
-
-
-def blank_to_none(value: str | None) -> str | None:
-    return value if value else None
-
-
-def none_to_blank(value: str | None) -> str:
-    return value or ""
-
-
-def iso_to_date(value: str) -> dt.date:
-    return dt.date.fromisoformat(value)
-
-
 # ------------------------------------------------------------------ whole records
-
-
-def lower_keys(row: Mapping[str, Any]) -> dict[str, Any]:
-    """Column names as PostgreSQL folds them (``CUST_ID`` -> ``cust_id``)."""
-    return {key.lower(): value for key, value in row.items()}
 
 
 def legacy_row_to_customer(row: Mapping[str, Any]) -> dict[str, Any]:
@@ -170,7 +125,7 @@ def service_json_to_legacy(
         "CUST_NM": customer["name"],
         "EMAIL_ADDR": customer["email"],
         "STATUS_CD": status_to_legacy(customer["status"]),
-        "CREATED_YYYYMMDD": date_to_yyyymmdd(iso_to_date(customer["created_at"])),
+        "CREATED_YYYYMMDD": iso_to_yyyymmdd(customer["created_at"]),
         "PHONE_NO": none_to_blank(customer.get("phone")),
         "ADDR_LINE1": address["line1"] if address else "",
         "ADDR_CITY": address["city"] if address else "",
@@ -182,9 +137,11 @@ def service_json_to_legacy(
 def legacy_json_to_service(body: Mapping[str, Any]) -> dict[str, Any]:
     """A legacy POST/PUT body -> the service's body; only the fields present.
 
-    Values that do not translate are passed through unchanged so the service
-    rejects them and the client gets the same 400 the monolith would give.
-    Unknown fields are dropped (the monolith ignores them too).
+    A value the monolith would refuse becomes one the service refuses too
+    (``None`` where the service needs a value, the raw value where its check is
+    the same), so the client gets the monolith's 400 for the same field.
+    Passing ``"active"`` or ``"1.5"`` through would be wrong: the service would
+    accept them. Unknown fields are dropped (the monolith ignores them too).
     """
     out: dict[str, Any] = {}
     if "CUST_NM" in body:
@@ -192,7 +149,8 @@ def legacy_json_to_service(body: Mapping[str, Any]) -> dict[str, Any]:
     if "EMAIL_ADDR" in body:
         out["email"] = body["EMAIL_ADDR"]
     if "STATUS_CD" in body:
-        out["status"] = STATUS_TO_NEW.get(body["STATUS_CD"], body["STATUS_CD"])
+        code = body["STATUS_CD"]
+        out["status"] = STATUS_TO_NEW.get(code) if isinstance(code, str) else None
     if "PHONE_NO" in body:
         phone = body["PHONE_NO"]
         out["phone"] = blank_to_none(phone) if isinstance(phone, str) or phone is None else phone
@@ -205,18 +163,19 @@ def legacy_json_to_service(body: Mapping[str, Any]) -> dict[str, Any]:
     if address:
         out["address"] = address
     if "CREDIT_LIMIT_CENTS" in body:
-        raw = body["CREDIT_LIMIT_CENTS"]
         try:
-            out["credit_limit"] = str(cents_to_decimal(raw))
+            out["credit_limit"] = str(cents_to_decimal(body["CREDIT_LIMIT_CENTS"]))
         except ValueError:
-            out["credit_limit"] = raw
+            out["credit_limit"] = None
     return out
 
 
 def legacy_query_to_service(query: Mapping[str, str]) -> dict[str, str]:
     """``?page=2&size=20&status=A`` -> ``?offset=20&limit=20&status=active``.
 
-    Unparseable values pass through (as the offset/limit) so the service rejects them.
+    Values the monolith refuses become values the service refuses (for the same
+    parameter): a non-number page passes through as the offset, an unknown status
+    code becomes ``""``.
     """
     out: dict[str, str] = {}
     page, size = query.get("page", "1"), query.get("size", "50")
@@ -228,10 +187,5 @@ def legacy_query_to_service(query: Mapping[str, str]) -> dict[str, str]:
         out["offset"] = str((int(page) - 1) * int(size)) if size.isdigit() else "0"
     out["limit"] = size
     if "status" in query:
-        out["status"] = STATUS_TO_NEW.get(query["status"], query["status"])
+        out["status"] = STATUS_TO_NEW.get(query["status"], "")
     return out
-
-
-def legacy_timestamp(now: dt.datetime) -> str:
-    """The monolith's ``AS_OF_TS`` format: ``YYYYMMDDHHMMSS`` local-free UTC."""
-    return now.strftime("%Y%m%d%H%M%S")
