@@ -1,0 +1,118 @@
+"""The mirror behind the real proxy (``start_proxy``): what a client of the proxy sees."""
+
+from __future__ import annotations
+
+import statistics
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+import aiohttp
+import pytest
+
+from strangler.config import parse_config
+from strangler.serve import RunningProxy, bind_listener, start_proxy
+from strangler.shadow.mirror import ShadowMirror
+from tests.shadow.conftest import Upstream, dead_url
+from tests.support.net import serve_app
+
+
+def config(legacy_url: str, new_url: str, shadow_url: str) -> Any:
+    return parse_config(
+        {
+            "listen": "127.0.0.1:0",
+            "legacy": "monolith",
+            "upstreams": {
+                "monolith": {"url": legacy_url},
+                "customers": {"url": new_url},
+                "slow": {"url": shadow_url, "timeout": "5s"},
+            },
+            "routes": [
+                # Same legacy, one route shadowed to a target that sleeps, one not shadowed.
+                {
+                    "name": "shadowed",
+                    "match": {"path": "/shadowed/**"},
+                    "to": "slow",
+                    "mode": "shadow",
+                    "shadow": {"percent": 100, "methods": ["GET", "PUT"]},
+                },
+                {"name": "plain", "match": {"path": "/plain/**"}, "to": "customers"},
+                {
+                    "name": "dead",
+                    "match": {"path": "/dead/**"},
+                    "to": "customers",
+                    "mode": "shadow",
+                    "shadow": {"percent": 100},
+                },
+            ],
+        }
+    )
+
+
+@pytest.fixture
+async def proxy() -> AsyncIterator[dict[str, Any]]:
+    legacy, slow = Upstream("monolith"), Upstream("slow", delay=2.0)
+    async with serve_app(legacy.app()) as legacy_url, serve_app(slow.app()) as slow_url:
+        running: RunningProxy = await start_proxy(
+            config(legacy_url, dead_url(), slow_url),
+            admin=False,
+            proxy_sock=bind_listener("127.0.0.1", 0),
+        )
+        mirror = running.runtime.shadow
+        assert isinstance(mirror, ShadowMirror)
+        try:
+            yield {"url": running.proxy_url, "mirror": mirror, "legacy": legacy, "slow": slow}
+        finally:
+            await running.close(0.5)
+
+
+async def timings(session: aiohttp.ClientSession, url: str, n: int) -> list[float]:
+    out = []
+    for _ in range(n):
+        started = time.perf_counter()
+        async with session.get(url) as resp:
+            assert resp.status == 200
+            await resp.read()
+        out.append(time.perf_counter() - started)
+    return out
+
+
+async def test_a_two_second_shadow_leaves_client_latency_as_without_shadow(
+    proxy: dict[str, Any],
+) -> None:
+    async with aiohttp.ClientSession() as session:
+        plain = await timings(session, proxy["url"] + "/plain/1", 30)
+        shadowed = await timings(session, proxy["url"] + "/shadowed/1", 30)
+    assert proxy["mirror"].in_flight > 0  # shadows are still sleeping on the slow target
+    # Generous margin; a client waiting on the shadow would see 2 s per request.
+    assert statistics.median(shadowed) < statistics.median(plain) + 0.2
+    assert max(shadowed) < 1.0
+
+
+async def test_a_dead_shadow_target_is_counted_as_error_and_clients_are_served(
+    proxy: dict[str, Any],
+) -> None:
+    async with aiohttp.ClientSession() as session:
+        await timings(session, proxy["url"] + "/dead/1", 5)
+    await proxy["mirror"].drain()
+    data = await proxy["mirror"].store.read("dead")
+    assert data.counts["error"] == 5
+
+
+async def test_writes_are_mirrored_only_when_listed_and_always_marked(
+    proxy: dict[str, Any],
+) -> None:
+    proxy["slow"].delay = 0.0
+    async with aiohttp.ClientSession() as session:
+        async with session.post(proxy["url"] + "/shadowed/1", json={"a": 1}) as resp:
+            assert resp.status == 200
+        async with session.put(proxy["url"] + "/shadowed/1", json={"a": 2}) as resp:
+            assert resp.status == 200
+        headers = {"X-Strangler-Shadow": "1"}
+        async with session.get(proxy["url"] + "/shadowed/2", headers=headers) as resp:
+            assert resp.status == 200
+    await proxy["mirror"].drain()
+    assert [(s["method"], s["headers"].get("X-Strangler-Shadow")) for s in proxy["slow"].seen] == [
+        ("PUT", "1")
+    ]
+    assert proxy["slow"].seen[0]["body"] == b'{"a": 2}'
