@@ -83,6 +83,7 @@ class Attempt:
         "headers",
         "hold_5xx",
         "max_body",
+        "out",
         "out_chunked",
         "size",
         "status",
@@ -118,6 +119,8 @@ class Attempt:
         self.size = 0
         self.committed = False
         self.out_chunked = False
+        self.out: list[bytes] = []
+        """Bytes for the client parsed from one upstream read, written in one go."""
         self.error: UpstreamError | None = None
         self.dead = False
 
@@ -155,7 +158,9 @@ class Attempt:
             framing = b"transfer-encoding: chunked\r\n"
             self.out_chunked = True
         client = self.client
-        client.write(response_head(status, self.headers, self.tags, framing, client.must_close()))
+        self.out.append(
+            response_head(status, self.headers, self.tags, framing, client.must_close())
+        )
         self.committed = True
 
     def response_body(self, data: bytes) -> None:
@@ -170,15 +175,23 @@ class Attempt:
                 return
             self.chunks.append(data)
         elif self.out_chunked:
-            self.client.writelines((b"%x\r\n" % len(data), data, b"\r\n"))
+            self.out += (b"%x\r\n" % len(data), data, b"\r\n")
         else:
-            self.client.write(data)
+            self.out.append(data)
+
+    def flush(self) -> None:
+        """Write what this upstream read produced; called after each parser feed."""
+        out = self.out
+        if out:
+            self.client.write(out[0] if len(out) == 1 else b"".join(out))
+            out.clear()
 
     def response_end(self) -> None:
         if self.dead:
             return
         if self.committed and self.out_chunked:
-            self.client.write(_CHUNK_END)
+            self.out.append(_CHUNK_END)
+        self.flush()
         self._end(None)
 
     def upstream_failed(self, error: UpstreamError) -> None:

@@ -32,6 +32,7 @@ import httptools
 from strangler.proxy.headers import RawHeaders
 from strangler.proxy.request import BodyTooLarge, ClientGone, ProxyRequest, RequestBody
 from strangler.proxy.responses import CONTINUE
+from strangler.proxy.upstream import set_nodelay
 
 if TYPE_CHECKING:
     from strangler.config import LimitsConfig
@@ -89,6 +90,7 @@ class ClientConnection(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
         self.transport = transport
+        set_nodelay(transport)
         peer = transport.get_extra_info("peername")
         self.ip = str(peer[0]) if peer else ""
         self.ip_bytes = self.ip.encode("latin-1")

@@ -111,7 +111,7 @@ class ProxyServer:
 def bind(host: str, port: int, *, reuse_port: bool = False) -> socket.socket:
     """A listening TCP socket (SO_REUSEPORT when several workers share the port)."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     if reuse_port:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)

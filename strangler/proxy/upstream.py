@@ -17,6 +17,8 @@ one closes its idle connections. Nothing here decides routing or fallback.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import socket
 import ssl
 from collections import deque
 from collections.abc import Callable
@@ -36,6 +38,7 @@ class ResponseSink(Protocol):
     def response_body(self, data: bytes) -> None: ...
     def response_end(self) -> None: ...
     def upstream_failed(self, error: UpstreamError) -> None: ...
+    def flush(self) -> None: ...
 
 
 class UpstreamConnection(asyncio.Protocol):
@@ -134,6 +137,7 @@ class UpstreamConnection(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
         self.transport = transport
+        set_nodelay(transport)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.reusable = False
@@ -171,6 +175,7 @@ class UpstreamConnection(asyncio.Protocol):
             self.raw_buffer.append(data)
             return
         self.got_bytes = True
+        sink = self.sink
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserUpgrade as exc:
@@ -186,6 +191,8 @@ class UpstreamConnection(asyncio.Protocol):
             assert self.transport is not None
             self.transport.abort()
             return
+        if sink is not None:
+            sink.flush()
         if self._reset_parser:
             self._reset_parser = False
             self.parser = httptools.HttpResponseParser(self)
@@ -234,6 +241,15 @@ class UpstreamConnection(asyncio.Protocol):
         if sink is not None:
             self.sink = None
             sink.response_end()
+
+
+def set_nodelay(transport: asyncio.BaseTransport) -> None:
+    """Disable Nagle: asyncio only does so for sockets created with proto=IPPROTO_TCP,
+    and a head and body sent as two segments would otherwise wait for a delayed ACK."""
+    sock = transport.get_extra_info("socket")
+    if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
+        with contextlib.suppress(OSError):
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
 
 class UpstreamPool:
