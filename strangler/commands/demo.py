@@ -1,0 +1,90 @@
+"""``strangler demo [--exit] [--stack embedded|local] [--port N] [--admin-port N] [--workdir DIR]``.
+
+Starts the sample migration's stack, walks the ``customers`` route through its
+lifecycle printing each step's proof, then (without ``--exit``) keeps serving
+with the dashboard URL and admin token printed until Ctrl-C. With ``--exit`` it
+stops after the steps: exit 0 only if every step's check passed, 1 naming the
+failing step otherwise.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import signal
+
+import aiohttp
+
+from strangler.demo.admin import AdminApi
+from strangler.demo.migration import STEPS, Demo
+from strangler.demo.report import Report
+from strangler.demo.stack import EmbeddedStack, make_workdir
+from strangler.demo.steps import run_steps
+from strangler.demo.traffic import Traffic
+
+
+def run(args: argparse.Namespace) -> int:
+    # The proxy's own warnings (a rollback, a rejected reload) are part of the story:
+    # show them, indented under the step that caused them.
+    logging.basicConfig(level=logging.WARNING, format="      (log) %(message)s")
+    if args.stack != "embedded":
+        print("strangler demo: --stack local is not available yet; use --stack embedded")
+        return 2
+    return asyncio.run(_demo(args))
+
+
+async def _demo(args: argparse.Namespace) -> int:
+    report = Report()
+    workdir, keep = make_workdir(args.workdir)
+    stack = EmbeddedStack(
+        workdir, proxy_port=args.port, admin_port=args.admin_port, keep_workdir=keep
+    )
+    report.banner(
+        "strangler demo: moving the `customers` context out of the sample monolith",
+        f"work folder {workdir}" + ("" if keep else " (removed at exit)"),
+    )
+    try:
+        await stack.start()
+        report.banner(
+            "stack started",
+            f"monolith   {stack.monolith_url}  ({stack.monolith_db})",
+            f"customers  {stack.service_url}  ({stack.service_db})",
+            f"proxy      {stack.proxy_url}",
+            f"admin      {stack.admin_url}  (dashboard, API, /metrics)",
+            f"config     {stack.routes_yaml}",
+        )
+        async with aiohttp.ClientSession() as session, Traffic(stack.proxy_url) as traffic:
+            admin = AdminApi(session, stack.admin_url, stack.admin_token)
+            outcome = await run_steps(STEPS, Demo(stack, admin, traffic, report), report)
+        if args.exit:
+            return 0 if outcome.ok else 1
+        _serve_banner(report, stack)
+        await _until_interrupted()
+        return 0 if outcome.ok else 1
+    finally:
+        await stack.close()
+
+
+def _serve_banner(report: Report, stack: EmbeddedStack) -> None:
+    report.block(
+        "",
+        "The demo keeps running. Try it:",
+        f"  dashboard   {stack.admin_url}/   (admin token: {stack.admin_token})",
+        f"  proxy       curl -H 'X-User-Id: alice' {stack.proxy_url}/api/customers/42",
+        f"  status      strangler status --admin {stack.admin_url}",
+        f"  flip        STRANGLER_ADMIN_TOKEN={stack.admin_token} "
+        f"strangler flip customers canary --percent 25 --admin {stack.admin_url}",
+        f"  config      {stack.routes_yaml}  (edit it: the proxy reloads it)",
+        "Press Ctrl-C to stop.",
+    )
+
+
+async def _until_interrupted() -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError):
+            loop.add_signal_handler(sig, stop.set)
+    await stop.wait()

@@ -1,0 +1,91 @@
+"""The routes.yaml the demo writes into its work folder, from the ports it got.
+
+It is a real routes.yaml, loaded by the real loader and hot-reloaded by the
+real watcher: the demo changes the customers adapter by rewriting this file,
+exactly as an operator would. Comments are kept so a reader of the work folder
+learns the format from it. Nothing here starts anything.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+ADAPTERS = {
+    "draft": "adapters.customers:CustomerApiWholeUnits",
+    "fixed": "adapters.customers:CustomerApi",
+}
+"""The customers HTTP adapter: the first draft (with the credit-limit mistake) and the fix."""
+ROW_ADAPTER = "adapters.customers:CustomerRows"
+
+
+@dataclass(frozen=True)
+class DemoPorts:
+    proxy: int
+    admin: int
+    monolith: int
+    customers: int
+    sync: int = 0
+
+
+def render_routes_yaml(
+    ports: DemoPorts,
+    *,
+    token: str,
+    adapter: str,
+    monolith_file: Path,
+    service_db: str,
+    state: str = "memory://",
+) -> str:
+    return f"""\
+# Written by `strangler demo`: the sample migration's routes.yaml, on this run's ports.
+# Edit it while the demo runs: the proxy reloads it (a bad edit is rejected, shown in
+# /api/routes and on the dashboard, and the last good config keeps serving).
+listen: 127.0.0.1:{ports.proxy}
+admin:
+  listen: 127.0.0.1:{ports.admin}
+  token: {token}          # generated for this run; `export STRANGLER_ADMIN_TOKEN=...`
+state: {state}
+legacy: monolith
+upstreams:
+  monolith: {{url: "http://127.0.0.1:{ports.monolith}", timeout: 10s}}
+  customers:
+    url: "http://127.0.0.1:{ports.customers}"
+    timeout: 2s
+    circuit: {{failures: 5, cooldown: 1s}}
+routes:
+  # Reads of the customers context move to the new service. Writes stay with the
+  # monolith, which still owns the data; CDC (sync: below) copies them across.
+  - name: customers
+    match:
+      path: /api/customers/**
+      methods: [GET, HEAD]
+    to: customers
+    mode: legacy                      # the demo walks it with runtime overrides
+    sticky: [header:X-User-Id, ip]
+    fallback: true                    # service fails -> legacy answers GETs
+    adapter: {ADAPTERS[adapter]}
+    shadow:
+      percent: 100
+      compare:
+        ignore: [body.AS_OF_TS]       # the monolith stamps every answer with the time
+    rollback:
+      error_rate: 0.05                # > 5% of the service's answers failing in 30s
+      window: 30s
+      min_requests: 50
+sync:
+  listen: 127.0.0.1:{ports.sync}
+  sources:
+    - name: monolith
+      kind: sqlite
+      options:
+        database: {monolith_file}
+        tables: [customer]
+        poll_interval: 50ms
+  targets:
+    customers: "{service_db}"
+  tables:
+    - source: customer
+      target: customers
+      adapter: {ROW_ADAPTER}
+"""
