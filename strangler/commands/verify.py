@@ -1,0 +1,31 @@
+"""``strangler verify -c routes.yaml [--repair]``: report (and repair) drift between the
+monolith and the services' databases.
+
+Prints one line per drifting row (missing / extra / different, with the differing
+columns) and a summary; exits 0 when there is no drift (or all of it was repaired),
+1 otherwise. Reads the monolith; writes to targets only with ``--repair``.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from strangler.commands.sync import load_sync
+from strangler.sync.verify import Verifier
+
+
+def run(args: argparse.Namespace) -> int:
+    sync, base_dir = load_sync(args.config)
+    report = Verifier(sync, base_dir).run(repair=args.repair)
+    for drift in report.drift:
+        print(drift)
+    for line in report.unmappable:
+        print(f"unmappable {line}")
+    print(
+        f"verify: {report.compared} rows compared; {report.count('missing')} missing, "
+        f"{report.count('extra')} extra, {report.count('different')} different"
+        + (f"; repaired {report.repaired}" if args.repair else "")
+    )
+    if not report.drift:
+        return 0
+    return 0 if args.repair and report.repaired >= len(report.drift) else 1
