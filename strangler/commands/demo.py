@@ -22,7 +22,9 @@ from strangler.demo.migration import STEPS, Demo
 from strangler.demo.report import Report
 from strangler.demo.stack import EmbeddedStack, make_workdir
 from strangler.demo.steps import run_steps
-from strangler.demo.traffic import Traffic
+from strangler.demo.traffic import Traffic, steady, users
+
+BACKGROUND_USERS = 50
 
 
 def run(args: argparse.Namespace) -> int:
@@ -57,11 +59,20 @@ async def _demo(args: argparse.Namespace) -> int:
         )
         async with aiohttp.ClientSession() as session, Traffic(stack.proxy_url) as traffic:
             admin = AdminApi(session, stack.admin_url, stack.admin_token)
-            outcome = await run_steps(STEPS, Demo(stack, admin, traffic, report), report)
-        if args.exit:
-            return 0 if outcome.ok else 1
-        _serve_banner(report, stack)
-        await _until_interrupted()
+            demo = Demo(stack, admin, traffic, report)
+            outcome = await run_steps(STEPS, demo, report)
+            if args.exit:
+                return 0 if outcome.ok else 1
+            background = asyncio.create_task(
+                steady(traffic, users(BACKGROUND_USERS, "visitor"), demo.pick_customer(), 20)
+            )
+            _serve_banner(report, stack)
+            try:
+                await _until_interrupted()
+            finally:
+                background.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await background
         return 0 if outcome.ok else 1
     finally:
         await stack.close()
@@ -70,13 +81,15 @@ async def _demo(args: argparse.Namespace) -> int:
 def _serve_banner(report: Report, stack: EmbeddedStack) -> None:
     report.block(
         "",
-        "The demo keeps running. Try it:",
+        f"The demo keeps running, with ~20 GET/s from {BACKGROUND_USERS} sticky users "
+        "so the dashboard has live numbers. Try it:",
         f"  dashboard   {stack.admin_url}/   (admin token: {stack.admin_token})",
         f"  proxy       curl -H 'X-User-Id: alice' {stack.proxy_url}/api/customers/42",
         f"  status      strangler status --admin {stack.admin_url}",
         f"  flip        STRANGLER_ADMIN_TOKEN={stack.admin_token} "
         f"strangler flip customers canary --percent 25 --admin {stack.admin_url}",
         f"  config      {stack.routes_yaml}  (edit it: the proxy reloads it)",
+        f"  sync        curl {stack.sync.url if stack.sync else '?'}/api/sync",
         "Press Ctrl-C to stop.",
     )
 

@@ -158,3 +158,14 @@ class Traffic:
         if reply.upstream == "!":
             raise UpstreamConnectError("proxy", reply.body.decode(errors="replace"))
         return reply, jsonlib.loads(reply.body) if reply.body else None
+
+
+async def steady(
+    traffic: Traffic, pool: Sequence[str], pick: PathPicker, per_second: float
+) -> None:
+    """Keep a trickle of GETs flowing (until cancelled) so the dashboard has live numbers."""
+    rng = random.Random(11)
+    while True:
+        user = rng.choice(pool)
+        await traffic.send(user, "GET", pick(rng))
+        await asyncio.sleep(1.0 / per_second)
