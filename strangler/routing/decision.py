@@ -19,8 +19,8 @@ from __future__ import annotations
 
 import random
 from collections.abc import Mapping
-from dataclasses import dataclass
 from hashlib import blake2b
+from typing import NamedTuple
 
 from strangler.config import SAFE_METHODS
 from strangler.routing.paths import normalize
@@ -32,8 +32,10 @@ _NO_PARAMS: Mapping[str, str] = {}
 _random = random.Random()
 
 
-@dataclass(frozen=True, slots=True)
-class Decision:
+class Decision(NamedTuple):
+    """Who answers one request. Immutable; a NamedTuple rather than a frozen
+    dataclass because it is built on every request and that is ~1 us cheaper."""
+
     route: Route | None
     """The matched route, or None (then legacy answers)."""
     params: Mapping[str, str]

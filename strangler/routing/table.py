@@ -28,7 +28,7 @@ import itertools
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from strangler import adapter as adapter_module
 from strangler.adapter import HttpAdapter
@@ -71,6 +71,8 @@ class Route:
     """(segment index, parameter name) for each ``{param}`` in the pattern."""
     rank: tuple[int, ...] = field(repr=False)
     """Sort key: larger is more specific (see the module docstring)."""
+    unconstrained: bool = field(default=True, repr=False)
+    """No methods and no headers required, so ``accepts`` need not be called."""
 
     @property
     def to(self) -> str:
@@ -82,8 +84,13 @@ class Route:
         return all(headers.get(name) == value for name, value in self.headers)
 
 
-@dataclass(frozen=True, slots=True)
-class Match:
+class Match(NamedTuple):
+    """A matched route and the ``{param}`` values captured from the path.
+
+    A NamedTuple rather than a frozen dataclass: as immutable, and cheaper to
+    build on every request (frozen dataclasses set each field through
+    ``object.__setattr__``)."""
+
     route: Route
     params: Mapping[str, str]
 
@@ -202,6 +209,7 @@ def _compile(
         headers=tuple((k.lower(), v) for k, v in (route.match.headers or {}).items()),
         param_slots=slots,
         rank=_rank(shape, subtree, route),
+        unconstrained=route.match.methods is None and not route.match.headers,
     )
 
 
@@ -307,34 +315,44 @@ class RouteTable:
         """The most specific route accepting this request, or None. ``path`` is normalised."""
         key = (path.rstrip("/") or "/") if path.endswith("/") else path
         for route in self._exact.get(key, ()):
-            if route.accepts(method, headers):
+            if route.unconstrained or route.accepts(method, headers):
                 return Match(route, _NO_PARAMS)
-        parts = segments(path)
-        best: Route | None = None
-        stack: list[tuple[_Node, int]] = [(self._root, 0)]
+        # A normalised path has no empty segments, bar a trailing one (stripped in key).
+        parts = key[1:].split("/") if key != "/" else []
         depth = len(parts)
-        while stack:
-            node, i = stack.pop()
+        best: Route | None = None
+        # Depth-first, literal child first; a {param} sibling is set aside and
+        # visited after, so the common all-literal walk allocates nothing.
+        pending: list[tuple[_Node, int]] = []
+        node: _Node | None = self._root
+        i = 0
+        while node is not None:
             for route in node.subtree:
-                if (best is None or route.rank > best.rank) and route.accepts(method, headers):
+                if best is not None and route.rank <= best.rank:
+                    break  # each list is sorted most specific first
+                if route.unconstrained or route.accepts(method, headers):
                     best = route
                     break
             if i == depth:
                 for route in node.routes:
-                    if (best is None or route.rank > best.rank) and route.accepts(method, headers):
+                    if best is not None and route.rank <= best.rank:
+                        break
+                    if route.unconstrained or route.accepts(method, headers):
                         best = route
                         break
-                continue
-            if node.param is not None:
-                stack.append((node.param, i + 1))
-            child = node.literal.get(parts[i])
-            if child is not None:
-                stack.append((child, i + 1))
+                node = None
+            else:
+                if node.param is not None:
+                    pending.append((node.param, i + 1))
+                node = node.literal.get(parts[i])
+                i += 1
+            if node is None and pending:
+                node, i = pending.pop()
         if best is None:
             return None
         if not best.param_slots:
             return Match(best, _NO_PARAMS)
-        return Match(best, {name: parts[i] for i, name in best.param_slots})
+        return Match(best, {name: parts[at] for at, name in best.param_slots})
 
 
 def _all_lists(node: _Node) -> Iterable[list[Route]]:
