@@ -22,10 +22,13 @@ from tests.support.net import serve_app
 class Upstreams:
     legacy: str
     new: str
+    hits: list[str]
+    """Every path either upstream was asked for, in order."""
 
 
-def _app(side: str) -> web.Application:
+def _app(side: str, hits: list[str]) -> web.Application:
     async def answer(request: web.Request) -> web.Response:
+        hits.append(request.raw_path)
         delay = float(request.query.get("sleep", "0"))
         if delay:
             await asyncio.sleep(delay)
@@ -39,8 +42,9 @@ def _app(side: str) -> web.Application:
 @contextlib.asynccontextmanager
 async def upstreams() -> AsyncIterator[Upstreams]:
     """A legacy and a new service answering ``{"side": ..., "path": ...}`` (``?sleep=s``)."""
-    async with serve_app(_app("legacy")) as legacy, serve_app(_app("new")) as new:
-        yield Upstreams(legacy, new)
+    hits: list[str] = []
+    async with serve_app(_app("legacy", hits)) as legacy, serve_app(_app("new", hits)) as new:
+        yield Upstreams(legacy, new, hits)
 
 
 async def side(session: aiohttp.ClientSession, url: str) -> str:

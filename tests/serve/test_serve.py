@@ -14,6 +14,7 @@ import aiohttp
 from prometheus_client.parser import text_string_to_metric_families
 
 from strangler.config import load_config
+from strangler.process import STARTUP_WINDOW
 from strangler.serve import start_proxy
 from tests.support.net import free_port
 
@@ -204,8 +205,71 @@ async def test_workers_metrics_add_up_and_stop_gracefully(tmp_path: Path) -> Non
                     )
                     == 1
                 )
+                # in-flight requests on every worker finish after SIGTERM
+                slow = [
+                    asyncio.create_task(side(session, serve.proxy + f"/api/customers/{i}?sleep=1"))
+                    for i in range(6)
+                ]
+                await asyncio.sleep(0.4)
+                serve.send(signal.SIGTERM)
+                assert await asyncio.gather(*slow) == ["new"] * 6
+            assert await serve.wait() == 0
+
+
+def children(pid: int) -> set[int]:
+    text = Path(f"/proc/{pid}/task/{pid}/children").read_text()
+    return {int(p) for p in text.split()}
+
+
+async def test_a_worker_that_dies_is_replaced(tmp_path: Path) -> None:
+    port, admin_port = free_port(), free_port()
+    state = f"{{url: 'redis://127.0.0.1:6379/0', namespace: 'serve-test-{uuid.uuid4().hex}'}}"
+    async with upstreams() as up, aiohttp.ClientSession() as session:
+        path = tmp_path / "routes.yaml"
+        path.write_text(
+            routes_yaml(
+                port=port, admin_port=admin_port, state=state, legacy_url=up.legacy, new_url=up.new
+            )
+        )
+        async with strangler_serve(path, port, admin_port, "--workers", "2") as serve:
+            first = children(serve.process.pid)
+            assert len(first) == 3  # two workers and the admin process
+            # past the start-up window, a crash is a restart rather than a failed start
+            await asyncio.sleep(STARTUP_WINDOW + 0.5)
+            victim = min(first)
+            os.kill(victim, signal.SIGKILL)
+
+            async def replaced() -> bool:
+                now = children(serve.process.pid)
+                return victim not in now and len(now) == 3
+
+            await eventually(replaced)
+            for _ in range(20):
+                assert await side(session, serve.proxy + "/api/customers/1") == "legacy"
             serve.send(signal.SIGTERM)
             assert await serve.wait() == 0
+
+
+async def test_a_path_escaping_the_root_is_400_and_never_forwarded(tmp_path: Path) -> None:
+    async with upstreams() as up:
+        path = tmp_path / "routes.yaml"
+        path.write_text(routes_yaml(port=0, admin_port=0, legacy_url=up.legacy, new_url=up.new))
+        running = await start_proxy(load_config(path))
+        try:
+            host, port = running.proxy_address or ("", 0)
+            seen: list[str] = []
+            for target in ("/../etc/passwd", "/api/%2e%2e/%2E%2E/secret", "/a%zz"):
+                reader, writer = await asyncio.open_connection(host, port)
+                writer.write(f"GET {target} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+                await writer.drain()
+                status_line = await reader.readline()
+                seen.append(status_line.decode())
+                writer.close()
+                await writer.wait_closed()
+        finally:
+            await running.close(1)
+        assert all(line.split()[1] == "400" for line in seen), seen
+        assert up.hits == []
 
 
 async def test_memory_state_with_several_workers_is_refused(tmp_path: Path) -> None:
