@@ -120,6 +120,18 @@ def _write_address(conn: Connection, customer_id: int, parts: dict[str, str]) ->
         conn.execute(update(addresses).where(key).values(**merged))
 
 
+def _next_id(conn: Connection) -> int:
+    """One past the highest id, under a table lock on PostgreSQL.
+
+    Ids arrive from the monolith by CDC with explicit values, which never advance a
+    serial's sequence; allocating from the rows themselves keeps the service's new ids
+    in step with the monolith's (which also counts up from its highest id).
+    """
+    if conn.dialect.name == "postgresql":
+        conn.exec_driver_sql("LOCK TABLE customers IN SHARE ROW EXCLUSIVE MODE")
+    return int(conn.execute(select(func.coalesce(func.max(customers.c.id), 0))).scalar_one()) + 1
+
+
 def _shadow_write(request: web.Request) -> web.Response | None:
     if request.headers.get("X-Strangler-Shadow") == "1":
         return problem(409, "shadow_write", "mirrored requests may not write")
@@ -184,7 +196,8 @@ async def create_customer(request: web.Request) -> web.Response:
 
     def write() -> dict[str, Any]:
         with engine.begin() as conn:
-            new_id = int(conn.execute(insert(customers).values(**row)).inserted_primary_key[0])  # type: ignore[index]
+            new_id = _next_id(conn)
+            conn.execute(insert(customers).values(id=new_id, **row))
             if parts:
                 _write_address(conn, new_id, parts)
             return _read(conn, [new_id])[0]

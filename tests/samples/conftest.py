@@ -7,13 +7,16 @@ event, and the writes are applied with plain SQLAlchemy (upsert by key).
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterable, Sequence
+import contextlib
+import uuid
+from collections.abc import AsyncIterator, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import psycopg
 import pytest
-from sqlalchemy import Engine, MetaData, Table, create_engine, delete, insert, select, update
+from sqlalchemy import Engine, MetaData, Table, delete, insert, select, update
 
 from adapters.catalog import ProductRows
 from adapters.customers import CustomerRows
@@ -22,6 +25,7 @@ from sample_monolith.app import create_app as monolith_app
 from sample_monolith.seed import seed
 from sample_services.catalog import db as catalog_db
 from sample_services.catalog.app import create_app as catalog_app
+from sample_services.common import make_engine
 from sample_services.customers import db as customers_db
 from sample_services.customers.app import create_app as customers_app
 from strangler.sync.model import ChangeEvent, Position, RowAdapter, RowDelete, RowWrite
@@ -80,14 +84,14 @@ class Migration:
 
 
 def fill_services(monolith_url: str, customers_url: str, catalog_url: str) -> None:
-    legacy = create_engine(monolith_url)
+    legacy = make_engine(monolith_url)
     targets: dict[str, Any] = {}
     try:
         for url, module, table, adapter in (
             (customers_url, customers_db, legacy_db.customer, CustomerRows()),
             (catalog_url, catalog_db, legacy_db.product, ProductRows()),
         ):
-            target = targets[url] = create_engine(url)
+            target = targets[url] = make_engine(url)
             module.create_schema(target)
             copy_through(adapter, legacy, table, target, module.metadata)
     finally:
@@ -96,10 +100,40 @@ def fill_services(monolith_url: str, customers_url: str, catalog_url: str) -> No
             engine.dispose()
 
 
+POSTGRES = "postgresql://postgres@127.0.0.1:5432"
+
+
+@contextlib.contextmanager
+def postgres_databases(*names: str) -> Iterator[dict[str, str]]:
+    """Throwaway databases on the machine's PostgreSQL; dropped afterwards."""
+    run = uuid.uuid4().hex[:8]
+    real = {name: f"samples_{run}_{name}" for name in names}
+    with psycopg.connect(f"{POSTGRES}/postgres", autocommit=True) as conn:
+        for db in real.values():
+            conn.execute(f'CREATE DATABASE "{db}"')
+    try:
+        yield {name: f"{POSTGRES}/{db}" for name, db in real.items()}
+    finally:
+        with psycopg.connect(f"{POSTGRES}/postgres", autocommit=True) as conn:
+            for db in real.values():
+                conn.execute(f'DROP DATABASE IF EXISTS "{db}" WITH (FORCE)')
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def databases(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[dict[str, str]]:
+    """URLs for the shop's, the customers' and the catalog's databases, on each engine."""
+    names = ("shop", "customers", "catalog")
+    if request.param == "sqlite":
+        yield {name: f"sqlite:///{tmp_path / name}.db" for name in names}
+    else:
+        with postgres_databases(*names) as urls:
+            yield urls
+
+
 @pytest.fixture
-async def migration(tmp_path: Path) -> AsyncIterator[Migration]:
+async def migration(databases: dict[str, str]) -> AsyncIterator[Migration]:
     """Monolith (80 customers, 200 orders, 40 products) and both services, data aligned."""
-    urls = {name: f"sqlite:///{tmp_path / name}.db" for name in ("shop", "customers", "catalog")}
+    urls = databases
     seed(urls["shop"], customers=80, orders=200, products=40, seed=11)
     fill_services(urls["shop"], urls["customers"], urls["catalog"])
     async with (
