@@ -28,11 +28,10 @@ import itertools
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
-from strangler import adapter as adapter_module
-from strangler.adapter import HttpAdapter
-from strangler.config import Config, Mode, RouteConfig, resolve_import
+from strangler.adapter import HttpAdapter, load_adapter
+from strangler.config import Config, Mode, RouteConfig
 from strangler.errors import ConfigError, Problem
 from strangler.override import Override
 from strangler.routing.paths import segments
@@ -159,28 +158,6 @@ def _effective(route: RouteConfig, override: Override | None) -> tuple[Mode, flo
     return mode, 0.0, source
 
 
-def _load_adapter(route: RouteConfig, base_dir: Path | None) -> HttpAdapter | None:
-    spec = route.adapter
-    if spec is None:
-        return None
-    if not isinstance(spec, str):
-        # The declarative form is built by strangler.adapter (the data plane's module).
-        factory = getattr(adapter_module, "declarative_adapter", None)
-        if factory is None:
-            return None
-        built: HttpAdapter = factory(spec)
-        return built
-    target: Any = resolve_import(spec, base_dir)
-    if isinstance(target, type):
-        try:
-            target = target()
-        except Exception as exc:
-            raise ValueError(f"{spec!r} could not be constructed: {exc!r}") from exc
-    if not isinstance(target, HttpAdapter):
-        raise ValueError(f"{spec!r} is not an adapter (needs request() and response())")
-    return target
-
-
 def _compile(
     route: RouteConfig,
     override: Override | None,
@@ -277,7 +254,7 @@ class RouteTable:
                 adapter = old.adapter
             else:
                 try:
-                    adapter = _load_adapter(rc, base_dir)
+                    adapter = load_adapter(rc.adapter, base_dir)
                 except (ConfigError, ValueError, TypeError) as exc:
                     message = exc.problems[0].message if isinstance(exc, ConfigError) else str(exc)
                     problems.append(Problem(f"routes[{i}].adapter", message))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from strangler.errors import ConfigError
+from strangler.message import HttpRequest
 from strangler.override import Override
 from strangler.routing.table import RouteTable
 
@@ -204,3 +205,17 @@ def test_an_adapter_that_is_not_one_is_a_config_error() -> None:
             config(route("c", "/c/**", adapter="tests.routing.sample_adapter:NotAnAdapter"))
         )
     assert "routes[0].adapter" in str(info.value) and "NotAnAdapter" in str(info.value)
+
+
+def test_declarative_adapters_are_built_when_the_table_is() -> None:
+    cfg = config(
+        route(
+            "c",
+            "/api/customers/{id}",
+            adapter={"path": "/v2/customers/{id}", "response": {"rename": {"full_name": "name"}}},
+        )
+    )
+    adapter = RouteTable.build(cfg).by_name["c"].adapter
+    assert adapter is not None
+    request = adapter.request(HttpRequest(path="/api/customers/7", params={"id": "7"}))
+    assert request.path == "/v2/customers/7"
