@@ -51,6 +51,15 @@ def test_routes_yaml_shows_each_lifecycle_stage_and_the_sync() -> None:
 
 def test_compose_routes_yaml_is_valid() -> None:
     env = {"STRANGLER_ADMIN_TOKEN": "t", "POSTGRES_PASSWORD": "p"}
-    config = load_config(ROOT / "deploy" / "routes.compose.yaml", env=env)
+    path = ROOT / "deploy" / "routes.compose.yaml"
+    result = subprocess.run(
+        [sys.executable, "-m", "strangler", "check", str(path)],
+        capture_output=True,
+        text=True,
+        check=False,
+        env={"PATH": "/usr/bin:/bin", **env},
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    config = load_config(path, env=env)
     assert config.state.url.startswith("redis://")
     assert config.sync is not None and config.sync.sources[0].kind == "kafka"
