@@ -56,6 +56,7 @@ async def _demo(args: argparse.Namespace) -> int:
             f"proxy      {stack.proxy_url}",
             f"admin      {stack.admin_url}  (dashboard, API, /metrics)",
             f"config     {stack.routes_yaml}",
+            *_port_notes(args, stack),
         )
         async with aiohttp.ClientSession() as session, Traffic(stack.proxy_url) as traffic:
             admin = AdminApi(session, stack.admin_url, stack.admin_token)
@@ -69,6 +70,7 @@ async def _demo(args: argparse.Namespace) -> int:
             _serve_banner(report, stack)
             try:
                 await _until_interrupted()
+                report.block("", "stopping: traffic, proxy, sync worker, services, monolith")
             finally:
                 background.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
@@ -76,6 +78,18 @@ async def _demo(args: argparse.Namespace) -> int:
         return 0 if outcome.ok else 1
     finally:
         await stack.close()
+
+
+def _port_notes(args: argparse.Namespace, stack: EmbeddedStack) -> list[str]:
+    notes = []
+    for asked, url, what in (
+        (args.port, stack.proxy_url, "proxy"),
+        (args.admin_port, stack.admin_url, "admin"),
+    ):
+        got = int(url.rsplit(":", 1)[1])
+        if asked and got != asked:
+            notes.append(f"note: port {asked} was taken; the {what} listens on {got}")
+    return notes
 
 
 def _serve_banner(report: Report, stack: EmbeddedStack) -> None:
