@@ -20,13 +20,14 @@ import contextlib
 import logging
 import os
 import socket
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from aiohttp import web
 
-from strangler.admin.app import build_admin_app
+from strangler.admin.app import AdminExtension, SyncStatus, build_admin_app
+from strangler.admin.dashboard import dashboard_extension
 from strangler.config import Config, split_listen
 from strangler.control.plane import ControlPlane
 from strangler.control.state import open_store
@@ -115,6 +116,8 @@ async def start_proxy(
     admin_port: int | None = None,
     spool_dir: Path | None = None,
     count_reloads: bool = True,
+    admin_extensions: Sequence[AdminExtension] = (),
+    sync_status: SyncStatus | None = None,
 ) -> RunningProxy:
     """Start this process's part of the proxy.
 
@@ -122,7 +125,9 @@ async def start_proxy(
     socket to serve on (else ``config.listen`` is bound); ``admin_port``
     overrides the port of ``admin.listen`` (0: a free one). ``config_path``
     enables hot reload. ``spool_dir`` shares metrics with sibling workers;
-    ``count_reloads`` is off in workers so one reload is counted once."""
+    ``count_reloads`` is off in workers so one reload is counted once.
+    ``admin_extensions`` and ``sync_status`` go to the admin app (after the
+    dashboard and the shadow API, which are always there)."""
     base_dir = Path(config_path).resolve().parent if config_path is not None else None
     router = Router(config, base_dir=base_dir)
     metrics = Metrics(spool_dir)
@@ -171,7 +176,8 @@ async def start_proxy(
                 runtime,
                 control,
                 metrics=metrics,
-                extensions=[shadow_admin(shadow_store)],
+                extensions=[dashboard_extension(), shadow_admin(shadow_store), *admin_extensions],
+                sync_status=sync_status,
             )
             runner = web.AppRunner(app, handle_signals=False, access_log=None)
             await runner.setup()

@@ -289,3 +289,30 @@ async def test_memory_state_with_several_workers_is_refused(tmp_path: Path) -> N
     _, err = await asyncio.wait_for(process.communicate(), 30)
     assert process.returncode == 2
     assert b"memory://" in err and b"--workers 1" in err
+
+
+async def test_the_admin_listener_serves_health_metrics_routes_and_dashboard(
+    tmp_path: Path,
+) -> None:
+    async with upstreams() as up, aiohttp.ClientSession() as session:
+        path = tmp_path / "routes.yaml"
+        path.write_text(routes_yaml(port=0, admin_port=0, legacy_url=up.legacy, new_url=up.new))
+        running = await start_proxy(load_config(path), config_path=path)
+        try:
+            admin = running.admin_url
+            async with session.get(admin + "/healthz") as response:
+                assert response.status == 200
+            async with session.get(admin + "/metrics") as response:
+                assert response.content_type == "text/plain"
+                assert "strangler_route_mode" in await response.text()
+            async with session.get(admin + "/api/routes") as response:
+                body = await response.json()
+            assert body["config_version"] == 1 and body["last_reload_error"] is None
+            (route,) = body["routes"]
+            assert (route["name"], route["mode"], route["percent"]) == ("customers", "legacy", 0)
+            assert route["source"] == "config" and route["override"] is None
+            assert route["config"]["match"] == {"path": "/api/customers/**"}
+            async with session.get(admin + "/") as response:
+                assert response.status == 200 and response.content_type == "text/html"
+        finally:
+            await running.close(1)
