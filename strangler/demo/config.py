@@ -9,7 +9,6 @@ learns the format from it. Nothing here starts anything.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 
 ADAPTERS = {
     "draft": "adapters.customers:CustomerApiWholeUnits",
@@ -33,9 +32,9 @@ def render_routes_yaml(
     *,
     token: str,
     adapter: str,
-    monolith_file: Path,
+    state: str,
+    sync_sources: str,
     service_db: str,
-    state: str = "memory://",
 ) -> str:
     return f"""\
 # Written by `strangler demo`: the sample migration's routes.yaml, on this run's ports.
@@ -76,12 +75,7 @@ routes:
 sync:
   listen: 127.0.0.1:{ports.sync}
   sources:
-    - name: monolith
-      kind: sqlite
-      options:
-        database: {monolith_file}
-        tables: [customer]
-        poll_interval: 50ms
+{sync_sources.rstrip()}
   targets:
     customers: "{service_db}"
   tables:

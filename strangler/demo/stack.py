@@ -39,6 +39,7 @@ from sample_services.common import make_engine as make_service_engine
 from sample_services.customers import db as service_db
 from sample_services.customers.app import create_app as create_customers
 from strangler.config import load_config
+from strangler.demo.backends import Backend, EmbeddedBackend
 from strangler.demo.config import DemoPorts, render_routes_yaml
 from strangler.demo.sync import DemoSync
 from strangler.errors import StranglerError
@@ -106,6 +107,7 @@ class EmbeddedStack:
     """Everything ``strangler demo`` runs, on loopback, in this process."""
 
     workdir: Path
+    backend: Backend = field(default_factory=EmbeddedBackend)
     proxy_port: int = 0
     admin_port: int = 0
     keep_workdir: bool = True
@@ -124,11 +126,11 @@ class EmbeddedStack:
 
     @property
     def monolith_db(self) -> str:
-        return f"sqlite:///{self.workdir / 'monolith.db'}"
+        return self.backend.monolith_db
 
     @property
     def service_db(self) -> str:
-        return f"sqlite:///{self.workdir / 'customers.db'}"
+        return self.backend.service_db
 
     @property
     def routes_yaml(self) -> Path:
@@ -148,10 +150,9 @@ class EmbeddedStack:
 
     async def start(self) -> None:
         self.workdir.mkdir(parents=True, exist_ok=True)
-        for name in ("monolith.db", "customers.db", "routes.yaml"):
-            for suffix in ("", "-wal", "-shm"):
-                with contextlib.suppress(FileNotFoundError):
-                    (self.workdir / (name + suffix)).unlink()
+        self.routes_yaml.unlink(missing_ok=True)
+        self._stoppers.append(self.backend.stop)
+        await self.backend.start(self.workdir)
         await asyncio.to_thread(
             seed, self.monolith_db, customers=SEED_CUSTOMERS, orders=SEED_ORDERS
         )
@@ -215,7 +216,8 @@ class EmbeddedStack:
             self._ports,
             token=self.admin_token,
             adapter=self.adapter,
-            monolith_file=self.workdir / "monolith.db",
+            state=self.backend.state_yaml(),
+            sync_sources=self.backend.sync_sources_yaml(),
             service_db=self.service_db,
         )
         self.routes_yaml.write_text(text, encoding="utf-8")
