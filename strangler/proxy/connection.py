@@ -136,7 +136,12 @@ class ClientConnection(asyncio.Protocol):
         except _Refuse as exc:
             self._refuse(exc.status, exc.message)
         except httptools.HttpParserError as exc:
-            self._refuse(400, f"malformed request: {exc}")
+            # httptools wraps an exception raised in a callback; ours says what to answer.
+            cause = exc.__cause__ or exc.__context__
+            if isinstance(cause, _Refuse):
+                self._refuse(cause.status, cause.message)
+            else:
+                self._refuse(400, f"malformed request: {exc}")
         # Heads parsed in this chunk start only now, so a framing error later in
         # the same bytes turns them into a refusal before anything is forwarded.
         ready = self._ready
