@@ -63,6 +63,10 @@ class AdminApi:
         data: dict[str, Any] = await self._call("GET", f"/api/routes/{name}/shadow")
         return data
 
+    async def sync(self) -> dict[str, Any]:
+        data: dict[str, Any] = await self._call("GET", "/api/sync")
+        return data
+
     async def metric(self, name: str, **labels: str) -> float:
         """Sum of the samples of ``name`` whose labels include ``labels``."""
         text: str = await self._call("GET", "/metrics")

@@ -369,6 +369,12 @@ async def verified(demo: Demo) -> None:
     await sync.wait_caught_up(timeout=30)
     for line in await sync.summary():
         r.proof(line)
+    api = await demo.admin.sync()
+    r.proof(
+        f"GET {demo.stack.admin_url}/api/sync: applied {api['totals']['applied']}, "
+        f"dead-lettered {api['totals']['dead_lettered']}, parked {api['totals']['parked']}"
+    )
+    check(api["totals"]["dead_lettered"] == 0, "the worker dead-lettered events")
     result = await sync.verify()
     r.proof(f"verify: {result}")
     check(result.aligned, f"drift between monolith and service: {result}")

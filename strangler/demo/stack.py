@@ -187,6 +187,7 @@ class EmbeddedStack:
             config_path=self.routes_yaml,
             proxy_sock=proxy_sock,
             admin_port=self._ports.admin,
+            sync_status=self.sync.api_status,
         )
         self._stoppers.append(lambda: self._close_proxy())
 

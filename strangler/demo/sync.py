@@ -93,6 +93,10 @@ class DemoSync:
     def status(self) -> dict[str, Any]:
         return self.worker.snapshot()
 
+    async def api_status(self) -> dict[str, Any]:
+        """The worker's status for the proxy's admin listener (``GET /api/sync``)."""
+        return self.worker.snapshot()
+
     async def summary(self) -> list[str]:
         snap = self.status()
         lines = []
@@ -102,11 +106,6 @@ class DemoSync:
                 f"applied {source['applied']}, stale {source['stale']}, "
                 f"dead-lettered {source['dead_letter']}, lag {source['lag_seconds']}s"
             )
-        totals = snap["totals"]
-        lines.append(
-            f"sync totals: applied {totals['applied']}, dead letters open "
-            f"{totals['dead_lettered']}, parked {totals['parked']}  (GET {self.url}/api/sync)"
-        )
         return lines
 
     async def verify(self) -> Verified:
