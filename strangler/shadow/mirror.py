@@ -24,34 +24,19 @@ from collections import Counter
 from collections.abc import Callable, Mapping
 from typing import Protocol
 
-import aiohttp
-
 from strangler.adapter import HttpAdapter
 from strangler.config import CompareConfig, RouteConfig, ShadowConfig, UpstreamConfig
-from strangler.message import HttpRequest, HttpResponse, make_headers
+from strangler.message import HttpRequest, HttpResponse
+from strangler.shadow.client import MARKER, ShadowClient, TooLarge
 from strangler.shadow.compare import Comparator, adapt
 from strangler.shadow.observation import Observation, Side
 from strangler.shadow.store import Redactor, Sample, ShadowStore
 
 log = logging.getLogger(__name__)
 
-MARKER = "X-Strangler-Shadow"
 DEFAULT_SHADOW = ShadowConfig()
 """What a route in ``shadow`` mode without a ``shadow:`` block gets."""
 
-_HOP_BY_HOP = frozenset(
-    {
-        "connection",
-        "keep-alive",
-        "proxy-connection",
-        "te",
-        "trailer",
-        "transfer-encoding",
-        "upgrade",
-        "host",
-        "content-length",
-    }
-)
 _NOISE_TTL = 2.0
 
 
@@ -97,10 +82,6 @@ def sampled(bucket: int, percent: float) -> bool:
     return (bucket * 7919 + 4957) % 10_000 < percent * 100
 
 
-class _TooLarge(Exception):
-    pass
-
-
 class ShadowMirror:
     def __init__(
         self,
@@ -125,7 +106,9 @@ class ShadowMirror:
         self._comparators: dict[CompareConfig, Comparator] = {}
         self._redactors: dict[tuple[str, ...], Redactor] = {}
         self._noise: dict[str, tuple[float, frozenset[str]]] = {}
-        self._session: aiohttp.ClientSession | None = None
+        self._client: ShadowClient | None = None
+        self._turn = asyncio.Lock()
+        self._error_sampled: dict[str, float] = {}
         self._flusher: asyncio.Task[None] | None = None
 
     # ------------------------------------------------------------ ShadowSink
@@ -195,20 +178,15 @@ class ShadowMirror:
             self._flusher.cancel()
             self._flusher = None
         await self._flush()
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
+        if self._client is not None:
+            self._client.close()
+            self._client = None
 
     def _start(self, loop: asyncio.AbstractEventLoop) -> None:
         if self._flusher is None:
             self._flusher = loop.create_task(self._flush_loop())
-        if self._session is None:
-            # One pool for all shadow traffic, sized to the total bound: the bound
-            # on tasks is also the bound on sockets.
-            connector = aiohttp.TCPConnector(limit=self.max_in_flight)
-            self._session = aiohttp.ClientSession(
-                connector=connector, auto_decompress=True, cookie_jar=aiohttp.DummyCookieJar()
-            )
+        if self._client is None:
+            self._client = ShadowClient(self.max_in_flight)
 
     def _count(self, route: str, outcome: str) -> None:
         self._pending[(route, outcome)] += 1
@@ -261,21 +239,25 @@ class ShadowMirror:
                 calls.append(self._call(decision.legacy, "legacy", route, request, shadow.max_body))
             try:
                 observed = await asyncio.gather(*calls)
-            except _TooLarge:
+            except TooLarge:
                 self._count(name, "skipped")
                 return
             second = observed[0]
             legacy, new = (first, second) if shadow_side == "new" else (second, first)
-            new = adapt(route.adapter, request, new)
             comparator = self._comparator(shadow.compare)
             if noisy:
                 await self._learn_noise(name, comparator, legacy, observed[1])
-            comparison = comparator.compare(legacy, new, await self._noise_of(name))
-            sample = None
-            if comparison.outcome != "match":
-                sample = Sample.build(
-                    name, request, legacy, new, comparison, self._redactor(shadow.redact)
-                )
+            noise = await self._noise_of(name)
+            # One comparison per loop turn: shadows that finish together (a slow
+            # target answering a burst) must not stall the client's I/O in one go.
+            async with self._turn:
+                new = adapt(route.adapter, request, new)
+                comparison = comparator.compare(legacy, new, noise)
+                sample = None
+                if self._keep_sample(name, comparison.outcome):
+                    sample = Sample.build(
+                        name, request, legacy, new, comparison, self._redactor(shadow.redact)
+                    )
             if self._metrics is not None:
                 self._metrics.shadow(name, comparison.outcome)
             if self._on_comparison is not None and comparison.outcome != "error":
@@ -290,6 +272,19 @@ class ShadowMirror:
             self._in_flight[name] -= 1
             if self._in_flight[name] <= 0:
                 del self._in_flight[name]
+
+    def _keep_sample(self, route: str, outcome: str) -> bool:
+        """Every mismatch is kept; errors at most once a second per route (a dead
+        target fails every request the same way, and each sample costs a JSON dump)."""
+        if outcome == "mismatch":
+            return True
+        if outcome != "error":
+            return False
+        now = time.monotonic()
+        if now - self._error_sampled.get(route, 0.0) < 1.0:
+            return False
+        self._error_sampled[route] = now
+        return True
 
     async def _learn_noise(
         self, route: str, comparator: Comparator, legacy: Observation, again: Observation
@@ -316,7 +311,6 @@ class ShadowMirror:
     async def _call(
         self, upstream: str, side: Side, route: MirroredRoute, request: HttpRequest, limit: int
     ) -> Observation:
-        started = time.perf_counter()
         config = self._upstreams().get(upstream)
         if config is None:
             return Observation.failure(side, upstream, "unknown upstream", 0.0)
@@ -325,40 +319,8 @@ class ShadowMirror:
                 request = route.adapter.request(request)
             except Exception as exc:
                 return Observation.failure(side, upstream, f"adapter: {exc!r}", 0.0)
-        headers = [(k, v) for k, v in request.headers.items() if k.lower() not in _HOP_BY_HOP]
-        if config.host == "client" and "host" in request.headers:
-            headers.append(("Host", request.headers["host"]))
-        headers.append((MARKER, "1"))
-        timeout = aiohttp.ClientTimeout(total=config.timeout, connect=config.connect_timeout)
-        assert self._session is not None
-        try:
-            async with self._session.request(
-                request.method,
-                config.url + request.target,
-                headers=headers,
-                data=request.body or None,
-                timeout=timeout,
-                allow_redirects=False,
-            ) as response:
-                body = await response.content.read(limit + 1)
-                if len(body) > limit:
-                    raise _TooLarge
-                return Observation(
-                    side,
-                    upstream,
-                    response.status,
-                    make_headers(response.headers.items()),
-                    body,
-                    time.perf_counter() - started,
-                )
-        except TimeoutError:
-            return Observation.failure(side, upstream, "timeout", time.perf_counter() - started)
-        except aiohttp.ClientConnectorError as exc:
-            why = f"connect: {exc.os_error.strerror or exc}"
-            return Observation.failure(side, upstream, why, time.perf_counter() - started)
-        except aiohttp.ClientError as exc:
-            why = f"{type(exc).__name__}: {exc}"
-            return Observation.failure(side, upstream, why, time.perf_counter() - started)
+        assert self._client is not None
+        return await self._client.send(side, upstream, config, request, limit)
 
     def _comparator(self, config: CompareConfig) -> Comparator:
         comparator = self._comparators.get(config)
