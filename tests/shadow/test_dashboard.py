@@ -12,11 +12,8 @@ import aiohttp
 import pytest
 from playwright.async_api import Browser, Page, async_playwright
 
-from strangler.admin.app import build_admin_app
-from strangler.admin.dashboard import dashboard_extension
 from strangler.config import parse_config
 from strangler.serve import RunningProxy, bind_listener, start_proxy
-from strangler.shadow.api import admin_extension
 from strangler.shadow.mirror import ShadowMirror
 from tests.shadow.conftest import Upstream
 from tests.support.net import serve_app
@@ -48,7 +45,7 @@ async def browser() -> AsyncIterator[Browser]:
 
 @pytest.fixture
 async def stack() -> AsyncIterator[dict[str, Any]]:
-    """Legacy + new upstreams, the proxy, and the admin app with shadow API and dashboard."""
+    """Legacy + new upstreams and the proxy as ``strangler serve`` assembles it (admin too)."""
     legacy = Upstream("monolith", body=lambda r: {"id": 7, "name": "Ada", "plan": "gold"})
     new = Upstream("customers", body=lambda r: {"id": 7, "name": "Ada L.", "plan": "gold"})
     async with serve_app(legacy.app()) as legacy_url, serve_app(new.app()) as new_url:
@@ -77,19 +74,12 @@ async def stack() -> AsyncIterator[dict[str, Any]]:
             }
         )
         running: RunningProxy = await start_proxy(
-            config, admin=False, proxy_sock=bind_listener("127.0.0.1", 0)
+            config, admin_port=0, proxy_sock=bind_listener("127.0.0.1", 0)
         )
         mirror = running.runtime.shadow
         assert isinstance(mirror, ShadowMirror)
-        admin_app = build_admin_app(
-            running.runtime,
-            running.control,
-            metrics=running.metrics,
-            extensions=[admin_extension(mirror.store), dashboard_extension()],
-        )
         try:
-            async with serve_app(admin_app) as admin_url:
-                yield {"proxy": running.proxy_url, "admin": admin_url, "mirror": mirror}
+            yield {"proxy": running.proxy_url, "admin": running.admin_url, "mirror": mirror}
         finally:
             await running.close(1.0)
 
