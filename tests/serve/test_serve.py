@@ -246,6 +246,26 @@ async def test_a_worker_that_dies_is_replaced(tmp_path: Path) -> None:
             await eventually(replaced)
             for _ in range(20):
                 assert await side(session, serve.proxy + "/api/customers/1") == "legacy"
+            # SIGHUP to the parent reloads every process. The edit keeps the file's size
+            # and mtime, so the once-a-second poll cannot see it: only SIGHUP can.
+            before = path.stat()
+            text = path.read_text()
+            edited = text.replace("mode: legacy", "mode: new   ")
+            assert edited != text and len(edited) == len(text)
+            path.write_text(edited)
+            os.utime(path, ns=(before.st_atime_ns, before.st_mtime_ns))
+            await asyncio.sleep(2.5)
+            assert await side(session, serve.proxy + "/api/customers/1") == "legacy"
+            serve.send(signal.SIGHUP)
+            fresh = aiohttp.TCPConnector(force_close=True)  # reach every worker
+
+            async def everywhere_new() -> bool:
+                async with aiohttp.ClientSession(connector=fresh, connector_owner=False) as s:
+                    sides = {await side(s, serve.proxy + "/api/customers/1") for _ in range(20)}
+                return sides == {"new"}
+
+            await eventually(everywhere_new)
+            await fresh.close()
             serve.send(signal.SIGTERM)
             assert await serve.wait() == 0
 
