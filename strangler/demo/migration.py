@@ -216,8 +216,13 @@ def mismatched_fields(data: dict[str, Any]) -> dict[str, float]:
     return out
 
 
+def data_samples(data: dict[str, Any]) -> list[dict[str, Any]]:
+    """The latest stored comparisons of ``GET /api/routes/{name}/shadow``."""
+    return list(data.get("samples") or ())
+
+
 def mismatch_example(data: dict[str, Any]) -> str | None:
-    for sample in data.get("samples") or ():
+    for sample in data_samples(data):
         for diff in sample.get("differences") or ():
             return (
                 f"e.g. GET {sample.get('request', {}).get('target', '?')}: {diff.get('path')} "
@@ -258,10 +263,30 @@ async def canary(demo: Demo) -> None:
 async def new(demo: Demo) -> None:
     r = demo.report
     await demo.admin.flip(ROUTE, "new")
+    before = (await demo.admin.shadow(ROUTE)).get("counts", {})
     sample = await demo.traffic.burst(users(200), demo.pick_customer(), per_user=2)
     check(not sample.errors, f"{len(sample.errors)} client errors in new mode")
     r.proof(f"{len(sample)} GETs: {pct(sample.share(SERVICE))} served by {SERVICE}")
     check(sample.share(SERVICE) == 1.0, f"answers came from {dict(sample.by_upstream())}")
+    # The route keeps its shadow: block, so in `new` every GET is mirrored back to the
+    # monolith and the two answers compared: the proxy checks what clients now get.
+    await demo.settle_shadow(shadow_total({"counts": before}), len(sample))
+    after = (await demo.admin.shadow(ROUTE)).get("counts", {})
+    delta = {
+        k: int(after.get(k, 0)) - int(before.get(k, 0)) for k in ("match", "mismatch", "error")
+    }
+    r.proof(
+        f"mirrored back to {demo.stack.legacy} and compared: {sum(delta.values())} compared, "
+        f"{delta['match']} match, {delta['mismatch']} mismatch, {delta['error']} error"
+    )
+    errors = [
+        x.get("error") for x in data_samples(await demo.admin.shadow(ROUTE)) if x.get("error")
+    ]
+    check(
+        delta["match"] > 0 and delta["mismatch"] == 0 and delta["error"] == 0,
+        f"shadow comparisons in new mode: {delta}"
+        + (f"; latest error: {errors[0]}" if errors else ""),
+    )
     same, differing = await compare_with_legacy(demo, demo.ids[:200])
     r.proof(
         f"legacy clients: {same} of {same + len(differing)} customers get identical "
