@@ -332,12 +332,15 @@ class RedisShadowStore:
                 pipe.hgetall(self._key(route, "counts"))
                 pipe.hgetall(self._key(route, "fields"))
                 pipe.smembers(self._key(route, "noise"))
-                pipe.lrange(self._key(route, "samples"), 0, samples - 1)
                 for b in buckets:
                     pipe.hgetall(self._key(route, f"trend:{b}"))
-                counts, fields, noise, raw, *trend = await pipe.execute()
+                if samples > 0:  # LRANGE 0 -1 would be the whole list
+                    pipe.lrange(self._key(route, "samples"), 0, samples - 1)
+                counts, fields, noise, *rest = await pipe.execute()
         except RedisError as exc:
             raise StateStoreError(f"shadow store (Redis) failed: {exc}") from exc
+        trend, raw = rest[:TREND_BUCKETS], rest[TREND_BUCKETS:]
+        raw = raw[0] if raw else []
         merged = dict.fromkeys(OUTCOMES, 0)
         merged.update({k.decode(): int(v) for k, v in counts.items()})
         series = {

@@ -61,7 +61,13 @@ async def proxy() -> AsyncIterator[dict[str, Any]]:
         mirror = running.runtime.shadow
         assert isinstance(mirror, ShadowMirror)
         try:
-            yield {"url": running.proxy_url, "mirror": mirror, "legacy": legacy, "slow": slow}
+            yield {
+                "url": running.proxy_url,
+                "mirror": mirror,
+                "legacy": legacy,
+                "slow": slow,
+                "metrics": running.metrics,
+            }
         finally:
             await running.close(0.5)
 
@@ -97,6 +103,8 @@ async def test_a_dead_shadow_target_is_counted_as_error_and_clients_are_served(
     await proxy["mirror"].drain()
     data = await proxy["mirror"].store.read("dead")
     assert data.counts["error"] == 5
+    text = proxy["metrics"].render()[0].decode()
+    assert 'strangler_shadow_total{outcome="error",route="dead"} 5.0' in text
 
 
 async def test_writes_are_mirrored_only_when_listed_and_always_marked(

@@ -14,7 +14,8 @@ from strangler.control.plane import ControlPlane
 from strangler.control.state import MemoryStateStore
 from strangler.runtime import Runtime
 from strangler.shadow.api import MatchRates, admin_extension
-from strangler.shadow.store import RedisShadowStore
+from strangler.shadow.compare import Comparison, Difference
+from strangler.shadow.store import RedisShadowStore, Sample
 from tests.shadow.conftest import Lab, route_config
 from tests.shadow.test_mirror import timed_gets
 from tests.support.net import serve_app
@@ -114,3 +115,17 @@ async def test_the_admin_api_reports_counts_rates_fields_and_samples(lab: Lab) -
     }
     assert '"Ada"' in sample["legacy"]["body"] and '"Bob"' in sample["new"]["body"]
     assert routes[0]["shadow_match_rate"] == 0.0
+
+
+async def test_reading_without_samples_returns_none_but_all_counts(namespace: str) -> None:
+    store = RedisShadowStore(REDIS, namespace)
+    try:
+        comparison = Comparison("mismatch", (Difference("body.a", "value", 1, 2),))
+        sample = Sample("r", 0.0, "mismatch", {}, {}, {}, ())
+        for _ in range(3):
+            await store.record("r", comparison, sample)
+        empty = await store.read("r", samples=0)
+        assert empty.samples == () and empty.counts["mismatch"] == 3
+        assert len((await store.read("r", samples=2)).samples) == 2
+    finally:
+        await store.close()
