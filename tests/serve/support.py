@@ -98,7 +98,7 @@ async def strangler_serve(
         cwd=str(config.parent),
         env={**os.environ, "PYTHONUNBUFFERED": "1"},
         stdout=asyncio.subprocess.DEVNULL,
-        stderr=asyncio.subprocess.PIPE if os.environ.get("STRANGLER_TEST_QUIET") else None,
+        stderr=None,  # pytest captures it and shows it if the test fails
         start_new_session=True,
     )
     running = ServeProcess(process, f"http://127.0.0.1:{port}", f"http://127.0.0.1:{admin_port}")
