@@ -20,6 +20,7 @@ from __future__ import annotations
 import random
 from collections.abc import Mapping
 from hashlib import blake2b
+from types import MappingProxyType
 from typing import NamedTuple
 
 from strangler.config import SAFE_METHODS
@@ -28,7 +29,7 @@ from strangler.routing.table import HeaderLookup, Route, RouteTable
 
 BUCKETS = 10_000
 
-_NO_PARAMS: Mapping[str, str] = {}
+_NO_PARAMS: Mapping[str, str] = MappingProxyType({})  # shared, so read-only
 _random = random.Random()
 
 

@@ -28,6 +28,7 @@ import itertools
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import MappingProxyType
 from typing import NamedTuple
 
 from strangler.adapter import HttpAdapter, load_adapter
@@ -94,7 +95,7 @@ class Match(NamedTuple):
     params: Mapping[str, str]
 
 
-_NO_PARAMS: Mapping[str, str] = {}
+_NO_PARAMS: Mapping[str, str] = MappingProxyType({})  # shared, so read-only
 
 
 class _Node:
