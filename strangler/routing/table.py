@@ -35,7 +35,7 @@ from strangler.adapter import HttpAdapter, load_adapter
 from strangler.config import Config, Mode, RouteConfig
 from strangler.errors import ConfigError, Problem
 from strangler.override import Override
-from strangler.routing.paths import segments
+from strangler.routing.paths import BadPath, normalize, segments
 
 HeaderLookup = Mapping[str, str]
 """Request headers as the matcher reads them: ``.get(name)`` with a lower-case name
@@ -114,8 +114,13 @@ class _Node:
 
 
 def _parse_pattern(pattern: str) -> tuple[list[str | None], bool, tuple[tuple[int, str], ...]]:
-    """``/a/{id}/**`` -> ([a, None], subtree=True, ((1, "id"),)); ValueError if malformed."""
-    parts = segments(pattern)
+    """``/a/{id}/**`` -> ([a, None], subtree=True, ((1, "id"),)); ValueError if malformed.
+
+    The pattern is normalised like a request path, so ``/a/%7Eb`` matches ``/a/~b``."""
+    try:
+        parts = segments(normalize(pattern))
+    except BadPath as exc:
+        raise ValueError(str(exc)) from None
     subtree = bool(parts) and parts[-1] == _SUBTREE
     if subtree:
         parts = parts[:-1]

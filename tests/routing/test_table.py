@@ -136,7 +136,7 @@ def test_disjoint_constraints_on_one_path_are_not_ties() -> None:
 
 
 @pytest.mark.parametrize(
-    "path", ["/api/{id", "/api/x*", "/api/**/more", "/api/{id}/{id}", "/api/{9x}"]
+    "path", ["/api/{id", "/api/x*", "/api/**/more", "/api/{id}/{id}", "/api/{9x}", "/../x"]
 )
 def test_bad_patterns_are_config_errors(path: str) -> None:
     with pytest.raises(ConfigError) as info:
@@ -219,3 +219,8 @@ def test_declarative_adapters_are_built_when_the_table_is() -> None:
     assert adapter is not None
     request = adapter.request(HttpRequest(path="/api/customers/7", params={"id": "7"}))
     assert request.path == "/v2/customers/7"
+
+
+def test_patterns_are_normalised_like_request_paths() -> None:
+    table = RouteTable.build(config(route("tilde", "/users/%7Eadmin//x/./y")))
+    assert matched(table, "/users/~admin/x/y") == "tilde"
