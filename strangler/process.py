@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from strangler.config import Config, split_listen
-from strangler.errors import ConfigError, Problem
+from strangler.errors import ConfigError, Problem, StranglerError
 from strangler.serve import SHUTDOWN_GRACE, bind_listener, start_proxy
 
 log = logging.getLogger("strangler.serve")
@@ -135,6 +135,8 @@ class _Supervisor:
             try:
                 signal.pthread_sigmask(signal.SIG_SETMASK, set())
                 code = asyncio.run(self._child_main(role, sock))
+            except StranglerError as exc:
+                log.error("%s process %d: %s", role, os.getpid(), exc)
             except BaseException:
                 log.exception("%s process %d failed", role, os.getpid())
             finally:

@@ -31,6 +31,7 @@ from strangler.admin.dashboard import dashboard_extension
 from strangler.config import Config, split_listen
 from strangler.control.plane import ControlPlane
 from strangler.control.state import open_store
+from strangler.errors import StranglerError
 from strangler.metrics import Metrics
 from strangler.proxy.server import ProxyServer
 from strangler.reload import ConfigWatcher
@@ -51,7 +52,9 @@ Closer = Callable[[float], Awaitable[None]]
 
 
 def bind_listener(host: str, port: int, backlog: int = 1024) -> socket.socket:
-    """A listening TCP socket on host:port (port 0: a free one), ready for any process."""
+    """A listening TCP socket on host:port (port 0: a free one), ready for any process.
+
+    Raises StranglerError (the CLI prints it and exits 1) if the port is taken."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
     try:
@@ -59,9 +62,9 @@ def bind_listener(host: str, port: int, backlog: int = 1024) -> socket.socket:
         sock.bind((host, port))
         sock.listen(backlog)
         sock.setblocking(False)
-    except OSError:
+    except OSError as exc:
         sock.close()
-        raise
+        raise StranglerError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from exc
     return sock
 
 

@@ -15,7 +15,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from strangler.config import load_config
 from strangler.process import STARTUP_WINDOW
-from strangler.serve import start_proxy
+from strangler.serve import bind_listener, start_proxy
 from tests.support.net import free_port
 
 from .conftest import routes_yaml
@@ -336,3 +336,21 @@ async def test_the_admin_listener_serves_health_metrics_routes_and_dashboard(
                 assert response.status == 200 and response.content_type == "text/html"
         finally:
             await running.close(1)
+
+
+async def test_a_port_in_use_is_a_clear_error_and_exit_1(tmp_path: Path) -> None:
+    taken = bind_listener("127.0.0.1", 0)
+    try:
+        port = taken.getsockname()[1]
+        path = tmp_path / "routes.yaml"
+        path.write_text(routes_yaml(port=port, admin_port=free_port()))
+        process = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "strangler", "serve", "-c", str(path),
+            stderr=asyncio.subprocess.PIPE,
+        )  # fmt: skip
+        _, err = await asyncio.wait_for(process.communicate(), 30)
+    finally:
+        taken.close()
+    assert process.returncode == 1
+    assert f"cannot listen on 127.0.0.1:{port}".encode() in err
+    assert b"Traceback" not in err
