@@ -18,9 +18,10 @@ import signal
 import aiohttp
 
 from strangler.demo.admin import AdminApi
+from strangler.demo.backends import Backend, EmbeddedBackend, LocalBackend
 from strangler.demo.migration import STEPS, Demo
 from strangler.demo.report import Report
-from strangler.demo.stack import EmbeddedStack, make_workdir
+from strangler.demo.stack import DemoStack, make_workdir
 from strangler.demo.steps import run_steps
 from strangler.demo.traffic import Traffic, steady, users
 
@@ -31,17 +32,19 @@ def run(args: argparse.Namespace) -> int:
     # The proxy's own warnings (a rollback, a rejected reload) are part of the story:
     # show them, indented under the step that caused them.
     logging.basicConfig(level=logging.WARNING, format="      (log) %(message)s")
-    if args.stack != "embedded":
-        print("strangler demo: --stack local is not available yet; use --stack embedded")
-        return 2
     return asyncio.run(_demo(args))
 
 
 async def _demo(args: argparse.Namespace) -> int:
     report = Report()
     workdir, keep = make_workdir(args.workdir)
-    stack = EmbeddedStack(
-        workdir, proxy_port=args.port, admin_port=args.admin_port, keep_workdir=keep
+    backend: Backend = LocalBackend() if args.stack == "local" else EmbeddedBackend()
+    stack = DemoStack(
+        workdir,
+        backend=backend,
+        proxy_port=args.port,
+        admin_port=args.admin_port,
+        keep_workdir=keep,
     )
     report.banner(
         "strangler demo: moving the `customers` context out of the sample monolith",
@@ -56,6 +59,7 @@ async def _demo(args: argparse.Namespace) -> int:
             f"proxy      {stack.proxy_url}",
             f"admin      {stack.admin_url}  (dashboard, API, /metrics)",
             f"config     {stack.routes_yaml}",
+            *backend.describe(),
             *_port_notes(args, stack),
         )
         async with aiohttp.ClientSession() as session, Traffic(stack.proxy_url) as traffic:
@@ -80,7 +84,7 @@ async def _demo(args: argparse.Namespace) -> int:
         await stack.close()
 
 
-def _port_notes(args: argparse.Namespace, stack: EmbeddedStack) -> list[str]:
+def _port_notes(args: argparse.Namespace, stack: DemoStack) -> list[str]:
     notes = []
     for asked, url, what in (
         (args.port, stack.proxy_url, "proxy"),
@@ -92,7 +96,7 @@ def _port_notes(args: argparse.Namespace, stack: EmbeddedStack) -> list[str]:
     return notes
 
 
-def _serve_banner(report: Report, stack: EmbeddedStack) -> None:
+def _serve_banner(report: Report, stack: DemoStack) -> None:
     report.block(
         "",
         f"The demo keeps running, with ~20 GET/s from {BACKGROUND_USERS} sticky users "

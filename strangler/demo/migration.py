@@ -17,7 +17,7 @@ from typing import Any
 
 from strangler.demo.admin import AdminApi
 from strangler.demo.report import Report
-from strangler.demo.stack import EmbeddedStack as Stack
+from strangler.demo.stack import DemoStack as Stack
 from strangler.demo.steps import Step, check
 from strangler.demo.traffic import Sample, Traffic, users
 

@@ -39,10 +39,9 @@ from sample_services.common import make_engine as make_service_engine
 from sample_services.customers import db as service_db
 from sample_services.customers.app import create_app as create_customers
 from strangler.config import load_config
-from strangler.demo.backends import Backend, EmbeddedBackend
+from strangler.demo.backends import Backend, EmbeddedBackend, StackError
 from strangler.demo.config import DemoPorts, render_routes_yaml
 from strangler.demo.sync import DemoSync
-from strangler.errors import StranglerError
 from strangler.serve import RunningProxy, bind_listener, start_proxy
 
 LEGACY = "monolith"
@@ -50,10 +49,6 @@ SEED_CUSTOMERS = 2000
 SEED_ORDERS = 4000
 
 Stopper = Callable[[], Awaitable[None]]
-
-
-class StackError(StranglerError):
-    """A piece of the demo stack could not start."""
 
 
 @dataclass
@@ -103,7 +98,7 @@ def _count(engine: Engine, tables: dict[str, Any]) -> dict[str, int]:
 
 
 @dataclass
-class EmbeddedStack:
+class DemoStack:
     """Everything ``strangler demo`` runs, on loopback, in this process."""
 
     workdir: Path
