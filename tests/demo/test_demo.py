@@ -22,6 +22,8 @@ PROOFS = (
     ("canary", "canary 50%:"),
     ("canary", "0 of them moved back to legacy"),
     ("new", "100.0% served by customers"),
+    ("new", "mirrored back to monolith and compared"),
+    ("new", "customers get identical JSON"),
     ("failure", "0 errors seen by clients"),
     ("failure", "source auto-rollback"),
     ("flip", "$ strangler flip customers --reset  -> exit 0"),
