@@ -45,6 +45,8 @@ log = logging.getLogger(__name__)
 
 SHUTDOWN_GRACE = 10.0
 """Seconds in-flight requests get to finish after a stop is asked for."""
+ADMIN_GRACE = 3.0
+"""Seconds an in-flight admin call gets to finish on stop."""
 METRICS_FLUSH_EVERY = 1.0
 """Seconds between a worker's metric spool writes (the lag of summed /metrics)."""
 
@@ -182,7 +184,10 @@ async def start_proxy(
                 extensions=[dashboard_extension(), shadow_admin(shadow_store), *admin_extensions],
                 sync_status=sync_status,
             )
-            runner = web.AppRunner(app, handle_signals=False, access_log=None)
+            # Admin calls are short; do not let a stuck one hold up a stop for long.
+            runner = web.AppRunner(
+                app, handle_signals=False, access_log=None, shutdown_timeout=ADMIN_GRACE
+            )
             await runner.setup()
             admin_sock = bind_listener(host, port if admin_port is None else admin_port)
             await web.SockSite(runner, admin_sock).start()
