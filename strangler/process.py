@@ -96,6 +96,15 @@ async def _until_stopped(on_hup: Callable[[], None] | None) -> None:
 # ---------------------------------------------------------------- workers
 
 
+async def _stop_when_orphaned(parent: int) -> None:
+    """A child whose supervisor died (SIGKILL, OOM) stops itself gracefully
+    rather than serving on unsupervised."""
+    while os.getppid() == parent:
+        await asyncio.sleep(1.0)
+    log.warning("supervisor %d is gone; stopping", parent)
+    os.kill(os.getpid(), signal.SIGTERM)
+
+
 @dataclass
 class _Child:
     role: str  # "worker" or "admin"
@@ -146,6 +155,8 @@ class _Supervisor:
         self.children[pid] = _Child(role, pid, time.monotonic())
 
     async def _child_main(self, role: str, sock: socket.socket) -> int:
+        parent = os.getppid()
+        orphan_watch = asyncio.create_task(_stop_when_orphaned(parent))
         if role == "admin":
             sock.close()  # the admin process never accepts proxy traffic
             running = await start_proxy(
@@ -162,6 +173,7 @@ class _Supervisor:
                 count_reloads=False,
             )
         await _until_stopped(running.watcher.trigger if running.watcher else None)
+        orphan_watch.cancel()
         await running.close(self.grace)
         return 0
 

@@ -354,3 +354,28 @@ async def test_a_port_in_use_is_a_clear_error_and_exit_1(tmp_path: Path) -> None
     assert process.returncode == 1
     assert f"cannot listen on 127.0.0.1:{port}".encode() in err
     assert b"Traceback" not in err
+
+
+def gone(pid: int) -> bool:
+    """Exited (reaped, or a zombie waiting for whoever adopted it)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
+    except FileNotFoundError:
+        return True
+
+
+async def test_workers_stop_when_the_supervisor_is_killed(tmp_path: Path) -> None:
+    port, admin_port = free_port(), free_port()
+    state = f"{{url: 'redis://127.0.0.1:6379/0', namespace: 'serve-test-{uuid.uuid4().hex}'}}"
+    path = tmp_path / "routes.yaml"
+    path.write_text(routes_yaml(port=port, admin_port=admin_port, state=state))
+    async with strangler_serve(path, port, admin_port, "--workers", "2") as serve:
+        kids = children(serve.process.pid)
+        assert len(kids) == 3
+        serve.process.kill()
+        await serve.process.wait()
+
+        async def all_gone() -> bool:
+            return all(gone(pid) for pid in kids)
+
+        await eventually(all_gone, timeout=15)
