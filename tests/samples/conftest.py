@@ -119,15 +119,33 @@ def postgres_databases(*names: str) -> Iterator[dict[str, str]]:
                 conn.execute(f'DROP DATABASE IF EXISTS "{db}" WITH (FORCE)')
 
 
+NAMES = ("shop", "customers", "catalog")
+SCHEMAS = {
+    "shop": legacy_db.metadata,
+    "customers": customers_db.metadata,
+    "catalog": catalog_db.metadata,
+}
+
+
+@pytest.fixture(scope="session")
+def postgres_urls() -> Iterator[dict[str, str]]:
+    """Three throwaway PostgreSQL databases for the whole session (creating one is slow)."""
+    with postgres_databases(*NAMES) as urls:
+        yield urls
+
+
 @pytest.fixture(params=["sqlite", "postgresql"])
 def databases(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[dict[str, str]]:
-    """URLs for the shop's, the customers' and the catalog's databases, on each engine."""
-    names = ("shop", "customers", "catalog")
+    """Empty databases for the shop, the customers and the catalog, on each engine."""
     if request.param == "sqlite":
-        yield {name: f"sqlite:///{tmp_path / name}.db" for name in names}
-    else:
-        with postgres_databases(*names) as urls:
-            yield urls
+        yield {name: f"sqlite:///{tmp_path / name}.db" for name in NAMES}
+        return
+    urls: dict[str, str] = request.getfixturevalue("postgres_urls")
+    for name, url in urls.items():
+        engine = make_engine(url)
+        SCHEMAS[name].drop_all(engine)  # a fresh start: tables and their sequences
+        engine.dispose()
+    yield urls
 
 
 @pytest.fixture
