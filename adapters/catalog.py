@@ -38,8 +38,8 @@ class ProductApi:
         )
         if error is not None:
             return error
-        if response.status >= 300 or not response.is_json:
-            return response
+        if response.status >= 300 or not response.is_json or not response.body:
+            return response  # HEAD, redirects and non-JSON failures have nothing to reshape
         try:
             data: Any = response.json()
             if item_id(request, LEGACY_PREFIX) is not None:

@@ -7,6 +7,7 @@ environment or holds state at import time.
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import re
 from collections.abc import Callable, Mapping
@@ -143,8 +144,6 @@ def build_app(
 
 def serve_main(prog: str, default_port: int, factory: Callable[[str], web.Application]) -> int:
     """``python -m sample_services.X --port P --db URL``: run one service."""
-    import argparse
-
     parser = argparse.ArgumentParser(prog=prog)
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=default_port)

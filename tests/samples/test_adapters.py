@@ -153,6 +153,13 @@ def test_customer_response_passes_other_failures_and_refuses_junk() -> None:
         CustomerApi().response(HttpRequest(path="/api/customers/1"), _response({"id": 1}))
 
 
+def test_head_answers_pass_through() -> None:
+    head = HttpResponse(status=200, headers=JSON, body=b"")
+    request = HttpRequest(method="HEAD", path="/api/customers/7")
+    assert CustomerApi().response(request, head) is head
+    assert ProductApi().response(HttpRequest(method="HEAD", path="/api/products"), head) is head
+
+
 def test_first_draft_rounds_credit_limit_to_whole_units() -> None:
     request = HttpRequest(path="/api/customers/7")
     draft = CustomerApiWholeUnits().response(request, _response(SERVICE_CUSTOMER)).json()
