@@ -1,0 +1,156 @@
+"""Options of the ``debezium`` source and the Debezium connector properties they become.
+
+The options are the ``options:`` mapping of a ``kind: debezium`` source in the
+``sync:`` section; ``connector_properties`` turns them into the PostgreSQL connector's
+properties (pgoutput, JSON converter, ``decimal.handling.mode=string``, truncates on).
+Pure values: nothing here starts Java or connects anywhere.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal
+from urllib.parse import unquote, urlsplit
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from strangler.errors import ConfigError, Problem
+
+
+class DebeziumOptions(BaseModel):
+    """``options:`` of a ``kind: debezium`` source."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    database: str
+    """The monolith's PostgreSQL, ``postgresql://user:password@host:port/dbname``."""
+    tables: tuple[str, ...] = ()
+    """``schema.table`` names to capture (all tables when empty)."""
+    slot: str | None = None
+    """Replication slot name (default ``strangler_<source name>``)."""
+    publication: str | None = None
+    """Publication name (default ``strangler_<source name>``); created filtered to ``tables``."""
+    topic_prefix: str | None = None
+    """Debezium ``topic.prefix`` (default: the source name)."""
+    offsets: Literal["target", "file"] = "target"
+    """Where Debezium keeps its offsets: a table in the target database, or a file."""
+    offset_file: str | None = None
+    offset_table: str = "strangler_debezium_offsets"
+    snapshot: str = "initial"
+    """Debezium ``snapshot.mode``: initial, no_data, always, initial_only, when_needed."""
+    max_batch_size: int = Field(2048, ge=1)
+    poll_interval_ms: int = Field(50, ge=1)
+    properties: dict[str, str] = {}
+    """Extra Debezium properties; they win over the ones derived above."""
+    log_level: str = "WARN"
+    jvm_opts: tuple[str, ...] = ()
+
+    @field_validator("database")
+    @classmethod
+    def _postgres_url(cls, value: str) -> str:
+        parts = urlsplit(value)
+        if parts.scheme.split("+")[0] not in ("postgresql", "postgres") or not parts.path.strip(
+            "/"
+        ):
+            raise ValueError(f"{value!r} is not a postgresql://user@host:port/dbname URL")
+        return value
+
+    @field_validator("tables")
+    @classmethod
+    def _qualified(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for table in value:
+            if table.count(".") != 1:
+                raise ValueError(f"{table!r} must be schema.table, e.g. public.customer")
+        return value
+
+    @classmethod
+    def parse(cls, options: Mapping[str, Any], where: str = "options") -> DebeziumOptions:
+        """Validate ``options``; a ``ConfigError`` names each bad key under ``where``."""
+        try:
+            return cls.model_validate(dict(options))
+        except ValidationError as exc:
+            problems = [
+                Problem(".".join([where, *(str(p) for p in err["loc"])]), err["msg"])
+                for err in exc.errors()
+            ]
+            raise ConfigError(problems) from exc
+
+
+def jdbc_url(url: str) -> tuple[str, str, str]:
+    """``postgresql+driver://user:pw@host:port/db`` -> (JDBC URL, user, password)."""
+    parts = urlsplit(url)
+    host = parts.hostname or "localhost"
+    port = parts.port or 5432
+    database = parts.path.lstrip("/")
+    user = unquote(parts.username or "postgres")
+    password = unquote(parts.password or "")
+    return f"jdbc:postgresql://{host}:{port}/{database}", user, password
+
+
+def connector_properties(
+    name: str, options: DebeziumOptions, offsets_url: str | None = None
+) -> dict[str, str]:
+    """Debezium engine properties for source ``name``.
+
+    ``offsets_url`` is the target database (SQLAlchemy URL) when ``options.offsets`` is
+    ``target``; Debezium then keeps its offsets in ``options.offset_table`` there.
+    """
+    parts = urlsplit(options.database)
+    safe = "".join(c if c.isalnum() else "_" for c in name).lower()
+    props: dict[str, str] = {
+        "name": name,
+        "connector.class": "io.debezium.connector.postgresql.PostgresConnector",
+        "database.hostname": parts.hostname or "localhost",
+        "database.port": str(parts.port or 5432),
+        "database.user": unquote(parts.username or "postgres"),
+        "database.password": unquote(parts.password or ""),
+        "database.dbname": parts.path.lstrip("/"),
+        "topic.prefix": options.topic_prefix or name,
+        "plugin.name": "pgoutput",
+        "slot.name": options.slot or f"strangler_{safe}",
+        "publication.name": options.publication or f"strangler_{safe}",
+        "publication.autocreate.mode": "filtered" if options.tables else "all_tables",
+        "snapshot.mode": options.snapshot,
+        # Exact values: decimals as strings; truncates are events too (default skips them).
+        "decimal.handling.mode": "string",
+        "skipped.operations": "none",
+        "tombstones.on.delete": "true",
+        "key.converter.schemas.enable": "false",
+        "value.converter.schemas.enable": "false",
+        "max.batch.size": str(options.max_batch_size),
+        "max.queue.size": str(options.max_batch_size * 4),
+        "poll.interval.ms": str(options.poll_interval_ms),
+        # Commit offsets after every handled batch: the handler returns only once durable.
+        "offset.flush.interval.ms": "0",
+    }
+    if options.tables:
+        props["table.include.list"] = ",".join(_regex_literal(t) for t in options.tables)
+    if options.offsets == "file":
+        if not options.offset_file:
+            raise ConfigError([Problem("options.offset_file", "required when offsets: file")])
+        Path(options.offset_file).parent.mkdir(parents=True, exist_ok=True)
+        props["offset.storage"] = "org.apache.kafka.connect.storage.FileOffsetBackingStore"
+        props["offset.storage.file.filename"] = options.offset_file
+    else:
+        if offsets_url is None or urlsplit(offsets_url).scheme.split("+")[0] not in (
+            "postgresql",
+            "postgres",
+        ):
+            raise ConfigError(
+                [Problem("options.offsets", "target needs a PostgreSQL target; use offsets: file")]
+            )
+        url, user, password = jdbc_url(offsets_url)
+        props["offset.storage"] = "io.debezium.storage.jdbc.offset.JdbcOffsetBackingStore"
+        props["offset.storage.jdbc.connection.url"] = url
+        props["offset.storage.jdbc.connection.user"] = user
+        # Debezium insists on a password even where the server trusts the user.
+        props["offset.storage.jdbc.connection.password"] = password or "unused"
+        props["offset.storage.jdbc.table.name"] = options.offset_table
+    props.update(options.properties)
+    return props
+
+
+def _regex_literal(table: str) -> str:
+    # table.include.list entries are regular expressions anchored on the whole name.
+    return table.replace(".", "\\.")

