@@ -55,7 +55,8 @@ class Decision(NamedTuple):
     fallback: bool
     """May legacy answer if ``to`` fails: route.fallback, a safe method, and to_new."""
     bucket: int
-    """Sticky bucket in [0, 10000); also used for sticky shadow sampling."""
+    """Sticky bucket in [0, 10000) for canary and shadow sampling; 0 when the route
+    is neither canary nor mirrored (nothing reads it then, so it is not hashed)."""
 
     @property
     def route_name(self) -> str:
@@ -119,8 +120,10 @@ def decide(
     route = match.route
     mode = route.mode
 
-    key = sticky_key(route, headers, client_ip) if route.sticky else None
-    bucket = _random.randrange(BUCKETS) if key is None else bucket_of(route.hash_prefix, key)
+    bucket = 0
+    if route.needs_bucket:
+        key = sticky_key(route, headers, client_ip) if route.sticky else None
+        bucket = _random.randrange(BUCKETS) if key is None else bucket_of(route.hash_prefix, key)
 
     pin = None
     if table.pin_header is not None:

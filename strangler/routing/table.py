@@ -71,6 +71,8 @@ class Route:
     """(segment index, parameter name) for each ``{param}`` in the pattern."""
     rank: tuple[int, ...] = field(repr=False)
     """Sort key: larger is more specific (see the module docstring)."""
+    needs_bucket: bool = field(default=True, repr=False)
+    """Canary or mirrored: the sticky bucket matters (else decide() skips the hash)."""
     unconstrained: bool = field(default=True, repr=False)
     """No methods and no headers required, so ``accepts`` need not be called."""
 
@@ -192,6 +194,7 @@ def _compile(
         headers=tuple((k.lower(), v) for k, v in (route.match.headers or {}).items()),
         param_slots=slots,
         rank=_rank(shape, subtree, route),
+        needs_bucket=mode in ("canary", "shadow") or route.shadow is not None,
         unconstrained=route.match.methods is None and not route.match.headers,
     )
 
