@@ -19,7 +19,8 @@ import aiohttp
 
 from strangler.demo.admin import AdminApi
 from strangler.demo.backends import Backend, EmbeddedBackend, LocalBackend
-from strangler.demo.migration import STEPS, Demo
+from strangler.demo.context import Demo
+from strangler.demo.migration import STEPS
 from strangler.demo.report import Report
 from strangler.demo.stack import DemoStack, make_workdir
 from strangler.demo.steps import run_steps

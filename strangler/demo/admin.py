@@ -1,5 +1,7 @@
 """The demo's view of the proxy's admin API: the same HTTP calls an operator makes.
 
+Also the readers of the shadow report (counts, mismatching fields, samples).
+
 The demo moves the route and reads its proofs only through the public admin
 listener (``/api/routes``, overrides, ``/api/routes/{name}/shadow``,
 ``/metrics``), never through the proxy's objects, so what it shows is what a
@@ -8,6 +10,7 @@ person with curl would see. aiohttp errors are mapped to AdminError here.
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import aiohttp
@@ -78,3 +81,38 @@ class AdminApi:
                 if all(sample.labels.get(k) == v for k, v in labels.items()):
                     total += sample.value
         return total
+
+
+# ------------------------------------------- reading GET /api/routes/{name}/shadow
+
+
+def shadow_total(data: dict[str, Any]) -> int:
+    counts = data.get("counts", {})
+    return int(sum(counts.get(k, 0) for k in ("match", "mismatch", "error")))
+
+
+def mismatched_fields(data: dict[str, Any]) -> dict[str, float]:
+    fields = data.get("fields") or {}
+    out: dict[str, float] = {}
+    items = fields.items() if isinstance(fields, dict) else ((f["field"], f) for f in fields)
+    for path, info in items:
+        rate = info.get("rate", 0) if isinstance(info, dict) else float(info)
+        noise = isinstance(info, dict) and info.get("noise")
+        if rate and not noise:
+            out[path] = float(rate)
+    return out
+
+
+def data_samples(data: dict[str, Any]) -> list[dict[str, Any]]:
+    """The latest stored comparisons of ``GET /api/routes/{name}/shadow``."""
+    return list(data.get("samples") or ())
+
+
+def mismatch_example(data: dict[str, Any]) -> str | None:
+    for sample in data_samples(data):
+        for diff in sample.get("differences") or ():
+            return (
+                f"e.g. GET {sample.get('request', {}).get('target', '?')}: {diff.get('path')} "
+                f"legacy {json.dumps(diff.get('legacy'))} vs new {json.dumps(diff.get('new'))}"
+            )
+    return None

@@ -9,62 +9,24 @@ prints a figure it did not measure, and every claim is a :func:`check`.
 
 from __future__ import annotations
 
-import asyncio
 import json
-import time
-from dataclasses import dataclass, field
-from typing import Any
 
-from strangler.demo.admin import AdminApi
-from strangler.demo.report import Report
-from strangler.demo.stack import DemoStack as Stack
+from strangler.demo.admin import data_samples, mismatch_example, mismatched_fields, shadow_total
+from strangler.demo.context import (
+    ROUTE,
+    SERVICE,
+    Demo,
+    pct,
+    wait_answered_by,
+    wait_route,
+    wait_service_row,
+)
 from strangler.demo.steps import Step, check
-from strangler.demo.traffic import Sample, Traffic, users
+from strangler.demo.traffic import Sample, users
 
-ROUTE = "customers"
-SERVICE = "customers"
-"""Upstream name of the customers service (the route's ``to``)."""
 CANARY_USERS = 1000
 CANARY_TOLERANCE = 3.0
 """Points the measured canary share may stray from the percent set (1000 fixed users)."""
-
-
-@dataclass
-class Demo:
-    stack: Stack
-    admin: AdminApi
-    traffic: Traffic
-    report: Report
-    ids: list[int] = field(default_factory=list)
-    canary_users: dict[float, set[str]] = field(default_factory=dict)
-
-    def pick_customer(self) -> Any:
-        ids = self.ids
-
-        def pick(rng: Any) -> str:
-            return f"/api/customers/{rng.choice(ids)}"
-
-        return pick
-
-    async def settle_shadow(self, before: int, expected: int, timeout: float = 10.0) -> int:
-        """Wait until the off-path comparisons of a burst are counted; returns the count."""
-        deadline = time.monotonic() + timeout
-        compared = before
-        while time.monotonic() < deadline:
-            compared = shadow_total(await self.admin.shadow(ROUTE))
-            if compared - before >= expected:
-                break
-            await asyncio.sleep(0.05)
-        return compared
-
-
-def shadow_total(data: dict[str, Any]) -> int:
-    counts = data.get("counts", {})
-    return int(sum(counts.get(k, 0) for k in ("match", "mismatch", "error")))
-
-
-def pct(x: float) -> str:
-    return f"{x * 100:.1f}%"
 
 
 def _fmt_counts(counts: dict[str, int]) -> str:
@@ -137,17 +99,6 @@ NEW_CUSTOMER = {
 }
 
 
-async def wait_service_row(demo: Demo, cust_id: int, ok: Any, timeout: float = 10.0) -> float:
-    """Seconds until the service's own row for ``cust_id`` satisfies ``ok``."""
-    started = time.monotonic()
-    while time.monotonic() - started < timeout:
-        if ok(await demo.stack.service_customer(cust_id)):
-            return time.monotonic() - started
-        await asyncio.sleep(0.005)
-    check(False, f"customer {cust_id} did not reach the service DB within {timeout:g}s")
-    return timeout
-
-
 async def shadow(demo: Demo) -> None:
     r = demo.report
     await demo.admin.flip(ROUTE, "shadow")
@@ -202,33 +153,6 @@ MISMATCH_EXPLANATION = (
     "as whole currency units, as the v2 API draft documented, so it rounds the cents "
     "away when it rebuilds CREDIT_LIMIT_CENTS; the fix (CustomerApi) keeps the cents"
 )
-
-
-def mismatched_fields(data: dict[str, Any]) -> dict[str, float]:
-    fields = data.get("fields") or {}
-    out: dict[str, float] = {}
-    items = fields.items() if isinstance(fields, dict) else ((f["field"], f) for f in fields)
-    for path, info in items:
-        rate = info.get("rate", 0) if isinstance(info, dict) else float(info)
-        noise = isinstance(info, dict) and info.get("noise")
-        if rate and not noise:
-            out[path] = float(rate)
-    return out
-
-
-def data_samples(data: dict[str, Any]) -> list[dict[str, Any]]:
-    """The latest stored comparisons of ``GET /api/routes/{name}/shadow``."""
-    return list(data.get("samples") or ())
-
-
-def mismatch_example(data: dict[str, Any]) -> str | None:
-    for sample in data_samples(data):
-        for diff in sample.get("differences") or ():
-            return (
-                f"e.g. GET {sample.get('request', {}).get('target', '?')}: {diff.get('path')} "
-                f"legacy {json.dumps(diff.get('legacy'))} vs new {json.dumps(diff.get('new'))}"
-            )
-    return None
 
 
 async def canary(demo: Demo) -> None:
@@ -338,17 +262,6 @@ async def failure(demo: Demo) -> None:
     check(after.share(demo.stack.legacy) == 1.0, "legacy does not answer after the rollback")
 
 
-async def wait_route(demo: Demo, ok: Any, timeout: float) -> dict[str, Any]:
-    deadline = time.monotonic() + timeout
-    route = await demo.admin.route(ROUTE)
-    while not ok(route) and time.monotonic() < deadline:
-        # keep traffic flowing: the rollback monitor judges a window of requests
-        await demo.traffic.burst(users(20, "probe"), demo.pick_customer())
-        await asyncio.sleep(0.1)
-        route = await demo.admin.route(ROUTE)
-    return route
-
-
 async def flip_back(demo: Demo) -> None:
     r = demo.report
     demo.stack.break_service(None)
@@ -374,17 +287,6 @@ async def flip_back(demo: Demo) -> None:
     for line in output.strip().splitlines():
         r.proof(f"  {line}")
     check(code == 0, f"strangler status exited {code}")
-
-
-async def wait_answered_by(demo: Demo, upstream: str, timeout: float) -> float:
-    started = time.monotonic()
-    while time.monotonic() - started < timeout:
-        reply = await demo.traffic.send("probe", "GET", f"/api/customers/{demo.ids[0]}")
-        if reply.upstream == upstream:
-            return time.monotonic() - started
-        await asyncio.sleep(0.1)
-    check(False, f"{upstream} did not answer within {timeout:g}s")
-    return timeout
 
 
 async def verified(demo: Demo) -> None:

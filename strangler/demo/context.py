@@ -1,0 +1,92 @@
+"""What every demo step works with: the running stack, the admin API, clients, the report.
+
+Also the waits the steps share. Each wait polls something a person could look at
+(the service's own database, the proxy's answers, ``/api/routes``) until it shows
+the expected state or a timeout passes; a timeout fails the step with what was seen.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from strangler.demo.admin import AdminApi, shadow_total
+from strangler.demo.report import Report
+from strangler.demo.stack import DemoStack
+from strangler.demo.steps import check
+from strangler.demo.traffic import Traffic, users
+
+ROUTE = "customers"
+SERVICE = "customers"
+"""Upstream name of the customers service (the route's ``to``)."""
+
+
+@dataclass
+class Demo:
+    stack: DemoStack
+    admin: AdminApi
+    traffic: Traffic
+    report: Report
+    ids: list[int] = field(default_factory=list)
+    canary_users: dict[float, set[str]] = field(default_factory=dict)
+
+    def pick_customer(self) -> Callable[[random.Random], str]:
+        """A path picker for :class:`Traffic`: GET one of the monolith's customers."""
+        ids = self.ids
+
+        def pick(rng: random.Random) -> str:
+            return f"/api/customers/{rng.choice(ids)}"
+
+        return pick
+
+    async def settle_shadow(self, before: int, expected: int, timeout: float = 10.0) -> int:
+        """Wait until the off-path comparisons of a burst are counted; returns the count."""
+        deadline = time.monotonic() + timeout
+        compared = before
+        while time.monotonic() < deadline:
+            compared = shadow_total(await self.admin.shadow(ROUTE))
+            if compared - before >= expected:
+                break
+            await asyncio.sleep(0.05)
+        return compared
+
+
+def pct(x: float) -> str:
+    return f"{x * 100:.1f}%"
+
+
+async def wait_service_row(demo: Demo, cust_id: int, ok: Any, timeout: float = 10.0) -> float:
+    """Seconds until the service's own row for ``cust_id`` satisfies ``ok``."""
+    started = time.monotonic()
+    while time.monotonic() - started < timeout:
+        if ok(await demo.stack.service_customer(cust_id)):
+            return time.monotonic() - started
+        await asyncio.sleep(0.005)
+    check(False, f"customer {cust_id} did not reach the service DB within {timeout:g}s")
+    return timeout
+
+
+async def wait_route(demo: Demo, ok: Any, timeout: float) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout
+    route = await demo.admin.route(ROUTE)
+    while not ok(route) and time.monotonic() < deadline:
+        # keep traffic flowing: the rollback monitor judges a window of requests
+        await demo.traffic.burst(users(20, "probe"), demo.pick_customer())
+        await asyncio.sleep(0.1)
+        route = await demo.admin.route(ROUTE)
+    return route
+
+
+async def wait_answered_by(demo: Demo, upstream: str, timeout: float) -> float:
+    started = time.monotonic()
+    while time.monotonic() - started < timeout:
+        reply = await demo.traffic.send("probe", "GET", f"/api/customers/{demo.ids[0]}")
+        if reply.upstream == upstream:
+            return time.monotonic() - started
+        await asyncio.sleep(0.1)
+    check(False, f"{upstream} did not answer within {timeout:g}s")
+    return timeout
