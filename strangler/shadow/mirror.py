@@ -118,7 +118,16 @@ class ShadowMirror:
         if route is None or decision.shadow_to is None:
             return False
         shadow = route.config.shadow or DEFAULT_SHADOW
-        return method in shadow.methods and sampled(decision.bucket, shadow.percent)
+        if method not in shadow.methods or not sampled(decision.bucket, shadow.percent):
+            return False
+        if self._full(route.name, shadow):
+            # Decided here, before the data plane copies any body for us.
+            self._count(route.name, "dropped")
+            return False
+        return True
+
+    def _full(self, route: str, shadow: ShadowConfig) -> bool:
+        return self._total >= self.max_in_flight or self._in_flight[route] >= shadow.max_in_flight
 
     def submit(
         self,
@@ -133,9 +142,7 @@ class ShadowMirror:
             if route is None or decision.shadow_to is None or MARKER in request.headers:
                 return  # a mirrored request is never mirrored again
             shadow = route.config.shadow or DEFAULT_SHADOW
-            if self._total >= self.max_in_flight or self._in_flight[route.name] >= (
-                shadow.max_in_flight
-            ):
+            if self._full(route.name, shadow):
                 self._count(route.name, "dropped")
                 return
             if len(request.body) > shadow.max_body:
@@ -238,7 +245,7 @@ class ShadowMirror:
             if noisy:
                 calls.append(self._call(decision.legacy, "legacy", route, request, shadow.max_body))
             try:
-                observed = await asyncio.gather(*calls)
+                observed = [await calls[0]] if len(calls) == 1 else await asyncio.gather(*calls)
             except TooLarge:
                 self._count(name, "skipped")
                 return
