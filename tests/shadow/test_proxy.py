@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import statistics
 import time
 from collections.abc import AsyncIterator
@@ -124,3 +125,97 @@ async def test_writes_are_mirrored_only_when_listed_and_always_marked(
         ("PUT", "1")
     ]
     assert proxy["slow"].seen[0]["body"] == b'{"a": 2}'
+
+
+async def wait_until(check: Any, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not await check():
+        assert time.monotonic() < deadline, "condition not reached in time"
+        await asyncio.sleep(0.1)
+
+
+@pytest.fixture
+async def mismatching() -> AsyncIterator[dict[str, Any]]:
+    """A proxy whose new service answers differently, with rollback thresholds and admin."""
+    legacy = Upstream("monolith", body=lambda r: {"id": 1, "name": "Ada"})
+    new = Upstream("customers", body=lambda r: {"id": 1, "name": "Bob"})
+    async with serve_app(legacy.app()) as legacy_url, serve_app(new.app()) as new_url:
+        rollback = {"mismatch_rate": 0.2, "min_requests": 5, "window": "30s"}
+        running: RunningProxy = await start_proxy(
+            parse_config(
+                {
+                    "listen": "127.0.0.1:0",
+                    "admin": {"listen": "127.0.0.1:0", "token": "t0ken"},
+                    "legacy": "monolith",
+                    "upstreams": {"monolith": {"url": legacy_url}, "customers": {"url": new_url}},
+                    "routes": [
+                        {
+                            "name": "shadowed",
+                            "match": {"path": "/shadowed/**"},
+                            "to": "customers",
+                            "mode": "shadow",
+                            "shadow": {"percent": 100},
+                            "rollback": rollback,
+                        },
+                        {
+                            "name": "served",
+                            "match": {"path": "/served/**"},
+                            "to": "customers",
+                            "mode": "new",
+                            "shadow": {"percent": 100},
+                            "rollback": rollback,
+                        },
+                    ],
+                }
+            ),
+            admin_port=0,
+            proxy_sock=bind_listener("127.0.0.1", 0),
+        )
+        try:
+            yield {"proxy": running.proxy_url, "admin": running.admin_url}
+        finally:
+            await running.close(0.5)
+
+
+async def test_mismatches_roll_a_served_route_back_to_legacy(
+    mismatching: dict[str, Any],
+) -> None:
+    async with aiohttp.ClientSession() as session:
+        url = mismatching["proxy"] + "/served/1"
+        async with session.get(url) as resp:
+            assert resp.headers["X-Strangler-Upstream"] == "customers"
+
+        async def rolled_back() -> bool:
+            async with session.get(url) as resp:
+                return resp.headers["X-Strangler-Upstream"] == "monolith"
+
+        await wait_until(rolled_back)
+        async with session.get(mismatching["admin"] + "/api/routes") as resp:
+            routes = {r["name"]: r for r in (await resp.json())["routes"]}
+    assert routes["served"]["source"] == "auto-rollback"
+    assert "mismatch" in routes["served"]["reason"]
+
+
+async def test_flip_to_canary_is_refused_above_the_mismatch_rate_unless_forced(
+    mismatching: dict[str, Any],
+) -> None:
+    headers = {"Authorization": "Bearer t0ken"}
+    override = mismatching["admin"] + "/api/routes/shadowed/override"
+    async with aiohttp.ClientSession() as session:
+        for _ in range(5):
+            async with session.get(mismatching["proxy"] + "/shadowed/1") as resp:
+                await resp.read()
+
+        async def rate_known() -> bool:
+            async with session.get(mismatching["admin"] + "/api/routes") as resp:
+                routes = {r["name"]: r for r in (await resp.json())["routes"]}
+            return routes["shadowed"]["shadow_match_rate"] == 0.0
+
+        await wait_until(rate_known)
+        body = {"mode": "canary", "percent": 10}
+        async with session.put(override, json=body, headers=headers) as resp:
+            assert resp.status == 409
+            assert "mismatch rate" in (await resp.json())["error"]
+        async with session.put(override, json={**body, "force": True}, headers=headers) as resp:
+            assert resp.status == 200
+            assert (await resp.json())["mode"] == "canary"
