@@ -36,6 +36,9 @@ class DebeziumOptions(BaseModel):
     offsets: Literal["target", "file"] = "target"
     """Where Debezium keeps its offsets: a table in the target database, or a file."""
     offset_file: str | None = None
+    """With ``offsets: file``: the file (created if missing)."""
+    offset_target: str | None = None
+    """With ``offsets: target``: which of ``sync.targets`` (default: the only one)."""
     offset_table: str = "strangler_debezium_offsets"
     snapshot: str = "initial"
     """Debezium ``snapshot.mode``: initial, no_data, always, initial_only, when_needed."""

@@ -1,0 +1,234 @@
+"""The ``debezium`` source: Debezium's PostgreSQL connector embedded in the worker.
+
+The engine (``embedded_engine.EmbeddedEngine``, real Debezium over JPype) snapshots the
+captured tables, then streams from the replication slot (pgoutput). Its thread hands
+each batch to the asyncio side through a one-slot queue and then *waits*: only when
+the worker has committed the batch in the target and called ``ack`` does the engine
+mark the records processed and commit its own offsets (in the target database or a
+file) and confirm the slot. So a crash re-delivers at most the batch in flight, and
+the sink's per-row positions reject those re-deliveries as stale. The one-slot queue
+is the back-pressure: Debezium reads no further ahead than its own queue.
+
+This module never writes to a target and never parses envelopes itself (that is
+``envelope.parse_envelope``, the same parser every source uses).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import queue
+import threading
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from strangler.errors import ChangeEventError, ConfigError, Problem, SyncError
+from strangler.sync.config import SourceConfig, SyncConfig
+from strangler.sync.envelope import TypeRegistry, parse_envelope
+from strangler.sync.model import ChangeEvent
+from strangler.sync.source import Batch, ResumeLookup
+from strangler.sync.sources.debezium_config import DebeziumOptions, connector_properties
+from strangler.sync.sources.embedded_engine import EmbeddedEngine, RawRecord
+
+log = logging.getLogger("strangler.sync")
+
+_POLL = 0.5
+"""Seconds a wait may block before it looks at stop requests and engine failures."""
+
+
+@dataclass
+class _Delivery:
+    """One engine batch, waiting on the Java thread until ``done`` is set."""
+
+    records: Sequence[RawRecord]
+    done: threading.Event = field(default_factory=threading.Event)
+
+
+@dataclass
+class _InHand:
+    delivery: _Delivery
+    events: list[ChangeEvent]
+    handed: int = 0
+    """Events already handed out in batches."""
+    unacked: int = 0
+    """Batches handed out and not yet acknowledged."""
+    handed_all: bool = False
+
+
+class DebeziumSource:
+    """See the module docstring. ``properties`` are the engine's (``connector_properties``)."""
+
+    def __init__(
+        self,
+        name: str,
+        properties: Mapping[str, str],
+        *,
+        types: TypeRegistry | None = None,
+        log_level: str = "WARN",
+        jvm_opts: Sequence[str] = (),
+    ) -> None:
+        self.name = name
+        self.properties = dict(properties)
+        self.types = types or {}
+        self._log_level = log_level
+        self._jvm_opts = tuple(jvm_opts)
+        self._handoff: queue.Queue[_Delivery] = queue.Queue(maxsize=1)
+        self._engine: EmbeddedEngine | None = None
+        self._in_hand: _InHand | None = None
+        self.skipped = 0
+        """Records that were not change events Debezium could describe (logged)."""
+
+    # --------------------------------------------------------------- protocol
+
+    async def start(self, resume: ResumeLookup) -> None:
+        # Debezium resumes from its own offset store, committed only after the target
+        # committed; the target's offsets are informational here (see docstring).
+        if self._engine is not None:
+            return
+        engine = EmbeddedEngine(
+            self.properties,
+            self._on_batch,
+            name=self.name,
+            log_level=self._log_level,
+            jvm_opts=self._jvm_opts,
+        )
+        await asyncio.to_thread(engine.start)
+        self._engine = engine
+
+    async def next_batch(self, max_events: int) -> Batch | None:
+        engine = self._engine
+        if engine is None:
+            raise SyncError(f"debezium source {self.name} is not started")
+        if self._in_hand is None:
+            try:
+                delivery = await asyncio.to_thread(self._handoff.get, True, _POLL)
+            except queue.Empty:
+                if not engine.running:
+                    raise SyncError(
+                        f"debezium source {self.name}: {engine.failure or 'engine stopped'}"
+                    ) from None
+                return None
+            self._in_hand = _InHand(delivery, self._parse(delivery.records))
+        in_hand = self._in_hand
+        if in_hand.handed_all:
+            await asyncio.sleep(_POLL / 10)  # all handed out; the acks are still to come
+            return None
+        start = in_hand.handed
+        end = _batch_end(in_hand.events, start, max_events)
+        events = in_hand.events[start:end]
+        in_hand.handed = end
+        in_hand.handed_all = end >= len(in_hand.events)
+        in_hand.unacked += 1
+        return Batch(events, _offsets(events))
+
+    async def ack(self, batch: Batch) -> None:
+        in_hand = self._in_hand
+        if in_hand is None:
+            return
+        in_hand.unacked -= 1
+        if in_hand.unacked <= 0 and in_hand.handed_all:
+            self._in_hand = None
+            in_hand.delivery.done.set()  # the engine thread may now commit its offsets
+
+    async def close(self) -> None:
+        engine, self._engine = self._engine, None
+        self._in_hand = None
+        if engine is not None:
+            await asyncio.to_thread(engine.stop)
+
+    # -------------------------------------------------------------- internals
+
+    def _on_batch(self, records: Sequence[RawRecord]) -> None:
+        """On the engine thread: hand the batch over, return once it is committed."""
+        engine = self._engine
+        delivery = _Delivery(records)
+        while True:
+            if engine is not None and engine.stopping.is_set():
+                raise SyncError("stopping")
+            try:
+                self._handoff.put(delivery, timeout=_POLL)
+                break
+            except queue.Full:
+                continue
+        while not delivery.done.wait(_POLL):
+            if engine is None or engine.stopping.is_set():
+                raise SyncError("stopping before the batch was committed")
+
+    def _parse(self, records: Sequence[RawRecord]) -> list[ChangeEvent]:
+        events: list[ChangeEvent] = []
+        for record in records:
+            try:
+                event = parse_envelope(record.value, record.key, source=self.name, types=self.types)
+            except ChangeEventError as exc:
+                # Debezium wrote something that is not a change we can order; say so loudly.
+                self.skipped += 1
+                log.error(
+                    "source %s: skipped a record of %s: %s", self.name, record.destination, exc
+                )
+                continue
+            if event is not None:
+                events.append(event)
+        return events
+
+
+def _batch_end(events: Sequence[ChangeEvent], start: int, max_events: int) -> int:
+    end = min(len(events), start + max_events)
+    # Keep a primary-key change (delete + create of one transaction) in one batch.
+    while (
+        end < len(events)
+        and events[end - 1].op == "d"
+        and events[end].op == "c"
+        and events[end].tx_id == events[end - 1].tx_id
+    ):
+        end += 1
+    return end
+
+
+def _offsets(events: Sequence[ChangeEvent]) -> dict[str, int]:
+    if not events:
+        return {}
+    last = events[-1].position
+    return {"commit_lsn": last.commit, "lsn": last.seq}
+
+
+def build(
+    config: SourceConfig,
+    *,
+    sync: SyncConfig,
+    base_dir: Path | None = None,
+    types: TypeRegistry | None = None,
+) -> DebeziumSource:
+    """The worker's factory for ``kind: debezium`` (see ``worker.SOURCE_MODULES``)."""
+    where = f"sync.sources[{config.name}].options"
+    options = DebeziumOptions.parse(config.options, where)
+    offsets_url: str | None = None
+    if options.offsets == "target":
+        offsets_url = _offset_target(options, sync, where)
+    elif (
+        options.offset_file and base_dir is not None and not Path(options.offset_file).is_absolute()
+    ):
+        options = options.model_copy(update={"offset_file": str(base_dir / options.offset_file)})
+    properties = connector_properties(config.name, options, offsets_url)
+    return DebeziumSource(
+        config.name,
+        properties,
+        types=types,
+        log_level=options.log_level,
+        jvm_opts=options.jvm_opts,
+    )
+
+
+def _offset_target(options: DebeziumOptions, sync: SyncConfig, where: str) -> str:
+    targets: Mapping[str, Any] = sync.targets
+    name = options.offset_target
+    if name is None:
+        if len(targets) != 1:
+            raise ConfigError(
+                [Problem(f"{where}.offset_target", "name one of sync.targets for the offsets")]
+            )
+        name = next(iter(targets))
+    if name not in targets:
+        raise ConfigError([Problem(f"{where}.offset_target", f"{name!r} is not one of targets")])
+    return str(targets[name])
