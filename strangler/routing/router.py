@@ -43,13 +43,29 @@ class Router:
         self.last_reload_error: str | None = None
         self.on_swap: list[SwapCallback] = []
 
-    def apply_config(self, config: Config) -> RouteTable:
+    def build(self, config: Config) -> tuple[RouteTable, Mapping[str, Override]]:
+        """Compile ``config`` with the current overrides without swapping it in (safe to
+        run in a thread); pass the result to :meth:`apply_config`."""
+        overrides = self.overrides
+        table = RouteTable.build(config, overrides, base_dir=self.base_dir, previous=self.table)
+        return table, overrides
+
+    def apply_config(
+        self,
+        config: Config,
+        prebuilt: tuple[RouteTable, Mapping[str, Override]] | None = None,
+    ) -> RouteTable:
         """Compile ``config`` with the current overrides and swap it in.
 
-        Raises ConfigError (and changes nothing) if the table cannot be built."""
-        table = RouteTable.build(
-            config, self.overrides, base_dir=self.base_dir, previous=self.table
-        )
+        ``prebuilt`` (from :meth:`build`) is used if the overrides have not changed
+        since, so a big table can be compiled off the event loop. Raises ConfigError
+        (and changes nothing) if the table cannot be built."""
+        if prebuilt is not None and prebuilt[1] is self.overrides:
+            table = prebuilt[0]
+        else:
+            table = RouteTable.build(
+                config, self.overrides, base_dir=self.base_dir, previous=self.table
+            )
         self.config = config
         self.config_version += 1
         self.last_reload_error = None

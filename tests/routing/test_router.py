@@ -60,3 +60,18 @@ def test_a_failing_swap_callback_does_not_block_the_swap() -> None:
     router.on_swap.append(broken)
     router.set_overrides({"c": Override(mode="new")})
     assert router.table.by_name["c"].mode == "new"
+
+
+def test_a_table_built_ahead_is_used_only_if_overrides_did_not_change_meanwhile() -> None:
+    router = Router(config(route("c", "/c/**")))
+    new_config = config(route("c", "/c/**", mode="canary", percent=10))
+    prebuilt = router.build(new_config)
+    assert router.table.by_name["c"].mode == "legacy"  # building swaps nothing
+    router.apply_config(new_config, prebuilt)
+    assert router.table is prebuilt[0]
+
+    stale = router.build(config(route("c", "/c/**", mode="canary", percent=20)))
+    router.set_overrides({"c": Override(mode="new")})
+    router.apply_config(config(route("c", "/c/**", mode="canary", percent=20)), stale)
+    assert router.table is not stale[0]
+    assert router.table.by_name["c"].mode == "new"  # the override that arrived meanwhile
