@@ -114,14 +114,21 @@ class ControlPlane:
             asyncio.create_task(self.rollback.run(), name="strangler-rollback"),
         ]
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._synced.wait(), wait)
+            async with asyncio.timeout(wait):
+                await self._synced.wait()
 
     async def stop(self) -> None:
+        follower, monitor = self._tasks or (None, None)
+        self.rollback.stop()
+        if follower is not None:
+            follower.cancel()
         for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+            # The monitor ends its round (bounded by the store's timeouts) and returns.
+            with contextlib.suppress(asyncio.CancelledError, TimeoutError):
+                async with asyncio.timeout(5.0):
+                    await task
+        if monitor is not None and not monitor.done():
+            monitor.cancel()
         self._tasks = []
         with contextlib.suppress(ValueError):
             self.runtime.listeners.remove(self.rollback.record)

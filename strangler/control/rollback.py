@@ -24,6 +24,7 @@ memory (at most one window's worth) and nothing is decided.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from typing import TYPE_CHECKING
@@ -78,6 +79,7 @@ class RollbackMonitor:
         self._flush_every = flush_every
         self._pending: dict[tuple[str, int], list[int]] = {}
         self._active: dict[str, float] = {}
+        self._stopping = asyncio.Event()
         """Route -> last time this replica counted something for it (what to evaluate)."""
 
     # ------------------------------------------------------------ request path
@@ -121,9 +123,14 @@ class RollbackMonitor:
     # ------------------------------------------------------------ off the path
 
     async def run(self) -> None:
+        """Flush and judge every ``flush_every`` s until :meth:`stop`."""
         warned = False
-        while True:
-            await asyncio.sleep(self._flush_every)
+        while not self._stopping.is_set():
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(self._flush_every):
+                    await self._stopping.wait()
+            if self._stopping.is_set():
+                return
             try:
                 await self.flush()
                 warned = False
@@ -133,6 +140,12 @@ class RollbackMonitor:
                     warned = True
             except Exception:  # never let the monitor die; the next tick retries
                 log.exception("automatic rollback check failed")
+
+    def stop(self) -> None:
+        """Let :meth:`run` finish its current round and return. Stopping between rounds,
+        never inside a store call, keeps the store's connections usable (cancelling a
+        Redis call half-way can leave it waiting on a connection forever)."""
+        self._stopping.set()
 
     async def flush(self) -> None:
         """Add this replica's counts to the shared buckets, then judge the active routes."""

@@ -135,7 +135,8 @@ class _MemorySubscription:
 
     async def next(self, timeout: float) -> int | None:
         try:
-            return await asyncio.wait_for(self.queue.get(), timeout)
+            async with asyncio.timeout(timeout):
+                return await self.queue.get()
         except TimeoutError:
             return None
 
