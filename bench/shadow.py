@@ -131,7 +131,14 @@ def routes_yaml(tmp: Path, port: int, admin: int, legacy: int, new: int, slow: i
 _UNITS = {"us": 1e-3, "ms": 1.0, "s": 1000.0}
 
 
-def wrk(url: str, connections: int, duration: int) -> dict[str, float]:
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far (robust to other load on the box)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def wrk(url: str, connections: int, duration: int, pid: int | None = None) -> dict[str, float]:
+    cpu_before = cpu_seconds(pid) if pid else 0.0
     out = subprocess.run(
         ["wrk", "-t1", f"-c{connections}", f"-d{duration}s", "--latency", url],
         capture_output=True,
@@ -139,7 +146,10 @@ def wrk(url: str, connections: int, duration: int) -> dict[str, float]:
         check=True,
     ).stdout
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
+    total = int(re.search(r"(\d+) requests in", out).group(1))  # type: ignore[union-attr]
     result = {"rps": rps}
+    if pid:
+        result["cpu_us"] = (cpu_seconds(pid) - cpu_before) / max(total, 1) * 1e6
     for pct in ("50", "99"):
         m = re.search(rf"^\s+{pct}%\s+([\d.]+)(us|ms|s)\s*$", out, re.M)
         assert m, out
@@ -206,12 +216,12 @@ def main() -> None:
             runs: dict[str, list[dict[str, float]]] = {"pass": [], "fast": [], "quarter": []}
             for _ in range(2):
                 for route in ("pass", "fast", "quarter"):
-                    runs[route].append(wrk(f"{base}/{route}/1", 32, args.duration))
+                    runs[route].append(wrk(f"{base}/{route}/1", 32, args.duration, proxy.pid))
                     time.sleep(1)
             light = {"pass": [], "slow": []}  # type: dict[str, list[dict[str, float]]]
             for _ in range(3):
                 for route in ("pass", "slow"):
-                    light[route].append(wrk(f"{base}/{route}/1", 4, args.duration))
+                    light[route].append(wrk(f"{base}/{route}/1", 4, args.duration, proxy.pid))
                     time.sleep(1)
 
             samples: list[tuple[int, float]] = []
@@ -226,7 +236,7 @@ def main() -> None:
             before = rss_mb(proxy.pid)
             sampler = threading.Thread(target=sample_memory)
             sampler.start()
-            dead = wrk(base + "/dead/1", 32, args.memory_duration)
+            dead = wrk(base + "/dead/1", 32, args.memory_duration, proxy.pid)
             stop.set()
             sampler.join()
             after = rss_mb(proxy.pid)
@@ -253,8 +263,8 @@ def main() -> None:
         "machine. Medians of alternated runs (2 each at 32 connections, 3 each at 4) of "
         f"{args.duration} s each. Load average at the start: {load}.\n"
     )
-    print("| scenario | req/s | p50 ms | p99 ms |")
-    print("|---|---|---|---|")
+    print("| scenario | req/s | p50 ms | p99 ms | proxy CPU µs per request |")
+    print("|---|---|---|---|---|")
     for label, rs in (
         ("pass-through, 32 conns", runs["pass"]),
         ("100% shadow to a fast target, 32 conns", runs["fast"]),
@@ -264,17 +274,27 @@ def main() -> None:
     ):
         print(
             f"| {label} | {med(rs, 'rps'):.0f} | {med(rs, 'p50_ms'):.2f} | "
-            f"{med(rs, 'p99_ms'):.2f} |"
+            f"{med(rs, 'p99_ms'):.2f} | {med(rs, 'cpu_us'):.0f} |"
         )
     print(
         f"| 100% shadow to a dead target, 32 conns, {args.memory_duration} s | "
-        f"{dead['rps']:.0f} | {dead['p50_ms']:.2f} | {dead['p99_ms']:.2f} |"
+        f"{dead['rps']:.0f} | {dead['p50_ms']:.2f} | {dead['p99_ms']:.2f} | "
+        f"{dead['cpu_us']:.0f} |"
     )
     print()
     quarter = 1 - med(runs["quarter"], "rps") / pass_rps
+    cpu_pass, cpu_fast = med(runs["pass"], "cpu_us"), med(runs["fast"], "cpu_us")
+    cpu_quarter = med(runs["quarter"], "cpu_us")
     print(
         f"- Throughput cost of shadowing every request: **{cost:.1%}** (target ≤ 25%); "
         f"of shadowing 25% of users: {quarter:.1%}."
+    )
+    print(
+        "- By the proxy's own CPU per request (not skewed by other load on the machine): "
+        f"{cpu_pass:.0f} µs pass-through, {cpu_fast:.0f} µs with 100% shadow, "
+        f"{cpu_quarter:.0f} µs with 25%: a CPU-bound proxy loses "
+        f"**{1 - cpu_pass / cpu_fast:.1%}** of its throughput at 100% "
+        f"and {1 - cpu_pass / cpu_quarter:.1%} at 25%."
     )
     print(
         f"- Client p99 with a 2 s shadow target vs none: **{p99_slow - p99_pass:+.2f} ms** "

@@ -30,7 +30,7 @@ from strangler.message import HttpRequest, HttpResponse
 from strangler.shadow.client import MARKER, ShadowClient, TooLarge
 from strangler.shadow.compare import Comparator, adapt
 from strangler.shadow.observation import Observation, Side
-from strangler.shadow.store import Redactor, Sample, ShadowStore
+from strangler.shadow.store import Batch, Redactor, Sample, ShadowStore
 
 log = logging.getLogger(__name__)
 
@@ -102,7 +102,7 @@ class ShadowMirror:
         self._in_flight: Counter[str] = Counter()
         self._total = 0
         self._tasks: set[asyncio.Task[None]] = set()
-        self._pending: Counter[tuple[str, str]] = Counter()
+        self._batches: dict[str, Batch] = {}
         self._comparators: dict[CompareConfig, Comparator] = {}
         self._redactors: dict[tuple[str, ...], Redactor] = {}
         self._noise: dict[str, tuple[float, frozenset[str]]] = {}
@@ -196,7 +196,7 @@ class ShadowMirror:
             self._client = ShadowClient(self.max_in_flight)
 
     def _count(self, route: str, outcome: str) -> None:
-        self._pending[(route, outcome)] += 1
+        self._batch(route).counts[outcome] += 1
         if self._metrics is not None:
             self._metrics.shadow(route, outcome)
         # Without a running loop (a sync caller) the counts go out with the next flush.
@@ -209,12 +209,20 @@ class ShadowMirror:
             await self._flush()
 
     async def _flush(self) -> None:
-        pending, self._pending = self._pending, Counter()
-        for (route, outcome), n in pending.items():
+        batches, self._batches = self._batches, {}
+        for route, batch in batches.items():
             try:
-                await self.store.count(route, outcome, n)
-            except Exception:
-                log.warning("shadow store unavailable; %d %s counts lost", n, outcome)
+                await self.store.merge(route, batch)
+            except Exception as exc:
+                # Bounded loss over unbounded memory: the batch is dropped, and said so.
+                lost = dict(batch.counts)
+                log.warning("shadow store unavailable (%s); results lost: %s", exc, lost)
+
+    def _batch(self, route: str) -> Batch:
+        batch = self._batches.get(route)
+        if batch is None:
+            batch = self._batches[route] = Batch()
+        return batch
 
     # ------------------------------------------------------------ the work
 
@@ -253,7 +261,7 @@ class ShadowMirror:
             legacy, new = (first, second) if shadow_side == "new" else (second, first)
             comparator = self._comparator(shadow.compare)
             if noisy:
-                await self._learn_noise(name, comparator, legacy, observed[1])
+                self._learn_noise(name, comparator, legacy, observed[1])
             noise = await self._noise_of(name)
             # One comparison per loop turn: shadows that finish together (a slow
             # target answering a burst) must not stall the client's I/O in one go.
@@ -269,7 +277,7 @@ class ShadowMirror:
                 self._metrics.shadow(name, comparison.outcome)
             if self._on_comparison is not None and comparison.outcome != "error":
                 self._on_comparison(name, comparison.outcome == "match")
-            await self.store.record(name, comparison, sample)
+            self._batch(name).add(comparison, sample, time.time())
         except asyncio.CancelledError:
             raise
         except Exception:
@@ -293,7 +301,7 @@ class ShadowMirror:
         self._error_sampled[route] = now
         return True
 
-    async def _learn_noise(
+    def _learn_noise(
         self, route: str, comparator: Comparator, legacy: Observation, again: Observation
     ) -> None:
         """Fields that differ between two legacy answers to one request are noise."""
@@ -301,7 +309,7 @@ class ShadowMirror:
             return
         fields = {d.field for d in comparator.compare(legacy, again).differences}
         if fields:
-            await self.store.add_noise(route, fields)
+            self._batch(route).noise.update(fields)
             _, known = self._noise.get(route, (0.0, frozenset()))
             self._noise[route] = (time.monotonic(), known | fields)
 
@@ -309,7 +317,8 @@ class ShadowMirror:
         at, known = self._noise.get(route, (0.0, frozenset()))
         if time.monotonic() - at > _NOISE_TTL:
             try:
-                known = await self.store.noise(route)
+                # Noise only grows: what this process learned and has not flushed stays.
+                known = known | await self.store.noise(route)
             except Exception:
                 log.warning("shadow store unavailable; using cached noise for %r", route)
             self._noise[route] = (time.monotonic(), known)

@@ -17,9 +17,9 @@ from __future__ import annotations
 
 import json
 import time
-from collections import defaultdict, deque
+from collections import Counter, defaultdict, deque
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import redis.asyncio as aioredis
@@ -37,6 +37,8 @@ TREND_STEP = 10
 """Seconds per trend bucket."""
 TREND_BUCKETS = 30
 SAMPLE_BODY_LIMIT = 16 * 1024
+MAX_SAMPLES = 50
+"""Latest mismatches kept per route."""
 
 
 # ----------------------------------------------------------------- redaction
@@ -178,14 +180,35 @@ class RouteShadow:
         return self.counts.get("mismatch", 0) / self.compared if self.compared else None
 
 
+@dataclass
+class Batch:
+    """One process's results for one route between two flushes, merged into a store
+    in one go (one Redis round trip per route per flush, not one per comparison)."""
+
+    counts: Counter[str] = field(default_factory=Counter)
+    fields: Counter[str] = field(default_factory=Counter)
+    trend: Counter[tuple[int, str]] = field(default_factory=Counter)
+    """(bucket start, outcome) -> comparisons, for match and mismatch."""
+    noise: set[str] = field(default_factory=set)
+    samples: deque[Sample] = field(default_factory=lambda: deque(maxlen=MAX_SAMPLES))
+    """Oldest first; a flush keeps at most the latest MAX_SAMPLES."""
+
+    def add(self, comparison: Comparison, sample: Sample | None, now: float) -> None:
+        self.counts[comparison.outcome] += 1
+        for name in _fields(comparison):
+            self.fields[name] += 1
+        if comparison.outcome != "error":
+            self.trend[(_bucket(now), comparison.outcome)] += 1
+        if sample is not None:
+            self.samples.append(sample)
+
+    def __bool__(self) -> bool:
+        return bool(self.counts or self.noise)
+
+
 class ShadowStore(Protocol):
-    async def count(self, route: str, outcome: str, n: int = 1) -> None:
-        """Count an outcome with nothing else to keep (dropped, skipped)."""
-
-    async def record(self, route: str, comparison: Comparison, sample: Sample | None) -> None:
-        """Count one comparison, its differing fields, and keep the sample if given."""
-
-    async def add_noise(self, route: str, fields: Iterable[str]) -> None: ...
+    async def merge(self, route: str, batch: Batch) -> None:
+        """Add one batch of results for ``route``."""
 
     async def noise(self, route: str) -> frozenset[str]: ...
 
@@ -210,32 +233,28 @@ def _bucket(now: float) -> int:
 class MemoryShadowStore:
     """One process's view, bounded: samples in a capped deque, trend in a ring."""
 
-    def __init__(self, max_samples: int = 50) -> None:
+    def __init__(self, max_samples: int = MAX_SAMPLES) -> None:
         self._counts: dict[str, dict[str, int]] = defaultdict(lambda: dict.fromkeys(OUTCOMES, 0))
         self._fields: dict[str, dict[str, int]] = defaultdict(dict)
         self._noise: dict[str, set[str]] = defaultdict(set)
         self._trend: dict[str, dict[int, list[int]]] = defaultdict(dict)
         self._samples: dict[str, deque[Sample]] = defaultdict(lambda: deque(maxlen=max_samples))
 
-    async def count(self, route: str, outcome: str, n: int = 1) -> None:
-        self._counts[route][outcome] += n
-
-    async def record(self, route: str, comparison: Comparison, sample: Sample | None) -> None:
-        self._counts[route][comparison.outcome] += 1
+    async def merge(self, route: str, batch: Batch) -> None:
+        counts = self._counts[route]
+        for outcome, n in batch.counts.items():
+            counts[outcome] = counts.get(outcome, 0) + n
         fields = self._fields[route]
-        for name in _fields(comparison):
-            fields[name] = fields.get(name, 0) + 1
-        if comparison.outcome != "error":
-            trend = self._trend[route]
-            slot = trend.setdefault(_bucket(time.time()), [0, 0])
-            slot[comparison.outcome == "mismatch"] += 1
-            for old in [b for b in trend if b < _bucket(time.time()) - TREND_STEP * TREND_BUCKETS]:
-                del trend[old]
-        if sample is not None:
-            self._samples[route].append(sample)
-
-    async def add_noise(self, route: str, fields: Iterable[str]) -> None:
-        self._noise[route].update(fields)
+        for name, n in batch.fields.items():
+            fields[name] = fields.get(name, 0) + n
+        trend = self._trend[route]
+        for (bucket, outcome), n in batch.trend.items():
+            trend.setdefault(bucket, [0, 0])[outcome == "mismatch"] += n
+        oldest = _bucket(time.time()) - TREND_STEP * TREND_BUCKETS
+        for old in [b for b in trend if b < oldest]:
+            del trend[old]
+        self._noise[route].update(batch.noise)
+        self._samples[route].extend(batch.samples)
 
     async def noise(self, route: str) -> frozenset[str]:
         return frozenset(self._noise.get(route, ()))
@@ -272,7 +291,9 @@ class RedisShadowStore:
     counts/fields are hashes (HINCRBY), noise a set, trend one small hash per
     10 s bucket that expires, samples a list capped with LTRIM."""
 
-    def __init__(self, url: str, namespace: str = "default", max_samples: int = 50) -> None:
+    def __init__(
+        self, url: str, namespace: str = "default", max_samples: int = MAX_SAMPLES
+    ) -> None:
         self._redis = aioredis.Redis.from_url(url)
         self._prefix = f"strangler:{namespace}:shadow"
         self._max_samples = max_samples
@@ -280,40 +301,26 @@ class RedisShadowStore:
     def _key(self, route: str, part: str) -> str:
         return f"{self._prefix}:{route}:{part}"
 
-    async def count(self, route: str, outcome: str, n: int = 1) -> None:
+    async def merge(self, route: str, batch: Batch) -> None:
         try:
             async with self._redis.pipeline(transaction=False) as pipe:
                 pipe.sadd(f"{self._prefix}:routes", route)
-                pipe.hincrby(self._key(route, "counts"), outcome, n)
-                await pipe.execute()
-        except RedisError as exc:
-            raise StateStoreError(f"shadow store (Redis) failed: {exc}") from exc
-
-    async def record(self, route: str, comparison: Comparison, sample: Sample | None) -> None:
-        try:
-            async with self._redis.pipeline(transaction=False) as pipe:
-                pipe.sadd(f"{self._prefix}:routes", route)
-                pipe.hincrby(self._key(route, "counts"), comparison.outcome, 1)
-                for name in _fields(comparison):
-                    pipe.hincrby(self._key(route, "fields"), name, 1)
-                if comparison.outcome != "error":
-                    trend = self._key(route, f"trend:{_bucket(time.time())}")
-                    pipe.hincrby(trend, comparison.outcome, 1)
+                for outcome, n in batch.counts.items():
+                    pipe.hincrby(self._key(route, "counts"), outcome, n)
+                for name, n in batch.fields.items():
+                    pipe.hincrby(self._key(route, "fields"), name, n)
+                for (bucket, outcome), n in batch.trend.items():
+                    trend = self._key(route, f"trend:{bucket}")
+                    pipe.hincrby(trend, outcome, n)
                     pipe.expire(trend, TREND_STEP * (TREND_BUCKETS + 2))
-                if sample is not None:
+                if batch.noise:
+                    pipe.sadd(self._key(route, "noise"), *batch.noise)
+                if batch.samples:
                     samples = self._key(route, "samples")
-                    pipe.lpush(samples, json.dumps(sample.to_dict(), ensure_ascii=False))
+                    for sample in batch.samples:  # oldest first: the newest ends at the head
+                        pipe.lpush(samples, json.dumps(sample.to_dict(), ensure_ascii=False))
                     pipe.ltrim(samples, 0, self._max_samples - 1)
                 await pipe.execute()
-        except RedisError as exc:
-            raise StateStoreError(f"shadow store (Redis) failed: {exc}") from exc
-
-    async def add_noise(self, route: str, fields: Iterable[str]) -> None:
-        names = list(fields)
-        if not names:
-            return
-        try:
-            await self._redis.sadd(self._key(route, "noise"), *names)
         except RedisError as exc:
             raise StateStoreError(f"shadow store (Redis) failed: {exc}") from exc
 
@@ -370,7 +377,7 @@ def _text(value: bytes | str) -> str:
     return value.decode() if isinstance(value, bytes) else value
 
 
-def open_store(url: str, namespace: str = "default", max_samples: int = 50) -> ShadowStore:
+def open_store(url: str, namespace: str = "default", max_samples: int = MAX_SAMPLES) -> ShadowStore:
     """The store for ``state:`` in routes.yaml: ``memory://`` or ``redis://...``."""
     if url.startswith(("redis://", "rediss://")):
         return RedisShadowStore(url, namespace, max_samples)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections.abc import AsyncIterator
 
@@ -15,7 +16,7 @@ from strangler.control.state import MemoryStateStore
 from strangler.runtime import Runtime
 from strangler.shadow.api import MatchRates, admin_extension
 from strangler.shadow.compare import Comparison, Difference
-from strangler.shadow.store import RedisShadowStore, Sample
+from strangler.shadow.store import Batch, RedisShadowStore, Sample
 from tests.shadow.conftest import Lab, route_config
 from tests.shadow.test_mirror import timed_gets
 from tests.support.net import serve_app
@@ -69,7 +70,7 @@ async def test_two_replicas_aggregate_into_one_view_that_survives_a_restart(
 async def test_noise_is_shared_between_replicas(namespace: str) -> None:
     a, b = RedisShadowStore(REDIS, namespace), RedisShadowStore(REDIS, namespace)
     try:
-        await a.add_noise("customers", {"body.request_id"})
+        await a.merge("customers", Batch(noise={"body.request_id"}))
         assert await b.noise("customers") == frozenset({"body.request_id"})
     finally:
         await a.close()
@@ -122,8 +123,10 @@ async def test_reading_without_samples_returns_none_but_all_counts(namespace: st
     try:
         comparison = Comparison("mismatch", (Difference("body.a", "value", 1, 2),))
         sample = Sample("r", 0.0, "mismatch", {}, {}, {}, ())
+        batch = Batch()
         for _ in range(3):
-            await store.record("r", comparison, sample)
+            batch.add(comparison, sample, time.time())
+        await store.merge("r", batch)
         empty = await store.read("r", samples=0)
         assert empty.samples == () and empty.counts["mismatch"] == 3
         assert len((await store.read("r", samples=2)).samples) == 2
