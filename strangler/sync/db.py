@@ -26,7 +26,11 @@ def normalise_url(url: str) -> str:
 def open_engine(url: str) -> Engine:
     """An engine for a target or monolith URL; raises SyncError if the URL is unusable."""
     try:
-        engine = create_engine(normalise_url(url), pool_pre_ping=True)
+        url = normalise_url(url)
+        # Server-side prepared statements get generic plans; with an array or a long
+        # VALUES list those plans ignored the indexes (measured: 20x slower batches).
+        args = {"prepare_threshold": None} if url.startswith("postgresql+psycopg") else {}
+        engine = create_engine(url, pool_pre_ping=True, connect_args=args)
     except (SQLAlchemyError, ImportError, ValueError) as exc:
         raise SyncError(f"cannot open {safe_url(url)}: {exc}") from exc
     if engine.dialect.name == "sqlite":

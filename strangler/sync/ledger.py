@@ -16,6 +16,7 @@ from __future__ import annotations
 import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from sqlalchemy import (
     BigInteger,
@@ -30,6 +31,8 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
     and_,
+    any_,
+    bindparam,
     delete,
     insert,
     select,
@@ -40,6 +43,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from strangler.sync.codec import event_to_json, key_text
 from strangler.sync.model import ChangeEvent, Position
+from strangler.sync.upsert import upsert
 
 metadata = MetaData()
 
@@ -109,12 +113,11 @@ def ident_of(event: ChangeEvent) -> Ident:
     return (event.table, key_text(event.key))
 
 
-def _upsert(conn: Connection, table: Table, keys: list[str]) -> object:
-    """``INSERT ... ON CONFLICT (keys) DO UPDATE`` for PostgreSQL and SQLite."""
-    dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
-    stmt = dialect.insert(table)
-    updates = {c.name: stmt.excluded[c.name] for c in table.columns if c.name not in keys}
-    return stmt.on_conflict_do_update(index_elements=keys, set_=updates)
+def _upsert_many(
+    conn: Connection, table: Table, keys: list[str], rows: list[dict[str, object]]
+) -> None:
+    for start in range(0, len(rows), 1000):
+        upsert(conn, table, keys, rows[start : start + 1000])
 
 
 def _insert_ignore(conn: Connection, table: Table) -> object:
@@ -133,7 +136,7 @@ def save_offsets(conn: Connection, source: str, values: Mapping[str, int]) -> No
         {"source": source, "partition": p, "offset": o, "updated_at": now}
         for p, o in values.items()
     ]
-    conn.execute(_upsert(conn, offsets, ["source", "partition"]), rows)  # type: ignore[call-overload]
+    _upsert_many(conn, offsets, ["source", "partition"], rows)
 
 
 def load_offsets(conn: Connection, source: str) -> dict[str, int]:
@@ -144,6 +147,15 @@ def load_offsets(conn: Connection, source: str) -> dict[str, int]:
 
 
 # ---------------------------------------------------------------- positions
+
+
+def _one_of(conn: Connection, column: Any, values: list[str]) -> Any:
+    """``column IN (...)``; on PostgreSQL ``= ANY(:array)`` — one parameter, so the
+    statement is prepared once and keeps an index plan (500 separate parameters
+    got a generic plan that scanned the table, ~0.5 s a batch at 20k rows)."""
+    if conn.dialect.name == "postgresql":
+        return column == any_(bindparam("keys", value=values, type_=postgresql.ARRAY(Text)))
+    return column.in_(values)
 
 
 def load_positions(conn: Connection, table: str, keys: Iterable[str]) -> dict[str, RowState]:
@@ -159,7 +171,7 @@ def load_positions(conn: Connection, table: str, keys: Iterable[str]) -> dict[st
                 positions.c.deleted,
             )
             .where(positions.c.target_table == table)
-            .where(positions.c.row_key.in_(chunk))
+            .where(_one_of(conn, positions.c.row_key, chunk))
         )
         for key, commit, seq, deleted in rows:
             out[key] = RowState(Position(int(commit), int(seq)), bool(deleted))
@@ -173,7 +185,7 @@ def save_positions(conn: Connection, rows: list[dict[str, object]]) -> None:
     now = time.time()
     for row in rows:
         row["applied_at"] = now
-    conn.execute(_upsert(conn, positions, ["target_table", "row_key"]), rows)  # type: ignore[call-overload]
+    _upsert_many(conn, positions, ["target_table", "row_key"], rows)
 
 
 def live_rows_from(conn: Connection, source_table: str) -> list[tuple[str, str, Position]]:

@@ -13,12 +13,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import Connection, MetaData, Table, and_, delete, or_
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import NoSuchTableError
 
 from strangler.errors import ChangeEventError
 from strangler.sync.ledger import save_positions
 from strangler.sync.model import Position, RowDelete, RowWrite
+from strangler.sync.upsert import upsert
 
 _CHUNK_ROWS = 500
 
@@ -128,19 +128,12 @@ def _upsert_rows(conn: Connection, table: Table, entries: list[_Entry]) -> None:
         keys = tuple(sorted(entry.key))
         row = {**entry.values, **entry.key}
         groups.setdefault((keys, tuple(sorted(row))), []).append(row)
-    dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
     for (keys, columns), rows in groups.items():
         for name in columns:
             _column(table, name)
-        stmt = dialect.insert(table)
-        updates = {c: stmt.excluded[c] for c in columns if c not in keys}
-        final = (
-            stmt.on_conflict_do_update(index_elements=list(keys), set_=updates)
-            if updates
-            else stmt.on_conflict_do_nothing(index_elements=list(keys))
-        )
         for start in range(0, len(rows), _CHUNK_ROWS):
-            conn.execute(final, rows[start : start + _CHUNK_ROWS])
+            # Rows are unique per key here, as one ON CONFLICT statement requires.
+            upsert(conn, table, keys, rows[start : start + _CHUNK_ROWS])
 
 
 def _column(table: Table, name: str) -> Any:

@@ -1,0 +1,76 @@
+"""Many-row ``INSERT ... ON CONFLICT (key) DO UPDATE`` for the sink, fast on PostgreSQL.
+
+On PostgreSQL the rows travel as one array per column and are expanded with
+``unnest`` inside a single statement: a handful of parameters, one parse and plan,
+whatever the batch size (SQLAlchemy compiling a 500-row VALUES list cost more than
+the database work). Column types come from the reflected table so each array is
+cast to exactly the column's type. Tables with JSON or array columns, and SQLite,
+use SQLAlchemy's executemany instead. No transaction handling here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from sqlalchemy import JSON, Connection, Table, text
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.types import ARRAY
+
+_SQL_CACHE: dict[tuple[str, str, tuple[str, ...], tuple[str, ...], bool], str] = {}
+
+
+def upsert(
+    conn: Connection,
+    table: Table,
+    keys: Sequence[str],
+    rows: Sequence[Mapping[str, Any]],
+    *,
+    update: bool = True,
+) -> None:
+    """Write ``rows`` (all with the same columns, unique per key) in one statement."""
+    if not rows:
+        return
+    columns = tuple(rows[0])
+    if conn.dialect.name == "postgresql" and _arrays_ok(table, columns):
+        sql = _unnest_sql(conn, table, tuple(keys), columns, update)
+        params = {f"p{i}": [row[c] for row in rows] for i, c in enumerate(columns)}
+        conn.execute(text(sql), params)
+        return
+    dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
+    stmt = dialect.insert(table)
+    updates = {c: stmt.excluded[c] for c in columns if c not in keys}
+    final = (
+        stmt.on_conflict_do_update(index_elements=list(keys), set_=updates)
+        if update and updates
+        else stmt.on_conflict_do_nothing(index_elements=list(keys))
+    )
+    conn.execute(final, [dict(r) for r in rows])
+
+
+def _arrays_ok(table: Table, columns: Sequence[str]) -> bool:
+    return not any(isinstance(table.c[c].type, JSON | ARRAY) for c in columns)
+
+
+def _unnest_sql(
+    conn: Connection, table: Table, keys: tuple[str, ...], columns: tuple[str, ...], update: bool
+) -> str:
+    slot = (table.schema or "", table.name, keys, columns, update)
+    sql = _SQL_CACHE.get(slot)
+    if sql is None:
+        quote = conn.dialect.identifier_preparer.quote
+        target = conn.dialect.identifier_preparer.format_table(table)
+        names = ", ".join(quote(c) for c in columns)
+        arrays = ", ".join(
+            f"CAST(:p{i} AS {table.c[c].type.compile(dialect=conn.dialect)}[])"
+            for i, c in enumerate(columns)
+        )
+        conflict = ", ".join(quote(k) for k in keys)
+        sets = ", ".join(f"{quote(c)} = EXCLUDED.{quote(c)}" for c in columns if c not in keys)
+        action = f"DO UPDATE SET {sets}" if update and sets else "DO NOTHING"
+        sql = (
+            f"INSERT INTO {target} ({names}) SELECT * FROM unnest({arrays})"
+            f" ON CONFLICT ({conflict}) {action}"
+        )
+        _SQL_CACHE[slot] = sql
+    return sql
