@@ -13,6 +13,7 @@ Creates and drops a throwaway database ``strangler_bench_<random>``.
 from __future__ import annotations
 
 import argparse
+import os
 import platform
 import secrets
 import time
@@ -22,7 +23,7 @@ import psycopg
 
 from strangler.sync.adapters import AdapterSet
 from strangler.sync.config import SyncConfig
-from strangler.sync.model import ChangeEvent, Position
+from strangler.sync.model import ChangeEvent, Op, Position
 from strangler.sync.sink import Sink
 
 DDL = (
@@ -47,13 +48,13 @@ def config(url: str) -> SyncConfig:
     })  # fmt: skip
 
 
-def events(n: int, first_commit: int, op: str) -> list[ChangeEvent]:
+def events(n: int, first_commit: int, op: Op) -> list[ChangeEvent]:
     out = []
     for i in range(n):
         commit = first_commit + i
         row = {"id": i + 1, "nm": f"name {i} {op}", "st": "AI"[i % 2], "cents": str(i * 7),
                "mail": f"c{i}@example.com"}  # fmt: skip
-        out.append(ChangeEvent("mono", "main.customers", op, {"id": i + 1}, None, row,  # type: ignore[arg-type]
+        out.append(ChangeEvent("mono", "main.customers", op, {"id": i + 1}, None, row,
                                Position(commit, commit), int(time.time() * 1000)))  # fmt: skip
     return out
 
@@ -76,19 +77,21 @@ def main() -> None:
     args = parser.parse_args()
     name = f"strangler_bench_{secrets.token_hex(4)}"
     with psycopg.connect(args.url, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')  # type: ignore[arg-type]
+        conn.execute(f'CREATE DATABASE "{name}"')
     url = args.url.rsplit("/", 1)[0] + f"/{name}"
     try:
         with psycopg.connect(url, autocommit=True) as conn:
             for ddl in DDL:
-                conn.execute(ddl)  # type: ignore[arg-type]
+                conn.execute(ddl)
         sink = Sink("svc", url, AdapterSet(config(url)))
         sink.setup()
         n = args.events
         inserts = events(n, 1, "c")
         updates = events(n, n + 1, "u")
-        print(f"# sync apply into PostgreSQL: {n} events, batch {args.batch}, "
-              f"{platform.processor() or platform.machine()}, Python {platform.python_version()}")  # fmt: skip
+        machine = f"{os.cpu_count()} cores {platform.machine()}"
+        load = os.getloadavg()[0]
+        print(f"# sync apply into PostgreSQL: {n} events, batch {args.batch}, {machine}, "
+              f"Python {platform.python_version()}, load average {load:.1f}")  # fmt: skip
         for label, batch in (("insert", inserts), ("update", updates), ("replay (stale)", updates)):
             seconds, applied = run(sink, batch, args.batch)
             print(f"{label:15} {n / seconds:9.0f} events/s  ({seconds:.2f} s, applied {applied})")
@@ -98,7 +101,7 @@ def main() -> None:
         sink.close()
     finally:
         with psycopg.connect(args.url, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')  # type: ignore[arg-type]
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 if __name__ == "__main__":

@@ -71,7 +71,7 @@ class Stack:
             db.execute("CREATE TABLE customers (id INTEGER PRIMARY KEY, nm TEXT, st TEXT,"
                        " cents TEXT, version INTEGER NOT NULL)")  # fmt: skip
         with psycopg.connect(target_url, autocommit=True) as conn:
-            conn.execute(SERVICE_DDL)  # type: ignore[arg-type]
+            conn.execute(SERVICE_DDL)
 
     # ------------------------------------------------------------ the worker
 
@@ -145,7 +145,7 @@ class Stack:
 
     def query(self, sql: str) -> list[tuple[Any, ...]]:
         with psycopg.connect(self.target_url) as conn:
-            return conn.execute(sql).fetchall()  # type: ignore[arg-type]
+            return conn.execute(sql).fetchall()
 
     def applied_offset(self) -> int:
         try:

@@ -109,7 +109,7 @@ def source_block(
     }
 
 
-KEY = {
+KEY: dict[str, Any] = {
     "schema": {"type": "struct", "name": "shop.public.products.Key", "optional": False,
                "fields": [{"type": "int32", "optional": False, "field": "id"}]},
     "payload": {"id": 7},
