@@ -33,6 +33,8 @@ def run(args: argparse.Namespace) -> int:
     # The proxy's own warnings (a rollback, a rejected reload) are part of the story:
     # show them, indented under the step that caused them.
     logging.basicConfig(level=logging.WARNING, format="      (log) %(message)s")
+    # kafka-python warns about its own selector timing under load; not part of the story.
+    logging.getLogger("kafka").setLevel(logging.ERROR)
     return asyncio.run(_demo(args))
 
 

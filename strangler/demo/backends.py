@@ -20,7 +20,8 @@ from redis.exceptions import RedisError
 from strangler.errors import StranglerError
 
 if TYPE_CHECKING:
-    from strangler.sync.localstack import LogicalPostgres
+    from strangler.sync.localstack import LogicalPostgres, TansuBroker
+    from strangler.sync.sources.relay import DebeziumRelay
 
 
 class StackError(StranglerError):
@@ -33,6 +34,10 @@ class Backend(Protocol):
     async def start(self, workdir: Path) -> None: ...
 
     async def stop(self) -> None: ...
+
+    async def capture(self) -> None:
+        """Start capturing the monolith's changes (called once it is seeded)."""
+        ...
 
     @property
     def monolith_db(self) -> str: ...
@@ -70,6 +75,9 @@ class EmbeddedBackend:
     async def stop(self) -> None:
         return None
 
+    async def capture(self) -> None:
+        return None  # the worker's SQLite source installs its own triggers
+
     @property
     def monolith_db(self) -> str:
         return f"sqlite:///{self.workdir / 'monolith.db'}"
@@ -96,26 +104,52 @@ class EmbeddedBackend:
 
 
 class LocalBackend:
-    """Real servers on this machine: a logical-decoding PostgreSQL cluster (monolith and
-    service databases), Redis for the proxy's state (a namespace of its own, deleted at
-    the end), and Debezium embedded capturing the monolith (``kind: debezium``)."""
+    """Real servers on this machine, wired as in production.
+
+    A logical-decoding PostgreSQL cluster holds the monolith's and the service's
+    databases; Redis holds the proxy's state (a namespace of its own, deleted at
+    the end); Debezium's PostgreSQL connector (embedded, standing in for Kafka
+    Connect) writes change events to a Tansu broker, and the worker consumes them
+    with the ``kafka`` source — the path a deployment takes."""
 
     name = "local"
+    topic = "monolith.public.customer"
 
     def __init__(self, redis_url: str = "redis://127.0.0.1:6379/0") -> None:
         self.redis_url = redis_url
         self.namespace = f"demo-{secrets.token_hex(4)}"
         self.postgres: LogicalPostgres | None = None
-        self.workdir = Path(".")
+        self.broker: TansuBroker | None = None
+        self.relay: DebeziumRelay | None = None
 
     async def start(self, workdir: Path) -> None:
-        self.workdir = workdir
         # Imported here: the embedded demo must not need the local-servers tooling.
-        from strangler.sync.localstack import LogicalPostgres
+        from strangler.sync.localstack import LogicalPostgres, TansuBroker
 
         await self._check_redis()
         self.postgres = LogicalPostgres(databases=("monolith", "customers"))
         await asyncio.to_thread(self.postgres.start)
+        self.broker = TansuBroker()
+        await asyncio.to_thread(self.broker.start)
+
+    async def capture(self) -> None:
+        """Start Debezium on the seeded monolith: snapshot, then stream, into the broker."""
+        from strangler.sync.sources.debezium_config import DebeziumOptions, connector_properties
+        from strangler.sync.sources.relay import DebeziumRelay
+
+        pg, broker = self._pg(), self._broker()
+        options = DebeziumOptions(
+            database=pg.url("monolith", driver="postgresql"),
+            tables=("public.customer",),
+            topic_prefix="monolith",
+            offsets="file",
+            offset_file=str(Path(pg.data_dir).parent / "debezium-offsets.dat"),
+        )
+        self.relay = DebeziumRelay(
+            connector_properties("monolith", options), broker.bootstrap, partitions=1
+        )
+        await asyncio.to_thread(self.relay.ensure_topics, [self.topic])
+        await asyncio.to_thread(self.relay.start)
 
     async def _check_redis(self) -> None:
         client = redis.from_url(self.redis_url)
@@ -129,6 +163,8 @@ class LocalBackend:
             await client.aclose()
 
     async def stop(self) -> None:
+        if self.relay is not None:
+            await asyncio.to_thread(self.relay.stop)
         client = redis.from_url(self.redis_url)
         try:
             keys = [k async for k in client.scan_iter(f"strangler:{self.namespace}:*")]
@@ -138,6 +174,8 @@ class LocalBackend:
             pass  # leftovers are namespaced and harmless; never fail the stop on them
         finally:
             await client.aclose()
+        if self.broker is not None:
+            await asyncio.to_thread(self.broker.stop)
         if self.postgres is not None:
             await asyncio.to_thread(self.postgres.stop)
 
@@ -145,6 +183,11 @@ class LocalBackend:
         if self.postgres is None:
             raise StackError("the PostgreSQL cluster is not started")
         return self.postgres
+
+    def _broker(self) -> TansuBroker:
+        if self.broker is None:
+            raise StackError("the Kafka broker is not started")
+        return self.broker
 
     @property
     def monolith_db(self) -> str:
@@ -160,16 +203,22 @@ class LocalBackend:
     def sync_sources_yaml(self) -> str:
         return f"""\
     - name: monolith
-      kind: debezium                  # Debezium's PostgreSQL connector, embedded (pgoutput)
+      kind: kafka                     # Debezium change events from Kafka (here: Tansu)
+      monolith: "{self._pg().url("monolith")}"   # what verify reads
       options:
-        database: "{self._pg().url("monolith", driver="postgresql")}"
-        tables: [public.customer]
-        offsets: target
+        bootstrap_servers: {self._broker().bootstrap}
+        topics: [{self.topic}]
+        group_id: strangler-demo-{self.namespace}
+        session_timeout_ms: 6000
+        heartbeat_interval_ms: 1000
+        max_poll_interval_ms: 10000
 """
 
     def describe(self) -> list[str]:
-        pg = self._pg()
+        pg, broker = self._pg(), self._broker()
         return [
-            f"backend    local: PostgreSQL (wal_level=logical) on 127.0.0.1:{pg.port}, "
-            f"Redis {self.redis_url} (namespace {self.namespace}), Debezium embedded",
+            f"backend    local: PostgreSQL (wal_level=logical) 127.0.0.1:{pg.port}, "
+            f"Redis {self.redis_url} (namespace {self.namespace}),",
+            f"           Debezium embedded -> Tansu broker {broker.bootstrap} "
+            f"(topic {self.topic}) -> kafka source",
         ]

@@ -151,6 +151,7 @@ class DemoStack:
         await asyncio.to_thread(
             seed, self.monolith_db, customers=SEED_CUSTOMERS, orders=SEED_ORDERS
         )
+        await self.backend.capture()
         self._monolith_engine = monolith_db.make_engine(self.monolith_db)
         self._stoppers.append(self._dispose_engines)
 
