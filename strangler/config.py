@@ -346,6 +346,11 @@ def _cross_check(config: Config, base_dir: Path | None) -> list[Problem]:
             problem = check_import(route.adapter, base_dir)
             if problem:
                 problems.append(Problem(f"{key}.adapter", problem))
+    for i, table in enumerate(config.sync.tables if config.sync else ()):
+        if isinstance(table.adapter, str):
+            problem = check_import(table.adapter, base_dir)
+            if problem:
+                problems.append(Problem(f"sync.tables[{i}].adapter", problem))
     return problems
 
 
