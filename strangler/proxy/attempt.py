@@ -11,14 +11,16 @@ without a coroutine hop. Two modes hold the response back instead:
 * ``buffer`` (an adapter will reshape it): head and body are collected up to
   ``max_body`` for ``adapter.response()``.
 
-``done`` resolves with ``None`` on success or an error kind (``connect``,
-``timeout``, ``status``, ``too_large``). A ``ShadowTap`` may tee the body; it
+It ends once with ``result`` ``None`` on success or an error kind (``connect``,
+``timeout``, ``status``, ``too_large``): a coroutine awaits :meth:`Attempt.wait`,
+the callback-only fast path sets ``on_done`` instead. A ``ShadowTap`` may tee the body; it
 never delays or buffers the client's copy. Nothing here chooses upstreams.
 """
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from strangler.errors import CircuitOpen, UpstreamError, UpstreamTimeout
@@ -79,12 +81,15 @@ class Attempt:
         "dead",
         "done",
         "error",
+        "finished",
         "head_request",
         "headers",
         "hold_5xx",
         "max_body",
+        "on_done",
         "out",
         "out_chunked",
+        "result",
         "size",
         "status",
         "tags",
@@ -112,7 +117,10 @@ class Attempt:
         self.buffer = buffer
         self.max_body = max_body
         self.tap = tap
-        self.done: asyncio.Future[str | None] = client.loop.create_future()
+        self.done: asyncio.Future[None] | None = None
+        self.finished = False
+        self.result: str | None = None
+        self.on_done: Callable[[Attempt], None] | None = None
         self.status = 0
         self.headers: RawHeaders = []
         self.chunks: list[bytes] = []
@@ -131,8 +139,21 @@ class Attempt:
 
     def _end(self, result: str | None) -> None:
         self.dead = True
-        if not self.done.done():
-            self.done.set_result(result)
+        if self.finished:
+            return
+        self.finished = True
+        self.result = result
+        if self.on_done is not None:
+            self.on_done(self)
+        elif self.done is not None and not self.done.done():
+            self.done.set_result(None)
+
+    async def wait(self) -> str | None:
+        """The result, once the attempt has ended."""
+        if not self.finished:
+            self.done = self.client.loop.create_future()
+            await self.done
+        return self.result
 
     # ----------------------------------------------------------- sink methods
 

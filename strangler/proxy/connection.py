@@ -24,8 +24,8 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import deque
-from collections.abc import Callable, Iterable
-from typing import TYPE_CHECKING
+from collections.abc import Callable, Coroutine, Iterable
+from typing import TYPE_CHECKING, Any, cast
 
 import httptools
 
@@ -36,6 +36,7 @@ from strangler.proxy.upstream import set_nodelay
 
 if TYPE_CHECKING:
     from strangler.config import LimitsConfig
+    from strangler.proxy.fastpath import FastAttempt
     from strangler.proxy.server import ProxyServer
     from strangler.proxy.upstream import UpstreamConnection
 
@@ -64,6 +65,7 @@ class ClientConnection(asyncio.Protocol):
         self.last_active = 0.0
         self.active: ProxyRequest | None = None
         self._task: asyncio.Task[None] | None = None
+        self.fast: FastAttempt | None = None
         self._pending: deque[ProxyRequest] = deque()
         self._ready: list[ProxyRequest] = []
         self._upstream: UpstreamConnection | None = None
@@ -84,12 +86,13 @@ class ClientConnection(asyncio.Protocol):
         self._length: int | None = None
         self._coding: bytes | None = None
         self._shadowed = False
+        self._expect = False
 
     # ------------------------------------------------------------ asyncio side
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        # uvloop's transports are not asyncio.Transport subclasses, but behave as one.
+        self.transport = cast(asyncio.Transport, transport)
         set_nodelay(transport)
         peer = transport.get_extra_info("peername")
         self.ip = str(peer[0]) if peer else ""
@@ -105,6 +108,9 @@ class ClientConnection(asyncio.Protocol):
                 req.body.abort()
         if self._task is not None and not self._task.done():
             self._task.cancel()
+        if self.fast is not None:
+            self.fast.client_gone()
+            self.fast = None
         if self.on_close is not None:
             self.on_close()
 
@@ -176,6 +182,7 @@ class ClientConnection(asyncio.Protocol):
         self._length = None
         self._coding = None
         self._shadowed = False
+        self._expect = False
         self._limits = self.server.limits
 
     def on_url(self, url: bytes) -> None:
@@ -201,6 +208,8 @@ class ClientConnection(asyncio.Protocol):
             self._coding = value.strip().lower() if self._coding is None else b"+"
         elif n == 18 and name.lower() == b"x-strangler-shadow":
             self._shadowed = True
+        elif n == 6 and name.lower() == b"expect" and value.lower() == b"100-continue":
+            self._expect = True
         self._headers.append((name, value))
 
     def on_headers_complete(self) -> None:
@@ -210,18 +219,28 @@ class ClientConnection(asyncio.Protocol):
             if self._coding != b"chunked":
                 raise _Refuse(400, "only Transfer-Encoding: chunked is accepted")
         parser = self.parser
+        url = self._url
+        path, _, query = url.partition(b"?")
         method = parser.get_method()
-        req = self._new_request(method, parser.should_keep_alive())
-        req.target = self._url
-        path, _, query = self._url.partition(b"?")
-        req.path = path.decode("latin-1")
-        req.query = query
-        req.headers = self._headers
-        req.content_length = self._length
-        req.chunked = self._coding is not None
+        chunked = self._coding is not None
+        length = self._length
+        body = RequestBody(
+            self.transport,
+            not chunked and not length,
+            self._send_continue if self._expect else None,
+        )
+        req = ProxyRequest(
+            _METHODS.get(method) or method.decode("latin-1"),
+            url,
+            path.decode("latin-1"),
+            query,
+            self._headers,
+            parser.should_keep_alive(),
+            body,
+            length,
+            chunked,
+        )
         req.shadowed = self._shadowed
-        if not req.has_body:
-            req.body.complete = True
         if parser.should_upgrade():
             req.upgrade = next(
                 (v for n, v in self._headers if len(n) == 7 and n.lower() == b"upgrade"), b""
@@ -247,23 +266,15 @@ class ClientConnection(asyncio.Protocol):
             self._parsing = None
 
     def _new_request(self, method: bytes, keep_alive: bool) -> ProxyRequest:
-        transport = self.transport
-        assert transport is not None
-        expect = False
-        for name, value in self._headers:
-            if len(name) == 6 and name.lower() == b"expect" and value.lower() == b"100-continue":
-                expect = True
-        body = RequestBody(
-            transport.pause_reading,
-            transport.resume_reading,
-            self._send_continue if expect else None,
-        )
+        """A stand-in request for a refusal that happened before a head was complete."""
         return ProxyRequest(
-            _METHODS.get(method) or method.decode("latin-1"),
+            method.decode("latin-1"),
             b"/",
+            "/",
+            b"",
             [],
             keep_alive,
-            body,
+            RequestBody(None, True),
             None,
             False,
         )
@@ -276,7 +287,7 @@ class ClientConnection(asyncio.Protocol):
     # ------------------------------------------------------------ dispatching
 
     def _dispatch(self, req: ProxyRequest) -> None:
-        if self.active is None:
+        if self.active is None and not self._pending:
             self._start(req)
             return
         self._pending.append(req)
@@ -285,18 +296,29 @@ class ClientConnection(asyncio.Protocol):
 
     def _start(self, req: ProxyRequest) -> None:
         self.active = req
-        self._task = self.loop.create_task(self.server.forwarder.handle(self, req))
-        self._task.add_done_callback(self._finished)
+        self.server.forwarder.start(self, req)
 
-    def _finished(self, task: asyncio.Task[None]) -> None:
-        req = self.active
-        self.active = None
-        self._task = None
-        self.last_active = self.loop.time()
+    def spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+        """Continue the active request in a task; ``request_done`` follows when it ends."""
+        task = self.loop.create_task(coro)
+        self._task = task
+        task.add_done_callback(self._task_done)
+
+    def _task_done(self, task: asyncio.Task[None]) -> None:
+        if self._task is task:
+            self._task = None
         if not task.cancelled() and task.exception() is not None:
             log.error("request handling failed", exc_info=task.exception())
             self.abort()
-            return
+        self.request_done()
+
+    def request_done(self) -> None:
+        """The active request has its answer: close, or go on with the next one."""
+        if self._task is not None and not self._task.done():
+            return  # a fast path that handed over to a task: the task reports
+        req = self.active
+        self.active = None
+        self.last_active = self.loop.time()
         transport = self.transport
         if self.closed or transport is None or transport.is_closing() or self.tunnel is not None:
             return
@@ -307,9 +329,14 @@ class ClientConnection(asyncio.Protocol):
             transport.close()
             return
         if self._pending:
+            # Not from inside the upstream's callbacks: the next request starts afresh.
+            self.loop.call_soon(self._next)
+
+    def _next(self) -> None:
+        if self.active is None and self._pending and not self.closed:
             nxt = self._pending.popleft()
-            if len(self._pending) <= _MAX_PIPELINED:
-                transport.resume_reading()
+            if len(self._pending) <= _MAX_PIPELINED and self.transport is not None:
+                self.transport.resume_reading()
             self._start(nxt)
 
     def _linger(self, transport: asyncio.Transport) -> None:

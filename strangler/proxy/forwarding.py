@@ -28,6 +28,7 @@ from strangler.config import Config
 from strangler.errors import CircuitOpen, UpstreamError
 from strangler.message import HttpRequest, HttpResponse, make_headers
 from strangler.proxy.attempt import Attempt, ShadowTap, error_kind
+from strangler.proxy.fastpath import try_fast
 from strangler.proxy.headers import (
     HOP_BY_HOP,
     HeaderView,
@@ -94,20 +95,47 @@ class Forwarder:
 
     # ------------------------------------------------------------------ entry
 
-    async def handle(self, client: ClientConnection, req: ProxyRequest) -> None:
+    def start(self, client: ClientConnection, req: ProxyRequest) -> None:
+        """Begin answering ``req``; the client is told with ``request_done()`` when over.
+
+        The common request (complete body, no adapter, no shadow, an idle pooled
+        connection, circuit closed) runs on callbacks only; anything else, and
+        any failure of the fast path, continues in a task."""
         started = self.loop.time()
+        decision = None
+        if req.reject is None and req.upgrade is None:
+            table = self.router.table
+            try:
+                decision = decide(table, req.method, req.path, HeaderView(req.headers), client.ip)
+            except BadPath as exc:
+                client.write(error_response(400, str(exc), close=client.must_close()))
+                self._record(None, "-", 400, started, False)
+                client.request_done()
+                return
+            if try_fast(self, client, req, decision, table.config, started):
+                return
+        client.spawn(self.handle(client, req, decision, started))
+
+    async def handle(
+        self,
+        client: ClientConnection,
+        req: ProxyRequest,
+        decision: Decision | None,
+        started: float,
+    ) -> None:
         table = self.router.table
         if req.reject is not None:
             status, message = req.reject
             client.write(error_response(status, message, close=True))
             self._record(None, "-", status, started, False)
             return
-        try:
-            decision = decide(table, req.method, req.path, HeaderView(req.headers), client.ip)
-        except BadPath as exc:
-            client.write(error_response(400, str(exc), close=client.must_close()))
-            self._record(None, "-", 400, started, False)
-            return
+        if decision is None:
+            try:
+                decision = decide(table, req.method, req.path, HeaderView(req.headers), client.ip)
+            except BadPath as exc:
+                client.write(error_response(400, str(exc), close=client.must_close()))
+                self._record(None, "-", 400, started, False)
+                return
         config = table.config
         route = decision.route
         outcome: Outcome | None = None
@@ -134,15 +162,56 @@ class Forwarder:
             raise
         finally:
             if outcome is not None:
-                self._record(
-                    decision.route.name if decision.route is not None else None,
-                    outcome.upstream,
-                    outcome.status,
-                    started,
-                    decision.to_new,
-                    outcome.error,
-                    outcome.fallback,
+                self.record(decision, outcome, started)
+
+    async def recover(
+        self,
+        client: ClientConnection,
+        req: ProxyRequest,
+        decision: Decision,
+        config: Config,
+        started: float,
+        first: Attempt,
+        stale: bool,
+        inline: bytes,
+    ) -> None:
+        """The fast path's attempt failed before answering: retry / fall back / fail here."""
+        outcome: Outcome | None = None
+        try:
+            replayable = len(inline) <= config.limits.max_buffered_retry_body
+            hold = decision.fallback and replayable
+            result, attempt = first.result, first
+            pool = self.upstreams.pool(config, decision.upstream)
+            if stale and replayable and req.method in IDEMPOTENT:
+                # A pooled connection the upstream had closed: not a failure, try afresh.
+                result, attempt = await self.attempt(
+                    client, req, decision, config, decision.upstream, inline, hold, True, None
                 )
+            elif result in ("connect", "timeout", "status"):
+                pool.circuit.failure()
+            outcome = await self.conclude(
+                client, req, decision, config, None, inline, hold, replayable, result, attempt
+            )
+        except ClientGone:
+            outcome = Outcome(decision.upstream, 499)
+            client.abort()
+        except asyncio.CancelledError:
+            outcome = Outcome(decision.upstream, 499)
+            raise
+        finally:
+            if outcome is not None:
+                self.record(decision, outcome, started)
+
+    def record(self, decision: Decision, outcome: Outcome, started: float) -> None:
+        self._record(
+            decision.route.name if decision.route is not None else None,
+            outcome.upstream,
+            outcome.status,
+            started,
+            decision.to_new,
+            outcome.error,
+            outcome.fallback,
+        )
 
     def _record(
         self,
@@ -182,6 +251,25 @@ class Forwarder:
         result, attempt = await self.attempt(
             client, req, decision, config, upstream, inline, hold, replayable, tap
         )
+        return await self.conclude(
+            client, req, decision, config, tap, inline, hold, replayable, result, attempt
+        )
+
+    async def conclude(
+        self,
+        client: ClientConnection,
+        req: ProxyRequest,
+        decision: Decision,
+        config: Config,
+        tap: ShadowTap | None,
+        inline: bytes | None,
+        hold: bool,
+        replayable: bool,
+        result: str | None,
+        attempt: Attempt,
+    ) -> Outcome:
+        """After the chosen upstream's try: the answer, or legacy's (fallback), or an error."""
+        upstream = decision.upstream
         new_error = None
         if decision.to_new and result != "body_too_large":
             new_error = result or ("status" if attempt.status >= 500 else None)
@@ -322,7 +410,7 @@ class Forwarder:
                 except BodyTooLarge:
                     sent = False
                     attempt.fail("body_too_large")
-            result = await attempt.done
+            result = await attempt.wait()
         except BaseException:
             pool.discard(conn)
             raise
@@ -348,10 +436,9 @@ class Forwarder:
         chunked = req.chunked
         tap = attempt.tap
         total = 0
-        done = attempt.done
-        while not done.done():
+        while not attempt.finished:
             data = await body.read()
-            if done.done():
+            if attempt.finished:
                 return False
             if not data:
                 if chunked:

@@ -48,6 +48,8 @@ _SKIP_UP = HOP_BY_HOP | {
 # ... and on the way down.
 _SKIP_DOWN = HOP_BY_HOP | {b"content-length", b"x-strangler-route", b"x-strangler-upstream"}
 
+_PLAIN_CONNECTION = frozenset({b"keep-alive", b"close", b"upgrade"})
+
 STATUS_LINES: dict[int, bytes] = {
     s.value: f"HTTP/1.1 {s.value} {s.phrase}\r\n".encode() for s in HTTPStatus
 }
@@ -127,7 +129,7 @@ def upstream_head(
     for name, value in headers:
         lname = name.lower()
         if lname in _SKIP_UP:
-            if lname == b"connection":
+            if lname == b"connection" and value.lower() not in _PLAIN_CONNECTION:
                 drop = connection_tokens(headers)
             elif lname == b"x-forwarded-for":
                 xff = xff + b", " + value if xff else value
@@ -186,7 +188,7 @@ def response_head(
     for name, value in headers:
         lname = name.lower()
         if lname in _SKIP_DOWN:
-            if lname == b"connection":
+            if lname == b"connection" and value.lower() not in _PLAIN_CONNECTION:
                 drop = connection_tokens(headers)
             continue
         out += (name, b": ", value, b"\r\n")

@@ -33,9 +33,8 @@ class RequestBody:
         "_buffered",
         "_chunks",
         "_on_first_read",
-        "_pause",
         "_paused",
-        "_resume",
+        "_transport",
         "_waiter",
         "complete",
         "error",
@@ -45,19 +44,19 @@ class RequestBody:
 
     def __init__(
         self,
-        pause: Callable[[], None],
-        resume: Callable[[], None],
+        transport: asyncio.Transport | None,
+        complete: bool,
         on_first_read: Callable[[], None] | None = None,
     ) -> None:
         self._chunks: list[bytes] = []
         self._buffered = 0
         self._waiter: asyncio.Future[None] | None = None
-        self._pause = pause
-        self._resume = resume
+        self._transport = transport
+        """Whose reading is paused while too much waits unread (the client's)."""
         self._paused = False
         self._on_first_read = on_first_read
         self.received = 0
-        self.complete = False
+        self.complete = complete
         self.gone = False
         self.error: Exception | None = None
 
@@ -69,9 +68,9 @@ class RequestBody:
         self.received += len(data)
         if self._waiter is not None:
             self._wake()
-        if self._buffered > HIGH_WATER and not self._paused:
+        if self._buffered > HIGH_WATER and not self._paused and self._transport is not None:
             self._paused = True
-            self._pause()
+            self._transport.pause_reading()
 
     def finish(self) -> None:
         self.complete = True
@@ -97,6 +96,8 @@ class RequestBody:
         """The whole body if it has fully arrived and nothing was read yet, else None."""
         if not self.complete or self._buffered != self.received:
             return None
+        if not self._chunks:
+            return b""
         if len(self._chunks) == 1:
             return self._chunks[0]
         return b"".join(self._chunks)
@@ -116,9 +117,9 @@ class RequestBody:
         data = self._chunks[0] if len(self._chunks) == 1 else b"".join(self._chunks)
         self._chunks.clear()
         self._buffered = 0
-        if self._paused:
+        if self._paused and self._transport is not None:
             self._paused = False
-            self._resume()
+            self._transport.resume_reading()
         return data
 
     async def read_all(self, limit: int) -> bytes:
@@ -157,6 +158,8 @@ class ProxyRequest:
         self,
         method: str,
         target: bytes,
+        path: str,
+        query: bytes,
         headers: RawHeaders,
         keep_alive: bool,
         body: RequestBody,
@@ -165,8 +168,7 @@ class ProxyRequest:
     ) -> None:
         self.method = method
         self.target = target
-        path, _, query = target.partition(b"?")
-        self.path = path.decode("latin-1")
+        self.path = path
         self.query = query
         self.headers = headers
         self.keep_alive = keep_alive

@@ -98,7 +98,7 @@ async def tunnel(
     conn.reusable = False
     try:
         conn.write(head)
-        result = await sink.done
+        result = await sink.wait()
         if result is not None or sink.status != 101:
             if result is not None and not sink.committed:
                 status = 504 if result == "timeout" else 502

@@ -3,15 +3,16 @@
 ``UpstreamConnection`` is an asyncio Protocol with an llhttp (``httptools``)
 response parser. It carries one exchange at a time and hands what it parses to
 a :class:`ResponseSink` through plain method calls, so a response streams to the
-client from inside ``data_received`` without a coroutine hop. It also implements
-the upstream read timeout (no byte moved for ``timeout`` seconds) with one timer
-per exchange, and switches to a raw byte pipe after a ``101``.
+client from inside ``data_received`` without a coroutine hop. It switches to a
+raw byte pipe after a ``101``.
 
 ``UpstreamPool`` holds idle connections per upstream (at most
 ``max_connections`` open), connects with ``connect_timeout`` and maps socket
 errors to :mod:`strangler.errors`. ``Upstreams`` keeps one pool per upstream
 name and follows config reloads: a changed upstream gets a new pool, the old
-one closes its idle connections. Nothing here decides routing or fallback.
+one closes its idle connections. It also runs the upstream timeout: a sweep
+every ``timeout / 5`` (20 to 500 ms) fails an exchange in which no byte moved for
+``timeout`` seconds (-> 504). Nothing here decides routing or fallback.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ import socket
 import ssl
 from collections import deque
 from collections.abc import Callable
-from typing import Protocol
+from typing import Protocol, cast
 from urllib.parse import urlsplit
 
 import httptools
@@ -31,6 +32,9 @@ from strangler.config import Config, UpstreamConfig
 from strangler.errors import UpstreamConnectError, UpstreamError, UpstreamTimeout
 from strangler.proxy.circuit import CircuitBreaker
 from strangler.proxy.headers import RawHeaders
+
+SWEEP_MAX = 0.5
+SWEEP_MIN = 0.02
 
 
 class ResponseSink(Protocol):
@@ -44,13 +48,14 @@ class ResponseSink(Protocol):
 class UpstreamConnection(asyncio.Protocol):
     __slots__ = (
         "_activity",
+        "_deadline",
         "_drain",
         "_head_request",
         "_headers",
         "_interim",
         "_paused",
         "_reset_parser",
-        "_timer",
+        "_seen",
         "got_bytes",
         "on_pause",
         "parser",
@@ -82,7 +87,8 @@ class UpstreamConnection(asyncio.Protocol):
         self._reset_parser = False
         self._interim = False
         self._activity = 0
-        self._timer: asyncio.TimerHandle | None = None
+        self._deadline = 0.0
+        self._seen = 0
         self._drain: asyncio.Future[None] | None = None
         self._paused = False
 
@@ -94,10 +100,11 @@ class UpstreamConnection(asyncio.Protocol):
         self.got_bytes = False
         self._headers = []
         self._head_request = head_request
-        self._activity += 1
-        self._timer = self.pool.loop.call_later(
-            self.pool.config.timeout, self._check_timeout, self._activity
-        )
+        # No timer per exchange (a timer heap push and cancel cost more than the rest
+        # of the request's bookkeeping): the pool's sweep checks ``busy`` connections.
+        self._seen = self._activity
+        self._deadline = self.pool.loop.time() + self.pool.config.timeout
+        self.pool.busy.add(self)
 
     def write(self, data: bytes) -> None:
         self._activity += 1
@@ -112,17 +119,17 @@ class UpstreamConnection(asyncio.Protocol):
     def finish(self) -> None:
         """The exchange is over (either way): stop its timer, forget its sink."""
         self.sink = None
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
+        self.pool.busy.discard(self)
 
-    def _check_timeout(self, seen: int) -> None:
-        if self._activity != seen:
-            self._timer = self.pool.loop.call_later(
-                self.pool.config.timeout, self._check_timeout, self._activity
-            )
+    def check_timeout(self, now: float) -> None:
+        """Called by the sweep while busy: time out when nothing moved for ``timeout``."""
+        if self._activity != self._seen:
+            self._seen = self._activity
+            self._deadline = now + self.pool.config.timeout
             return
-        self._timer = None
+        if now < self._deadline:
+            return
+        self.pool.busy.discard(self)
         self.reusable = False
         sink = self.sink
         if sink is not None:
@@ -135,15 +142,13 @@ class UpstreamConnection(asyncio.Protocol):
     # ------------------------------------------------------------ asyncio side
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        # uvloop's transports are not asyncio.Transport subclasses, but behave as one.
+        self.transport = cast(asyncio.Transport, transport)
         set_nodelay(transport)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.reusable = False
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
+        self.pool.busy.discard(self)
         sink = self.sink
         if sink is not None:
             self.sink = None
@@ -235,9 +240,7 @@ class UpstreamConnection(asyncio.Protocol):
 
     def _message_complete(self) -> None:
         sink = self.sink
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
+        self.pool.busy.discard(self)
         if sink is not None:
             self.sink = None
             sink.response_end()
@@ -255,8 +258,16 @@ def set_nodelay(transport: asyncio.BaseTransport) -> None:
 class UpstreamPool:
     """Idle keep-alive connections to one upstream, plus its circuit breaker."""
 
-    def __init__(self, name: str, config: UpstreamConfig, loop: asyncio.AbstractEventLoop) -> None:
+    def __init__(
+        self,
+        name: str,
+        config: UpstreamConfig,
+        loop: asyncio.AbstractEventLoop,
+        busy: set[UpstreamConnection] | None = None,
+    ) -> None:
         self.name = name
+        self.busy: set[UpstreamConnection] = busy if busy is not None else set()
+        """Connections in an exchange (shared by all pools; the sweep walks it)."""
         self.config = config
         self.loop = loop
         parts = urlsplit(config.url)
@@ -274,6 +285,15 @@ class UpstreamPool:
         self.open = 0
         self.closed = False
         self._waiters: deque[asyncio.Future[None]] = deque()
+
+    def take_idle(self) -> UpstreamConnection | None:
+        """An idle pooled connection, or None (never connects)."""
+        idle = self.idle
+        while idle:
+            conn = idle.pop()
+            if conn.transport is not None and not conn.transport.is_closing():
+                return conn
+        return None
 
     async def acquire(self) -> UpstreamConnection:
         """A connected, idle connection (pooled or new). Raises UpstreamError."""
@@ -362,12 +382,22 @@ class UpstreamPool:
 
 
 class Upstreams:
-    """One pool per upstream name, following config reloads."""
+    """One pool per upstream name, following config reloads; runs the timeout sweep."""
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self.loop = loop
         self._config: Config | None = None
         self._pools: dict[str, UpstreamPool] = {}
+        self.busy: set[UpstreamConnection] = set()
+        self._interval = SWEEP_MAX
+        self._sweeper: asyncio.Task[None] | None = None
+
+    async def _sweep(self) -> None:
+        while True:
+            await asyncio.sleep(self._interval)
+            now = self.loop.time()
+            for conn in list(self.busy):
+                conn.check_timeout(now)
 
     def pool(self, config: Config, name: str) -> UpstreamPool:
         if config is not self._config:
@@ -381,14 +411,22 @@ class Upstreams:
             pools[name] = (
                 old
                 if old is not None and old.config == upstream
-                else UpstreamPool(name, upstream, self.loop)
+                else UpstreamPool(name, upstream, self.loop, self.busy)
             )
         for name, old in self._pools.items():
             if pools.get(name) is not old:
                 old.close()
         self._pools = pools
         self._config = config
+        shortest = min((u.timeout for u in config.upstreams.values()), default=SWEEP_MAX)
+        # A timeout fires between ``timeout`` and ``timeout + interval`` after the last byte.
+        self._interval = min(SWEEP_MAX, max(SWEEP_MIN, shortest / 5))
+        if self._sweeper is None:
+            self._sweeper = self.loop.create_task(self._sweep())
 
     def close(self) -> None:
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+            self._sweeper = None
         for pool in self._pools.values():
             pool.close()

@@ -1,0 +1,408 @@
+"""Pass-through benchmark: upstream direct vs NGINX as a proxy vs strangler, side by side.
+
+    python bench/proxy.py [--rounds 5] [--duration 10] [--workers 2] [--write]
+
+Starts (all on free loopback ports, in a temp folder, as child processes):
+
+* the upstream: NGINX with one worker answering a 300-byte JSON from a
+  ``return 200`` location (so the upstream costs as little as possible);
+* NGINX as a reverse proxy in front of it (keep-alive upstream pool, one worker
+  per strangler worker);
+* ``strangler serve --workers N`` in front of it (10 routes; Redis state, as
+  several workers need), and for the route-count comparison a second one with
+  10,000 routes.
+
+Then, for several rounds, runs ``wrk -t2 -c64`` against each in turn and reports
+medians: req/s, p50/p99 latency, CPU-µs per request (utime+stime of the proxy's
+processes from /proc, divided by requests served) and the ratio to NGINX; then
+the per-hop latency at one connection (``wrk -c1``: proxy p50 minus direct p50)
+and 10 vs 10,000 routes. ``--write`` records the table in bench/results/proxy.md.
+Installs nginx and wrk with apt-get if they are missing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import os
+import platform
+import re
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+BODY = (
+    '{"id":12345,"name":"Ada Lovelace","email":"ada@example.com","tier":"gold",'
+    '"addresses":[{"street":"12 St James Square","city":"London","postcode":"SW1Y 4JH",'
+    '"country":"GB"}],"orders":[101,102,103,104,105],"created_at":"2026-11-21T10:00:00Z",'
+    '"flags":{"beta":true,"vip":false},"pad":"xxxxxxxxxxxxxx"}'
+)
+TICK = os.sysconf("SC_CLK_TCK")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_for(port: int, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                return
+        except OSError:
+            time.sleep(0.1)
+    raise TimeoutError(f"nothing listening on {port}")
+
+
+def ensure_tools() -> None:
+    missing = [tool for tool in ("nginx", "wrk") if shutil.which(tool) is None]
+    if missing:
+        subprocess.run(["apt-get", "update", "-q"], check=True)
+        subprocess.run(["apt-get", "install", "-y", "-q", *missing], check=True)
+
+
+# ------------------------------------------------------------------ processes
+
+
+def descendants(pid: int) -> list[int]:
+    """``pid`` and every process below it (by scanning /proc for parent ids)."""
+    parents: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        ppid = int(stat.rsplit(")", 1)[1].split()[1])
+        parents.setdefault(ppid, []).append(int(entry.name))
+    out, todo = [], [pid]
+    while todo:
+        current = todo.pop()
+        out.append(current)
+        todo.extend(parents.get(current, []))
+    return out
+
+
+def cpu_seconds(pids: list[int]) -> float:
+    total = 0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += int(fields[11]) + int(fields[12])  # utime, stime
+    return total / TICK
+
+
+@dataclass
+class Target:
+    name: str
+    url: str
+    pids: Callable[[], list[int]]
+
+
+NGINX_COMMON = """
+daemon off;
+pid {dir}/{name}.pid;
+error_log {dir}/{name}.error.log warn;
+events {{ worker_connections 8192; }}
+"""
+NGINX_HTTP_COMMON = """
+  access_log off;
+  client_body_temp_path {dir}/{name}-body; proxy_temp_path {dir}/{name}-proxy;
+  fastcgi_temp_path {dir}/{name}-fcgi; uwsgi_temp_path {dir}/{name}-uwsgi;
+  scgi_temp_path {dir}/{name}-scgi;
+  keepalive_requests 10000000;
+"""
+
+
+def start_nginx(tmp: Path, name: str, workers: int, server: str) -> subprocess.Popen[bytes]:
+    conf = tmp / f"{name}.conf"
+    conf.write_text(
+        f"worker_processes {workers};\n"
+        + NGINX_COMMON.format(dir=tmp, name=name)
+        + "http {\n"
+        + NGINX_HTTP_COMMON.format(dir=tmp, name=name)
+        + server
+        + "\n}\n"
+    )
+    return subprocess.Popen(["nginx", "-c", str(conf), "-p", str(tmp)], stderr=subprocess.DEVNULL)
+
+
+def routes_yaml(tmp: Path, name: str, port: int, upstream: int, routes: int) -> Path:
+    lines = [
+        f"listen: 127.0.0.1:{port}",
+        f"admin: {{listen: 127.0.0.1:{free_port()}}}",
+        f"state: {{url: 'redis://127.0.0.1:6379/0', namespace: bench-{uuid.uuid4().hex[:8]}}}",
+        "legacy: app",
+        "upstreams:",
+        f"  app: {{url: 'http://127.0.0.1:{upstream}'}}",
+        f"  new: {{url: 'http://127.0.0.1:{upstream}'}}",
+        "routes:",
+    ]
+    for i in range(routes):
+        lines.append(
+            f"  - {{name: r{i}, match: {{path: '/api/r{i}/{{id}}'}}, to: new, mode: legacy}}"
+        )
+    path = tmp / f"{name}.yaml"
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def start_strangler(config: Path, workers: int) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "strangler", "serve", "-c", str(config), "--workers", str(workers)],
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+
+
+# ------------------------------------------------------------------------ wrk
+
+_UNITS = {"us": 1e-3, "ms": 1.0, "s": 1e3}
+
+
+def _ms(text: str) -> float:
+    match = re.fullmatch(r"([\d.]+)(us|ms|s)", text)
+    assert match, text
+    return float(match.group(1)) * _UNITS[match.group(2)]
+
+
+@dataclass
+class Run:
+    rps: float
+    p50: float
+    p99: float
+    cpu_us: float
+    errors: int
+
+
+def wrk(target: Target, duration: float, connections: int, threads: int) -> Run:
+    pids = target.pids()
+    before = cpu_seconds(pids)
+    out = subprocess.run(
+        [
+            "wrk",
+            f"-t{threads}",
+            f"-c{connections}",
+            f"-d{duration:g}s",
+            "--latency",
+            target.url,
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    used = cpu_seconds(pids) - before
+    requests = int(re.search(r"(\d+) requests in", out).group(1))  # type: ignore[union-attr]
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
+    p50 = _ms(re.search(r"\s50%\s+(\S+)", out).group(1))  # type: ignore[union-attr]
+    p99 = _ms(re.search(r"\s99%\s+(\S+)", out).group(1))  # type: ignore[union-attr]
+    errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    socket_errors = re.search(r"Socket errors: .*", out)
+    bad = int(errors.group(1)) if errors else 0
+    if socket_errors:
+        bad += sum(int(n) for n in re.findall(r"\d+", socket_errors.group(0)))
+    return Run(rps, p50, p99, used * 1e6 / max(requests, 1), bad)
+
+
+def median_run(runs: list[Run]) -> Run:
+    return Run(
+        statistics.median(r.rps for r in runs),
+        statistics.median(r.p50 for r in runs),
+        statistics.median(r.p99 for r in runs),
+        statistics.median(r.cpu_us for r in runs),
+        sum(r.errors for r in runs),
+    )
+
+
+# ---------------------------------------------------------------------- main
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--duration", type=float, default=10.0)
+    parser.add_argument("--connections", type=int, default=64)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--write", action="store_true", help="write bench/results/proxy.md")
+    args = parser.parse_args()
+    ensure_tools()
+
+    tmp = Path(tempfile.mkdtemp(prefix="strangler-bench-"))
+    tmp.chmod(0o777)
+    procs: list[subprocess.Popen[bytes]] = []
+    try:
+        up, ngx, s10, s10k = free_port(), free_port(), free_port(), free_port()
+        body = BODY.replace("'", "")
+        upstream = start_nginx(
+            tmp,
+            "upstream",
+            1,
+            f"server {{ listen 127.0.0.1:{up}; location / {{ default_type application/json; "
+            f"return 200 '{body}'; }} }}",
+        )
+        procs.append(upstream)
+        proxy = start_nginx(
+            tmp,
+            "proxy",
+            args.workers,
+            f"upstream app {{ server 127.0.0.1:{up}; keepalive 256; }}\n"
+            f"server {{ listen 127.0.0.1:{ngx}; location / {{ proxy_pass http://app; "
+            "proxy_http_version 1.1; proxy_set_header Connection ''; "
+            "proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for; "
+            "proxy_set_header Host $host; } }",
+        )
+        procs.append(proxy)
+        small = start_strangler(routes_yaml(tmp, "s10", s10, up, 10), args.workers)
+        big = start_strangler(routes_yaml(tmp, "s10k", s10k, up, 10_000), args.workers)
+        procs += [small, big]
+        for port in (up, ngx, s10, s10k):
+            wait_for(port, 120)
+        time.sleep(2)
+
+        path = "/api/r5/12345"
+        targets = {
+            "direct": Target(
+                "upstream direct", f"http://127.0.0.1:{up}{path}", lambda: descendants(upstream.pid)
+            ),
+            "nginx": Target(
+                "NGINX proxy", f"http://127.0.0.1:{ngx}{path}", lambda: descendants(proxy.pid)
+            ),
+            "strangler": Target(
+                f"strangler ({args.workers} workers)",
+                f"http://127.0.0.1:{s10}{path}",
+                lambda: descendants(small.pid),
+            ),
+        }
+        big_target = Target(
+            "strangler, 10,000 routes",
+            f"http://127.0.0.1:{s10k}/api/r5000/12345",
+            lambda: descendants(big.pid),
+        )
+        # Warm up (connection pools, code paths).
+        for target in [*targets.values(), big_target]:
+            wrk(target, 2, args.connections, args.threads)
+
+        results: dict[str, list[Run]] = {key: [] for key in targets}
+        for round_no in range(args.rounds):
+            for key, target in targets.items():
+                run = wrk(target, args.duration, args.connections, args.threads)
+                results[key].append(run)
+                print(
+                    f"round {round_no + 1} {target.name:28} {run.rps:10.0f} req/s  "
+                    f"{run.cpu_us:6.1f} CPU-us/req",
+                    flush=True,
+                )
+        single: dict[str, list[Run]] = {key: [] for key in targets}
+        for _ in range(args.rounds):
+            for key, target in targets.items():
+                single[key].append(wrk(target, min(args.duration, 5), 1, 1))
+        routes: dict[str, list[Run]] = {"10": [], "10000": []}
+        for _ in range(args.rounds):
+            routes["10"].append(
+                wrk(targets["strangler"], args.duration, args.connections, args.threads)
+            )
+            routes["10000"].append(wrk(big_target, args.duration, args.connections, args.threads))
+    finally:
+        for proc in reversed(procs):
+            proc.send_signal(signal.SIGTERM if proc in procs[2:] else signal.SIGQUIT)
+        for proc in procs:
+            try:
+                proc.wait(20)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+        shutil.rmtree(tmp, ignore_errors=True)
+
+    report = render(args, results, single, routes, {k: t.name for k, t in targets.items()})
+    print(report)
+    if args.write:
+        out = ROOT / "bench" / "results" / "proxy.md"
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(report)
+        print(f"written to {out}")
+    return 0
+
+
+def render(
+    args: argparse.Namespace,
+    results: dict[str, list[Run]],
+    single: dict[str, list[Run]],
+    routes: dict[str, list[Run]],
+    names: dict[str, str],
+) -> str:
+    med = {k: median_run(v) for k, v in results.items()}
+    one = {k: median_run(v) for k, v in single.items()}
+    nginx = med["nginx"].rps
+    cpu = os.cpu_count()
+    model = "unknown CPU"
+    with open("/proc/cpuinfo") as info:
+        for line in info:
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    lines = [
+        "# Proxy pass-through benchmark",
+        "",
+        f"Measured {datetime.datetime.now(datetime.UTC):%Y-%m-%d %H:%M} UTC with `python bench/proxy.py"
+        f" --rounds {args.rounds} --duration {args.duration:g}` on {cpu} cores ({model}),"
+        f" {platform.system()} {platform.release()}, Python {platform.python_version()}.",
+        f"wrk -t{args.threads} -c{args.connections} runs on the same cores as the proxies;"
+        " the upstream is NGINX (1 worker) returning a 300-byte JSON. Medians of"
+        f" {args.rounds} rounds; the three targets are measured in turn within each round.",
+        "",
+        "| target | req/s | p50 ms | p99 ms | CPU-µs/req | vs NGINX | errors |",
+        "|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for key, run in med.items():
+        ratio = run.rps / nginx if nginx else 0.0
+        lines.append(
+            f"| {names[key]} | {run.rps:,.0f} | {run.p50:.2f} | {run.p99:.2f} | "
+            f"{run.cpu_us:.1f} | {ratio:.2f}× | {run.errors} |"
+        )
+    lines += [
+        "",
+        "Per-hop latency at one connection (`wrk -t1 -c1`, p50):",
+        "",
+        "| target | p50 ms | added by the proxy, ms |",
+        "|---|---:|---:|",
+    ]
+    for key, run in one.items():
+        added = run.p50 - one["direct"].p50
+        lines.append(
+            f"| {names[key]} | {run.p50:.3f} | {added:+.3f} |"
+            if key != "direct"
+            else f"| {names[key]} | {run.p50:.3f} | — |"
+        )
+    r10, r10k = median_run(routes["10"]), median_run(routes["10000"])
+    lines += [
+        "",
+        "Route table size (same traffic, a `{param}` route in the table):",
+        "",
+        "| routes | req/s | p50 ms | CPU-µs/req |",
+        "|---:|---:|---:|---:|",
+        f"| 10 | {r10.rps:,.0f} | {r10.p50:.2f} | {r10.cpu_us:.1f} |",
+        f"| 10,000 | {r10k.rps:,.0f} | {r10k.p50:.2f} | {r10k.cpu_us:.1f} |",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
