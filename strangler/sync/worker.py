@@ -97,6 +97,9 @@ class SourceStatus:
             "last_event_ts_ms": self.last_ts_ms,
             "offsets": dict(self.offsets),
             **{k: self.counts.get(k, 0) for k in _OUTCOMES},
+            # DESIGN.md's names for the same count: events dead-lettered by this source.
+            "rejected": self.counts.get("dead_letter", 0),
+            "dead_lettered": self.counts.get("dead_letter", 0),
         }
 
 
