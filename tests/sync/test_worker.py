@@ -148,3 +148,33 @@ def test_verify_finds_drift_behind_the_workers_back_and_repair_fixes_it(stack: S
                    (some[0],))  # fmt: skip
     stack.wait_caught_up()
     assert stack.query(f"SELECT name FROM customers WHERE id = {some[0]}") == [("after repair",)]
+
+
+@pytest.mark.slow
+def test_replay_from_the_start_changes_nothing_and_counts_stale(stack: Stack) -> None:
+    stack.start()
+    wait_for_capture(stack)
+    stack.write(1_000, seed=5)
+    stack.wait_caught_up()
+    assert stack.terminate() == 0
+    before = stack.query("SELECT id, name, status, balance, version FROM customers ORDER BY id")
+    writes = stack.query("SELECT COUNT(*) FROM write_audit")
+
+    import psycopg
+
+    with psycopg.connect(stack.target_url, autocommit=True) as conn:
+        conn.execute("UPDATE strangler_sync_offsets SET \"offset\" = 0 WHERE partition = 'changes'")
+    stack.start()
+    stack.wait_caught_up()
+    deadline = time.monotonic() + 30
+    while stack.api("/api/sync")["sources"][0]["stale"] < 1_000:
+        assert time.monotonic() < deadline, stack.api("/api/sync")
+        time.sleep(0.1)
+
+    source = stack.api("/api/sync")["sources"][0]
+    assert source["applied"] == 0 and source["stale"] == 1_000
+    assert (
+        stack.query("SELECT id, name, status, balance, version FROM customers ORDER BY id")
+        == before
+    )
+    assert stack.query("SELECT COUNT(*) FROM write_audit") == writes
