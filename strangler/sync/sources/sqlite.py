@@ -8,8 +8,9 @@ serialises writers, so change ids follow commit order.
 
 The source first snapshots existing rows (``op=r``) inside one read transaction,
 recording how far the change table had got, then drains the change table from there
-in id order. The resume offsets (``snapshot_*`` while snapshotting, then ``changes``)
-live in the target with the rows. It writes only its triggers and change table.
+in id order. BLOB values arrive as upper-case hex text. The resume offsets
+(``snapshot_*`` while snapshotting, then ``changes``) live in the target with the
+rows. It writes only its triggers and change table.
 """
 
 from __future__ import annotations
@@ -39,6 +40,12 @@ def _quote(name: str) -> str:
 
 def _literal(text: str) -> str:
     return "'" + text.replace("'", "''") + "'"
+
+
+def _json_safe(expression: str) -> str:
+    # json_object() raises on a BLOB, which would abort the monolith's own write:
+    # BLOBs are captured as hex text instead (the snapshot does the same).
+    return f"CASE typeof({expression}) WHEN 'blob' THEN hex({expression}) ELSE {expression} END"
 
 
 def table_columns(conn: sqlite3.Connection, table: str) -> tuple[list[str], list[str]]:
@@ -74,7 +81,9 @@ def install_capture(conn: sqlite3.Connection, tables: tuple[str, ...], change_ta
                 def image(row: str | None, cols: list[str]) -> str:
                     if row is None:
                         return "NULL"
-                    pairs = ", ".join(f"{_literal(c)}, {row}.{_quote(c)}" for c in cols)
+                    pairs = ", ".join(
+                        f"{_literal(c)}, {_json_safe(f'{row}.{_quote(c)}')}" for c in cols
+                    )
                     return f"json_object({pairs})"
 
                 source = (
@@ -213,7 +222,8 @@ class SqliteSource:
             now = int(time.time() * 1000)
             for rowid, *values in rows:
                 snap["snapshot_seq"] += 1
-                row = dict(zip(names, values, strict=True))
+                row = {n: v.hex().upper() if isinstance(v, bytes) else v
+                       for n, v in zip(names, values, strict=True)}  # fmt: skip
                 envelope = {
                     "op": "r",
                     "before": None,
