@@ -178,3 +178,38 @@ def test_replay_from_the_start_changes_nothing_and_counts_stale(stack: Stack) ->
         == before
     )
     assert stack.query("SELECT COUNT(*) FROM write_audit") == writes
+
+
+@pytest.mark.slow
+def test_poison_row_is_dead_lettered_and_retry_dead_drains_after_the_fix(stack: Stack) -> None:
+    stack.start()
+    wait_for_capture(stack)
+    with sqlite3.connect(stack.monolith) as db:
+        db.execute("INSERT INTO customers VALUES (1, 'first', 'A', '100', 1)")
+        db.execute("UPDATE customers SET st = 'X', version = 2 WHERE id = 1")  # no such code
+        db.execute("UPDATE customers SET nm = 'later', version = 3 WHERE id = 1")
+        db.execute("INSERT INTO customers VALUES (2, 'other key', 'I', '5', 1)")
+    stack.wait_caught_up()
+    totals = stack.api("/api/sync")["totals"]
+    assert (totals["dead_lettered"], totals["parked"]) == (1, 1)
+    assert stack.query("SELECT id, name FROM customers ORDER BY id") == [
+        (1, "first"),
+        (2, "other key"),
+    ]
+    assert stack.terminate() == 0
+
+    still = stack.cli("sync", "--retry-dead")
+    assert still.returncode == 1 and "still dead 1, parked 1" in still.stdout
+
+    stack.routes.write_text(
+        stack.routes.read_text().replace(
+            "{A: active, I: inactive}", "{A: active, I: inactive, X: suspended}"
+        )
+    )
+    fixed = stack.cli("sync", "--retry-dead")
+    assert fixed.returncode == 0, fixed.stdout + fixed.stderr
+    assert "applied 2" in fixed.stdout and "still dead 0, parked 0" in fixed.stdout
+    assert stack.query("SELECT name, status, version FROM customers WHERE id = 1") == [
+        ("later", "suspended", 3)
+    ]
+    assert stack.duplicate_writes() == []
