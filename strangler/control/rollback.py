@@ -212,10 +212,10 @@ class RollbackMonitor:
                 return
             reason, text = found
             await self._plane.roll_back(route, text)
-            await store.delete(keys)
-            log.warning("route %r rolled back to legacy: %s", route, text)
             if self._metrics is not None:
                 self._metrics.rollback(route, reason)
+            log.warning("route %r rolled back to legacy: %s", route, text)
+            await store.delete(keys)
         finally:
             await store.release(lock)
 

@@ -16,7 +16,8 @@ import pytest
 
 from strangler.config import Config, parse_config
 from strangler.control.plane import ControlPlane
-from strangler.control.state import RedisStateStore, StateStore
+from strangler.control.redis_store import RedisStateStore
+from strangler.control.state import StateStore
 from strangler.metrics import Metrics
 from strangler.routing.router import Router
 from strangler.routing.table import Route

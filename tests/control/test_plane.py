@@ -6,7 +6,8 @@ from collections.abc import Callable
 
 import pytest
 
-from strangler.control.state import MemoryStateStore, RedisStateStore
+from strangler.control.redis_store import RedisStateStore
+from strangler.control.state import MemoryStateStore
 from strangler.errors import StateStoreError
 
 from .conftest import RedisServer, eventually, make_config, replica

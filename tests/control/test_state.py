@@ -7,12 +7,8 @@ from collections.abc import AsyncIterator, Callable
 import pytest
 
 from strangler.config import StateConfig
-from strangler.control.state import (
-    MemoryStateStore,
-    RedisStateStore,
-    StateStore,
-    open_store,
-)
+from strangler.control.redis_store import RedisStateStore
+from strangler.control.state import MemoryStateStore, StateStore, open_store
 from strangler.errors import StateStoreError
 from strangler.override import Override
 
