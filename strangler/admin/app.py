@@ -282,14 +282,14 @@ class _Handlers:
 
     async def delete_override(self, request: web.Request) -> web.Response:
         who = require_writer(request)
-        route = self._route(request)
+        name = request.match_info["name"]
         try:
-            change = await self.control.clear_override(route.name, who=who)
+            change = await self.control.clear_override(name, who=who)
         except StateStoreError as exc:
             raise _store_down(exc) from None
         except UnknownRoute as exc:
             raise error(404, str(exc)) from None
-        return self._changed(route.name, change.previous)
+        return self._changed(name, change.previous)
 
     def _changed(self, name: str, previous: Override | None) -> web.Response:
         route = self.runtime.router.table.route(name)

@@ -206,7 +206,10 @@ class ControlPlane:
         return change
 
     async def clear_override(self, route: str, *, who: str) -> OverrideChange:
-        self.route_config(route)
+        """Back to routes.yaml. Also clears an override left for a route that routes.yaml
+        no longer has (it would otherwise come back if the route were re-added)."""
+        if route not in self.router.overrides:
+            self.route_config(route)
         change = await self._write(route, None)
         # A cleared rollback must be able to trigger again on fresh evidence only.
         await self.rollback.forget(route)

@@ -118,8 +118,9 @@ class RedisStateStore:
         return StateStoreError(f"state store {self.url} is unreachable ({doing}): {exc}")
 
     async def close(self) -> None:
-        await self._client.aclose()
-        await self._sub_client.aclose()
+        for client in (self._client, self._sub_client):
+            with contextlib.suppress(RedisError, OSError):
+                await client.aclose()
 
     async def snapshot(self) -> StateSnapshot:
         try:

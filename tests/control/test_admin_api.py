@@ -11,6 +11,7 @@ import pytest
 
 from strangler.serve import RunningProxy
 
+from .conftest import eventually
 from .stack import (
     TOKEN,
     Site,
@@ -177,3 +178,19 @@ async def test_pin_header_is_honoured_only_when_configured(tmp_path: Path) -> No
         async with in_process(pinned):
             assert await upstream_of(session, pinned, **{"X-Strangler-Pin": "new"}) == "customers"
             assert await upstream_of(session, pinned) == "monolith"
+
+
+async def test_an_override_left_by_a_removed_route_can_still_be_cleared(site: Stack) -> None:
+    where, _, session = site
+    await admin_call(session, where, "PUT", OVERRIDE, {"mode": "new"})
+    where.config.write_text(where.config.read_text().replace("name: customers", "name: people"))
+
+    async def reloaded() -> bool:
+        _, document = await admin_call(session, where, "GET", "/api/routes")
+        return [r["name"] for r in document["routes"]] == ["people"]
+
+    await eventually(reloaded)
+    status, body = await admin_call(session, where, "DELETE", OVERRIDE)
+    assert status == 200 and body["previous"]["mode"] == "new"
+    status, _ = await admin_call(session, where, "DELETE", OVERRIDE)
+    assert status == 404
