@@ -172,8 +172,20 @@ class Worker:
                 delay = min(delay * 2, 10.0)
         status.state, status.error = "running", None
         try:
+            delay = 0.5
             while not stop.is_set():
-                batch = await source.next_batch(self.config.batch_size)
+                try:
+                    batch = await source.next_batch(self.config.batch_size)
+                except SyncError as exc:
+                    # Source unreachable, or a record it cannot parse: stay here, visibly
+                    # (status + log), rather than skip past it; nothing was acknowledged.
+                    status.state, status.error = "error", str(exc)
+                    log.error("source %s: cannot read: %s (retrying)", source.name, exc)
+                    await _sleep_or_stop(stop, delay)
+                    delay = min(delay * 2, 10.0)
+                    continue
+                delay = 0.5
+                status.state, status.error = "running", None
                 if batch is None:
                     status.caught_up = True
                     self._report_lag(status)
