@@ -43,6 +43,19 @@ class Demo:
 
         return pick
 
+    async def quiet_shadow(self, timeout: float = 5.0) -> dict[str, int]:
+        """The shadow counts once comparisons still in flight (or batched for the store)
+        have landed: two reads 0.6 s apart agree. A baseline for counting fresh traffic."""
+        deadline = time.monotonic() + timeout
+        counts = dict((await self.admin.shadow(ROUTE)).get("counts", {}))
+        while time.monotonic() < deadline:
+            await asyncio.sleep(0.6)
+            again = dict((await self.admin.shadow(ROUTE)).get("counts", {}))
+            if again == counts:
+                break
+            counts = again
+        return {k: int(v) for k, v in counts.items()}
+
     async def settle_shadow(self, before: int, expected: int, timeout: float = 10.0) -> int:
         """Wait until the off-path comparisons of a burst are counted; returns the count."""
         deadline = time.monotonic() + timeout

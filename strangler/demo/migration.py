@@ -58,10 +58,11 @@ async def data_aligned(demo: Demo) -> None:
     r = demo.report
     sync = demo.stack.sync
     assert sync is not None
-    await sync.wait_caught_up(timeout=30)
+    waited = await sync.wait_caught_up()
     r.proof(
-        f"snapshot complete: service DB has {_fmt_counts(await demo.stack.service_counts())} "
-        f"(one CUSTOMER row -> a customers row + an addresses row when it has an address)"
+        f"snapshot complete ({waited:.1f}s into this step): service DB has "
+        f"{_fmt_counts(await demo.stack.service_counts())} "
+        f"(a CUSTOMER row -> a customers row, + an addresses row if it has an address)"
     )
     result = await sync.verify()
     r.proof(f"verify: {result}")
@@ -132,8 +133,9 @@ async def shadow(demo: Demo) -> None:
     accepted = await demo.stack.use_adapter("fixed")
     r.proof(f"routes.yaml: adapter -> adapters.customers:CustomerApi; reload accepted: {accepted}")
     check(accepted, "the proxy rejected the fixed routes.yaml")
-    before = shadow_total(await demo.admin.shadow(ROUTE))
-    before_match = int((await demo.admin.shadow(ROUTE)).get("counts", {}).get("match", 0))
+    baseline = await demo.quiet_shadow()
+    before = shadow_total({"counts": baseline})
+    before_match = baseline.get("match", 0)
     fresh = await demo.traffic.burst(users(200, "fresh"), demo.pick_customer(), per_user=2)
     after = await demo.settle_shadow(before, len(fresh))
     data = await demo.admin.shadow(ROUTE)
@@ -187,7 +189,7 @@ async def canary(demo: Demo) -> None:
 async def new(demo: Demo) -> None:
     r = demo.report
     await demo.admin.flip(ROUTE, "new")
-    before = (await demo.admin.shadow(ROUTE)).get("counts", {})
+    before = await demo.quiet_shadow()
     sample = await demo.traffic.burst(users(200), demo.pick_customer(), per_user=2)
     check(not sample.errors, f"{len(sample.errors)} client errors in new mode")
     r.proof(f"{len(sample)} GETs: {pct(sample.share(SERVICE))} served by {SERVICE}")
@@ -293,7 +295,7 @@ async def verified(demo: Demo) -> None:
     r = demo.report
     sync = demo.stack.sync
     assert sync is not None
-    await sync.wait_caught_up(timeout=30)
+    await sync.wait_caught_up()
     for line in await sync.summary():
         r.proof(line)
     api = await demo.admin.sync()

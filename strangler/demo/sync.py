@@ -68,7 +68,7 @@ class DemoSync:
                 out[source.name] = path if path.is_absolute() else self.base_dir / path
         return out
 
-    async def wait_caught_up(self, timeout: float = 30.0) -> float:
+    async def wait_caught_up(self, timeout: float = 120.0) -> float:
         """Wait until every source has applied every change captured so far; returns seconds.
 
         "Caught up" is measured, not assumed. For the SQLite source: the worker's stored
@@ -90,7 +90,7 @@ class DemoSync:
             )
             if done and (only_sqlite or (await self.verify(lag_window=0)).aligned):
                 return time.monotonic() - started
-            await asyncio.sleep(0.05 if only_sqlite else 0.5)
+            await asyncio.sleep(0.05 if only_sqlite else 1.0)
         raise SyncError(f"the sync worker did not catch up within {timeout:g}s: {self.status()}")
 
     def status(self) -> dict[str, Any]:
