@@ -7,6 +7,8 @@ from pathlib import Path
 
 import aiohttp
 
+from tests.serve.support import strangler_serve, wait_until_serving
+
 from .conftest import RedisServer, eventually
 from .stack import Site, admin_call, route_info, serve_process, upstream_of, upstreams, write_config
 
@@ -135,3 +137,24 @@ async def _answers(session: aiohttp.ClientSession, site: Site, upstream: str) ->
 async def _state_connected(session: aiohttp.ClientSession, site: Site, want: bool) -> bool:
     status, document = await admin_call(session, site, "GET", "/api/routes")
     return status == 200 and document["state"]["connected"] is want
+
+
+async def test_a_flip_reaches_every_worker_of_a_multi_process_proxy(
+    tmp_path: Path, redis_up: RedisServer, namespace: str
+) -> None:
+    async with upstreams() as ups, aiohttp.ClientSession() as session:
+        site = write_config(tmp_path, ups, state=redis_up.url, namespace=namespace)
+        async with strangler_serve(site.config, site.port, site.admin_port, "--workers", "2"):
+            await wait_until_serving(site.proxy + "/")
+            status, _ = await admin_call(session, site, "PUT", _OVERRIDE, {"mode": "new"})
+            assert status == 200
+
+            # The admin listener is its own process; every proxy worker follows Redis.
+            async def every_worker() -> bool:
+                answers = set()
+                for _ in range(20):
+                    async with aiohttp.ClientSession() as fresh:  # new connections spread out
+                        answers.add(await upstream_of(fresh, site))
+                return answers == {"customers"}
+
+            await eventually(every_worker)
