@@ -163,6 +163,25 @@ def routes_yaml(tmp: Path, name: str, port: int, upstream: int, routes: int) -> 
     return path
 
 
+def start_bare_workers(config: Path, port: int, workers: int) -> list[subprocess.Popen[bytes]]:
+    """``workers`` bare ProxyServer processes on uvloop sharing ``port`` (SO_REUSEPORT)."""
+    return [
+        subprocess.Popen(
+            [
+                sys.executable,
+                str(ROOT / "bench" / "proxy_worker.py"),
+                str(config),
+                str(port),
+                "--uvloop",
+            ],
+            cwd=ROOT,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        for _ in range(workers)
+    ]
+
+
 def start_strangler(config: Path, workers: int) -> subprocess.Popen[bytes]:
     return subprocess.Popen(
         [sys.executable, "-m", "strangler", "serve", "-c", str(config), "--workers", str(workers)],
@@ -242,6 +261,9 @@ def main() -> int:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--write", action="store_true", help="write bench/results/proxy.md")
+    parser.add_argument(
+        "--uvloop", action="store_true", help="also run bare ProxyServer workers on uvloop"
+    )
     args = parser.parse_args()
     ensure_tools()
 
@@ -249,7 +271,7 @@ def main() -> int:
     tmp.chmod(0o777)
     procs: list[subprocess.Popen[bytes]] = []
     try:
-        up, ngx, s10, s10k = free_port(), free_port(), free_port(), free_port()
+        up, ngx, s10, s10k, bare = (free_port() for _ in range(5))
         body = BODY.replace("'", "")
         upstream = start_nginx(
             tmp,
@@ -273,7 +295,13 @@ def main() -> int:
         small = start_strangler(routes_yaml(tmp, "s10", s10, up, 10), args.workers)
         big = start_strangler(routes_yaml(tmp, "s10k", s10k, up, 10_000), args.workers)
         procs += [small, big]
-        for port in (up, ngx, s10, s10k):
+        uv_workers: list[subprocess.Popen[bytes]] = []
+        if args.uvloop:
+            uv_workers = start_bare_workers(
+                routes_yaml(tmp, "bare", bare, up, 10), bare, args.workers
+            )
+            procs += uv_workers
+        for port in (up, ngx, s10, s10k, *([bare] if args.uvloop else [])):
             wait_for(port, 120)
         time.sleep(2)
 
@@ -291,6 +319,12 @@ def main() -> int:
                 lambda: descendants(small.pid),
             ),
         }
+        if args.uvloop:
+            targets["uvloop"] = Target(
+                f"ProxyServer on uvloop ({args.workers} procs)",
+                f"http://127.0.0.1:{bare}{path}",
+                lambda: [pid for w in uv_workers for pid in descendants(w.pid)],
+            )
         big_target = Target(
             "strangler, 10,000 routes",
             f"http://127.0.0.1:{s10k}/api/r5000/12345",
@@ -322,7 +356,7 @@ def main() -> int:
             routes["10000"].append(wrk(big_target, args.duration, args.connections, args.threads))
     finally:
         for proc in reversed(procs):
-            proc.send_signal(signal.SIGTERM if proc in procs[2:] else signal.SIGQUIT)
+            proc.send_signal(signal.SIGQUIT if proc in procs[:2] else signal.SIGTERM)
         for proc in procs:
             try:
                 proc.wait(20)
@@ -360,8 +394,9 @@ def render(
     lines = [
         "# Proxy pass-through benchmark",
         "",
-        f"Measured {datetime.datetime.now(datetime.UTC):%Y-%m-%d %H:%M} UTC with `python bench/proxy.py"
-        f" --rounds {args.rounds} --duration {args.duration:g}` on {cpu} cores ({model}),"
+        f"Measured {datetime.datetime.now(datetime.UTC):%Y-%m-%d %H:%M} UTC with"
+        f" `python bench/proxy.py --rounds {args.rounds} --duration {args.duration:g}`"
+        f" on {cpu} cores ({model}),"
         f" {platform.system()} {platform.release()}, Python {platform.python_version()}.",
         f"wrk -t{args.threads} -c{args.connections} runs on the same cores as the proxies;"
         " the upstream is NGINX (1 worker) returning a 300-byte JSON. Medians of"
@@ -374,7 +409,7 @@ def render(
         ratio = run.rps / nginx if nginx else 0.0
         lines.append(
             f"| {names[key]} | {run.rps:,.0f} | {run.p50:.2f} | {run.p99:.2f} | "
-            f"{run.cpu_us:.1f} | {ratio:.2f}× | {run.errors} |"
+            f"{run.cpu_us:.1f} | {ratio:.2f}x | {run.errors} |"
         )
     lines += [
         "",

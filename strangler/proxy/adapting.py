@@ -111,7 +111,7 @@ async def adapted(
 
     answer = HttpResponse(
         headers=make_headers(decoded(attempt.headers)),
-        body=b"".join(attempt.chunks),
+        body=b"".join(attempt.chunks or ()),
         status=attempt.status,
     )
     try:

@@ -24,7 +24,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from strangler.errors import CircuitOpen, UpstreamError, UpstreamTimeout
-from strangler.proxy.headers import RawHeaders, body_framing, response_head
+from strangler.proxy.headers import RawHeaders, relay_head
 
 if TYPE_CHECKING:
     from strangler.proxy.connection import ClientConnection
@@ -73,29 +73,20 @@ class ShadowTap:
 
 
 class Attempt:
-    __slots__ = (
-        "buffer",
-        "chunks",
-        "client",
-        "committed",
-        "dead",
-        "done",
-        "error",
-        "finished",
-        "head_request",
-        "headers",
-        "hold_5xx",
-        "max_body",
-        "on_done",
-        "out",
-        "out_chunked",
-        "result",
-        "size",
-        "status",
-        "tags",
-        "tap",
-        "upstream",
-    )
+    # No __slots__: most fields keep their class default for a whole attempt, and
+    # not storing them per instance is what makes this object cheap to create.
+    done: asyncio.Future[None] | None = None
+    finished = False
+    result: str | None = None
+    on_done: Callable[[Attempt], None] | None = None
+    status = 0
+    headers: RawHeaders = []
+    chunks: list[bytes] | None = None
+    size = 0
+    committed = False
+    out_chunked = False
+    error: UpstreamError | None = None
+    dead = False
 
     def __init__(
         self,
@@ -117,20 +108,10 @@ class Attempt:
         self.buffer = buffer
         self.max_body = max_body
         self.tap = tap
-        self.done: asyncio.Future[None] | None = None
-        self.finished = False
-        self.result: str | None = None
-        self.on_done: Callable[[Attempt], None] | None = None
-        self.status = 0
-        self.headers: RawHeaders = []
-        self.chunks: list[bytes] = []
-        self.size = 0
-        self.committed = False
-        self.out_chunked = False
         self.out: list[bytes] = []
         """Bytes for the client parsed from one upstream read, written in one go."""
-        self.error: UpstreamError | None = None
-        self.dead = False
+        if buffer:
+            self.chunks = []
 
     def fail(self, kind: str, error: UpstreamError | None = None) -> str:
         self.error = error
@@ -168,20 +149,14 @@ class Attempt:
 
     def commit(self) -> None:
         status = self.status
-        length, chunked = body_framing(self.headers)
-        if self.head_request or status in (204, 304) or status < 200:
-            framing = (
-                b"content-length: %d\r\n" % length if length is not None and status != 204 else b""
-            )
-        elif length is not None and not chunked:
-            framing = b"content-length: %d\r\n" % length
-        else:
-            framing = b"transfer-encoding: chunked\r\n"
-            self.out_chunked = True
-        client = self.client
-        self.out.append(
-            response_head(status, self.headers, self.tags, framing, client.must_close())
+        head, self.out_chunked = relay_head(
+            status,
+            self.headers,
+            self.tags,
+            self.client.must_close(),
+            self.head_request or status in (204, 304) or status < 200,
         )
+        self.out.append(head)
         self.committed = True
 
     def response_body(self, data: bytes) -> None:
@@ -194,6 +169,7 @@ class Attempt:
             if self.size > self.max_body:
                 self.fail("too_large")
                 return
+            assert self.chunks is not None
             self.chunks.append(data)
         elif self.out_chunked:
             self.out += (b"%x\r\n" % len(data), data, b"\r\n")

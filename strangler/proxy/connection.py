@@ -25,6 +25,7 @@ import asyncio
 import logging
 from collections import deque
 from collections.abc import Callable, Coroutine, Iterable
+from time import monotonic
 from typing import TYPE_CHECKING, Any, cast
 
 import httptools
@@ -97,7 +98,7 @@ class ClientConnection(asyncio.Protocol):
         peer = transport.get_extra_info("peername")
         self.ip = str(peer[0]) if peer else ""
         self.ip_bytes = self.ip.encode("latin-1")
-        self.last_active = self.loop.time()
+        self.last_active = monotonic()
         self.server.connections.add(self)
 
     def connection_lost(self, exc: Exception | None) -> None:
@@ -125,7 +126,8 @@ class ClientConnection(asyncio.Protocol):
             self._upstream.transport.resume_reading()
 
     def data_received(self, data: bytes) -> None:
-        self.last_active = self.loop.time()
+        # ``last_active`` moves only when an answer completes: a client that dribbles
+        # a request head for longer than the idle timeout is closed like an idle one.
         if self.tunnel is not None:
             self.tunnel(data)
             return
@@ -240,7 +242,8 @@ class ClientConnection(asyncio.Protocol):
             length,
             chunked,
         )
-        req.shadowed = self._shadowed
+        if self._shadowed:
+            req.shadowed = True
         if parser.should_upgrade():
             req.upgrade = next(
                 (v for n, v in self._headers if len(n) == 7 and n.lower() == b"upgrade"), b""
@@ -318,7 +321,7 @@ class ClientConnection(asyncio.Protocol):
             return  # a fast path that handed over to a task: the task reports
         req = self.active
         self.active = None
-        self.last_active = self.loop.time()
+        self.last_active = monotonic()
         transport = self.transport
         if self.closed or transport is None or transport.is_closing() or self.tunnel is not None:
             return

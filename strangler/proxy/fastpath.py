@@ -31,8 +31,6 @@ if TYPE_CHECKING:
 
 
 class FastAttempt(Attempt):
-    __slots__ = ("config", "conn", "decision", "fw", "inline", "pool", "req", "started")
-
     def __init__(
         self,
         fw: Forwarder,
@@ -141,9 +139,14 @@ def try_fast(
         decision.to_new and route is not None and route.adapter is not None
     ):
         return False
-    inline = req.body.buffered
-    if inline is None:
-        return False
+    body = req.body
+    inline: bytes | None
+    if body.complete and not body.received:
+        inline = b""  # the common case: no body at all
+    else:
+        inline = body.buffered
+        if inline is None:
+            return False
     pool = fw.upstreams.pool(config, decision.upstream)
     if pool.circuit.state is not CLOSED:
         return False

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from time import monotonic
 from typing import TYPE_CHECKING
 
 from strangler.config import Config
@@ -101,7 +102,7 @@ class Forwarder:
         The common request (complete body, no adapter, no shadow, an idle pooled
         connection, circuit closed) runs on callbacks only; anything else, and
         any failure of the fast path, continues in a task."""
-        started = self.loop.time()
+        started = monotonic()
         decision = None
         if req.reject is None and req.upgrade is None:
             table = self.router.table
@@ -224,7 +225,7 @@ class Forwarder:
         fallback: bool = False,
     ) -> None:
         record = RequestRecord(
-            route, upstream, status, self.loop.time() - started, to_new, error, fallback
+            route, upstream, status, monotonic() - started, to_new, error, fallback
         )
         try:
             self.runtime.record(record)
@@ -540,7 +541,7 @@ class Forwarder:
                     status=outcome.status,
                 )
             error = outcome.error if primary is None else None
-            shadow.submit(decision, request, primary, error, self.loop.time() - started)
+            shadow.submit(decision, request, primary, error, monotonic() - started)
         except Exception:
             log.exception("shadow sink failed")
 

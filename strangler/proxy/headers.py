@@ -205,6 +205,50 @@ def response_head(
     return b"".join(out)
 
 
+_CHUNKED = b"transfer-encoding: chunked\r\n"
+
+
+def relay_head(
+    status: int, headers: RawHeaders, tags: bytes, close: bool, no_body: bool
+) -> tuple[bytes, bool]:
+    """An upstream response head for the client, in one pass: (head, re-chunk body?).
+
+    The body keeps the upstream's ``Content-Length`` when it sent one (and no
+    chunking); otherwise it is sent chunked. ``no_body`` (HEAD, 204, 304, 1xx)
+    keeps a Content-Length as information and sends no body."""
+    out = [status_line(status)]
+    drop: frozenset[bytes] | None = None
+    length: bytes | None = None
+    chunked = False
+    for name, value in headers:
+        lname = name.lower()
+        if lname in _SKIP_DOWN:
+            if lname == b"content-length":
+                length = value.strip()
+            elif lname == b"transfer-encoding":
+                chunked = b"chunked" in value.lower()
+            elif lname == b"connection" and value.lower() not in _PLAIN_CONNECTION:
+                drop = connection_tokens(headers)
+            continue
+        out += (name, b": ", value, b"\r\n")
+    if drop:
+        kept = [out[0]]
+        for i in range(1, len(out), 4):
+            if out[i].lower() not in drop:
+                kept += out[i : i + 4]
+        out = kept
+    out.append(tags)
+    rechunk = False
+    if length is not None and not chunked and length.isdigit():
+        if status != 204:
+            out += (b"content-length: ", length, b"\r\n")
+    elif not no_body:
+        out.append(_CHUNKED)
+        rechunk = True
+    out.append(b"connection: close\r\n\r\n" if close else b"\r\n")
+    return b"".join(out), rechunk
+
+
 def strangler_tags(route: str, upstream: str) -> bytes:
     return b"x-strangler-route: %s\r\nx-strangler-upstream: %s\r\n" % (
         route.encode("latin-1", "replace"),

@@ -29,18 +29,15 @@ class ClientGone(Exception):
 
 
 class RequestBody:
-    __slots__ = (
-        "_buffered",
-        "_chunks",
-        "_on_first_read",
-        "_paused",
-        "_transport",
-        "_waiter",
-        "complete",
-        "error",
-        "gone",
-        "received",
-    )
+    # No __slots__: fields keep their class defaults until a body actually arrives,
+    # so a body-less request (most of them) costs three attribute stores.
+    _chunks: tuple[bytes, ...] | list[bytes] = ()
+    _buffered = 0
+    _waiter: asyncio.Future[None] | None = None
+    _paused = False
+    received = 0
+    gone = False
+    error: Exception | None = None
 
     def __init__(
         self,
@@ -48,22 +45,18 @@ class RequestBody:
         complete: bool,
         on_first_read: Callable[[], None] | None = None,
     ) -> None:
-        self._chunks: list[bytes] = []
-        self._buffered = 0
-        self._waiter: asyncio.Future[None] | None = None
         self._transport = transport
         """Whose reading is paused while too much waits unread (the client's)."""
-        self._paused = False
-        self._on_first_read = on_first_read
-        self.received = 0
         self.complete = complete
-        self.gone = False
-        self.error: Exception | None = None
+        self._on_first_read = on_first_read
 
     # ------------------------------------------------------------- parser side
 
     def feed(self, data: bytes) -> None:
-        self._chunks.append(data)
+        if isinstance(self._chunks, tuple):
+            self._chunks = [data]
+        else:
+            self._chunks.append(data)
         self._buffered += len(data)
         self.received += len(data)
         if self._waiter is not None:
@@ -115,7 +108,7 @@ class RequestBody:
             self._waiter = asyncio.get_running_loop().create_future()
             await self._waiter
         data = self._chunks[0] if len(self._chunks) == 1 else b"".join(self._chunks)
-        self._chunks.clear()
+        self._chunks = ()
         self._buffered = 0
         if self._paused and self._transport is not None:
             self._paused = False
@@ -139,20 +132,13 @@ class RequestBody:
 class ProxyRequest:
     """The parsed head of one client request plus its body stream."""
 
-    __slots__ = (
-        "body",
-        "chunked",
-        "content_length",
-        "headers",
-        "keep_alive",
-        "method",
-        "path",
-        "query",
-        "reject",
-        "shadowed",
-        "target",
-        "upgrade",
-    )
+    # Class defaults for what most requests never set (no __slots__ on purpose).
+    upgrade: bytes | None = None
+    """The ``Upgrade`` protocol when the client asked to switch (websocket)."""
+    reject: tuple[int, str] | None = None
+    """(status, message) when the head was refused before forwarding (400/413/431)."""
+    shadowed = False
+    """The request carries ``X-Strangler-Shadow``: a mirror, never mirrored again."""
 
     def __init__(
         self,
@@ -175,11 +161,6 @@ class ProxyRequest:
         self.body = body
         self.content_length = content_length
         self.chunked = chunked
-        self.upgrade: bytes | None = None
-        self.reject: tuple[int, str] | None = None
-        """(status, message) when the head was refused before forwarding (400/413/431)."""
-        self.shadowed = False
-        """The request carries ``X-Strangler-Shadow``: a mirror, never mirrored again."""
 
     @property
     def has_body(self) -> bool:

@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import socket
+from time import monotonic
 
 from strangler.config import Config, LimitsConfig
 from strangler.proxy.connection import ClientConnection
@@ -76,7 +77,7 @@ class ProxyServer:
         while True:
             timeout = self.limits.client_idle_timeout
             await asyncio.sleep(min(SWEEP_INTERVAL, max(timeout / 4, 0.05)))
-            now = self.loop.time()
+            now = monotonic()
             for conn in list(self.connections):
                 conn.close_if_idle(now, timeout)
 

@@ -23,6 +23,7 @@ import socket
 import ssl
 from collections import deque
 from collections.abc import Callable
+from time import monotonic
 from typing import Protocol, cast
 from urllib.parse import urlsplit
 
@@ -103,7 +104,7 @@ class UpstreamConnection(asyncio.Protocol):
         # No timer per exchange (a timer heap push and cancel cost more than the rest
         # of the request's bookkeeping): the pool's sweep checks ``busy`` connections.
         self._seen = self._activity
-        self._deadline = self.pool.loop.time() + self.pool.config.timeout
+        self._deadline = monotonic() + self.pool.config.timeout
         self.pool.busy.add(self)
 
     def write(self, data: bytes) -> None:
@@ -395,7 +396,7 @@ class Upstreams:
     async def _sweep(self) -> None:
         while True:
             await asyncio.sleep(self._interval)
-            now = self.loop.time()
+            now = monotonic()
             for conn in list(self.busy):
                 conn.check_timeout(now)
 
