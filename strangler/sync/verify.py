@@ -325,6 +325,8 @@ def _norm(value: Any) -> str | None:
             return str(Decimal(str(value)).normalize())
         except InvalidOperation:
             return str(value)
+    if isinstance(value, dt.datetime) and value.tzinfo is not None:
+        return value.astimezone(dt.UTC).isoformat()  # same instant, any session time zone
     if isinstance(value, dt.datetime | dt.date | dt.time):
         return value.isoformat()
     if isinstance(value, bytes | bytearray | memoryview):
