@@ -154,7 +154,10 @@ class ControlPlane:
                         if version is None:
                             version = await self.store.version()
                         if version != self._applied:
-                            self.apply(await self.store.snapshot())
+                            # A version going backwards means the store lost its data
+                            # (flushed, or replaced): follow it rather than wait forever.
+                            snapshot = await self.store.snapshot()
+                            self.apply(snapshot, reconcile=version < self._applied)
             except StateStoreError as exc:
                 if self.connected or self.last_error is None:
                     log.warning("%s; routing continues with the last-known table", exc)

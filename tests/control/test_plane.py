@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import pytest
+import redis.asyncio as redis
 
 from strangler.control.redis_store import RedisStateStore
 from strangler.control.state import MemoryStateStore
@@ -103,3 +104,19 @@ async def test_memory_store_serves_a_single_process() -> None:
         await a.plane.set_override("customers", "shadow", who=WHO)
         assert a.route().mode == "shadow"
         assert (await a.plane.audit.latest())[0]["current"]["mode"] == "shadow"
+
+
+async def test_replicas_follow_a_store_that_lost_its_data(
+    redis_up: RedisServer, redis_store: Callable[[], RedisStateStore]
+) -> None:
+    config = make_config()
+    async with replica(config, redis_store()) as a:
+        for percent in (1, 2, 3):
+            await a.plane.set_override("customers", "canary", percent, who=WHO)
+        client = redis.Redis.from_url(redis_up.url)
+        await client.flushall()  # e.g. an operator wiped it: the version counter restarts
+        await client.aclose()
+        async with replica(config, redis_store()) as b:
+            assert b.route().mode == "legacy"
+            await b.plane.set_override("customers", "new", who=WHO)  # version 1 again
+            await eventually(lambda: a.route().mode == "new")
