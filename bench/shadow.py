@@ -219,7 +219,7 @@ def main() -> None:
                     runs[route].append(wrk(f"{base}/{route}/1", 32, args.duration, proxy.pid))
                     time.sleep(1)
             light = {"pass": [], "slow": []}  # type: dict[str, list[dict[str, float]]]
-            for _ in range(3):
+            for _ in range(5):
                 for route in ("pass", "slow"):
                     light[route].append(wrk(f"{base}/{route}/1", 4, args.duration, proxy.pid))
                     time.sleep(1)
@@ -260,7 +260,7 @@ def main() -> None:
         f"Machine: {os.cpu_count()} cores ({cpu}), Linux {platform.release()}, Python "
         f"{platform.python_version()}; proxy `strangler serve --workers 1`, upstreams nginx "
         "(1 worker) and an aiohttp server sleeping 2 s, load from wrk (1 thread) on the same "
-        "machine. Medians of alternated runs (2 each at 32 connections, 3 each at 4) of "
+        "machine. Medians of alternated runs (2 each at 32 connections, 5 each at 4) of "
         f"{args.duration} s each. Load average at the start: {load}.\n"
     )
     print("| scenario | req/s | p50 ms | p99 ms | proxy CPU µs per request |")
