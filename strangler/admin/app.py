@@ -53,6 +53,17 @@ CONTROL = web.AppKey("strangler.control", ControlPlane)
 TRAFFIC = web.AppKey("strangler.traffic", TrafficWindow)
 
 _BODY_KEYS = frozenset({"mode", "percent", "force"})
+_ERRORS: dict[int, type[web.HTTPException]] = {
+    cls.status_code: cls
+    for cls in (
+        web.HTTPBadRequest,
+        web.HTTPUnauthorized,
+        web.HTTPForbidden,
+        web.HTTPNotFound,
+        web.HTTPConflict,
+        web.HTTPServiceUnavailable,
+    )
+}
 
 
 def build_admin_app(
@@ -88,21 +99,11 @@ def build_admin_app(
 
 
 def error(status: int, message: str, field: str | None = None) -> web.HTTPException:
-    """A JSON error response to raise from a handler."""
+    """A JSON error response to raise from a handler (400, 401, 403, 404, 409 or 503)."""
     body: dict[str, Any] = {"error": message}
     if field is not None:
         body["field"] = field
-    cls = web.HTTPException
-    for candidate in (
-        web.HTTPBadRequest,
-        web.HTTPUnauthorized,
-        web.HTTPForbidden,
-        web.HTTPNotFound,
-        web.HTTPConflict,
-        web.HTTPServiceUnavailable,
-    ):
-        if candidate.status_code == status:
-            cls = candidate
+    cls = _ERRORS[status]
     headers = {"WWW-Authenticate": 'Bearer realm="strangler"'} if status == 401 else None
     return cls(text=json.dumps(body), content_type="application/json", headers=headers)
 
