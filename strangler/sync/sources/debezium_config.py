@@ -40,6 +40,8 @@ class DebeziumOptions(BaseModel):
     offset_target: str | None = None
     """With ``offsets: target``: which of ``sync.targets`` (default: the only one)."""
     offset_table: str = "strangler_debezium_offsets"
+    schemas: bool = True
+    """JSON converter with schemas: types travel with each event (no ``types:`` needed)."""
     snapshot: str = "initial"
     """Debezium ``snapshot.mode``: initial, no_data, always, initial_only, when_needed."""
     max_batch_size: int = Field(2048, ge=1)
@@ -119,8 +121,8 @@ def connector_properties(
         "decimal.handling.mode": "string",
         "skipped.operations": "none",
         "tombstones.on.delete": "true",
-        "key.converter.schemas.enable": "false",
-        "value.converter.schemas.enable": "false",
+        "key.converter.schemas.enable": str(options.schemas).lower(),
+        "value.converter.schemas.enable": str(options.schemas).lower(),
         "max.batch.size": str(options.max_batch_size),
         "max.queue.size": str(options.max_batch_size * 4),
         "poll.interval.ms": str(options.poll_interval_ms),

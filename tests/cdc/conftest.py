@@ -1,0 +1,29 @@
+"""Fixtures for the end-to-end CDC tests: one throwaway PostgreSQL cluster with
+``wal_level=logical`` and one Tansu (Kafka-protocol) broker per test session.
+
+Both come from ``strangler.sync.localstack`` (the code ``strangler demo --stack local``
+uses) and are stopped at the end of the session. Other test areas may reuse them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from strangler.sync.localstack import LogicalPostgres, TansuBroker
+
+DATABASES = ("monolith", "service", "monolith_k", "service_k")
+"""Debezium-source tests use monolith -> service; Kafka-path tests monolith_k -> service_k."""
+
+
+@pytest.fixture(scope="session")
+def logical_pg() -> Iterator[LogicalPostgres]:
+    with LogicalPostgres(databases=DATABASES) as cluster:
+        yield cluster
+
+
+@pytest.fixture(scope="session")
+def broker() -> Iterator[TansuBroker]:
+    with TansuBroker() as tansu:
+        yield tansu
