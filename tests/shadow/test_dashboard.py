@@ -79,7 +79,12 @@ async def stack() -> AsyncIterator[dict[str, Any]]:
         mirror = running.runtime.shadow
         assert isinstance(mirror, ShadowMirror)
         try:
-            yield {"proxy": running.proxy_url, "admin": running.admin_url, "mirror": mirror}
+            yield {
+                "proxy": running.proxy_url,
+                "admin": running.admin_url,
+                "mirror": mirror,
+                "router": running.router,
+            }
         finally:
             await running.close(1.0)
 
@@ -177,3 +182,15 @@ async def test_a_wrong_token_changes_nothing_and_says_why(
 def keep_screenshot() -> None:
     """Copy the last run's route-page screenshot to docs/ (run by hand, not by pytest)."""
     shutil.copy(ARTIFACTS / "dashboard-route.png", ROOT / "docs" / "dashboard.png")
+
+
+async def test_a_rejected_reload_is_shown_on_the_dashboard(
+    browser: Browser, stack: dict[str, Any]
+) -> None:
+    page = await browser.new_page()
+    await page.goto(stack["admin"] + "/")
+    await page.wait_for_selector('#routes tr[data-route="customers"]')
+    assert await page.is_hidden("#reload-error")
+    stack["router"].reject("routes.yaml: routes[0].percent: 150 is out of range")
+    await page.wait_for_selector("#reload-error:not([hidden])")
+    assert "150 is out of range" in await page.inner_text("#reload-error")
