@@ -55,7 +55,9 @@ class Drift:
             cols = [
                 c for c in self.expected if _norm(self.expected[c]) != _norm(self.actual.get(c))
             ]
-            diffs = ", ".join(f"{c}: {self.actual.get(c)!r} != {self.expected[c]!r}" for c in cols)
+            diffs = ", ".join(
+                f"{c}: {_show(self.actual.get(c))} != {_show(self.expected[c])}" for c in cols
+            )
             line += f"  ({diffs})"
         return line
 
@@ -314,6 +316,13 @@ def _row_drift(
     return Drift(target, table, key, "different", source_table, values, dict(row))
 
 
+def _show(value: Any) -> str:
+    text = _norm(value)
+    if text is None:
+        return "null"
+    return repr(text) if isinstance(value, str) else text
+
+
 def _norm(value: Any) -> str | None:
     """One text per value regardless of driver representation."""
     if value is None:
@@ -326,7 +335,9 @@ def _norm(value: Any) -> str | None:
         except InvalidOperation:
             return str(value)
     if isinstance(value, dt.datetime) and value.tzinfo is not None:
-        return value.astimezone(dt.UTC).isoformat()  # same instant, any session time zone
+        # Same instant whatever the session time zone; a column without a time zone
+        # (SQLite, PostgreSQL ``timestamp``) holds the UTC wall time, so drop the zone.
+        return value.astimezone(dt.UTC).replace(tzinfo=None).isoformat()
     if isinstance(value, dt.datetime | dt.date | dt.time):
         return value.isoformat()
     if isinstance(value, bytes | bytearray | memoryview):
