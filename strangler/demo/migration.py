@@ -10,6 +10,7 @@ prints a figure it did not measure, and every claim is a :func:`check`.
 from __future__ import annotations
 
 import json
+import math
 
 from strangler.demo.admin import data_samples, mismatch_example, mismatched_fields, shadow_total
 from strangler.demo.context import (
@@ -25,8 +26,14 @@ from strangler.demo.steps import Step, check
 from strangler.demo.traffic import Sample, users
 
 CANARY_USERS = 1000
-CANARY_TOLERANCE = 3.0
-"""Points the measured canary share may stray from the percent set (1000 fixed users)."""
+
+
+def canary_tolerance(percent: float, users: int = CANARY_USERS) -> float:
+    """Points the share of users on the new side may stray from ``percent``: four
+    standard deviations of a binomial draw of ``users`` (at least 3 points). Users
+    land by a hash of their id, so the draw is fixed per id, but any hash is a draw."""
+    p = percent / 100
+    return max(3.0, 400 * math.sqrt(p * (1 - p) / users))
 
 
 def _fmt_counts(counts: dict[str, int]) -> str:
@@ -167,14 +174,16 @@ async def canary(demo: Demo) -> None:
         on_new = sample.users_on(SERVICE)
         share = len(on_new) / len(pool) * 100
         drift = sample.non_sticky_users()
+        tolerance = canary_tolerance(percent)
         r.proof(
             f"canary {percent:g}%: {len(sample)} GETs from {len(pool)} users; "
-            f"{len(on_new)} users ({share:.1f}%) served by {SERVICE}, "
-            f"request share {pct(sample.share(SERVICE))}; users seeing both sides: {len(drift)}"
+            f"{len(on_new)} users ({share:.1f}%, allowed {percent:g} ± {tolerance:.1f}) served "
+            f"by {SERVICE}, request share {pct(sample.share(SERVICE))}; "
+            f"users seeing both sides: {len(drift)}"
         )
         check(
-            abs(share - percent) <= CANARY_TOLERANCE,
-            f"{share:.1f}% of users on {SERVICE}, expected {percent:g}% ± {CANARY_TOLERANCE:g}",
+            abs(share - percent) <= tolerance,
+            f"{share:.1f}% of users on {SERVICE}, expected {percent:g}% ± {tolerance:.1f}",
         )
         check(not drift, f"{len(drift)} users were answered by both sides (not sticky)")
         demo.canary_users[percent] = on_new
