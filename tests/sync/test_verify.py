@@ -5,6 +5,7 @@ rows mapped through the adapter match the target, drift is found row by row, and
 from __future__ import annotations
 
 import datetime as dt
+import threading
 from decimal import Decimal
 from pathlib import Path
 
@@ -74,4 +75,29 @@ def test_verify_reads_a_postgresql_monolith_and_repairs_drift(pg_url: str, tmp_p
     assert "total: 99 != 37.5" in str(next(d for d in drift.drift if d.kind == "different"))
     assert drift.repaired == 2
     assert Verifier(cfg).run(lag_window=0).drift == []
+    sink.close()
+
+
+def test_changes_in_flight_within_the_lag_window_are_not_drift(pg_url: str, tmp_path: Path) -> None:
+    with psycopg.connect(pg_url, autocommit=True) as conn:
+        conn.execute("CREATE TABLE orders (ord_no INTEGER PRIMARY KEY, state CHAR(1))")
+        conn.execute("INSERT INTO orders VALUES (1, 'O'), (2, 'S')")
+    target = f"sqlite:///{tmp_path / 'svc.db'}"
+    cfg = config(pg_url, target)
+    sink = Sink("svc", target, AdapterSet(cfg))
+    with sink.engine.begin() as conn:
+        conn.execute(text("CREATE TABLE orders (id INTEGER PRIMARY KEY, state TEXT)"))
+    sink.setup()
+
+    def change(ident: int, state: str, pos: int) -> ChangeEvent:
+        row = {"ord_no": ident, "state": state}
+        return ChangeEvent("shop", "public.orders", "c", {"ord_no": ident}, None, row,
+                           Position(pos, pos), 0)  # fmt: skip
+
+    sink.apply("shop", [change(1, "O", 1)], {})  # order 2 is still on its way
+    late = threading.Timer(0.3, lambda: sink.apply("shop", [change(2, "S", 2)], {}))
+    late.start()
+    report = Verifier(cfg).run(lag_window=1.5)
+    late.join()
+    assert report.drift == []
     sink.close()
