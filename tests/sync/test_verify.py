@@ -85,8 +85,8 @@ def test_changes_in_flight_within_the_lag_window_are_not_drift(pg_url: str, tmp_
     target = f"sqlite:///{tmp_path / 'svc.db'}"
     cfg = config(pg_url, target)
     sink = Sink("svc", target, AdapterSet(cfg))
-    with sink.engine.begin() as conn:
-        conn.execute(text("CREATE TABLE orders (id INTEGER PRIMARY KEY, state TEXT)"))
+    with sink.engine.begin() as target_conn:
+        target_conn.execute(text("CREATE TABLE orders (id INTEGER PRIMARY KEY, state TEXT)"))
     sink.setup()
 
     def change(ident: int, state: str, pos: int) -> ChangeEvent:
