@@ -359,8 +359,6 @@ def _is_connection_error(exc: Exception) -> bool:
     orig = getattr(exc, "orig", None)
     if type(orig).__module__.startswith("psycopg") and type(orig).__name__ == "OperationalError":
         return True
+    # SQLite reports both kinds as OperationalError; only these mean "the database".
     text = str(orig or "").lower()
-    return any(
-        s in text
-        for s in ("database is locked", "server closed", "connection", "unable to open", "terminat")
-    )
+    return any(s in text for s in ("database is locked", "unable to open", "disk i/o error"))
