@@ -357,7 +357,12 @@ def _is_connection_error(exc: Exception) -> bool:
     if isinstance(exc, DBAPIError) and exc.connection_invalidated:
         return True
     orig = getattr(exc, "orig", None)
-    if type(orig).__module__.startswith("psycopg") and type(orig).__name__ == "OperationalError":
+    # psycopg's OperationalError family: connection lost, deadlock, serialization
+    # failure, statement timeout — transient or global, never one event's fault.
+    if any(
+        c.__name__ == "OperationalError" and c.__module__.startswith("psycopg")
+        for c in type(orig).__mro__
+    ):
         return True
     # SQLite reports both kinds as OperationalError; only these mean "the database".
     text = str(orig or "").lower()
