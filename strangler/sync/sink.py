@@ -357,6 +357,8 @@ def _is_connection_error(exc: Exception) -> bool:
     if isinstance(exc, DBAPIError) and exc.connection_invalidated:
         return True
     orig = getattr(exc, "orig", None)
+    if str(getattr(orig, "sqlstate", "") or "").startswith("54"):
+        return False  # program limit exceeded (e.g. an index row too big): this event's data
     # psycopg's OperationalError family: connection lost, deadlock, serialization
     # failure, statement timeout — transient or global, never one event's fault.
     if any(
