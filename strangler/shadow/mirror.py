@@ -266,7 +266,10 @@ class ShadowMirror:
             # One comparison per loop turn: shadows that finish together (a slow
             # target answering a burst) must not stall the client's I/O in one go.
             async with self._turn:
-                new = adapt(route.adapter, request, new)
+                if shadow_side == "new":
+                    # A primary answered by `to` reached us already adapted (it is
+                    # what the client got); only our own call needs translating.
+                    new = adapt(route.adapter, request, new)
                 comparison = comparator.compare(legacy, new, noise)
                 sample = None
                 if self._keep_sample(name, comparison.outcome):

@@ -219,3 +219,46 @@ async def test_flip_to_canary_is_refused_above_the_mismatch_rate_unless_forced(
         async with session.put(override, json={**body, "force": True}, headers=headers) as resp:
             assert resp.status == 200
             assert (await resp.json())["mode"] == "canary"
+
+
+async def test_in_new_mode_the_adapted_answer_is_compared_with_legacy() -> None:
+    legacy = Upstream("monolith", body=lambda r: {"id": "1", "name": "Ada"})
+    new = Upstream("customers", body=lambda r: {"id": "1", "fullName": "Ada"})
+    async with serve_app(legacy.app()) as legacy_url, serve_app(new.app()) as new_url:
+        running: RunningProxy = await start_proxy(
+            parse_config(
+                {
+                    "listen": "127.0.0.1:0",
+                    "legacy": "monolith",
+                    "upstreams": {"monolith": {"url": legacy_url}, "customers": {"url": new_url}},
+                    "routes": [
+                        {
+                            "name": "customers",
+                            "match": {"path": "/api/customers/**"},
+                            "to": "customers",
+                            "mode": "new",
+                            "adapter": "tests.shadow.adapters:CustomerAdapter",
+                            "shadow": {"percent": 100},
+                        }
+                    ],
+                }
+            ),
+            admin=False,
+            proxy_sock=bind_listener("127.0.0.1", 0),
+        )
+        try:
+            async with aiohttp.ClientSession() as session:
+                for _ in range(3):
+                    url = running.proxy_url + "/api/customers/1"
+                    async with session.get(url) as resp:
+                        assert resp.headers["X-Strangler-Upstream"] == "customers"
+                        assert (await resp.json())["name"] == "Ada"
+            mirror = running.runtime.shadow
+            assert isinstance(mirror, ShadowMirror)
+            await mirror.drain()
+            data = await mirror.store.read("customers")
+            assert data.counts["match"] == 3, data.samples
+            assert [s["path"] for s in new.seen] == ["/v2/customers/1"] * 3
+            assert [s["headers"].get("X-Strangler-Shadow") for s in legacy.seen] == ["1"] * 3
+        finally:
+            await running.close(0.5)
