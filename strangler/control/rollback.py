@@ -27,7 +27,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 from strangler.config import RollbackConfig
 from strangler.errors import StateStoreError
@@ -35,6 +35,7 @@ from strangler.runtime import RequestRecord
 
 if TYPE_CHECKING:
     from strangler.control.plane import ControlPlane, RollbackCounter
+    from strangler.routing.table import RouteTable
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +44,13 @@ _FIELDS = ("requests", "errors", "compared", "mismatched")
 _BUCKETS = 10
 _LOCK_TTL = 10.0
 _ACTIVE_MODES = frozenset({"canary", "new"})
+
+
+class _Watch(NamedTuple):
+    width: float
+    """Seconds per counting bucket (a tenth of the window)."""
+    errors: bool
+    mismatches: bool
 
 
 def bucket_width(window: float) -> float:
@@ -79,46 +87,63 @@ class RollbackMonitor:
         self._flush_every = flush_every
         self._pending: dict[tuple[str, int], list[int]] = {}
         self._active: dict[str, float] = {}
-        self._stopping = asyncio.Event()
         """Route -> last time this replica counted something for it (what to evaluate)."""
+        self._table: RouteTable | None = None
+        self._watch: dict[str, _Watch] = {}
+        self._stopping = asyncio.Event()
 
     # ------------------------------------------------------------ request path
 
-    def _config(self, route: str | None) -> RollbackConfig | None:
-        if route is None:
-            return None
-        compiled = self._plane.router.table.by_name.get(route)
-        if compiled is None or compiled.mode not in _ACTIVE_MODES:
-            return None
-        return compiled.config.rollback
+    def _watched(self) -> dict[str, _Watch]:
+        """Routes under watch in the current table (rebuilt only when the table changes)."""
+        table = self._plane.router.table
+        if table is not self._table:
+            watched = {}
+            for route in table.routes:
+                config = route.config.rollback
+                if config is not None and route.mode in _ACTIVE_MODES:
+                    watched[route.name] = _Watch(
+                        bucket_width(config.window),
+                        config.error_rate is not None,
+                        config.mismatch_rate is not None,
+                    )
+            self._table, self._watch = table, watched
+        return self._watch
 
-    def _bump(self, route: str, config: RollbackConfig, field: int, hit: bool) -> None:
+    def _bump(self, route: str, width: float, field: int, hit: bool) -> None:
         now = time.time()
-        key = (route, int(now // bucket_width(config.window)))
+        key = (route, int(now // width))
         counts = self._pending.get(key)
         if counts is None:
             counts = self._pending[key] = [0, 0, 0, 0]
+            self._active[route] = now  # once per bucket is precise enough
         counts[field] += 1
         if hit:
             counts[field + 1] += 1
-        self._active[route] = now
 
     def record(self, record: RequestRecord) -> None:
         """Request listener: O(1), in memory."""
-        if not record.to_new:
+        if not record.to_new or record.route is None:
             return
-        config = self._config(record.route)
-        if config is None or config.error_rate is None or record.route is None:
+        watch = self._watched().get(record.route)
+        if watch is None or not watch.errors:
             return
         failed = record.error is not None or record.status >= 500
-        self._bump(record.route, config, _REQUESTS, failed)
+        self._bump(record.route, watch.width, _REQUESTS, failed)
 
     def record_comparison(self, route: str, matched: bool) -> None:
         """Shadow comparison listener: O(1), in memory."""
-        config = self._config(route)
-        if config is None or config.mismatch_rate is None:
+        watch = self._watched().get(route)
+        if watch is None or not watch.mismatches:
             return
-        self._bump(route, config, _COMPARED, not matched)
+        self._bump(route, watch.width, _COMPARED, not matched)
+
+    def _config(self, route: str) -> RollbackConfig | None:
+        """The rollback block of ``route`` if it is under watch now (off the path)."""
+        if route not in self._watched():
+            return None
+        compiled = self._plane.router.table.by_name.get(route)
+        return compiled.config.rollback if compiled is not None else None
 
     # ------------------------------------------------------------ off the path
 
