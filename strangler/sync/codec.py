@@ -61,6 +61,13 @@ def decode_value(value: Any) -> Any:
 
 def key_text(key: Mapping[str, Any]) -> str:
     """Canonical, order-independent text of a key: ``{"id":1}``."""
+    if len(key) == 1:
+        # The common case (one int or text column), on every write: same text as below.
+        ((name, value),) = key.items()
+        if type(value) is int:
+            return f"{{{json.dumps(name)}:{value}}}"
+        if type(value) is str:
+            return f"{{{json.dumps(name)}:{json.dumps(value)}}}"
     return json.dumps(encode_value(dict(key)), sort_keys=True, separators=(",", ":"))
 
 

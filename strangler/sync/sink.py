@@ -214,13 +214,14 @@ class Sink:
     ) -> list[Outcome]:
         """Stale-check every write against stored positions, then write the survivors."""
         wanted: dict[str, set[str]] = {}
-        for item in items:
-            for write in item.writes:
-                wanted.setdefault(write.table, set()).add(key_text(write.key))
+        row_keys = [[key_text(w.key) for w in item.writes] for item in items]
+        for item, keys in zip(items, row_keys, strict=True):
+            for write, row_key in zip(item.writes, keys, strict=True):
+                wanted.setdefault(write.table, set()).add(row_key)
         known = {t: ledger.load_positions(conn, t, keys) for t, keys in wanted.items()}
         pending = PendingWrites()
         outcomes: list[Outcome] = []
-        for item in items:
+        for item, keys in zip(items, row_keys, strict=True):
             if item.truncate:
                 flush(conn, self._tables, pending)
                 pending = PendingWrites()
@@ -228,8 +229,7 @@ class Sink:
                 outcomes.append("applied")
                 continue
             applied = stale = 0
-            for write in item.writes:
-                row_key = key_text(write.key)
+            for write, row_key in zip(item.writes, keys, strict=True):
                 state = known.setdefault(write.table, {}).get(row_key)
                 if not force and state is not None and item.event.position <= state.position:
                     stale += 1
