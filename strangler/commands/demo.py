@@ -14,6 +14,8 @@ import asyncio
 import contextlib
 import logging
 import signal
+from collections.abc import Awaitable
+from typing import TypeVar
 
 import aiohttp
 
@@ -27,6 +29,7 @@ from strangler.demo.steps import run_steps
 from strangler.demo.traffic import Traffic, steady, users
 
 BACKGROUND_USERS = 50
+T = TypeVar("T")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -53,8 +56,13 @@ async def _demo(args: argparse.Namespace) -> int:
         "strangler demo: moving the `customers` context out of the sample monolith",
         f"work folder {workdir}" + ("" if keep else " (removed at exit)"),
     )
+    stop = asyncio.Event()
+    _trap_signals(stop)
     try:
-        await stack.start()
+        if not await _until_stopped(_start(stack), stop):
+            return _interrupted(report)
+        # Again: the JVM of the local stack's Debezium installs its own SIGINT handler.
+        _trap_signals(stop)
         report.banner(
             "stack started",
             f"monolith   {stack.monolith_url}  ({stack.monolith_db})",
@@ -68,7 +76,9 @@ async def _demo(args: argparse.Namespace) -> int:
         async with aiohttp.ClientSession() as session, Traffic(stack.proxy_url) as traffic:
             admin = AdminApi(session, stack.admin_url, stack.admin_token)
             demo = Demo(stack, admin, traffic, report)
-            outcome = await run_steps(STEPS, demo, report)
+            outcome = await _until_stopped(run_steps(STEPS, demo, report), stop)
+            if outcome is None:
+                return _interrupted(report)
             if args.exit:
                 return 0 if outcome.ok else 1
             background = asyncio.create_task(
@@ -76,7 +86,7 @@ async def _demo(args: argparse.Namespace) -> int:
             )
             _serve_banner(report, stack)
             try:
-                await _until_interrupted()
+                await stop.wait()
                 report.block("", "stopping: traffic, proxy, sync worker, services, monolith")
             finally:
                 background.cancel()
@@ -85,6 +95,37 @@ async def _demo(args: argparse.Namespace) -> int:
         return 0 if outcome.ok else 1
     finally:
         await stack.close()
+
+
+async def _start(stack: DemoStack) -> bool:
+    await stack.start()
+    return True
+
+
+def _trap_signals(stop: asyncio.Event) -> None:
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError):
+            loop.add_signal_handler(sig, stop.set)
+
+
+async def _until_stopped(work: Awaitable[T], stop: asyncio.Event) -> T | None:
+    """``work``'s result, or None if ``stop`` was set first (``work`` is then cancelled)."""
+    task = asyncio.ensure_future(work)
+    waiter = asyncio.ensure_future(stop.wait())
+    await asyncio.wait({task, waiter}, return_when=asyncio.FIRST_COMPLETED)
+    waiter.cancel()
+    if task.done():
+        return task.result()
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+    return None
+
+
+def _interrupted(report: Report) -> int:
+    report.block("", "interrupted: stopping everything the demo started")
+    return 130
 
 
 def _port_notes(args: argparse.Namespace, stack: DemoStack) -> list[str]:
@@ -113,12 +154,3 @@ def _serve_banner(report: Report, stack: DemoStack) -> None:
         f"  sync        curl {stack.sync.url if stack.sync else '?'}/api/sync",
         "Press Ctrl-C to stop.",
     )
-
-
-async def _until_interrupted() -> None:
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        with contextlib.suppress(NotImplementedError):
-            loop.add_signal_handler(sig, stop.set)
-    await stop.wait()

@@ -43,6 +43,24 @@ class Demo:
 
         return pick
 
+    async def flip(self, mode: str, percent: float | None = None) -> None:
+        """Set the route's override through the admin API, then wait until the proxy
+        routes by it (with a shared state store the table is swapped asynchronously,
+        when the change notice arrives) and report how long that took."""
+        started = time.monotonic()
+        await self.admin.flip(ROUTE, mode, percent)
+        while True:
+            route = await self.admin.route(ROUTE)
+            if route["mode"] == mode and (percent is None or route["percent"] == percent):
+                break
+            check(time.monotonic() - started < 5, f"the proxy still routes by {route['mode']}")
+            await asyncio.sleep(0.005)
+        label = f"{mode} {percent:g}%" if percent is not None else mode
+        self.report.proof(
+            f"PUT /api/routes/{ROUTE}/override ({label}): in effect after "
+            f"{(time.monotonic() - started) * 1000:.0f} ms (source {route['source']})"
+        )
+
     async def quiet_shadow(self, timeout: float = 5.0) -> dict[str, int]:
         """The shadow counts once comparisons still in flight (or batched for the store)
         have landed: two reads 0.6 s apart agree. A baseline for counting fresh traffic."""

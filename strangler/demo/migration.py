@@ -109,7 +109,7 @@ NEW_CUSTOMER = {
 
 async def shadow(demo: Demo) -> None:
     r = demo.report
-    await demo.admin.flip(ROUTE, "shadow")
+    await demo.flip("shadow")
     before = shadow_total(await demo.admin.shadow(ROUTE))
     sample = await demo.traffic.burst(users(200), demo.pick_customer(), per_user=2)
     check(not sample.errors, f"{len(sample.errors)} client errors in shadow mode")
@@ -168,7 +168,7 @@ async def canary(demo: Demo) -> None:
     r = demo.report
     pool = users(CANARY_USERS)
     for percent in (10.0, 50.0):
-        await demo.admin.flip(ROUTE, "canary", percent)
+        await demo.flip("canary", percent)
         sample = await demo.traffic.burst(pool, demo.pick_customer(), per_user=2)
         check(not sample.errors, f"{len(sample.errors)} client errors at canary {percent:g}%")
         on_new = sample.users_on(SERVICE)
@@ -197,7 +197,7 @@ async def canary(demo: Demo) -> None:
 
 async def new(demo: Demo) -> None:
     r = demo.report
-    await demo.admin.flip(ROUTE, "new")
+    await demo.flip("new")
     before = await demo.quiet_shadow()
     sample = await demo.traffic.burst(users(200), demo.pick_customer(), per_user=2)
     check(not sample.errors, f"{len(sample.errors)} client errors in new mode")
