@@ -62,8 +62,8 @@ async def test_two_targets_each_keep_offsets_and_resume_from_the_laggard(tmp_pat
         db.execute("UPDATE customers SET nm = 'Ada L.' WHERE id = 1")
     await run_until_caught_up(Worker(config), 2)
 
-    people = Worker(config).sinks["people"]
-    sales = Worker(config).sinks["sales"]
+    reader = Worker(config)
+    people, sales = reader.sinks["people"], reader.sinks["sales"]
     with people.engine.connect() as conn:
         assert list(conn.execute(text("SELECT id, name FROM people ORDER BY id"))) == [
             (1, "Ada L."),
@@ -82,3 +82,5 @@ async def test_two_targets_each_keep_offsets_and_resume_from_the_laggard(tmp_pat
     await run_until_caught_up(again, 2)
     assert again.status["mono"].counts["stale"] == 2  # both changes were already there
     assert again.status["mono"].counts["applied"] == 0
+    for sink in reader.sinks.values():
+        sink.close()
