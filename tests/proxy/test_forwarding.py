@@ -7,6 +7,7 @@ from typing import Any
 
 import aiohttp
 
+from strangler.config import parse_config
 from tests.proxy.conftest import one_upstream, run_proxy
 from tests.proxy.echo import echo_app
 from tests.support.net import serve_app
@@ -223,3 +224,18 @@ async def test_expect_100_continue_over_the_limit_is_refused_without_reading() -
         head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
         assert head.startswith(b"HTTP/1.1 413")
         writer.close()
+
+
+async def test_pools_follow_a_config_reload_to_a_changed_upstream_url() -> None:
+    async with (
+        serve_app(echo_app(name="old")) as old,
+        serve_app(echo_app(name="new")) as new,
+        run_proxy(one_upstream(old)) as proxy,
+        aiohttp.ClientSession() as s,
+    ):
+        async with s.get(proxy.url + "/x") as r:
+            assert r.headers["X-Upstream"] == "old"
+        router = proxy.runtime.router
+        router.apply_config(parse_config(one_upstream(new)))
+        async with s.get(proxy.url + "/x") as r:
+            assert r.headers["X-Upstream"] == "new"
