@@ -21,11 +21,12 @@ from typing import TYPE_CHECKING
 from strangler.adapter import HttpAdapter
 from strangler.config import Config
 from strangler.message import HttpRequest, HttpResponse, make_headers
-from strangler.proxy.attempt import ShadowTap
-from strangler.proxy.forwarding import Forwarder, Outcome, client_request, decoded
+from strangler.proxy.exchange import request_head
+from strangler.proxy.forwarding import Forwarder, Outcome
 from strangler.proxy.headers import RawHeaders, response_head
-from strangler.proxy.request import BodyTooLarge, ProxyRequest
+from strangler.proxy.request import BodyTooLarge, ProxyRequest, as_message, decoded
 from strangler.proxy.responses import error_response
+from strangler.proxy.shadowing import ShadowTap
 from strangler.routing.decision import Decision
 
 if TYPE_CHECKING:
@@ -70,7 +71,7 @@ async def adapted(
             return Outcome(to, 413)
         if tap is not None:
             tap.tee_request(body)
-    original = client_request(req, decision, body)
+    original = as_message(req, decision.path, decision.params, body)
 
     try:
         rewritten = adapter.request(original)
@@ -82,7 +83,7 @@ async def adapted(
 
     pool = fw.upstreams.pool(config, to)
     target = rewritten.target.encode("latin-1", "replace")
-    head = fw.head(
+    head = request_head(
         client.ip_bytes,
         req,
         decision,

@@ -12,15 +12,14 @@ without a coroutine hop. Two modes hold the response back instead:
   ``max_body`` for ``adapter.response()``.
 
 It ends once with ``result`` ``None`` on success or an error kind (``connect``,
-``timeout``, ``status``, ``too_large``): a coroutine awaits :meth:`Attempt.wait`,
-the callback-only fast path sets ``on_done`` instead. A ``ShadowTap`` may tee the body; it
-never delays or buffers the client's copy. Nothing here chooses upstreams.
+``timeout``, ``status``, ``too_large``): a coroutine awaits :meth:`Attempt.wait`;
+the callback-only fast path's subclass acts in ``_end``. A ``ShadowTap`` may tee
+the body; it never delays or buffers the client's copy. Nothing here chooses upstreams.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from strangler.errors import CircuitOpen, UpstreamError, UpstreamTimeout
@@ -28,6 +27,7 @@ from strangler.proxy.headers import RawHeaders, relay_head
 
 if TYPE_CHECKING:
     from strangler.proxy.connection import ClientConnection
+    from strangler.proxy.shadowing import ShadowTap
 
 _CHUNK_END = b"0\r\n\r\n"
 
@@ -40,45 +40,12 @@ def error_kind(error: UpstreamError) -> str:
     return "connect"
 
 
-class ShadowTap:
-    """Copies of the request and response bodies for a shadow mirror, up to ``limit``."""
-
-    __slots__ = ("limit", "over", "request", "request_size", "response", "response_size")
-
-    def __init__(self, limit: int) -> None:
-        self.limit = limit
-        self.request: list[bytes] = []
-        self.request_size = 0
-        self.response: list[bytes] = []
-        self.response_size = 0
-        self.over = False
-
-    def tee_request(self, data: bytes) -> None:
-        if not self.over:
-            self.request_size += len(data)
-            if self.request_size > self.limit:
-                self.over = True
-                self.request.clear()
-            else:
-                self.request.append(data)
-
-    def tee_response(self, data: bytes) -> None:
-        if not self.over:
-            self.response_size += len(data)
-            if self.response_size > self.limit:
-                self.over = True
-                self.response.clear()
-            else:
-                self.response.append(data)
-
-
 class Attempt:
     # No __slots__: most fields keep their class default for a whole attempt, and
     # not storing them per instance is what makes this object cheap to create.
     done: asyncio.Future[None] | None = None
     finished = False
     result: str | None = None
-    on_done: Callable[[Attempt], None] | None = None
     status = 0
     headers: RawHeaders = []
     chunks: list[bytes] | None = None
@@ -124,9 +91,7 @@ class Attempt:
             return
         self.finished = True
         self.result = result
-        if self.on_done is not None:
-            self.on_done(self)
-        elif self.done is not None and not self.done.done():
+        if self.done is not None and not self.done.done():
             self.done.set_result(None)
 
     async def wait(self) -> str | None:

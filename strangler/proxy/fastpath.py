@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING
 from strangler.config import Config
 from strangler.proxy.attempt import Attempt
 from strangler.proxy.circuit import CLOSED
+from strangler.proxy.exchange import request_head
 from strangler.proxy.request import ProxyRequest
 from strangler.proxy.upstream import UpstreamConnection, UpstreamPool
 from strangler.routing.decision import Decision
@@ -158,6 +159,6 @@ def try_fast(
     conn.start(attempt, attempt.head_request)
     client.attach(conn)
     client.fast = attempt
-    head = fw.head(client.ip_bytes, req, decision, pool, inline)
+    head = request_head(client.ip_bytes, req, decision, pool, inline)
     conn.write(head + inline if inline else head)
     return True

@@ -26,21 +26,20 @@ from time import monotonic
 from typing import TYPE_CHECKING
 
 from strangler.config import Config
-from strangler.errors import CircuitOpen, UpstreamError
-from strangler.message import HttpRequest, HttpResponse, make_headers
-from strangler.proxy.attempt import Attempt, ShadowTap, error_kind
+from strangler.errors import CircuitOpen
+from strangler.message import HttpResponse
+from strangler.proxy.attempt import Attempt
+from strangler.proxy.exchange import exchange, request_head
 from strangler.proxy.fastpath import try_fast
 from strangler.proxy.headers import (
-    HOP_BY_HOP,
     HeaderView,
     RawHeaders,
-    client_host_of,
     strangler_tags,
-    upstream_head,
 )
-from strangler.proxy.request import BodyTooLarge, ClientGone, ProxyRequest
+from strangler.proxy.registry import Upstreams
+from strangler.proxy.request import ClientGone, ProxyRequest
 from strangler.proxy.responses import error_response
-from strangler.proxy.upstream import UpstreamPool, Upstreams
+from strangler.proxy.shadowing import ShadowTap, open_tap, submit
 from strangler.routing.decision import Decision, decide
 from strangler.routing.paths import BadPath
 from strangler.runtime import RequestRecord, Runtime
@@ -146,7 +145,7 @@ class Forwarder:
 
                 outcome = await tunnel(self, client, req, decision, config)
                 return
-            tap = self._tap(decision, req)
+            tap = open_tap(self.runtime, decision, req)
             if decision.to_new and route is not None and route.adapter is not None:
                 from strangler.proxy.adapting import adapted
 
@@ -154,7 +153,17 @@ class Forwarder:
             else:
                 outcome = await self.plain(client, req, decision, config, tap)
             if tap is not None:
-                self._submit_shadow(decision, req, tap, outcome, started)
+                submit(
+                    self.runtime,
+                    decision,
+                    req,
+                    tap,
+                    outcome.status,
+                    outcome.headers,
+                    outcome.response,
+                    outcome.error,
+                    monotonic() - started,
+                )
         except ClientGone:
             outcome = Outcome(decision.upstream, 499)
             client.abort()
@@ -353,7 +362,7 @@ class Forwarder:
                 "circuit", CircuitOpen(upstream, "circuit open after failures")
             ), attempt
         if head is None:
-            head = self.head(client.ip_bytes, req, decision, pool, inline)
+            head = request_head(client.ip_bytes, req, decision, pool, inline)
         tries = 1 + pool.config.retries if replayable and req.method in IDEMPOTENT else 1
         max_body = config.limits.max_body
         try:
@@ -368,7 +377,7 @@ class Forwarder:
                     max_body=max_body,
                     tap=tap if i == 0 else None,
                 )
-                result = await self.exchange(client, req, pool, attempt, head, inline, max_body)
+                result = await exchange(client, req, pool, attempt, head, inline, max_body)
                 if result != "connect" or i + 1 == tries:
                     break
         except BaseException:
@@ -381,186 +390,3 @@ class Forwarder:
         else:
             circuit.release_probe()
         return result, attempt
-
-    async def exchange(
-        self,
-        client: ClientConnection,
-        req: ProxyRequest,
-        pool: UpstreamPool,
-        attempt: Attempt,
-        head: bytes,
-        inline: bytes | None,
-        max_body: int,
-    ) -> str | None:
-        """One request/response on one connection. Returns None or the error kind."""
-        try:
-            conn = await pool.acquire()
-        except UpstreamError as exc:
-            return attempt.fail(error_kind(exc), exc)
-        reused = conn.uses > 0
-        conn.start(attempt, attempt.head_request)
-        client.attach(conn)
-        sent = True
-        try:
-            if inline is not None:
-                conn.write(head + inline if inline else head)
-            else:
-                conn.write(head)
-                try:
-                    sent = await self._stream_body(req, conn, attempt, max_body)
-                except BodyTooLarge:
-                    sent = False
-                    attempt.fail("body_too_large")
-            result = await attempt.wait()
-        except BaseException:
-            pool.discard(conn)
-            raise
-        finally:
-            client.attach(None)
-        if result is None and sent:
-            pool.release(conn)
-            return None
-        pool.discard(conn)
-        if result == "connect" and reused and not conn.got_bytes and inline is not None:
-            # A pooled connection the upstream had already closed: safe to try afresh.
-            return "connect"
-        return result
-
-    async def _stream_body(
-        self, req: ProxyRequest, conn: object, attempt: Attempt, max_body: int
-    ) -> bool:
-        """Copy the request body upstream with back-pressure; False if cut short."""
-        from strangler.proxy.upstream import UpstreamConnection
-
-        assert isinstance(conn, UpstreamConnection)
-        body = req.body
-        chunked = req.chunked
-        tap = attempt.tap
-        total = 0
-        while not attempt.finished:
-            data = await body.read()
-            if attempt.finished:
-                return False
-            if not data:
-                if chunked:
-                    conn.write(b"0\r\n\r\n")
-                return True
-            total += len(data)
-            if total > max_body:
-                raise BodyTooLarge()
-            if tap is not None:
-                tap.tee_request(data)
-            if chunked:
-                conn.write(b"%x\r\n" % len(data))
-                conn.write(data)
-                conn.write(b"\r\n")
-            else:
-                conn.write(data)
-            await conn.drain()
-        return False
-
-    def head(
-        self,
-        client_ip: bytes,
-        req: ProxyRequest,
-        decision: Decision,
-        pool: UpstreamPool,
-        inline: bytes | None,
-        method: bytes | None = None,
-        target: bytes | None = None,
-        headers: RawHeaders | None = None,
-    ) -> bytes:
-        if target is None:
-            path = decision.path
-            if path == req.path:
-                target = req.target if not pool.prefix else pool.prefix + req.target
-            else:
-                target = pool.prefix + path.encode("latin-1")
-                if req.query:
-                    target += b"?" + req.query
-        if inline is not None:
-            framing = b"content-length: %d\r\n" % len(inline) if inline or req.has_body else b""
-        elif req.chunked:
-            framing = b"transfer-encoding: chunked\r\n"
-        else:
-            framing = b"content-length: %d\r\n" % (req.content_length or 0)
-        host = pool.host_header
-        if pool.config.host == "client":
-            host = client_host_of(req.headers) or host
-        return upstream_head(
-            method or req.method.encode("latin-1"),
-            target,
-            req.headers if headers is None else headers,
-            host,
-            client_ip,
-            b"http",
-            framing,
-        )
-
-    # ---------------------------------------------------------------- shadow
-
-    def _tap(self, decision: Decision, req: ProxyRequest) -> ShadowTap | None:
-        shadow = self.runtime.shadow
-        if decision.shadow_to is None or shadow is None or req.shadowed:
-            return None
-        route = decision.route
-        if route is None or route.config.shadow is None:
-            return None
-        try:
-            if not shadow.wants(decision, req.method):
-                return None
-        except Exception:
-            log.exception("shadow sink failed in wants()")
-            return None
-        tap = ShadowTap(route.config.shadow.max_body)
-        inline = req.body.buffered
-        if inline is not None:
-            tap.tee_request(inline)
-        return tap
-
-    def _submit_shadow(
-        self,
-        decision: Decision,
-        req: ProxyRequest,
-        tap: ShadowTap,
-        outcome: Outcome,
-        started: float,
-    ) -> None:
-        shadow = self.runtime.shadow
-        assert shadow is not None
-        try:
-            if tap.over:
-                shadow.skipped(decision, "body_too_large")
-                return
-            request = client_request(req, decision, b"".join(tap.request))
-            primary = outcome.response
-            if primary is None and outcome.headers is not None:
-                primary = HttpResponse(
-                    headers=make_headers(decoded(outcome.headers)),
-                    body=b"".join(tap.response),
-                    status=outcome.status,
-                )
-            error = outcome.error if primary is None else None
-            shadow.submit(decision, request, primary, error, monotonic() - started)
-        except Exception:
-            log.exception("shadow sink failed")
-
-
-def decoded(headers: RawHeaders) -> list[tuple[str, str]]:
-    return [
-        (n.decode("latin-1"), v.decode("latin-1"))
-        for n, v in headers
-        if n.lower() not in HOP_BY_HOP
-    ]
-
-
-def client_request(req: ProxyRequest, decision: Decision, body: bytes) -> HttpRequest:
-    """The client's request as an immutable value (for adapters and shadow)."""
-    return HttpRequest(
-        headers=make_headers(decoded(req.headers)),
-        body=body,
-        method=req.method,
-        path=decision.path,
-        query=req.query.decode("latin-1"),
-        params=decision.params,
-    )

@@ -12,9 +12,10 @@ the reader asks for it (``read_all``, for adapters and retries).
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
-from strangler.proxy.headers import RawHeaders
+from strangler.message import HttpRequest, make_headers
+from strangler.proxy.headers import HOP_BY_HOP, RawHeaders
 
 HIGH_WATER = 256 * 1024
 LOW_WATER = 64 * 1024
@@ -165,3 +166,24 @@ class ProxyRequest:
     @property
     def has_body(self) -> bool:
         return self.chunked or bool(self.content_length)
+
+
+def decoded(headers: RawHeaders) -> list[tuple[str, str]]:
+    """Raw header pairs as text, without the hop-by-hop ones."""
+    return [
+        (n.decode("latin-1"), v.decode("latin-1"))
+        for n, v in headers
+        if n.lower() not in HOP_BY_HOP
+    ]
+
+
+def as_message(req: ProxyRequest, path: str, params: Mapping[str, str], body: bytes) -> HttpRequest:
+    """The client's request as an immutable value (for adapters and shadow)."""
+    return HttpRequest(
+        headers=make_headers(decoded(req.headers)),
+        body=body,
+        method=req.method,
+        path=path,
+        query=req.query.decode("latin-1"),
+        params=params,
+    )

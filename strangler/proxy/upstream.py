@@ -8,11 +8,10 @@ raw byte pipe after a ``101``.
 
 ``UpstreamPool`` holds idle connections per upstream (at most
 ``max_connections`` open), connects with ``connect_timeout`` and maps socket
-errors to :mod:`strangler.errors`. ``Upstreams`` keeps one pool per upstream
-name and follows config reloads: a changed upstream gets a new pool, the old
-one closes its idle connections. It also runs the upstream timeout: a sweep
-every ``timeout / 5`` (20 to 500 ms) fails an exchange in which no byte moved for
-``timeout`` seconds (-> 504). Nothing here decides routing or fallback.
+errors to :mod:`strangler.errors` (``strangler.proxy.registry`` keeps one pool
+per upstream name across reloads). A :class:`Sweep` runs the upstream timeout:
+every ``timeout / 5`` (20 to 500 ms) it fails an exchange in which no byte moved
+for ``timeout`` seconds (-> 504). Nothing here decides routing or fallback.
 """
 
 from __future__ import annotations
@@ -29,13 +28,11 @@ from urllib.parse import urlsplit
 
 import httptools
 
-from strangler.config import Config, UpstreamConfig
+from strangler.config import UpstreamConfig
 from strangler.errors import UpstreamConnectError, UpstreamError, UpstreamTimeout
 from strangler.proxy.circuit import CircuitBreaker
 from strangler.proxy.headers import RawHeaders
-
-SWEEP_MAX = 0.5
-SWEEP_MIN = 0.02
+from strangler.proxy.sweep import Sweep, sweep_interval
 
 
 class ResponseSink(Protocol):
@@ -105,7 +102,7 @@ class UpstreamConnection(asyncio.Protocol):
         # of the request's bookkeeping): the pool's sweep checks ``busy`` connections.
         self._seen = self._activity
         self._deadline = monotonic() + self.pool.config.timeout
-        self.pool.busy.add(self)
+        self.pool.sweep.track(self)
 
     def write(self, data: bytes) -> None:
         self._activity += 1
@@ -257,18 +254,22 @@ def set_nodelay(transport: asyncio.BaseTransport) -> None:
 
 
 class UpstreamPool:
-    """Idle keep-alive connections to one upstream, plus its circuit breaker."""
+    """Idle keep-alive connections to one upstream, plus its circuit breaker.
+
+    Pools made by :class:`~strangler.proxy.registry.Upstreams` share its sweep; a
+    pool made on its own (the shadow client's) runs one of its own."""
 
     def __init__(
         self,
         name: str,
         config: UpstreamConfig,
         loop: asyncio.AbstractEventLoop,
-        busy: set[UpstreamConnection] | None = None,
+        sweep: Sweep | None = None,
     ) -> None:
         self.name = name
-        self.busy: set[UpstreamConnection] = busy if busy is not None else set()
-        """Connections in an exchange (shared by all pools; the sweep walks it)."""
+        self._own_sweep = sweep is None
+        self.sweep = sweep if sweep is not None else Sweep(sweep_interval(config.timeout))
+        self.busy = self.sweep.busy
         self.config = config
         self.loop = loop
         parts = urlsplit(config.url)
@@ -376,58 +377,9 @@ class UpstreamPool:
 
     def close(self) -> None:
         self.closed = True
+        if self._own_sweep:
+            self.sweep.close()
         for conn in list(self.idle):
             if conn.transport is not None:
                 conn.transport.close()
         self.idle.clear()
-
-
-class Upstreams:
-    """One pool per upstream name, following config reloads; runs the timeout sweep."""
-
-    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
-        self.loop = loop
-        self._config: Config | None = None
-        self._pools: dict[str, UpstreamPool] = {}
-        self.busy: set[UpstreamConnection] = set()
-        self._interval = SWEEP_MAX
-        self._sweeper: asyncio.Task[None] | None = None
-
-    async def _sweep(self) -> None:
-        while True:
-            await asyncio.sleep(self._interval)
-            now = monotonic()
-            for conn in list(self.busy):
-                conn.check_timeout(now)
-
-    def pool(self, config: Config, name: str) -> UpstreamPool:
-        if config is not self._config:
-            self._follow(config)
-        return self._pools[name]
-
-    def _follow(self, config: Config) -> None:
-        pools: dict[str, UpstreamPool] = {}
-        for name, upstream in config.upstreams.items():
-            old = self._pools.get(name)
-            pools[name] = (
-                old
-                if old is not None and old.config == upstream
-                else UpstreamPool(name, upstream, self.loop, self.busy)
-            )
-        for name, old in self._pools.items():
-            if pools.get(name) is not old:
-                old.close()
-        self._pools = pools
-        self._config = config
-        shortest = min((u.timeout for u in config.upstreams.values()), default=SWEEP_MAX)
-        # A timeout fires between ``timeout`` and ``timeout + interval`` after the last byte.
-        self._interval = min(SWEEP_MAX, max(SWEEP_MIN, shortest / 5))
-        if self._sweeper is None:
-            self._sweeper = self.loop.create_task(self._sweep())
-
-    def close(self) -> None:
-        if self._sweeper is not None:
-            self._sweeper.cancel()
-            self._sweeper = None
-        for pool in self._pools.values():
-            pool.close()
