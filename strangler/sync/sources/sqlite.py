@@ -62,46 +62,62 @@ def table_columns(conn: sqlite3.Connection, table: str) -> tuple[list[str], list
 
 def install_capture(conn: sqlite3.Connection, tables: tuple[str, ...], change_table: str) -> None:
     """Create the change table and (re)create the capture triggers, in one transaction."""
+    # An explicit write transaction: between DROP TRIGGER and CREATE TRIGGER no
+    # monolith write may slip through uncaptured (``with conn`` alone does not BEGIN
+    # on an autocommit connection).
+    in_tx = conn.in_transaction
+    if not in_tx:
+        conn.execute("BEGIN IMMEDIATE")
+    try:
+        _install(conn, tables, change_table)
+    except BaseException:
+        if not in_tx:
+            conn.execute("ROLLBACK")
+        raise
+    if not in_tx:
+        conn.execute("COMMIT")
+
+
+def _install(conn: sqlite3.Connection, tables: tuple[str, ...], change_table: str) -> None:
     ct = _quote(change_table)
     next_id = _NEXT_ID.format(ct=change_table)
-    with conn:
-        conn.execute(
-            f"CREATE TABLE IF NOT EXISTS {ct} (id INTEGER PRIMARY KEY AUTOINCREMENT,"
-            " tbl TEXT NOT NULL, key TEXT NOT NULL, envelope TEXT NOT NULL)"
-        )
-        for table in tables:
-            columns, key = table_columns(conn, table)
-            for verb, op, before, after, key_row in (
-                ("INSERT", "c", None, "NEW", "NEW"),
-                ("UPDATE", "u", "OLD", "NEW", "NEW"),
-                ("DELETE", "d", "OLD", None, "OLD"),
-            ):
-                trigger = _quote(f"{change_table}_{table}_{verb.lower()}")
+    conn.execute(
+        f"CREATE TABLE IF NOT EXISTS {ct} (id INTEGER PRIMARY KEY AUTOINCREMENT,"
+        " tbl TEXT NOT NULL, key TEXT NOT NULL, envelope TEXT NOT NULL)"
+    )
+    for table in tables:
+        columns, key = table_columns(conn, table)
+        for verb, op, before, after, key_row in (
+            ("INSERT", "c", None, "NEW", "NEW"),
+            ("UPDATE", "u", "OLD", "NEW", "NEW"),
+            ("DELETE", "d", "OLD", None, "OLD"),
+        ):
+            trigger = _quote(f"{change_table}_{table}_{verb.lower()}")
 
-                def image(row: str | None, cols: list[str]) -> str:
-                    if row is None:
-                        return "NULL"
-                    pairs = ", ".join(
-                        f"{_literal(c)}, {_json_safe(f'{row}.{_quote(c)}')}" for c in cols
-                    )
-                    return f"json_object({pairs})"
+            def image(row: str | None, cols: list[str]) -> str:
+                if row is None:
+                    return "NULL"
+                pairs = ", ".join(
+                    f"{_literal(c)}, {_json_safe(f'{row}.{_quote(c)}')}" for c in cols
+                )
+                return f"json_object({pairs})"
 
-                source = (
-                    f"json_object('version', 'strangler', 'connector', 'sqlite', 'name', 'sqlite',"
-                    f" 'db', 'main', 'schema', 'main', 'table', {_literal(table)},"
-                    f" 'ts_ms', {_TS_MS}, 'snapshot', 'false', 'lsn', {next_id},"
-                    f" 'sequence', '[\"' || {next_id} || '\",\"' || {next_id} || '\"]')"
-                )
-                envelope = (
-                    f"json_object('op', {_literal(op)}, 'before', {image(before, columns)},"
-                    f" 'after', {image(after, columns)}, 'source', {source}, 'ts_ms', {_TS_MS})"
-                )
-                conn.execute(f"DROP TRIGGER IF EXISTS {trigger}")
-                conn.execute(
-                    f"CREATE TRIGGER {trigger} AFTER {verb} ON {_quote(table)} BEGIN"
-                    f" INSERT INTO {ct} (id, tbl, key, envelope) VALUES ({next_id},"
-                    f" {_literal(table)}, {image(key_row, key)}, {envelope}); END"
-                )
+            source = (
+                f"json_object('version', 'strangler', 'connector', 'sqlite', 'name', 'sqlite',"
+                f" 'db', 'main', 'schema', 'main', 'table', {_literal(table)},"
+                f" 'ts_ms', {_TS_MS}, 'snapshot', 'false', 'lsn', {next_id},"
+                f" 'sequence', '[\"' || {next_id} || '\",\"' || {next_id} || '\"]')"
+            )
+            envelope = (
+                f"json_object('op', {_literal(op)}, 'before', {image(before, columns)},"
+                f" 'after', {image(after, columns)}, 'source', {source}, 'ts_ms', {_TS_MS})"
+            )
+            conn.execute(f"DROP TRIGGER IF EXISTS {trigger}")
+            conn.execute(
+                f"CREATE TRIGGER {trigger} AFTER {verb} ON {_quote(table)} BEGIN"
+                f" INSERT INTO {ct} (id, tbl, key, envelope) VALUES ({next_id},"
+                f" {_literal(table)}, {image(key_row, key)}, {envelope}); END"
+            )
 
 
 class SqliteSource:
