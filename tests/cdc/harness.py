@@ -6,8 +6,8 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
-from decimal import Decimal
 from collections.abc import Callable, Sequence
+from decimal import Decimal
 from typing import Any
 
 import psycopg
@@ -51,7 +51,8 @@ def mappings(target: str) -> list[dict[str, Any]]:
     return [
         {"source": "public.customers", "target": target,
          "adapter": "tests.cdc.adapters:CustomerRows"},
-        {"source": "public.payments", "target": target, "adapter": {"table": "payments", "key": ["id"]}},
+        {"source": "public.payments", "target": target,
+         "adapter": {"table": "payments", "key": ["id"]}},
         {"source": "public.tags", "target": target, "adapter": {"table": "tags", "key": ["id"]}},
     ]  # fmt: skip
 

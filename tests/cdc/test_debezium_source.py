@@ -67,8 +67,9 @@ def stack(logical_pg: LogicalPostgres) -> Iterator[Stack]:
     for i in range(1, 21):
         execute(s.monolith, "INSERT INTO customers VALUES (%s, %s, 'A', %s, %s, 'short')",
                 params=(i, f"c{i}", str(i * 1001), f"city{i % 3}"))  # fmt: skip
-    execute(s.monolith, "INSERT INTO payments VALUES (1, 0.000001, '2024-02-29 23:59:59.999999+05:30',"
-                        " '1999-12-31', '2000-01-01 00:00:00.000001')")  # fmt: skip
+    execute(s.monolith, "INSERT INTO payments VALUES (1, 0.000001,"
+                        " '2024-02-29 23:59:59.999999+05:30', '1999-12-31',"
+                        " '2000-01-01 00:00:00.000001')")  # fmt: skip
     s.worker.start()
     try:
         wait_until(s.matches, 120, "the snapshot to arrive")

@@ -98,6 +98,8 @@ class KafkaSource:
         self.types = types or {}
         self.skipped = 0
         """Records that were not change events we could read (logged with topic/offset)."""
+        self.assigned: frozenset[str] = frozenset()
+        """``topic/partition`` this member currently holds (empty until it joined)."""
         self._thread = ThreadPoolExecutor(1, thread_name_prefix=f"kafka-{name}")
         self._consumer: Any = None
         self._resume: ResumeLookup = dict
@@ -212,6 +214,7 @@ class KafkaSource:
             log.warning("source %s: group offset commit failed (harmless): %s", self.name, exc)
 
     def _seek(self, consumer: Any, partitions: Sequence[Any]) -> None:
+        self.assigned = self.assigned | {partition_key(t.topic, t.partition) for t in partitions}
         if not partitions:
             return
         stored = self._resume()
@@ -250,7 +253,8 @@ class _SeekToTarget(ConsumerRebalanceListener):  # type: ignore[misc]
     def on_partitions_revoked(self, revoked: Any) -> None:
         # Batches are applied and acknowledged before the next poll, so nothing of a
         # revoked partition is in flight here.
-        return None
+        gone = {partition_key(tp.topic, tp.partition) for tp in revoked}
+        self.source.assigned = self.source.assigned - gone
 
     def on_partitions_assigned(self, assigned: Any) -> None:
         self.source._seek(self.consumer, list(assigned))
