@@ -18,7 +18,7 @@ from strangler.demo.admin import AdminApi, shadow_total
 from strangler.demo.report import Report
 from strangler.demo.stack import DemoStack
 from strangler.demo.steps import check
-from strangler.demo.traffic import Traffic, users
+from strangler.demo.traffic import Sample, Traffic, users
 
 ROUTE = "customers"
 SERVICE = "customers"
@@ -59,6 +59,27 @@ class Demo:
         self.report.proof(
             f"PUT /api/routes/{ROUTE}/override ({label}): in effect after "
             f"{(time.monotonic() - started) * 1000:.0f} ms (source {route['source']})"
+        )
+
+    async def burst(self, pool: list[str], per_user: int = 1) -> tuple[Sample, float]:
+        """GET random customers as ``pool``; also returns how many of those requests the
+        proxy answered from legacy because the new side failed (its fallback counter)."""
+        before = await self.admin.metric("strangler_fallbacks_total", route=ROUTE)
+        sample = await self.traffic.burst(pool, self.pick_customer(), per_user=per_user)
+        after = await self.admin.metric("strangler_fallbacks_total", route=ROUTE)
+        return sample, after - before
+
+    def served_by_new(self, sample: Sample, fallbacks: float) -> None:
+        """Prove every answer came from the service, except (counted) fallbacks."""
+        by = sample.by_upstream()
+        note = f" ({fallbacks:g} answered by legacy as fallbacks)" if fallbacks else ""
+        self.report.proof(
+            f"{len(sample)} GETs: {pct(sample.share(SERVICE))} served by {SERVICE}{note}"
+        )
+        check(not sample.errors, f"{len(sample.errors)} client errors")
+        check(
+            len(sample) - by[SERVICE] <= fallbacks,
+            f"answers came from {dict(by)} with only {fallbacks:g} fallbacks",
         )
 
     async def quiet_shadow(self, timeout: float = 5.0) -> dict[str, int]:

@@ -64,7 +64,9 @@ class Sample:
         return seen
 
     def users_on(self, upstream: str) -> set[str]:
-        return {user for user, sides in self.sides().items() if sides == {upstream}}
+        """Users answered by ``upstream`` at least once (a canary user whose request
+        failed on the new side was answered by legacy as a fallback, still a canary user)."""
+        return {user for user, sides in self.sides().items() if upstream in sides}
 
     def non_sticky_users(self) -> set[str]:
         return {user for user, sides in self.sides().items() if len(sides) > 1}
