@@ -68,38 +68,63 @@ def rows(dsn: str, query: str) -> list[tuple[Any, ...]]:
         return list(conn.execute(query).fetchall())  # type: ignore[arg-type]
 
 
-def wait_until(check: Callable[[], bool], timeout: float = 60.0, what: str = "") -> None:
+def wait_until(
+    check: Callable[[], bool],
+    timeout: float = 60.0,
+    what: str = "",
+    explain: Callable[[], object] | None = None,
+) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if check():
             return
         time.sleep(0.1)
-    raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what or check}")
+    detail = f": {explain()}" if explain is not None else ""
+    raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what or check}{detail}")
+
+
+def service_diff(monolith: str, service: str) -> list[str]:
+    """How the service's tables differ from the monolith's (mapped); empty when aligned."""
+    status = {"A": "active", "I": "inactive"}
+    pairs = [
+        (
+            "customers",
+            [
+                (i, nm, status[st], Decimal(int(cents)).scaleb(-2), note)
+                for i, nm, st, cents, note in rows(
+                    monolith, "SELECT id, nm, st, cents, note FROM customers ORDER BY id"
+                )
+            ],
+            rows(service, "SELECT id, name, status, balance, note FROM customers ORDER BY id"),
+        ),
+        (
+            "addresses",
+            rows(monolith, "SELECT id, city FROM customers ORDER BY id"),
+            rows(service, "SELECT customer_id, city FROM addresses ORDER BY customer_id"),
+        ),
+        (
+            "payments",
+            rows(monolith, "SELECT * FROM payments ORDER BY id"),
+            rows(service, "SELECT * FROM payments ORDER BY id"),
+        ),
+        (
+            "tags",
+            rows(monolith, "SELECT * FROM tags ORDER BY id"),
+            rows(service, "SELECT * FROM tags ORDER BY id"),
+        ),
+    ]
+    out = []
+    for table, expected, got in pairs:
+        missing = [r for r in expected if r not in got]
+        extra = [r for r in got if r not in expected]
+        if missing or extra:
+            out.append(f"{table}: missing {missing[:5]} extra {extra[:5]}")
+    return out
 
 
 def service_matches(monolith: str, service: str) -> bool:
     """The service's customers/addresses/payments/tags equal the monolith's, mapped."""
-    expected_customers = [
-        (i, nm, {"A": "active", "I": "inactive"}[st], Decimal(int(cents)).scaleb(-2), note)
-        for i, nm, st, cents, note in rows(
-            monolith, "SELECT id, nm, st, cents, note FROM customers ORDER BY id"
-        )
-    ]
-    got_customers = [
-        (i, name, status, balance, note)
-        for i, name, status, balance, note in rows(
-            service, "SELECT id, name, status, balance, note FROM customers ORDER BY id"
-        )
-    ]
-    return (
-        expected_customers == got_customers
-        and rows(monolith, "SELECT id, city FROM customers ORDER BY id")
-        == rows(service, "SELECT customer_id, city FROM addresses ORDER BY customer_id")
-        and rows(monolith, "SELECT * FROM payments ORDER BY id")
-        == rows(service, "SELECT * FROM payments ORDER BY id")
-        and rows(monolith, "SELECT * FROM tags ORDER BY id")
-        == rows(service, "SELECT * FROM tags ORDER BY id")
-    )
+    return not service_diff(monolith, service)
 
 
 class WorkerThread:

@@ -23,6 +23,7 @@ from tests.cdc.harness import (
     execute,
     mappings,
     rows,
+    service_diff,
     service_matches,
     wait_until,
 )
@@ -48,14 +49,19 @@ class Stack:
     def matches(self) -> bool:
         return service_matches(self.monolith, self.service)
 
+    def wait_aligned(self, timeout: float, what: str) -> None:
+        wait_until(self.matches, timeout, what, lambda: self.explain())
+
+    def explain(self) -> str:
+        return f"{service_diff(self.monolith, self.service)}; worker: {self.status()}"
+
     def writes(self, table: str, ident: int) -> int:
         found = rows(self.service, f"SELECT count(*) FROM write_audit WHERE tbl = '{table}'"
                                    f" AND id = {ident}")  # fmt: skip
         return int(found[0][0])
 
-    def restart(self) -> None:
-        self.worker.stop()
-        self.worker = WorkerThread(self.config).start()
+    def status(self) -> object:
+        return self.worker.worker.snapshot()["sources"] if self.worker.worker else None
 
 
 @pytest.fixture(scope="module")
@@ -72,7 +78,7 @@ def stack(logical_pg: LogicalPostgres) -> Iterator[Stack]:
                         " '2000-01-01 00:00:00.000001')")  # fmt: skip
     s.worker.start()
     try:
-        wait_until(s.matches, 120, "the snapshot to arrive")
+        s.wait_aligned(120, "the snapshot to arrive")
         yield s
     finally:
         s.worker.stop()
@@ -94,7 +100,7 @@ def test_inserts_updates_and_deletes_stream_through_the_adapter(stack: Stack) ->
         "UPDATE customers SET city = 'Gent' WHERE id = 4",
         "DELETE FROM customers WHERE id = 5",
     )
-    wait_until(stack.matches, 30, "the changes to stream")
+    stack.wait_aligned(30, "the changes to stream")
     assert rows(stack.service, "SELECT status, balance FROM customers WHERE id = 3") == [
         ("inactive", Decimal("0.05"))
     ]
@@ -105,7 +111,7 @@ def test_inserts_updates_and_deletes_stream_through_the_adapter(stack: Stack) ->
 def test_unchanged_toasted_column_keeps_its_value(stack: Stack) -> None:
     big = secrets.token_hex(20_000)  # 40 kB, stored out of line
     execute(stack.monolith, "UPDATE customers SET note = %s WHERE id = 9", params=(big,))
-    wait_until(stack.matches, 30, "the long note to arrive")
+    stack.wait_aligned(30, "the long note to arrive")
     # REPLICA IDENTITY DEFAULT: this update sends the placeholder for the untouched note.
     execute(stack.monolith, "UPDATE customers SET nm = 'renamed' WHERE id = 9")
     wait_until(
@@ -124,7 +130,7 @@ def test_decimals_dates_and_timestamps_arrive_exactly(stack: Stack) -> None:
         "INSERT INTO payments VALUES (3, -0.5, NULL, NULL, NULL)",
         "UPDATE payments SET amount = 42.100000 WHERE id = 1",
     )
-    wait_until(stack.matches, 30, "the payments")
+    stack.wait_aligned(30, "the payments")
     got = dict((r[0], r[1:]) for r in rows(stack.service, "SELECT * FROM payments"))
     assert got[2][0] == Decimal("123456789012.345678")
     assert got[2][1] == dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
@@ -141,17 +147,17 @@ def test_truncate_empties_what_the_table_fed(stack: Stack) -> None:
     execute(stack.monolith, "TRUNCATE tags")
     wait_until(lambda: rows(stack.service, "SELECT count(*) FROM tags") == [(0,)], 30, "truncate")
     execute(stack.monolith, "INSERT INTO tags VALUES (2, 'again')")
-    wait_until(stack.matches, 30, "a row after the truncate")
+    stack.wait_aligned(30, "a row after the truncate")
 
 
 def test_restart_resumes_from_stored_offsets_without_reapplying(stack: Stack) -> None:
-    wait_until(stack.matches, 30, "everything so far")
+    stack.wait_aligned(30, "everything so far")
     before = stack.writes("customers", 1)
     stack.worker.stop()
     execute(stack.monolith, "UPDATE customers SET nm = 'while-stopped' WHERE id = 2",
             "INSERT INTO customers VALUES (102, 'later', 'I', '1', 'Oslo', 'n')")  # fmt: skip
     stack.worker = WorkerThread(stack.config).start()
-    wait_until(stack.matches, 60, "the changes made while stopped")
+    stack.wait_aligned(60, "the changes made while stopped")
     # Nothing already applied came back: customer 1 was written once, by the snapshot.
     assert stack.writes("customers", 1) == before == 1
     assert stack.writes("customers", 102) == 1

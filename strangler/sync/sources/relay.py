@@ -5,8 +5,12 @@ stands in for it on a laptop or in CI (no Connect cluster needed). It runs the s
 embedded engine as the ``debezium`` source and produces each record unchanged (JSON
 key and value, tombstones as null values) to the topic Debezium names
 (``<topic.prefix>.<schema>.<table>``), keyed by the record key so one row stays in
-one partition, exactly as Connect does. A batch is marked processed only after the
-producer has flushed it, so a restart re-sends at most the batch in flight.
+one partition, exactly as Connect does. Records without a key (truncates) go to every
+partition: each partition then sees the truncate after its own earlier changes, so a
+consumer never applies a row change that happened before the truncate after it
+(Connect gives no such guarantee; see docs/readme/sync_sources.md). A batch is marked
+processed only after the producer has flushed it, so a restart re-sends at most the
+batch in flight.
 
 Never used by the worker; never writes anywhere but the broker.
 """
@@ -88,14 +92,14 @@ class DebeziumRelay:
         if producer is None:
             raise SyncError("relay is stopped")
         self.ensure_topics(sorted({r.destination for r in records}))
-        futures = [
-            producer.send(
-                r.destination,
-                key=None if r.key is None else r.key.encode(),
-                value=None if r.value is None else r.value.encode(),
-            )
-            for r in records
-        ]
+        futures = []
+        for r in records:
+            value = None if r.value is None else r.value.encode()
+            if r.key is None:
+                for partition in sorted(producer.partitions_for(r.destination) or {0}):
+                    futures.append(producer.send(r.destination, value=value, partition=partition))
+            else:
+                futures.append(producer.send(r.destination, key=r.key.encode(), value=value))
         producer.flush()
         for future in futures:
             future.get(timeout=30)  # raises if the broker refused a record
