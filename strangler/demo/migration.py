@@ -9,8 +9,10 @@ prints a figure it did not measure, and every claim is a :func:`check`.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import math
+import time
 
 from strangler.demo.admin import data_samples, mismatch_example, mismatched_fields, shadow_total
 from strangler.demo.context import (
@@ -288,9 +290,17 @@ async def flip_back(demo: Demo) -> None:
         for line in output.strip().splitlines():
             r.proof(f"  {line}")
         check(code == 0, f"strangler {' '.join(argv)} exited {code}")
-        route = await demo.admin.route(ROUTE)
-        r.proof(f"route {ROUTE}: mode {route['mode']}, source {route['source']}")
         expected = "config" if "--reset" in argv else "override"
+        started = time.monotonic()
+        route = await demo.admin.route(ROUTE)
+        # With a shared state store the proxy applies the change when its notice arrives.
+        while route["source"] != expected and time.monotonic() - started < 5:
+            await asyncio.sleep(0.005)
+            route = await demo.admin.route(ROUTE)
+        r.proof(
+            f"route {ROUTE}: mode {route['mode']}, source {route['source']} "
+            f"(proxy showed it {(time.monotonic() - started) * 1000:.0f} ms after the CLI exited)"
+        )
         check(route["source"] == expected, f"source is {route['source']}, expected {expected}")
     # The breaker opened during the outage; the first request after its cooldown is the
     # half-open probe that closes it. Until then GETs are (correctly) answered by legacy.
