@@ -1,11 +1,12 @@
 """The demo's running pieces, started in-process in one asyncio loop, and torn down.
 
-The embedded stack: the sample monolith on a SQLite file in the work folder
-(seeded deterministically), the customers service on its own SQLite file, the
-CDC worker capturing the monolith with the SQLite source (snapshot, then
-streaming), and the proxy (memory:// state, a generated admin token) loaded
-from a routes.yaml the demo writes into the work folder, so an operator can
-read it, edit it (it is hot-reloaded) and point ``strangler status -c`` at it.
+The sample monolith (seeded deterministically), the customers service, the CDC
+worker (the real ``strangler sync`` worker, snapshot then streaming) and the
+proxy (a generated admin token), loaded from a routes.yaml the demo writes into
+the work folder, so an operator can read it, edit it (it is hot-reloaded) and
+point ``strangler status -c`` at it. Where the databases, the state and the
+change capture live is the backend's business (:mod:`strangler.demo.backends`):
+SQLite files and memory:// by default, real servers with ``--stack local``.
 
 The stack only starts, stops and reads things (row counts, a service row); the
 steps in :mod:`strangler.demo.migration` decide what they prove. The one thing
