@@ -158,3 +158,21 @@ async def test_requests_answered_by_legacy_skip_the_adapter() -> None:
         ):
             assert r.status == 200
     assert cfg_seen[0]["path"] == "/api/customers/7"
+
+
+async def test_adapted_answer_over_max_body_is_502_not_buffered_forever() -> None:
+    async def huge(request: web.Request) -> web.Response:
+        return web.Response(body=b"x" * 50_000, content_type="application/json")
+
+    app = web.Application()
+    app.router.add_get("/{tail:.*}", huge)
+    async with serve_app(echo_app()) as legacy, serve_app(app) as new:
+        cfg = config(legacy, new, ADAPTER) | {"limits": {"max_body": 10_000}}
+        async with (
+            run_proxy(cfg) as proxy,
+            aiohttp.ClientSession() as s,
+            s.get(proxy.url + "/api/customers/7") as r,
+        ):
+            assert r.status == 502
+            body = await r.json()
+    assert body["upstream"] == "new" and "max_body" in body["error"]
