@@ -24,7 +24,13 @@ from strangler.message import HttpRequest, HttpResponse, make_headers
 from strangler.proxy.exchange import request_head
 from strangler.proxy.forwarding import Forwarder, Outcome
 from strangler.proxy.headers import RawHeaders, response_head
-from strangler.proxy.request import BodyTooLarge, ProxyRequest, as_message, decoded
+from strangler.proxy.request import (
+    BodyTooLarge,
+    MalformedBody,
+    ProxyRequest,
+    as_message,
+    decoded,
+)
 from strangler.proxy.responses import error_response
 from strangler.proxy.shadowing import ShadowTap
 from strangler.routing.decision import Decision
@@ -69,6 +75,10 @@ async def adapted(
                 )
             )
             return Outcome(to, 413)
+        except MalformedBody:
+            req.keep_alive = False
+            client.write(error_response(400, "malformed request body", route, to, close=True))
+            return Outcome(to, 400)
         if tap is not None:
             tap.tee_request(body)
     original = as_message(req, decision.path, decision.params, body)

@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any, cast
 import httptools
 
 from strangler.proxy.headers import RawHeaders
-from strangler.proxy.request import BodyTooLarge, ClientGone, ProxyRequest, RequestBody
+from strangler.proxy.request import BodyTooLarge, MalformedBody, ProxyRequest, RequestBody
 from strangler.proxy.responses import CONTINUE
 from strangler.proxy.upstream import set_nodelay
 
@@ -166,7 +166,7 @@ class ClientConnection(asyncio.Protocol):
         if req is not None and req not in self._ready:
             # Already forwarding: cut its body short; the upstream never sees it complete.
             req.keep_alive = False
-            req.body.abort(BodyTooLarge() if status == 413 else ClientGone())
+            req.body.abort(BodyTooLarge() if status == 413 else MalformedBody(message))
             return
         if req is None:
             req = self._new_request(b"GET", False)

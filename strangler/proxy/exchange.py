@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 from strangler.errors import UpstreamError
 from strangler.proxy.attempt import Attempt, error_kind
 from strangler.proxy.headers import RawHeaders, client_host_of, upstream_head
-from strangler.proxy.request import BodyTooLarge, ProxyRequest
+from strangler.proxy.request import BodyTooLarge, MalformedBody, ProxyRequest
 from strangler.proxy.upstream import UpstreamConnection, UpstreamPool
 from strangler.routing.decision import Decision
 
@@ -53,6 +53,11 @@ async def exchange(
             except BodyTooLarge:
                 sent = False
                 attempt.fail("body_too_large")
+            except MalformedBody:
+                # The upstream got a truncated body and its connection is dropped below,
+                # so it never sees a complete request.
+                sent = False
+                attempt.fail("bad_request")
         result = await attempt.wait()
     except BaseException:
         pool.discard(conn)

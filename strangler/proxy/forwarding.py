@@ -281,7 +281,7 @@ class Forwarder:
         """After the chosen upstream's try: the answer, or legacy's (fallback), or an error."""
         upstream = decision.upstream
         new_error = None
-        if decision.to_new and result != "body_too_large":
+        if decision.to_new and result not in ("body_too_large", "bad_request"):
             new_error = result or ("status" if attempt.status >= 500 else None)
         if result is None:
             return Outcome(upstream, attempt.status, new_error, headers=attempt.headers)
@@ -317,6 +317,9 @@ class Forwarder:
         if kind == "body_too_large":
             status = 413
             message = "request body is larger than limits.max_body"
+        elif kind == "bad_request":
+            status = 400
+            message = "malformed request body (bad chunk framing)"
         elif kind == "too_large":
             message = f"upstream {upstream!r}: response larger than limits.max_body"
         elif kind == "status":

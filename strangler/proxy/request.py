@@ -25,6 +25,10 @@ class BodyTooLarge(Exception):
     """The request body is larger than the limit it was read with."""
 
 
+class MalformedBody(Exception):
+    """The request body broke the framing (e.g. a bad chunk size) after forwarding began."""
+
+
 class ClientGone(Exception):
     """The client closed its connection before the request body was complete."""
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from typing import Any
 
@@ -80,3 +81,19 @@ async def test_a_valid_request_before_a_bad_one_on_the_same_connection_is_answer
     assert answer.startswith(b"HTTP/1.1 200")
     assert b"HTTP/1.1 400" in answer
     assert [hit["path"] for hit in seen] == ["/fine"]
+
+
+async def test_a_bad_chunk_later_in_a_streaming_upload_is_400_and_never_completes() -> None:
+    seen: list[dict[str, Any]] = []
+    async with serve_app(echo_app(seen)) as url, run_proxy(one_upstream(url)) as proxy:
+        reader, writer = await asyncio.open_connection("127.0.0.1", proxy.port)
+        writer.write(
+            b"POST /upload HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n"
+        )
+        await writer.drain()
+        await asyncio.sleep(0.3)  # the proxy is already streaming this request upstream
+        writer.write(b"zz\r\nGET /smuggled HTTP/1.1\r\n\r\n0\r\n\r\n")
+        answer = await asyncio.wait_for(reader.read(), 5)
+        writer.close()
+    assert status_of(answer) == 400, answer[:200]
+    assert seen == [], f"upstream completed {seen}"
