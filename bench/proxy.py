@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import importlib.util
 import os
 import platform
 import re
@@ -266,6 +267,9 @@ def main() -> int:
     )
     args = parser.parse_args()
     ensure_tools()
+    if args.uvloop and importlib.util.find_spec("uvloop") is None:
+        print("uvloop is not installed (pip install 'strangler[fast]'): skipping that row")
+        args.uvloop = False
 
     tmp = Path(tempfile.mkdtemp(prefix="strangler-bench-"))
     tmp.chmod(0o777)
