@@ -1,6 +1,6 @@
 """Pass-through benchmark: upstream direct vs NGINX as a proxy vs strangler, side by side.
 
-    python bench/proxy.py [--rounds 5] [--duration 10] [--workers 2] [--write]
+    python bench/proxy.py [--rounds 5] [--duration 10] [--workers 2] [--uvloop] [--write]
 
 Starts (all on free loopback ports, in a temp folder, as child processes):
 
@@ -10,7 +10,9 @@ Starts (all on free loopback ports, in a temp folder, as child processes):
   per strangler worker);
 * ``strangler serve --workers N`` in front of it (10 routes; Redis state, as
   several workers need), and for the route-count comparison a second one with
-  10,000 routes.
+  10,000 routes;
+* with ``--uvloop``, the same data plane as bare ``ProxyServer`` processes on
+  uvloop sharing the port with SO_REUSEPORT (``bench/proxy_worker.py``).
 
 Then, for several rounds, runs ``wrk -t2 -c64`` against each in turn and reports
 medians: req/s, p50/p99 latency, CPU-µs per request (utime+stime of the proxy's
