@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 
+from strangler.config import ShadowConfig
 from strangler.message import HttpResponse, make_headers
 from strangler.proxy.headers import RawHeaders
 from strangler.proxy.request import ProxyRequest, as_message, decoded
@@ -23,6 +24,7 @@ from strangler.routing.decision import Decision
 from strangler.runtime import Runtime
 
 log = logging.getLogger(__name__)
+DEFAULT_SHADOW = ShadowConfig()
 
 
 class ShadowTap:
@@ -63,7 +65,7 @@ def open_tap(runtime: Runtime, decision: Decision, req: ProxyRequest) -> ShadowT
     if decision.shadow_to is None or shadow is None or req.shadowed:
         return None
     route = decision.route
-    if route is None or route.config.shadow is None:
+    if route is None:
         return None
     try:
         if not shadow.wants(decision, req.method):
@@ -71,7 +73,8 @@ def open_tap(runtime: Runtime, decision: Decision, req: ProxyRequest) -> ShadowT
     except Exception:
         log.exception("shadow sink failed in wants()")
         return None
-    tap = ShadowTap(route.config.shadow.max_body)
+    # A route in shadow mode without a ``shadow:`` block mirrors with the defaults.
+    tap = ShadowTap((route.config.shadow or DEFAULT_SHADOW).max_body)
     inline = req.body.buffered
     if inline is not None:
         tap.tee_request(inline)

@@ -38,6 +38,8 @@ def config(legacy_url: str, new_url: str, shadow_url: str) -> Any:
                     "shadow": {"percent": 100, "methods": ["GET", "PUT"]},
                 },
                 {"name": "plain", "match": {"path": "/plain/**"}, "to": "customers"},
+                # shadow mode with no shadow: block mirrors GETs with the defaults
+                {"name": "bare", "match": {"path": "/bare/**"}, "to": "slow", "mode": "shadow"},
                 {
                     "name": "dead",
                     "match": {"path": "/dead/**"},
@@ -125,6 +127,22 @@ async def test_writes_are_mirrored_only_when_listed_and_always_marked(
         ("PUT", "1")
     ]
     assert proxy["slow"].seen[0]["body"] == b'{"a": 2}'
+
+
+async def test_shadow_mode_without_a_shadow_block_mirrors_with_the_defaults(
+    proxy: dict[str, Any],
+) -> None:
+    proxy["slow"].delay = 0.0
+    async with aiohttp.ClientSession() as session:
+        async with session.get(proxy["url"] + "/bare/7") as resp:
+            assert resp.headers["X-Strangler-Upstream"] == "monolith"
+        async with session.post(proxy["url"] + "/bare/7", json={}) as resp:
+            assert resp.status == 200
+    await proxy["mirror"].drain()
+    # GET mirrored and marked; POST not (default methods are GET and HEAD)
+    assert [(s["method"], s["path"]) for s in proxy["slow"].seen] == [("GET", "/bare/7")]
+    data = await proxy["mirror"].store.read("bare")
+    assert data.counts["match"] + data.counts["mismatch"] == 1
 
 
 async def wait_until(check: Any, timeout: float = 10.0) -> None:
