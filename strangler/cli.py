@@ -33,7 +33,18 @@ def _parser() -> argparse.ArgumentParser:
 
     serve = sub.add_parser("serve", help="run the proxy (public + admin listeners)")
     serve.add_argument("-c", "--config", default="routes.yaml")
-    serve.add_argument("--workers", type=int, default=0, help="processes (default: cores)")
+    serve.add_argument(
+        "--workers",
+        type=int,
+        default=0,
+        help="processes (default: cores with redis:// state, 1 with memory://)",
+    )
+    serve.add_argument(
+        "--loop",
+        choices=["auto", "asyncio", "uvloop"],
+        default="auto",
+        help="event loop (auto: uvloop when installed)",
+    )
 
     check = sub.add_parser("check", help="validate a routes.yaml")
     check.add_argument("config", nargs="?", default="routes.yaml")

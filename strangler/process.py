@@ -25,7 +25,7 @@ import socket
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -39,6 +39,28 @@ STARTUP_WINDOW = 5.0
 """A child that exits sooner than this after starting failed to start: give up."""
 _STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 _WATCHED = {signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGCHLD}
+
+
+def run_loop(main: Coroutine[object, object, int], loop: str = "auto") -> int:
+    """Run ``main`` on uvloop when it is installed (``auto``) or asked for, else asyncio.
+
+    uvloop is the ``fast`` extra: measured in bench/proxy.py it takes about 6 CPU-µs
+    off every proxied request (0.52x -> 0.64x NGINX's throughput on 2 cores).
+    """
+    factory: Callable[[], asyncio.AbstractEventLoop] | None = None
+    if loop in ("auto", "uvloop"):
+        try:
+            import uvloop
+        except ImportError:
+            if loop == "uvloop":
+                main.close()
+                raise StranglerError(
+                    "--loop uvloop: uvloop is not installed (pip install 'strangler[fast]')"
+                ) from None
+        else:
+            factory = uvloop.new_event_loop
+    with asyncio.Runner(loop_factory=factory) as runner:
+        return runner.run(main)
 
 
 def worker_count(config: Config, requested: int) -> int:
@@ -58,12 +80,18 @@ def worker_count(config: Config, requested: int) -> int:
     return count
 
 
-def serve(config_path: str, config: Config, workers: int, grace: float = SHUTDOWN_GRACE) -> int:
+def serve(
+    config_path: str,
+    config: Config,
+    workers: int,
+    grace: float = SHUTDOWN_GRACE,
+    loop: str = "auto",
+) -> int:
     """Run until SIGTERM/SIGINT; returns the exit code."""
     count = worker_count(config, workers)
     if count == 1:
-        return asyncio.run(_single(config_path, config, grace))
-    return _Supervisor(config_path, config, count, grace).run()
+        return run_loop(_single(config_path, config, grace), loop)
+    return _Supervisor(config_path, config, count, grace, loop).run()
 
 
 # ---------------------------------------------------------------- one process
@@ -113,11 +141,14 @@ class _Child:
 
 
 class _Supervisor:
-    def __init__(self, config_path: str, config: Config, count: int, grace: float) -> None:
+    def __init__(
+        self, config_path: str, config: Config, count: int, grace: float, loop: str
+    ) -> None:
         self.config_path = config_path
         self.config = config
         self.count = count
         self.grace = grace
+        self.loop = loop
         self.children: dict[int, _Child] = {}
         self.spool = Path(tempfile.mkdtemp(prefix="strangler-metrics-"))
 
@@ -143,7 +174,7 @@ class _Supervisor:
             code = 1
             try:
                 signal.pthread_sigmask(signal.SIG_SETMASK, set())
-                code = asyncio.run(self._child_main(role, sock))
+                code = run_loop(self._child_main(role, sock), self.loop)
             except StranglerError as exc:
                 log.error("%s process %d: %s", role, os.getpid(), exc)
             except BaseException:

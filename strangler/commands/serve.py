@@ -19,4 +19,4 @@ def run(args: argparse.Namespace) -> int:
         level=logging.INFO, format="%(asctime)s %(process)d %(name)s %(levelname)s %(message)s"
     )
     config = validate(args.config)  # ConfigError: the CLI prints each problem, exits 2
-    return serve(args.config, config, args.workers)
+    return serve(args.config, config, args.workers, loop=args.loop)
