@@ -302,8 +302,17 @@ def _describe(error: Mapping[str, Any]) -> str:
         return "unknown key"
     if kind == "missing":
         return "is required"
-    if kind in ("greater_than_equal", "less_than_equal", "greater_than", "less_than"):
-        return f"{value!r} is out of range ({message})"
+    bounds = {
+        "greater_than_equal": ("ge", "less than"),
+        "greater_than": ("gt", "not more than"),
+        "less_than_equal": ("le", "more than"),
+        "less_than": ("lt", "not less than"),
+    }
+    if kind in bounds:
+        key, words = bounds[kind]
+        limit = error.get("ctx", {}).get(key)
+        shown = f"{limit:g}" if isinstance(limit, int | float) else str(limit)
+        return f"{value!r} is out of range: {words} {shown}"
     if repr(value) in message or isinstance(value, dict | list):
         return message
     return f"{value!r}: {message}"
