@@ -44,6 +44,8 @@ class DebeziumOptions(BaseModel):
     """JSON converter with schemas: types travel with each event (no ``types:`` needed)."""
     snapshot: str = "initial"
     """Debezium ``snapshot.mode``: initial, no_data, always, initial_only, when_needed."""
+    offset_flush_ms: int = Field(1000, ge=0)
+    """How often Debezium saves its offsets (0: after every batch)."""
     max_batch_size: int = Field(2048, ge=1)
     poll_interval_ms: int = Field(50, ge=1)
     properties: dict[str, str] = {}
@@ -126,8 +128,10 @@ def connector_properties(
         "max.batch.size": str(options.max_batch_size),
         "max.queue.size": str(options.max_batch_size * 4),
         "poll.interval.ms": str(options.poll_interval_ms),
-        # Commit offsets after every handled batch: the handler returns only once durable.
-        "offset.flush.interval.ms": "0",
+        # The handler returns only once a batch is committed in the target, so any offset
+        # Debezium flushes is safe; flushing at most once a second keeps a database write
+        # off every batch. A crash re-delivers up to a second of events: stale, rejected.
+        "offset.flush.interval.ms": str(options.offset_flush_ms),
     }
     if options.tables:
         props["table.include.list"] = ",".join(_regex_literal(t) for t in options.tables)
