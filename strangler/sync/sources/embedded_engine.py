@@ -77,7 +77,9 @@ def ensure_jvm(log_level: str = "WARN", jvm_opts: Sequence[str] = ()) -> None:
         try:
             from pydbzengine.engine.jvm import ensure_jvm_started
 
-            ensure_jvm_started(jvm_opts=[f"-Dlog4j2.configurationFile={config}", *jvm_opts])
+            # -Xrs: the JVM must not take SIGTERM/SIGINT, or it exits the process (143)
+            # before the worker can finish its batch and stop gracefully.
+            ensure_jvm_started(jvm_opts=["-Xrs", f"-Dlog4j2.configurationFile={config}", *jvm_opts])
         except Exception as exc:
             raise SyncError(f"cannot start the JVM for Debezium (Java 17+ needed): {exc}") from exc
 
