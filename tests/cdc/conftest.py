@@ -13,8 +13,9 @@ import pytest
 
 from strangler.sync.localstack import LogicalPostgres, TansuBroker
 
-DATABASES = ("monolith", "service", "monolith_k", "service_k")
-"""Debezium-source tests use monolith -> service; Kafka-path tests monolith_k -> service_k."""
+DATABASES = ("monolith", "service", "monolith_k", "service_k", "monolith_c", "service_c")
+"""Debezium-source tests use monolith -> service, Kafka-path tests monolith_k -> service_k,
+the command-line test monolith_c -> service_c."""
 
 
 @pytest.fixture(scope="session")
