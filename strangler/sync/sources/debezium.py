@@ -137,6 +137,9 @@ class DebeziumSource:
         self._in_hand = None
         if engine is not None:
             await asyncio.to_thread(engine.stop)
+        # A batch still waiting here was never acknowledged: the next engine re-reads it.
+        while not self._handoff.empty():
+            self._handoff.get_nowait()
 
     # -------------------------------------------------------------- internals
 

@@ -121,7 +121,9 @@ class KafkaSource:
     async def close(self) -> None:
         if self._consumer is not None:
             await self._call(self._close)
-        self._thread.shutdown(wait=False)
+        # A fresh thread for a later start(); the consumer is gone, so nothing is lost.
+        old, self._thread = self._thread, ThreadPoolExecutor(1, thread_name_prefix=self.name)
+        old.shutdown(wait=False)
 
     # -------------------------------------------- on the consumer's own thread
 
