@@ -185,6 +185,10 @@ class AdapterSet:
         if problems:
             raise ConfigError(problems)
         self._routes: dict[tuple[str, str], tuple[TableMapping, RowAdapter] | None] = {}
+        self.types: dict[str, Mapping[str, str]] = {
+            m.source: m.types for m in config.tables if m.types
+        }
+        """The per-column type registry for parsing envelopes (``sync.tables[].types``)."""
 
     def route(self, source: str, table: str) -> tuple[TableMapping, RowAdapter] | None:
         """(mapping, adapter) for a source table, or None when it is not synced."""

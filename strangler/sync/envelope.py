@@ -117,7 +117,10 @@ def _load(value: bytes | str | Mapping[str, Any] | None) -> Any:
     if isinstance(value, bytes | bytearray | memoryview):
         if len(value) == 0:
             return None
-        value = bytes(value).decode("utf-8")
+        try:
+            value = bytes(value).decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise ChangeEventError(f"not UTF-8: {exc}") from exc
     if not value:
         return None
     try:

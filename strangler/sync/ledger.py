@@ -4,7 +4,11 @@
 ``strangler_row_positions``     target table, row key -> position that last wrote it,
                                 deleted flag (the graveyard), source table, applied at
 ``strangler_dead_letters``      events that failed after retries, with the error
+``strangler_raw_dead_letters``  source records that could not even be parsed (poison):
+                                raw text, where they sat (topic/partition@offset ...), error
 ``strangler_parked``            later events for a dead-lettered key, held in order
+``strangler_truncate_floors``   source, source table -> position of the last truncate
+                                applied; older events for that table are stale
 
 Every function takes an open ``Connection`` inside the caller's transaction and never
 commits: the sink decides the transaction boundary, so rows, positions and offsets
@@ -43,6 +47,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from strangler.sync.codec import event_to_json, key_text
 from strangler.sync.model import ChangeEvent, Position
+from strangler.sync.poison import Poison
 from strangler.sync.upsert import upsert
 
 metadata = MetaData()
@@ -97,6 +102,35 @@ parked = Table(
     Column("event", Text, nullable=False),
     Column("created_at", Float, nullable=False),
     UniqueConstraint("source", "source_table", "event_key", "pos_commit", "pos_seq"),
+)
+
+raw_dead_letters = Table(
+    "strangler_raw_dead_letters",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("source", String(200), nullable=False),
+    Column("location", String(500), nullable=False),
+    Column("source_table", String(300), nullable=False),
+    Column("op", String(20), nullable=False),
+    Column("encoding", String(20), nullable=False),
+    Column("raw_key", Text, nullable=True),
+    Column("raw_value", Text, nullable=True),
+    Column("error", Text, nullable=False),
+    Column("attempts", Integer, nullable=False),
+    Column("created_at", Float, nullable=False),
+    Column("resolved_at", Float, nullable=True),
+    # A replay from an older offset meets the same record again: stored once.
+    UniqueConstraint("source", "location"),
+)
+
+truncate_floors = Table(
+    "strangler_truncate_floors",
+    metadata,
+    Column("source", String(200), primary_key=True),
+    Column("source_table", String(300), primary_key=True),
+    Column("pos_commit", BigInteger, nullable=False),
+    Column("pos_seq", BigInteger, nullable=False),
+    Column("updated_at", Float, nullable=False),
 )
 
 Ident = tuple[str, str]
@@ -201,6 +235,92 @@ def live_rows_from(conn: Connection, source_table: str) -> list[tuple[str, str, 
         .where(positions.c.deleted.is_(False))
     )
     return [(t, k, Position(int(c), int(s))) for t, k, c, s in rows]
+
+
+# ---------------------------------------------------------- truncate floors
+
+
+def load_floors(conn: Connection, source: str) -> dict[str, Position]:
+    """source table -> position of the last truncate applied from it."""
+    rows = conn.execute(
+        select(
+            truncate_floors.c.source_table, truncate_floors.c.pos_commit, truncate_floors.c.pos_seq
+        ).where(truncate_floors.c.source == source)
+    )
+    return {t: Position(int(c), int(s)) for t, c, s in rows}
+
+
+def save_floor(conn: Connection, source: str, source_table: str, position: Position) -> None:
+    """Raise (never lower) a table's floor; the caller checked it is higher."""
+    row: dict[str, object] = {
+        "source": source,
+        "source_table": source_table,
+        "pos_commit": position.commit,
+        "pos_seq": position.seq,
+        "updated_at": time.time(),
+    }
+    upsert(conn, truncate_floors, ["source", "source_table"], [row])
+
+
+# ------------------------------------------------------------ raw dead letters
+
+
+def add_raw_dead_letter(conn: Connection, source: str, poison: Poison) -> None:
+    conn.execute(
+        _insert_ignore(conn, raw_dead_letters),  # type: ignore[call-overload]
+        {
+            "source": source,
+            "location": poison.location[:500],
+            "source_table": poison.table,
+            "op": poison.op,
+            "encoding": poison.encoding,
+            "raw_key": poison.key,
+            "raw_value": poison.value,
+            "error": poison.error[:4000],
+            "attempts": 1,
+            "created_at": time.time(),
+            "resolved_at": None,
+        },
+    )
+
+
+def open_raw_dead_letters(
+    conn: Connection, source: str | None = None
+) -> list[tuple[int, str, Poison]]:
+    """(id, source, poison) of unresolved raw dead letters, oldest first."""
+    t = raw_dead_letters
+    query = select(
+        t.c.id, t.c.source, t.c.location, t.c.raw_value, t.c.raw_key, t.c.error,
+        t.c.encoding, t.c.source_table, t.c.op,
+    ).where(t.c.resolved_at.is_(None))  # fmt: skip
+    if source is not None:
+        query = query.where(t.c.source == source)
+    return [
+        (int(i), str(src), Poison(*rest)) for i, src, *rest in conn.execute(query.order_by(t.c.id))
+    ]
+
+
+def resolve_raw_dead_letter(conn: Connection, letter_id: int) -> None:
+    t = raw_dead_letters
+    conn.execute(update(t).where(t.c.id == letter_id).values(resolved_at=time.time()))
+
+
+def note_raw_retry_failure(conn: Connection, letter_id: int, error: str) -> None:
+    t = raw_dead_letters
+    conn.execute(
+        update(t).where(t.c.id == letter_id).values(error=error[:4000], attempts=t.c.attempts + 1)
+    )
+
+
+def raw_counts_by_source(conn: Connection) -> dict[str, int]:
+    """Open raw dead letters per source, for status."""
+    from sqlalchemy import func
+
+    t = raw_dead_letters
+    rows = conn.execute(
+        select(t.c.source, func.count()).where(t.c.resolved_at.is_(None)).group_by(t.c.source)
+    )
+    return {str(s): int(n) for s, n in rows}
 
 
 # ----------------------------------------------------- dead letters, parking
@@ -315,7 +435,8 @@ def counts(conn: Connection) -> dict[str, int]:
         select(func.count()).select_from(dead_letters).where(dead_letters.c.resolved_at.is_(None))
     ).scalar_one()
     held = conn.execute(select(func.count()).select_from(parked)).scalar_one()
-    return {"dead_lettered": int(dead), "parked": int(held)}
+    raw = sum(raw_counts_by_source(conn).values())
+    return {"dead_lettered": int(dead) + raw, "parked": int(held), "unparseable": raw}
 
 
 def insert_rows(conn: Connection, table: Table, rows: list[dict[str, object]]) -> None:

@@ -31,6 +31,7 @@ from strangler.sync.adapters import AdapterSet, map_event
 from strangler.sync.codec import event_from_json, key_from_text, key_text
 from strangler.sync.db import db_error, open_engine, safe_url
 from strangler.sync.model import ChangeEvent, Op, Position, RowDelete, RowWrite
+from strangler.sync.poison import Poison, parse_or_poison
 from strangler.sync.writer import PendingWrites, TableCache, delete_keys, flush
 
 log = logging.getLogger("strangler.sync")
@@ -92,14 +93,28 @@ class Sink:
     # ------------------------------------------------------------------ apply
 
     def apply(
-        self, source: str, events: Sequence[ChangeEvent], offsets: Mapping[str, int]
+        self,
+        source: str,
+        events: Sequence[ChangeEvent],
+        offsets: Mapping[str, int],
+        poison: Sequence[Poison] = (),
     ) -> BatchResult:
-        """Apply a batch and store ``offsets`` with it, in one transaction."""
+        """Apply a batch and store ``offsets`` with it, in one transaction.
+
+        ``poison`` (records the source could not parse) go to the raw dead-letter table
+        in that same transaction; they are not counted here (the caller counts them
+        once, however many targets store them)."""
+
+        def work(conn: Connection, fast: bool) -> BatchResult:
+            for record in poison:
+                ledger.add_raw_dead_letter(conn, source, record)
+            return self._apply(conn, source, events, offsets, fast=fast)
+
         try:
-            return self._in_tx(lambda conn: self._apply(conn, source, events, offsets, fast=True))
+            return self._in_tx(lambda conn: work(conn, True))
         except _EventFailed:
             self._tables.clear()  # a failed DDL-ish surprise may have changed a table
-            return self._in_tx(lambda conn: self._apply(conn, source, events, offsets, fast=False))
+            return self._in_tx(lambda conn: work(conn, False))
 
     def _in_tx(self, work: Any) -> BatchResult:
         try:
@@ -219,9 +234,25 @@ class Sink:
             for write, row_key in zip(item.writes, keys, strict=True):
                 wanted.setdefault(write.table, set()).add(row_key)
         known = {t: ledger.load_positions(conn, t, keys) for t, keys in wanted.items()}
+        floors = {s: ledger.load_floors(conn, s) for s in {i.event.source for i in items}}
         pending = PendingWrites()
         outcomes: list[Outcome] = []
         for item, keys in zip(items, row_keys, strict=True):
+            event = item.event
+            floor = floors[event.source].get(event.table)
+            # Behind the table's last truncate (a row event from another partition
+            # overtaken by it, or the same truncate sent to every partition): applying
+            # it would resurrect a truncated row.
+            if (
+                not force
+                and floor is not None
+                and (event.position < floor or (event.op == "t" and event.position <= floor))
+            ):
+                outcomes.append("stale")
+                continue
+            if event.op == "t":
+                floors[event.source][event.table] = event.position
+                ledger.save_floor(conn, event.source, event.table, event.position)
             if item.truncate:
                 flush(conn, self._tables, pending)
                 pending = PendingWrites()
@@ -275,6 +306,10 @@ class Sink:
         """Re-apply open dead letters (oldest first), each followed by its parked events."""
         total = BatchResult()
         with self.engine.connect() as conn:
+            raw = ledger.open_raw_dead_letters(conn, source)
+        for letter_id, src, record in raw:
+            total.counts.update(self._retry_raw(letter_id, src, record).counts)
+        with self.engine.connect() as conn:
             letters = ledger.open_dead_letters(conn, source)
         for letter_id, text in letters:
             event = event_from_json(text)
@@ -306,6 +341,43 @@ class Sink:
             ledger.resolve_dead_letter(conn, letter_id)
             drained = self._drain(conn, event.source, ident)
             result.counts.update(drained.counts)
+            return result
+
+        return self._in_tx(work)
+
+    def _retry_raw(self, letter_id: int, source: str, record: Poison) -> BatchResult:
+        """Re-parse an unparseable record (the parser or type registry may be fixed now);
+        still broken, it stays. Parsed, it takes the normal path: stale check, parking
+        behind its key's dead letter, dead-lettering if the adapter rejects it."""
+
+        def work(conn: Connection) -> BatchResult:
+            result = BatchResult()
+            value, key = record.raw()
+            parsed = parse_or_poison(
+                value, key, source=source, location=record.location, types=self.adapters.types
+            )
+            if isinstance(parsed, Poison):
+                ledger.note_raw_retry_failure(conn, letter_id, parsed.error)
+                result.counts[(record.table, record.op, "dead_letter")] += 1
+                return result
+            ledger.resolve_raw_dead_letter(conn, letter_id)
+            if parsed is None:
+                return result  # a tombstone / op=m after all: nothing to apply
+            route = self.adapters.route(parsed.source, parsed.table)
+            if route is None or route[0].target != self.name:
+                # Not synced, or another target's table (that target holds its own copy).
+                result.add(parsed, "ignored")
+                return result
+            blocked = ledger.blocked_idents(conn, source)
+            if ledger.ident_of(parsed) in blocked:
+                ledger.park(conn, parsed)
+                result.add(parsed, "parked")
+                return result
+            item, error = self._plan(parsed)
+            if item is None:
+                self._dead_letter(conn, parsed, error, blocked, result)
+            else:
+                self._apply_alone(conn, item, blocked, result)
             return result
 
         return self._in_tx(work)

@@ -9,6 +9,9 @@ processed). On start, and on every Kafka rebalance, a source asks ``resume()`` f
 stored offsets and seeks there — the group's or engine's own bookkeeping is a hint
 at best, never the truth.
 
+A record a source cannot parse is never skipped: it travels in ``Batch.poison``
+(see ``poison.py``) and is dead-lettered with the offsets that move past it.
+
 A source must never write to a target, and must never split a primary-key change
 (a delete carrying ``new_key`` followed by its create carrying ``old_key``) across
 two batches when both are already in hand.
@@ -21,6 +24,7 @@ from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
 
 from strangler.sync.model import ChangeEvent
+from strangler.sync.poison import Poison
 
 ResumeLookup = Callable[[], Mapping[str, int]]
 """Returns the offsets stored in the target(s) for this source (empty: start fresh).
@@ -32,10 +36,13 @@ Synchronous and cheap enough to call from a Kafka rebalance callback."""
 class Batch:
     """Events in source order plus the resume point after the last of them.
 
-    ``events`` may be empty when only offsets moved (tombstones, heartbeats, ``op=m``)."""
+    ``events`` may be empty when only offsets moved (tombstones, heartbeats, ``op=m``).
+    ``poison``: records of this stretch that could not be parsed; the sink dead-letters
+    them with the offsets (a source never skips one)."""
 
     events: Sequence[ChangeEvent]
     offsets: Mapping[str, int] = field(default_factory=dict)
+    poison: Sequence[Poison] = ()
 
 
 @runtime_checkable

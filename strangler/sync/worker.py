@@ -100,6 +100,8 @@ class SourceStatus:
             # DESIGN.md's names for the same count: events dead-lettered by this source.
             "rejected": self.counts.get("dead_letter", 0),
             "dead_lettered": self.counts.get("dead_letter", 0),
+            # Of those, records that could not even be parsed (strangler_raw_dead_letters).
+            "unparseable": self.counts.get("unparseable", 0),
         }
 
 
@@ -133,6 +135,8 @@ class Worker:
         kinds = {c.name: c.kind for c in config.sources}
         self.status = {n: SourceStatus(n, kinds.get(n, "custom")) for n in self.sources}
         self._open: dict[str, dict[str, int]] = {}
+        self._raw_open: dict[str, dict[str, int]] = {}
+        """target -> source -> open raw dead letters (poison) it stores."""
         self._open_checked = 0.0
 
     # ------------------------------------------------------------------- run
@@ -177,8 +181,9 @@ class Worker:
                 try:
                     batch = await source.next_batch(self.config.batch_size)
                 except SyncError as exc:
-                    # Source unreachable, or a record it cannot parse: stay here, visibly
-                    # (status + log), rather than skip past it; nothing was acknowledged.
+                    # Source unreachable: stay here, visibly (status + log); nothing was
+                    # acknowledged. (A record it cannot parse is not an error: it comes
+                    # as ``batch.poison`` and is dead-lettered.)
                     status.state, status.error = "error", str(exc)
                     log.error("source %s: cannot read: %s (retrying)", source.name, exc)
                     await _sleep_or_stop(stop, delay)
@@ -216,6 +221,7 @@ class Worker:
         status.caught_up = False
         if result.last_ts_ms is not None:
             status.last_ts_ms = result.last_ts_ms
+        status.counts["unparseable"] += len(batch.poison)
         for (table, op, outcome), n in result.counts.items():
             status.counts[outcome] += n
             for _ in range(n):
@@ -233,10 +239,14 @@ class Worker:
             else:
                 per_target[route[0].target].append(event)
         for name, sink in self.sinks.items():
-            applied = sink.apply(source, per_target[name], batch.offsets)
+            # Poison goes to every target: its table (so its target) is not known, and
+            # each target's offsets must move past it only together with its record.
+            applied = sink.apply(source, per_target[name], batch.offsets, batch.poison)
             result.counts.update(applied.counts)
             if applied.last_ts_ms is not None:
                 result.last_ts_ms = max(result.last_ts_ms or 0, applied.last_ts_ms)
+        for record in batch.poison:
+            result.counts[(record.table, record.op, "dead_letter")] += 1
         return result
 
     def _report_lag(self, status: SourceStatus) -> None:
@@ -255,6 +265,7 @@ class Worker:
                 try:
                     with sink.engine.connect() as conn:
                         self._open[name] = ledger.counts(conn)
+                        self._raw_open[name] = ledger.raw_counts_by_source(conn)
                 except Exception:  # status must answer even when a target is down
                     log.debug("cannot read open counts of %s", name, exc_info=True)
         return dict(self._open)
@@ -263,6 +274,12 @@ class Worker:
         """The ``GET /api/sync`` document."""
         targets = self.open_counts()
         sources = [s.to_json() for s in self.status.values()]
+        for entry in sources:
+            # Stored, so it survives restarts; every target holds a copy of each poison
+            # record, hence the largest rather than the sum.
+            entry["unparseable_open"] = max(
+                (c.get(entry["name"], 0) for c in self._raw_open.values()), default=0
+            )
         return {
             "sources": sources,
             "targets": [{"name": n, **c} for n, c in sorted(targets.items())],

@@ -16,6 +16,7 @@ This module never writes to a target and never parses envelopes itself (that is
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 import queue
 import threading
@@ -24,10 +25,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from strangler.errors import ChangeEventError, ConfigError, Problem, SyncError
+from strangler.errors import ConfigError, Problem, SyncError
 from strangler.sync.config import SourceConfig, SyncConfig
-from strangler.sync.envelope import TypeRegistry, parse_envelope
+from strangler.sync.envelope import TypeRegistry
 from strangler.sync.model import ChangeEvent
+from strangler.sync.poison import Poison, parse_or_poison
 from strangler.sync.source import Batch, ResumeLookup
 from strangler.sync.sources.debezium_config import DebeziumOptions, connector_properties
 from strangler.sync.sources.embedded_engine import EmbeddedEngine, RawRecord
@@ -50,6 +52,8 @@ class _Delivery:
 class _InHand:
     delivery: _Delivery
     events: list[ChangeEvent]
+    poison: list[Poison] = field(default_factory=list)
+    """Unparseable records of the delivery; they ride with its first batch."""
     handed: int = 0
     """Events already handed out in batches."""
     unacked: int = 0
@@ -78,7 +82,7 @@ class DebeziumSource:
         self._engine: EmbeddedEngine | None = None
         self._in_hand: _InHand | None = None
         self.skipped = 0
-        """Records that were not change events Debezium could describe (logged)."""
+        """Records that were not change events we could parse (handed on as poison)."""
 
     # --------------------------------------------------------------- protocol
 
@@ -110,7 +114,7 @@ class DebeziumSource:
                         f"debezium source {self.name}: {engine.failure or 'engine stopped'}"
                     ) from None
                 return None
-            self._in_hand = _InHand(delivery, self._parse(delivery.records))
+            self._in_hand = _InHand(delivery, *self._parse(delivery.records))
         in_hand = self._in_hand
         if in_hand.handed_all:
             await asyncio.sleep(_POLL / 10)  # all handed out; the acks are still to come
@@ -121,7 +125,7 @@ class DebeziumSource:
         in_hand.handed = end
         in_hand.handed_all = end >= len(in_hand.events)
         in_hand.unacked += 1
-        return Batch(events, _offsets(events))
+        return Batch(events, _offsets(events), in_hand.poison if start == 0 else ())
 
     async def ack(self, batch: Batch) -> None:
         in_hand = self._in_hand
@@ -159,21 +163,24 @@ class DebeziumSource:
             if engine is None or engine.stopping.is_set():
                 raise SyncError("stopping before the batch was committed")
 
-    def _parse(self, records: Sequence[RawRecord]) -> list[ChangeEvent]:
+    def _parse(self, records: Sequence[RawRecord]) -> tuple[list[ChangeEvent], list[Poison]]:
         events: list[ChangeEvent] = []
+        poison: list[Poison] = []
         for record in records:
-            try:
-                event = parse_envelope(record.value, record.key, source=self.name, types=self.types)
-            except ChangeEventError as exc:
-                # Debezium wrote something that is not a change we can order; say so loudly.
+            # The engine gives no offset per record; the content names it, so a batch
+            # re-delivered after a crash dead-letters the same record only once.
+            digest = hashlib.sha256(f"{record.key}\0{record.value}".encode()).hexdigest()[:16]
+            where = f"{record.destination}@{digest}"
+            parsed = parse_or_poison(
+                record.value, record.key, source=self.name, location=where, types=self.types
+            )
+            if isinstance(parsed, Poison):
                 self.skipped += 1
-                log.error(
-                    "source %s: skipped a record of %s: %s", self.name, record.destination, exc
-                )
-                continue
-            if event is not None:
-                events.append(event)
-        return events
+                poison.append(parsed)
+                log.error("source %s: poison record %s: %s", self.name, where, parsed.error)
+            elif parsed is not None:
+                events.append(parsed)
+        return events, poison
 
 
 def _batch_end(events: Sequence[ChangeEvent], start: int, max_events: int) -> int:

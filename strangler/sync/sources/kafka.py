@@ -31,10 +31,11 @@ from kafka import ConsumerRebalanceListener, KafkaConsumer, OffsetAndMetadata, T
 from kafka.errors import KafkaError
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from strangler.errors import ChangeEventError, SyncError
+from strangler.errors import SyncError
 from strangler.sync.config import SourceConfig, SyncConfig
-from strangler.sync.envelope import TypeRegistry, parse_envelope
+from strangler.sync.envelope import TypeRegistry
 from strangler.sync.model import ChangeEvent
+from strangler.sync.poison import Poison, parse_or_poison
 from strangler.sync.source import Batch, ResumeLookup
 
 log = logging.getLogger("strangler.sync")
@@ -97,7 +98,7 @@ class KafkaSource:
         self.options = options
         self.types = types or {}
         self.skipped = 0
-        """Records that were not change events we could read (logged with topic/offset)."""
+        """Records that were not change events we could read (handed on as poison)."""
         self.assigned: frozenset[str] = frozenset()
         """``topic/partition`` this member currently holds (empty until it joined)."""
         self._thread = ThreadPoolExecutor(1, thread_name_prefix=f"kafka-{name}")
@@ -171,32 +172,28 @@ class KafkaSource:
         if not polled:
             return None
         events: list[ChangeEvent] = []
+        poison: list[Poison] = []
         offsets: dict[str, int] = {}
         for tp, records in polled.items():
             for record in records:
-                event = self._parse(record)
-                if event is not None:
-                    events.append(event)
+                where = f"{partition_key(record.topic, record.partition)}@{record.offset}"
+                parsed = parse_or_poison(
+                    record.value,
+                    record.key,
+                    source=self.name,
+                    location=where,
+                    types=self.types,
+                    headers=record.headers or None,
+                )
+                if isinstance(parsed, Poison):
+                    # Not a change we can order: dead-lettered with these offsets, loudly.
+                    self.skipped += 1
+                    poison.append(parsed)
+                    log.error("source %s: poison record %s: %s", self.name, where, parsed.error)
+                elif parsed is not None:
+                    events.append(parsed)
             offsets[partition_key(tp.topic, tp.partition)] = records[-1].offset + 1
-        return Batch(events, offsets)
-
-    def _parse(self, record: Any) -> ChangeEvent | None:
-        try:
-            return parse_envelope(
-                record.value,
-                record.key,
-                source=self.name,
-                types=self.types,
-                headers=record.headers or None,
-            )
-        except ChangeEventError as exc:
-            # Not a change we can order; skipping is loud and the offset names the record.
-            self.skipped += 1
-            log.error(
-                "source %s: skipped %s/%s@%s: %s",
-                self.name, record.topic, record.partition, record.offset, exc,
-            )  # fmt: skip
-            return None
+        return Batch(events, offsets, poison)
 
     def _commit(self, offsets: Mapping[str, int]) -> None:
 

@@ -26,8 +26,9 @@ from pydantic import ValidationError
 
 from strangler.errors import SyncError
 from strangler.sync.config import SqliteSourceOptions
-from strangler.sync.envelope import TypeRegistry, parse_envelope
+from strangler.sync.envelope import TypeRegistry
 from strangler.sync.model import ChangeEvent
+from strangler.sync.poison import Poison, parse_or_poison
 from strangler.sync.source import Batch, ResumeLookup
 
 _NEXT_ID = "(SELECT COALESCE((SELECT seq FROM sqlite_sequence WHERE name = '{ct}'), 0) + 1)"
@@ -222,6 +223,7 @@ class SqliteSource:
         snap = self._snapshot
         tables = self.options.tables
         events: list[ChangeEvent] = []
+        poison: list[Poison] = []
         while snap["snapshot_table"] < len(tables) and len(events) < max_events:
             table = tables[snap["snapshot_table"]]
             _, key = table_columns(self._conn, table)
@@ -255,18 +257,24 @@ class SqliteSource:
                     },
                     "ts_ms": now,
                 }
-                event = parse_envelope(
-                    envelope, {k: row[k] for k in key}, source=self.name, types=self.types
+                parsed = parse_or_poison(
+                    envelope,
+                    {k: row[k] for k in key},
+                    source=self.name,
+                    location=f"snapshot:{table}#{rowid}",
+                    types=self.types,
                 )
-                if event is not None:
-                    events.append(event)
+                if isinstance(parsed, Poison):
+                    poison.append(parsed)
+                elif parsed is not None:
+                    events.append(parsed)
                 snap["snapshot_rowid"] = rowid
         if snap["snapshot_table"] >= len(tables):
             self._conn.execute("COMMIT")
             self._last_change = snap["snapshot_upto"]
             self._snapshot = None
-            return Batch(events, {"changes": self._last_change})
-        return Batch(events, dict(snap))
+            return Batch(events, {"changes": self._last_change}, poison)
+        return Batch(events, dict(snap), poison)
 
     def _read_changes(self, max_events: int) -> Batch | None:
         assert self._conn is not None
@@ -277,13 +285,18 @@ class SqliteSource:
         ).fetchall()
         if not rows:
             return None
-        events = []
-        for _id, key, envelope in rows:
-            event = parse_envelope(envelope, key, source=self.name, types=self.types)
-            if event is not None:
-                events.append(event)
+        events: list[ChangeEvent] = []
+        poison: list[Poison] = []
+        for change_id, key, envelope in rows:
+            parsed = parse_or_poison(
+                envelope, key, source=self.name, location=f"changes#{change_id}", types=self.types
+            )
+            if isinstance(parsed, Poison):
+                poison.append(parsed)  # dead-lettered with this batch's offset, never skipped
+            elif parsed is not None:
+                events.append(parsed)
         self._last_change = int(rows[-1][0])
-        return Batch(events, {"changes": self._last_change})
+        return Batch(events, {"changes": self._last_change}, poison)
 
 
 def change_count(path: str | Path, change_table: str = "strangler_changes") -> int:
