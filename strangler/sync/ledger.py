@@ -265,8 +265,9 @@ def save_floor(conn: Connection, source: str, source_table: str, position: Posit
 # ------------------------------------------------------------ raw dead letters
 
 
-def add_raw_dead_letter(conn: Connection, source: str, poison: Poison) -> None:
-    conn.execute(
+def add_raw_dead_letter(conn: Connection, source: str, poison: Poison) -> bool:
+    """Store a poison record; False if it was already stored (a replay met it again)."""
+    done = conn.execute(
         _insert_ignore(conn, raw_dead_letters),  # type: ignore[call-overload]
         {
             "source": source,
@@ -282,6 +283,7 @@ def add_raw_dead_letter(conn: Connection, source: str, poison: Poison) -> None:
             "resolved_at": None,
         },
     )
+    return bool(done.rowcount)
 
 
 def open_raw_dead_letters(

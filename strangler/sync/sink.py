@@ -46,6 +46,8 @@ class BatchResult:
     """(source table, op, outcome) -> events."""
     last_ts_ms: int | None = None
     """source ``ts_ms`` of the last event this batch moved past (applied or not)."""
+    poison_stored: set[str] = field(default_factory=set)
+    """Locations of poison records this batch stored for the first time."""
 
     def add(self, event: ChangeEvent, outcome: Outcome) -> None:
         self.counts[(event.table, event.op, outcome)] += 1
@@ -103,12 +105,13 @@ class Sink:
 
         ``poison`` (records the source could not parse) go to the raw dead-letter table
         in that same transaction; they are not counted here (the caller counts them
-        once, however many targets store them)."""
+        once, however many targets store them: see ``poison_stored``)."""
 
         def work(conn: Connection, fast: bool) -> BatchResult:
-            for record in poison:
-                ledger.add_raw_dead_letter(conn, source, record)
-            return self._apply(conn, source, events, offsets, fast=fast)
+            stored = {p.location for p in poison if ledger.add_raw_dead_letter(conn, source, p)}
+            result = self._apply(conn, source, events, offsets, fast=fast)
+            result.poison_stored = stored
+            return result
 
         try:
             return self._in_tx(lambda conn: work(conn, True))

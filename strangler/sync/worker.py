@@ -221,7 +221,7 @@ class Worker:
         status.caught_up = False
         if result.last_ts_ms is not None:
             status.last_ts_ms = result.last_ts_ms
-        status.counts["unparseable"] += len(batch.poison)
+        status.counts["unparseable"] += len(result.poison_stored)
         for (table, op, outcome), n in result.counts.items():
             status.counts[outcome] += n
             for _ in range(n):
@@ -243,10 +243,13 @@ class Worker:
             # each target's offsets must move past it only together with its record.
             applied = sink.apply(source, per_target[name], batch.offsets, batch.poison)
             result.counts.update(applied.counts)
+            result.poison_stored |= applied.poison_stored
             if applied.last_ts_ms is not None:
                 result.last_ts_ms = max(result.last_ts_ms or 0, applied.last_ts_ms)
         for record in batch.poison:
-            result.counts[(record.table, record.op, "dead_letter")] += 1
+            # Counted once, when first stored: a replay meeting it again adds nothing.
+            if record.location in result.poison_stored:
+                result.counts[(record.table, record.op, "dead_letter")] += 1
         return result
 
     def _report_lag(self, status: SourceStatus) -> None:
