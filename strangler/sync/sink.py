@@ -5,12 +5,15 @@ letters and parked events, and the source's offsets — so after a crash the tar
 and its resume point agree. An event whose position is not newer than the position
 stored for a target row is ``stale`` for that row and skipped: replays, redeliveries
 and reordering cannot regress a row, and a deleted row's position stays behind (the
-graveyard) so an old upsert cannot bring it back.
+graveyard) so an old upsert cannot bring it back. A truncate raises its table's
+floor: any later-arriving event for that table older than it (overtaken on another
+partition) is stale too, so it cannot resurrect a truncated row.
 
 Bad events: an adapter failure or a database rejection is retried ``retries`` times
 (each attempt in a savepoint), then the event is dead-lettered; later events for the
 same source key are parked behind it while other keys go on. ``retry_dead`` replays
-them in order. A lost connection is not an event's fault: it raises ``SyncError``
+them in order. Records the source could not parse at all (``Batch.poison``) are stored
+raw with the offsets; ``retry_dead`` re-parses them first. A lost connection is not an event's fault: it raises ``SyncError``
 and nothing of the batch is committed.
 """
 
