@@ -13,8 +13,8 @@ Bad events: an adapter failure or a database rejection is retried ``retries`` ti
 (each attempt in a savepoint), then the event is dead-lettered; later events for the
 same source key are parked behind it while other keys go on. ``retry_dead`` replays
 them in order. Records the source could not parse at all (``Batch.poison``) are stored
-raw with the offsets; ``retry_dead`` re-parses them first. A lost connection is not an event's fault: it raises ``SyncError``
-and nothing of the batch is committed.
+raw with the offsets; ``retry_dead`` re-parses them first. A lost connection is not
+an event's fault: it raises ``SyncError`` and nothing of the batch is committed.
 """
 
 from __future__ import annotations
