@@ -6,6 +6,7 @@
 ``strangler_dead_letters``      events that failed after retries, with the error
 ``strangler_raw_dead_letters``  source records that could not even be parsed (poison):
                                 raw text, where they sat (topic/partition@offset ...), error
+                                (queries in ``rawletters``)
 ``strangler_parked``            later events for a dead-lettered key, held in order
 ``strangler_truncate_floors``   source, source table -> position of the last truncate
                                 applied; older events for that table are stale
@@ -47,7 +48,6 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from strangler.sync.codec import event_to_json, key_text
 from strangler.sync.model import ChangeEvent, Position
-from strangler.sync.poison import Poison
 from strangler.sync.upsert import upsert
 
 metadata = MetaData()
@@ -154,7 +154,7 @@ def _upsert_many(
         upsert(conn, table, keys, rows[start : start + 1000])
 
 
-def _insert_ignore(conn: Connection, table: Table) -> object:
+def insert_ignore(conn: Connection, table: Table) -> object:
     dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
     return dialect.insert(table).on_conflict_do_nothing()
 
@@ -262,69 +262,6 @@ def save_floor(conn: Connection, source: str, source_table: str, position: Posit
     upsert(conn, truncate_floors, ["source", "source_table"], [row])
 
 
-# ------------------------------------------------------------ raw dead letters
-
-
-def add_raw_dead_letter(conn: Connection, source: str, poison: Poison) -> bool:
-    """Store a poison record; False if it was already stored (a replay met it again)."""
-    done = conn.execute(
-        _insert_ignore(conn, raw_dead_letters),  # type: ignore[call-overload]
-        {
-            "source": source,
-            "location": poison.location[:500],
-            "source_table": poison.table,
-            "op": poison.op,
-            "encoding": poison.encoding,
-            "raw_key": poison.key,
-            "raw_value": poison.value,
-            "error": poison.error[:4000],
-            "attempts": 1,
-            "created_at": time.time(),
-            "resolved_at": None,
-        },
-    )
-    return bool(done.rowcount)
-
-
-def open_raw_dead_letters(
-    conn: Connection, source: str | None = None
-) -> list[tuple[int, str, Poison]]:
-    """(id, source, poison) of unresolved raw dead letters, oldest first."""
-    t = raw_dead_letters
-    query = select(
-        t.c.id, t.c.source, t.c.location, t.c.raw_value, t.c.raw_key, t.c.error,
-        t.c.encoding, t.c.source_table, t.c.op,
-    ).where(t.c.resolved_at.is_(None))  # fmt: skip
-    if source is not None:
-        query = query.where(t.c.source == source)
-    return [
-        (int(i), str(src), Poison(*rest)) for i, src, *rest in conn.execute(query.order_by(t.c.id))
-    ]
-
-
-def resolve_raw_dead_letter(conn: Connection, letter_id: int) -> None:
-    t = raw_dead_letters
-    conn.execute(update(t).where(t.c.id == letter_id).values(resolved_at=time.time()))
-
-
-def note_raw_retry_failure(conn: Connection, letter_id: int, error: str) -> None:
-    t = raw_dead_letters
-    conn.execute(
-        update(t).where(t.c.id == letter_id).values(error=error[:4000], attempts=t.c.attempts + 1)
-    )
-
-
-def raw_counts_by_source(conn: Connection) -> dict[str, int]:
-    """Open raw dead letters per source, for status."""
-    from sqlalchemy import func
-
-    t = raw_dead_letters
-    rows = conn.execute(
-        select(t.c.source, func.count()).where(t.c.resolved_at.is_(None)).group_by(t.c.source)
-    )
-    return {str(s): int(n) for s, n in rows}
-
-
 # ----------------------------------------------------- dead letters, parking
 
 
@@ -346,7 +283,7 @@ def blocked_idents(conn: Connection, source: str) -> set[Ident]:
 def add_dead_letter(conn: Connection, event: ChangeEvent, error: str, attempts: int) -> None:
     table, key = ident_of(event)
     conn.execute(
-        _insert_ignore(conn, dead_letters),  # type: ignore[call-overload]
+        insert_ignore(conn, dead_letters),  # type: ignore[call-overload]
         {
             "source": event.source,
             "source_table": table,
@@ -365,7 +302,7 @@ def add_dead_letter(conn: Connection, event: ChangeEvent, error: str, attempts: 
 def park(conn: Connection, event: ChangeEvent) -> None:
     table, key = ident_of(event)
     conn.execute(
-        _insert_ignore(conn, parked),  # type: ignore[call-overload]
+        insert_ignore(conn, parked),  # type: ignore[call-overload]
         {
             "source": event.source,
             "source_table": table,
@@ -437,8 +374,12 @@ def counts(conn: Connection) -> dict[str, int]:
         select(func.count()).select_from(dead_letters).where(dead_letters.c.resolved_at.is_(None))
     ).scalar_one()
     held = conn.execute(select(func.count()).select_from(parked)).scalar_one()
-    raw = sum(raw_counts_by_source(conn).values())
-    return {"dead_lettered": int(dead) + raw, "parked": int(held), "unparseable": raw}
+    raw = conn.execute(
+        select(func.count())
+        .select_from(raw_dead_letters)
+        .where(raw_dead_letters.c.resolved_at.is_(None))
+    ).scalar_one()
+    return {"dead_lettered": int(dead) + int(raw), "parked": int(held), "unparseable": int(raw)}
 
 
 def insert_rows(conn: Connection, table: Table, rows: list[dict[str, object]]) -> None:

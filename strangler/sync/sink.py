@@ -29,7 +29,7 @@ from sqlalchemy import Connection, Engine
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError, StatementError
 
 from strangler.errors import ChangeEventError
-from strangler.sync import ledger
+from strangler.sync import ledger, rawletters
 from strangler.sync.adapters import AdapterSet, map_event
 from strangler.sync.codec import event_from_json, key_from_text, key_text
 from strangler.sync.db import db_error, open_engine, safe_url
@@ -111,7 +111,7 @@ class Sink:
         once, however many targets store them: see ``poison_stored``)."""
 
         def work(conn: Connection, fast: bool) -> BatchResult:
-            stored = {p.location for p in poison if ledger.add_raw_dead_letter(conn, source, p)}
+            stored = {p.location for p in poison if rawletters.add_raw_dead_letter(conn, source, p)}
             result = self._apply(conn, source, events, offsets, fast=fast)
             result.poison_stored = stored
             return result
@@ -312,7 +312,7 @@ class Sink:
         """Re-apply open dead letters (oldest first), each followed by its parked events."""
         total = BatchResult()
         with self.engine.connect() as conn:
-            raw = ledger.open_raw_dead_letters(conn, source)
+            raw = rawletters.open_raw_dead_letters(conn, source)
         for letter_id, src, record in raw:
             total.counts.update(self._retry_raw(letter_id, src, record).counts)
         with self.engine.connect() as conn:
@@ -363,10 +363,10 @@ class Sink:
                 value, key, source=source, location=record.location, types=self.adapters.types
             )
             if isinstance(parsed, Poison):
-                ledger.note_raw_retry_failure(conn, letter_id, parsed.error)
+                rawletters.note_raw_retry_failure(conn, letter_id, parsed.error)
                 result.counts[(record.table, record.op, "dead_letter")] += 1
                 return result
-            ledger.resolve_raw_dead_letter(conn, letter_id)
+            rawletters.resolve_raw_dead_letter(conn, letter_id)
             if parsed is None:
                 return result  # a tombstone / op=m after all: nothing to apply
             route = self.adapters.route(parsed.source, parsed.table)

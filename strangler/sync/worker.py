@@ -28,7 +28,7 @@ from typing import Any
 
 from strangler.errors import ConfigError, Problem, SyncError
 from strangler.metrics import Metrics
-from strangler.sync import ledger
+from strangler.sync import ledger, rawletters
 from strangler.sync.adapters import AdapterSet
 from strangler.sync.config import SourceConfig, SyncConfig
 from strangler.sync.envelope import TypeRegistry
@@ -268,7 +268,7 @@ class Worker:
                 try:
                     with sink.engine.connect() as conn:
                         self._open[name] = ledger.counts(conn)
-                        self._raw_open[name] = ledger.raw_counts_by_source(conn)
+                        self._raw_open[name] = rawletters.raw_counts_by_source(conn)
                 except Exception:  # status must answer even when a target is down
                     log.debug("cannot read open counts of %s", name, exc_info=True)
         return dict(self._open)
