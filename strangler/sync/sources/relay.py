@@ -8,7 +8,7 @@ key and value, tombstones as null values) to the topic Debezium names
 one partition, exactly as Connect does. Records without a key (truncates) go to every
 partition: each partition then sees the truncate after its own earlier changes, so a
 consumer never applies a row change that happened before the truncate after it
-(Connect gives no such guarantee; see docs/readme/sync_sources.md). A batch is marked
+(Connect gives no such guarantee; see "The sources in detail" in README.md). A batch is marked
 processed only after the producer has flushed it, so a restart re-sends at most the
 batch in flight.
 
