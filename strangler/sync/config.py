@@ -17,13 +17,14 @@ from typing import Any, Literal
 
 from pydantic import (
     BaseModel,
-    ConfigDict,
     Field,
     ValidationError,
     field_validator,
     model_validator,
 )
 
+from strangler.schema import Section as _Model
+from strangler.schema import listen_address as _listen
 from strangler.sync.decode import valid_kind
 from strangler.units import Duration
 
@@ -32,17 +33,6 @@ CASTS = frozenset(
 )
 """Declarative casts; ``cents`` turns ``"250050"`` (or 250050) into ``Decimal("2500.50")``,
 ``yyyymmdd`` turns ``"20190304"`` into a date, ``blank_null`` turns ``""`` into null."""
-
-
-class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-def _listen(value: str) -> str:
-    host, sep, port = value.rpartition(":")
-    if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
-        raise ValueError(f"{value!r} is not host:port (e.g. 127.0.0.1:8082)")
-    return value
 
 
 def _db_url(value: str) -> str:

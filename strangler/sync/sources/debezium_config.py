@@ -13,15 +13,14 @@ from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import unquote, urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import Field, ValidationError, field_validator
 
 from strangler.errors import ConfigError, Problem
+from strangler.schema import Section
 
 
-class DebeziumOptions(BaseModel):
+class DebeziumOptions(Section):
     """``options:`` of a ``kind: debezium`` source."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
     database: str
     """The monolith's PostgreSQL, ``postgresql://user:password@host:port/dbname``."""

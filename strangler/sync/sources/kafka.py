@@ -29,9 +29,10 @@ from typing import Any, Literal, TypeVar
 
 from kafka import ConsumerRebalanceListener, KafkaConsumer, OffsetAndMetadata, TopicPartition
 from kafka.errors import KafkaError
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from strangler.errors import SyncError
+from strangler.schema import Section
 from strangler.sync.config import SourceConfig, SyncConfig
 from strangler.sync.envelope import TypeRegistry
 from strangler.sync.model import ChangeEvent
@@ -43,10 +44,8 @@ log = logging.getLogger("strangler.sync")
 _T = TypeVar("_T")
 
 
-class KafkaOptions(BaseModel):
+class KafkaOptions(Section):
     """``options:`` of a ``kind: kafka`` source."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
     bootstrap_servers: str | tuple[str, ...]
     """``host:port`` (or a list) of the Kafka brokers."""
