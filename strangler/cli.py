@@ -16,7 +16,11 @@ from strangler.errors import ConfigError, StranglerError
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="strangler", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="strangler",
+        description="A strangler-fig migration proxy: route by config, shadow and compare, "
+        "canary, roll back, and keep the new services' data aligned by CDC.",
+    )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     demo = sub.add_parser("demo", help="run the sample migration end to end, no servers needed")
