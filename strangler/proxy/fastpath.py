@@ -135,10 +135,9 @@ def try_fast(
     started: float,
 ) -> bool:
     """Start ``req`` on the fast path if it qualifies; False leaves it to the task path."""
+    # A request being mirrored never gets here: the caller took a shadow tap for it.
     route = decision.route
-    if decision.shadow_to is not None or (
-        decision.to_new and route is not None and route.adapter is not None
-    ):
+    if decision.to_new and route is not None and route.adapter is not None:
         return False
     body = req.body
     inline: bytes | None

@@ -112,8 +112,13 @@ class Forwarder:
                 self._record(None, "-", 400, started, False)
                 client.request_done()
                 return
-            if try_fast(self, client, req, decision, table.config, started):
+            # Ask the shadow sink first: a request it does not want (not sampled, or
+            # dropped at the in-flight bound) still takes the fast path.
+            tap = open_tap(self.runtime, decision, req)
+            if tap is None and try_fast(self, client, req, decision, table.config, started):
                 return
+            client.spawn(self.handle(client, req, decision, started, tap))
+            return
         client.spawn(self.handle(client, req, decision, started))
 
     async def handle(
@@ -122,7 +127,10 @@ class Forwarder:
         req: ProxyRequest,
         decision: Decision | None,
         started: float,
+        tap: ShadowTap | None = None,
     ) -> None:
+        """Answer ``req`` in a task. ``tap`` is the shadow tap when ``start`` decided."""
+        tapped = decision is not None  # start() asked the sink already (once per request)
         table = self.router.table
         if req.reject is not None:
             status, message = req.reject
@@ -145,7 +153,8 @@ class Forwarder:
 
                 outcome = await tunnel(self, client, req, decision, config)
                 return
-            tap = open_tap(self.runtime, decision, req)
+            if not tapped:
+                tap = open_tap(self.runtime, decision, req)
             if decision.to_new and route is not None and route.adapter is not None:
                 from strangler.proxy.adapting import adapted
 

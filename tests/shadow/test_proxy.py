@@ -39,6 +39,13 @@ def config(legacy_url: str, new_url: str, shadow_url: str) -> Any:
                 },
                 {"name": "plain", "match": {"path": "/plain/**"}, "to": "customers"},
                 # shadow mode with no shadow: block mirrors GETs with the defaults
+                {
+                    "name": "bounded",
+                    "match": {"path": "/bounded/**"},
+                    "to": "slow",
+                    "mode": "shadow",
+                    "shadow": {"max_in_flight": 2},
+                },
                 {"name": "bare", "match": {"path": "/bare/**"}, "to": "slow", "mode": "shadow"},
                 {
                     "name": "dead",
@@ -143,6 +150,23 @@ async def test_shadow_mode_without_a_shadow_block_mirrors_with_the_defaults(
     assert [(s["method"], s["path"]) for s in proxy["slow"].seen] == [("GET", "/bare/7")]
     data = await proxy["mirror"].store.read("bare")
     assert data.counts["match"] + data.counts["mismatch"] == 1
+
+
+async def test_shadows_over_the_in_flight_bound_are_dropped_and_counted_once_each(
+    proxy: dict[str, Any],
+) -> None:
+    async with aiohttp.ClientSession() as session:
+        for _ in range(10):
+            async with session.get(proxy["url"] + "/bounded/1") as resp:
+                assert resp.status == 200
+                assert resp.headers["X-Strangler-Upstream"] == "monolith"
+    await proxy["mirror"].drain()
+    data = await proxy["mirror"].store.read("bounded")
+    # two mirrors sit on the 2-second target; the other eight were dropped, once each
+    assert data.counts["dropped"] == 8
+    assert data.counts["match"] + data.counts["mismatch"] + data.counts["error"] == 2
+    text = proxy["metrics"].render()[0].decode()
+    assert 'strangler_shadow_total{outcome="dropped",route="bounded"} 8.0' in text
 
 
 async def wait_until(check: Any, timeout: float = 10.0) -> None:
