@@ -31,7 +31,9 @@ from strangler.routing.router import Router
 
 log = logging.getLogger(__name__)
 
-_RESTART_KEYS = ("listen", "admin", "state")
+_RESTART_KEYS = ("listen", "admin.listen", "state")
+"""What a reload cannot change: the sockets and the state store are opened once.
+``admin.token`` is not among them: a reload rotates it (writes check it live)."""
 
 
 class ConfigWatcher:
@@ -132,5 +134,12 @@ class ConfigWatcher:
 
 def _warn_restart_only(old: Config, new: Config) -> None:
     for key in _RESTART_KEYS:
-        if getattr(old, key) != getattr(new, key):
+        if _get(old, key) != _get(new, key):
             log.warning("routes.yaml %r changed: it takes effect after a restart", key)
+
+
+def _get(config: Config, dotted: str) -> object:
+    value: object = config
+    for part in dotted.split("."):
+        value = getattr(value, part)
+    return value
