@@ -129,8 +129,10 @@ class Forwarder:
         started: float,
         tap: ShadowTap | None = None,
     ) -> None:
-        """Answer ``req`` in a task. ``tap`` is the shadow tap when ``start`` decided."""
-        tapped = decision is not None  # start() asked the sink already (once per request)
+        """Answer ``req`` in a task. ``tap`` is the shadow tap ``start`` took, if any.
+
+        ``decision`` is None only for rejected and ``Upgrade`` requests, which are
+        never mirrored, so ``start`` is the one place the shadow sink is asked."""
         table = self.router.table
         if req.reject is not None:
             status, message = req.reject
@@ -153,8 +155,6 @@ class Forwarder:
 
                 outcome = await tunnel(self, client, req, decision, config)
                 return
-            if not tapped:
-                tap = open_tap(self.runtime, decision, req)
             if decision.to_new and route is not None and route.adapter is not None:
                 from strangler.proxy.adapting import adapted
 
