@@ -32,7 +32,6 @@ import platform
 import re
 import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -43,6 +42,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from loopback import free_port, wait_for_port
+
 ROOT = Path(__file__).resolve().parents[1]
 BODY = (
     '{"id":12345,"name":"Ada Lovelace","email":"ada@example.com","tier":"gold",'
@@ -51,23 +52,6 @@ BODY = (
     '"flags":{"beta":true,"vip":false},"pad":"xxxxxxxxxxxxxx"}'
 )
 TICK = os.sysconf("SC_CLK_TCK")
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def wait_for(port: int, timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-                return
-        except OSError:
-            time.sleep(0.1)
-    raise TimeoutError(f"nothing listening on {port}")
 
 
 def ensure_tools() -> None:
@@ -308,7 +292,7 @@ def main() -> int:
             )
             procs += uv_workers
         for port in (up, ngx, s10, s10k, *([bare] if args.uvloop else [])):
-            wait_for(port, 120)
+            wait_for_port(port, 120)
         time.sleep(2)
 
         path = "/api/r5/12345"

@@ -28,7 +28,6 @@ import os
 import platform
 import re
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -38,6 +37,8 @@ import threading
 import time
 import urllib.request
 from pathlib import Path
+
+from loopback import free_port, wait_for_port
 
 BODY = '{"id":7,"name":"Ada","plan":"gold","tags":["a","b"],"balance":12.5}'
 
@@ -52,23 +53,6 @@ app = web.Application()
 app.router.add_route("*", "/{tail:.*}", handle)
 web.run_app(app, host="127.0.0.1", port=int(sys.argv[1]), print=None, access_log=None)
 """
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def wait_port(port: int, timeout: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-                return
-        except OSError:
-            time.sleep(0.1)
-    raise SystemExit(f"nothing listening on {port}")
 
 
 def nginx_conf(tmp: Path, legacy: int, new: int) -> Path:
@@ -208,7 +192,7 @@ def main() -> None:
             )
             procs.append(proxy)
             for p in (legacy, new, slow, port, admin):
-                wait_port(p)
+                wait_for_port(p, 20.0)
             base = f"http://127.0.0.1:{port}"
             wrk(base + "/pass/1", 32, 2)  # warm up pools
             wrk(base + "/fast/1", 32, 2)
