@@ -163,9 +163,9 @@ class Metrics:
 
     # ---------------------------------------------------------- off the hot path
 
-    def shadow(self, route: str, outcome: str) -> None:
+    def shadow(self, route: str, outcome: str, count: int = 1) -> None:
         key = (route, outcome)
-        self._counts.shadow[key] = self._counts.shadow.get(key, 0) + 1
+        self._counts.shadow[key] = self._counts.shadow.get(key, 0) + count
 
     def rollback(self, route: str, reason: str) -> None:
         key = (route, reason)

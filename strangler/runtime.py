@@ -12,11 +12,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol
 
-from strangler.message import HttpRequest, HttpResponse
-
 if TYPE_CHECKING:
     from strangler.control.state import StateStore
     from strangler.metrics import Metrics
+    from strangler.proxy.shadowing import ShadowCopy
     from strangler.routing.decision import Decision
     from strangler.routing.router import Router
 
@@ -42,8 +41,8 @@ class RequestRecord:
 
 RequestListener = Callable[[RequestRecord], None]
 
-ComparisonListener = Callable[[str, bool], None]
-"""Called with (route name, matched) for each finished shadow comparison; O(1), no I/O."""
+ComparisonListener = Callable[[str, bool, int], None]
+"""Called with (route name, matched, how many) for finished shadow comparisons; O(1), no I/O."""
 
 MatchRateSource = Callable[[str], float | None]
 """A route's recent shadow match rate (0..1), or None when nothing was compared."""
@@ -58,14 +57,7 @@ class ShadowSink(Protocol):
         Sampling is sticky on ``decision.bucket`` so a user's session is mirrored whole."""
         ...
 
-    def submit(
-        self,
-        decision: Decision,
-        request: HttpRequest,
-        primary: HttpResponse | None,
-        primary_error: str | None,
-        primary_duration: float,
-    ) -> None:
+    def submit(self, decision: Decision, copy: ShadowCopy) -> None:
         """Schedule the mirror and comparison off the request path. Never blocks or raises."""
         ...
 
@@ -91,7 +83,7 @@ class Runtime:
         for listener in self.listeners:
             listener(record)
 
-    def record_comparison(self, route: str, matched: bool) -> None:
-        """The shadow part reports each comparison here (automatic rollback listens)."""
+    def record_comparison(self, route: str, matched: bool, count: int = 1) -> None:
+        """The shadow part reports comparisons here (automatic rollback listens)."""
         for listener in self.comparison_listeners:
-            listener(route, matched)
+            listener(route, matched, count)

@@ -110,16 +110,16 @@ class RollbackMonitor:
             self._table, self._watch = table, watched
         return self._watch
 
-    def _bump(self, route: str, width: float, field: int, hit: bool) -> None:
+    def _bump(self, route: str, width: float, field: int, hit: bool, count: int = 1) -> None:
         now = time.time()
         key = (route, int(now // width))
         counts = self._pending.get(key)
         if counts is None:
             counts = self._pending[key] = [0, 0, 0, 0]
             self._active[route] = now  # once per bucket is precise enough
-        counts[field] += 1
+        counts[field] += count
         if hit:
-            counts[field + 1] += 1
+            counts[field + 1] += count
 
     def record(self, record: RequestRecord) -> None:
         """Request listener: O(1), in memory."""
@@ -131,12 +131,12 @@ class RollbackMonitor:
         failed = record.error is not None or record.status >= 500
         self._bump(record.route, watch.width, _REQUESTS, failed)
 
-    def record_comparison(self, route: str, matched: bool) -> None:
-        """Shadow comparison listener: O(1), in memory."""
+    def record_comparison(self, route: str, matched: bool, count: int = 1) -> None:
+        """Shadow comparison listener (``count`` comparisons alike): O(1), in memory."""
         watch = self._watched().get(route)
         if watch is None or not watch.mismatches:
             return
-        self._bump(route, watch.width, _COMPARED, not matched)
+        self._bump(route, watch.width, _COMPARED, not matched, count)
 
     def _config(self, route: str) -> RollbackConfig | None:
         """The rollback block of ``route`` if it is under watch now (off the path)."""

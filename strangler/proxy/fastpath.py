@@ -1,13 +1,15 @@
 """The callback-only path for the common request: no task, no future, no await.
 
-Most proxied requests have a complete (usually empty) body, no adapter, no
-shadow copy, and find an idle keep-alive connection to a healthy upstream. For
+Most proxied requests have a complete (usually empty) body, no adapter, and
+find an idle keep-alive connection to a healthy upstream. For
 those, :func:`try_fast` writes the request upstream straight from the client's
 parser callback, and :class:`FastAttempt` — an :class:`Attempt` that finishes
 by itself — releases the connection, updates the circuit breaker, records the
 request and tells the client connection, all from the upstream's parser
 callbacks. This saves the task, future and event-loop round trips that
-dominate a Python proxy's per-request cost.
+dominate a Python proxy's per-request cost. A request being mirrored takes
+this path too: its :class:`ShadowTap` tees the response body, and the copy
+goes to the shadow sink once the client has its answer.
 
 Anything else, and any failure before the response was committed, is handed
 to the coroutine path (``Forwarder.handle`` / ``Forwarder.recover``), which
@@ -16,6 +18,7 @@ holds all the retry and fallback rules; this module adds no policy of its own.
 
 from __future__ import annotations
 
+from time import monotonic
 from typing import TYPE_CHECKING
 
 from strangler.config import Config
@@ -23,6 +26,7 @@ from strangler.proxy.attempt import Attempt
 from strangler.proxy.circuit import CLOSED
 from strangler.proxy.exchange import request_head
 from strangler.proxy.request import ProxyRequest
+from strangler.proxy.shadowing import ShadowTap, submit
 from strangler.proxy.upstream import UpstreamConnection, UpstreamPool
 from strangler.routing.decision import Decision
 
@@ -44,6 +48,7 @@ class FastAttempt(Attempt):
         conn: UpstreamConnection,
         inline: bytes,
         hold_5xx: bool,
+        tap: ShadowTap | None,
     ) -> None:
         super().__init__(
             client,
@@ -51,6 +56,7 @@ class FastAttempt(Attempt):
             fw.tags(decision.route_name, decision.upstream),
             req.method == "HEAD",
             hold_5xx=hold_5xx,
+            tap=tap,
         )
         self.fw = fw
         self.req = req
@@ -88,6 +94,19 @@ class FastAttempt(Attempt):
                 "status" if failed and decision.to_new else None,
             )
             client.request_done()
+            tap = self.tap
+            if tap is not None:
+                submit(
+                    self.fw.runtime,
+                    decision,
+                    self.req,
+                    tap,
+                    status,
+                    self.headers,
+                    None,
+                    None,
+                    monotonic() - self.started,
+                )
             return
         stale = result == "connect" and conn.uses > 1 and not conn.got_bytes
         self.pool.discard(conn)
@@ -106,7 +125,15 @@ class FastAttempt(Attempt):
             return
         client.spawn(
             self.fw.recover(
-                client, self.req, decision, self.config, self.started, self, stale, self.inline
+                client,
+                self.req,
+                decision,
+                self.config,
+                self.started,
+                self,
+                stale,
+                self.inline,
+                self.tap,
             )
         )
 
@@ -133,9 +160,9 @@ def try_fast(
     decision: Decision,
     config: Config,
     started: float,
+    tap: ShadowTap | None,
 ) -> bool:
     """Start ``req`` on the fast path if it qualifies; False leaves it to the task path."""
-    # A request being mirrored never gets here: the caller took a shadow tap for it.
     route = decision.route
     if decision.to_new and route is not None and route.adapter is not None:
         return False
@@ -154,7 +181,7 @@ def try_fast(
     if conn is None:
         return False
     hold = decision.fallback and len(inline) <= config.limits.max_buffered_retry_body
-    attempt = FastAttempt(fw, client, req, decision, config, started, pool, conn, inline, hold)
+    attempt = FastAttempt(fw, client, req, decision, config, started, pool, conn, inline, hold, tap)
     conn.start(attempt, attempt.head_request)
     client.attach(conn)
     client.fast = attempt

@@ -98,8 +98,8 @@ class Forwarder:
     def start(self, client: ClientConnection, req: ProxyRequest) -> None:
         """Begin answering ``req``; the client is told with ``request_done()`` when over.
 
-        The common request (complete body, no adapter, no shadow, an idle pooled
-        connection, circuit closed) runs on callbacks only; anything else, and
+        The common request (complete body, no adapter, an idle pooled connection,
+        circuit closed), mirrored or not, runs on callbacks only; anything else, and
         any failure of the fast path, continues in a task."""
         started = monotonic()
         decision = None
@@ -112,10 +112,8 @@ class Forwarder:
                 self._record(None, "-", 400, started, False)
                 client.request_done()
                 return
-            # Ask the shadow sink first: a request it does not want (not sampled, or
-            # dropped at the in-flight bound) still takes the fast path.
             tap = open_tap(self.runtime, decision, req)
-            if tap is None and try_fast(self, client, req, decision, table.config, started):
+            if try_fast(self, client, req, decision, table.config, started, tap):
                 return
             client.spawn(self.handle(client, req, decision, started, tap))
             return
@@ -193,6 +191,7 @@ class Forwarder:
         first: Attempt,
         stale: bool,
         inline: bytes,
+        tap: ShadowTap | None = None,
     ) -> None:
         """The fast path's attempt failed before answering: retry / fall back / fail here."""
         outcome: Outcome | None = None
@@ -204,13 +203,25 @@ class Forwarder:
             if stale and replayable and req.method in IDEMPOTENT:
                 # A pooled connection the upstream had closed: not a failure, try afresh.
                 result, attempt = await self.attempt(
-                    client, req, decision, config, decision.upstream, inline, hold, True, None
+                    client, req, decision, config, decision.upstream, inline, hold, True, tap
                 )
             elif result in ("connect", "timeout", "status"):
                 pool.circuit.failure()
             outcome = await self.conclude(
-                client, req, decision, config, None, inline, hold, replayable, result, attempt
+                client, req, decision, config, tap, inline, hold, replayable, result, attempt
             )
+            if tap is not None:
+                submit(
+                    self.runtime,
+                    decision,
+                    req,
+                    tap,
+                    outcome.status,
+                    outcome.headers,
+                    None,
+                    outcome.error,
+                    monotonic() - started,
+                )
         except ClientGone:
             outcome = Outcome(decision.upstream, 499)
             client.abort()
@@ -387,8 +398,10 @@ class Forwarder:
                     hold_5xx=hold_5xx,
                     buffer=buffer,
                     max_body=max_body,
-                    tap=tap if i == 0 else None,
+                    tap=tap,
                 )
+                if tap is not None:
+                    tap.restart_response()  # a retry or fallback answers afresh
                 result = await exchange(client, req, pool, attempt, head, inline, max_body)
                 if result != "connect" or i + 1 == tries:
                     break

@@ -4,9 +4,11 @@ When a decision names a ``shadow_to`` and the shadow sink ``wants`` the request,
 a :class:`ShadowTap` copies the request body and the primary response body as
 they stream past (up to the route's ``shadow.max_body``); the client's copy is
 never delayed or held back for it. Once the client has its answer,
-:func:`submit` hands the sink the client's request and the primary answer as
-immutable values — or tells it the request was skipped because a body was too
-large. A request already carrying ``X-Strangler-Shadow`` is never mirrored.
+:func:`submit` hands the sink a :class:`ShadowCopy` — the client's request and
+the primary answer as raw bytes, decoded into ``HttpRequest``/``HttpResponse``
+only if the sink asks (a byte-identical shadow answer never needs them) — or
+tells it the request was skipped because a body was too large. A request
+already carrying ``X-Strangler-Shadow`` is never mirrored.
 
 Nothing here sends the mirror (``strangler.shadow`` does, off the request path),
 and no error of the sink reaches the client.
@@ -15,9 +17,10 @@ and no error of the sink reaches the client.
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 
 from strangler.config import ShadowConfig
-from strangler.message import HttpResponse, make_headers
+from strangler.message import Headers, HttpRequest, HttpResponse, make_headers
 from strangler.proxy.headers import RawHeaders
 from strangler.proxy.request import ProxyRequest, as_message, decoded
 from strangler.routing.decision import Decision
@@ -25,6 +28,112 @@ from strangler.runtime import Runtime
 
 log = logging.getLogger(__name__)
 DEFAULT_SHADOW = ShadowConfig()
+
+
+class ShadowCopy:
+    """One mirrored exchange as the client saw it: what it sent, what it got.
+
+    Raw bytes as they crossed the proxy; :meth:`request` and :meth:`primary`
+    decode them into immutable values on first use. ``status`` is None when the
+    primary failed (``error`` says why)."""
+
+    __slots__ = (
+        "_primary",
+        "_request",
+        "body",
+        "duration",
+        "error",
+        "headers",
+        "method",
+        "params",
+        "path",
+        "response_body",
+        "response_headers",
+        "status",
+        "target",
+    )
+
+    def __init__(
+        self,
+        method: str,
+        target: bytes,
+        headers: RawHeaders,
+        body: bytes,
+        path: str,
+        params: Mapping[str, str],
+        status: int | None,
+        response_headers: RawHeaders,
+        response_body: bytes,
+        error: str | None,
+        duration: float,
+    ) -> None:
+        self.method = method
+        self.target = target
+        """The request target as the client sent it (path and query)."""
+        self.headers = headers
+        """The client's header pairs, hop-by-hop ones included (senders drop them)."""
+        self.body = body
+        self.path = path
+        self.params = params
+        self.status = status
+        self.response_headers = response_headers
+        self.response_body = response_body
+        self.error = error
+        self.duration = duration
+        self._request: HttpRequest | None = None
+        self._primary: HttpResponse | None = None
+
+    @classmethod
+    def of(
+        cls,
+        request: HttpRequest,
+        primary: HttpResponse | None,
+        error: str | None,
+        duration: float,
+    ) -> ShadowCopy:
+        """A copy from values (the adapter path, which buffered both sides, and tests)."""
+        copy = cls(
+            request.method,
+            request.target.encode("latin-1"),
+            raw_pairs(request.headers),
+            request.body,
+            request.path,
+            request.params,
+            primary.status if primary is not None else None,
+            raw_pairs(primary.headers) if primary is not None else [],
+            primary.body if primary is not None else b"",
+            None if primary is not None else error or "failed",
+            duration,
+        )
+        copy._request, copy._primary = request, primary
+        return copy
+
+    def request(self) -> HttpRequest:
+        if self._request is None:
+            query = self.target.partition(b"?")[2]
+            self._request = HttpRequest(
+                headers=make_headers(decoded(self.headers)),
+                body=self.body,
+                method=self.method,
+                path=self.path,
+                query=query.decode("latin-1"),
+                params=self.params,
+            )
+        return self._request
+
+    def primary(self) -> HttpResponse | None:
+        if self._primary is None and self.status is not None:
+            self._primary = HttpResponse(
+                headers=make_headers(decoded(self.response_headers)),
+                body=self.response_body,
+                status=self.status,
+            )
+        return self._primary
+
+
+def raw_pairs(headers: Headers) -> RawHeaders:
+    """Decoded headers back as raw pairs (what the shadow sender writes)."""
+    return [(k.encode("latin-1"), v.encode("latin-1")) for k, v in headers.items()]
 
 
 class ShadowTap:
@@ -48,6 +157,11 @@ class ShadowTap:
                 self.request.clear()
             else:
                 self.request.append(data)
+
+    def restart_response(self) -> None:
+        if not self.over:
+            self.response.clear()
+            self.response_size = 0
 
     def tee_response(self, data: bytes) -> None:
         if not self.over:
@@ -76,7 +190,7 @@ def open_tap(runtime: Runtime, decision: Decision, req: ProxyRequest) -> ShadowT
     # A route in shadow mode without a ``shadow:`` block mirrors with the defaults.
     tap = ShadowTap((route.config.shadow or DEFAULT_SHADOW).max_body)
     inline = req.body.buffered
-    if inline is not None:
+    if inline:
         tap.tee_request(inline)
     return tap
 
@@ -101,14 +215,25 @@ def submit(
         if tap.over:
             shadow.skipped(decision, "body_too_large")
             return
-        request = as_message(req, decision.path, decision.params, b"".join(tap.request))
-        primary = response
-        if primary is None and headers is not None:
-            primary = HttpResponse(
-                headers=make_headers(decoded(headers)),
-                body=b"".join(tap.response),
-                status=status,
+        body = tap.request[0] if len(tap.request) == 1 else b"".join(tap.request)
+        if response is not None:
+            request = as_message(req, decision.path, decision.params, body)
+            copy = ShadowCopy.of(request, response, None, duration)
+        else:
+            teed = tap.response
+            copy = ShadowCopy(
+                req.method,
+                req.target,
+                req.headers,
+                body,
+                decision.path,
+                decision.params,
+                status if headers is not None else None,
+                headers if headers is not None else [],
+                teed[0] if len(teed) == 1 else b"".join(teed),
+                None if headers is not None else error or "failed",
+                duration,
             )
-        shadow.submit(decision, request, primary, error if primary is None else None, duration)
+        shadow.submit(decision, copy)
     except Exception:
         log.exception("shadow sink failed")

@@ -123,7 +123,9 @@ def decide(
     bucket = 0
     if route.needs_bucket:
         key = sticky_key(route, headers, client_ip) if route.sticky else None
-        bucket = _random.randrange(BUCKETS) if key is None else bucket_of(route.hash_prefix, key)
+        bucket = (
+            int(_random.random() * BUCKETS) if key is None else bucket_of(route.hash_prefix, key)
+        )
 
     pin = None
     if table.pin_header is not None:

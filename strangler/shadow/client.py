@@ -1,4 +1,4 @@
-"""The mirrored call: one HTTP/1.1 exchange over the data plane's upstream pools.
+"""The mirrored call: HTTP/1.1 to a shadow target over pools of the shadow's own.
 
 :class:`ShadowClient` sends a shadow copy to an upstream and returns what came
 back as an :class:`~strangler.shadow.observation.Observation` — never raising:
@@ -7,6 +7,10 @@ that long) or a malformed answer is the observation's ``exception``. It keeps
 its own pools (built with ``strangler.proxy.upstream.UpstreamPool``), so shadow
 connections never take a slot the client's requests need, and reads at most
 ``limit`` body bytes (beyond it: :class:`TooLarge`, the connection is dropped).
+Plain GETs go through :meth:`ShadowClient.channel` instead: a
+:class:`~strangler.shadow.pipeline.ShadowChannel` on the same pool (same
+breaker) that pipelines the GETs of one loop turn in one write.
+:func:`encode` builds the mirrored request (``X-Strangler-Shadow: 1``) for both.
 
 Why not aiohttp's client: measured in ``bench/shadow.py``, an aiohttp request
 costs several times the CPU of the proxy's own httptools exchange, and at 100 %
@@ -21,25 +25,15 @@ import time
 from strangler.config import UpstreamConfig
 from strangler.errors import UpstreamError
 from strangler.message import HttpRequest, make_headers
-from strangler.proxy.headers import RawHeaders
+from strangler.proxy.headers import HOP_BY_HOP, RawHeaders
 from strangler.proxy.upstream import UpstreamConnection, UpstreamPool
 from strangler.shadow.observation import Observation, Side
+from strangler.shadow.pipeline import ShadowChannel
 
 MARKER = "X-Strangler-Shadow"
-_HOP_BY_HOP = frozenset(
-    {
-        "connection",
-        "keep-alive",
-        "proxy-connection",
-        "te",
-        "trailer",
-        "transfer-encoding",
-        "upgrade",
-        "host",
-        "content-length",
-        "expect",
-    }
-)
+_MARKER = MARKER.lower().encode()
+_NOT_COPIED = HOP_BY_HOP | {b"host", b"content-length", b"expect", _MARKER}
+_WITH_BODY = frozenset({"POST", "PUT", "PATCH"})
 
 
 class TooLarge(Exception):
@@ -89,19 +83,28 @@ class ShadowClient:
 
     def __init__(self, max_connections: int) -> None:
         self._max = max_connections
-        self._pools: dict[str, tuple[UpstreamConfig, UpstreamPool]] = {}
+        self._pools: dict[str, tuple[UpstreamConfig, UpstreamPool, ShadowChannel]] = {}
 
-    def _pool(self, name: str, config: UpstreamConfig) -> UpstreamPool:
+    def _get(self, name: str, config: UpstreamConfig) -> tuple[UpstreamPool, ShadowChannel]:
         known = self._pools.get(name)
-        if known is not None and known[0] == config:
-            return known[1]
+        if known is not None and (known[0] is config or known[0] == config):
+            return known[1], known[2]
         if known is not None:
             known[1].close()
+            known[2].close()
         # The shadow bound is also the bound on shadow sockets per upstream.
         bounded = config.model_copy(update={"max_connections": self._max})
         pool = UpstreamPool(name, bounded, asyncio.get_running_loop())
-        self._pools[name] = (config, pool)
-        return pool
+        channel = ShadowChannel(pool, self._max)
+        self._pools[name] = (config, pool, channel)
+        return pool, channel
+
+    def _pool(self, name: str, config: UpstreamConfig) -> UpstreamPool:
+        return self._get(name, config)[0]
+
+    def channel(self, name: str, config: UpstreamConfig) -> ShadowChannel:
+        """The pipelined channel to ``name`` (for plain GETs), sharing the pool's breaker."""
+        return self._get(name, config)[1]
 
     async def send(
         self,
@@ -131,7 +134,19 @@ class ShadowClient:
         head = request.method == "HEAD"
         conn.start(sink, head)
         try:
-            conn.write(_encode(pool, config, request))
+            conn.write(
+                encode(
+                    pool,
+                    config,
+                    request.method,
+                    request.target.encode("latin-1"),
+                    [
+                        (k.encode("latin-1"), v.encode("latin-1"))
+                        for k, v in request.headers.items()
+                    ],
+                    request.body,
+                )
+            )
             await sink.future
         except BaseException:
             pool.circuit.release_probe()
@@ -165,8 +180,9 @@ class ShadowClient:
         return Observation(side, name, sink.status, headers, b"".join(sink.chunks), elapsed)
 
     def close(self) -> None:
-        for _, pool in self._pools.values():
+        for _, pool, channel in self._pools.values():
             pool.close()
+            channel.close()
         self._pools.clear()
 
 
@@ -179,23 +195,33 @@ def _why(error: BaseException) -> str:
     return text
 
 
-def _encode(pool: UpstreamPool, config: UpstreamConfig, request: HttpRequest) -> bytes:
+def marked(headers: RawHeaders) -> bool:
+    """The request already carries ``X-Strangler-Shadow``: it is a mirror itself."""
+    size = len(_MARKER)
+    return any(len(name) == size and name.lower() == _MARKER for name, _ in headers)
+
+
+def encode(
+    pool: UpstreamPool,
+    config: UpstreamConfig,
+    method: str,
+    target: bytes,
+    headers: RawHeaders,
+    body: bytes,
+) -> bytes:
+    """The mirrored request: the client's headers (not hop-by-hop ones), the target's
+    ``Host`` (or the client's, with ``host: client``), ``X-Strangler-Shadow: 1``."""
     host = pool.host_header
-    if config.host == "client" and "host" in request.headers:
-        host = request.headers["host"].encode("latin-1")
-    lines = [
-        f"{request.method} ".encode()
-        + pool.prefix
-        + request.target.encode("latin-1")
-        + b" HTTP/1.1",
-        b"Host: " + host,
-    ]
-    lines += [
-        f"{k}: {v}".encode("latin-1")
-        for k, v in request.headers.items()
-        if k.lower() not in _HOP_BY_HOP and k.lower() != MARKER.lower()
-    ]
-    lines.append(f"{MARKER}: 1".encode())
-    if request.body or request.method in ("POST", "PUT", "PATCH"):
-        lines.append(b"Content-Length: %d" % len(request.body))
-    return b"\r\n".join(lines) + b"\r\n\r\n" + request.body
+    parts = [method.encode("latin-1"), b" ", pool.prefix, target, b" HTTP/1.1\r\n"]
+    for name, value in headers:
+        lower = name.lower()
+        if lower in _NOT_COPIED:
+            if lower == b"host" and config.host == "client":
+                host = value
+            continue
+        parts += (name, b": ", value, b"\r\n")
+    parts += (b"Host: ", host, b"\r\nX-Strangler-Shadow: 1\r\n")
+    if body or method in _WITH_BODY:
+        parts.append(b"Content-Length: %d\r\n" % len(body))
+    parts += (b"\r\n", body)
+    return b"".join(parts)

@@ -2,12 +2,19 @@
 
 :class:`ShadowMirror` implements ``strangler.runtime.ShadowSink``. On the
 request path it only does O(1) work: ``wants()`` samples stickily on the
-decision's bucket; ``submit()`` checks the in-flight bounds and starts a
-detached task (or counts ``dropped``); ``skipped()`` counts. Everything else —
-the mirrored call with ``X-Strangler-Shadow: 1``, an optional second legacy
-call for noise, the response adapter, the comparison, the store, metrics and
-the rollback feed — runs in that task, bounded per route
-(``shadow.max_in_flight``) and in total, and never raises.
+decision's bucket; ``submit()`` checks the in-flight bounds and sends the mirror (or counts
+``dropped``); ``skipped()`` counts. Everything else — the mirrored call with
+``X-Strangler-Shadow: 1``, an optional second legacy call for noise, the
+response adapter, the comparison, the store, metrics and the rollback feed —
+happens off the request path, bounded per route (``shadow.max_in_flight``) and
+in total, and never raises.
+
+Two lanes. A plain GET (no request adapter on the way, no noise call) is
+pipelined (:mod:`strangler.shadow.pipeline`) and its answer arrives in a
+callback: an answer byte-identical to the client's (same status, body and
+compared headers) is a match counted right there, since equal bytes stay equal
+under any normalisation; anything else is compared in a task. Every other
+mirror runs in a task of its own over :class:`ShadowClient`.
 
 This module must never await anything on the client's behalf, queue work
 without a bound, or let an exception from the shadow side reach the client.
@@ -20,16 +27,19 @@ import contextlib
 import logging
 import random
 import time
-from collections import Counter
-from collections.abc import Callable, Mapping
-from typing import Protocol
+from collections.abc import Callable, Coroutine, Mapping
+from typing import Any, Protocol
 
 from strangler.adapter import HttpAdapter
 from strangler.config import CompareConfig, RouteConfig, ShadowConfig, UpstreamConfig
-from strangler.message import HttpRequest, HttpResponse
-from strangler.shadow.client import MARKER, ShadowClient, TooLarge
+from strangler.message import HttpRequest, make_headers
+from strangler.proxy.headers import RawHeaders
+from strangler.proxy.request import decoded
+from strangler.proxy.shadowing import ShadowCopy
+from strangler.shadow.client import ShadowClient, TooLarge, encode, marked
 from strangler.shadow.compare import Comparator, adapt
 from strangler.shadow.observation import Observation, Side
+from strangler.shadow.pipeline import TOO_LARGE, ShadowChannel
 from strangler.shadow.store import Batch, Redactor, Sample, ShadowStore
 
 log = logging.getLogger(__name__)
@@ -65,13 +75,13 @@ class MirroredDecision(Protocol):
 
 
 class Metrics(Protocol):
-    def shadow(self, route: str, outcome: str) -> None: ...
+    def shadow(self, route: str, outcome: str, count: int = 1) -> None: ...
 
 
 Upstreams = Callable[[], Mapping[str, UpstreamConfig]]
 """The current upstreams (read per mirrored call, so a reload is picked up)."""
-ComparisonFeed = Callable[[str, bool], None]
-"""(route, matched) per finished comparison: the rollback monitor's input."""
+ComparisonFeed = Callable[[str, bool, int], None]
+"""(route, matched, how many) for finished comparisons: the rollback monitor's input."""
 
 
 def sampled(bucket: int, percent: float) -> bool:
@@ -99,7 +109,10 @@ class ShadowMirror:
         self._on_comparison = on_comparison
         self.max_in_flight = max_in_flight
         self._flush_interval = flush_interval
-        self._in_flight: Counter[str] = Counter()
+        self._in_flight: dict[str, int] = {}
+        self._matched: dict[str, int] = {}
+        """Byte-identical answers this loop turn, by route (counted at its end)."""
+        self._plans: dict[tuple[MirroredRoute, str], _Plan] = {}
         self._total = 0
         self._tasks: set[asyncio.Task[None]] = set()
         self._batches: dict[str, Batch] = {}
@@ -110,55 +123,75 @@ class ShadowMirror:
         self._turn = asyncio.Lock()
         self._error_sampled: dict[str, float] = {}
         self._flusher: asyncio.Task[None] | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
 
     # ------------------------------------------------------------ ShadowSink
 
     def wants(self, decision: MirroredDecision, method: str) -> bool:
         route = decision.route
-        if route is None or decision.shadow_to is None:
+        shadow_to = decision.shadow_to
+        if route is None or shadow_to is None:
             return False
-        shadow = route.config.shadow or DEFAULT_SHADOW
-        if method not in shadow.methods or not sampled(decision.bucket, shadow.percent):
+        plan = self._plan(route, shadow_to)
+        if method not in plan.methods or not sampled(decision.bucket, plan.percent):
             return False
-        if self._full(route.name, shadow):
+        if self._total >= self.max_in_flight or self._in_flight.get(plan.name, 0) >= plan.bound:
             # Decided here, before the data plane copies any body for us.
-            self._count(route.name, "dropped")
+            self._count(plan.name, "dropped")
             return False
         return True
 
-    def _full(self, route: str, shadow: ShadowConfig) -> bool:
-        return self._total >= self.max_in_flight or self._in_flight[route] >= shadow.max_in_flight
-
-    def submit(
-        self,
-        decision: MirroredDecision,
-        request: HttpRequest,
-        primary: HttpResponse | None,
-        primary_error: str | None,
-        primary_duration: float,
-    ) -> None:
+    def submit(self, decision: MirroredDecision, copy: ShadowCopy) -> None:
         try:
             route = decision.route
-            if route is None or decision.shadow_to is None or MARKER in request.headers:
+            shadow_to = decision.shadow_to
+            if route is None or shadow_to is None or marked(copy.headers):
                 return  # a mirrored request is never mirrored again
-            shadow = route.config.shadow or DEFAULT_SHADOW
-            if self._full(route.name, shadow):
-                self._count(route.name, "dropped")
+            plan = self._plan(route, shadow_to)
+            name = plan.name
+            in_flight = self._in_flight
+            count = in_flight.get(name, 0)
+            if self._total >= self.max_in_flight or count >= plan.bound:
+                self._count(name, "dropped")
                 return
-            if len(request.body) > shadow.max_body:
-                self._count(route.name, "skipped")
+            if len(copy.body) > plan.max_body:
+                self._count(name, "skipped")
                 return
-            loop = asyncio.get_running_loop()
-            self._start(loop)
             self._total += 1
-            self._in_flight[route.name] += 1
-            task = loop.create_task(
-                self._run(decision, route, request, primary, primary_error, primary_duration)
-            )
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
+            in_flight[name] = count + 1
+            noisy = plan.noise > 0 and random.random() * 100 < plan.noise
+            channel = plan.channel
+            if channel is not None and copy.method == "GET" and not noisy:
+                flight = _Flight(self, decision, plan, copy)
+                data = encode(
+                    channel.pool, channel.pool.config, "GET", copy.target, copy.headers, copy.body
+                )
+                channel.send(data, plan.max_body, flight.answered)
+                return
+            self._spawn(self._run(decision, route, copy, plan.side, noisy))
         except Exception:  # the sink must never raise into the client's response
             log.exception("shadow submit failed")
+
+    def _plan(self, route: MirroredRoute, shadow_to: str) -> _Plan:
+        """What mirroring ``route`` to ``shadow_to`` needs, worked out once per route
+        table (a reload or an override flip builds new routes, so new plans)."""
+        plan = self._plans.get((route, shadow_to))
+        if plan is not None:
+            return plan
+        if len(self._plans) > 1024:
+            self._plans.clear()
+        upstreams = self._upstreams()
+        plan = _Plan(route, shadow_to)
+        with contextlib.suppress(RuntimeError):  # without a loop: no sending either
+            self._start(asyncio.get_running_loop())
+            config = upstreams.get(shadow_to)
+            # Pipelined: plain GETs whose answer is compared as it comes (no request
+            # adapter on the way out, no response adapter on the way back).
+            if config is not None and (plan.side == "legacy" or route.adapter is None):
+                assert self._client is not None
+                plan.channel = self._client.channel(shadow_to, config)
+            self._plans[(route, shadow_to)] = plan
+        return plan
 
     def skipped(self, decision: MirroredDecision, reason: str) -> None:
         if decision.route is not None:
@@ -172,8 +205,12 @@ class ShadowMirror:
 
     async def drain(self, timeout: float = 10.0) -> None:
         """Wait for in-flight shadow work and flush counts (tests, shutdown)."""
-        if self._tasks:
-            await asyncio.wait(set(self._tasks), timeout=timeout)
+        deadline = time.monotonic() + timeout
+        while self._total > 0 and time.monotonic() < deadline:
+            if self._tasks:
+                await asyncio.wait(set(self._tasks), timeout=deadline - time.monotonic())
+            else:  # pipelined mirrors: answered from callbacks, not tasks
+                await asyncio.sleep(0.005)
         await self._flush()
 
     async def close(self) -> None:
@@ -190,6 +227,7 @@ class ShadowMirror:
             self._client = None
 
     def _start(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
         if self._flusher is None:
             self._flusher = loop.create_task(self._flush_loop())
         if self._client is None:
@@ -199,9 +237,10 @@ class ShadowMirror:
         self._batch(route).counts[outcome] += 1
         if self._metrics is not None:
             self._metrics.shadow(route, outcome)
-        # Without a running loop (a sync caller) the counts go out with the next flush.
-        with contextlib.suppress(RuntimeError):
-            self._start(asyncio.get_running_loop())
+        if self._flusher is None:
+            # Without a running loop (a sync caller) the counts go out with the next flush.
+            with contextlib.suppress(RuntimeError):
+                self._start(asyncio.get_running_loop())
 
     async def _flush_loop(self) -> None:
         while True:
@@ -209,6 +248,8 @@ class ShadowMirror:
             await self._flush()
 
     async def _flush(self) -> None:
+        if self._matched:
+            self._count_matches()
         batches, self._batches = self._batches, {}
         for route, batch in batches.items():
             try:
@@ -226,43 +267,134 @@ class ShadowMirror:
 
     # ------------------------------------------------------------ the work
 
+    def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
+        assert self._loop is not None  # set by _plan() before any mirror is sent
+        task = self._loop.create_task(work)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def _finished(self, route: str) -> None:
+        self._total -= 1
+        left = self._in_flight.get(route, 1) - 1
+        if left > 0:
+            self._in_flight[route] = left
+        else:
+            self._in_flight.pop(route, None)
+
+    def _answered(
+        self,
+        flight: _Flight,
+        status: int,
+        headers: RawHeaders,
+        body: bytes,
+        error: str | None,
+        elapsed: float,
+    ) -> None:
+        """A pipelined GET's answer (or failure), from the channel's parser callback."""
+        name = flight.plan.name
+        try:
+            if error == TOO_LARGE:
+                self._count(name, "skipped")
+            elif error is None and _same(flight, status, headers, body):
+                # Counted once per loop turn for all the matches the turn brought.
+                matched = self._matched
+                if not matched:
+                    assert self._loop is not None
+                    self._loop.call_soon(self._count_matches)
+                matched[name] = matched.get(name, 0) + 1
+            else:
+                upstream = flight.plan.upstream
+                if error is not None:
+                    second = Observation.failure(flight.plan.side, upstream, error, elapsed)
+                else:
+                    second = Observation(
+                        flight.plan.side,
+                        upstream,
+                        status,
+                        make_headers(decoded(headers)),
+                        body,
+                        elapsed,
+                    )
+                self._spawn(self._settle(flight, second))
+                return  # the task says when it is finished
+        except Exception:
+            log.exception("shadow comparison for route %r failed", name)
+        self._finished(name)
+
+    def _count_matches(self) -> None:
+        matched, self._matched = self._matched, {}
+        now = time.time()
+        for name, count in matched.items():
+            try:
+                self._batch(name).match(now, count)
+                if self._metrics is not None:
+                    self._metrics.shadow(name, "match", count)
+                if self._on_comparison is not None:
+                    self._on_comparison(name, True, count)
+            except Exception:
+                log.exception("shadow counting for route %r failed", name)
+
+    async def _settle(self, flight: _Flight, second: Observation) -> None:
+        plan = flight.plan
+        try:
+            await self._conclude(flight.decision, plan.route, flight.copy, plan.side, second)
+        finally:
+            self._finished(plan.name)
+
     async def _run(
         self,
         decision: MirroredDecision,
         route: MirroredRoute,
-        request: HttpRequest,
-        primary: HttpResponse | None,
-        primary_error: str | None,
-        primary_duration: float,
+        copy: ShadowCopy,
+        side: Side,
+        noisy: bool,
     ) -> None:
-        name = route.name
+        """A mirror in a task of its own: every method, request adapters, noise calls."""
         try:
             shadow = route.config.shadow or DEFAULT_SHADOW
             shadow_to = decision.shadow_to
             assert shadow_to is not None
-            shadow_side: Side = "new" if shadow_to == route.config.to else "legacy"
-            primary_side: Side = "legacy" if shadow_side == "new" else "new"
-            if primary is not None:
-                first = Observation.of(primary_side, decision.upstream, primary, primary_duration)
-            else:
-                first = Observation.failure(
-                    primary_side, decision.upstream, primary_error or "failed", primary_duration
-                )
-            calls = [self._call(shadow_to, shadow_side, route, request, shadow.max_body)]
-            noisy = shadow.noise_percent > 0 and random.random() * 100 < shadow.noise_percent
+            request = copy.request()
+            calls = [self._call(shadow_to, side, route, request, shadow.max_body)]
             if noisy:
                 calls.append(self._call(decision.legacy, "legacy", route, request, shadow.max_body))
             try:
                 observed = [await calls[0]] if len(calls) == 1 else await asyncio.gather(*calls)
             except TooLarge:
-                self._count(name, "skipped")
+                self._count(route.name, "skipped")
                 return
-            second = observed[0]
+            again = observed[1] if noisy else None
+            await self._conclude(decision, route, copy, side, observed[0], again)
+        finally:
+            self._finished(route.name)
+
+    async def _conclude(
+        self,
+        decision: MirroredDecision,
+        route: MirroredRoute,
+        copy: ShadowCopy,
+        shadow_side: Side,
+        second: Observation,
+        again: Observation | None = None,
+    ) -> None:
+        """Compare the client's answer with the mirror's (``again``: legacy asked twice)."""
+        name = route.name
+        try:
+            shadow = route.config.shadow or DEFAULT_SHADOW
+            primary_side: Side = "legacy" if shadow_side == "new" else "new"
+            primary = copy.primary()
+            if primary is not None:
+                first = Observation.of(primary_side, decision.upstream, primary, copy.duration)
+            else:
+                first = Observation.failure(
+                    primary_side, decision.upstream, copy.error or "failed", copy.duration
+                )
             legacy, new = (first, second) if shadow_side == "new" else (second, first)
             comparator = self._comparator(shadow.compare)
-            if noisy:
-                self._learn_noise(name, comparator, legacy, observed[1])
+            if again is not None:
+                self._learn_noise(name, comparator, legacy, again)
             noise = await self._noise_of(name)
+            request = copy.request()
             # One comparison per loop turn: shadows that finish together (a slow
             # target answering a burst) must not stall the client's I/O in one go.
             async with self._turn:
@@ -279,17 +411,12 @@ class ShadowMirror:
             if self._metrics is not None:
                 self._metrics.shadow(name, comparison.outcome)
             if self._on_comparison is not None and comparison.outcome != "error":
-                self._on_comparison(name, comparison.outcome == "match")
+                self._on_comparison(name, comparison.outcome == "match", 1)
             self._batch(name).add(comparison, sample, time.time())
         except asyncio.CancelledError:
             raise
         except Exception:
             log.exception("shadow comparison for route %r failed", name)
-        finally:
-            self._total -= 1
-            self._in_flight[name] -= 1
-            if self._in_flight[name] <= 0:
-                del self._in_flight[name]
 
     def _keep_sample(self, route: str, outcome: str) -> bool:
         """Every mismatch is kept; errors at most once a second per route (a dead
@@ -352,3 +479,75 @@ class ShadowMirror:
         if redactor is None:
             redactor = self._redactors[paths] = Redactor(paths)
         return redactor
+
+
+class _Plan:
+    """One route mirrored to one upstream, as one route table has it."""
+
+    __slots__ = (
+        "bound",
+        "channel",
+        "headers",
+        "max_body",
+        "methods",
+        "name",
+        "noise",
+        "percent",
+        "route",
+        "side",
+        "upstream",
+    )
+
+    def __init__(self, route: MirroredRoute, shadow_to: str) -> None:
+        shadow = route.config.shadow or DEFAULT_SHADOW
+        self.route = route
+        self.name = route.name
+        self.upstream = shadow_to
+        self.side: Side = "new" if shadow_to == route.config.to else "legacy"
+        self.methods = shadow.methods
+        self.percent = shadow.percent
+        self.bound = shadow.max_in_flight
+        self.max_body = shadow.max_body
+        self.noise = shadow.noise_percent
+        self.headers = tuple(h.lower().encode("latin-1") for h in shadow.compare.headers)
+        self.channel: ShadowChannel | None = None
+        """Set when this route's GETs are pipelined."""
+
+
+class _Flight:
+    """One pipelined mirror on its way: what its answer is compared with."""
+
+    __slots__ = ("copy", "decision", "mirror", "plan")
+
+    def __init__(
+        self, mirror: ShadowMirror, decision: MirroredDecision, plan: _Plan, copy: ShadowCopy
+    ) -> None:
+        self.mirror = mirror
+        self.decision = decision
+        self.plan = plan
+        self.copy = copy
+
+    def answered(
+        self, status: int, headers: RawHeaders, body: bytes, error: str | None, elapsed: float
+    ) -> None:
+        self.mirror._answered(self, status, headers, body, error, elapsed)
+
+
+def _same(flight: _Flight, status: int, headers: RawHeaders, body: bytes) -> bool:
+    """The mirror's answer is byte for byte the client's: status, body, compared headers.
+
+    Equal bytes stay equal under any ignore, replace, unordered or tolerance rule,
+    so this is a match without parsing anything (a response adapter would change
+    the new side: such routes are not pipelined)."""
+    copy = flight.copy
+    if status != copy.status or body != copy.response_body:
+        return False
+    for name in flight.plan.headers:
+        if _values(headers, name) != _values(copy.response_headers, name):
+            return False
+    return True
+
+
+def _values(headers: RawHeaders, name: bytes) -> list[bytes]:
+    size = len(name)
+    return [v for n, v in headers if len(n) == size and n.lower() == name]

@@ -8,6 +8,7 @@ from typing import Any
 import aiohttp
 
 from strangler.message import HttpRequest, HttpResponse
+from strangler.proxy.shadowing import ShadowCopy
 from strangler.routing.decision import Decision
 from tests.proxy.conftest import run_proxy
 from tests.proxy.echo import echo_app
@@ -26,15 +27,8 @@ class RecordingSink:
     def wants(self, decision: Decision, method: str) -> bool:
         return method in ("GET", "POST")
 
-    def submit(
-        self,
-        decision: Decision,
-        request: HttpRequest,
-        primary: HttpResponse | None,
-        primary_error: str | None,
-        primary_duration: float,
-    ) -> None:
-        self.submitted.append((decision, request, primary, primary_error))
+    def submit(self, decision: Decision, copy: ShadowCopy) -> None:
+        self.submitted.append((decision, copy.request(), copy.primary(), copy.error))
 
     def skipped(self, decision: Decision, reason: str) -> None:
         self.skipped_reasons.append(reason)

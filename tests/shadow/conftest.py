@@ -20,6 +20,7 @@ from aiohttp import web
 
 from strangler.config import Config, parse_config
 from strangler.message import HttpRequest, HttpResponse, make_headers
+from strangler.proxy.shadowing import ShadowCopy
 from strangler.routing.decision import decide
 from strangler.routing.router import Router
 from strangler.shadow.mirror import ShadowMirror
@@ -122,16 +123,18 @@ class Front:
         if self.sink is not None and self.sink.wants(decision, request.method):
             self.sink.submit(
                 decision,
-                HttpRequest(
-                    headers=make_headers(request.headers.items()),
-                    body=body,
-                    method=request.method,
-                    path=request.path,
-                    query=request.query_string,
+                ShadowCopy.of(
+                    HttpRequest(
+                        headers=make_headers(request.headers.items()),
+                        body=body,
+                        method=request.method,
+                        path=request.path,
+                        query=request.query_string,
+                    ),
+                    HttpResponse(headers=answer_headers, body=data, status=status),
+                    None,
+                    duration,
                 ),
-                HttpResponse(headers=answer_headers, body=data, status=status),
-                None,
-                duration,
             )
         ctype = answer_headers.get("Content-Type", "application/json")
         return web.Response(
@@ -157,14 +160,16 @@ class Lab:
         lab = self
 
         class Metrics:
-            def shadow(self, route: str, outcome: str) -> None:
-                lab.outcomes.append((route, outcome))
+            def shadow(self, route: str, outcome: str, count: int = 1) -> None:
+                lab.outcomes.extend([(route, outcome)] * count)
 
         mirror = ShadowMirror(
             lambda: router.table.config.upstreams,
             self.store,
             metrics=Metrics(),
-            on_comparison=lambda route, matched: self.comparisons.append((route, matched)),
+            on_comparison=lambda route, matched, count: self.comparisons.extend(
+                [(route, matched)] * count
+            ),
             max_in_flight=max_in_flight,
         )
         front = Front(router, mirror if shadow else None)

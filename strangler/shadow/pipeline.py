@@ -1,0 +1,337 @@
+"""Pipelined HTTP/1.1 to a shadow target: the mirrored GETs of one loop turn in one write.
+
+A mirrored request is a second upstream exchange, and on a busy proxy one
+``send()`` and one read per mirror cost about as much as the proxy's whole
+work for the client's request. :class:`ShadowChannel` instead queues the GETs
+mirrored during one event-loop turn on one connection and writes them in one
+go; the target answers in order (HTTP/1.1 pipelining), usually several answers
+per read, and each is handed to its callback straight from the parser — no
+task, no future.
+
+Pipelined requests are answered one after another, so a connection takes a
+batch only while the target answers fast (recent answers within ``FAST``);
+a slow target gets one request per connection, as the one-at-a-time client
+does. Only GET is sent here: it is safe to send once more when a connection
+closes with answers still owed (a keep-alive limit), which is done once.
+
+Every request ends in exactly one call of its :data:`Done` callback: an answer,
+or an error (refused, timeout — no byte for the upstream's ``timeout`` —, a
+malformed answer, a body over ``limit``: :data:`TOO_LARGE`). The channel shares
+the shadow pool's circuit breaker, so a dead target costs a clock read.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections import deque
+from collections.abc import Callable
+from time import monotonic
+from typing import cast
+
+import httptools
+
+from strangler.proxy.headers import RawHeaders
+from strangler.proxy.sweep import sweep_interval
+from strangler.proxy.upstream import UpstreamPool, set_nodelay
+
+Done = Callable[[int, RawHeaders, bytes, "str | None", float], None]
+"""``(status, headers, body, error, seconds)``: ``error`` is None for an answer."""
+
+TOO_LARGE = "too_large"
+"""The ``error`` of an answer whose body is over the request's ``limit``."""
+
+MAX_DEPTH = 32
+"""Requests written together on one connection, at most."""
+FAST = 0.05
+"""A target whose recent answers took less than this (s) gets pipelined batches."""
+
+
+class _Pending:
+    __slots__ = ("data", "done", "limit", "retried", "sent")
+
+    def __init__(self, data: bytes, done: Done, limit: int) -> None:
+        self.data = data
+        self.done = done
+        self.limit = limit
+        self.sent = monotonic()
+        self.retried = False
+
+
+class _Connection(asyncio.Protocol):
+    """One keep-alive connection with requests in flight, answered in order."""
+
+    def __init__(self, channel: ShadowChannel) -> None:
+        self.channel = channel
+        self.transport: asyncio.Transport | None = None
+        self.parser = httptools.HttpResponseParser(self)
+        self.pending: deque[_Pending] = deque()
+        self.out: list[bytes] = []
+        self.usable = True
+        """False once the target said ``Connection: close`` or the connection failed."""
+        self.dead = False
+        self.listed = False
+        """In the channel's idle list."""
+        self.progress = 0
+        self.seen = 0
+        self.deadline = 0.0
+        self._interim = False
+        self._status = 0
+        self._headers: RawHeaders = []
+        self._body: list[bytes] = []
+        self._size = 0
+
+    @property
+    def idle(self) -> bool:
+        return self.usable and not self.pending and not self.dead
+
+    # ------------------------------------------------------------ asyncio side
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = cast(asyncio.Transport, transport)
+        set_nodelay(transport)
+        if self.out:
+            self.write()
+
+    def write(self) -> None:
+        assert self.transport is not None
+        out = self.out
+        self.transport.write(out[0] if len(out) == 1 else b"".join(out))
+        out.clear()
+
+    def data_received(self, data: bytes) -> None:
+        self.progress += 1
+        try:
+            self.parser.feed_data(data)
+        except httptools.HttpParserError as exc:
+            self.fail_all(f"malformed answer: {exc}")
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.dead = True
+        self.channel.lost(self)
+
+    def abort(self) -> None:
+        self.dead = True
+        self.usable = False
+        if self.transport is not None:
+            self.transport.abort()
+
+    def fail_all(self, error: str) -> None:
+        """Fail every request in flight (no retry) and drop the connection."""
+        owed, self.pending = self.pending, deque()
+        self.abort()
+        for pending in owed:
+            self.channel.failed(pending, error)
+
+    # -------------------------------------------------------- parser callbacks
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self._headers.append((name, value))
+
+    def on_headers_complete(self) -> None:
+        status = self.parser.get_status_code()
+        if status < 200:
+            self._interim = True  # a 1xx: the final answer follows
+            self._headers = []
+            return
+        self._status = status
+        if not self.parser.should_keep_alive():
+            self.usable = False
+
+    def on_body(self, body: bytes) -> None:
+        if self.dead or not self.pending:
+            return
+        self._size += len(body)
+        if self._size > self.pending[0].limit:
+            # Over the limit: this one is done; the rest go again on a new connection.
+            self.dead = True
+            self.channel.failed(self.pending.popleft(), TOO_LARGE, success=True)
+            self.abort()
+            return
+        self._body.append(body)
+
+    def on_message_complete(self) -> None:
+        if self._interim:
+            self._interim = False
+            return
+        if self.dead or not self.pending:
+            return
+        pending = self.pending.popleft()
+        body = self._body
+        status, headers = self._status, self._headers
+        self._headers, self._body, self._size = [], [], 0
+        self.channel.answered(
+            self,
+            pending,
+            status,
+            headers,
+            body[0] if len(body) == 1 else b"".join(body),
+        )
+
+
+class ShadowChannel:
+    """Pipelined GETs to one shadow target, over connections of its own."""
+
+    def __init__(self, pool: UpstreamPool, max_connections: int) -> None:
+        self.pool = pool
+        """Address, ``Host``, path prefix, timeouts and circuit breaker of the target."""
+        self.max_connections = max_connections
+        self.loop = pool.loop
+        self.latency = FAST
+        """Recent answer time (s), decayed: decides whether batches are pipelined."""
+        self.connections: set[_Connection] = set()
+        self._idle: list[_Connection] = []
+        self._filling: _Connection | None = None
+        self._dirty: list[_Connection] = []
+        self._flush_scheduled = False
+        self._timer: asyncio.TimerHandle | None = None
+        self._connects: set[asyncio.Task[None]] = set()
+        self.closed = False
+
+    def send(self, data: bytes, limit: int, done: Done) -> None:
+        """Queue one encoded GET; ``done`` is called once, later or (circuit open) now."""
+        if self.closed or not self.pool.circuit.allow():
+            done(0, [], b"", "circuit open: failing, not tried", 0.0)
+            return
+        self._queue(_Pending(data, done, limit))
+
+    def _queue(self, pending: _Pending) -> None:
+        conn = self._filling
+        depth = MAX_DEPTH if self.latency < FAST else 1
+        if conn is None or conn.dead or not conn.usable or len(conn.out) >= depth:
+            conn = self._filling = self._pick()
+        if not conn.pending:
+            conn.seen = conn.progress
+            conn.deadline = monotonic() + self.pool.config.timeout
+        conn.pending.append(pending)
+        if not conn.out:
+            self._dirty.append(conn)
+        conn.out.append(pending.data)
+        if not self._flush_scheduled:
+            self._flush_scheduled = True
+            self.loop.call_soon(self._flush)
+        if self._timer is None:
+            interval = sweep_interval(self.pool.config.timeout)
+            self._timer = self.loop.call_later(interval, self._check)
+
+    def _pick(self) -> _Connection:
+        """An idle connection, else a new one (below the cap), else the least loaded."""
+        idle = self._idle
+        while idle:
+            conn = idle.pop()
+            conn.listed = False
+            if conn.idle and conn in self.connections:
+                return conn
+        usable: list[_Connection] = []
+        if len(self.connections) >= self.max_connections:
+            usable = [c for c in self.connections if c.usable and not c.dead]
+        if not usable:  # below the cap, or every connection is closing
+            conn = _Connection(self)
+            self.connections.add(conn)
+            task = self.loop.create_task(self._connect(conn))
+            self._connects.add(task)
+            task.add_done_callback(self._connects.discard)
+            return conn
+        return min(usable, key=lambda c: len(c.pending))
+
+    async def _connect(self, conn: _Connection) -> None:
+        pool = self.pool
+        try:
+            await asyncio.wait_for(
+                self.loop.create_connection(lambda: conn, *pool.address, ssl=pool.ssl),
+                pool.config.connect_timeout,
+            )
+        except TimeoutError:
+            self._unreachable(
+                conn, f"timeout: no connection within {pool.config.connect_timeout:g}s"
+            )
+        except OSError as exc:
+            self._unreachable(
+                conn, f"connect: cannot connect: {exc.strerror or type(exc).__name__}"
+            )
+
+    def _unreachable(self, conn: _Connection, error: str) -> None:
+        self.connections.discard(conn)
+        conn.dead = True
+        self.latency = max(self.latency, FAST)
+        owed, conn.pending = conn.pending, deque()
+        conn.out.clear()
+        for pending in owed:
+            self.failed(pending, error)
+
+    def _flush(self) -> None:
+        self._flush_scheduled = False
+        self._filling = None
+        dirty, self._dirty = self._dirty, []
+        for conn in dirty:
+            if conn.out and conn.transport is not None and not conn.dead:
+                conn.write()
+
+    def _check(self) -> None:
+        """The upstream timeout: fail a connection in which nothing moved for ``timeout``."""
+        self._timer = None
+        now = monotonic()
+        busy = False
+        for conn in list(self.connections):
+            if not conn.pending:
+                continue
+            if conn.progress != conn.seen:
+                conn.seen = conn.progress
+                conn.deadline = now + self.pool.config.timeout
+            elif now >= conn.deadline:
+                self.latency = max(self.latency, self.pool.config.timeout)
+                conn.fail_all(f"timeout: no answer within {self.pool.config.timeout:g}s")
+                continue
+            busy = True
+        if busy and not self.closed:
+            self._timer = self.loop.call_later(
+                sweep_interval(self.pool.config.timeout), self._check
+            )
+
+    # ------------------------------------------------------------ outcomes
+
+    def answered(
+        self,
+        conn: _Connection,
+        pending: _Pending,
+        status: int,
+        headers: RawHeaders,
+        body: bytes,
+    ) -> None:
+        elapsed = monotonic() - pending.sent
+        self.latency = self.latency * 0.8 + elapsed * 0.2
+        self.pool.circuit.success()
+        if conn.idle and not conn.listed:
+            conn.listed = True
+            self._idle.append(conn)
+        pending.done(status, headers, body, None, elapsed)
+
+    def failed(self, pending: _Pending, error: str, *, success: bool = False) -> None:
+        if success:
+            self.pool.circuit.success()
+        else:
+            self.pool.circuit.failure()
+        pending.done(0, [], b"", error, monotonic() - pending.sent)
+
+    def lost(self, conn: _Connection) -> None:
+        """A connection closed: what it still owed goes once more on another."""
+        self.connections.discard(conn)
+        owed, conn.pending = conn.pending, deque()
+        for pending in owed:
+            if pending.retried or self.closed:
+                self.failed(pending, "connect: closed the connection")
+            else:
+                pending.retried = True
+                self._queue(pending)
+
+    def close(self) -> None:
+        self.closed = True
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        for task in self._connects:
+            task.cancel()
+        for conn in list(self.connections):
+            with contextlib.suppress(Exception):
+                conn.fail_all("shadow channel closed")
+        self.connections.clear()
