@@ -403,7 +403,8 @@ class Forwarder:
                 if tap is not None:
                     tap.restart_response()  # a retry or fallback answers afresh
                 result = await exchange(client, req, pool, attempt, head, inline, max_body)
-                if result != "connect" or i + 1 == tries:
+                if result != "connect" or attempt.committed or i + 1 == tries:
+                    # Never again once the head is out: the client has part of an answer.
                     break
         except BaseException:
             circuit.release_probe()

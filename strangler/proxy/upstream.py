@@ -49,6 +49,7 @@ class UpstreamConnection(asyncio.Protocol):
         "_deadline",
         "_drain",
         "_head_request",
+        "_headed",
         "_headers",
         "_interim",
         "_paused",
@@ -82,6 +83,7 @@ class UpstreamConnection(asyncio.Protocol):
         self.reusable = True
         self._headers: RawHeaders = []
         self._head_request = False
+        self._headed = False
         self._reset_parser = False
         self._interim = False
         self._activity = 0
@@ -97,6 +99,7 @@ class UpstreamConnection(asyncio.Protocol):
         self.uses += 1
         self.got_bytes = False
         self._headers = []
+        self._headed = False
         self._head_request = head_request
         # No timer per exchange (a timer heap push and cancel cost more than the rest
         # of the request's bookkeeping): the pool's sweep checks ``busy`` connections.
@@ -148,6 +151,11 @@ class UpstreamConnection(asyncio.Protocol):
         self.reusable = False
         self.pool.busy.discard(self)
         sink = self.sink
+        if sink is not None and self._headed and until_close(self._headers):
+            # A body delimited by the close (no Content-Length, not chunked) ends here:
+            # httptools has no way to be told of the end of the stream.
+            self._message_complete()
+            sink = None
         if sink is not None:
             self.sink = None
             sink.upstream_failed(UpstreamConnectError(self.pool.name, "closed the connection"))
@@ -214,6 +222,7 @@ class UpstreamConnection(asyncio.Protocol):
         sink = self.sink
         if sink is None:
             return
+        self._headed = True
         keep_alive = self.parser.should_keep_alive()
         if not keep_alive:
             self.reusable = False
@@ -242,6 +251,11 @@ class UpstreamConnection(asyncio.Protocol):
         if sink is not None:
             self.sink = None
             sink.response_end()
+
+
+def until_close(headers: RawHeaders) -> bool:
+    """An answer's body runs until the connection closes (no length, not chunked)."""
+    return not any(n.lower() in (b"content-length", b"transfer-encoding") for n, _ in headers)
 
 
 def set_nodelay(transport: asyncio.BaseTransport) -> None:
