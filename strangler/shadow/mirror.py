@@ -39,7 +39,7 @@ from strangler.proxy.shadowing import ShadowCopy
 from strangler.shadow.client import ShadowClient, TooLarge, encode, marked
 from strangler.shadow.compare import Comparator, adapt
 from strangler.shadow.observation import Observation, Side
-from strangler.shadow.pipeline import TOO_LARGE, ShadowChannel
+from strangler.shadow.pipeline import TOO_LARGE, Request, ShadowChannel
 from strangler.shadow.store import Batch, Redactor, Sample, ShadowStore
 
 log = logging.getLogger(__name__)
@@ -132,8 +132,9 @@ class ShadowMirror:
         shadow_to = decision.shadow_to
         if route is None or shadow_to is None:
             return False
-        plan = self._plan(route, shadow_to)
-        if method not in plan.methods or not sampled(decision.bucket, plan.percent):
+        plan = self._plans.get((route, shadow_to)) or self._plan(route, shadow_to)
+        # sampled(), inlined: this runs for every request on a mirrored route.
+        if method not in plan.methods or (decision.bucket * 7919 + 4957) % 10_000 >= plan.cut:
             return False
         if self._total >= self.max_in_flight or self._in_flight.get(plan.name, 0) >= plan.bound:
             # Decided here, before the data plane copies any body for us.
@@ -147,7 +148,7 @@ class ShadowMirror:
             shadow_to = decision.shadow_to
             if route is None or shadow_to is None or marked(copy.headers):
                 return  # a mirrored request is never mirrored again
-            plan = self._plan(route, shadow_to)
+            plan = self._plans.get((route, shadow_to)) or self._plan(route, shadow_to)
             name = plan.name
             in_flight = self._in_flight
             count = in_flight.get(name, 0)
@@ -162,11 +163,9 @@ class ShadowMirror:
             noisy = plan.noise > 0 and random.random() * 100 < plan.noise
             channel = plan.channel
             if channel is not None and copy.method == "GET" and not noisy:
-                flight = _Flight(self, decision, plan, copy)
-                data = encode(
-                    channel.pool, channel.pool.config, "GET", copy.target, copy.headers, copy.body
-                )
-                channel.send(data, plan.max_body, flight.answered)
+                pool = channel.pool
+                data = encode(pool, pool.config, "GET", copy.target, copy.headers, copy.body)
+                channel.enqueue(_Flight(data, self, decision, plan, copy))
                 return
             self._spawn(self._run(decision, route, copy, plan.side, noisy))
         except Exception:  # the sink must never raise into the client's response
@@ -175,9 +174,6 @@ class ShadowMirror:
     def _plan(self, route: MirroredRoute, shadow_to: str) -> _Plan:
         """What mirroring ``route`` to ``shadow_to`` needs, worked out once per route
         table (a reload or an override flip builds new routes, so new plans)."""
-        plan = self._plans.get((route, shadow_to))
-        if plan is not None:
-            return plan
         if len(self._plans) > 1024:
             self._plans.clear()
         upstreams = self._upstreams()
@@ -280,46 +276,6 @@ class ShadowMirror:
             self._in_flight[route] = left
         else:
             self._in_flight.pop(route, None)
-
-    def _answered(
-        self,
-        flight: _Flight,
-        status: int,
-        headers: RawHeaders,
-        body: bytes,
-        error: str | None,
-        elapsed: float,
-    ) -> None:
-        """A pipelined GET's answer (or failure), from the channel's parser callback."""
-        name = flight.plan.name
-        try:
-            if error == TOO_LARGE:
-                self._count(name, "skipped")
-            elif error is None and _same(flight, status, headers, body):
-                # Counted once per loop turn for all the matches the turn brought.
-                matched = self._matched
-                if not matched:
-                    assert self._loop is not None
-                    self._loop.call_soon(self._count_matches)
-                matched[name] = matched.get(name, 0) + 1
-            else:
-                upstream = flight.plan.upstream
-                if error is not None:
-                    second = Observation.failure(flight.plan.side, upstream, error, elapsed)
-                else:
-                    second = Observation(
-                        flight.plan.side,
-                        upstream,
-                        status,
-                        make_headers(decoded(headers)),
-                        body,
-                        elapsed,
-                    )
-                self._spawn(self._settle(flight, second))
-                return  # the task says when it is finished
-        except Exception:
-            log.exception("shadow comparison for route %r failed", name)
-        self._finished(name)
 
     def _count_matches(self) -> None:
         matched, self._matched = self._matched, {}
@@ -487,12 +443,12 @@ class _Plan:
     __slots__ = (
         "bound",
         "channel",
+        "cut",
         "headers",
         "max_body",
         "methods",
         "name",
         "noise",
-        "percent",
         "route",
         "side",
         "upstream",
@@ -505,7 +461,8 @@ class _Plan:
         self.upstream = shadow_to
         self.side: Side = "new" if shadow_to == route.config.to else "legacy"
         self.methods = shadow.methods
-        self.percent = shadow.percent
+        self.cut = shadow.percent * 100
+        """Buckets below this (after the permutation of :func:`sampled`) are mirrored."""
         self.bound = shadow.max_in_flight
         self.max_body = shadow.max_body
         self.noise = shadow.noise_percent
@@ -514,14 +471,20 @@ class _Plan:
         """Set when this route's GETs are pipelined."""
 
 
-class _Flight:
-    """One pipelined mirror on its way: what its answer is compared with."""
+class _Flight(Request):
+    """One pipelined mirror on its way, and what its answer is compared with."""
 
     __slots__ = ("copy", "decision", "mirror", "plan")
 
     def __init__(
-        self, mirror: ShadowMirror, decision: MirroredDecision, plan: _Plan, copy: ShadowCopy
+        self,
+        data: bytes,
+        mirror: ShadowMirror,
+        decision: MirroredDecision,
+        plan: _Plan,
+        copy: ShadowCopy,
     ) -> None:
+        super().__init__(data, plan.max_body)
         self.mirror = mirror
         self.decision = decision
         self.plan = plan
@@ -530,22 +493,50 @@ class _Flight:
     def answered(
         self, status: int, headers: RawHeaders, body: bytes, error: str | None, elapsed: float
     ) -> None:
-        self.mirror._answered(self, status, headers, body, error, elapsed)
+        """From the channel's parser callback: count a match here, compare the rest later."""
+        mirror, plan = self.mirror, self.plan
+        name = plan.name
+        try:
+            if error == TOO_LARGE:
+                mirror._count(name, "skipped")
+            elif error is None and self._same(status, headers, body):
+                # Counted once per loop turn for all the matches the turn brought.
+                matched = mirror._matched
+                if not matched:
+                    assert mirror._loop is not None
+                    mirror._loop.call_soon(mirror._count_matches)
+                matched[name] = matched.get(name, 0) + 1
+            else:
+                if error is not None:
+                    second = Observation.failure(plan.side, plan.upstream, error, elapsed)
+                else:
+                    second = Observation(
+                        plan.side,
+                        plan.upstream,
+                        status,
+                        make_headers(decoded(headers)),
+                        body,
+                        elapsed,
+                    )
+                mirror._spawn(mirror._settle(self, second))
+                return  # the task says when it is finished
+        except Exception:
+            log.exception("shadow comparison for route %r failed", name)
+        mirror._finished(name)
 
+    def _same(self, status: int, headers: RawHeaders, body: bytes) -> bool:
+        """The mirror's answer is byte for byte the client's: status, body, compared headers.
 
-def _same(flight: _Flight, status: int, headers: RawHeaders, body: bytes) -> bool:
-    """The mirror's answer is byte for byte the client's: status, body, compared headers.
-
-    Equal bytes stay equal under any ignore, replace, unordered or tolerance rule,
-    so this is a match without parsing anything (a response adapter would change
-    the new side: such routes are not pipelined)."""
-    copy = flight.copy
-    if status != copy.status or body != copy.response_body:
-        return False
-    for name in flight.plan.headers:
-        if _values(headers, name) != _values(copy.response_headers, name):
+        Equal bytes stay equal under any ignore, replace, unordered or tolerance rule,
+        so this is a match without parsing anything (a response adapter would change
+        the new side: such routes are not pipelined)."""
+        copy = self.copy
+        if status != copy.status or body != copy.response_body:
             return False
-    return True
+        for name in self.plan.headers:
+            if _values(headers, name) != _values(copy.response_headers, name):
+                return False
+        return True
 
 
 def _values(headers: RawHeaders, name: bytes) -> list[bytes]:

@@ -33,7 +33,7 @@ import httptools
 
 from strangler.proxy.headers import RawHeaders
 from strangler.proxy.sweep import sweep_interval
-from strangler.proxy.upstream import UpstreamPool, set_nodelay
+from strangler.proxy.upstream import UpstreamPool, set_nodelay, until_close
 
 Done = Callable[[int, RawHeaders, bytes, "str | None", float], None]
 """``(status, headers, body, error, seconds)``: ``error`` is None for an answer."""
@@ -47,15 +47,35 @@ FAST = 0.05
 """A target whose recent answers took less than this (s) gets pipelined batches."""
 
 
-class _Pending:
-    __slots__ = ("data", "done", "limit", "retried", "sent")
+class Request:
+    """One encoded GET on its way; the channel calls :meth:`answered` exactly once."""
 
-    def __init__(self, data: bytes, done: Done, limit: int) -> None:
+    __slots__ = ("data", "limit", "retried", "sent")
+
+    def __init__(self, data: bytes, limit: int) -> None:
         self.data = data
-        self.done = done
         self.limit = limit
         self.sent = monotonic()
         self.retried = False
+
+    def answered(
+        self, status: int, headers: RawHeaders, body: bytes, error: str | None, elapsed: float
+    ) -> None:
+        """The answer (``error`` None) or why there is none."""
+        raise NotImplementedError
+
+
+class _Callback(Request):
+    __slots__ = ("done",)
+
+    def __init__(self, data: bytes, limit: int, done: Done) -> None:
+        super().__init__(data, limit)
+        self.done = done
+
+    def answered(
+        self, status: int, headers: RawHeaders, body: bytes, error: str | None, elapsed: float
+    ) -> None:
+        self.done(status, headers, body, error, elapsed)
 
 
 class _Connection(asyncio.Protocol):
@@ -65,7 +85,7 @@ class _Connection(asyncio.Protocol):
         self.channel = channel
         self.transport: asyncio.Transport | None = None
         self.parser = httptools.HttpResponseParser(self)
-        self.pending: deque[_Pending] = deque()
+        self.pending: deque[Request] = deque()
         self.out: list[bytes] = []
         self.usable = True
         """False once the target said ``Connection: close`` or the connection failed."""
@@ -107,6 +127,10 @@ class _Connection(asyncio.Protocol):
             self.fail_all(f"malformed answer: {exc}")
 
     def connection_lost(self, exc: Exception | None) -> None:
+        if self.pending and self._status and not self.dead and until_close(self._headers):
+            # A body delimited by the close (no Content-Length, not chunked) ends here:
+            # httptools has no way to be told of the end of the stream.
+            self.on_message_complete()
         self.dead = True
         self.channel.lost(self)
 
@@ -159,7 +183,7 @@ class _Connection(asyncio.Protocol):
         pending = self.pending.popleft()
         body = self._body
         status, headers = self._status, self._headers
-        self._headers, self._body, self._size = [], [], 0
+        self._headers, self._body, self._size, self._status = [], [], 0, 0
         self.channel.answered(
             self,
             pending,
@@ -190,12 +214,19 @@ class ShadowChannel:
 
     def send(self, data: bytes, limit: int, done: Done) -> None:
         """Queue one encoded GET; ``done`` is called once, later or (circuit open) now."""
-        if self.closed or not self.pool.circuit.allow():
-            done(0, [], b"", "circuit open: failing, not tried", 0.0)
-            return
-        self._queue(_Pending(data, done, limit))
+        self.enqueue(_Callback(data, limit, done))
 
-    def _queue(self, pending: _Pending) -> None:
+    def enqueue(self, request: Request) -> None:
+        """Queue ``request``; its ``answered`` is called once, later or (circuit open) now."""
+        if self.closed:
+            request.answered(0, [], b"", "shadow channel closed", 0.0)
+            return
+        if not self.pool.circuit.allow():
+            request.answered(0, [], b"", "circuit open: failing, not tried", 0.0)
+            return
+        self._queue(request)
+
+    def _queue(self, pending: Request) -> None:
         conn = self._filling
         depth = MAX_DEPTH if self.latency < FAST else 1
         if conn is None or conn.dead or not conn.usable or len(conn.out) >= depth:
@@ -293,7 +324,7 @@ class ShadowChannel:
     def answered(
         self,
         conn: _Connection,
-        pending: _Pending,
+        pending: Request,
         status: int,
         headers: RawHeaders,
         body: bytes,
@@ -304,14 +335,14 @@ class ShadowChannel:
         if conn.idle and not conn.listed:
             conn.listed = True
             self._idle.append(conn)
-        pending.done(status, headers, body, None, elapsed)
+        pending.answered(status, headers, body, None, elapsed)
 
-    def failed(self, pending: _Pending, error: str, *, success: bool = False) -> None:
+    def failed(self, pending: Request, error: str, *, success: bool = False) -> None:
         if success:
             self.pool.circuit.success()
         else:
             self.pool.circuit.failure()
-        pending.done(0, [], b"", error, monotonic() - pending.sent)
+        pending.answered(0, [], b"", error, monotonic() - pending.sent)
 
     def lost(self, conn: _Connection) -> None:
         """A connection closed: what it still owed goes once more on another."""

@@ -16,7 +16,6 @@ from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
 import aiohttp
-import pytest
 from aiohttp import web
 
 from strangler.config import CircuitConfig, UpstreamConfig
@@ -445,12 +444,6 @@ async def test_chunked_and_interim_answers_are_parsed_in_a_pipelined_burst() -> 
     assert target.connections == 1
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="pipeline.py: a body delimited by the connection closing (no Content-Length, "
-    "not chunked) never completes: httptools is not told about EOF, so the answer is "
-    "asked again and then reported as 'connect: closed the connection'",
-)
 async def test_an_answer_delimited_by_close_is_an_answer() -> None:
     calls = Calls()
     target = RawTarget(
