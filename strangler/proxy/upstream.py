@@ -151,7 +151,13 @@ class UpstreamConnection(asyncio.Protocol):
         self.reusable = False
         self.pool.busy.discard(self)
         sink = self.sink
-        if sink is not None and self._headed and until_close(self._headers):
+        if (
+            sink is not None
+            and self._headed
+            and self.raw is None
+            and self.raw_buffer is None
+            and until_close(self._headers)
+        ):
             # A body delimited by the close (no Content-Length, not chunked) ends here:
             # httptools has no way to be told of the end of the stream.
             self._message_complete()
