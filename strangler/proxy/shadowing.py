@@ -28,6 +28,7 @@ from strangler.runtime import Runtime
 
 log = logging.getLogger(__name__)
 DEFAULT_SHADOW = ShadowConfig()
+MARKER = "X-Strangler-Shadow"
 
 
 class ShadowCopy:
@@ -45,6 +46,7 @@ class ShadowCopy:
         "error",
         "headers",
         "method",
+        "mirrored",
         "params",
         "path",
         "response_body",
@@ -80,6 +82,8 @@ class ShadowCopy:
         self.response_body = response_body
         self.error = error
         self.duration = duration
+        self.mirrored = False
+        """The client's request carried ``X-Strangler-Shadow``: a mirror, never mirrored."""
         self._request: HttpRequest | None = None
         self._primary: HttpResponse | None = None
 
@@ -106,6 +110,7 @@ class ShadowCopy:
             duration,
         )
         copy._request, copy._primary = request, primary
+        copy.mirrored = MARKER in request.headers
         return copy
 
     def request(self) -> HttpRequest:

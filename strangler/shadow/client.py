@@ -26,11 +26,11 @@ from strangler.config import UpstreamConfig
 from strangler.errors import UpstreamError
 from strangler.message import HttpRequest, make_headers
 from strangler.proxy.headers import HOP_BY_HOP, RawHeaders
+from strangler.proxy.shadowing import MARKER, raw_pairs
 from strangler.proxy.upstream import UpstreamConnection, UpstreamPool
 from strangler.shadow.observation import Observation, Side
 from strangler.shadow.pipeline import ShadowChannel
 
-MARKER = "X-Strangler-Shadow"
 _MARKER = MARKER.lower().encode()
 _NOT_COPIED = HOP_BY_HOP | {b"host", b"content-length", b"expect", _MARKER}
 _WITH_BODY = frozenset({"POST", "PUT", "PATCH"})
@@ -140,10 +140,7 @@ class ShadowClient:
                     config,
                     request.method,
                     request.target.encode("latin-1"),
-                    [
-                        (k.encode("latin-1"), v.encode("latin-1"))
-                        for k, v in request.headers.items()
-                    ],
+                    raw_pairs(request.headers),
                     request.body,
                 )
             )
@@ -193,12 +190,6 @@ def _why(error: BaseException) -> str:
     if "cannot connect" in text:
         return f"connect: {text}"
     return text
-
-
-def marked(headers: RawHeaders) -> bool:
-    """The request already carries ``X-Strangler-Shadow``: it is a mirror itself."""
-    size = len(_MARKER)
-    return any(len(name) == size and name.lower() == _MARKER for name, _ in headers)
 
 
 def encode(

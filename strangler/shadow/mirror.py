@@ -28,6 +28,7 @@ import logging
 import random
 import time
 from collections.abc import Callable, Coroutine, Mapping
+from time import monotonic
 from typing import Any, Protocol
 
 from strangler.adapter import HttpAdapter
@@ -36,7 +37,7 @@ from strangler.message import HttpRequest, make_headers
 from strangler.proxy.headers import RawHeaders
 from strangler.proxy.request import decoded
 from strangler.proxy.shadowing import ShadowCopy
-from strangler.shadow.client import ShadowClient, TooLarge, encode, marked
+from strangler.shadow.client import ShadowClient, TooLarge, encode
 from strangler.shadow.compare import Comparator, adapt
 from strangler.shadow.observation import Observation, Side
 from strangler.shadow.pipeline import TOO_LARGE, Request, ShadowChannel
@@ -146,7 +147,7 @@ class ShadowMirror:
         try:
             route = decision.route
             shadow_to = decision.shadow_to
-            if route is None or shadow_to is None or marked(copy.headers):
+            if route is None or shadow_to is None or copy.mirrored:
                 return  # a mirrored request is never mirrored again
             plan = self._plans.get((route, shadow_to)) or self._plan(route, shadow_to)
             name = plan.name
@@ -484,7 +485,11 @@ class _Flight(Request):
         plan: _Plan,
         copy: ShadowCopy,
     ) -> None:
-        super().__init__(data, plan.max_body)
+        # Request's fields set here rather than through super(): one call less per mirror.
+        self.data = data
+        self.limit = plan.max_body
+        self.sent = monotonic()
+        self.retried = False
         self.mirror = mirror
         self.decision = decision
         self.plan = plan
@@ -493,19 +498,31 @@ class _Flight(Request):
     def answered(
         self, status: int, headers: RawHeaders, body: bytes, error: str | None, elapsed: float
     ) -> None:
-        """From the channel's parser callback: count a match here, compare the rest later."""
-        mirror, plan = self.mirror, self.plan
+        """From the channel's parser callback: count a match here, compare the rest later.
+
+        A match is an answer byte for byte the client's: status, body and the compared
+        headers. Equal bytes stay equal under any ignore, replace, unordered or
+        tolerance rule, so nothing is parsed (routes whose response adapter would
+        change the new side are not pipelined)."""
+        mirror, plan, copy = self.mirror, self.plan, self.copy
         name = plan.name
         try:
-            if error == TOO_LARGE:
-                mirror._count(name, "skipped")
-            elif error is None and self._same(status, headers, body):
+            if (
+                error is None
+                and status == copy.status
+                and body == copy.response_body
+                and (
+                    not plan.headers or _same_headers(plan.headers, headers, copy.response_headers)
+                )
+            ):
                 # Counted once per loop turn for all the matches the turn brought.
                 matched = mirror._matched
                 if not matched:
                     assert mirror._loop is not None
                     mirror._loop.call_soon(mirror._count_matches)
                 matched[name] = matched.get(name, 0) + 1
+            elif error == TOO_LARGE:
+                mirror._count(name, "skipped")
             else:
                 if error is not None:
                     second = Observation.failure(plan.side, plan.upstream, error, elapsed)
@@ -524,21 +541,19 @@ class _Flight(Request):
             log.exception("shadow comparison for route %r failed", name)
         mirror._finished(name)
 
-    def _same(self, status: int, headers: RawHeaders, body: bytes) -> bool:
-        """The mirror's answer is byte for byte the client's: status, body, compared headers.
 
-        Equal bytes stay equal under any ignore, replace, unordered or tolerance rule,
-        so this is a match without parsing anything (a response adapter would change
-        the new side: such routes are not pipelined)."""
-        copy = self.copy
-        if status != copy.status or body != copy.response_body:
+def _same_headers(names: tuple[bytes, ...], ours: RawHeaders, theirs: RawHeaders) -> bool:
+    """The compared headers (lower-case ``names``) have the same values on both sides."""
+    for name in names:
+        size = len(name)
+        mine: list[bytes] = []
+        for n, v in ours:
+            if len(n) == size and n.lower() == name:
+                mine.append(v)
+        other: list[bytes] = []
+        for n, v in theirs:
+            if len(n) == size and n.lower() == name:
+                other.append(v)
+        if mine != other:
             return False
-        for name in self.plan.headers:
-            if _values(headers, name) != _values(copy.response_headers, name):
-                return False
-        return True
-
-
-def _values(headers: RawHeaders, name: bytes) -> list[bytes]:
-    size = len(name)
-    return [v for n, v in headers if len(n) == size and n.lower() == name]
+    return True

@@ -31,6 +31,7 @@ from typing import cast
 
 import httptools
 
+from strangler.proxy.circuit import CLOSED
 from strangler.proxy.headers import RawHeaders
 from strangler.proxy.sweep import sweep_interval
 from strangler.proxy.upstream import UpstreamPool, set_nodelay, until_close
@@ -180,16 +181,22 @@ class _Connection(asyncio.Protocol):
             return
         if self.dead or not self.pending:
             return
-        pending = self.pending.popleft()
+        pending = self.pending
+        request = pending.popleft()
         body = self._body
         status, headers = self._status, self._headers
         self._headers, self._body, self._size, self._status = [], [], 0, 0
-        self.channel.answered(
-            self,
-            pending,
-            status,
-            headers,
-            body[0] if len(body) == 1 else b"".join(body),
+        channel = self.channel
+        elapsed = monotonic() - request.sent
+        channel.observed(elapsed)
+        circuit = channel.circuit
+        if circuit.failures or circuit.state is not CLOSED:
+            circuit.success()
+        if not pending and self.usable and not self.listed:
+            self.listed = True
+            channel.idle_connections.append(self)
+        request.answered(
+            status, headers, body[0] if len(body) == 1 else b"".join(body), None, elapsed
         )
 
 
@@ -203,8 +210,11 @@ class ShadowChannel:
         self.loop = pool.loop
         self.latency = FAST
         """Recent answer time (s), decayed: decides whether batches are pipelined."""
+        self.depth = 1
+        """Requests one connection takes per write: ``MAX_DEPTH`` while answers are fast."""
+        self.circuit = pool.circuit
         self.connections: set[_Connection] = set()
-        self._idle: list[_Connection] = []
+        self.idle_connections: list[_Connection] = []
         self._filling: _Connection | None = None
         self._dirty: list[_Connection] = []
         self._flush_scheduled = False
@@ -221,15 +231,26 @@ class ShadowChannel:
         if self.closed:
             request.answered(0, [], b"", "shadow channel closed", 0.0)
             return
-        if not self.pool.circuit.allow():
+        circuit = self.circuit
+        if circuit.state is not CLOSED and not circuit.allow():
             request.answered(0, [], b"", "circuit open: failing, not tried", 0.0)
+            return
+        conn = self._filling
+        if conn is not None and len(conn.out) < self.depth and conn.usable and not conn.dead:
+            # The common case under load: join this loop turn's batch.
+            conn.pending.append(request)
+            conn.out.append(request.data)
             return
         self._queue(request)
 
+    def observed(self, elapsed: float) -> None:
+        """An answer time (or a failure's: the timeout) into the decayed latency."""
+        self.latency = latency = self.latency * 0.8 + elapsed * 0.2
+        self.depth = MAX_DEPTH if latency < FAST else 1
+
     def _queue(self, pending: Request) -> None:
         conn = self._filling
-        depth = MAX_DEPTH if self.latency < FAST else 1
-        if conn is None or conn.dead or not conn.usable or len(conn.out) >= depth:
+        if conn is None or conn.dead or not conn.usable or len(conn.out) >= self.depth:
             conn = self._filling = self._pick()
         if not conn.pending:
             conn.seen = conn.progress
@@ -247,7 +268,7 @@ class ShadowChannel:
 
     def _pick(self) -> _Connection:
         """An idle connection, else a new one (below the cap), else the least loaded."""
-        idle = self._idle
+        idle = self.idle_connections
         while idle:
             conn = idle.pop()
             conn.listed = False
@@ -285,6 +306,7 @@ class ShadowChannel:
         self.connections.discard(conn)
         conn.dead = True
         self.latency = max(self.latency, FAST)
+        self.depth = 1
         owed, conn.pending = conn.pending, deque()
         conn.out.clear()
         for pending in owed:
@@ -311,6 +333,7 @@ class ShadowChannel:
                 conn.deadline = now + self.pool.config.timeout
             elif now >= conn.deadline:
                 self.latency = max(self.latency, self.pool.config.timeout)
+                self.depth = 1
                 conn.fail_all(f"timeout: no answer within {self.pool.config.timeout:g}s")
                 continue
             busy = True
@@ -320,22 +343,6 @@ class ShadowChannel:
             )
 
     # ------------------------------------------------------------ outcomes
-
-    def answered(
-        self,
-        conn: _Connection,
-        pending: Request,
-        status: int,
-        headers: RawHeaders,
-        body: bytes,
-    ) -> None:
-        elapsed = monotonic() - pending.sent
-        self.latency = self.latency * 0.8 + elapsed * 0.2
-        self.pool.circuit.success()
-        if conn.idle and not conn.listed:
-            conn.listed = True
-            self._idle.append(conn)
-        pending.answered(status, headers, body, None, elapsed)
 
     def failed(self, pending: Request, error: str, *, success: bool = False) -> None:
         if success:
