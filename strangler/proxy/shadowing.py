@@ -220,7 +220,8 @@ def submit(
         if tap.over:
             shadow.skipped(decision, "body_too_large")
             return
-        body = tap.request[0] if len(tap.request) == 1 else b"".join(tap.request)
+        teed = tap.request
+        body = b"" if not teed else teed[0] if len(teed) == 1 else b"".join(teed)
         if response is not None:
             request = as_message(req, decision.path, decision.params, body)
             copy = ShadowCopy.of(request, response, None, duration)

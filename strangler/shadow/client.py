@@ -216,3 +216,24 @@ def encode(
         parts.append(b"Content-Length: %d\r\n" % len(body))
     parts += (b"\r\n", body)
     return b"".join(parts)
+
+
+def get_parts(pool: UpstreamPool, config: UpstreamConfig) -> tuple[bytes, bytes] | None:
+    """What every mirrored GET to this target starts and ends with, for :func:`encode_get`;
+    None when the ``Host`` is the client's (``host: client``)."""
+    if config.host == "client":
+        return None
+    return (
+        b"GET " + pool.prefix,
+        b"Host: " + pool.host_header + b"\r\n" + MARKER.encode() + b": 1\r\n\r\n",
+    )
+
+
+def encode_get(parts: tuple[bytes, bytes], target: bytes, headers: RawHeaders) -> bytes:
+    """:func:`encode` for a GET without a body, with the target's constant parts made once."""
+    out = [parts[0], target, b" HTTP/1.1\r\n"]
+    for name, value in headers:
+        if name.lower() not in _NOT_COPIED:
+            out += (name, b": ", value, b"\r\n")
+    out.append(parts[1])
+    return b"".join(out)

@@ -37,7 +37,7 @@ from strangler.message import HttpRequest, make_headers
 from strangler.proxy.headers import RawHeaders
 from strangler.proxy.request import decoded
 from strangler.proxy.shadowing import ShadowCopy
-from strangler.shadow.client import ShadowClient, TooLarge, encode
+from strangler.shadow.client import ShadowClient, TooLarge, encode, encode_get, get_parts
 from strangler.shadow.compare import Comparator, adapt
 from strangler.shadow.observation import Observation, Side
 from strangler.shadow.pipeline import TOO_LARGE, Request, ShadowChannel
@@ -164,8 +164,12 @@ class ShadowMirror:
             noisy = plan.noise > 0 and random.random() * 100 < plan.noise
             channel = plan.channel
             if channel is not None and copy.method == "GET" and not noisy:
-                pool = channel.pool
-                data = encode(pool, pool.config, "GET", copy.target, copy.headers, copy.body)
+                parts = plan.get_parts
+                if parts is not None and not copy.body:
+                    data = encode_get(parts, copy.target, copy.headers)
+                else:
+                    pool = channel.pool
+                    data = encode(pool, pool.config, "GET", copy.target, copy.headers, copy.body)
                 channel.enqueue(_Flight(data, self, decision, plan, copy))
                 return
             self._spawn(self._run(decision, route, copy, plan.side, noisy))
@@ -186,7 +190,8 @@ class ShadowMirror:
             # adapter on the way out, no response adapter on the way back).
             if config is not None and (plan.side == "legacy" or route.adapter is None):
                 assert self._client is not None
-                plan.channel = self._client.channel(shadow_to, config)
+                plan.channel = channel = self._client.channel(shadow_to, config)
+                plan.get_parts = get_parts(channel.pool, config)
             self._plans[(route, shadow_to)] = plan
         return plan
 
@@ -445,6 +450,7 @@ class _Plan:
         "bound",
         "channel",
         "cut",
+        "get_parts",
         "headers",
         "max_body",
         "methods",
@@ -470,6 +476,7 @@ class _Plan:
         self.headers = tuple(h.lower().encode("latin-1") for h in shadow.compare.headers)
         self.channel: ShadowChannel | None = None
         """Set when this route's GETs are pipelined."""
+        self.get_parts: tuple[bytes, bytes] | None = None
 
 
 class _Flight(Request):
@@ -539,21 +546,29 @@ class _Flight(Request):
                 return  # the task says when it is finished
         except Exception:
             log.exception("shadow comparison for route %r failed", name)
-        mirror._finished(name)
+        # mirror._finished(name), inlined: this runs once per mirrored request.
+        mirror._total -= 1
+        left = mirror._in_flight.get(name, 1) - 1
+        if left > 0:
+            mirror._in_flight[name] = left
+        else:
+            mirror._in_flight.pop(name, None)
 
 
 def _same_headers(names: tuple[bytes, ...], ours: RawHeaders, theirs: RawHeaders) -> bool:
-    """The compared headers (lower-case ``names``) have the same values on both sides."""
+    """The compared headers (lower-case ``names``) have the same first value on both
+    sides: what the comparator compares (``headers.get(name)``)."""
     for name in names:
         size = len(name)
-        mine: list[bytes] = []
+        mine = other = None
         for n, v in ours:
             if len(n) == size and n.lower() == name:
-                mine.append(v)
-        other: list[bytes] = []
+                mine = v
+                break
         for n, v in theirs:
             if len(n) == size and n.lower() == name:
-                other.append(v)
+                other = v
+                break
         if mine != other:
             return False
     return True

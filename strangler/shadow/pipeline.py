@@ -97,6 +97,10 @@ class _Connection(asyncio.Protocol):
         self.seen = 0
         self.deadline = 0.0
         self._interim = False
+        self.now = 0.0
+        """When the data being parsed arrived."""
+        self.latest = -1.0
+        """The last answer's time (s) in the read being parsed, or -1."""
         self._status = 0
         self._headers: RawHeaders = []
         self._body: list[bytes] = []
@@ -122,16 +126,30 @@ class _Connection(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         self.progress += 1
+        self.now = monotonic()
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserError as exc:
             self.fail_all(f"malformed answer: {exc}")
+        if self.latest >= 0:
+            self._answered()
+
+    def _answered(self) -> None:
+        """Once per read, not per answer: the read's last answer time, a sign of life."""
+        self.channel.observed(self.latest)
+        self.latest = -1.0
+        circuit = self.channel.circuit
+        if circuit.failures or circuit.state is not CLOSED:
+            circuit.success()
 
     def connection_lost(self, exc: Exception | None) -> None:
         if self.pending and self._status and not self.dead and until_close(self._headers):
             # A body delimited by the close (no Content-Length, not chunked) ends here:
             # httptools has no way to be told of the end of the stream.
+            self.now = monotonic()
             self.on_message_complete()
+            if self.latest >= 0:
+                self._answered()
         self.dead = True
         self.channel.lost(self)
 
@@ -187,11 +205,7 @@ class _Connection(asyncio.Protocol):
         status, headers = self._status, self._headers
         self._headers, self._body, self._size, self._status = [], [], 0, 0
         channel = self.channel
-        elapsed = monotonic() - request.sent
-        channel.observed(elapsed)
-        circuit = channel.circuit
-        if circuit.failures or circuit.state is not CLOSED:
-            circuit.success()
+        self.latest = elapsed = self.now - request.sent
         if not pending and self.usable and not self.listed:
             self.listed = True
             channel.idle_connections.append(self)
