@@ -385,13 +385,13 @@ class ShadowMirror:
         target fails every request the same way, and each sample costs a JSON dump)."""
         if outcome == "mismatch":
             return True
-        if outcome != "error":
+        if outcome != "error" or not self._error_sample_due(route):
             return False
-        now = time.monotonic()
-        if now - self._error_sampled.get(route, 0.0) < 1.0:
-            return False
-        self._error_sampled[route] = now
+        self._error_sampled[route] = time.monotonic()
         return True
+
+    def _error_sample_due(self, route: str) -> bool:
+        return time.monotonic() - self._error_sampled.get(route, 0.0) >= 1.0
 
     def _learn_noise(
         self, route: str, comparator: Comparator, legacy: Observation, again: Observation
@@ -530,6 +530,12 @@ class _Flight(Request):
                 matched[name] = matched.get(name, 0) + 1
             elif error == TOO_LARGE:
                 mirror._count(name, "skipped")
+            elif (
+                error is not None and copy.status is not None and not mirror._error_sample_due(name)
+            ):
+                # The mirror failed where the client was answered: an error, whatever the
+                # comparison rules; only the once-a-second sample needs the full path.
+                mirror._count(name, "error")
             else:
                 if error is not None:
                     second = Observation.failure(plan.side, plan.upstream, error, elapsed)
