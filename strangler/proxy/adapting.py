@@ -89,7 +89,7 @@ async def adapted(
             raise TypeError(f"request() returned {type(rewritten).__name__}, not HttpRequest")
     except Exception as exc:
         log.warning("adapter of route %r failed in request(): %r", route, exc)
-        return await _failed(fw, client, req, decision, config, body, "adapter", exc)
+        return await _failed(fw, client, req, decision, config, body, "adapter", exc, tap)
 
     pool = fw.upstreams.pool(config, to)
     target = rewritten.target.encode("latin-1", "replace")
@@ -118,7 +118,7 @@ async def adapted(
         buffer=True,
     )
     if result is not None:
-        return await _failed(fw, client, req, decision, config, body, result, attempt.error)
+        return await _failed(fw, client, req, decision, config, body, result, attempt.error, tap)
 
     answer = HttpResponse(
         headers=make_headers(decoded(attempt.headers)),
@@ -131,7 +131,7 @@ async def adapted(
             raise TypeError(f"response() returned {type(out).__name__}, not HttpResponse")
     except Exception as exc:
         log.warning("adapter of route %r failed in response(): %r", route, exc)
-        return await _failed(fw, client, req, decision, config, body, "adapter", exc)
+        return await _failed(fw, client, req, decision, config, body, "adapter", exc, tap)
 
     no_body = req.method == "HEAD" or out.status in (204, 304) or out.status < 200
     framing = b"" if out.status == 204 else b"content-length: %d\r\n" % len(out.body)
@@ -156,14 +156,16 @@ async def _failed(
     body: bytes,
     kind: str,
     exc: BaseException | None,
+    tap: ShadowTap | None,
 ) -> Outcome:
-    """``to`` or its adapter failed: legacy answers if the decision allows, else 502/504."""
+    """``to`` or its adapter failed: legacy answers if the decision allows, else 502/504.
+    A fallback answer is teed into ``tap``: it is what the client got."""
     to = decision.upstream
     route = decision.route_name
     if decision.fallback:
         legacy = decision.legacy
         result, attempt = await fw.attempt(
-            client, req, decision, config, legacy, body, False, True, None
+            client, req, decision, config, legacy, body, False, True, tap
         )
         if result is None:
             return Outcome(legacy, attempt.status, kind, fallback=True, headers=attempt.headers)

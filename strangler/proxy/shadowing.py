@@ -237,7 +237,7 @@ def submit(
                 status if headers is not None else None,
                 headers if headers is not None else [],
                 teed[0] if len(teed) == 1 else b"".join(teed),
-                None if headers is not None else error or "failed",
+                None if headers is not None else error or f"no answer (the client got {status})",
                 duration,
             )
         shadow.submit(decision, copy)

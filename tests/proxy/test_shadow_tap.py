@@ -351,3 +351,22 @@ async def test_a_fallback_answer_is_what_gets_submitted() -> None:
     copy = sink.copies[1]
     primary = copy.primary()
     assert primary is not None and (primary.status, primary.body) == (200, body)
+
+
+async def test_a_fallback_after_a_broken_adapter_submits_legacys_answer() -> None:
+    sink = RecordingSink()
+    async with serve_app(echo_app()) as legacy, serve_app(echo_app(name="new")) as new:
+        cfg = config(legacy, new)
+        cfg["routes"][0].update(
+            mode="new", fallback=True, adapter="tests.proxy.sample_adapters:Broken"
+        )
+        async with (
+            run_proxy(cfg, shadow=sink) as proxy,
+            aiohttp.ClientSession() as session,
+            session.get(proxy.url + "/orders/1") as resp,
+        ):
+            assert (resp.status, resp.headers["X-Strangler-Upstream"]) == (200, "legacy")
+            answer = await resp.read()
+            await submitted(sink, 1)
+    copy = sink.copies[0]
+    assert (copy.status, copy.error, copy.response_body) == (200, None, answer)
