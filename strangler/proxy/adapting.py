@@ -32,7 +32,7 @@ from strangler.proxy.request import (
     decoded,
 )
 from strangler.proxy.responses import error_response
-from strangler.proxy.shadowing import ShadowTap
+from strangler.proxy.shadowing import ShadowCopy
 from strangler.routing.decision import Decision
 
 if TYPE_CHECKING:
@@ -59,7 +59,7 @@ async def adapted(
     decision: Decision,
     config: Config,
     adapter: HttpAdapter,
-    tap: ShadowTap | None,
+    tap: ShadowCopy | None,
 ) -> Outcome:
     to = decision.upstream
     route = decision.route_name
@@ -156,7 +156,7 @@ async def _failed(
     body: bytes,
     kind: str,
     exc: BaseException | None,
-    tap: ShadowTap | None,
+    tap: ShadowCopy | None,
 ) -> Outcome:
     """``to`` or its adapter failed: legacy answers if the decision allows, else 502/504.
     A fallback answer is teed into ``tap``: it is what the client got."""

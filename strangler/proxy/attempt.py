@@ -13,7 +13,7 @@ without a coroutine hop. Two modes hold the response back instead:
 
 It ends once with ``result`` ``None`` on success or an error kind (``connect``,
 ``timeout``, ``status``, ``too_large``): a coroutine awaits :meth:`Attempt.wait`;
-the callback-only fast path's subclass acts in ``_end``. A ``ShadowTap`` may tee
+the callback-only fast path's subclass acts in ``_end``. A ``ShadowCopy`` may tee
 the body; it never delays or buffers the client's copy. Nothing here chooses upstreams.
 """
 
@@ -27,7 +27,7 @@ from strangler.proxy.headers import RawHeaders, relay_head
 
 if TYPE_CHECKING:
     from strangler.proxy.connection import ClientConnection
-    from strangler.proxy.shadowing import ShadowTap
+    from strangler.proxy.shadowing import ShadowCopy
 
 _CHUNK_END = b"0\r\n\r\n"
 
@@ -65,7 +65,7 @@ class Attempt:
         hold_5xx: bool = False,
         buffer: bool = False,
         max_body: int = 0,
-        tap: ShadowTap | None = None,
+        tap: ShadowCopy | None = None,
     ) -> None:
         self.client = client
         self.upstream = upstream

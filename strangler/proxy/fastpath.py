@@ -8,7 +8,7 @@ by itself — releases the connection, updates the circuit breaker, records the
 request and tells the client connection, all from the upstream's parser
 callbacks. This saves the task, future and event-loop round trips that
 dominate a Python proxy's per-request cost. A request being mirrored takes
-this path too: its :class:`ShadowTap` tees the response body, and the copy
+this path too: its :class:`ShadowCopy` tees the response body, and the copy
 goes to the shadow sink once the client has its answer.
 
 Anything else, and any failure before the response was committed, is handed
@@ -26,7 +26,7 @@ from strangler.proxy.attempt import Attempt
 from strangler.proxy.circuit import CLOSED
 from strangler.proxy.exchange import request_head
 from strangler.proxy.request import ProxyRequest
-from strangler.proxy.shadowing import ShadowTap, submit
+from strangler.proxy.shadowing import ShadowCopy, submit
 from strangler.proxy.upstream import UpstreamConnection, UpstreamPool
 from strangler.routing.decision import Decision
 
@@ -48,7 +48,7 @@ class FastAttempt(Attempt):
         conn: UpstreamConnection,
         inline: bytes,
         hold_5xx: bool,
-        tap: ShadowTap | None,
+        tap: ShadowCopy | None,
     ) -> None:
         super().__init__(
             client,
@@ -160,7 +160,7 @@ def try_fast(
     decision: Decision,
     config: Config,
     started: float,
-    tap: ShadowTap | None,
+    tap: ShadowCopy | None,
 ) -> bool:
     """Start ``req`` on the fast path if it qualifies; False leaves it to the task path."""
     route = decision.route

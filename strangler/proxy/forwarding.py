@@ -39,7 +39,7 @@ from strangler.proxy.headers import (
 from strangler.proxy.registry import Upstreams
 from strangler.proxy.request import ClientGone, ProxyRequest
 from strangler.proxy.responses import error_response
-from strangler.proxy.shadowing import ShadowTap, open_tap, submit
+from strangler.proxy.shadowing import ShadowCopy, open_tap, submit
 from strangler.routing.decision import Decision, decide
 from strangler.routing.paths import BadPath
 from strangler.runtime import RequestRecord, Runtime
@@ -125,7 +125,7 @@ class Forwarder:
         req: ProxyRequest,
         decision: Decision | None,
         started: float,
-        tap: ShadowTap | None = None,
+        tap: ShadowCopy | None = None,
     ) -> None:
         """Answer ``req`` in a task. ``tap`` is the shadow tap ``start`` took, if any.
 
@@ -191,7 +191,7 @@ class Forwarder:
         first: Attempt,
         stale: bool,
         inline: bytes,
-        tap: ShadowTap | None = None,
+        tap: ShadowCopy | None = None,
     ) -> None:
         """The fast path's attempt failed before answering: retry / fall back / fail here."""
         outcome: Outcome | None = None
@@ -269,7 +269,7 @@ class Forwarder:
         req: ProxyRequest,
         decision: Decision,
         config: Config,
-        tap: ShadowTap | None,
+        tap: ShadowCopy | None,
         inline: bytes | None = None,
     ) -> Outcome:
         """Stream ``req`` to ``decision.upstream``; legacy answers if that fails and may."""
@@ -291,7 +291,7 @@ class Forwarder:
         req: ProxyRequest,
         decision: Decision,
         config: Config,
-        tap: ShadowTap | None,
+        tap: ShadowCopy | None,
         inline: bytes | None,
         hold: bool,
         replayable: bool,
@@ -370,7 +370,7 @@ class Forwarder:
         inline: bytes | None,
         hold_5xx: bool,
         replayable: bool,
-        tap: ShadowTap | None,
+        tap: ShadowCopy | None,
         head: bytes | None = None,
         buffer: bool = False,
     ) -> tuple[str | None, Attempt]:

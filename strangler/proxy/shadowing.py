@@ -1,7 +1,7 @@
 """Shadow copies on the data plane: tee the bodies while streaming, hand them over after.
 
 When a decision names a ``shadow_to`` and the shadow sink ``wants`` the request,
-a :class:`ShadowTap` copies the request body and the primary response body as
+a :class:`ShadowCopy` copies the request body and the primary response body as
 they stream past (up to the route's ``shadow.max_body``); the client's copy is
 never delayed or held back for it. Once the client has its answer,
 :func:`submit` hands the sink a :class:`ShadowCopy` — the client's request and
@@ -22,7 +22,7 @@ from collections.abc import Mapping
 from strangler.config import ShadowConfig
 from strangler.message import Headers, HttpRequest, HttpResponse, make_headers
 from strangler.proxy.headers import RawHeaders
-from strangler.proxy.request import ProxyRequest, as_message, decoded
+from strangler.proxy.request import ProxyRequest, decoded
 from strangler.routing.decision import Decision
 from strangler.runtime import Runtime
 
@@ -34,19 +34,28 @@ MARKER = "X-Strangler-Shadow"
 class ShadowCopy:
     """One mirrored exchange as the client saw it: what it sent, what it got.
 
-    Raw bytes as they crossed the proxy; :meth:`request` and :meth:`primary`
-    decode them into immutable values on first use. ``status`` is None when the
-    primary failed (``error`` says why)."""
+    Raw bytes as they crossed the proxy. The data plane opens a copy when the
+    sink wants the request (:func:`open_tap`), tees both bodies into it as they
+    stream past (up to ``limit``; beyond it the copy is ``over`` and holds
+    nothing), and completes it (:func:`submit`) once the client has its answer.
+    :meth:`request` and :meth:`primary` decode it into immutable values on first
+    use. ``status`` is None when the primary failed (``error`` says why)."""
 
     __slots__ = (
         "_primary",
         "_request",
+        "_request_chunks",
+        "_request_size",
+        "_response_chunks",
+        "_response_size",
         "body",
         "duration",
         "error",
         "headers",
+        "limit",
         "method",
         "mirrored",
+        "over",
         "params",
         "path",
         "response_body",
@@ -60,30 +69,31 @@ class ShadowCopy:
         method: str,
         target: bytes,
         headers: RawHeaders,
-        body: bytes,
         path: str,
         params: Mapping[str, str],
-        status: int | None,
-        response_headers: RawHeaders,
-        response_body: bytes,
-        error: str | None,
-        duration: float,
+        limit: int,
     ) -> None:
         self.method = method
         self.target = target
         """The request target as the client sent it (path and query)."""
         self.headers = headers
         """The client's header pairs, hop-by-hop ones included (senders drop them)."""
-        self.body = body
         self.path = path
         self.params = params
-        self.status = status
-        self.response_headers = response_headers
-        self.response_body = response_body
-        self.error = error
-        self.duration = duration
+        self.limit = limit
+        self.over = False
         self.mirrored = False
         """The client's request carried ``X-Strangler-Shadow``: a mirror, never mirrored."""
+        self.body = b""
+        self.status: int | None = None
+        self.response_headers: RawHeaders = []
+        self.response_body = b""
+        self.error: str | None = None
+        self.duration = 0.0
+        self._request_chunks: list[bytes] = []
+        self._request_size = 0
+        self._response_chunks: list[bytes] = []
+        self._response_size = 0
         self._request: HttpRequest | None = None
         self._primary: HttpResponse | None = None
 
@@ -95,23 +105,54 @@ class ShadowCopy:
         error: str | None,
         duration: float,
     ) -> ShadowCopy:
-        """A copy from values (the adapter path, which buffered both sides, and tests)."""
+        """A complete copy from values (the sink's tests, and callers off the data plane)."""
         copy = cls(
             request.method,
             request.target.encode("latin-1"),
             raw_pairs(request.headers),
-            request.body,
             request.path,
             request.params,
-            primary.status if primary is not None else None,
-            raw_pairs(primary.headers) if primary is not None else [],
-            primary.body if primary is not None else b"",
-            None if primary is not None else error or "failed",
-            duration,
+            max(len(request.body), len(primary.body) if primary is not None else 0),
         )
+        copy.body = request.body
+        if primary is not None:
+            copy.status = primary.status
+            copy.response_headers = raw_pairs(primary.headers)
+            copy.response_body = primary.body
+        else:
+            copy.error = error or "failed"
+        copy.duration = duration
         copy._request, copy._primary = request, primary
         copy.mirrored = MARKER in request.headers
         return copy
+
+    # ------------------------------------------------------------ while streaming
+
+    def tee_request(self, data: bytes) -> None:
+        if not self.over:
+            self._request_size += len(data)
+            if self._request_size > self.limit:
+                self.over = True
+                self._request_chunks = []
+            else:
+                self._request_chunks.append(data)
+
+    def restart_response(self) -> None:
+        """Before every attempt: a retry or a fallback answers afresh."""
+        if not self.over:
+            self._response_chunks = []
+            self._response_size = 0
+
+    def tee_response(self, data: bytes) -> None:
+        if not self.over:
+            self._response_size += len(data)
+            if self._response_size > self.limit:
+                self.over = True
+                self._response_chunks = []
+            else:
+                self._response_chunks.append(data)
+
+    # ------------------------------------------------------------ decoded
 
     def request(self) -> HttpRequest:
         if self._request is None:
@@ -141,45 +182,8 @@ def raw_pairs(headers: Headers) -> RawHeaders:
     return [(k.encode("latin-1"), v.encode("latin-1")) for k, v in headers.items()]
 
 
-class ShadowTap:
-    """Copies of the request and response bodies for a shadow mirror, up to ``limit``."""
-
-    __slots__ = ("limit", "over", "request", "request_size", "response", "response_size")
-
-    def __init__(self, limit: int) -> None:
-        self.limit = limit
-        self.request: list[bytes] = []
-        self.request_size = 0
-        self.response: list[bytes] = []
-        self.response_size = 0
-        self.over = False
-
-    def tee_request(self, data: bytes) -> None:
-        if not self.over:
-            self.request_size += len(data)
-            if self.request_size > self.limit:
-                self.over = True
-                self.request.clear()
-            else:
-                self.request.append(data)
-
-    def restart_response(self) -> None:
-        if not self.over:
-            self.response.clear()
-            self.response_size = 0
-
-    def tee_response(self, data: bytes) -> None:
-        if not self.over:
-            self.response_size += len(data)
-            if self.response_size > self.limit:
-                self.over = True
-                self.response.clear()
-            else:
-                self.response.append(data)
-
-
-def open_tap(runtime: Runtime, decision: Decision, req: ProxyRequest) -> ShadowTap | None:
-    """A tap when this request is to be mirrored, else None (cheap when not)."""
+def open_tap(runtime: Runtime, decision: Decision, req: ProxyRequest) -> ShadowCopy | None:
+    """A copy to tee into when this request is to be mirrored, else None (cheap when not)."""
     shadow = runtime.shadow
     if decision.shadow_to is None or shadow is None or req.shadowed:
         return None
@@ -193,53 +197,58 @@ def open_tap(runtime: Runtime, decision: Decision, req: ProxyRequest) -> ShadowT
         log.exception("shadow sink failed in wants()")
         return None
     # A route in shadow mode without a ``shadow:`` block mirrors with the defaults.
-    tap = ShadowTap((route.config.shadow or DEFAULT_SHADOW).max_body)
+    copy = ShadowCopy(
+        req.method,
+        req.target,
+        req.headers,
+        decision.path,
+        decision.params,
+        (route.config.shadow or DEFAULT_SHADOW).max_body,
+    )
     inline = req.body.buffered
     if inline:
-        tap.tee_request(inline)
-    return tap
+        copy.body = inline
+        copy.over = len(inline) > copy.limit
+    return copy
 
 
 def submit(
     runtime: Runtime,
     decision: Decision,
     req: ProxyRequest,
-    tap: ShadowTap,
+    copy: ShadowCopy,
     status: int,
     headers: RawHeaders | None,
     response: HttpResponse | None,
     error: str | None,
     duration: float,
 ) -> None:
-    """Hand the sink what the client got (``response``, or ``status``/``headers`` plus
-    the teed body); never raises."""
+    """Complete ``copy`` with what the client got (``response``, or ``status``/``headers``
+    plus the teed body) and hand it to the sink; never raises."""
     shadow = runtime.shadow
     if shadow is None:
         return
     try:
-        if tap.over:
+        if copy.over:
             shadow.skipped(decision, "body_too_large")
             return
-        teed = tap.request
-        body = b"" if not teed else teed[0] if len(teed) == 1 else b"".join(teed)
+        chunks = copy._request_chunks
+        if chunks:  # a streamed body (an inline one is in ``body`` already)
+            copy.body = chunks[0] if len(chunks) == 1 else b"".join(chunks)
+        chunks = copy._response_chunks
         if response is not None:
-            request = as_message(req, decision.path, decision.params, body)
-            copy = ShadowCopy.of(request, response, None, duration)
+            copy.status = response.status
+            copy.response_headers = raw_pairs(response.headers)
+            copy.response_body = response.body
+            copy._primary = response
+        elif headers is not None:
+            copy.status = status
+            copy.response_headers = headers
+            if chunks:
+                copy.response_body = chunks[0] if len(chunks) == 1 else b"".join(chunks)
         else:
-            teed = tap.response
-            copy = ShadowCopy(
-                req.method,
-                req.target,
-                req.headers,
-                body,
-                decision.path,
-                decision.params,
-                status if headers is not None else None,
-                headers if headers is not None else [],
-                teed[0] if len(teed) == 1 else b"".join(teed),
-                None if headers is not None else error or f"no answer (the client got {status})",
-                duration,
-            )
+            copy.error = error or f"no answer (the client got {status})"
+        copy.duration = duration
         shadow.submit(decision, copy)
     except Exception:
         log.exception("shadow sink failed")
