@@ -205,10 +205,11 @@ def open_tap(runtime: Runtime, decision: Decision, req: ProxyRequest) -> ShadowC
         decision.params,
         (route.config.shadow or DEFAULT_SHADOW).max_body,
     )
-    inline = req.body.buffered
-    if inline:
-        copy.body = inline
-        copy.over = len(inline) > copy.limit
+    if req.body.received:  # a body that arrived whole is copied now; a streamed one is teed
+        inline = req.body.buffered
+        if inline:
+            copy.body = inline
+            copy.over = len(inline) > copy.limit
     return copy
 
 
