@@ -22,7 +22,7 @@ from strangler.config import CircuitConfig, UpstreamConfig
 from strangler.proxy.headers import RawHeaders
 from strangler.proxy.upstream import UpstreamPool
 from strangler.shadow import pipeline
-from strangler.shadow.client import encode
+from strangler.shadow.client import encode, encode_get, get_parts
 from strangler.shadow.pipeline import ShadowChannel
 from tests.shadow.conftest import Lab, dead_url, route_config
 from tests.support.net import serve_app
@@ -536,3 +536,31 @@ async def test_a_mirrored_answer_over_max_body_is_skipped(lab: Lab) -> None:
     data = await lab.store.read("customers")
     assert data.counts["skipped"] == 5
     assert data.counts["error"] == data.counts["match"] == data.counts["mismatch"] == 0
+
+
+async def test_a_get_encoded_from_the_targets_parts_is_the_general_encoding() -> None:
+    """The pipelined lane builds GETs from per-target constant parts; they must be the
+    same bytes the general encoder writes (target prefix, Host, marker, no hop-by-hop)."""
+    headers: RawHeaders = [
+        (b"Host", b"client.example"),
+        (b"Accept", b"application/json"),
+        (b"Connection", b"keep-alive"),
+        (b"X-Strangler-Shadow", b"1"),
+        (b"Cookie", b"a=1"),
+    ]
+    for url in ("http://127.0.0.1:9", "http://svc.internal:8080/base/"):
+        config = UpstreamConfig(url=url)
+        pool = UpstreamPool("t", config, asyncio.get_running_loop())
+        parts = get_parts(pool, config)
+        assert parts is not None
+        for target in (b"/p", b"/p/q?x=1&y=%20"):
+            data = encode_get(parts, target, headers)
+            assert data == encode(pool, config, "GET", target, headers, b"")
+            assert data.count(b"X-Strangler-Shadow") == 1 and b"keep-alive" not in data
+        pool.close()
+    # With ``host: client`` the Host is the client's: the general encoder's job.
+    client_host = UpstreamConfig(url="http://127.0.0.1:9", host="client")
+    pool = UpstreamPool("t", client_host, asyncio.get_running_loop())
+    assert get_parts(pool, client_host) is None
+    assert b"Host: client.example\r\n" in encode(pool, client_host, "GET", b"/", headers, b"")
+    pool.close()
