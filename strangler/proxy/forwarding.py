@@ -160,17 +160,7 @@ class Forwarder:
             else:
                 outcome = await self.plain(client, req, decision, config, tap)
             if tap is not None:
-                submit(
-                    self.runtime,
-                    decision,
-                    req,
-                    tap,
-                    outcome.status,
-                    outcome.headers,
-                    outcome.response,
-                    outcome.error,
-                    monotonic() - started,
-                )
+                self.mirror(decision, req, tap, outcome, started)
         except ClientGone:
             outcome = Outcome(decision.upstream, 499)
             client.abort()
@@ -211,17 +201,7 @@ class Forwarder:
                 client, req, decision, config, tap, inline, hold, replayable, result, attempt
             )
             if tap is not None:
-                submit(
-                    self.runtime,
-                    decision,
-                    req,
-                    tap,
-                    outcome.status,
-                    outcome.headers,
-                    None,
-                    outcome.error,
-                    monotonic() - started,
-                )
+                self.mirror(decision, req, tap, outcome, started)
         except ClientGone:
             outcome = Outcome(decision.upstream, 499)
             client.abort()
@@ -231,6 +211,27 @@ class Forwarder:
         finally:
             if outcome is not None:
                 self.record(decision, outcome, started)
+
+    def mirror(
+        self,
+        decision: Decision,
+        req: ProxyRequest,
+        tap: ShadowCopy,
+        outcome: Outcome,
+        started: float,
+    ) -> None:
+        """The client has its answer: hand the shadow copy over (never raises)."""
+        submit(
+            self.runtime,
+            decision,
+            req,
+            tap,
+            outcome.status,
+            outcome.headers,
+            outcome.response,
+            outcome.error,
+            monotonic() - started,
+        )
 
     def record(self, decision: Decision, outcome: Outcome, started: float) -> None:
         self._record(

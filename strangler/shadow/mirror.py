@@ -552,13 +552,7 @@ class _Flight(Request):
                 return  # the task says when it is finished
         except Exception:
             log.exception("shadow comparison for route %r failed", name)
-        # mirror._finished(name), inlined: this runs once per mirrored request.
-        mirror._total -= 1
-        left = mirror._in_flight.get(name, 1) - 1
-        if left > 0:
-            mirror._in_flight[name] = left
-        else:
-            mirror._in_flight.pop(name, None)
+        mirror._finished(name)
 
 
 def _same_headers(names: tuple[bytes, ...], ours: RawHeaders, theirs: RawHeaders) -> bool:

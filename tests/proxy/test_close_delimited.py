@@ -4,8 +4,8 @@ no Content-Length, not chunked) reaches the client whole and counts as answered.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 
 import aiohttp
 
@@ -14,8 +14,21 @@ from tests.proxy.conftest import run_proxy
 BODY = b"line one\nline two\n" * 500
 
 
+Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
+
+
 @asynccontextmanager
-async def close_delimited() -> AsyncIterator[str]:
+async def raw_upstream(handle: Handler) -> AsyncIterator[str]:
+    """An upstream whose every byte the test writes itself."""
+    server = await asyncio.start_server(handle, "127.0.0.1", 0)
+    try:
+        yield f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}"
+    finally:
+        server.close()
+        await server.wait_closed()
+
+
+def close_delimited() -> AbstractAsyncContextManager[str]:
     async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         await reader.readuntil(b"\r\n\r\n")
         writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nConnection: close\r\n\r\n")
@@ -25,12 +38,7 @@ async def close_delimited() -> AsyncIterator[str]:
             await asyncio.sleep(0.001)
         writer.close()
 
-    server = await asyncio.start_server(handle, "127.0.0.1", 0)
-    try:
-        yield f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}"
-    finally:
-        server.close()
-        await server.wait_closed()
+    return raw_upstream(handle)
 
 
 async def test_a_body_delimited_by_the_close_reaches_the_client_whole() -> None:
@@ -49,8 +57,7 @@ async def test_a_body_delimited_by_the_close_reaches_the_client_whole() -> None:
     assert all(r.error is None for r in proxy.records)
 
 
-@asynccontextmanager
-async def cut_short(served: list[int]) -> AsyncIterator[str]:
+def cut_short(served: list[int]) -> AbstractAsyncContextManager[str]:
     """Promises 10,000 bytes, sends 5,000, closes."""
 
     async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -60,12 +67,7 @@ async def cut_short(served: list[int]) -> AsyncIterator[str]:
         await writer.drain()
         writer.close()
 
-    server = await asyncio.start_server(handle, "127.0.0.1", 0)
-    try:
-        yield f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}"
-    finally:
-        server.close()
-        await server.wait_closed()
+    return raw_upstream(handle)
 
 
 async def test_a_body_cut_short_cuts_the_client_and_is_not_sent_again() -> None:
