@@ -12,7 +12,10 @@ Pipelined requests are answered one after another, so a connection takes a
 batch only while the target answers fast (recent answers within ``FAST``);
 a slow target gets one request per connection, as the one-at-a-time client
 does. Only GET is sent here: it is safe to send once more when a connection
-closes with answers still owed (a keep-alive limit), which is done once.
+closes with answers still owed (a keep-alive limit), which is done once. A
+target that keeps closing connections after a single answer without saying so
+(``Connection: close``) does not take pipelining: after ``STRIKES`` such
+closes the channel sends one request per connection for good, and says so.
 
 Every request ends in exactly one call of its :data:`Done` callback: an answer,
 or an error (refused, timeout — no byte for the upstream's ``timeout`` —, a
@@ -24,6 +27,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from collections import deque
 from collections.abc import Callable
 from time import monotonic
@@ -36,6 +40,8 @@ from strangler.proxy.headers import RawHeaders
 from strangler.proxy.sweep import sweep_interval
 from strangler.proxy.upstream import UpstreamPool, set_nodelay, until_close
 
+log = logging.getLogger(__name__)
+
 Done = Callable[[int, RawHeaders, bytes, "str | None", float], None]
 """``(status, headers, body, error, seconds)``: ``error`` is None for an answer."""
 
@@ -46,6 +52,8 @@ MAX_DEPTH = 32
 """Requests written together on one connection, at most."""
 FAST = 0.05
 """A target whose recent answers took less than this (s) gets pipelined batches."""
+STRIKES = 3
+"""Unannounced closes after at most one answer, with more owed, before pipelining stops."""
 
 
 class Request:
@@ -91,6 +99,7 @@ class _Connection(asyncio.Protocol):
         self.usable = True
         """False once the target said ``Connection: close`` or the connection failed."""
         self.dead = False
+        self.answers = 0
         self.listed = False
         """In the channel's idle list."""
         self.progress = 0
@@ -201,6 +210,7 @@ class _Connection(asyncio.Protocol):
             return
         pending = self.pending
         request = pending.popleft()
+        self.answers += 1
         body = self._body
         status, headers = self._status, self._headers
         self._headers, self._body, self._size, self._status = [], [], 0, 0
@@ -224,6 +234,8 @@ class ShadowChannel:
         self.loop = pool.loop
         self.latency = FAST
         """Recent answer time (s), decayed: decides whether batches are pipelined."""
+        self.strikes = 0
+        """Connections the target closed unannounced after at most one answer."""
         self.depth = 1
         """Requests one connection takes per write: ``MAX_DEPTH`` while answers are fast."""
         self.circuit = pool.circuit
@@ -260,7 +272,7 @@ class ShadowChannel:
     def observed(self, elapsed: float) -> None:
         """An answer time (or a failure's: the timeout) into the decayed latency."""
         self.latency = latency = self.latency * 0.8 + elapsed * 0.2
-        self.depth = MAX_DEPTH if latency < FAST else 1
+        self.depth = MAX_DEPTH if latency < FAST and self.strikes < STRIKES else 1
 
     def _queue(self, pending: Request) -> None:
         conn = self._filling
@@ -369,6 +381,15 @@ class ShadowChannel:
         """A connection closed: what it still owed goes once more on another."""
         self.connections.discard(conn)
         owed, conn.pending = conn.pending, deque()
+        if owed and conn.usable and conn.answers <= 1 and len(owed) + conn.answers > 1:
+            self.strikes += 1
+            if self.strikes == STRIKES:
+                self.depth = 1
+                log.warning(
+                    "shadow target %s closes pipelined connections unannounced; "
+                    "sending it one request per connection from now on",
+                    self.pool.name,
+                )
         for pending in owed:
             if pending.retried or self.closed:
                 self.failed(pending, "connect: closed the connection")

@@ -564,3 +564,37 @@ async def test_a_get_encoded_from_the_targets_parts_is_the_general_encoding() ->
     assert get_parts(pool, client_host) is None
     assert b"Host: client.example\r\n" in encode(pool, client_host, "GET", b"/", headers, b"")
     pool.close()
+
+
+async def test_a_target_that_drops_pipelined_requests_gets_one_per_connection() -> None:
+    """A server that answers the first request on a connection and closes it without
+    saying so (no ``Connection: close``) cannot take pipelining: after a few such
+    closes the channel stops batching, and from then on every GET is answered."""
+    connections = 0
+
+    async def first_only(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        nonlocal connections
+        connections += 1
+        try:
+            head = await reader.readuntil(b"\r\n\r\n")
+            writer.write(answer(head.split(b" ")[1]))
+            await writer.drain()
+        finally:
+            writer.close()
+
+    server = await asyncio.start_server(first_only, "127.0.0.1", 0)
+    url = f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}"
+    calls = Calls()
+    try:
+        async with open_channel(url) as (pool, channel):
+            await warm(calls, pool, channel)
+            for round_ in range(pipeline.STRIKES):  # batches of 4: 1 answered, 3 owed
+                await results(*(calls.send(pool, channel, f"/r{round_}/{i}") for i in range(4)))
+            assert channel.depth == 1
+            later = await results(*(calls.send(pool, channel, f"/late/{i}") for i in range(8)))
+            assert [r.error for r in later] == [None] * 8
+            assert [r.body for r in later] == [f"/late/{i}".encode() for i in range(8)]
+    finally:
+        server.close()
+        await server.wait_closed()
+    assert calls.extra == []
