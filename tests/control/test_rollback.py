@@ -106,6 +106,23 @@ async def test_shadow_mismatches_roll_back_a_canary(
         await eventually(lambda: b'reason="mismatch_rate"' in a.metrics.render()[0])
 
 
+async def test_comparisons_reported_in_bulk_count_each(
+    redis_store: Callable[[], RedisStateStore],
+) -> None:
+    """The shadow mirror reports a loop turn's byte-identical matches as one call with a
+    count: 60 matches in bulk keep 2 mismatches under 5%; 57 more mismatches do not."""
+    rollback = {"mismatch_rate": 0.05, "window": "60s", "min_requests": 20}
+    config = make_config(mode="canary", percent=10, rollback=rollback)
+    async with replica(config, redis_store()) as a:
+        a.runtime.record_comparison("customers", True, 60)
+        for _ in range(2):
+            a.runtime.record_comparison("customers", False)
+        await _rounds(a, 3)
+        assert a.route().mode == "canary"  # 2 of 62: 3.2%
+        a.runtime.record_comparison("customers", False, 57)
+        await eventually(lambda: a.route().mode == "legacy")
+
+
 async def test_it_stays_rolled_back_until_a_person_clears_it(
     redis_store: Callable[[], RedisStateStore],
 ) -> None:
