@@ -107,12 +107,14 @@ def test_other_counters_are_exposed_under_their_design_names() -> None:
     m.reload("rejected")
     m.reload("rejected")
     m.shadow("customers", "mismatch")
+    m.shadow("customers", "match", 40)  # the mirror's per-turn tally of identical answers
     m.rollback("customers", "error_rate")
     m.sync_event("customers", "c", "applied")
     m.sync_lag("pg", 1.5)
     assert value(m, "strangler_config_reloads_total", result="accepted") == 1
     assert value(m, "strangler_config_reloads_total", result="rejected") == 2
     assert value(m, "strangler_shadow_total", route="customers", outcome="mismatch") == 1
+    assert value(m, "strangler_shadow_total", route="customers", outcome="match") == 40
     assert value(m, "strangler_rollbacks_total", route="customers", reason="error_rate") == 1
     assert (
         value(m, "strangler_sync_events_total", table="customers", op="c", outcome="applied") == 1

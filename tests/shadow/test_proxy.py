@@ -304,3 +304,44 @@ async def test_in_new_mode_the_adapted_answer_is_compared_with_legacy() -> None:
             assert [s["headers"].get("X-Strangler-Shadow") for s in legacy.seen] == ["1"] * 3
         finally:
             await running.close(0.5)
+
+
+async def test_identical_answers_are_counted_as_matches_in_the_api_and_metrics() -> None:
+    """Through the real proxy: a burst of GETs mirrored (pipelined) to a target that
+    answers exactly like legacy is counted once each as a match, in the store and in
+    ``strangler_shadow_total``, and the clients all get legacy's answers."""
+    legacy = Upstream("monolith")
+    async with serve_app(legacy.app()) as legacy_url:
+        cfg = parse_config(
+            {
+                "listen": "127.0.0.1:0",
+                "legacy": "monolith",
+                "upstreams": {"monolith": {"url": legacy_url}, "twin": {"url": legacy_url}},
+                "routes": [
+                    {"name": "twin", "match": {"path": "/twin/**"}, "to": "twin", "mode": "shadow"}
+                ],
+            }
+        )
+        running = await start_proxy(cfg, admin=False, proxy_sock=bind_listener("127.0.0.1", 0))
+        try:
+            mirror = running.runtime.shadow
+            assert isinstance(mirror, ShadowMirror)
+            async with aiohttp.ClientSession() as session:
+
+                async def get(i: int) -> int:
+                    async with session.get(f"{running.proxy_url}/twin/{i % 7}") as resp:
+                        await resp.read()
+                        return resp.status
+
+                assert await asyncio.gather(*(get(i) for i in range(60))) == [200] * 60
+            await mirror.drain()
+            assert mirror.in_flight == 0
+            data = await mirror.store.read("twin")
+            assert data.counts["match"] == 60
+            assert data.counts["mismatch"] == data.counts["error"] == 0
+            text = running.metrics.render()[0].decode()
+            assert 'strangler_shadow_total{outcome="match",route="twin"} 60.0' in text
+            # 60 client requests to legacy and 60 mirrored ones, all to the same server.
+            assert len(legacy.seen) == 120
+        finally:
+            await running.close(0.5)
