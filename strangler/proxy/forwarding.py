@@ -22,8 +22,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Coroutine
 from time import monotonic
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from strangler.config import Config
 from strangler.errors import CircuitOpen
@@ -146,19 +147,33 @@ class Forwarder:
                 return
         config = table.config
         route = decision.route
+        work: Coroutine[Any, Any, Outcome]
+        if req.upgrade is not None:
+            from strangler.proxy.tunnel import tunnel
+
+            work = tunnel(self, client, req, decision, config)
+        elif decision.to_new and route is not None and route.adapter is not None:
+            from strangler.proxy.adapting import adapted
+
+            work = adapted(self, client, req, decision, config, route.adapter, tap)
+        else:
+            work = self.plain(client, req, decision, config, tap)
+        await self.answer(client, req, decision, started, tap, work)
+
+    async def answer(
+        self,
+        client: ClientConnection,
+        req: ProxyRequest,
+        decision: Decision,
+        started: float,
+        tap: ShadowCopy | None,
+        work: Coroutine[Any, Any, Outcome],
+    ) -> None:
+        """Run ``work`` (what answers the client), then mirror and record what it got:
+        a client that went away is a 499, whichever step it left in."""
         outcome: Outcome | None = None
         try:
-            if req.upgrade is not None:
-                from strangler.proxy.tunnel import tunnel
-
-                outcome = await tunnel(self, client, req, decision, config)
-                return
-            if decision.to_new and route is not None and route.adapter is not None:
-                from strangler.proxy.adapting import adapted
-
-                outcome = await adapted(self, client, req, decision, config, route.adapter, tap)
-            else:
-                outcome = await self.plain(client, req, decision, config, tap)
+            outcome = await work
             if tap is not None:
                 self.mirror(decision, req, tap, outcome, started)
         except ClientGone:
@@ -184,33 +199,34 @@ class Forwarder:
         tap: ShadowCopy | None = None,
     ) -> None:
         """The fast path's attempt failed before answering: retry / fall back / fail here."""
-        outcome: Outcome | None = None
-        try:
-            replayable = len(inline) <= config.limits.max_buffered_retry_body
-            hold = decision.fallback and replayable
-            result, attempt = first.result, first
-            pool = self.upstreams.pool(config, decision.upstream)
-            if stale and replayable and req.method in IDEMPOTENT:
-                # A pooled connection the upstream had closed: not a failure, try afresh.
-                result, attempt = await self.attempt(
-                    client, req, decision, config, decision.upstream, inline, hold, True, tap
-                )
-            elif result in ("connect", "timeout", "status"):
-                pool.circuit.failure()
-            outcome = await self.conclude(
-                client, req, decision, config, tap, inline, hold, replayable, result, attempt
+        work = self._recovered(client, req, decision, config, first, stale, inline, tap)
+        await self.answer(client, req, decision, started, tap, work)
+
+    async def _recovered(
+        self,
+        client: ClientConnection,
+        req: ProxyRequest,
+        decision: Decision,
+        config: Config,
+        first: Attempt,
+        stale: bool,
+        inline: bytes,
+        tap: ShadowCopy | None,
+    ) -> Outcome:
+        replayable = len(inline) <= config.limits.max_buffered_retry_body
+        hold = decision.fallback and replayable
+        result, attempt = first.result, first
+        pool = self.upstreams.pool(config, decision.upstream)
+        if stale and replayable and req.method in IDEMPOTENT:
+            # A pooled connection the upstream had closed: not a failure, try afresh.
+            result, attempt = await self.attempt(
+                client, req, decision, config, decision.upstream, inline, hold, True, tap
             )
-            if tap is not None:
-                self.mirror(decision, req, tap, outcome, started)
-        except ClientGone:
-            outcome = Outcome(decision.upstream, 499)
-            client.abort()
-        except asyncio.CancelledError:
-            outcome = Outcome(decision.upstream, 499)
-            raise
-        finally:
-            if outcome is not None:
-                self.record(decision, outcome, started)
+        elif result in ("connect", "timeout", "status"):
+            pool.circuit.failure()
+        return await self.conclude(
+            client, req, decision, config, tap, inline, hold, replayable, result, attempt
+        )
 
     def mirror(
         self,
