@@ -142,7 +142,7 @@ def upstream_head(
             continue
         out += (name, b": ", value, b"\r\n")
     if drop:
-        out = _without(out, drop)
+        out = _without(out, drop, 6)
     out += (b"x-forwarded-for: ", xff + b", " + client_ip if xff else client_ip, b"\r\n")
     out += (b"x-forwarded-proto: ", xfp + b", " + proto if xfp else proto, b"\r\n")
     if client_host:
@@ -155,13 +155,13 @@ def upstream_head(
     return b"".join(out)
 
 
-def _without(parts: list[bytes], drop: frozenset[bytes]) -> list[bytes]:
-    """Remove ``name: value\\r\\n`` quadruples whose name is in ``drop`` (rare path)."""
-    head, rest = parts[:6], parts[6:]
-    kept = list(head)
-    for i in range(0, len(rest), 4):
-        if rest[i].lower() not in drop:
-            kept += rest[i : i + 4]
+def _without(parts: list[bytes], drop: frozenset[bytes], fixed: int) -> list[bytes]:
+    """Remove ``name: value\\r\\n`` quadruples whose name is in ``drop``, after the
+    first ``fixed`` parts (the request or status line): the rare path."""
+    kept = parts[:fixed]
+    for i in range(fixed, len(parts), 4):
+        if parts[i].lower() not in drop:
+            kept += parts[i : i + 4]
     return kept
 
 
@@ -193,11 +193,7 @@ def response_head(
             continue
         out += (name, b": ", value, b"\r\n")
     if drop:
-        kept = [out[0]]
-        for i in range(1, len(out), 4):
-            if out[i].lower() not in drop:
-                kept += out[i : i + 4]
-        out = kept
+        out = _without(out, drop, 1)
     out += (tags, framing)
     if close:
         out.append(b"connection: close\r\n")
@@ -232,11 +228,7 @@ def relay_head(
             continue
         out += (name, b": ", value, b"\r\n")
     if drop:
-        kept = [out[0]]
-        for i in range(1, len(out), 4):
-            if out[i].lower() not in drop:
-                kept += out[i : i + 4]
-        out = kept
+        out = _without(out, drop, 1)
     out.append(tags)
     rechunk = False
     if length is not None and not chunked and length.isdigit():
