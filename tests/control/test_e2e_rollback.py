@@ -10,7 +10,16 @@ from pathlib import Path
 import aiohttp
 
 from .conftest import RedisServer, eventually
-from .stack import Site, admin_call, route_info, serve_process, upstream_of, upstreams, write_config
+from .stack import (
+    Site,
+    Upstreams,
+    admin_call,
+    route_info,
+    serve_process,
+    upstream_of,
+    upstreams,
+    write_config,
+)
 
 ROLLBACK = {"error_rate": 0.2, "window": "60s", "min_requests": 20}
 
@@ -28,22 +37,29 @@ def _rollbacks(text: str) -> float:
     )
 
 
+def _two_replicas(
+    tmp_path: Path, ups: Upstreams, redis_up: RedisServer, namespace: str
+) -> list[Site]:
+    """Two routes.yaml files sharing one Redis namespace, the route in ``new`` under watch."""
+    return [
+        write_config(
+            tmp_path,
+            ups,
+            state=redis_up.url,
+            namespace=namespace,
+            name=f"r{i}.yaml",
+            mode="new",
+            rollback=ROLLBACK,
+        )
+        for i in (1, 2)
+    ]
+
+
 async def test_a_failing_new_upstream_is_rolled_back_once_across_two_processes(
     tmp_path: Path, redis_up: RedisServer, namespace: str
 ) -> None:
     async with upstreams() as ups, aiohttp.ClientSession() as session:
-        sites = [
-            write_config(
-                tmp_path,
-                ups,
-                state=redis_up.url,
-                namespace=namespace,
-                name=f"r{i}.yaml",
-                mode="new",
-                rollback=ROLLBACK,
-            )
-            for i in (1, 2)
-        ]
+        sites = _two_replicas(tmp_path, ups, redis_up, namespace)
         async with serve_process(sites[0]), serve_process(sites[1]):
             ups.fail_every["new"] = 1  # the new service starts answering 500
             await _send(session, sites, 40)  # 20 per replica: neither alone decides alone
@@ -86,18 +102,7 @@ async def test_errors_below_the_threshold_keep_the_route(
     tmp_path: Path, redis_up: RedisServer, namespace: str
 ) -> None:
     async with upstreams() as ups, aiohttp.ClientSession() as session:
-        sites = [
-            write_config(
-                tmp_path,
-                ups,
-                state=redis_up.url,
-                namespace=namespace,
-                name=f"r{i}.yaml",
-                mode="new",
-                rollback=ROLLBACK,
-            )
-            for i in (1, 2)
-        ]
+        sites = _two_replicas(tmp_path, ups, redis_up, namespace)
         async with serve_process(sites[0]), serve_process(sites[1]):
             ups.fail_every["new"] = 10  # 10% < 20%
             await _send(session, sites, 80)
