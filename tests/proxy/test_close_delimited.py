@@ -4,31 +4,17 @@ no Content-Length, not chunked) reaches the client whole and counts as answered.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from contextlib import AbstractAsyncContextManager
 
 import aiohttp
 
 from tests.proxy.conftest import run_proxy
+from tests.support.net import raw_upstream
 
 BODY = b"line one\nline two\n" * 500
 
 
-Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
-
-
-@asynccontextmanager
-async def raw_upstream(handle: Handler) -> AsyncIterator[str]:
-    """An upstream whose every byte the test writes itself."""
-    server = await asyncio.start_server(handle, "127.0.0.1", 0)
-    try:
-        yield f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}"
-    finally:
-        server.close()
-        await server.wait_closed()
-
-
-def close_delimited() -> AbstractAsyncContextManager[str]:
+def close_delimited() -> AbstractAsyncContextManager[tuple[str, asyncio.Server]]:
     async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         await reader.readuntil(b"\r\n\r\n")
         writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nConnection: close\r\n\r\n")
@@ -42,7 +28,7 @@ def close_delimited() -> AbstractAsyncContextManager[str]:
 
 
 async def test_a_body_delimited_by_the_close_reaches_the_client_whole() -> None:
-    async with close_delimited() as upstream:
+    async with close_delimited() as (upstream, _):
         config = {
             "legacy": "legacy",
             "upstreams": {"legacy": {"url": upstream}},
@@ -57,7 +43,7 @@ async def test_a_body_delimited_by_the_close_reaches_the_client_whole() -> None:
     assert all(r.error is None for r in proxy.records)
 
 
-def cut_short(served: list[int]) -> AbstractAsyncContextManager[str]:
+def cut_short(served: list[int]) -> AbstractAsyncContextManager[tuple[str, asyncio.Server]]:
     """Promises 10,000 bytes, sends 5,000, closes."""
 
     async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -72,7 +58,7 @@ def cut_short(served: list[int]) -> AbstractAsyncContextManager[str]:
 
 async def test_a_body_cut_short_cuts_the_client_and_is_not_sent_again() -> None:
     served: list[int] = []
-    async with cut_short(served) as upstream:
+    async with cut_short(served) as (upstream, _):
         config = {"legacy": "legacy", "upstreams": {"legacy": {"url": upstream}}, "routes": []}
         async with (
             run_proxy(config) as proxy,

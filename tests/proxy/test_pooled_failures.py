@@ -12,7 +12,7 @@ import aiohttp
 from tests.proxy.conftest import run_proxy
 from tests.proxy.echo import echo_app
 from tests.proxy.test_resilience import NewService, get, migration
-from tests.support.net import serve_app
+from tests.support.net import raw_upstream, serve_app
 
 ANSWER = (
     b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 20\r\n\r\n"
@@ -37,13 +37,8 @@ async def drops_second_request() -> AsyncIterator[tuple[str, list[int]]]:
             pass
         writer.close()
 
-    server = await asyncio.start_server(handle, "127.0.0.1", 0)
-    port = server.sockets[0].getsockname()[1]
-    try:
-        yield f"http://127.0.0.1:{port}", served
-    finally:
-        server.close()
-        await server.wait_closed()
+    async with raw_upstream(handle) as (url, _):
+        yield url, served
 
 
 async def test_a_stale_pooled_connection_is_retried_for_get() -> None:

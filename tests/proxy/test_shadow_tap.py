@@ -16,7 +16,7 @@ from strangler.proxy.shadowing import ShadowCopy
 from strangler.routing.decision import Decision
 from tests.proxy.conftest import run_proxy
 from tests.proxy.echo import echo_app
-from tests.support.net import free_port, serve_app
+from tests.support.net import free_port, raw_upstream, serve_app
 
 
 @dataclass
@@ -224,13 +224,8 @@ async def one_answer_per_connection() -> AsyncIterator[tuple[str, list[bytes], a
             pass
         writer.close()
 
-    server = await asyncio.start_server(handle, "127.0.0.1", 0)
-    port = server.sockets[0].getsockname()[1]
-    try:
-        yield f"http://127.0.0.1:{port}", answered, server
-    finally:
-        server.close()
-        await server.wait_closed()
+    async with raw_upstream(handle) as (url, server):
+        yield url, answered, server
 
 
 async def test_a_retried_stale_connection_submits_the_retried_answer() -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import socket
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 
 from aiohttp import web
@@ -43,3 +43,17 @@ async def serve_app(app: web.Application, port: int = 0) -> AsyncIterator[str]:
     finally:
         await runner.cleanup()
         await asyncio.sleep(0)
+
+
+RawHandler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
+
+
+@asynccontextmanager
+async def raw_upstream(handle: RawHandler) -> AsyncIterator[tuple[str, asyncio.Server]]:
+    """An upstream whose every byte the test writes itself; yields its URL and server."""
+    server = await asyncio.start_server(handle, "127.0.0.1", 0)
+    try:
+        yield f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}", server
+    finally:
+        server.close()
+        await server.wait_closed()
