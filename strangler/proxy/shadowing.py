@@ -28,6 +28,7 @@ from strangler.runtime import Runtime
 
 log = logging.getLogger(__name__)
 DEFAULT_SHADOW = ShadowConfig()
+"""What a route in ``shadow`` mode without a ``shadow:`` block gets."""
 MARKER = "X-Strangler-Shadow"
 
 

@@ -32,11 +32,11 @@ from time import monotonic
 from typing import Any, Protocol
 
 from strangler.adapter import HttpAdapter
-from strangler.config import CompareConfig, RouteConfig, ShadowConfig, UpstreamConfig
+from strangler.config import CompareConfig, RouteConfig, UpstreamConfig
 from strangler.message import HttpRequest, make_headers
 from strangler.proxy.headers import RawHeaders
 from strangler.proxy.request import decoded
-from strangler.proxy.shadowing import ShadowCopy
+from strangler.proxy.shadowing import DEFAULT_SHADOW, ShadowCopy
 from strangler.shadow.client import ShadowClient, TooLarge, encode, encode_get, get_parts
 from strangler.shadow.compare import Comparator, adapt
 from strangler.shadow.observation import Observation, Side
@@ -45,8 +45,6 @@ from strangler.shadow.store import Batch, Redactor, Sample, ShadowStore
 
 log = logging.getLogger(__name__)
 
-DEFAULT_SHADOW = ShadowConfig()
-"""What a route in ``shadow`` mode without a ``shadow:`` block gets."""
 
 _NOISE_TTL = 2.0
 
@@ -133,11 +131,10 @@ class ShadowMirror:
         shadow_to = decision.shadow_to
         if route is None or shadow_to is None:
             return False
-        plan = self._plans.get((route, shadow_to)) or self._plan(route, shadow_to)
-        # sampled(), inlined: this runs for every request on a mirrored route.
-        if method not in plan.methods or (decision.bucket * 7919 + 4957) % 10_000 >= plan.cut:
+        plan = self._plan(route, shadow_to)
+        if method not in plan.methods or not sampled(decision.bucket, plan.percent):
             return False
-        if self._total >= self.max_in_flight or self._in_flight.get(plan.name, 0) >= plan.bound:
+        if self._full(plan):
             # Decided here, before the data plane copies any body for us.
             self._count(plan.name, "dropped")
             return False
@@ -149,18 +146,16 @@ class ShadowMirror:
             shadow_to = decision.shadow_to
             if route is None or shadow_to is None or copy.mirrored:
                 return  # a mirrored request is never mirrored again
-            plan = self._plans.get((route, shadow_to)) or self._plan(route, shadow_to)
+            plan = self._plan(route, shadow_to)
             name = plan.name
-            in_flight = self._in_flight
-            count = in_flight.get(name, 0)
-            if self._total >= self.max_in_flight or count >= plan.bound:
+            if self._full(plan):
                 self._count(name, "dropped")
                 return
             if len(copy.body) > plan.max_body:
                 self._count(name, "skipped")
                 return
             self._total += 1
-            in_flight[name] = count + 1
+            self._in_flight[name] = self._in_flight.get(name, 0) + 1
             noisy = plan.noise > 0 and random.random() * 100 < plan.noise
             channel = plan.channel
             if channel is not None and copy.method == "GET" and not noisy:
@@ -176,9 +171,15 @@ class ShadowMirror:
         except Exception:  # the sink must never raise into the client's response
             log.exception("shadow submit failed")
 
+    def _full(self, plan: _Plan) -> bool:
+        return self._total >= self.max_in_flight or self._in_flight.get(plan.name, 0) >= plan.bound
+
     def _plan(self, route: MirroredRoute, shadow_to: str) -> _Plan:
         """What mirroring ``route`` to ``shadow_to`` needs, worked out once per route
         table (a reload or an override flip builds new routes, so new plans)."""
+        plan = self._plans.get((route, shadow_to))
+        if plan is not None:
+            return plan
         if len(self._plans) > 1024:
             self._plans.clear()
         upstreams = self._upstreams()
@@ -449,13 +450,13 @@ class _Plan:
     __slots__ = (
         "bound",
         "channel",
-        "cut",
         "get_parts",
         "headers",
         "max_body",
         "methods",
         "name",
         "noise",
+        "percent",
         "route",
         "side",
         "upstream",
@@ -468,8 +469,7 @@ class _Plan:
         self.upstream = shadow_to
         self.side: Side = "new" if shadow_to == route.config.to else "legacy"
         self.methods = shadow.methods
-        self.cut = shadow.percent * 100
-        """Buckets below this (after the permutation of :func:`sampled`) are mirrored."""
+        self.percent = shadow.percent
         self.bound = shadow.max_in_flight
         self.max_body = shadow.max_body
         self.noise = shadow.noise_percent
