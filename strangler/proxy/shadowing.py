@@ -117,15 +117,20 @@ class ShadowCopy:
         )
         copy.body = request.body
         if primary is not None:
-            copy.status = primary.status
-            copy.response_headers = raw_pairs(primary.headers)
-            copy.response_body = primary.body
+            copy.answered_with(primary)
         else:
             copy.error = error or "failed"
         copy.duration = duration
-        copy._request, copy._primary = request, primary
+        copy._request = request
         copy.mirrored = MARKER in request.headers
         return copy
+
+    def answered_with(self, response: HttpResponse) -> None:
+        """The primary answer as a value (what an adapter produced, or a test's)."""
+        self.status = response.status
+        self.response_headers = raw_pairs(response.headers)
+        self.response_body = response.body
+        self._primary = response
 
     # ------------------------------------------------------------ while streaming
 
@@ -239,10 +244,7 @@ def submit(
             copy.body = chunks[0] if len(chunks) == 1 else b"".join(chunks)
         chunks = copy._response_chunks
         if response is not None:
-            copy.status = response.status
-            copy.response_headers = raw_pairs(response.headers)
-            copy.response_body = response.body
-            copy._primary = response
+            copy.answered_with(response)
         elif headers is not None:
             copy.status = status
             copy.response_headers = headers
