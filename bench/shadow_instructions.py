@@ -22,6 +22,7 @@ import argparse
 import asyncio
 import glob
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -64,6 +65,9 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--requests", type=int, default=3000)
     parser.add_argument("--connections", type=int, default=16)
+    parser.add_argument(
+        "--keep", type=Path, help="copy the callgrind dumps here (callgrind_annotate)"
+    )
     args = parser.parse_args()
     per_request: dict[str, float] = {}
     with tempfile.TemporaryDirectory() as name:
@@ -104,6 +108,10 @@ def main() -> None:
                 subprocess.run(["callgrind_control", "-d", str(proxy.pid)], capture_output=True)
                 time.sleep(1)
                 per_request[route] = instructions(out) / args.requests
+                if args.keep is not None:
+                    args.keep.mkdir(parents=True, exist_ok=True)
+                    newest = max(glob.glob(f"{out}*"), key=os.path.getmtime)
+                    shutil.copy(newest, args.keep / f"{route}.callgrind")
                 print(
                     f"{route}: {per_request[route]:,.0f} instructions per request", file=sys.stderr
                 )

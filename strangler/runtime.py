@@ -51,10 +51,12 @@ MatchRateSource = Callable[[str], float | None]
 class ShadowSink(Protocol):
     """Where the data plane hands shadow copies. Implemented in ``strangler.shadow``."""
 
-    def wants(self, decision: Decision, method: str) -> bool:
-        """Cheap, on the request path: should this request be mirrored?
+    def wants(self, decision: Decision, method: str) -> object:
+        """Cheap, on the request path: should this request be mirrored? Falsy for no.
 
-        Sampling is sticky on ``decision.bucket`` so a user's session is mirrored whole."""
+        Sampling is sticky on ``decision.bucket`` so a user's session is mirrored whole.
+        A truthy answer comes back to :meth:`submit` as the copy's ``ticket`` (a sink
+        can hand itself what it worked out here)."""
         ...
 
     def submit(self, decision: Decision, copy: ShadowCopy) -> None:

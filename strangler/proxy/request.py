@@ -12,7 +12,7 @@ the reader asks for it (``read_all``, for adapters and retries).
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 
 from strangler.message import HttpRequest, make_headers
 from strangler.proxy.headers import HOP_BY_HOP, RawHeaders
@@ -172,7 +172,7 @@ class ProxyRequest:
         return self.chunked or bool(self.content_length)
 
 
-def decoded(headers: RawHeaders) -> list[tuple[str, str]]:
+def decoded(headers: Iterable[tuple[bytes, bytes]]) -> list[tuple[str, str]]:
     """Raw header pairs as text, without the hop-by-hop ones."""
     return [
         (n.decode("latin-1"), v.decode("latin-1"))

@@ -63,6 +63,7 @@ class ShadowCopy:
         "response_headers",
         "status",
         "target",
+        "ticket",
     )
 
     def __init__(
@@ -97,6 +98,8 @@ class ShadowCopy:
         self._response_size = 0
         self._request: HttpRequest | None = None
         self._primary: HttpResponse | None = None
+        self.ticket: object = None
+        """What the sink's ``wants`` answered for this request (None for :meth:`of`)."""
 
     @classmethod
     def of(
@@ -197,10 +200,11 @@ def open_tap(runtime: Runtime, decision: Decision, req: ProxyRequest) -> ShadowC
     if route is None:
         return None
     try:
-        if not shadow.wants(decision, req.method):
-            return None
+        ticket = shadow.wants(decision, req.method)
     except Exception:
         log.exception("shadow sink failed in wants()")
+        return None
+    if not ticket:
         return None
     # A route in shadow mode without a ``shadow:`` block mirrors with the defaults.
     copy = ShadowCopy(
@@ -211,6 +215,7 @@ def open_tap(runtime: Runtime, decision: Decision, req: ProxyRequest) -> ShadowC
         decision.params,
         (route.config.shadow or DEFAULT_SHADOW).max_body,
     )
+    copy.ticket = ticket
     if req.body.received:  # a body that arrived whole is copied now; a streamed one is teed
         inline = req.body.buffered
         if inline:

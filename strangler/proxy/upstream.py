@@ -21,7 +21,7 @@ import contextlib
 import socket
 import ssl
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from time import monotonic
 from typing import Protocol, cast
 from urllib.parse import urlsplit
@@ -259,7 +259,7 @@ class UpstreamConnection(asyncio.Protocol):
             sink.response_end()
 
 
-def until_close(headers: RawHeaders) -> bool:
+def until_close(headers: Iterable[tuple[bytes, bytes]]) -> bool:
     """An answer's body runs until the connection closes (no length, not chunked)."""
     return not any(n.lower() in (b"content-length", b"transfer-encoding") for n, _ in headers)
 

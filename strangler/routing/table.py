@@ -194,7 +194,8 @@ def _compile(
         headers=tuple((k.lower(), v) for k, v in (route.match.headers or {}).items()),
         param_slots=slots,
         rank=_rank(shape, subtree, route),
-        needs_bucket=mode in ("canary", "shadow") or route.shadow is not None,
+        # The bucket decides a canary's side and the shadow sample (unless it is 100%).
+        needs_bucket=mode == "canary" or (route.shadow is not None and route.shadow.percent < 100),
         unconstrained=route.match.methods is None and not route.match.headers,
     )
 

@@ -40,7 +40,7 @@ from strangler.proxy.shadowing import DEFAULT_SHADOW, ShadowCopy
 from strangler.shadow.client import ShadowClient, TooLarge, encode, encode_get, get_parts
 from strangler.shadow.compare import Comparator, adapt
 from strangler.shadow.observation import Observation, Side
-from strangler.shadow.pipeline import TOO_LARGE, Request, ShadowChannel
+from strangler.shadow.pipeline import TOO_LARGE, Fields, Request, ShadowChannel
 from strangler.shadow.store import Batch, Redactor, Sample, ShadowStore
 
 log = logging.getLogger(__name__)
@@ -126,29 +126,36 @@ class ShadowMirror:
 
     # ------------------------------------------------------------ ShadowSink
 
-    def wants(self, decision: MirroredDecision, method: str) -> bool:
+    def wants(self, decision: MirroredDecision, method: str) -> _Plan | None:
+        """The route's plan (the copy's ``ticket``) when this request is mirrored."""
         route = decision.route
         shadow_to = decision.shadow_to
         if route is None or shadow_to is None:
-            return False
-        plan = self._plan(route, shadow_to)
-        if method not in plan.methods or not sampled(decision.bucket, plan.percent):
-            return False
-        if self._full(plan):
+            return None
+        plan = self._plans.get((route, shadow_to)) or self._plan(route, shadow_to)
+        if method not in plan.methods or not (
+            plan.everyone or sampled(decision.bucket, plan.percent)
+        ):
+            return None
+        if self._total >= self.max_in_flight or self._in_flight.get(plan.name, 0) >= plan.bound:
             # Decided here, before the data plane copies any body for us.
             self._count(plan.name, "dropped")
-            return False
-        return True
+            return None
+        return plan
 
     def submit(self, decision: MirroredDecision, copy: ShadowCopy) -> None:
         try:
-            route = decision.route
-            shadow_to = decision.shadow_to
-            if route is None or shadow_to is None or copy.mirrored:
+            plan = copy.ticket
+            if not isinstance(plan, _Plan):  # a copy made off the data plane
+                route, shadow_to = decision.route, decision.shadow_to
+                if route is None or shadow_to is None:
+                    return
+                plan = self._plans.get((route, shadow_to)) or self._plan(route, shadow_to)
+            if copy.mirrored:
                 return  # a mirrored request is never mirrored again
-            plan = self._plan(route, shadow_to)
             name = plan.name
-            if self._full(plan):
+            # Checked again: other mirrors may have filled the bound since ``wants``.
+            if self._total >= self.max_in_flight or self._in_flight.get(name, 0) >= plan.bound:
                 self._count(name, "dropped")
                 return
             if len(copy.body) > plan.max_body:
@@ -167,19 +174,14 @@ class ShadowMirror:
                     data = encode(pool, pool.config, "GET", copy.target, copy.headers, copy.body)
                 channel.enqueue(_Flight(data, self, decision, plan, copy))
                 return
-            self._spawn(self._run(decision, route, copy, plan.side, noisy))
+            self._spawn(self._run(decision, plan.route, copy, plan.side, noisy))
         except Exception:  # the sink must never raise into the client's response
             log.exception("shadow submit failed")
 
-    def _full(self, plan: _Plan) -> bool:
-        return self._total >= self.max_in_flight or self._in_flight.get(plan.name, 0) >= plan.bound
-
     def _plan(self, route: MirroredRoute, shadow_to: str) -> _Plan:
         """What mirroring ``route`` to ``shadow_to`` needs, worked out once per route
-        table (a reload or an override flip builds new routes, so new plans)."""
-        plan = self._plans.get((route, shadow_to))
-        if plan is not None:
-            return plan
+        table (a reload or an override flip builds new routes, so new plans); callers
+        look in ``_plans`` first."""
         if len(self._plans) > 1024:
             self._plans.clear()
         upstreams = self._upstreams()
@@ -450,6 +452,7 @@ class _Plan:
     __slots__ = (
         "bound",
         "channel",
+        "everyone",
         "get_parts",
         "headers",
         "max_body",
@@ -470,6 +473,7 @@ class _Plan:
         self.side: Side = "new" if shadow_to == route.config.to else "legacy"
         self.methods = shadow.methods
         self.percent = shadow.percent
+        self.everyone = shadow.percent >= 100
         self.bound = shadow.max_in_flight
         self.max_body = shadow.max_body
         self.noise = shadow.noise_percent
@@ -503,7 +507,7 @@ class _Flight(Request):
         self.copy = copy
 
     def answered(
-        self, status: int, headers: RawHeaders, body: bytes, error: str | None, elapsed: float
+        self, status: int, fields: Fields, body: bytes, error: str | None, elapsed: float
     ) -> None:
         """From the channel's parser callback: count a match here, compare the rest later.
 
@@ -518,9 +522,7 @@ class _Flight(Request):
                 error is None
                 and status == copy.status
                 and body == copy.response_body
-                and (
-                    not plan.headers or _same_headers(plan.headers, headers, copy.response_headers)
-                )
+                and (not plan.headers or _same_headers(plan.headers, copy.response_headers, fields))
             ):
                 # Counted once per loop turn for all the matches the turn brought.
                 matched = mirror._matched
@@ -544,7 +546,7 @@ class _Flight(Request):
                         plan.side,
                         plan.upstream,
                         status,
-                        make_headers(decoded(headers)),
+                        make_headers(decoded(fields.items())),
                         body,
                         elapsed,
                     )
@@ -555,7 +557,7 @@ class _Flight(Request):
         mirror._finished(name)
 
 
-def _same_headers(names: tuple[bytes, ...], ours: RawHeaders, theirs: RawHeaders) -> bool:
+def _same_headers(names: tuple[bytes, ...], ours: RawHeaders, theirs: Fields) -> bool:
     """The compared headers (lower-case ``names``) have the same first value on both
     sides: what the comparator compares (``headers.get(name)``)."""
     for name in names:
@@ -565,7 +567,7 @@ def _same_headers(names: tuple[bytes, ...], ours: RawHeaders, theirs: RawHeaders
             if len(n) == size and n.lower() == name:
                 mine = v
                 break
-        for n, v in theirs:
+        for n, v in theirs.items():
             if len(n) == size and n.lower() == name:
                 other = v
                 break

@@ -30,6 +30,7 @@ import contextlib
 import logging
 from collections import deque
 from collections.abc import Callable
+from functools import partial
 from time import monotonic
 from typing import cast
 
@@ -56,6 +57,10 @@ STRIKES = 3
 """Unannounced closes after at most one answer, with more owed, before pipelining stops."""
 
 
+Fields = dict[bytes, bytes]
+"""An answer's headers as the parser gave them: raw names, the first value of each."""
+
+
 class Request:
     """One encoded GET on its way; the channel calls :meth:`answered` exactly once."""
 
@@ -68,9 +73,10 @@ class Request:
         self.retried = False
 
     def answered(
-        self, status: int, headers: RawHeaders, body: bytes, error: str | None, elapsed: float
+        self, status: int, fields: Fields, body: bytes, error: str | None, elapsed: float
     ) -> None:
-        """The answer (``error`` None) or why there is none."""
+        """The answer (``error`` None) or why there is none. ``fields`` is the parser's
+        own dict, valid during the call only: copy what you keep."""
         raise NotImplementedError
 
 
@@ -82,9 +88,9 @@ class _Callback(Request):
         self.done = done
 
     def answered(
-        self, status: int, headers: RawHeaders, body: bytes, error: str | None, elapsed: float
+        self, status: int, fields: Fields, body: bytes, error: str | None, elapsed: float
     ) -> None:
-        self.done(status, headers, body, error, elapsed)
+        self.done(status, list(fields.items()), body, error, elapsed)
 
 
 class _Connection(asyncio.Protocol):
@@ -93,6 +99,13 @@ class _Connection(asyncio.Protocol):
     def __init__(self, channel: ShadowChannel) -> None:
         self.channel = channel
         self.transport: asyncio.Transport | None = None
+        self._fields: Fields = {}
+        self._heads: list[None] = []
+        """Not empty once the answer being parsed has its whole head."""
+        # The parser calls these C methods per header and per head, no Python frame
+        # each: a repeated header keeps its first value, the one the comparison reads.
+        self.on_header = self._fields.setdefault
+        self.on_headers_complete = partial(self._heads.append, None)
         self.parser = httptools.HttpResponseParser(self)
         self.pending: deque[Request] = deque()
         self.out: list[bytes] = []
@@ -105,13 +118,10 @@ class _Connection(asyncio.Protocol):
         self.progress = 0
         self.seen = 0
         self.deadline = 0.0
-        self._interim = False
         self.now = 0.0
         """When the data being parsed arrived."""
         self.latest = -1.0
         """The last answer's time (s) in the read being parsed, or -1."""
-        self._status = 0
-        self._headers: RawHeaders = []
         self._body: list[bytes] = []
         self._size = 0
 
@@ -152,7 +162,7 @@ class _Connection(asyncio.Protocol):
             circuit.success()
 
     def connection_lost(self, exc: Exception | None) -> None:
-        if self.pending and self._status and not self.dead and until_close(self._headers):
+        if self.pending and self._heads and not self.dead and until_close(self._fields.items()):
             # A body delimited by the close (no Content-Length, not chunked) ends here:
             # httptools has no way to be told of the end of the stream.
             self.now = monotonic()
@@ -177,19 +187,6 @@ class _Connection(asyncio.Protocol):
 
     # -------------------------------------------------------- parser callbacks
 
-    def on_header(self, name: bytes, value: bytes) -> None:
-        self._headers.append((name, value))
-
-    def on_headers_complete(self) -> None:
-        status = self.parser.get_status_code()
-        if status < 200:
-            self._interim = True  # a 1xx: the final answer follows
-            self._headers = []
-            return
-        self._status = status
-        if not self.parser.should_keep_alive():
-            self.usable = False
-
     def on_body(self, body: bytes) -> None:
         if self.dead or not self.pending:
             return
@@ -203,25 +200,34 @@ class _Connection(asyncio.Protocol):
         self._body.append(body)
 
     def on_message_complete(self) -> None:
-        if self._interim:
-            self._interim = False
+        parser = self.parser
+        status = parser.get_status_code()
+        fields = self._fields
+        self._heads.clear()
+        if status < 200:  # a 1xx: the final answer follows
+            fields.clear()
             return
+        if not parser.should_keep_alive():
+            self.usable = False
         if self.dead or not self.pending:
+            fields.clear()
             return
         pending = self.pending
         request = pending.popleft()
         self.answers += 1
         body = self._body
-        status, headers = self._status, self._headers
-        self._headers, self._body, self._size, self._status = [], [], 0, 0
+        self._body, self._size = [], 0
         channel = self.channel
         self.latest = elapsed = self.now - request.sent
         if not pending and self.usable and not self.listed:
             self.listed = True
             channel.idle_connections.append(self)
-        request.answered(
-            status, headers, body[0] if len(body) == 1 else b"".join(body), None, elapsed
-        )
+        try:
+            request.answered(
+                status, fields, body[0] if len(body) == 1 else b"".join(body), None, elapsed
+            )
+        finally:
+            fields.clear()
 
 
 class ShadowChannel:
@@ -255,11 +261,11 @@ class ShadowChannel:
     def enqueue(self, request: Request) -> None:
         """Queue ``request``; its ``answered`` is called once, later or (circuit open) now."""
         if self.closed:
-            request.answered(0, [], b"", "shadow channel closed", 0.0)
+            request.answered(0, {}, b"", "shadow channel closed", 0.0)
             return
         circuit = self.circuit
         if circuit.state is not CLOSED and not circuit.allow():
-            request.answered(0, [], b"", "circuit open: failing, not tried", 0.0)
+            request.answered(0, {}, b"", "circuit open: failing, not tried", 0.0)
             return
         conn = self._filling
         if conn is not None and len(conn.out) < self.depth and conn.usable and not conn.dead:
@@ -375,7 +381,7 @@ class ShadowChannel:
             self.pool.circuit.success()
         else:
             self.pool.circuit.failure()
-        pending.answered(0, [], b"", error, monotonic() - pending.sent)
+        pending.answered(0, {}, b"", error, monotonic() - pending.sent)
 
     def lost(self, conn: _Connection) -> None:
         """A connection closed: what it still owed goes once more on another."""

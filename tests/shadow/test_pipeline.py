@@ -444,6 +444,26 @@ async def test_chunked_and_interim_answers_are_parsed_in_a_pipelined_burst() -> 
     assert target.connections == 1
 
 
+async def test_a_repeated_header_keeps_its_first_value_answer_after_answer() -> None:
+    def respond(request: Request, nth: int) -> bytes:
+        body = request.path.encode()
+        head = b"HTTP/1.1 200 OK\r\nX-Tag: first%s\r\nContent-Length: %d\r\n" % (body, len(body))
+        return head + b"X-Tag: second\r\nx-tag: third\r\n\r\n" + body
+
+    calls = Calls()
+    target = RawTarget(respond)
+    async with target.running(), open_channel(target.url) as (pool, channel):
+        await warm(calls, pool, channel)
+        paths = ["/1", "/2", "/3"]
+        answered = await results(*(calls.send(pool, channel, path) for path in paths))
+    for path, result in zip(paths, answered, strict=True):
+        # What the comparison reads (``headers.get``) is the first value, and no
+        # answer's headers leak into the next one's.
+        tags = [v for n, v in result.headers if n.lower() == b"x-tag"]
+        assert tags[0] == b"first" + path.encode()
+        assert b"second" not in tags
+
+
 async def test_an_answer_delimited_by_close_is_an_answer() -> None:
     calls = Calls()
     target = RawTarget(
