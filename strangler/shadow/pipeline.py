@@ -52,7 +52,8 @@ TOO_LARGE = "too_large"
 MAX_DEPTH = 32
 """Requests written together on one connection, at most."""
 FAST = 0.05
-"""A target whose recent answers took less than this (s) gets pipelined batches."""
+"""A target whose recent answers took less than this (s) gets pipelined batches
+(counted from our write to our read, less our own loop's pace)."""
 STRIKES = 3
 """Unannounced closes after at most one answer, with more owed, before pipelining stops."""
 
@@ -119,6 +120,8 @@ class _Connection(asyncio.Protocol):
         self.seen = 0
         self.deadline = 0.0
         self.now = 0.0
+        self.written = 0.0
+        """When the last batch was written (the loop's clock)."""
         """When the data being parsed arrived."""
         self.latest = -1.0
         """The last answer's time (s) in the read being parsed, or -1."""
@@ -139,6 +142,7 @@ class _Connection(asyncio.Protocol):
 
     def write(self) -> None:
         assert self.transport is not None
+        self.written = self.channel.loop.time()
         out = self.out
         self.transport.write(out[0] if len(out) == 1 else b"".join(out))
         out.clear()
@@ -154,10 +158,14 @@ class _Connection(asyncio.Protocol):
             self._answered()
 
     def _answered(self) -> None:
-        """Once per read, not per answer: the read's last answer time, a sign of life."""
-        self.channel.observed(self.latest)
+        """Once per read, not per answer: how fast the target answers, a sign of life."""
+        channel = self.channel
+        # From our write to the read, less what our own loop took to come back to it
+        # (a busy proxy reads every answer a turn late, however fast the target).
+        waited = channel.loop.time() - self.written - 2 * channel.turn
+        channel.observed(waited if waited > 0 else 0.0)
         self.latest = -1.0
-        circuit = self.channel.circuit
+        circuit = channel.circuit
         if circuit.failures or circuit.state is not CLOSED:
             circuit.success()
 
@@ -240,6 +248,10 @@ class ShadowChannel:
         self.loop = pool.loop
         self.latency = FAST
         """Recent answer time (s), decayed: decides whether batches are pipelined."""
+        self.turn = 0.0
+        """Recent time (s) between two flushes, decayed: how long our own loop takes
+        to come back to a connection, which a read of the answer waits for anyway."""
+        self._flushed = 0.0
         self.strikes = 0
         """Connections the target closed unannounced after at most one answer."""
         self.depth = 1
@@ -345,6 +357,11 @@ class ShadowChannel:
             self.failed(pending, error)
 
     def _flush(self) -> None:
+        now = self.loop.time()
+        gap = now - self._flushed
+        self._flushed = now
+        if gap < 1.0:  # back to back: the loop is busy, and this is its pace
+            self.turn = self.turn * 0.8 + gap * 0.2
         self._flush_scheduled = False
         self._filling = None
         dirty, self._dirty = self._dirty, []

@@ -220,6 +220,23 @@ async def test_before_any_answer_requests_are_not_pipelined() -> None:
     assert target.connections == 4
 
 
+async def test_a_busy_proxy_keeps_pipelining_to_a_fast_target() -> None:
+    """Our own loop's lag is not the target's: when every turn of the proxy's loop
+    takes 100 ms, a fast target's answers wait that long to be read, and still
+    count as fast (else a loaded proxy would stop batching just when it most needs to)."""
+    calls = Calls()
+    async with RawTarget().running() as target, open_channel(target.url) as (pool, channel):
+        await warm(calls, pool, channel)
+        loop = asyncio.get_running_loop()
+        for round_ in range(10):
+            futures = [calls.send(pool, channel, f"/busy/{round_}/{i}") for i in range(4)]
+            loop.call_soon(time.sleep, 0.1)  # a busy turn right after the write
+            answered = await results(*futures)
+            assert [r.error for r in answered] == [None] * 4
+        assert channel.latency < pipeline.FAST
+        assert channel.depth == pipeline.MAX_DEPTH
+
+
 def slow_app(delay: float, peers: list[int]) -> web.Application:
     async def handle(request: web.Request) -> web.Response:
         peername = request.transport.get_extra_info("peername") if request.transport else None
