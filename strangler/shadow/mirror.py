@@ -108,7 +108,8 @@ class ShadowMirror:
         self._on_comparison = on_comparison
         self.max_in_flight = max_in_flight
         self._flush_interval = flush_interval
-        self._in_flight: dict[str, int] = {}
+        self._in_flight: dict[str, list[int]] = {}
+        """Mirrors on their way, by route: one counter a route's plans share."""
         self._matched: dict[str, int] = {}
         """Byte-identical answers this loop turn, by route (counted at its end)."""
         self._plans: dict[tuple[MirroredRoute, str], _Plan] = {}
@@ -137,7 +138,7 @@ class ShadowMirror:
             plan.everyone or sampled(decision.bucket, plan.percent)
         ):
             return None
-        if self._total >= self.max_in_flight or self._in_flight.get(plan.name, 0) >= plan.bound:
+        if self._total >= self.max_in_flight or plan.flying[0] >= plan.bound:
             # Decided here, before the data plane copies any body for us.
             self._count(plan.name, "dropped")
             return None
@@ -151,18 +152,18 @@ class ShadowMirror:
                 if route is None or shadow_to is None:
                     return
                 plan = self._plans.get((route, shadow_to)) or self._plan(route, shadow_to)
+                if len(copy.body) > plan.max_body:  # (the data plane's copies are bounded)
+                    self._count(plan.name, "skipped")
+                    return
             if copy.mirrored:
                 return  # a mirrored request is never mirrored again
-            name = plan.name
+            flying = plan.flying
             # Checked again: other mirrors may have filled the bound since ``wants``.
-            if self._total >= self.max_in_flight or self._in_flight.get(name, 0) >= plan.bound:
-                self._count(name, "dropped")
-                return
-            if len(copy.body) > plan.max_body:
-                self._count(name, "skipped")
+            if self._total >= self.max_in_flight or flying[0] >= plan.bound:
+                self._count(plan.name, "dropped")
                 return
             self._total += 1
-            self._in_flight[name] = self._in_flight.get(name, 0) + 1
+            flying[0] += 1
             noisy = plan.noise > 0 and random.random() * 100 < plan.noise
             channel = plan.channel
             if channel is not None and copy.method == "GET" and not noisy:
@@ -174,7 +175,7 @@ class ShadowMirror:
                     data = encode(pool, pool.config, "GET", copy.target, copy.headers, copy.body)
                 channel.enqueue(_Flight(data, self, decision, plan, copy))
                 return
-            self._spawn(self._run(decision, plan.route, copy, plan.side, noisy))
+            self._spawn(self._run(decision, plan, copy, noisy))
         except Exception:  # the sink must never raise into the client's response
             log.exception("shadow submit failed")
 
@@ -185,7 +186,7 @@ class ShadowMirror:
         if len(self._plans) > 1024:
             self._plans.clear()
         upstreams = self._upstreams()
-        plan = _Plan(route, shadow_to)
+        plan = _Plan(route, shadow_to, self._in_flight.setdefault(route.name, [0]))
         with contextlib.suppress(RuntimeError):  # without a loop: no sending either
             self._start(asyncio.get_running_loop())
             config = upstreams.get(shadow_to)
@@ -278,13 +279,9 @@ class ShadowMirror:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    def _finished(self, route: str) -> None:
+    def _finished(self, plan: _Plan) -> None:
         self._total -= 1
-        left = self._in_flight.get(route, 1) - 1
-        if left > 0:
-            self._in_flight[route] = left
-        else:
-            self._in_flight.pop(route, None)
+        plan.flying[0] -= 1
 
     def _count_matches(self) -> None:
         matched, self._matched = self._matched, {}
@@ -304,25 +301,18 @@ class ShadowMirror:
         try:
             await self._conclude(flight.decision, plan.route, flight.copy, plan.side, second)
         finally:
-            self._finished(plan.name)
+            self._finished(plan)
 
     async def _run(
-        self,
-        decision: MirroredDecision,
-        route: MirroredRoute,
-        copy: ShadowCopy,
-        side: Side,
-        noisy: bool,
+        self, decision: MirroredDecision, plan: _Plan, copy: ShadowCopy, noisy: bool
     ) -> None:
         """A mirror in a task of its own: every method, request adapters, noise calls."""
+        route, side = plan.route, plan.side
         try:
-            shadow = route.config.shadow or DEFAULT_SHADOW
-            shadow_to = decision.shadow_to
-            assert shadow_to is not None
             request = copy.request()
-            calls = [self._call(shadow_to, side, route, request, shadow.max_body)]
+            calls = [self._call(plan.upstream, side, route, request, plan.max_body)]
             if noisy:
-                calls.append(self._call(decision.legacy, "legacy", route, request, shadow.max_body))
+                calls.append(self._call(decision.legacy, "legacy", route, request, plan.max_body))
             try:
                 observed = [await calls[0]] if len(calls) == 1 else await asyncio.gather(*calls)
             except TooLarge:
@@ -331,7 +321,7 @@ class ShadowMirror:
             again = observed[1] if noisy else None
             await self._conclude(decision, route, copy, side, observed[0], again)
         finally:
-            self._finished(route.name)
+            self._finished(plan)
 
     async def _conclude(
         self,
@@ -453,6 +443,7 @@ class _Plan:
         "bound",
         "channel",
         "everyone",
+        "flying",
         "get_parts",
         "headers",
         "max_body",
@@ -465,7 +456,7 @@ class _Plan:
         "upstream",
     )
 
-    def __init__(self, route: MirroredRoute, shadow_to: str) -> None:
+    def __init__(self, route: MirroredRoute, shadow_to: str, flying: list[int]) -> None:
         shadow = route.config.shadow or DEFAULT_SHADOW
         self.route = route
         self.name = route.name
@@ -475,9 +466,11 @@ class _Plan:
         self.percent = shadow.percent
         self.everyone = shadow.percent >= 100
         self.bound = shadow.max_in_flight
+        self.flying = flying
+        """Mirrors of this route on their way (one counter for all the route's plans)."""
         self.max_body = shadow.max_body
         self.noise = shadow.noise_percent
-        self.headers = tuple(h.lower().encode("latin-1") for h in shadow.compare.headers)
+        self.headers = tuple((h.lower().encode("latin-1"), len(h)) for h in shadow.compare.headers)
         self.channel: ShadowChannel | None = None
         """Set when this route's GETs are pipelined."""
         self.get_parts: tuple[bytes, bytes] | None = None
@@ -554,23 +547,26 @@ class _Flight(Request):
                 return  # the task says when it is finished
         except Exception:
             log.exception("shadow comparison for route %r failed", name)
-        mirror._finished(name)
+        mirror._finished(plan)
 
 
-def _same_headers(names: tuple[bytes, ...], ours: RawHeaders, theirs: Fields) -> bool:
-    """The compared headers (lower-case ``names``) have the same first value on both
-    sides: what the comparator compares (``headers.get(name)``)."""
-    for name in names:
-        size = len(name)
+def _same_headers(names: tuple[tuple[bytes, int], ...], ours: RawHeaders, theirs: Fields) -> bool:
+    """The compared headers (lower-case ``names``, with their lengths) have the same
+    first value on both sides: what the comparator compares (``headers.get(name)``).
+    The target's answer is looked up under the client answer's spelling first (a
+    target that sends one header in two spellings is read in that one)."""
+    for name, size in names:
         mine = other = None
         for n, v in ours:
             if len(n) == size and n.lower() == name:
                 mine = v
+                other = theirs.get(n)
                 break
-        for n, v in theirs.items():
-            if len(n) == size and n.lower() == name:
-                other = v
-                break
+        if other is None:
+            for n, v in theirs.items():
+                if len(n) == size and n.lower() == name:
+                    other = v
+                    break
         if mine != other:
             return False
     return True
