@@ -92,9 +92,9 @@ class ShadowCopy:
         self.response_body = b""
         self.error: str | None = None
         self.duration = 0.0
-        self._request_chunks: list[bytes] = []
+        self._request_chunks: list[bytes] | None = None
         self._request_size = 0
-        self._response_chunks: list[bytes] = []
+        self._response_chunks: list[bytes] | None = None
         self._response_size = 0
         self._request: HttpRequest | None = None
         self._primary: HttpResponse | None = None
@@ -142,14 +142,16 @@ class ShadowCopy:
             self._request_size += len(data)
             if self._request_size > self.limit:
                 self.over = True
-                self._request_chunks = []
+                self._request_chunks = None
+            elif self._request_chunks is None:
+                self._request_chunks = [data]
             else:
                 self._request_chunks.append(data)
 
     def restart_response(self) -> None:
         """Before every attempt: a retry or a fallback answers afresh."""
         if not self.over:
-            self._response_chunks = []
+            self._response_chunks = None
             self._response_size = 0
 
     def tee_response(self, data: bytes) -> None:
@@ -157,7 +159,9 @@ class ShadowCopy:
             self._response_size += len(data)
             if self._response_size > self.limit:
                 self.over = True
-                self._response_chunks = []
+                self._response_chunks = None
+            elif self._response_chunks is None:
+                self._response_chunks = [data]  # most answers are one chunk: no list before
             else:
                 self._response_chunks.append(data)
 

@@ -523,6 +523,9 @@ class _Flight(Request):
                     assert mirror._loop is not None
                     mirror._loop.call_soon(mirror._count_matches)
                 matched[name] = matched.get(name, 0) + 1
+                mirror._total -= 1  # what _finished() does, without the call
+                plan.flying[0] -= 1
+                return
             elif error == TOO_LARGE:
                 mirror._count(name, "skipped")
             elif (
