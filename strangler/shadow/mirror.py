@@ -29,7 +29,7 @@ import random
 import time
 from collections.abc import Callable, Coroutine, Mapping
 from time import monotonic
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 from strangler.adapter import HttpAdapter
 from strangler.config import CompareConfig, RouteConfig, UpstreamConfig
@@ -40,7 +40,7 @@ from strangler.proxy.shadowing import DEFAULT_SHADOW, ShadowCopy
 from strangler.shadow.client import ShadowClient, TooLarge, encode, encode_get, get_parts
 from strangler.shadow.compare import Comparator, adapt
 from strangler.shadow.observation import Observation, Side
-from strangler.shadow.pipeline import TOO_LARGE, Fields, Request, ShadowChannel
+from strangler.shadow.pipeline import TOO_LARGE, Fields, ShadowChannel
 from strangler.shadow.store import Batch, Redactor, Sample, ShadowStore
 
 log = logging.getLogger(__name__)
@@ -152,6 +152,7 @@ class ShadowMirror:
                 if route is None or shadow_to is None:
                     return
                 plan = self._plans.get((route, shadow_to)) or self._plan(route, shadow_to)
+                copy.ticket = plan
                 if len(copy.body) > plan.max_body:  # (the data plane's copies are bounded)
                     self._count(plan.name, "skipped")
                     return
@@ -173,7 +174,12 @@ class ShadowMirror:
                 else:
                     pool = channel.pool
                     data = encode(pool, pool.config, "GET", copy.target, copy.headers, copy.body)
-                channel.enqueue(_Flight(data, self, decision, plan, copy))
+                # The copy travels as the pipelined request; its answer comes to the plan.
+                copy.data = data
+                copy.limit = plan.max_body
+                copy.sent = monotonic()
+                copy.decision = decision
+                channel.enqueue(copy)
                 return
             self._spawn(self._run(decision, plan, copy, noisy))
         except Exception:  # the sink must never raise into the client's response
@@ -186,7 +192,7 @@ class ShadowMirror:
         if len(self._plans) > 1024:
             self._plans.clear()
         upstreams = self._upstreams()
-        plan = _Plan(route, shadow_to, self._in_flight.setdefault(route.name, [0]))
+        plan = _Plan(self, route, shadow_to, self._in_flight.setdefault(route.name, [0]))
         with contextlib.suppress(RuntimeError):  # without a loop: no sending either
             self._start(asyncio.get_running_loop())
             config = upstreams.get(shadow_to)
@@ -296,10 +302,11 @@ class ShadowMirror:
             except Exception:
                 log.exception("shadow counting for route %r failed", name)
 
-    async def _settle(self, flight: _Flight, second: Observation) -> None:
-        plan = flight.plan
+    async def _settle(self, copy: ShadowCopy, second: Observation) -> None:
+        plan: _Plan = copy.ticket
+        decision = cast(MirroredDecision, copy.decision)
         try:
-            await self._conclude(flight.decision, plan.route, flight.copy, plan.side, second)
+            await self._conclude(decision, plan.route, copy, plan.side, second)
         finally:
             self._finished(plan)
 
@@ -437,7 +444,8 @@ class ShadowMirror:
 
 
 class _Plan:
-    """One route mirrored to one upstream, as one route table has it."""
+    """One route mirrored to one upstream, as one route table has it: the ticket of
+    each copy ``wants`` takes, and where its pipelined mirror's answer goes."""
 
     __slots__ = (
         "bound",
@@ -448,6 +456,7 @@ class _Plan:
         "headers",
         "max_body",
         "methods",
+        "mirror",
         "name",
         "noise",
         "percent",
@@ -456,8 +465,11 @@ class _Plan:
         "upstream",
     )
 
-    def __init__(self, route: MirroredRoute, shadow_to: str, flying: list[int]) -> None:
+    def __init__(
+        self, mirror: ShadowMirror, route: MirroredRoute, shadow_to: str, flying: list[int]
+    ) -> None:
         shadow = route.config.shadow or DEFAULT_SHADOW
+        self.mirror = mirror
         self.route = route
         self.name = route.name
         self.upstream = shadow_to
@@ -475,47 +487,30 @@ class _Plan:
         """Set when this route's GETs are pipelined."""
         self.get_parts: tuple[bytes, bytes] | None = None
 
-
-class _Flight(Request):
-    """One pipelined mirror on its way, and what its answer is compared with."""
-
-    __slots__ = ("copy", "decision", "mirror", "plan")
-
-    def __init__(
-        self,
-        data: bytes,
-        mirror: ShadowMirror,
-        decision: MirroredDecision,
-        plan: _Plan,
-        copy: ShadowCopy,
-    ) -> None:
-        # Request's fields set here rather than through super(): one call less per mirror.
-        self.data = data
-        self.limit = plan.max_body
-        self.sent = monotonic()
-        self.retried = False
-        self.mirror = mirror
-        self.decision = decision
-        self.plan = plan
-        self.copy = copy
-
     def answered(
-        self, status: int, fields: Fields, body: bytes, error: str | None, elapsed: float
+        self,
+        copy: ShadowCopy,
+        status: int,
+        fields: Fields,
+        body: bytes,
+        error: str | None,
+        elapsed: float,
     ) -> None:
-        """From the channel's parser callback: count a match here, compare the rest later.
+        """A pipelined mirror's answer, from the channel's parser callback (through
+        ``copy.answered``): count a match here, compare the rest later.
 
         A match is an answer byte for byte the client's: status, body and the compared
         headers. Equal bytes stay equal under any ignore, replace, unordered or
         tolerance rule, so nothing is parsed (routes whose response adapter would
         change the new side are not pipelined)."""
-        mirror, plan, copy = self.mirror, self.plan, self.copy
-        name = plan.name
+        mirror = self.mirror
+        name = self.name
         try:
             if (
                 error is None
                 and status == copy.status
                 and body == copy.response_body
-                and (not plan.headers or _same_headers(plan.headers, copy.response_headers, fields))
+                and (not self.headers or _same_headers(self.headers, copy.response_headers, fields))
             ):
                 # Counted once per loop turn for all the matches the turn brought.
                 matched = mirror._matched
@@ -524,7 +519,7 @@ class _Flight(Request):
                     mirror._loop.call_soon(mirror._count_matches)
                 matched[name] = matched.get(name, 0) + 1
                 mirror._total -= 1  # what _finished() does, without the call
-                plan.flying[0] -= 1
+                self.flying[0] -= 1
                 return
             elif error == TOO_LARGE:
                 mirror._count(name, "skipped")
@@ -536,21 +531,21 @@ class _Flight(Request):
                 mirror._count(name, "error")
             else:
                 if error is not None:
-                    second = Observation.failure(plan.side, plan.upstream, error, elapsed)
+                    second = Observation.failure(self.side, self.upstream, error, elapsed)
                 else:
                     second = Observation(
-                        plan.side,
-                        plan.upstream,
+                        self.side,
+                        self.upstream,
                         status,
                         make_headers(decoded(fields.items())),
                         body,
                         elapsed,
                     )
-                mirror._spawn(mirror._settle(self, second))
+                mirror._spawn(mirror._settle(copy, second))
                 return  # the task says when it is finished
         except Exception:
             log.exception("shadow comparison for route %r failed", name)
-        mirror._finished(plan)
+        mirror._finished(self)
 
 
 def _same_headers(names: tuple[tuple[bytes, int], ...], ours: RawHeaders, theirs: Fields) -> bool:

@@ -32,7 +32,7 @@ from collections import deque
 from collections.abc import Callable
 from functools import partial
 from time import monotonic
-from typing import cast
+from typing import Protocol, cast
 
 import httptools
 
@@ -62,30 +62,35 @@ Fields = dict[bytes, bytes]
 """An answer's headers as the parser gave them: raw names, the first value of each."""
 
 
-class Request:
-    """One encoded GET on its way; the channel calls :meth:`answered` exactly once."""
+class Request(Protocol):
+    """One encoded GET on its way; the channel calls :meth:`answered` exactly once.
 
-    __slots__ = ("data", "limit", "retried", "sent")
+    ``sent`` is when it was queued, ``retried`` whether it is on its second try
+    (the channel sets it), ``limit`` the most answer body it takes. The shadow
+    mirror's requests are its shadow copies themselves (``strangler.proxy.shadowing``)."""
 
-    def __init__(self, data: bytes, limit: int) -> None:
-        self.data = data
-        self.limit = limit
-        self.sent = monotonic()
-        self.retried = False
+    data: bytes
+    limit: int
+    sent: float
+    retried: bool
 
     def answered(
         self, status: int, fields: Fields, body: bytes, error: str | None, elapsed: float
     ) -> None:
         """The answer (``error`` None) or why there is none. ``fields`` is the parser's
         own dict, valid during the call only: copy what you keep."""
-        raise NotImplementedError
 
 
-class _Callback(Request):
-    __slots__ = ("done",)
+class _Callback:
+    """A :class:`Request` that hands its answer to a function (:meth:`ShadowChannel.send`)."""
+
+    __slots__ = ("data", "done", "limit", "retried", "sent")
 
     def __init__(self, data: bytes, limit: int, done: Done) -> None:
-        super().__init__(data, limit)
+        self.data = data
+        self.limit = limit
+        self.sent = monotonic()
+        self.retried = False
         self.done = done
 
     def answered(
