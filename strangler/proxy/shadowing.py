@@ -272,14 +272,13 @@ def open_tap(runtime: Runtime, decision: Decision, req: ProxyRequest) -> ShadowC
         return None
     if not ticket:
         return None
-    # A route in shadow mode without a ``shadow:`` block mirrors with the defaults.
     copy = ShadowCopy.open(
         req.method,
         req.target,
         req.headers,
         decision.path,
         decision.params,
-        (route.config.shadow or DEFAULT_SHADOW).max_body,
+        route.shadow_max_body,
     )
     copy.ticket = ticket
     if req.body.received:  # a body that arrived whole is copied now; a streamed one is teed
