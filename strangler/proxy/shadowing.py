@@ -17,8 +17,7 @@ and no error of the sink reaches the client.
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Callable, Mapping
 
 from strangler.config import ShadowConfig
 from strangler.message import Headers, HttpRequest, HttpResponse, make_headers
@@ -45,7 +44,7 @@ class ShadowCopy:
     use. ``status`` is None when the primary failed (``error`` says why).
 
     A pipelined mirror travels as the copy itself (``data``, ``sent``,
-    ``retried`` and :meth:`answered` are what the shadow channel reads): one
+    ``retried`` and ``on_answer`` are what the shadow channel reads): one
     object per mirrored request, not two."""
 
     __slots__ = (
@@ -64,6 +63,7 @@ class ShadowCopy:
         "limit",
         "method",
         "mirrored",
+        "on_answer",
         "over",
         "params",
         "path",
@@ -93,9 +93,10 @@ class ShadowCopy:
     response_body: bytes
     error: str | None
     duration: float
-    ticket: Any
-    """What the sink's ``wants`` answered for this request (None for :meth:`of`); a
-    pipelined mirror's answer goes to its ``answered(copy, ...)``."""
+    ticket: object
+    """What the sink's ``wants`` answered for this request (None for :meth:`of`)."""
+    on_answer: Callable[..., None]
+    """The sink's: who takes a pipelined mirror's answer (``(copy, status, ...)``)."""
     decision: object
     """The sink's: the decision the copy was submitted with."""
     data: bytes
@@ -150,6 +151,7 @@ class ShadowCopy:
         copy.data = b""
         copy.sent = 0.0
         copy.retried = False
+        copy.on_answer = _unsent
         return copy
 
     @classmethod
@@ -185,17 +187,6 @@ class ShadowCopy:
         self.response_headers = raw_pairs(response.headers)
         self.response_body = response.body
         self._primary = response
-
-    def answered(
-        self,
-        status: int,
-        fields: dict[bytes, bytes],
-        body: bytes,
-        error: str | None,
-        elapsed: float,
-    ) -> None:
-        """The mirror's own answer, from the shadow channel: the ticket's holder takes it."""
-        self.ticket.answered(self, status, fields, body, error, elapsed)
 
     # ------------------------------------------------------------ while streaming
 
@@ -250,6 +241,10 @@ class ShadowCopy:
                 status=self.status,
             )
         return self._primary
+
+
+def _unsent(copy: ShadowCopy, *answer: object) -> None:
+    raise RuntimeError("a shadow copy was sent without an on_answer")
 
 
 def raw_pairs(headers: Headers) -> RawHeaders:

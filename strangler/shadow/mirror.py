@@ -179,6 +179,7 @@ class ShadowMirror:
                 copy.limit = plan.max_body
                 copy.sent = monotonic()
                 copy.decision = decision
+                copy.on_answer = plan.on_answer
                 channel.enqueue(copy)
                 return
             self._spawn(self._run(decision, plan, copy, noisy))
@@ -303,7 +304,7 @@ class ShadowMirror:
                 log.exception("shadow counting for route %r failed", name)
 
     async def _settle(self, copy: ShadowCopy, second: Observation) -> None:
-        plan: _Plan = copy.ticket
+        plan = cast(_Plan, copy.ticket)
         decision = cast(MirroredDecision, copy.decision)
         try:
             await self._conclude(decision, plan.route, copy, plan.side, second)
@@ -459,6 +460,7 @@ class _Plan:
         "mirror",
         "name",
         "noise",
+        "on_answer",
         "percent",
         "route",
         "side",
@@ -470,6 +472,8 @@ class _Plan:
     ) -> None:
         shadow = route.config.shadow or DEFAULT_SHADOW
         self.mirror = mirror
+        self.on_answer = self.answered
+        """Bound once: every pipelined copy of this plan hands its answer here."""
         self.route = route
         self.name = route.name
         self.upstream = shadow_to
@@ -496,8 +500,8 @@ class _Plan:
         error: str | None,
         elapsed: float,
     ) -> None:
-        """A pipelined mirror's answer, from the channel's parser callback (through
-        ``copy.answered``): count a match here, compare the rest later.
+        """A pipelined mirror's answer, from the channel's parser callback (the
+        copy's ``on_answer``): count a match here, compare the rest later.
 
         A match is an answer byte for byte the client's: status, body and the compared
         headers. Equal bytes stay equal under any ignore, replace, unordered or

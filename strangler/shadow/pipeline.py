@@ -32,7 +32,7 @@ from collections import deque
 from collections.abc import Callable
 from functools import partial
 from time import monotonic
-from typing import Protocol, cast
+from typing import Any, Protocol, cast
 
 import httptools
 
@@ -62,29 +62,32 @@ Fields = dict[bytes, bytes]
 """An answer's headers as the parser gave them: raw names, the first value of each."""
 
 
+Answer = Callable[[Any, int, Fields, bytes, "str | None", float], None]
+"""``(request, status, fields, body, error, seconds)``: what a :class:`Request`'s
+``on_answer`` is called with, exactly once. ``error`` is None for an answer;
+``fields`` is the parser's own dict, valid during the call only: copy what you keep."""
+
+
 class Request(Protocol):
-    """One encoded GET on its way; the channel calls :meth:`answered` exactly once.
+    """One encoded GET on its way; the channel calls its ``on_answer`` exactly once.
 
     ``sent`` is when it was queued, ``retried`` whether it is on its second try
     (the channel sets it), ``limit`` the most answer body it takes. The shadow
-    mirror's requests are its shadow copies themselves (``strangler.proxy.shadowing``)."""
+    mirror's requests are its shadow copies themselves (``strangler.proxy.shadowing``),
+    whose ``on_answer`` is their route's plan's: a plain attribute rather than a
+    method, so the answer reaches the plan without a frame in between."""
 
     data: bytes
     limit: int
     sent: float
     retried: bool
-
-    def answered(
-        self, status: int, fields: Fields, body: bytes, error: str | None, elapsed: float
-    ) -> None:
-        """The answer (``error`` None) or why there is none. ``fields`` is the parser's
-        own dict, valid during the call only: copy what you keep."""
+    on_answer: Answer
 
 
 class _Callback:
     """A :class:`Request` that hands its answer to a function (:meth:`ShadowChannel.send`)."""
 
-    __slots__ = ("data", "done", "limit", "retried", "sent")
+    __slots__ = ("data", "done", "limit", "on_answer", "retried", "sent")
 
     def __init__(self, data: bytes, limit: int, done: Done) -> None:
         self.data = data
@@ -92,11 +95,13 @@ class _Callback:
         self.sent = monotonic()
         self.retried = False
         self.done = done
+        self.on_answer: Answer = _deliver
 
-    def answered(
-        self, status: int, fields: Fields, body: bytes, error: str | None, elapsed: float
-    ) -> None:
-        self.done(status, list(fields.items()), body, error, elapsed)
+
+def _deliver(
+    request: _Callback, status: int, fields: Fields, body: bytes, error: str | None, elapsed: float
+) -> None:
+    request.done(status, list(fields.items()), body, error, elapsed)
 
 
 class _Connection(asyncio.Protocol):
@@ -236,8 +241,13 @@ class _Connection(asyncio.Protocol):
             self.listed = True
             channel.idle_connections.append(self)
         try:
-            request.answered(
-                status, fields, body[0] if len(body) == 1 else b"".join(body), None, elapsed
+            request.on_answer(
+                request,
+                status,
+                fields,
+                body[0] if len(body) == 1 else b"".join(body),
+                None,
+                elapsed,
             )
         finally:
             fields.clear()
@@ -276,13 +286,13 @@ class ShadowChannel:
         self.enqueue(_Callback(data, limit, done))
 
     def enqueue(self, request: Request) -> None:
-        """Queue ``request``; its ``answered`` is called once, later or (circuit open) now."""
+        """Queue ``request``; its ``on_answer`` is called once, later or (circuit open) now."""
         if self.closed:
-            request.answered(0, {}, b"", "shadow channel closed", 0.0)
+            request.on_answer(request, 0, {}, b"", "shadow channel closed", 0.0)
             return
         circuit = self.circuit
         if circuit.state is not CLOSED and not circuit.allow():
-            request.answered(0, {}, b"", "circuit open: failing, not tried", 0.0)
+            request.on_answer(request, 0, {}, b"", "circuit open: failing, not tried", 0.0)
             return
         conn = self._filling
         if conn is not None and len(conn.out) < self.depth and conn.usable and not conn.dead:
@@ -403,7 +413,7 @@ class ShadowChannel:
             self.pool.circuit.success()
         else:
             self.pool.circuit.failure()
-        pending.answered(0, {}, b"", error, monotonic() - pending.sent)
+        pending.on_answer(pending, 0, {}, b"", error, monotonic() - pending.sent)
 
     def lost(self, conn: _Connection) -> None:
         """A connection closed: what it still owed goes once more on another."""
