@@ -128,12 +128,24 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def cpu_times() -> list[int]:
+    """The machine's CPU time so far, in ticks, by kind (``/proc/stat``'s ``cpu`` line)."""
+    return [int(n) for n in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:9]]
+
+
+def steal_share(before: list[int], after: list[int]) -> float:
+    """Share of the CPU time between two readings that the hypervisor gave to others."""
+    spent = [b - a for a, b in zip(before, after, strict=True)]
+    return spent[7] / max(sum(spent), 1)
+
+
 PIN: dict[str, list[str]] = {"proxy": [], "load": []}
 """Command prefixes placing the proxy and the rest on separate CPUs (``--pin``)."""
 
 
 def wrk(url: str, connections: int, duration: int, pid: int | None = None) -> dict[str, float]:
     cpu_before = cpu_seconds(pid) if pid else 0.0
+    machine_before = cpu_times()
     out = subprocess.run(
         [*PIN["load"], "wrk", "-t1", f"-c{connections}", f"-d{duration}s", "--latency", url],
         capture_output=True,
@@ -142,7 +154,7 @@ def wrk(url: str, connections: int, duration: int, pid: int | None = None) -> di
     ).stdout
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
     total = int(re.search(r"(\d+) requests in", out).group(1))  # type: ignore[union-attr]
-    result = {"rps": rps}
+    result = {"rps": rps, "steal": steal_share(machine_before, cpu_times())}
     if pid:
         result["cpu_us"] = (cpu_seconds(pid) - cpu_before) / max(total, 1) * 1e6
     for pct in ("50", "99"):
@@ -307,6 +319,13 @@ def main() -> None:
         f"- Throughput cost of shadowing every request: **{cost:.1%}** (target ≤ 25%); "
         f"of shadowing 25% of users: {quarter:.1%}. Each alternation's own ratio: "
         + ", ".join(f"{c:.1%}" for c in pairs)
+        + "."
+    )
+    steals = [(p["steal"], f["steal"]) for p, f in zip(runs["pass"], runs["fast"], strict=True)]
+    print(
+        "- CPU time the hypervisor gave to other guests during each alternation "
+        "(pass-through / 100% shadow; a quiet machine shows 0%): "
+        + ", ".join(f"{a:.0%} / {b:.0%}" for a, b in steals)
         + "."
     )
     print(
