@@ -6,7 +6,8 @@ Runs ``strangler serve --workers 1`` under ``valgrind --tool=callgrind`` in fron
 of nginx (the same routes as ``bench/shadow.py``), warms each route up, zeroes
 the counters, sends a fixed number of keep-alive GETs from 16 concurrent
 connections, and dumps: instructions the proxy process executed per request,
-for ``/pass`` (no shadow) and ``/fast`` (100 % shadow to a fast target).
+for ``/pass`` (no shadow) and ``/fast`` (100 % shadow to a fast target; ``--route
+dead``: to a port nobody listens on).
 
 Counted: user-space instructions (Python, uvloop, httptools, libc). Not
 counted: the kernel's share (socket syscalls, ~40 % of the proxy's CPU time on
@@ -70,10 +71,13 @@ def main() -> None:
     parser.add_argument("--connections", type=int, default=16)
     parser.add_argument("--rounds", type=int, default=3, help="alternations; medians reported")
     parser.add_argument(
+        "--route", default="fast", choices=["fast", "dead"], help="what to set against /pass"
+    )
+    parser.add_argument(
         "--keep", type=Path, help="copy the callgrind dumps here (callgrind_annotate)"
     )
     args = parser.parse_args()
-    per_request: dict[str, list[float]] = {"pass": [], "fast": []}
+    per_request: dict[str, list[float]] = {"pass": [], args.route: []}
     with tempfile.TemporaryDirectory() as name:
         tmp = Path(name)
         legacy, new, slow, port, admin = (free_port() for _ in range(5))
@@ -103,7 +107,7 @@ def main() -> None:
             wait_for_port(legacy, 20.0)
             wait_for_port(port, 300.0)  # Python under valgrind starts slowly
             # A warm-up round first: its figures are dropped.
-            for route in ("pass", "fast") * (args.rounds + 1):
+            for route in ("pass", args.route) * (args.rounds + 1):
                 path = f"/{route}/1"
                 load(port, path, 400, args.connections)  # warm pools, caches, plans
                 time.sleep(1)
@@ -130,11 +134,12 @@ def main() -> None:
     # How many mirrors share one write and one read varies run to run, and the
     # per-batch costs with it: the median of the alternations, not one run.
     passed = statistics.median(per_request["pass"][1:])
-    shadowed = statistics.median(per_request["fast"][1:])
+    shadowed = statistics.median(per_request[args.route][1:])
     print("| scenario | instructions per request (user space) |")
     print("|---|---|")
     print(f"| pass-through | {passed:,.0f} |")
-    print(f"| 100% shadow to a fast target | {shadowed:,.0f} |")
+    target = "a fast target" if args.route == "fast" else "a dead target (refused)"
+    print(f"| 100% shadow to {target} | {shadowed:,.0f} |")
     print(
         f"\nA mirror adds {shadowed - passed:,.0f} instructions per request: "
         f"**{1 - passed / shadowed:.1%}** of a CPU-bound proxy's throughput at 100% shadow "
@@ -142,7 +147,7 @@ def main() -> None:
         f"{sys.version.split()[0]}; medians of {args.rounds} alternations after a warm-up "
         f"round)."
     )
-    for route, label in (("pass", "pass-through"), ("fast", "100% shadow")):
+    for route, label in (("pass", "pass-through"), (args.route, "100% shadow")):
         rounds = ", ".join(f"{figure:,.0f}" for figure in per_request[route][1:])
         print(f"- {label}, each round: {rounds}")
 

@@ -47,6 +47,14 @@ class CircuitBreaker:
         self.probing = True
         return True
 
+    def refusing(self) -> bool:
+        """Would :meth:`allow` say no now? Asks without taking the half-open probe."""
+        if self.state is CLOSED:
+            return False
+        if self.state is OPEN:
+            return self._clock() - self.opened_at < self._cooldown
+        return self.probing
+
     def success(self) -> None:
         if self.state is not CLOSED or self.failures:
             self.state = CLOSED

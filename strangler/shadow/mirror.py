@@ -34,6 +34,7 @@ from typing import Any, Protocol, cast
 from strangler.adapter import HttpAdapter
 from strangler.config import CompareConfig, RouteConfig, UpstreamConfig
 from strangler.message import HttpRequest, make_headers
+from strangler.proxy.circuit import CLOSED, CircuitBreaker
 from strangler.proxy.headers import RawHeaders
 from strangler.proxy.request import decoded
 from strangler.proxy.shadowing import DEFAULT_SHADOW, ShadowCopy
@@ -142,6 +143,18 @@ class ShadowMirror:
             # Decided here, before the data plane copies any body for us.
             self._count(plan.name, "dropped")
             return None
+        circuit = plan.circuit
+        if (
+            circuit is not None
+            and circuit.state is not CLOSED
+            and circuit.refusing()
+            and not self._error_sample_due(plan.name)
+        ):
+            # The target's breaker is open: the mirror would fail untried, an error
+            # whatever the client gets. Counted now, without a copy (the once-a-second
+            # error sample still takes the whole path, to say why).
+            self._count(plan.name, "error")
+            return None
         return plan
 
     def submit(self, decision: MirroredDecision, copy: ShadowCopy) -> None:
@@ -199,10 +212,13 @@ class ShadowMirror:
             config = upstreams.get(shadow_to)
             # Pipelined: plain GETs whose answer is compared as it comes (no request
             # adapter on the way out, no response adapter on the way back).
-            if config is not None and (plan.side == "legacy" or route.adapter is None):
+            if config is not None:
                 assert self._client is not None
-                plan.channel = channel = self._client.channel(shadow_to, config)
-                plan.get_parts = get_parts(channel.pool, config)
+                channel = self._client.channel(shadow_to, config)
+                plan.circuit = channel.circuit  # the shadow pool's, shared by both lanes
+                if plan.side == "legacy" or route.adapter is None:
+                    plan.channel = channel
+                    plan.get_parts = get_parts(channel.pool, config)
             self._plans[(route, shadow_to)] = plan
         return plan
 
@@ -451,6 +467,7 @@ class _Plan:
     __slots__ = (
         "bound",
         "channel",
+        "circuit",
         "everyone",
         "flying",
         "get_parts",
@@ -489,6 +506,8 @@ class _Plan:
         self.headers = tuple((h.lower().encode("latin-1"), len(h)) for h in shadow.compare.headers)
         self.channel: ShadowChannel | None = None
         """Set when this route's GETs are pipelined."""
+        self.circuit: CircuitBreaker | None = None
+        """The shadow target's breaker (None until a loop runs, or for an unknown target)."""
         self.get_parts: tuple[bytes, bytes] | None = None
 
     def answered(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import statistics
 import time
+from typing import Any
 
 import aiohttp
 
@@ -55,6 +56,31 @@ async def test_a_dead_shadow_target_is_an_error_and_the_client_is_served(lab: La
     assert data.counts["error"] == 5
     assert data.samples[0].error is not None and "connect" in data.samples[0].error
     assert lab.comparisons == []  # errors are not fed to rollback as mismatches
+
+
+async def test_once_the_targets_breaker_opens_errors_are_counted_without_copies(
+    lab: Lab,
+) -> None:
+    """A dead target opens the shadow pool's breaker after ``failures`` refusals; from
+    then on a sampled request is counted as an error as it is decided, and no copy is
+    taken or sent. Every request is still accounted for."""
+    url, mirror, _ = await lab.start(route_config(lab.legacy.url, dead_url()))
+    copies = 0
+    submit = mirror.submit
+
+    def counting(decision: Any, copy: Any) -> None:
+        nonlocal copies
+        copies += 1
+        submit(decision, copy)
+
+    mirror.submit = counting  # type: ignore[method-assign]
+    await timed_gets(url, 30)
+    await mirror.drain()
+    data = await lab.store.read("customers")
+    assert data.counts["error"] == 30
+    # The breaker opens after 5 refusals; one error sample a second still goes through.
+    assert 5 <= copies <= 10
+    assert data.samples[0].error is not None
 
 
 async def test_in_flight_work_is_bounded_and_drops_are_counted(lab: Lab) -> None:
