@@ -111,7 +111,9 @@ class ShadowMirror:
         self._flush_interval = flush_interval
         self._in_flight: dict[str, list[int]] = {}
         """Mirrors on their way, by route: one counter a route's plans share."""
-        self._matched: dict[str, int] = {}
+        self._tally: dict[tuple[str, str], int] = {}
+        """(route, outcome) counts of this loop turn's hot outcomes: byte-identical
+        matches, and errors and drops decided up front (counted at the turn's end)."""
         """Byte-identical answers this loop turn, by route (counted at its end)."""
         self._plans: dict[tuple[MirroredRoute, str], _Plan] = {}
         self._total = 0
@@ -141,7 +143,7 @@ class ShadowMirror:
             return None
         if self._total >= self.max_in_flight or plan.flying[0] >= plan.bound:
             # Decided here, before the data plane copies any body for us.
-            self._count(plan.name, "dropped")
+            self._tally_one(plan.dropped)
             return None
         circuit = plan.circuit
         if (
@@ -153,7 +155,7 @@ class ShadowMirror:
             # The target's breaker is open: the mirror would fail untried, an error
             # whatever the client gets. Counted now, without a copy (the once-a-second
             # error sample still takes the whole path, to say why).
-            self._count(plan.name, "error")
+            self._tally_one(plan.failed)
             return None
         return plan
 
@@ -277,8 +279,8 @@ class ShadowMirror:
             await self._flush()
 
     async def _flush(self) -> None:
-        if self._matched:
-            self._count_matches()
+        if self._tally:
+            self._count_tally()
         batches, self._batches = self._batches, {}
         for route, batch in batches.items():
             try:
@@ -306,15 +308,29 @@ class ShadowMirror:
         self._total -= 1
         plan.flying[0] -= 1
 
-    def _count_matches(self) -> None:
-        matched, self._matched = self._matched, {}
+    def _tally_one(self, key: tuple[str, str]) -> None:
+        """Count one (route, outcome) with the rest of this loop turn's."""
+        tally = self._tally
+        if not tally:
+            if self._loop is None:  # no loop yet (a sync caller): counted as it comes
+                self._count(*key)
+                return
+            self._loop.call_soon(self._count_tally)
+        tally[key] = tally.get(key, 0) + 1
+
+    def _count_tally(self) -> None:
+        tally, self._tally = self._tally, {}
         now = time.time()
-        for name, count in matched.items():
+        for (name, outcome), count in tally.items():
             try:
-                self._batch(name).match(now, count)
+                batch = self._batch(name)
+                if outcome == "match":
+                    batch.match(now, count)
+                else:
+                    batch.counts[outcome] += count
                 if self._metrics is not None:
-                    self._metrics.shadow(name, "match", count)
-                if self._on_comparison is not None:
+                    self._metrics.shadow(name, outcome, count)
+                if outcome == "match" and self._on_comparison is not None:
                     self._on_comparison(name, True, count)
             except Exception:
                 log.exception("shadow counting for route %r failed", name)
@@ -468,10 +484,13 @@ class _Plan:
         "bound",
         "channel",
         "circuit",
+        "dropped",
         "everyone",
+        "failed",
         "flying",
         "get_parts",
         "headers",
+        "matched",
         "max_body",
         "methods",
         "mirror",
@@ -493,6 +512,10 @@ class _Plan:
         """Bound once: every pipelined copy of this plan hands its answer here."""
         self.route = route
         self.name = route.name
+        self.matched = (route.name, "match")
+        self.failed = (route.name, "error")
+        self.dropped = (route.name, "dropped")
+        """Keys of the loop turn's tally."""
         self.upstream = shadow_to
         self.side: Side = "new" if shadow_to == route.config.to else "legacy"
         self.methods = shadow.methods
@@ -535,12 +558,14 @@ class _Plan:
                 and body == copy.response_body
                 and (not self.headers or _same_headers(self.headers, copy.response_headers, fields))
             ):
-                # Counted once per loop turn for all the matches the turn brought.
-                matched = mirror._matched
-                if not matched:
+                # Counted once per loop turn for all the matches the turn brought
+                # (what _tally_one() does, without the call).
+                tally = mirror._tally
+                if not tally:
                     assert mirror._loop is not None
-                    mirror._loop.call_soon(mirror._count_matches)
-                matched[name] = matched.get(name, 0) + 1
+                    mirror._loop.call_soon(mirror._count_tally)
+                key = self.matched
+                tally[key] = tally.get(key, 0) + 1
                 mirror._total -= 1  # what _finished() does, without the call
                 self.flying[0] -= 1
                 return
