@@ -111,9 +111,12 @@ class ShadowMirror:
         self._flush_interval = flush_interval
         self._in_flight: dict[str, list[int]] = {}
         """Mirrors on their way, by route: one counter a route's plans share."""
+        self._matched: dict[str, int] = {}
+        """Byte-identical answers this loop turn, by route (counted at the turn's end)."""
         self._tally: dict[tuple[str, str], int] = {}
-        """(route, outcome) counts of this loop turn's hot outcomes: byte-identical
-        matches, and errors and drops decided up front (counted at the turn's end)."""
+        """Errors and drops decided up front this loop turn, by (route, outcome)."""
+        self._counting = False
+        """The end-of-turn count is scheduled."""
         """Byte-identical answers this loop turn, by route (counted at its end)."""
         self._plans: dict[tuple[MirroredRoute, str], _Plan] = {}
         self._total = 0
@@ -279,7 +282,7 @@ class ShadowMirror:
             await self._flush()
 
     async def _flush(self) -> None:
-        if self._tally:
+        if self._counting:
             self._count_tally()
         batches, self._batches = self._batches, {}
         for route, batch in batches.items():
@@ -310,30 +313,33 @@ class ShadowMirror:
 
     def _tally_one(self, key: tuple[str, str]) -> None:
         """Count one (route, outcome) with the rest of this loop turn's."""
-        tally = self._tally
-        if not tally:
+        if not self._counting:
             if self._loop is None:  # no loop yet (a sync caller): counted as it comes
                 self._count(*key)
                 return
+            self._counting = True
             self._loop.call_soon(self._count_tally)
+        tally = self._tally
         tally[key] = tally.get(key, 0) + 1
 
     def _count_tally(self) -> None:
+        self._counting = False
+        matched, self._matched = self._matched, {}
         tally, self._tally = self._tally, {}
         now = time.time()
-        for (name, outcome), count in tally.items():
+        for name, count in matched.items():
             try:
-                batch = self._batch(name)
-                if outcome == "match":
-                    batch.match(now, count)
-                else:
-                    batch.counts[outcome] += count
+                self._batch(name).match(now, count)
                 if self._metrics is not None:
-                    self._metrics.shadow(name, outcome, count)
-                if outcome == "match" and self._on_comparison is not None:
+                    self._metrics.shadow(name, "match", count)
+                if self._on_comparison is not None:
                     self._on_comparison(name, True, count)
             except Exception:
                 log.exception("shadow counting for route %r failed", name)
+        for (name, outcome), count in tally.items():
+            self._batch(name).counts[outcome] += count
+            if self._metrics is not None:
+                self._metrics.shadow(name, outcome, count)
 
     async def _settle(self, copy: ShadowCopy, second: Observation) -> None:
         plan = cast(_Plan, copy.ticket)
@@ -490,7 +496,6 @@ class _Plan:
         "flying",
         "get_parts",
         "headers",
-        "matched",
         "max_body",
         "methods",
         "mirror",
@@ -512,7 +517,6 @@ class _Plan:
         """Bound once: every pipelined copy of this plan hands its answer here."""
         self.route = route
         self.name = route.name
-        self.matched = (route.name, "match")
         self.failed = (route.name, "error")
         self.dropped = (route.name, "dropped")
         """Keys of the loop turn's tally."""
@@ -558,14 +562,13 @@ class _Plan:
                 and body == copy.response_body
                 and (not self.headers or _same_headers(self.headers, copy.response_headers, fields))
             ):
-                # Counted once per loop turn for all the matches the turn brought
-                # (what _tally_one() does, without the call).
-                tally = mirror._tally
-                if not tally:
+                # Counted once per loop turn for all the matches the turn brought.
+                if not mirror._counting:
                     assert mirror._loop is not None
+                    mirror._counting = True
                     mirror._loop.call_soon(mirror._count_tally)
-                key = self.matched
-                tally[key] = tally.get(key, 0) + 1
+                matched = mirror._matched
+                matched[name] = matched.get(name, 0) + 1
                 mirror._total -= 1  # what _finished() does, without the call
                 self.flying[0] -= 1
                 return
