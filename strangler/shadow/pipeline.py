@@ -9,7 +9,8 @@ per read, and each is handed to its callback straight from the parser — no
 task, no future.
 
 Pipelined requests are answered one after another, so a connection takes a
-batch only while the target answers fast (recent answers within ``FAST``);
+batch only while the target answers fast (recent answers within ``FAST``,
+less the proxy's own loop pace);
 a slow target gets one request per connection, as the one-at-a-time client
 does. Only GET is sent here: it is safe to send once more when a connection
 closes with answers still owed (a keep-alive limit), which is done once. A
@@ -17,7 +18,7 @@ target that keeps closing connections after a single answer without saying so
 (``Connection: close``) does not take pipelining: after ``STRIKES`` such
 closes the channel sends one request per connection for good, and says so.
 
-Every request ends in exactly one call of its :data:`Done` callback: an answer,
+Every request ends in exactly one call of its ``on_answer`` (:data:`Answer`): an answer,
 or an error (refused, timeout — no byte for the upstream's ``timeout`` —, a
 malformed answer, a body over ``limit``: :data:`TOO_LARGE`). The channel shares
 the shadow pool's circuit breaker, so a dead target costs a clock read.
@@ -130,9 +131,9 @@ class _Connection(asyncio.Protocol):
         self.seen = 0
         self.deadline = 0.0
         self.now = 0.0
+        """When the data being parsed arrived."""
         self.written = 0.0
         """When the last batch was written (the loop's clock)."""
-        """When the data being parsed arrived."""
         self.latest = -1.0
         """The last answer's time (s) in the read being parsed, or -1."""
         self._body: list[bytes] = []
