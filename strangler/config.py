@@ -128,6 +128,10 @@ class ShadowConfig(_Model):
         return MatchConfig._methods(value) or ()
 
 
+DEFAULT_SHADOW = ShadowConfig()
+"""What a route in ``shadow`` mode without a ``shadow:`` block gets."""
+
+
 class RollbackConfig(_Model):
     error_rate: float | None = Field(None, ge=0, le=1)
     mismatch_rate: float | None = Field(None, ge=0, le=1)

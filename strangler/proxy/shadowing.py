@@ -19,7 +19,6 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Mapping
 
-from strangler.config import ShadowConfig
 from strangler.message import Headers, HttpRequest, HttpResponse, make_headers
 from strangler.proxy.headers import RawHeaders
 from strangler.proxy.request import ProxyRequest, decoded
@@ -28,8 +27,6 @@ from strangler.runtime import Runtime
 
 log = logging.getLogger(__name__)
 _new = object.__new__
-DEFAULT_SHADOW = ShadowConfig()
-"""What a route in ``shadow`` mode without a ``shadow:`` block gets."""
 MARKER = "X-Strangler-Shadow"
 
 

@@ -32,7 +32,7 @@ from types import MappingProxyType
 from typing import NamedTuple
 
 from strangler.adapter import HttpAdapter, load_adapter
-from strangler.config import Config, Mode, RouteConfig, ShadowConfig
+from strangler.config import DEFAULT_SHADOW, Config, Mode, RouteConfig
 from strangler.errors import ConfigError, Problem
 from strangler.override import Override
 from strangler.routing.paths import BadPath, normalize, segments
@@ -75,7 +75,7 @@ class Route:
     """Canary or mirrored: the sticky bucket matters (else decide() skips the hash)."""
     unconstrained: bool = field(default=True, repr=False)
     """No methods and no headers required, so ``accepts`` need not be called."""
-    shadow_max_body: int = field(default=ShadowConfig().max_body, repr=False)
+    shadow_max_body: int = field(default=DEFAULT_SHADOW.max_body, repr=False)
     """The most body a shadow copy of this route's requests holds (``shadow.max_body``),
     as a plain int: read on every mirrored request, where a config model's attribute
     costs a ``__getattr__`` hook."""
@@ -200,7 +200,7 @@ def _compile(
         rank=_rank(shape, subtree, route),
         # The bucket decides a canary's side and the shadow sample (unless it is 100%).
         needs_bucket=mode == "canary" or (route.shadow is not None and route.shadow.percent < 100),
-        shadow_max_body=(route.shadow or ShadowConfig()).max_body,
+        shadow_max_body=(route.shadow or DEFAULT_SHADOW).max_body,
         unconstrained=route.match.methods is None and not route.match.headers,
     )
 

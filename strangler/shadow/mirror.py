@@ -32,12 +32,12 @@ from time import monotonic
 from typing import Any, Protocol, cast
 
 from strangler.adapter import HttpAdapter
-from strangler.config import CompareConfig, RouteConfig, UpstreamConfig
+from strangler.config import DEFAULT_SHADOW, CompareConfig, RouteConfig, UpstreamConfig
 from strangler.message import HttpRequest, make_headers
 from strangler.proxy.circuit import CLOSED, CircuitBreaker
 from strangler.proxy.headers import RawHeaders
 from strangler.proxy.request import decoded
-from strangler.proxy.shadowing import DEFAULT_SHADOW, ShadowCopy
+from strangler.proxy.shadowing import ShadowCopy
 from strangler.shadow.client import ShadowClient, TooLarge, encode, encode_get, get_parts
 from strangler.shadow.compare import Comparator, adapt
 from strangler.shadow.observation import Observation, Side
