@@ -134,8 +134,8 @@ class _Connection(asyncio.Protocol):
         """When the data being parsed arrived."""
         self.written = 0.0
         """When the last batch was written (the loop's clock)."""
-        self.latest = -1.0
-        """The last answer's time (s) in the read being parsed, or -1."""
+        self.answers_read = False
+        """The read being parsed carried an answer (a sign of life, once per read)."""
         self._body: list[bytes] = []
         self._size = 0
 
@@ -165,7 +165,7 @@ class _Connection(asyncio.Protocol):
             self.parser.feed_data(data)
         except httptools.HttpParserError as exc:
             self.fail_all(f"malformed answer: {exc}")
-        if self.latest >= 0:
+        if self.answers_read:
             self._answered()
 
     def _answered(self) -> None:
@@ -175,7 +175,7 @@ class _Connection(asyncio.Protocol):
         # (a busy proxy reads every answer a turn late, however fast the target).
         waited = channel.loop.time() - self.written - 2 * channel.turn
         channel.observed(waited if waited > 0 else 0.0)
-        self.latest = -1.0
+        self.answers_read = False
         circuit = channel.circuit
         if circuit.failures or circuit.state is not CLOSED:
             circuit.success()
@@ -186,7 +186,7 @@ class _Connection(asyncio.Protocol):
             # httptools has no way to be told of the end of the stream.
             self.now = monotonic()
             self.on_message_complete()
-            if self.latest >= 0:
+            if self.answers_read:
                 self._answered()
         self.dead = True
         self.channel.lost(self)
@@ -237,7 +237,8 @@ class _Connection(asyncio.Protocol):
         body = self._body
         self._body, self._size = [], 0
         channel = self.channel
-        self.latest = elapsed = self.now - request.sent
+        self.answers_read = True
+        elapsed = self.now - request.sent
         if not pending and self.usable and not self.listed:
             self.listed = True
             channel.idle_connections.append(self)
