@@ -57,12 +57,15 @@ def load(port: int, path: str, total: int, connections: int) -> None:
     asyncio.run(run())
 
 
-def instructions(out: Path) -> int:
-    newest = max(glob.glob(f"{out}*"), key=os.path.getmtime)
-    for line in Path(newest).read_text().splitlines():
+def newest_dump(out: Path) -> Path:
+    return Path(max(glob.glob(f"{out}*"), key=os.path.getmtime))
+
+
+def instructions(dump: Path) -> int:
+    for line in dump.read_text().splitlines():
         if line.startswith(("summary:", "totals:")):
             return int(line.split()[1])
-    raise RuntimeError(f"no totals in {newest}")
+    raise RuntimeError(f"no totals in {dump}")
 
 
 def main() -> None:
@@ -116,12 +119,12 @@ def main() -> None:
                 time.sleep(0.5)
                 subprocess.run(["callgrind_control", "-d", str(proxy.pid)], capture_output=True)
                 time.sleep(1)
-                figure = instructions(out) / args.requests
+                dump = newest_dump(out)
+                figure = instructions(dump) / args.requests
                 per_request[route].append(figure)
                 if args.keep is not None:
                     args.keep.mkdir(parents=True, exist_ok=True)
-                    newest = max(glob.glob(f"{out}*"), key=os.path.getmtime)
-                    shutil.copy(newest, args.keep / f"{route}.callgrind")
+                    shutil.copy(dump, args.keep / f"{route}.callgrind")
                 print(f"{route}: {figure:,.0f} instructions per request", file=sys.stderr)
         finally:
             for proc in (proxy, nginx):
