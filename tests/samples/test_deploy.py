@@ -20,7 +20,6 @@ import pytest
 import yaml
 
 import strangler
-
 from sample_monolith import db as legacy_db
 from strangler.config import load_config
 
