@@ -11,9 +11,9 @@
 # compose stack in deploy/.
 #
 # Every third-party package comes from scripts/requirements-image.lock, hashes checked.
-# scripts/image puts those wheels and the strangler wheel in build/wheelhouse/ and the
-# build installs from there with --no-index; without a wheelhouse, pip downloads the
-# same locked files and builds strangler from the source copied below.
+# scripts/image puts those wheels in build/wheelhouse/ and the strangler wheel in
+# build/dist/, and the build installs from there with --no-index; without them, pip
+# downloads the same locked files and builds strangler from the source copied below.
 
 # Any Debian-based image with python3 (3.11, as the lock) and its venv module.
 ARG BASE=python:3.11-slim
@@ -25,22 +25,23 @@ FROM ${BASE} AS build
 ARG STRANGLER_VERSION
 ENV PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_CACHE_DIR=1
 WORKDIR /src
+SHELL ["/bin/sh", "-eu", "-c"]
+# The locked dependencies first, in their own layer: a change to strangler's code reuses it.
 # The glob lets a build without build/wheelhouse/ go on; with it, its wheels land in wheels/.
 COPY scripts/requirements-image.lock build/wheelhous[e] ./wheels/
-COPY pyproject.toml README.md ./
+RUN python3 -m venv /opt/strangler; \
+    if ls wheels/*.whl >/dev/null 2>&1; then set -- --no-index --find-links=wheels; fi; \
+    /opt/strangler/bin/pip install "$@" --require-hashes -r wheels/requirements-image.lock
+# Then strangler: scripts/image's wheel (build/dist/), else built here from the source.
+COPY pyproject.toml README.md build/dis[t] ./
 COPY strangler ./strangler
 COPY adapters ./adapters
 COPY sample_monolith ./sample_monolith
 COPY sample_services ./sample_services
-SHELL ["/bin/sh", "-eu", "-c"]
-RUN python3 -m venv /opt/strangler; \
-    pip=/opt/strangler/bin/pip; \
-    if ls wheels/*.whl >/dev/null 2>&1; then set -- --no-index --find-links=wheels; fi; \
-    "$pip" install "$@" --require-hashes -r wheels/requirements-image.lock; \
-    if [ ! -e "wheels/strangler-${STRANGLER_VERSION}-py3-none-any.whl" ]; then \
-        "$pip" wheel --no-deps --wheel-dir wheels .; fi; \
-    "$pip" install --no-index --no-deps "wheels/strangler-${STRANGLER_VERSION}-py3-none-any.whl"; \
-    "$pip" uninstall -y -q pip setuptools
+RUN wheel="strangler-${STRANGLER_VERSION}-py3-none-any.whl"; \
+    if [ ! -e "$wheel" ]; then /opt/strangler/bin/pip wheel --no-deps --wheel-dir . .; fi; \
+    /opt/strangler/bin/pip install --no-index --no-deps "$wheel"; \
+    /opt/strangler/bin/pip uninstall -y -q pip setuptools
 
 # ---- runtime: the virtualenv, a non-root user --------------------------------------------
 FROM ${BASE} AS runtime
