@@ -104,11 +104,9 @@ class Container:
         assert isinstance(found, dict)
         return found
 
-    def state(self, key: str) -> str:
-        return docker("inspect", "-f", "{{json .State.%s}}" % key, self.id)
-
     def health(self) -> str:
-        return str(json.loads(self.state("Health"))["Status"])
+        """The image's HEALTHCHECK verdict: starting, healthy or unhealthy."""
+        return docker("inspect", "-f", "{{.State.Health.Status}}", self.id)
 
     def exec(self, *command: str) -> str:
         return docker("exec", self.id, *command)

@@ -55,7 +55,9 @@ async def test_the_proxy_image_serves_flips_reports_and_stops_gracefully(
     proxy, admin = f"http://127.0.0.1:{port}", f"http://127.0.0.1:{admin_port}"
     async with upstreams() as up, aiohttp.ClientSession() as session:
         config = tmp_path / "routes.yaml"
-        config.write_text(ROUTES.format(port=port, admin_port=admin_port, legacy=up.legacy, new=up.new))
+        config.write_text(
+            ROUTES.format(port=port, admin_port=admin_port, legacy=up.legacy, new=up.new)
+        )
         config.chmod(0o644)  # read by uid 10001 inside the container
         mount = f"{config}:/etc/strangler/routes.yaml:ro"
         started = time.monotonic()
