@@ -77,10 +77,10 @@ def stop_engine(daemon: subprocess.Popen[bytes] | None) -> None:
         daemon.wait()
 
 
-def build_image() -> str:
+def build_image(*args: str) -> str:
     """``bash scripts/image`` (base, wheelhouse, build; cached between runs); its report."""
     result = subprocess.run(
-        ["bash", "scripts/image"],
+        ["bash", "scripts/image", *args],
         cwd=ROOT,
         capture_output=True,
         text=True,
@@ -141,3 +141,17 @@ def container(*args: str, image: str = IMAGE) -> Iterator[Container]:
         yield Container(cid)
     finally:
         docker("rm", "-f", cid, check=False)
+
+
+def compose_command() -> list[str] | None:
+    """Compose v2 (``docker compose``) where the CLI has it, else Debian's docker-compose."""
+    if subprocess.run(["docker", "compose", "version"], capture_output=True).returncode == 0:
+        return ["docker", "compose"]
+    if shutil.which("docker-compose"):
+        return ["docker-compose"]
+    return None
+
+
+def build_stack() -> str:
+    """``bash scripts/image --stack``: the image and compose.debian.yaml's PostgreSQL/Redis."""
+    return build_image("--stack")
