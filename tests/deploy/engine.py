@@ -89,7 +89,8 @@ def build_image(*args: str) -> str:
         check=False,
     )
     if result.returncode != 0:
-        raise AssertionError(f"scripts/image failed:\n{result.stdout}\n{result.stderr}")
+        tail = "\n".join(result.stderr.splitlines()[-30:])
+        raise AssertionError(f"scripts/image failed:\n{result.stdout}\n{tail}")
     return result.stdout
 
 
