@@ -15,8 +15,11 @@ from pathlib import Path
 
 import aiohttp
 import pytest
+from packaging.markers import Marker, default_environment
+from packaging.utils import canonicalize_name
 
-from tests.deploy.engine import container, docker
+import strangler
+from tests.deploy.engine import ROOT, container, docker
 from tests.serve.support import upstreams, wait_until_serving
 from tests.support.net import free_port
 
@@ -40,6 +43,30 @@ routes:
     to: customers
     mode: legacy
 """
+
+
+_ENTRY = re.compile(r"^([A-Za-z0-9_.-]+)==(\S+)(?: ; (.+?))? \\$", re.M)
+_LIST = (
+    "import importlib.metadata as m, platform; print(platform.python_version()); "
+    "[print(d.metadata['Name'], d.version) for d in m.distributions()]"
+)
+
+
+def test_the_image_holds_exactly_the_image_lock(image: str) -> None:
+    """Every package of scripts/requirements-image.lock at its locked version, and nothing
+    else but strangler (not even pip): the image installs from the same lock as CI."""
+    lines = docker("run", "--rm", "--entrypoint", "python", image, "-c", _LIST).splitlines()
+    python, installed = lines[0], dict(line.split() for line in lines[1:])
+    env = {**default_environment(), "sys_platform": "linux", "python_full_version": python}
+    lock = (ROOT / "scripts" / "requirements-image.lock").read_text()
+    expected = {
+        canonicalize_name(name): version
+        for name, version, marker in _ENTRY.findall(lock)
+        if not marker or Marker(marker).evaluate(env)
+    }
+    expected["strangler"] = strangler.__version__
+    assert {canonicalize_name(name): v for name, v in installed.items()} == expected
+    assert python.startswith("3.11.")
 
 
 async def _side(session: aiohttp.ClientSession, url: str) -> str:
