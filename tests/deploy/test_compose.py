@@ -117,7 +117,7 @@ def test_the_debian_stack_comes_up_and_serves_through_the_proxy(
     admin = f"http://127.0.0.1:{env['STRANGLER_ADMIN_PORT']}"
     sync = f"http://127.0.0.1:{env['STRANGLER_SYNC_PORT']}"
     ids = _compose(env, "compose.debian.yaml", "ps", "-q").split()
-    containers = {Container(cid).inspect()["Name"]: Container(cid) for cid in ids}
+    containers = {str(Container(cid).inspect()["Name"]): Container(cid) for cid in ids}
     assert len(containers) == len(SERVICES), containers
     _wait("every service's HEALTHCHECK healthy",
           lambda: all(c.health() == "healthy" for c in containers.values()))  # fmt: skip

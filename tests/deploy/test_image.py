@@ -57,9 +57,10 @@ def test_the_image_holds_exactly_the_image_lock(image: str) -> None:
     else but strangler (not even pip): the image installs from the same lock as CI."""
     lines = docker("run", "--rm", "--entrypoint", "python", image, "-c", _LIST).splitlines()
     python, installed = lines[0], dict(line.split() for line in lines[1:])
-    env = {**default_environment(), "sys_platform": "linux", "python_full_version": python}
+    env = {str(key): str(value) for key, value in default_environment().items()}
+    env.update(sys_platform="linux", python_full_version=python)
     lock = (ROOT / "scripts" / "requirements-image.lock").read_text()
-    expected = {
+    expected: dict[str, str] = {
         canonicalize_name(name): version
         for name, version, marker in _ENTRY.findall(lock)
         if not marker or Marker(marker).evaluate(env)
@@ -88,9 +89,9 @@ async def test_the_proxy_image_serves_flips_reports_and_stops_gracefully(
         config.chmod(0o644)  # read by uid 10001 inside the container
         mount = f"{config}:/etc/strangler/routes.yaml:ro"
         started = time.monotonic()
-        health = f"STRANGLER_HEALTHCHECK_URL={admin}/healthz"  # the image's default is :8081
+        check = f"STRANGLER_HEALTHCHECK_URL={admin}/healthz"  # the image's default is :8081
         with container(
-            "-e", f"STRANGLER_ADMIN_TOKEN={TOKEN}", "-e", health, "-v", mount, image=image
+            "-e", f"STRANGLER_ADMIN_TOKEN={TOKEN}", "-e", check, "-v", mount, image=image
         ) as server:  # fmt: skip
             await wait_until_serving(admin + "/healthz")
             print(f"\ncontainer serving {time.monotonic() - started:.2f} s after docker run")
