@@ -45,6 +45,9 @@ RUN wheel="strangler-${STRANGLER_VERSION}-py3-none-any.whl"; \
 
 # ---- runtime: the virtualenv, a non-root user --------------------------------------------
 FROM ${BASE} AS runtime
+ARG STRANGLER_VERSION
+LABEL org.opencontainers.image.title=strangler \
+      org.opencontainers.image.version=${STRANGLER_VERSION}
 ENV PATH=/opt/strangler/bin:$PATH \
     PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
