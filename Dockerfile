@@ -1,6 +1,7 @@
 # strangler: the proxy, the CDC worker and the sample apps in one slim image.
 #
-#   docker build -t strangler .
+#   docker build -t strangler .                 # with a registry: python:3.11-slim, wheels from PyPI
+#   bash scripts/image                          # without: a local Debian base, a wheelhouse, no network
 #   docker run -p 8080:8080 -p 8081:8081 -e STRANGLER_ADMIN_TOKEN=... \
 #     -v "$PWD/routes.yaml:/etc/strangler/routes.yaml:ro" strangler
 #
@@ -8,37 +9,54 @@
 # mounted routes.yaml; `sync -c ...`, `check ...`, `verify -c ...` run the other commands.
 # The sample apps are in the image too (python -m sample_monolith, ...), for the
 # compose stack in deploy/.
+#
+# Every third-party package comes from scripts/requirements-image.lock, hashes checked.
+# scripts/image puts those wheels in build/wheelhouse/ and the strangler wheel in
+# build/dist/, and the build installs from there with --no-index; without them, pip
+# downloads the same locked files and builds strangler from the source copied below.
 
-ARG PYTHON_VERSION=3.11
+# Any Debian-based image with python3 (3.11, as the lock) and its venv module.
+ARG BASE=python:3.11-slim
 # Must equal [project].version in pyproject.toml (tests/samples/test_deploy.py checks it).
 ARG STRANGLER_VERSION=0.1.0
 
-# ---- build: compile wheels for the package and every extra, once ----------------------
-FROM python:${PYTHON_VERSION}-slim AS build
+# ---- build: a virtualenv with the locked dependencies and strangler ---------------------
+FROM ${BASE} AS build
+ARG STRANGLER_VERSION
 ENV PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_CACHE_DIR=1
 WORKDIR /src
-COPY pyproject.toml README.md ./
+SHELL ["/bin/sh", "-eu", "-c"]
+# The locked dependencies first, in their own layer: a change to strangler's code reuses it.
+# The glob lets a build without build/wheelhouse/ go on; with it, its wheels land in wheels/.
+COPY scripts/requirements-image.lock build/wheelhous[e] ./wheels/
+RUN python3 -m venv /opt/strangler; \
+    if ls wheels/*.whl >/dev/null 2>&1; then set -- --no-index --find-links=wheels; fi; \
+    /opt/strangler/bin/pip install "$@" --require-hashes -r wheels/requirements-image.lock
+# Then strangler: scripts/image's wheel (build/dist/), else built here from the source.
+COPY pyproject.toml README.md build/dis[t] ./
 COPY strangler ./strangler
 COPY adapters ./adapters
 COPY sample_monolith ./sample_monolith
 COPY sample_services ./sample_services
-RUN pip wheel --wheel-dir /wheels ".[fast,postgres]"
+RUN wheel="strangler-${STRANGLER_VERSION}-py3-none-any.whl"; \
+    if [ ! -e "$wheel" ]; then /opt/strangler/bin/pip wheel --no-deps --wheel-dir . .; fi; \
+    /opt/strangler/bin/pip install --no-index --no-deps "$wheel"; \
+    /opt/strangler/bin/pip uninstall -y -q pip setuptools
 
-# ---- runtime: only the installed wheels, a non-root user -------------------------------
-FROM python:${PYTHON_VERSION}-slim AS runtime
+# ---- runtime: the virtualenv, a non-root user --------------------------------------------
+FROM ${BASE} AS runtime
 ARG STRANGLER_VERSION
-ENV PYTHONDONTWRITEBYTECODE=1 \
+LABEL org.opencontainers.image.title=strangler \
+      org.opencontainers.image.version=${STRANGLER_VERSION}
+ENV PATH=/opt/strangler/bin:$PATH \
+    PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
-    PIP_DISABLE_PIP_VERSION_CHECK=1 \
-    PIP_NO_CACHE_DIR=1 \
     STRANGLER_HEALTHCHECK_URL=http://127.0.0.1:8081/healthz
-COPY --from=build /wheels /wheels
-RUN pip install --no-index --find-links=/wheels "strangler[fast,postgres]==${STRANGLER_VERSION}" \
-    && rm -rf /wheels \
-    && groupadd --system --gid 10001 strangler \
+RUN groupadd --system --gid 10001 strangler \
     && useradd --system --uid 10001 --gid strangler --home-dir /var/lib/strangler \
        --create-home --shell /usr/sbin/nologin strangler \
     && mkdir -p /etc/strangler
+COPY --from=build /opt/strangler /opt/strangler
 COPY --chown=root:root routes.yaml /etc/strangler/routes.yaml
 WORKDIR /var/lib/strangler
 USER 10001:10001

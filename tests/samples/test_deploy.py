@@ -1,4 +1,4 @@
-"""The deployment files agree with each other and with the code (Docker cannot run here).
+"""The deployment files agree with each other and with the code, without a container engine.
 
 What a ``docker compose config`` and a first ``up`` would catch without a Docker
 engine: every service a ``depends_on`` names exists, every mounted or built file
