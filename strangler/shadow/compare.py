@@ -29,16 +29,18 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
 import re
 from collections.abc import Collection, Iterable
 from dataclasses import dataclass
+from difflib import SequenceMatcher
 from typing import Any, Literal
 
 from strangler.adapter import HttpAdapter
 from strangler.config import CompareConfig
+from strangler.fieldpath import PathTrie, parse
 from strangler.message import HttpRequest
 from strangler.shadow.observation import Observation
+from strangler.shadow.rules import Nodes, Rule, Rules, Values, effective
 
 Kind = Literal["value", "type", "missing", "extra", "length", "order"]
 """``value`` changed value; ``type`` changed type; ``missing`` on the new side only
@@ -47,13 +49,21 @@ elements in another order."""
 
 Outcome = Literal["match", "mismatch", "error"]
 
-_INDEX = re.compile(r"\[\d+\]")
+_INDEX = re.compile(r"\[[^\]]*\]")
+_ID_KEY = re.compile(
+    r"\.(?:\d+|[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}"
+    r"|[0-9a-fA-F]{12,}|[A-Za-z0-9_-]*\d[A-Za-z0-9_-]*\d[A-Za-z0-9_-]{6,})(?=$|[.\[])"
+)
 _PREVIEW = 300
 
 
 def field_of(path: str) -> str:
-    """``body.items[3].id`` -> ``body.items[*].id``: what rates and noise are kept by."""
-    return _INDEX.sub("[*]", path)
+    """``body.items[3].id`` -> ``body.items[*].id``, ``body.items[slug=c].title`` ->
+    ``body.items[*].title``, ``body.users.8812.name`` -> ``body.users.<key>.name``:
+    the template rates, noise and signatures are kept by (ids never become fields)."""
+    if "[" in path:
+        path = _INDEX.sub("[*]", path)
+    return _ID_KEY.sub(".<key>", path) if any(c.isdigit() for c in path) else path
 
 
 def _preview(value: Any) -> Any:
@@ -93,34 +103,38 @@ class Comparison:
     differences: tuple[Difference, ...] = ()
     noise: tuple[Difference, ...] = ()
     error: str | None = None
+    warnings: tuple[Difference, ...] = ()
+    """Differences the route reports without failing the match (``order: warning``)."""
 
 
 class PathPatterns:
-    """Config paths (``body.items[*].id``) compiled into one regex.
+    """Config paths (``body.items[*].id``, ``body.**.token``) compiled once.
 
     ``covers(path)`` is true for the path itself and everything below it."""
 
     def __init__(self, patterns: Iterable[str]) -> None:
-        parts = [self._regex(p) for p in patterns]
-        self._re = re.compile("|".join(f"(?:{p})" for p in parts)) if parts else None
-
-    @staticmethod
-    def _regex(pattern: str) -> str:
-        out = re.escape(pattern).replace(r"\[\*\]", r"\[\d+\]").replace(r"\*", r"[^.\[]+")
-        return out + r"(?=$|[.\[])"
+        parsed = [parse(p) for p in patterns]
+        self._trie: PathTrie[bool] = PathTrie((p, True) for p in parsed if p.root == "body")
+        self._headers = frozenset(p.segments[0] for p in parsed if p.root == "header")
+        self._query = frozenset(p.segments[0] for p in parsed if p.root == "query")
+        self._status = any(p.root == "status" for p in parsed)
 
     def __bool__(self) -> bool:
-        return self._re is not None
+        return not self._trie.empty or bool(self._headers or self._query or self._status)
 
     def covers(self, path: str) -> bool:
-        return self._re is not None and self._re.match(path) is not None
-
-    def is_exactly(self, path: str) -> bool:
-        return self._re is not None and self._re.fullmatch(path) is not None
+        if path.startswith("header."):
+            name = path[7:].lower()
+            return name in self._headers or "*" in self._headers
+        if path.startswith("query."):
+            return path[6:] in self._query
+        if path == "status":
+            return self._status
+        return self._trie.covers(path)
 
 
 def _canonical(value: Any) -> str:
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
 
 
 def _type_name(value: Any) -> str:
@@ -140,11 +154,7 @@ class Comparator:
 
     def __init__(self, config: CompareConfig) -> None:
         self.config = config
-        self._ignore = PathPatterns(config.ignore)
-        self._rules = _RuleNode.build(config.ignore, config.unordered)
-        self._replace = [(re.compile(r.pattern), r.replace) for r in config.replace]
-        self._tolerance = config.tolerance
-        self._headers = tuple(h.lower() for h in config.headers)
+        self.rules = Rules(config)
 
     # ------------------------------------------------------------ public
 
@@ -156,74 +166,44 @@ class Comparator:
             why = new.exception if new.failed else f"legacy failed: {legacy.exception}"
             return Comparison("error", error=why)
         found: list[Difference] = []
-        if legacy.status != new.status:
+        if legacy.status != new.status and not self.rules.ignores_status:
             found.append(Difference("status", "value", legacy.status, new.status))
         self._compare_headers(legacy, new, found)
         self._compare_body(legacy, new, found)
+        warns = self.rules.order_warns
+        warnings = tuple(d for d in found if warns and d.kind == "order")
+        if warnings:
+            found = [d for d in found if d.kind != "order"]
         real = tuple(d for d in found if d.field not in noise)
         noisy = tuple(d for d in found if d.field in noise)
-        return Comparison("mismatch" if real else "match", real, noisy)
+        return Comparison("mismatch" if real else "match", real, noisy, warnings=warnings)
 
-    def normalise(self, value: Any) -> Any:
-        """A body with ignored paths dropped, replacements applied and unordered
-        arrays sorted: what is actually compared. Subtrees no rule reaches are
-        returned as they are, without being walked."""
-        return self._normalise(value, (self._rules,))
-
-    def _normalise(self, value: Any, nodes: tuple[_RuleNode, ...]) -> Any:
-        if not nodes and not self._replace:
-            return value
-        if isinstance(value, dict):
-            out = {}
-            for key, item in value.items():
-                below = _step(nodes, key, "*")
-                if not below:
-                    out[key] = self._normalise(item, below) if self._replace else item
-                elif not any(n.ignore for n in below):
-                    out[key] = self._normalise(item, below)
-            return out
-        if isinstance(value, list):
-            items = []
-            for i, item in enumerate(value):
-                below = _step(nodes, f"[{i}]", "[*]")
-                if not below:
-                    items.append(self._normalise(item, below) if self._replace else item)
-                elif not any(n.ignore for n in below):
-                    items.append(self._normalise(item, below))
-            if any(n.unordered for n in nodes):
-                items.sort(key=_canonical)
-            return items
-        if isinstance(value, str) and self._replace:
-            return self._replaced(value)
-        return value
+    def normalise(self, value: Any, status: int | None = None) -> Any:
+        """A body with ignored paths dropped, equivalent values in one form and
+        unordered lists sorted: the form list items are matched by."""
+        trie = self.rules.trie(status)
+        return _normal(value, trie.start(), self.rules.base)
 
     # ------------------------------------------------------------ parts
-
-    def _replaced(self, text: str) -> str:
-        for pattern, replacement in self._replace:
-            text = pattern.sub(replacement, text)
-        return text
 
     def _compare_headers(
         self, legacy: Observation, new: Observation, out: list[Difference]
     ) -> None:
-        for name in self._headers:
-            path = f"header.{name}"
-            if self._ignore and self._ignore.covers(path):
-                continue
+        if self.rules.all_headers_ignored:
+            return
+        base = self.rules.base
+        for name in self.rules.headers:
             a, b = legacy.headers.get(name), new.headers.get(name)
-            a = self._replaced(a) if a is not None else None
-            b = self._replaced(b) if b is not None else None
-            if a == b:
+            if a == b or (a is not None and b is not None and base is not None and base.same(a, b)):
                 continue
             kind: Kind = "missing" if b is None else "extra" if a is None else "value"
-            out.append(Difference(path, kind, a, b))
+            out.append(Difference(f"header.{name}", kind, a, b))
 
     def _compare_body(self, legacy: Observation, new: Observation, out: list[Difference]) -> None:
-        if self._ignore and self._ignore.covers("body"):
-            return
         if legacy.body == new.body:
             return  # equal bytes stay equal under any normalisation
+        if self.rules.body_ignored(legacy.status):
+            return
         json_like = (
             "json"
             in (
@@ -234,7 +214,8 @@ class Comparator:
             a, a_ok = _parse(legacy.body)
             b, b_ok = _parse(new.body)
             if a_ok and b_ok:
-                self._walk("body", self.normalise(a), self.normalise(b), out)
+                trie = self.rules.trie(legacy.status)
+                _Walk(out, self.rules.base).walk("body", a, b, trie.start(), self.rules.base)
                 return
             if a_ok != b_ok:
                 out.append(
@@ -256,97 +237,251 @@ class Comparator:
         textual = ctype.startswith("text/") or any(
             t in ctype for t in ("xml", "html", "javascript", "csv", "yaml", "form-urlencoded")
         )
-        if textual and self._replace:
-            a = self._replaced(a.decode("utf-8", "replace")).encode()
-            b = self._replaced(b.decode("utf-8", "replace")).encode()
+        base = self.rules.base
+        if textual and base is not None and base.replace:
+            a = base.normal(a.decode("utf-8", "replace")).encode()
+            b = base.normal(b.decode("utf-8", "replace")).encode()
         if a == b:
             return
         out.append(Difference("body", "value", *_bytes_summary(ctype, a, b, textual)))
 
-    def _walk(self, path: str, a: Any, b: Any, out: list[Difference]) -> None:
+
+class _Walk:
+    """One body comparison: walks both documents with the rules in force."""
+
+    __slots__ = ("base", "out")
+
+    def __init__(self, out: list[Difference], base: Values | None) -> None:
+        self.out = out
+        self.base = base
+
+    def walk(self, path: str, a: Any, b: Any, nodes: Nodes, values: Values | None) -> None:
         # Equal subtrees are skipped with one C-level comparison; only the parts
         # that differ are walked (the type check keeps true == 1 a difference).
         if type(a) is type(b) and a == b:
             return
+        here = PathTrie.payloads(nodes) if nodes else []
+        if here:
+            values = effective(values, here)
         if isinstance(a, dict) and isinstance(b, dict):
-            for key, value in a.items():
-                if key in b:
-                    self._walk(f"{path}.{key}", value, b[key], out)
-                else:
-                    out.append(Difference(f"{path}.{key}", "missing", value, None))
-            for key, value in b.items():
-                if key not in a:
-                    out.append(Difference(f"{path}.{key}", "extra", None, value))
+            self._dict(path, a, b, nodes, values)
+        elif isinstance(a, list) and isinstance(b, list):
+            self._list(path, a, b, nodes, values, here)
+        elif values is not None and values.same(a, b):
             return
-        if isinstance(a, list) and isinstance(b, list):
-            common = min(len(a), len(b))
-            changed = [i for i in range(common) if type(a[i]) is not type(b[i]) or a[i] != b[i]]
-            if len(a) != len(b):
-                out.append(Difference(path, "length", len(a), len(b)))
-            elif len(changed) > 1 and sorted(_canonical(a[i]) for i in changed) == sorted(
-                _canonical(b[i]) for i in changed
-            ):
-                # Equal positions cancel out: a permutation of the changed ones is
-                # a permutation of the whole array.
-                out.append(Difference(path, "order", a, b))
-                return
-            for i in changed:
-                self._walk(f"{path}[{i}]", a[i], b[i], out)
+        elif _type_name(a) != _type_name(b):
+            self.out.append(Difference(path, "type", a, b))
+        else:
+            self.out.append(Difference(path, "value", a, b))
+
+    def _dict(
+        self, path: str, a: dict[str, Any], b: dict[str, Any], nodes: Nodes, values: Values | None
+    ) -> None:
+        out = self.out
+        step = PathTrie.step
+        for key, value in a.items():
+            below = step(nodes, key, "*") if nodes else nodes
+            if below and _ignored(below):
+                continue
+            if key in b:
+                self.walk(f"{path}.{key}", value, b[key], below, values)
+            elif not _absent_ok(value, below, values):
+                out.append(Difference(f"{path}.{key}", "missing", value, None))
+        for key, value in b.items():
+            if key in a:
+                continue
+            below = step(nodes, key, "*") if nodes else nodes
+            if below and _ignored(below):
+                continue
+            if not _absent_ok(value, below, values):
+                out.append(Difference(f"{path}.{key}", "extra", None, value))
+
+    def _list(
+        self,
+        path: str,
+        a: list[Any],
+        b: list[Any],
+        nodes: Nodes,
+        values: Values | None,
+        here: list[Rule],
+    ) -> None:
+        key = next((r.match_by for r in here if r.match_by), None)
+        if key is not None and self._keyed(path, a, b, nodes, values, key):
             return
-        kind_a, kind_b = _type_name(a), _type_name(b)
-        if kind_a != kind_b:
-            out.append(Difference(path, "type", a, b))
-        elif kind_a == "number" and self._tolerance:
-            if not math.isclose(a, b, rel_tol=self._tolerance, abs_tol=self._tolerance):
-                out.append(Difference(path, "value", a, b))
-        elif a != b:
-            out.append(Difference(path, "value", a, b))
+        items = PathTrie.step(nodes, "[*]", "[*]") if nodes else nodes
+        if items and _ignored(items):
+            return
+        ka = [_item_key(x, items, values) for x in a]
+        kb = [_item_key(x, items, values) for x in b]
+        if any(r.unordered for r in here):
+            self._multiset(path, a, b, ka, kb, nodes, values)
+            return
+        if ka == kb:
+            return  # equal under the rules, item by item
+        if len(a) == len(b) and sorted(ka) == sorted(kb):
+            self.out.append(Difference(path, "order", a, b))
+            return
+        self._aligned(path, a, b, ka, kb, nodes, values)
+
+    def _pair(self, path: str, i: int, a: Any, b: Any, nodes: Nodes, values: Values | None) -> None:
+        below = PathTrie.step(nodes, f"[{i}]", "[*]") if nodes else nodes
+        self.walk(f"{path}[{i}]", a, b, below, values)
+
+    def _keyed(
+        self,
+        path: str,
+        a: list[Any],
+        b: list[Any],
+        nodes: Nodes,
+        values: Values | None,
+        key: str,
+    ) -> bool:
+        """Items aligned by ``key``; False (not done) when some item has no key or
+        keys repeat, which then falls back to alignment by content."""
+        ka = [_key_of(x, key) for x in a]
+        kb = [_key_of(x, key) for x in b]
+        if None in ka or None in kb or len(set(ka)) < len(ka) or len(set(kb)) < len(kb):
+            return False
+        by_b = {k: i for i, k in enumerate(kb)}
+        by_a = {k: i for i, k in enumerate(ka)}
+        out = self.out
+        step = PathTrie.step
+        for i, k in enumerate(ka):
+            at = f"{path}[{key}={k}]"
+            below = step(nodes, f"[{i}]", "[*]") if nodes else nodes
+            j = by_b.get(k)
+            if j is None:
+                out.append(Difference(at, "missing", a[i], None))
+            else:
+                self.walk(at, a[i], b[j], below, values)
+        for j, k in enumerate(kb):
+            if k not in by_a:
+                out.append(Difference(f"{path}[{key}={k}]", "extra", None, b[j]))
+        common_a = [k for k in ka if k in by_b]
+        common_b = [k for k in kb if k in by_a]
+        if common_a != common_b:
+            out.append(Difference(path, "order", common_a, common_b))
+        return True
+
+    def _multiset(
+        self,
+        path: str,
+        a: list[Any],
+        b: list[Any],
+        ka: list[str],
+        kb: list[str],
+        nodes: Nodes,
+        values: Values | None,
+    ) -> None:
+        left: dict[str, list[int]] = {}
+        for i, k in enumerate(ka):
+            left.setdefault(k, []).append(i)
+        extra: list[int] = []
+        for j, k in enumerate(kb):
+            spare = left.get(k)
+            if spare:
+                spare.pop()
+            else:
+                extra.append(j)
+        missing = sorted(i for spare in left.values() for i in spare)
+        self._leftovers(path, a, b, missing, extra, nodes, values)
+
+    def _aligned(
+        self,
+        path: str,
+        a: list[Any],
+        b: list[Any],
+        ka: list[str],
+        kb: list[str],
+        nodes: Nodes,
+        values: Values | None,
+    ) -> None:
+        """Positions aligned on the longest common subsequence, so an inserted or
+        missing item is one difference, not a shift of every later one."""
+        matcher = SequenceMatcher(None, ka, kb, autojunk=False)
+        for op, i1, i2, j1, j2 in matcher.get_opcodes():
+            if op != "equal":
+                self._leftovers(path, a, b, list(range(i1, i2)), list(range(j1, j2)), nodes, values)
+
+    def _leftovers(
+        self,
+        path: str,
+        a: list[Any],
+        b: list[Any],
+        missing: list[int],
+        extra: list[int],
+        nodes: Nodes,
+        values: Values | None,
+    ) -> None:
+        """Unmatched items: paired in order (a changed item reports its own fields),
+        the rest one difference each."""
+        pairs = min(len(missing), len(extra))
+        for i, j in zip(missing[:pairs], extra[:pairs], strict=True):
+            self._pair(path, i, a[i], b[j], nodes, values)
+        for i in missing[pairs:]:
+            self.out.append(Difference(f"{path}[{i}]", "missing", a[i], None))
+        for j in extra[pairs:]:
+            self.out.append(Difference(f"{path}[{j}]", "extra", None, b[j]))
 
 
-class _RuleNode:
-    """A trie of ``ignore``/``unordered`` body paths, by segment (``key``, ``[3]``,
-    ``[*]``, ``*``), so normalising follows only the branches a rule names."""
-
-    __slots__ = ("children", "ignore", "unordered")
-
-    def __init__(self) -> None:
-        self.children: dict[str, _RuleNode] = {}
-        self.ignore = False
-        self.unordered = False
-
-    @classmethod
-    def build(cls, ignore: Iterable[str], unordered: Iterable[str]) -> _RuleNode:
-        root = cls()
-        for paths, flag in ((ignore, "ignore"), (unordered, "unordered")):
-            for path in paths:
-                if not path.startswith("body") or path == "body":
-                    continue  # header.* rules and "the whole body" are handled elsewhere
-                node = root
-                for token in _SEGMENT.findall(path[4:]):
-                    key = token[0] or f"[{token[1]}]"
-                    node = node.children.setdefault(key, cls())
-                setattr(node, flag, True)
-        return root
+def _ignored(nodes: Nodes) -> bool:
+    return any(r.ignore for n in nodes for r in n.payloads)
 
 
-_SEGMENT = re.compile(r"\.([^.\[]+)|\[(\*|\d+)\]")
+def _absent_ok(value: Any, below: Nodes, values: Values | None) -> bool:
+    """A key present on one side only is no difference when ``absent`` is equated
+    with its value (``equal: [null, "", absent]`` and the value is null or "")."""
+    if below:
+        values = effective(values, PathTrie.payloads(below))
+    return values is not None and values.absent and (value is None or values.blank(value))
 
 
-_NO_RULES: tuple[_RuleNode, ...] = ()
+def _key_of(item: Any, key: str) -> str | None:
+    if not isinstance(item, dict):
+        return None
+    value = item.get(key)
+    if value is None or isinstance(value, dict | list):
+        return None
+    return str(value)
 
 
-def _step(nodes: tuple[_RuleNode, ...], key: str, wildcard: str) -> tuple[_RuleNode, ...]:
-    found: list[_RuleNode] = []
-    for node in nodes:
-        children = node.children
-        if children:
-            child = children.get(key)
-            if child is not None:
-                found.append(child)
-            child = children.get(wildcard)
-            if child is not None:
-                found.append(child)
-    return tuple(found) if found else _NO_RULES
+def _item_key(item: Any, nodes: Nodes, values: Values | None) -> str:
+    """A list item's normal form as text: equal under the rules, equal keys."""
+    if not nodes and values is None:
+        return _canonical(item)
+    return _canonical(_normal(item, nodes, values))
+
+
+def _normal(value: Any, nodes: Nodes, values: Values | None) -> Any:
+    if nodes:
+        here = PathTrie.payloads(nodes)
+        if here:
+            values = effective(values, here)
+    if not nodes and values is None:
+        return value
+    step = PathTrie.step
+    if isinstance(value, dict):
+        out = {}
+        for key, item in value.items():
+            below = step(nodes, key, "*") if nodes else nodes
+            if below and _ignored(below):
+                continue
+            normal = _normal(item, below, values)
+            if normal is None and values is not None and values.absent:
+                continue
+            out[key] = normal
+        return out
+    if isinstance(value, list):
+        items = []
+        for i, item in enumerate(value):
+            below = step(nodes, f"[{i}]", "[*]") if nodes else nodes
+            if below and _ignored(below):
+                continue
+            items.append(_normal(item, below, values))
+        if nodes and any(r.unordered for r in PathTrie.payloads(nodes)):
+            items.sort(key=_canonical)
+        return items
+    return values.normal(value) if values is not None else value
 
 
 def _parse(body: bytes) -> tuple[Any, bool]:
