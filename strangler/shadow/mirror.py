@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import logging
 import random
 import time
@@ -40,9 +41,13 @@ from strangler.proxy.request import decoded
 from strangler.proxy.shadowing import ShadowCopy
 from strangler.shadow.client import ShadowClient, TooLarge, encode, encode_get, get_parts
 from strangler.shadow.compare import Comparator, adapt
+from strangler.shadow.endpoints import Endpoints
+from strangler.shadow.identity import MirrorRewrite
 from strangler.shadow.observation import Observation, Side
 from strangler.shadow.pipeline import TOO_LARGE, Fields, ShadowChannel
-from strangler.shadow.store import Batch, Redactor, Sample, ShadowStore
+from strangler.shadow.redaction import Redactor
+from strangler.shadow.results import Batch, Sample
+from strangler.shadow.store import ShadowStore
 
 log = logging.getLogger(__name__)
 
@@ -111,8 +116,9 @@ class ShadowMirror:
         self._flush_interval = flush_interval
         self._in_flight: dict[str, list[int]] = {}
         """Mirrors on their way, by route: one counter a route's plans share."""
-        self._matched: dict[str, int] = {}
-        """Byte-identical answers this loop turn, by route (counted at the turn's end)."""
+        self._matched: dict[tuple[str, str, str], int] = {}
+        """Byte-identical answers this loop turn, by (route, method, path), counted at
+        the turn's end."""
         self._tally: dict[tuple[str, str], int] = {}
         """Errors and drops decided up front this loop turn, by (route, outcome)."""
         self._counting = False
@@ -123,7 +129,10 @@ class ShadowMirror:
         self._tasks: set[asyncio.Task[None]] = set()
         self._batches: dict[str, Batch] = {}
         self._comparators: dict[CompareConfig, Comparator] = {}
-        self._redactors: dict[tuple[str, ...], Redactor] = {}
+        self._redactors: dict[tuple[tuple[str, ...], tuple[str, ...]], Redactor] = {}
+        self._endpoints: dict[str, Endpoints] = {}
+        self._generations: dict[str, tuple[str, int]] = {}
+        """Route -> (its shadow config's generation, max_fields), for batches."""
         self._noise: dict[str, tuple[float, frozenset[str]]] = {}
         self._client: ShadowClient | None = None
         self._turn = asyncio.Lock()
@@ -212,6 +221,11 @@ class ShadowMirror:
             self._plans.clear()
         upstreams = self._upstreams()
         plan = _Plan(self, route, shadow_to, self._in_flight.setdefault(route.name, [0]))
+        shadow = route.config.shadow or DEFAULT_SHADOW
+        self._generations[route.name] = (
+            hashlib.sha1(shadow.compare.model_dump_json().encode()).hexdigest()[:12],
+            shadow.max_fields,
+        )
         with contextlib.suppress(RuntimeError):  # without a loop: no sending either
             self._start(asyncio.get_running_loop())
             config = upstreams.get(shadow_to)
@@ -221,7 +235,7 @@ class ShadowMirror:
                 assert self._client is not None
                 channel = self._client.channel(shadow_to, config)
                 plan.circuit = channel.circuit  # the shadow pool's, shared by both lanes
-                if plan.side == "legacy" or route.adapter is None:
+                if plan.side == "legacy" or (route.adapter is None and plan.rewrite is None):
                     plan.channel = channel
                     plan.get_parts = get_parts(channel.pool, config)
             self._plans[(route, shadow_to)] = plan
@@ -296,8 +310,16 @@ class ShadowMirror:
     def _batch(self, route: str) -> Batch:
         batch = self._batches.get(route)
         if batch is None:
-            batch = self._batches[route] = Batch()
+            generation, max_fields = self._generations.get(route, ("", 500))
+            batch = self._batches[route] = Batch(generation=generation, max_fields=max_fields)
         return batch
+
+    def endpoint(self, route: str, method: str, path: str) -> str:
+        """``GET /api/articles/{id}``: the request's endpoint, learned per route."""
+        endpoints = self._endpoints.get(route)
+        if endpoints is None:
+            endpoints = self._endpoints[route] = Endpoints()
+        return endpoints.of(method, path)
 
     # ------------------------------------------------------------ the work
 
@@ -327,9 +349,9 @@ class ShadowMirror:
         matched, self._matched = self._matched, {}
         tally, self._tally = self._tally, {}
         now = time.time()
-        for name, count in matched.items():
+        for (name, method, path), count in matched.items():
             try:
-                self._batch(name).match(now, count)
+                self._batch(name).match(now, count, self.endpoint(name, method, path))
                 if self._metrics is not None:
                     self._metrics.shadow(name, "match", count)
                 if self._on_comparison is not None:
@@ -356,16 +378,19 @@ class ShadowMirror:
         route, side = plan.route, plan.side
         try:
             request = copy.request()
-            calls = [self._call(plan.upstream, side, route, request, plan.max_body)]
+            calls = [self._call(plan.upstream, side, route, request, plan.max_body, plan.rewrite)]
             if noisy:
-                calls.append(self._call(decision.legacy, "legacy", route, request, plan.max_body))
+                calls.append(
+                    self._call(decision.legacy, "legacy", route, request, plan.max_body, None)
+                )
             try:
                 observed = [await calls[0]] if len(calls) == 1 else await asyncio.gather(*calls)
             except TooLarge:
                 self._count(route.name, "skipped")
                 return
-            again = observed[1] if noisy else None
-            await self._conclude(decision, route, copy, side, observed[0], again)
+            again = observed[1][0] if noisy else None
+            second, sent = observed[0]
+            await self._conclude(decision, route, copy, side, second, again, sent)
         finally:
             self._finished(plan)
 
@@ -377,6 +402,7 @@ class ShadowMirror:
         shadow_side: Side,
         second: Observation,
         again: Observation | None = None,
+        sent: HttpRequest | None = None,
     ) -> None:
         """Compare the client's answer with the mirror's (``again``: legacy asked twice)."""
         name = route.name
@@ -404,16 +430,32 @@ class ShadowMirror:
                     # what the client got); only our own call needs translating.
                     new = adapt(route.adapter, request, new)
                 comparison = comparator.compare(legacy, new, noise)
+                endpoint = self.endpoint(name, copy.method, copy.path)
                 sample = None
                 if self._keep_sample(name, comparison.outcome):
+                    # What each side received: the client's request, and the mirror
+                    # after the identity rewrite and the request adapter.
+                    to_shadow = sent if sent is not None else request
+                    sent_by_side = (
+                        {"legacy": request, "new": to_shadow}
+                        if shadow_side == "new"
+                        else {"legacy": to_shadow, "new": request}
+                    )
                     sample = Sample.build(
-                        name, request, legacy, new, comparison, self._redactor(shadow.redact)
+                        name,
+                        request,
+                        legacy,
+                        new,
+                        comparison,
+                        self._redactor(shadow.redact, shadow.reveal),
+                        sent=sent_by_side,
+                        endpoint=endpoint,
                     )
             if self._metrics is not None:
                 self._metrics.shadow(name, comparison.outcome)
             if self._on_comparison is not None and comparison.outcome != "error":
                 self._on_comparison(name, comparison.outcome == "match", 1)
-            self._batch(name).add(comparison, sample, time.time())
+            self._batch(name).add(comparison, sample, time.time(), endpoint)
         except asyncio.CancelledError:
             raise
         except Exception:
@@ -456,18 +498,32 @@ class ShadowMirror:
         return known
 
     async def _call(
-        self, upstream: str, side: Side, route: MirroredRoute, request: HttpRequest, limit: int
-    ) -> Observation:
+        self,
+        upstream: str,
+        side: Side,
+        route: MirroredRoute,
+        request: HttpRequest,
+        limit: int,
+        rewrite: MirrorRewrite | str | None,
+    ) -> tuple[Observation, HttpRequest]:
+        """One mirrored call; also the request as it was sent."""
         config = self._upstreams().get(upstream)
         if config is None:
-            return Observation.failure(side, upstream, "unknown upstream", 0.0)
+            return Observation.failure(side, upstream, "unknown upstream", 0.0), request
+        if isinstance(rewrite, str):  # the hook did not load
+            return Observation.failure(side, upstream, rewrite, 0.0), request
+        if rewrite is not None:
+            try:
+                request = await rewrite.apply(request)
+            except Exception as exc:
+                return Observation.failure(side, upstream, f"mirror rewrite: {exc!r}", 0.0), request
         if side == "new" and route.adapter is not None:
             try:
                 request = route.adapter.request(request)
             except Exception as exc:
-                return Observation.failure(side, upstream, f"adapter: {exc!r}", 0.0)
+                return Observation.failure(side, upstream, f"adapter: {exc!r}", 0.0), request
         assert self._client is not None
-        return await self._client.send(side, upstream, config, request, limit)
+        return await self._client.send(side, upstream, config, request, limit), request
 
     def _comparator(self, config: CompareConfig) -> Comparator:
         comparator = self._comparators.get(config)
@@ -475,10 +531,10 @@ class ShadowMirror:
             comparator = self._comparators[config] = Comparator(config)
         return comparator
 
-    def _redactor(self, paths: tuple[str, ...]) -> Redactor:
-        redactor = self._redactors.get(paths)
+    def _redactor(self, paths: tuple[str, ...], reveal: tuple[str, ...] = ()) -> Redactor:
+        redactor = self._redactors.get((paths, reveal))
         if redactor is None:
-            redactor = self._redactors[paths] = Redactor(paths)
+            redactor = self._redactors[(paths, reveal)] = Redactor(paths, reveal)
         return redactor
 
 
@@ -503,6 +559,7 @@ class _Plan:
         "noise",
         "on_answer",
         "percent",
+        "rewrite",
         "route",
         "side",
         "upstream",
@@ -536,6 +593,13 @@ class _Plan:
         self.circuit: CircuitBreaker | None = None
         """The shadow target's breaker (None until a loop runs, or for an unknown target)."""
         self.get_parts: tuple[bytes, bytes] | None = None
+        self.rewrite: MirrorRewrite | str | None = None
+        """``shadow.mirror`` for mirrors to ``to`` (or why its hook did not load)."""
+        if shadow.mirror is not None and self.side == "new":
+            try:
+                self.rewrite = MirrorRewrite(shadow.mirror)
+            except Exception as exc:
+                self.rewrite = f"mirror hook: {exc}"
 
     def answered(
         self,
@@ -568,7 +632,8 @@ class _Plan:
                     mirror._counting = True
                     mirror._loop.call_soon(mirror._count_tally)
                 matched = mirror._matched
-                matched[name] = matched.get(name, 0) + 1
+                key = (name, copy.method, copy.path)
+                matched[key] = matched.get(key, 0) + 1
                 mirror._total -= 1  # what _finished() does, without the call
                 self.flying[0] -= 1
                 return
