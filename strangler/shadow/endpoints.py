@@ -19,8 +19,9 @@ _MAX_POSITIONS = 2000
 _MAX_CACHE = 20_000
 _ID = re.compile(
     r"\d+|[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}"
-    r"|[0-9a-fA-F]{16,}|[A-Za-z0-9_~.-]*\d[A-Za-z0-9_~.-]*-[A-Za-z0-9_~.-]*\d[A-Za-z0-9_~.-]*"
-    r"|[A-Za-z0-9_-]{20,}"
+    r"|[0-9a-fA-F]{16,}|[A-Za-z0-9_-]{24,}"
+    # a slug or key with a number in it: ``apples-1``, ``user_42``
+    r"|(?=[^/]*\d)(?=[^/]*[A-Za-z])(?=[^/]*[-_])[A-Za-z0-9._~-]{6,}"
 )
 PARAM = "{id}"
 

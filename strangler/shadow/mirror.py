@@ -33,7 +33,13 @@ from time import monotonic
 from typing import Any, Protocol, cast
 
 from strangler.adapter import HttpAdapter
-from strangler.config import DEFAULT_SHADOW, CompareConfig, RouteConfig, UpstreamConfig
+from strangler.config import (
+    DEFAULT_SHADOW,
+    CompareConfig,
+    MirrorConfig,
+    RouteConfig,
+    UpstreamConfig,
+)
 from strangler.message import HttpRequest, make_headers
 from strangler.proxy.circuit import CLOSED, CircuitBreaker
 from strangler.proxy.headers import RawHeaders
@@ -131,6 +137,7 @@ class ShadowMirror:
         self._comparators: dict[CompareConfig, Comparator] = {}
         self._redactors: dict[tuple[tuple[str, ...], tuple[str, ...]], Redactor] = {}
         self._endpoints: dict[str, Endpoints] = {}
+        self._rewrites: dict[str, MirrorRewrite | str] = {}
         self._generations: dict[str, tuple[str, int]] = {}
         """Route -> (its shadow config's generation, max_fields), for batches."""
         self._noise: dict[str, tuple[float, frozenset[str]]] = {}
@@ -525,6 +532,21 @@ class ShadowMirror:
         assert self._client is not None
         return await self._client.send(side, upstream, config, request, limit), request
 
+    def rewrite(self, config: MirrorConfig) -> MirrorRewrite | str:
+        """One rewrite per ``shadow.mirror`` text, kept across reloads so a hook's
+        cache (minted credentials) survives them; or why its hook does not load."""
+        key = config.model_dump_json()
+        rewrite = self._rewrites.get(key)
+        if rewrite is None:
+            try:
+                rewrite = MirrorRewrite(config)
+            except Exception as exc:
+                rewrite = f"mirror hook: {exc}"
+            if len(self._rewrites) > 64:
+                self._rewrites.clear()
+            self._rewrites[key] = rewrite
+        return rewrite
+
     def _comparator(self, config: CompareConfig) -> Comparator:
         comparator = self._comparators.get(config)
         if comparator is None:
@@ -596,10 +618,7 @@ class _Plan:
         self.rewrite: MirrorRewrite | str | None = None
         """``shadow.mirror`` for mirrors to ``to`` (or why its hook did not load)."""
         if shadow.mirror is not None and self.side == "new":
-            try:
-                self.rewrite = MirrorRewrite(shadow.mirror)
-            except Exception as exc:
-                self.rewrite = f"mirror hook: {exc}"
+            self.rewrite = mirror.rewrite(shadow.mirror)
 
     def answered(
         self,
