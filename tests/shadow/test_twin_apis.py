@@ -9,8 +9,8 @@ differences that are not real were closed by configuration alone.
 from __future__ import annotations
 
 import json
-from itertools import pairwise
 from collections.abc import AsyncIterator
+from itertools import pairwise
 from typing import Any
 
 import aiohttp
