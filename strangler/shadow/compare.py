@@ -374,8 +374,8 @@ class _Walk:
         values: Values | None,
     ) -> None:
         left: dict[str, list[int]] = {}
-        for i, k in enumerate(ka):
-            left.setdefault(k, []).append(i)
+        for i in range(len(ka) - 1, -1, -1):  # reversed: pop() takes the earliest
+            left.setdefault(ka[i], []).append(i)
         extra: list[int] = []
         for j, k in enumerate(kb):
             spare = left.get(k)
