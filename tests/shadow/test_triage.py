@@ -113,9 +113,8 @@ async def test_reset_through_the_api_needs_the_token(lab: Lab) -> None:
     lab.new.body = lambda r: {"other": 1}
     config = route_config(lab.legacy.url, lab.new.url)
     url, mirror, _ = await lab.start(config)
-    async with aiohttp.ClientSession() as session:
-        async with session.get(f"{url}/api/customers/1") as resp:
-            await resp.read()
+    async with aiohttp.ClientSession() as session, session.get(f"{url}/api/customers/1") as resp:
+        await resp.read()
     await mirror.drain()
     data = config.model_dump(mode="json")
     data["admin"] = {"token": "t0k3n"}
