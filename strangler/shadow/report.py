@@ -95,7 +95,7 @@ def report(route: str, data: RouteShadow, query: SampleQuery | None = None) -> d
             for at, m, mm in data.trend
         ],
         "samples": [s.to_dict() for s in chosen[query.offset : query.offset + query.limit]],
-        "samples_total": len(chosen),
+        "samples_total": len(chosen) if query.filtered else max(data.stored_samples, len(chosen)),
         "samples_offset": query.offset,
     }
 

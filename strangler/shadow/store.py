@@ -122,6 +122,8 @@ class RouteShadow:
     warnings: Mapping[str, int] = field(default_factory=dict)
     window: Window = "all"
     generation: str = ""
+    stored_samples: int = 0
+    """How many samples are stored (``samples`` may be fewer: the ones asked for)."""
 
     @property
     def compared(self) -> int:
@@ -257,6 +259,7 @@ class MemoryShadowStore:
             warnings=dict(tally.warnings),
             window=window,
             generation=data.generation,
+            stored_samples=len(data.samples),
         )
 
     async def routes(self) -> list[str]:
@@ -388,6 +391,7 @@ class RedisShadowStore:
                 for b in buckets:
                     pipe.hgetall(self._key(route, f"b:{b}:counts"))
                 pipe.hgetall(self._key(route, "examples"))
+                pipe.llen(self._key(route, "samples"))
                 if samples > 0:  # LRANGE 0 -1 would be the whole list
                     pipe.lrange(self._key(route, "samples"), 0, samples - 1)
                 results = await pipe.execute()
@@ -403,7 +407,8 @@ class RedisShadowStore:
         noise = results[n]
         trend = results[n + 1 : n + 1 + TREND_BUCKETS]
         examples = results[n + 1 + TREND_BUCKETS]
-        raw = results[n + 2 + TREND_BUCKETS] if samples > 0 else []
+        stored = int(results[n + 2 + TREND_BUCKETS])
+        raw = results[n + 3 + TREND_BUCKETS] if samples > 0 else []
         merged = dict.fromkeys(OUTCOMES, 0)
         merged.update(tally.counts)
         series = {
@@ -424,6 +429,7 @@ class RedisShadowStore:
             warnings=tally.warnings,
             window=window,
             generation=generation,
+            stored_samples=stored,
         )
 
     async def routes(self) -> list[str]:
