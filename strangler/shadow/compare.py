@@ -311,17 +311,42 @@ class _Walk:
         items = PathTrie.step(nodes, "[*]", "[*]") if nodes else nodes
         if items and _ignored(items):
             return
-        ka = [_item_key(x, items, values) for x in a]
-        kb = [_item_key(x, items, values) for x in b]
         if any(r.unordered for r in here):
+            ka = [_item_key(x, items, values) for x in a]
+            kb = [_item_key(x, items, values) for x in b]
             self._multiset(path, a, b, ka, kb, nodes, values)
             return
-        if ka == kb:
-            return  # equal under the rules, item by item
-        if len(a) == len(b) and sorted(ka) == sorted(kb):
-            self.out.append(Difference(path, "order", a, b))
+        if len(a) == len(b):
+            # Same length: items compared in place (one C-level == each); only the
+            # changed ones are normalised, to tell a reordering from changes.
+            changed = [i for i in range(len(a)) if type(a[i]) is not type(b[i]) or a[i] != b[i]]
+            if len(changed) > 1:
+                ca = [_item_key(a[i], items, values) for i in changed]
+                cb = [_item_key(b[i], items, values) for i in changed]
+                if ca != cb and sorted(ca) == sorted(cb):
+                    self.out.append(Difference(path, "order", a, b))
+                    return
+            if len(changed) <= 2:
+                for i in changed:
+                    self._pair(path, i, a[i], b[i], nodes, values)
+                return
+            # Many changed positions: maybe one item out and another in (a shift).
+            first, last = changed[0], changed[-1] + 1
+            ka = [_item_key(x, items, values) for x in a[first:last]]
+            kb = [_item_key(x, items, values) for x in b[first:last]]
+            self._aligned(path, a, b, ka, kb, first, nodes, values)
             return
-        self._aligned(path, a, b, ka, kb, nodes, values)
+        # Lengths differ: the common head and tail are skipped with ==, the middle is
+        # aligned on its longest common subsequence.
+        start, end_a, end_b = 0, len(a), len(b)
+        while start < end_a and start < end_b and a[start] == b[start]:
+            start += 1
+        while end_a > start and end_b > start and a[end_a - 1] == b[end_b - 1]:
+            end_a -= 1
+            end_b -= 1
+        ka = [_item_key(x, items, values) for x in a[start:end_a]]
+        kb = [_item_key(x, items, values) for x in b[start:end_b]]
+        self._aligned(path, a, b, ka, kb, start, nodes, values)
 
     def _pair(self, path: str, i: int, a: Any, b: Any, nodes: Nodes, values: Values | None) -> None:
         below = PathTrie.step(nodes, f"[{i}]", "[*]") if nodes else nodes
@@ -393,6 +418,7 @@ class _Walk:
         b: list[Any],
         ka: list[str],
         kb: list[str],
+        start: int,
         nodes: Nodes,
         values: Values | None,
     ) -> None:
@@ -401,7 +427,9 @@ class _Walk:
         matcher = SequenceMatcher(None, ka, kb, autojunk=False)
         for op, i1, i2, j1, j2 in matcher.get_opcodes():
             if op != "equal":
-                self._leftovers(path, a, b, list(range(i1, i2)), list(range(j1, j2)), nodes, values)
+                missing = list(range(start + i1, start + i2))
+                extra = list(range(start + j1, start + j2))
+                self._leftovers(path, a, b, missing, extra, nodes, values)
 
     def _leftovers(
         self,

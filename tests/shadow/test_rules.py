@@ -166,6 +166,12 @@ def test_one_insertion_does_not_cascade_without_rules() -> None:
     assert compare(legacy, new) == [("body.items[3]", "extra")]
 
 
+def test_a_shift_at_the_same_length_is_two_differences() -> None:
+    legacy = {"items": ["a", "b", "c", "d", "e"]}
+    new = {"items": ["a", "c", "d", "e", "f"]}
+    assert compare(legacy, new) == [("body.items[1]", "missing"), ("body.items[4]", "extra")]
+
+
 def test_rules_reach_inside_keyed_items() -> None:
     legacy = {"items": [{"id": 1, "at": "2026-01-01T00:00:00.123456Z", "bio": None}]}
     new = {"items": [{"id": "1", "at": "2026-01-01T00:00:00.123Z", "bio": ""}]}
