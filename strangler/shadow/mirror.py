@@ -134,7 +134,9 @@ class ShadowMirror:
         self._total = 0
         self._tasks: set[asyncio.Task[None]] = set()
         self._batches: dict[str, Batch] = {}
-        self._comparators: dict[CompareConfig, Comparator] = {}
+        self._comparators: dict[int, tuple[CompareConfig, Comparator]] = {}
+        """By the config's identity (configs are immutable, one per route table; the
+        config is held so its id stays its own)."""
         self._redactors: dict[tuple[tuple[str, ...], tuple[str, ...]], Redactor] = {}
         self._endpoints: dict[str, Endpoints] = {}
         self._rewrites: dict[str, MirrorRewrite | str] = {}
@@ -548,9 +550,13 @@ class ShadowMirror:
         return rewrite
 
     def _comparator(self, config: CompareConfig) -> Comparator:
-        comparator = self._comparators.get(config)
-        if comparator is None:
-            comparator = self._comparators[config] = Comparator(config)
+        known = self._comparators.get(id(config))
+        if known is not None:
+            return known[1]
+        if len(self._comparators) > 256:
+            self._comparators.clear()
+        comparator = Comparator(config)
+        self._comparators[id(config)] = (config, comparator)
         return comparator
 
     def _redactor(self, paths: tuple[str, ...], reveal: tuple[str, ...] = ()) -> Redactor:
