@@ -26,6 +26,7 @@ from typing import Any
 from aiohttp import web
 
 from strangler.admin.app import RUNTIME, require_writer
+from strangler.config import DEFAULT_SHADOW, CompareConfig
 from strangler.errors import StateStoreError
 from strangler.shadow.report import SampleQuery, fixtures
 from strangler.shadow.report import report as build_report
@@ -48,8 +49,11 @@ class _Snapshots:
     store read and one encoding per route, window and query a second, and that
     encoding runs in a worker thread so a large report never holds the loop."""
 
-    def __init__(self, store: ShadowStore) -> None:
+    def __init__(
+        self, store: ShadowStore, config_of: Callable[[str], CompareConfig | None]
+    ) -> None:
         self._store = store
+        self._config_of = config_of
         self._cache: dict[tuple[str, ...], tuple[float, bytes]] = {}
 
     async def get(
@@ -60,12 +64,17 @@ class _Snapshots:
         now = time.monotonic()
         if hit is not None and now - hit[0] < _CACHE_SECONDS:
             return hit[1]
-        samples = MAX_SAMPLES if (query.filtered or fixtures_only) else query.offset + query.limit
-        data = await self._store.read(name, samples, window)
+        # Every stored sample (bounded) when filtering or exporting; else the page, and
+        # at least 20 for the check of rules that name nothing.
+        wanted = max(query.offset + query.limit, 20)
+        data = await self._store.read(
+            name, MAX_SAMPLES if (query.filtered or fixtures_only) else wanted, window
+        )
         if fixtures_only:
             body = await asyncio.to_thread(_encode, fixtures, name, data.samples)
         else:
-            body = await asyncio.to_thread(_encode, build_report, name, data, query)
+            config = self._config_of(name)
+            body = await asyncio.to_thread(_encode, build_report, name, data, query, config)
         if len(self._cache) > 256:
             self._cache.clear()
         self._cache[key] = (now, body)
@@ -100,7 +109,9 @@ def _bad(message: str, field: str) -> web.Response:
 
 
 def shadow_routes(
-    store: ShadowStore, known: Callable[[str], bool] | None = None
+    store: ShadowStore,
+    known: Callable[[str], bool] | None = None,
+    config_of: Callable[[str], CompareConfig | None] | None = None,
 ) -> list[web.RouteDef]:
     """Routes for the admin app: ``app.router.add_routes(shadow_routes(store, known))``.
 
@@ -108,7 +119,7 @@ def shadow_routes(
     the filters ``endpoint``, ``field``, ``signature``; ``GET .../shadow/export`` the
     mismatches as contract-test fixtures; ``POST .../shadow/reset`` (admin token)
     forgets the route's results."""
-    snapshots = _Snapshots(store)
+    snapshots = _Snapshots(store, config_of or (lambda name: None))
 
     def unknown(name: str) -> web.Response | None:
         if known is not None and not known(name):
@@ -176,7 +187,13 @@ def admin_extension(store: ShadowStore) -> Callable[[web.Application], None]:
         def known(name: str) -> bool:
             return app[RUNTIME].router.table.route(name) is not None
 
-        app.router.add_routes(shadow_routes(store, known))
+        def config_of(name: str) -> CompareConfig | None:
+            route = app[RUNTIME].router.table.route(name)
+            if route is None:
+                return None
+            return (route.config.shadow or DEFAULT_SHADOW).compare
+
+        app.router.add_routes(shadow_routes(store, known, config_of))
 
     return extend
 

@@ -105,6 +105,8 @@ class Comparison:
     error: str | None = None
     warnings: tuple[Difference, ...] = ()
     """Differences the route reports without failing the match (``order: warning``)."""
+    reached: frozenset[str] = frozenset()
+    """Config paths of the rules that applied to a difference here."""
 
 
 class PathPatterns:
@@ -166,17 +168,24 @@ class Comparator:
             why = new.exception if new.failed else f"legacy failed: {legacy.exception}"
             return Comparison("error", error=why)
         found: list[Difference] = []
+        reached: set[str] = set()
         if legacy.status != new.status and not self.rules.ignores_status:
             found.append(Difference("status", "value", legacy.status, new.status))
         self._compare_headers(legacy, new, found)
-        self._compare_body(legacy, new, found)
+        self._compare_body(legacy, new, found, reached)
         warns = self.rules.order_warns
         warnings = tuple(d for d in found if warns and d.kind == "order")
         if warnings:
             found = [d for d in found if d.kind != "order"]
         real = tuple(d for d in found if d.field not in noise)
         noisy = tuple(d for d in found if d.field in noise)
-        return Comparison("mismatch" if real else "match", real, noisy, warnings=warnings)
+        return Comparison(
+            "mismatch" if real else "match",
+            real,
+            noisy,
+            warnings=warnings,
+            reached=frozenset(reached) if reached else frozenset(),
+        )
 
     def normalise(self, value: Any, status: int | None = None) -> Any:
         """A body with ignored paths dropped, equivalent values in one form and
@@ -199,10 +208,14 @@ class Comparator:
             kind: Kind = "missing" if b is None else "extra" if a is None else "value"
             out.append(Difference(f"header.{name}", kind, a, b))
 
-    def _compare_body(self, legacy: Observation, new: Observation, out: list[Difference]) -> None:
+    def _compare_body(
+        self, legacy: Observation, new: Observation, out: list[Difference], reached: set[str]
+    ) -> None:
         if legacy.body == new.body:
             return  # equal bytes stay equal under any normalisation
-        if self.rules.body_ignored(legacy.status):
+        start = self.rules.trie(legacy.status).start()
+        if start and _ignored(start):
+            reached.update(r.source for r in PathTrie.payloads(start) if r.ignore)
             return
         json_like = (
             "json"
@@ -214,8 +227,8 @@ class Comparator:
             a, a_ok = _parse(legacy.body)
             b, b_ok = _parse(new.body)
             if a_ok and b_ok:
-                trie = self.rules.trie(legacy.status)
-                _Walk(out, self.rules.base).walk("body", a, b, trie.start(), self.rules.base)
+                walk = _Walk(out, reached)
+                walk.walk("body", a, b, start, self.rules.base)
                 return
             if a_ok != b_ok:
                 out.append(
@@ -249,11 +262,18 @@ class Comparator:
 class _Walk:
     """One body comparison: walks both documents with the rules in force."""
 
-    __slots__ = ("base", "out")
+    __slots__ = ("out", "reached")
 
-    def __init__(self, out: list[Difference], base: Values | None) -> None:
+    def __init__(self, out: list[Difference], reached: set[str]) -> None:
         self.out = out
-        self.base = base
+        self.reached = reached
+
+    def ignored(self, nodes: Nodes) -> bool:
+        """Some rule ignores this point (and that rule is noted as applied)."""
+        hits = [r.source for n in nodes for r in n.payloads if r.ignore]
+        if hits:
+            self.reached.update(hits)
+        return bool(hits)
 
     def walk(self, path: str, a: Any, b: Any, nodes: Nodes, values: Values | None) -> None:
         # Equal subtrees are skipped with one C-level comparison; only the parts
@@ -263,6 +283,7 @@ class _Walk:
         here = PathTrie.payloads(nodes) if nodes else []
         if here:
             values = effective(values, here)
+            self.reached.update(r.source for r in here)
         if isinstance(a, dict) and isinstance(b, dict):
             self._dict(path, a, b, nodes, values)
         elif isinstance(a, list) and isinstance(b, list):
@@ -280,8 +301,12 @@ class _Walk:
         out = self.out
         step = PathTrie.step
         for key, value in a.items():
+            if key in b:
+                other = b[key]
+                if type(value) is type(other) and value == other:
+                    continue  # equal: no rule needed (nor noted as applied)
             below = step(nodes, key, "*") if nodes else nodes
-            if below and _ignored(below):
+            if below and self.ignored(below):
                 continue
             if key in b:
                 self.walk(f"{path}.{key}", value, b[key], below, values)
@@ -291,7 +316,7 @@ class _Walk:
             if key in a:
                 continue
             below = step(nodes, key, "*") if nodes else nodes
-            if below and _ignored(below):
+            if below and self.ignored(below):
                 continue
             if not _absent_ok(value, below, values):
                 out.append(Difference(f"{path}.{key}", "extra", None, value))
@@ -309,7 +334,7 @@ class _Walk:
         if key is not None and self._keyed(path, a, b, nodes, values, key):
             return
         items = PathTrie.step(nodes, "[*]", "[*]") if nodes else nodes
-        if items and _ignored(items):
+        if items and self.ignored(items):
             return
         if any(r.unordered for r in here):
             ka = [_item_key(x, items, values) for x in a]

@@ -18,6 +18,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from strangler.config import CompareConfig
+from strangler.shadow.reach import body_paths, unapplied
 from strangler.shadow.results import OVERFLOW, Sample, signature_id
 from strangler.shadow.store import WINDOWS, RouteShadow
 
@@ -51,8 +53,14 @@ def _rate(part: int, whole: int) -> float | None:
     return round(part / whole, 6) if whole else None
 
 
-def report(route: str, data: RouteShadow, query: SampleQuery | None = None) -> dict[str, Any]:
-    """The JSON body of ``GET /api/routes/{name}/shadow``."""
+def report(
+    route: str,
+    data: RouteShadow,
+    query: SampleQuery | None = None,
+    config: CompareConfig | None = None,
+) -> dict[str, Any]:
+    """The JSON body of ``GET /api/routes/{name}/shadow``; with the route's ``compare``
+    config, also the rules that name nothing in the stored samples."""
     query = query or SampleQuery()
     compared = data.compared
     fields = [
@@ -90,6 +98,7 @@ def report(route: str, data: RouteShadow, query: SampleQuery | None = None) -> d
         "endpoints": endpoints(data.endpoints),
         "signatures": signatures(data, mismatches),
         "suggested_rules": suggested_rules(data.noise),
+        "unapplied_rules": _unapplied(config, data),
         "trend": [
             {"at": at, "match": m, "mismatch": mm, "match_rate": _rate(m, m + mm)}
             for at, m, mm in data.trend
@@ -98,6 +107,15 @@ def report(route: str, data: RouteShadow, query: SampleQuery | None = None) -> d
         "samples_total": len(chosen) if query.filtered else max(data.stored_samples, len(chosen)),
         "samples_offset": query.offset,
     }
+
+
+def _unapplied(config: CompareConfig | None, data: RouteShadow) -> list[dict[str, Any]]:
+    """Rules that applied to no difference under the current rules (once any compared)."""
+    if config is None or not data.compared:
+        return []
+    paths = body_paths(config)
+    bodies = [str(side.get("body")) for s in data.samples for side in (s.legacy, s.new)]
+    return unapplied(paths, data.reached, bodies) if paths else []
 
 
 def endpoints(flat: Mapping[str, Mapping[str, int]]) -> list[dict[str, Any]]:

@@ -185,6 +185,8 @@ class Batch:
     generation: str = ""
     """The compare config the results were compared under (windows by version)."""
     max_fields: int = MAX_FIELDS
+    reached: set[str] = field(default_factory=set)
+    """Config paths of rules that applied to some difference."""
 
     def add(
         self, comparison: Comparison, sample: Sample | None, now: float, endpoint: str = ""
@@ -195,6 +197,8 @@ class Batch:
             self.fields[name] += 1
         for diff in comparison.warnings:
             self.warnings[diff.field] += 1
+        if comparison.reached:
+            self.reached |= comparison.reached
         if outcome != "error":
             self.trend[(bucket_of(now), outcome)] += 1
         if endpoint:

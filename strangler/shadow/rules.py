@@ -35,6 +35,8 @@ class Rule:
     unordered: bool = False
     match_by: str | None = None
     values: Values | None = None
+    source: str = ""
+    """The path as the config writes it (to say which rules ever applied)."""
 
 
 _EMPTY_VALUES: tuple[Any, ...] = (None, "", [], {})
@@ -225,22 +227,19 @@ class Rules:
             trie = self._by_status[key] = self._build(status)
         return trie
 
-    def body_ignored(self, status: int | None) -> bool:
-        return any(r.ignore for r in PathTrie.payloads(self.trie(status).start()))
-
     def _build(self, status: int | None) -> PathTrie[Rule]:
         trie: PathTrie[Rule] = PathTrie()
         config = self.config
         for path in config.ignore:
             parsed = parse(path)
             if parsed.root == "body":
-                trie.add(parsed, Rule(ignore=True))
+                trie.add(parsed, Rule(ignore=True, source=path))
         for path in config.unordered:
             parsed = parse(path)
             if parsed.root == "body":
-                trie.add(parsed, Rule(unordered=True))
+                trie.add(parsed, Rule(unordered=True, source=path))
         for path, key in config.match_by.items():
-            trie.add(parse(path), Rule(match_by=key))
+            trie.add(parse(path), Rule(match_by=key, source=path))
         for rule in config.rules:
             if not rule.applies_to(status):
                 continue
@@ -253,7 +252,11 @@ class Rules:
                 trie.add(
                     parsed,
                     Rule(
-                        rule.ignore, rule.unordered, rule.match_by, values if has_values else None
+                        rule.ignore,
+                        rule.unordered,
+                        rule.match_by,
+                        values if has_values else None,
+                        source=path,
                     ),
                 )
         return trie

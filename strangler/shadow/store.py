@@ -124,6 +124,8 @@ class RouteShadow:
     generation: str = ""
     stored_samples: int = 0
     """How many samples are stored (``samples`` may be fewer: the ones asked for)."""
+    reached: frozenset[str] = frozenset()
+    """Config paths of the rules that applied to a difference under the current rules."""
 
     @property
     def compared(self) -> int:
@@ -187,6 +189,7 @@ class _Route:
     all: Tally = field(default_factory=Tally)
     version: Tally = field(default_factory=Tally)
     generation: str = ""
+    reached: set[str] = field(default_factory=set)
     buckets: dict[int, Tally] = field(default_factory=dict)
     noise: set[str] = field(default_factory=set)
     examples: dict[str, dict[str, Any]] = field(default_factory=dict)
@@ -211,7 +214,9 @@ class MemoryShadowStore:
         data.all.add(batch)
         if batch.generation and batch.generation != data.generation:
             data.generation, data.version = batch.generation, Tally()
+            data.reached = set()
         data.version.add(batch)
+        data.reached |= batch.reached
         by_bucket: dict[int, Counter[str]] = {}
         for (bucket, outcome), n in batch.trend.items():
             by_bucket.setdefault(bucket, Counter())[outcome] += n
@@ -260,6 +265,7 @@ class MemoryShadowStore:
             window=window,
             generation=data.generation,
             stored_samples=len(data.samples),
+            reached=frozenset(data.reached),
         )
 
     async def routes(self) -> list[str]:
@@ -344,6 +350,10 @@ class RedisShadowStore:
                 await self._tally(pipe, route, "all", batch, None)
                 if batch.generation:
                     pipe.set(self._key(route, "generation"), batch.generation)
+                    if batch.reached:
+                        reached = self._key(route, f"reached:{batch.generation}")
+                        pipe.sadd(reached, *batch.reached)
+                        pipe.expire(reached, 7 * 86400)
                     await self._tally(pipe, route, f"v:{batch.generation}", batch, 7 * 86400)
                 now = bucket_of(time.time())
                 await self._tally(pipe, route, f"b:{now}", _untimed(batch), bucket_ttl)
@@ -392,6 +402,7 @@ class RedisShadowStore:
                     pipe.hgetall(self._key(route, f"b:{b}:counts"))
                 pipe.hgetall(self._key(route, "examples"))
                 pipe.llen(self._key(route, "samples"))
+                pipe.smembers(self._key(route, f"reached:{generation}"))
                 if samples > 0:  # LRANGE 0 -1 would be the whole list
                     pipe.lrange(self._key(route, "samples"), 0, samples - 1)
                 results = await pipe.execute()
@@ -408,7 +419,8 @@ class RedisShadowStore:
         trend = results[n + 1 : n + 1 + TREND_BUCKETS]
         examples = results[n + 1 + TREND_BUCKETS]
         stored = int(results[n + 2 + TREND_BUCKETS])
-        raw = results[n + 3 + TREND_BUCKETS] if samples > 0 else []
+        reached = frozenset(_text(m) for m in results[n + 3 + TREND_BUCKETS])
+        raw = results[n + 4 + TREND_BUCKETS] if samples > 0 else []
         merged = dict.fromkeys(OUTCOMES, 0)
         merged.update(tally.counts)
         series = {
@@ -430,6 +442,7 @@ class RedisShadowStore:
             window=window,
             generation=generation,
             stored_samples=stored,
+            reached=reached,
         )
 
     async def routes(self) -> list[str]:

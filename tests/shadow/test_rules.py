@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -13,6 +14,7 @@ from strangler.config import CompareConfig, parse_config
 from strangler.errors import ConfigError
 from strangler.fieldpath import PathError, parse
 from strangler.shadow.compare import Comparator, field_of
+from strangler.shadow.reach import body_paths, unreached
 from tests.shadow.test_compare import obs
 
 
@@ -253,3 +255,16 @@ def test_config_errors_from_python_too() -> None:
                 ],
             }
         )
+
+
+def test_rules_that_name_nothing_in_the_answers_seen_are_pointed_out() -> None:
+    config = CompareConfig(
+        ignore=("body.articles.createdAt", "body.articles[*].slug", "body.**.nope"),
+        rules=({"path": "body.*.count", "numeric_strings": True},),
+    )
+    bodies = [json.dumps({"articles": [{"slug": "a", "createdAt": "x"}], "meta": {"count": 1}})]
+    found = unreached(body_paths(config), bodies)
+    assert found == [
+        {"path": "body.articles.createdAt", "suggest": "body.articles[*].createdAt"},
+        {"path": "body.**.nope", "suggest": None},
+    ]

@@ -178,3 +178,38 @@ def test_endpoints_collapse_ids_and_learn_varying_segments() -> None:
 def _words(n: int) -> list[str]:
     base = ["alpha", "bravo", "charlie", "delta", "echo", "fox", "golf", "hotel", "india"]
     return [f"{base[i % len(base)]}{'x' * (i // len(base))}" for i in range(n)]
+
+
+async def test_a_rule_that_never_applies_is_pointed_out_with_a_fix(lab: Lab) -> None:
+    lab.legacy.body = lambda r: {"articles": [{"id": 1, "createdAt": "2026-01-01"}]}
+    lab.new.body = lambda r: {"articles": [{"id": 1, "createdAt": "2026-01-02"}]}
+    shadow = {"compare": {"ignore": ["body.articles.createdAt", "body.articles[*].id"]}}
+    config = route_config(lab.legacy.url, lab.new.url, shadow=shadow)
+    url, mirror, router = await lab.start(config)
+    async with aiohttp.ClientSession() as session, session.get(f"{url}/api/customers/1") as resp:
+        await resp.read()
+    await mirror.drain()
+    runtime = Runtime(router)
+    app = build_admin_app(
+        runtime, ControlPlane(runtime, MemoryStateStore()), extensions=[admin_extension(lab.store)]
+    )
+    async with (
+        serve_app(app) as admin,
+        aiohttp.ClientSession() as session,
+        session.get(f"{admin}/api/routes/customers/shadow?window=version") as resp,
+    ):
+        report = await resp.json()
+    assert report["counts"]["mismatch"] == 1
+    # body.articles[*].id never differed, so it never applied either.
+    assert report["unapplied_rules"] == [
+        {"path": "body.articles.createdAt", "suggest": "body.articles[*].createdAt"},
+        {"path": "body.articles[*].id", "suggest": None},
+    ]
+
+
+async def test_applied_rules_are_kept_per_rules_version(store: ShadowStore) -> None:
+    await store.merge("r", Batch(generation="g1", reached={"body.a"}))
+    await store.merge("r", Batch(generation="g1", reached={"body.b"}))
+    assert (await store.read("r")).reached == frozenset({"body.a", "body.b"})
+    await store.merge("r", Batch(generation="g2", reached={"body.c"}))
+    assert (await store.read("r")).reached == frozenset({"body.c"})

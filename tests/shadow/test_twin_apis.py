@@ -227,6 +227,7 @@ async def test_each_rule_closes_its_part_and_only_real_bugs_remain(
     assert share >= 0.95
 
     report = final["report"]
+    assert report["unapplied_rules"] == []  # every rule applied to some difference
     endpoints = {e["endpoint"]: e for e in report["endpoints"]}
     assert endpoints["GET /api/articles/{id}"]["compared"] == len(SEED_ARTICLES)
     assert endpoints["GET /api/articles/{id}"]["match_rate"] == pytest.approx(5 / 6, abs=1e-3)

@@ -86,6 +86,8 @@ function renderFields(data) {
   const extra = [];
   if (data.overflow.fields) extra.push(`${data.overflow.fields} more in fields past the cap`);
   data.warnings.forEach((w) => extra.push(`order changed ${w.count}× at ${w.field} (warning)`));
+  (data.unapplied_rules || []).forEach((r) => extra.push(`rule ${r.path} has not applied to any ` +
+    `difference${r.suggest ? ` (did you mean ${r.suggest}?)` : ""}`));
   document.getElementById("shadow-notes").textContent = extra.join(" · ");
   const rules = document.getElementById("suggested");
   rules.hidden = !data.suggested_rules;
