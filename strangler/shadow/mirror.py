@@ -122,9 +122,9 @@ class ShadowMirror:
         self._flush_interval = flush_interval
         self._in_flight: dict[str, list[int]] = {}
         """Mirrors on their way, by route: one counter a route's plans share."""
-        self._matched: dict[tuple[str, str, str], int] = {}
-        """Byte-identical answers this loop turn, by (route, method, path), counted at
-        the turn's end."""
+        self._matched: list[_Plan] = []
+        """Plans with byte-identical answers this loop turn (each keeps its count by
+        path), counted at the turn's end."""
         self._tally: dict[tuple[str, str], int] = {}
         """Errors and drops decided up front this loop turn, by (route, outcome)."""
         self._counting = False
@@ -355,12 +355,18 @@ class ShadowMirror:
 
     def _count_tally(self) -> None:
         self._counting = False
-        matched, self._matched = self._matched, {}
+        plans, self._matched = self._matched, []
         tally, self._tally = self._tally, {}
         now = time.time()
-        for (name, method, path), count in matched.items():
+        for plan in plans:
+            name = plan.name
+            paths, plan.matched = plan.matched, {}
             try:
-                self._batch(name).match(now, count, self.endpoint(name, method, path))
+                count = sum(paths.values())
+                batch = self._batch(name)
+                batch.match(now, count)
+                for path, n in paths.items():  # the pipelined lane is GET only
+                    batch.endpoints[(self.endpoint(name, "GET", path), "match")] += n
                 if self._metrics is not None:
                     self._metrics.shadow(name, "match", count)
                 if self._on_comparison is not None:
@@ -580,6 +586,7 @@ class _Plan:
         "flying",
         "get_parts",
         "headers",
+        "matched",
         "max_body",
         "methods",
         "mirror",
@@ -621,6 +628,8 @@ class _Plan:
         self.circuit: CircuitBreaker | None = None
         """The shadow target's breaker (None until a loop runs, or for an unknown target)."""
         self.get_parts: tuple[bytes, bytes] | None = None
+        self.matched: dict[str, int] = {}
+        """This loop turn's byte-identical answers, by path (see ``answered``)."""
         self.rewrite: MirrorRewrite | str | None = None
         """``shadow.mirror`` for mirrors to ``to`` (or why its hook did not load)."""
         if shadow.mirror is not None and self.side == "new":
@@ -656,9 +665,11 @@ class _Plan:
                     assert mirror._loop is not None
                     mirror._counting = True
                     mirror._loop.call_soon(mirror._count_tally)
-                matched = mirror._matched
-                key = (name, copy.method, copy.path)
-                matched[key] = matched.get(key, 0) + 1
+                paths = self.matched
+                if not paths:
+                    mirror._matched.append(self)
+                path = copy.path
+                paths[path] = paths.get(path, 0) + 1
                 mirror._total -= 1  # what _finished() does, without the call
                 self.flying[0] -= 1
                 return

@@ -213,3 +213,18 @@ async def test_applied_rules_are_kept_per_rules_version(store: ShadowStore) -> N
     assert (await store.read("r")).reached == frozenset({"body.a", "body.b"})
     await store.merge("r", Batch(generation="g2", reached={"body.c"}))
     assert (await store.read("r")).reached == frozenset({"body.c"})
+
+
+async def test_byte_identical_answers_are_counted_per_endpoint(lab: Lab) -> None:
+    url, mirror, _ = await lab.start(route_config(lab.legacy.url, lab.new.url))
+    async with aiohttp.ClientSession() as session:
+        for path in ("/api/customers/1", "/api/customers/2", "/api/customers/search"):
+            async with session.get(url + path) as resp:
+                await resp.read()
+    await mirror.drain()
+    data = await lab.store.read("customers")
+    assert data.counts["match"] == 3
+    assert data.endpoints == {
+        "GET /api/customers/{id}": {"match": 2},
+        "GET /api/customers/search": {"match": 1},
+    }
