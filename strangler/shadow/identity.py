@@ -5,10 +5,11 @@ does not accept it, so every authenticated comparison would be a mismatch.
 :class:`MirrorRewrite` is built once per route from ``shadow.mirror``: the
 declarative part (set, remove and rename headers and query parameters) and an
 optional hook (``package.module:name``) for what cannot be declared — an async
-callable ``(HttpRequest) -> HttpRequest``. :class:`CredentialMap` is the hook
-helper for the common case: map the legacy credential to one the new service
+callable ``(HttpRequest) -> HttpRequest``. Two hook helpers for the common
+cases: :class:`CredentialMap` maps the legacy credential to one the new service
 accepts, minted once per credential and cached (concurrent requests with one
-credential share one mint).
+credential share one mint); :class:`IdMap` maps legacy ids in the path through
+a lookup, cached.
 
 A rewrite or hook that fails makes the mirror an ``error`` (the client's answer
 was never affected); nothing here is on the client's path.
@@ -18,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import re
 import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
@@ -134,4 +136,43 @@ class CredentialMap:
             future.exception()  # retrieved: a failed mint is retried by the next request
             raise
         future.set_result(value)
+        return value
+
+
+Lookup = Callable[[str], Awaitable[str | None]]
+"""A legacy id -> the new side's id for the same thing, or None: leave it."""
+
+
+class IdMap:
+    """A hook: path segments that look like legacy ids (``pattern``) mapped through
+    ``lookup`` (e.g. a query of the new service by legacy id), cached.
+
+    ``/api/orders/1042/items`` -> ``/api/orders/5f0c…/items``. At most
+    ``max_entries`` ids are kept; a failed lookup is not cached."""
+
+    def __init__(self, lookup: Lookup, pattern: str = r"\d+", max_entries: int = 100_000) -> None:
+        self._lookup = lookup
+        self._pattern = re.compile(pattern)
+        self._max = max_entries
+        self._cache: OrderedDict[str, str | None] = OrderedDict()
+
+    async def __call__(self, request: HttpRequest) -> HttpRequest:
+        parts = request.path.split("/")
+        changed = False
+        for i, part in enumerate(parts):
+            if part and self._pattern.fullmatch(part):
+                mapped = await self.mapped(part)
+                if mapped is not None and mapped != part:
+                    parts[i] = mapped
+                    changed = True
+        return request.replace(path="/".join(parts)) if changed else request
+
+    async def mapped(self, legacy: str) -> str | None:
+        if legacy in self._cache:
+            self._cache.move_to_end(legacy)
+            return self._cache[legacy]
+        value = await self._lookup(legacy)
+        self._cache[legacy] = value
+        while len(self._cache) > self._max:
+            self._cache.popitem(last=False)
         return value
