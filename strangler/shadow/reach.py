@@ -54,47 +54,6 @@ def _documents(bodies: Iterable[str]) -> list[Any]:
     return documents
 
 
-def unreached(paths: Iterable[str], bodies: Iterable[str]) -> list[dict[str, Any]]:
-    """``[{"path": ..., "suggest": ... or None}]`` for paths reaching nothing in ``bodies``."""
-    documents = _documents(bodies)
-    if not documents:
-        return []
-    out = []
-    for path in paths:
-        segments = parse(path).segments
-        if any(_reaches(segments, doc) for doc in documents):
-            continue
-        suggestion = next(
-            (s for doc in documents if (s := _suggest(segments, doc, "body")) is not None), None
-        )
-        out.append({"path": path, "suggest": suggestion})
-    return out
-
-
-def _reaches(segments: tuple[str, ...], value: Any) -> bool:
-    if not segments:
-        return True
-    head, rest = segments[0], segments[1:]
-    if head == ANY_DEPTH:
-        if _reaches(rest, value):
-            return True
-        children = (
-            value.values() if isinstance(value, dict) else value if isinstance(value, list) else ()
-        )
-        return any(_reaches(segments, child) for child in children)
-    if isinstance(value, dict):
-        if head == ANY_KEY:
-            return any(_reaches(rest, v) for v in value.values())
-        return head in value and _reaches(rest, value[head])
-    if isinstance(value, list):
-        if head == ANY_ITEM:
-            return any(_reaches(rest, v) for v in value)
-        if head.startswith("[") and head[1:-1].isdigit():
-            index = int(head[1:-1])
-            return index < len(value) and _reaches(rest, value[index])
-    return False
-
-
 def _suggest(segments: tuple[str, ...], value: Any, built: str) -> str | None:
     """The path with ``[*]`` added where the data has a list the path steps over."""
     if not segments:

@@ -14,7 +14,7 @@ from strangler.config import CompareConfig, parse_config
 from strangler.errors import ConfigError
 from strangler.fieldpath import PathError, parse
 from strangler.shadow.compare import Comparator, field_of
-from strangler.shadow.reach import body_paths, unreached
+from strangler.shadow.reach import body_paths, unapplied
 from tests.shadow.test_compare import obs
 
 
@@ -257,13 +257,16 @@ def test_config_errors_from_python_too() -> None:
         )
 
 
-def test_rules_that_name_nothing_in_the_answers_seen_are_pointed_out() -> None:
+def test_rules_that_never_applied_are_listed_with_the_spelling_that_would_reach() -> None:
     config = CompareConfig(
         ignore=("body.articles.createdAt", "body.articles[*].slug", "body.**.nope"),
         rules=({"path": "body.*.count", "numeric_strings": True},),
     )
-    bodies = [json.dumps({"articles": [{"slug": "a", "createdAt": "x"}], "meta": {"count": 1}})]
-    found = unreached(body_paths(config), bodies)
+    legacy = {"articles": [{"slug": "a", "createdAt": "x"}], "meta": {"count": 1}}
+    new = {"articles": [{"slug": "b", "createdAt": "y"}], "meta": {"count": "1"}}
+    comparison = Comparator(config).compare(obs("legacy", legacy), obs("new", new))
+    assert comparison.reached == {"body.articles[*].slug", "body.*.count"}
+    found = unapplied(body_paths(config), comparison.reached, [json.dumps(legacy)])
     assert found == [
         {"path": "body.articles.createdAt", "suggest": "body.articles[*].createdAt"},
         {"path": "body.**.nope", "suggest": None},
