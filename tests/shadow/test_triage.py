@@ -20,6 +20,7 @@ from strangler.routing.router import Router
 from strangler.runtime import Runtime
 from strangler.shadow.api import admin_extension
 from strangler.shadow.endpoints import Endpoints
+from strangler.shadow.report import report
 from strangler.shadow.results import OVERFLOW, Batch
 from strangler.shadow.store import MemoryShadowStore, RedisShadowStore, ShadowStore
 from tests.shadow.conftest import Lab, route_config
@@ -61,6 +62,10 @@ async def test_the_store_stays_bounded_under_100000_distinct_keys(store: ShadowS
     assert sum(data.fields.values()) == 100_000
     assert len(data.signatures) <= 101 and len(data.endpoints) <= 1001
     assert data.counts["mismatch"] == 100_000
+    # What a dashboard downloads stays small: the report of all that is bounded.
+    body = json.dumps(report("r", data))
+    assert len(body) < 200_000
+    assert json.loads(body)["overflow"]["fields"] == 100_000 - 500
 
 
 async def test_maps_keyed_by_ids_are_one_field_not_thousands(lab: Lab) -> None:
