@@ -60,6 +60,11 @@ async def test_endpoints_signatures_samples_window_reset_at_700px(
 ) -> None:
     assert len(STAGES) > CODE_STAGE
     ARTIFACTS.mkdir(exist_ok=True)
+    wide = await browser.new_page(viewport={"width": 1300, "height": 1150})
+    await wide.goto(shadowed.admin_url + "/routes/api")
+    await wide.wait_for_selector("#signatures tbody tr.pick")
+    await wide.screenshot(path=str(ARTIFACTS / "dashboard-shadow.png"))
+    await wide.close()
     page = await browser.new_page(viewport={"width": 700, "height": 1000})
     await page.goto(shadowed.admin_url + "/routes/api")
     detail = '#endpoints tr[data-endpoint="GET /api/articles/{id}"]'
