@@ -26,12 +26,34 @@ from pydantic import Field, SecretStr, ValidationError, field_validator
 from strangler.errors import ConfigError, Problem
 from strangler.schema import Section as _Model
 from strangler.schema import listen_address as _listen
+from strangler.shadow_config import (
+    DEFAULT_SHADOW,
+    HTTP_METHODS,
+    CompareConfig,
+    CompareRule,
+    MirrorConfig,
+    ReplaceRule,
+    RewriteConfig,
+    ShadowConfig,
+    TimestampRule,
+    methods,
+)
 from strangler.sync.config import SyncConfig
 from strangler.units import Duration, Size
 
 Mode = Literal["legacy", "shadow", "canary", "new"]
 MODES: tuple[Mode, ...] = ("legacy", "shadow", "canary", "new")
-HTTP_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+__all__ = [
+    "DEFAULT_SHADOW",
+    "HTTP_METHODS",
+    "CompareConfig",
+    "CompareRule",
+    "MirrorConfig",
+    "ReplaceRule",
+    "RewriteConfig",
+    "ShadowConfig",
+    "TimestampRule",
+]
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 
@@ -80,56 +102,7 @@ class MatchConfig(_Model):
     @field_validator("methods")
     @classmethod
     def _methods(cls, value: tuple[str, ...] | None) -> tuple[str, ...] | None:
-        if value is None:
-            return None
-        upper = tuple(m.upper() for m in value)
-        for method in upper:
-            if method not in HTTP_METHODS:
-                raise ValueError(f"{method!r} is not an HTTP method")
-        return upper
-
-
-class ReplaceRule(_Model):
-    """A regex replacement applied to both sides before comparing (volatile values)."""
-
-    pattern: str
-    replace: str = "<volatile>"
-
-    @field_validator("pattern")
-    @classmethod
-    def _pattern(cls, value: str) -> str:
-        try:
-            re.compile(value)
-        except re.error as exc:
-            raise ValueError(f"{value!r} is not a regular expression: {exc}") from None
-        return value
-
-
-class CompareConfig(_Model):
-    ignore: tuple[str, ...] = ()
-    unordered: tuple[str, ...] = ()
-    tolerance: float = Field(0.0, ge=0)
-    headers: tuple[str, ...] = ("content-type",)
-    replace: tuple[ReplaceRule, ...] = ()
-
-
-class ShadowConfig(_Model):
-    percent: float = Field(100.0, ge=0, le=100)
-    methods: tuple[str, ...] = ("GET", "HEAD")
-    max_body: Size = 1024 * 1024
-    max_in_flight: int = Field(64, ge=1)
-    noise_percent: float = Field(0.0, ge=0, le=100)
-    redact: tuple[str, ...] = ()
-    compare: CompareConfig = CompareConfig()
-
-    @field_validator("methods")
-    @classmethod
-    def _methods(cls, value: tuple[str, ...]) -> tuple[str, ...]:
-        return MatchConfig._methods(value) or ()
-
-
-DEFAULT_SHADOW = ShadowConfig()
-"""What a route in ``shadow`` mode without a ``shadow:`` block gets."""
+        return methods(value)
 
 
 class RollbackConfig(_Model):

@@ -20,6 +20,7 @@ from pathlib import Path
 from aiohttp import web
 
 from strangler.admin.app import RUNTIME
+from strangler.admin.shadow_section import SHADOW_SECTION
 from strangler.routing.table import Route
 
 STATIC = Path(__file__).parent / "static"
@@ -91,16 +92,11 @@ def route_page(request: web.Request) -> web.Response:
         raise web.HTTPNotFound(text=f"no route named {name!r}")
     body = f"""
 <section><h2>Route <span class="name">{escape(name)}</span></h2>
+<div class="scroll">
 <table id="routes" class="grid"><thead>{_HEAD}</thead><tbody>{_row(route)}</tbody></table>
+</div>
 </section>
-<section><h2>Shadow comparison</h2>
-<p id="shadow-summary">waiting for data…</p>
-<h3>Mismatches by field</h3>
-<table id="fields" class="grid"><thead><tr><th>field</th><th>mismatches</th><th>rate</th>
-<th></th></tr></thead><tbody></tbody></table>
-<h3>Latest mismatches</h3>
-<div id="samples"></div>
-</section>"""
+{SHADOW_SECTION}"""
     return web.Response(text=_page(name, "route", body, name), content_type="text/html")
 
 

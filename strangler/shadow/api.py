@@ -1,86 +1,182 @@
 """The shadow part of the admin API, and the match-rate hook for the control plane.
 
 ``shadow_routes(store, known)`` returns the aiohttp route definitions the admin
-app mounts: ``GET /api/routes/{name}/shadow`` with counts, match rate,
-per-field mismatch rates (noise flagged), a trend, and the latest mismatches
-with both responses and the differing paths. :class:`MatchRates` is what
+app mounts: ``GET /api/routes/{name}/shadow`` (the document :mod:`.report`
+builds, per window), ``GET .../shadow/export`` (mismatches as contract-test
+fixtures) and ``POST .../shadow/reset``. Reports are read once a second at most
+per query and encoded in a worker thread, so a dashboard polling a large report
+does not hold the proxy's event loop. :class:`MatchRates` is what
 ``runtime.shadow_match_rate`` points at: a synchronous, O(1) read of rates the
 store was last asked for (refreshed off the request path by :meth:`run`), used
 for ``/api/routes``' match rate and to refuse ``flip ... canary`` above
 ``rollback.mismatch_rate``.
 
-Read-only: nothing here changes the store.
+Nothing here changes the store but the reset, which needs the admin token.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
+import time
 from collections.abc import Callable
 from typing import Any
 
 from aiohttp import web
 
+from strangler.admin.app import RUNTIME, require_writer
+from strangler.config import DEFAULT_SHADOW, CompareConfig
 from strangler.errors import StateStoreError
-from strangler.shadow.store import RouteShadow, ShadowStore
+from strangler.shadow.report import SampleQuery, fixtures
+from strangler.shadow.report import report as build_report
+from strangler.shadow.results import MAX_SAMPLES
+from strangler.shadow.store import WINDOWS, RouteShadow, ShadowStore, Window
 
 log = logging.getLogger(__name__)
 
 
-def report(route: str, data: RouteShadow) -> dict[str, Any]:
-    """The JSON body of ``GET /api/routes/{name}/shadow``."""
-    compared = data.compared
-    fields = [
-        {
-            "field": name,
-            "mismatches": count,
-            "rate": round(count / compared, 6) if compared else None,
-            "noise": name in data.noise,
-        }
-        for name, count in sorted(data.fields.items(), key=lambda kv: (-kv[1], kv[0]))
-    ]
-    return {
-        "route": route,
-        "counts": dict(data.counts),
-        "compared": compared,
-        "match_rate": _rate(data.counts.get("match", 0), compared),
-        "mismatch_rate": _rate(data.counts.get("mismatch", 0), compared),
-        "fields": fields,
-        "noise": sorted(data.noise),
-        "trend": [
-            {"at": at, "match": m, "mismatch": mm, "match_rate": _rate(m, m + mm)}
-            for at, m, mm in data.trend
-        ],
-        "samples": [s.to_dict() for s in data.samples],
-    }
+def report(route: str, data: RouteShadow, query: SampleQuery | None = None) -> dict[str, Any]:
+    """The JSON body of ``GET /api/routes/{name}/shadow`` (see :mod:`.report`)."""
+    return build_report(route, data, query)
 
 
-def _rate(part: int, whole: int) -> float | None:
-    return round(part / whole, 6) if whole else None
+_CACHE_SECONDS = 1.0
+
+
+class _Snapshots:
+    """Encoded reports, kept for a second: however many dashboards poll, one
+    store read and one encoding per route, window and query a second, and that
+    encoding runs in a worker thread so a large report never holds the loop."""
+
+    def __init__(
+        self, store: ShadowStore, config_of: Callable[[str], CompareConfig | None]
+    ) -> None:
+        self._store = store
+        self._config_of = config_of
+        self._cache: dict[tuple[str, ...], tuple[float, bytes]] = {}
+
+    async def get(
+        self, name: str, window: Window, query: SampleQuery, fixtures_only: bool = False
+    ) -> bytes:
+        key = (name, window, repr(query), str(fixtures_only))
+        hit = self._cache.get(key)
+        now = time.monotonic()
+        if hit is not None and now - hit[0] < _CACHE_SECONDS:
+            return hit[1]
+        # Every stored sample (bounded) when filtering or exporting; else the page, and
+        # at least 20 for the check of rules that name nothing.
+        wanted = max(query.offset + query.limit, 20)
+        data = await self._store.read(
+            name, MAX_SAMPLES if (query.filtered or fixtures_only) else wanted, window
+        )
+        if fixtures_only:
+            body = await asyncio.to_thread(_encode, fixtures, name, data.samples)
+        else:
+            config = self._config_of(name)
+            body = await asyncio.to_thread(_encode, build_report, name, data, query, config)
+        if len(self._cache) > 256:
+            self._cache.clear()
+        self._cache[key] = (now, body)
+        return body
+
+    def forget(self, name: str) -> None:
+        self._cache = {k: v for k, v in self._cache.items() if k[0] != name}
+
+
+def _encode(build: Callable[..., Any], *args: Any) -> bytes:
+    return json.dumps(build(*args), ensure_ascii=False, separators=(",", ":")).encode()
+
+
+def _query(request: web.Request) -> tuple[Window, SampleQuery] | web.Response:
+    q = request.query
+    window = q.get("window", "all")
+    if window not in WINDOWS:
+        return _bad(f"window must be one of {', '.join(WINDOWS)}", "window")
+    try:
+        limit = max(0, min(int(q.get("samples", "20")), 50))
+        offset = max(0, min(int(q.get("offset", "0")), MAX_SAMPLES))
+    except ValueError:
+        return _bad("samples and offset must be numbers", "samples")
+    query = SampleQuery(
+        limit, offset, q.get("endpoint") or None, q.get("field") or None, q.get("signature") or None
+    )
+    return window, query
+
+
+def _bad(message: str, field: str) -> web.Response:
+    return web.json_response({"error": message, "field": field}, status=400)
 
 
 def shadow_routes(
-    store: ShadowStore, known: Callable[[str], bool] | None = None
+    store: ShadowStore,
+    known: Callable[[str], bool] | None = None,
+    config_of: Callable[[str], CompareConfig | None] | None = None,
 ) -> list[web.RouteDef]:
     """Routes for the admin app: ``app.router.add_routes(shadow_routes(store, known))``.
 
-    ``known(name)`` says whether a route exists (else 404); ``?samples=N`` caps samples."""
+    ``GET .../shadow`` takes ``?window=all|version|5m``, ``?samples=N&offset=M`` and
+    the filters ``endpoint``, ``field``, ``signature``; ``GET .../shadow/export`` the
+    mismatches as contract-test fixtures; ``POST .../shadow/reset`` (admin token)
+    forgets the route's results."""
+    snapshots = _Snapshots(store, config_of or (lambda name: None))
+
+    def unknown(name: str) -> web.Response | None:
+        if known is not None and not known(name):
+            return web.json_response({"error": f"no route named {name!r}"}, status=404)
+        return None
 
     async def get_shadow(request: web.Request) -> web.Response:
         name = request.match_info["name"]
-        if known is not None and not known(name):
-            return web.json_response({"error": f"no route named {name!r}"}, status=404)
+        parsed = _query(request)
+        if isinstance(parsed, web.Response):
+            return parsed
+        missing = unknown(name)
+        if missing is not None:
+            return missing
         try:
-            limit = max(0, min(int(request.query.get("samples", "20")), 50))
-        except ValueError:
-            return web.json_response({"error": "samples must be a number"}, status=400)
-        try:
-            data = await store.read(name, limit)
+            body = await snapshots.get(name, *parsed)
         except StateStoreError as exc:
             return web.json_response({"error": str(exc)}, status=503)
-        return web.json_response(report(name, data))
+        return web.Response(body=body, content_type="application/json")
 
-    return [web.get("/api/routes/{name}/shadow", get_shadow)]
+    async def export(request: web.Request) -> web.Response:
+        name = request.match_info["name"]
+        parsed = _query(request)
+        if isinstance(parsed, web.Response):
+            return parsed
+        missing = unknown(name)
+        if missing is not None:
+            return missing
+        try:
+            body = await snapshots.get(name, *parsed, fixtures_only=True)
+        except StateStoreError as exc:
+            return web.json_response({"error": str(exc)}, status=503)
+        return web.Response(
+            body=body,
+            content_type="application/json",
+            headers={"Content-Disposition": f'attachment; filename="{name}-mismatches.json"'},
+        )
+
+    async def reset(request: web.Request) -> web.Response:
+        name = request.match_info["name"]
+        who = require_writer(request)
+        missing = unknown(name)
+        if missing is not None:
+            return missing
+        try:
+            await store.reset(name)
+        except StateStoreError as exc:
+            return web.json_response({"error": str(exc)}, status=503)
+        snapshots.forget(name)
+        log.info("shadow results of route %r reset by %s", name, who)
+        return web.json_response({"route": name, "reset": True})
+
+    return [
+        web.get("/api/routes/{name}/shadow", get_shadow),
+        web.get("/api/routes/{name}/shadow/export", export),
+        web.post("/api/routes/{name}/shadow/reset", reset),
+    ]
 
 
 def admin_extension(store: ShadowStore) -> Callable[[web.Application], None]:
@@ -88,12 +184,16 @@ def admin_extension(store: ShadowStore) -> Callable[[web.Application], None]:
     404 for names the current route table does not have."""
 
     def extend(app: web.Application) -> None:
-        from strangler.admin.app import RUNTIME  # the admin app owns its keys
-
         def known(name: str) -> bool:
             return app[RUNTIME].router.table.route(name) is not None
 
-        app.router.add_routes(shadow_routes(store, known))
+        def config_of(name: str) -> CompareConfig | None:
+            route = app[RUNTIME].router.table.route(name)
+            if route is None:
+                return None
+            return (route.config.shadow or DEFAULT_SHADOW).compare
+
+        app.router.add_routes(shadow_routes(store, known, config_of))
 
     return extend
 

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import logging
 import random
 import time
@@ -32,7 +33,13 @@ from time import monotonic
 from typing import Any, Protocol, cast
 
 from strangler.adapter import HttpAdapter
-from strangler.config import DEFAULT_SHADOW, CompareConfig, RouteConfig, UpstreamConfig
+from strangler.config import (
+    DEFAULT_SHADOW,
+    CompareConfig,
+    MirrorConfig,
+    RouteConfig,
+    UpstreamConfig,
+)
 from strangler.message import HttpRequest, make_headers
 from strangler.proxy.circuit import CLOSED, CircuitBreaker
 from strangler.proxy.headers import RawHeaders
@@ -40,9 +47,13 @@ from strangler.proxy.request import decoded
 from strangler.proxy.shadowing import ShadowCopy
 from strangler.shadow.client import ShadowClient, TooLarge, encode, encode_get, get_parts
 from strangler.shadow.compare import Comparator, adapt
+from strangler.shadow.endpoints import Endpoints
+from strangler.shadow.identity import MirrorRewrite
 from strangler.shadow.observation import Observation, Side
 from strangler.shadow.pipeline import TOO_LARGE, Fields, ShadowChannel
-from strangler.shadow.store import Batch, Redactor, Sample, ShadowStore
+from strangler.shadow.redaction import Redactor
+from strangler.shadow.results import Batch, Sample
+from strangler.shadow.store import ShadowStore
 
 log = logging.getLogger(__name__)
 
@@ -111,8 +122,9 @@ class ShadowMirror:
         self._flush_interval = flush_interval
         self._in_flight: dict[str, list[int]] = {}
         """Mirrors on their way, by route: one counter a route's plans share."""
-        self._matched: dict[str, int] = {}
-        """Byte-identical answers this loop turn, by route (counted at the turn's end)."""
+        self._matched: list[_Plan] = []
+        """Plans with byte-identical answers this loop turn (each keeps its count by
+        path), counted at the turn's end."""
         self._tally: dict[tuple[str, str], int] = {}
         """Errors and drops decided up front this loop turn, by (route, outcome)."""
         self._counting = False
@@ -122,8 +134,14 @@ class ShadowMirror:
         self._total = 0
         self._tasks: set[asyncio.Task[None]] = set()
         self._batches: dict[str, Batch] = {}
-        self._comparators: dict[CompareConfig, Comparator] = {}
-        self._redactors: dict[tuple[str, ...], Redactor] = {}
+        self._comparators: dict[int, tuple[CompareConfig, Comparator]] = {}
+        """By the config's identity (configs are immutable, one per route table; the
+        config is held so its id stays its own)."""
+        self._redactors: dict[tuple[tuple[str, ...], tuple[str, ...]], Redactor] = {}
+        self._endpoints: dict[str, Endpoints] = {}
+        self._rewrites: dict[str, MirrorRewrite | str] = {}
+        self._generations: dict[str, tuple[str, int]] = {}
+        """Route -> (its shadow config's generation, max_fields), for batches."""
         self._noise: dict[str, tuple[float, frozenset[str]]] = {}
         self._client: ShadowClient | None = None
         self._turn = asyncio.Lock()
@@ -212,6 +230,11 @@ class ShadowMirror:
             self._plans.clear()
         upstreams = self._upstreams()
         plan = _Plan(self, route, shadow_to, self._in_flight.setdefault(route.name, [0]))
+        shadow = route.config.shadow or DEFAULT_SHADOW
+        self._generations[route.name] = (
+            hashlib.sha1(shadow.compare.model_dump_json().encode()).hexdigest()[:12],
+            shadow.max_fields,
+        )
         with contextlib.suppress(RuntimeError):  # without a loop: no sending either
             self._start(asyncio.get_running_loop())
             config = upstreams.get(shadow_to)
@@ -221,7 +244,7 @@ class ShadowMirror:
                 assert self._client is not None
                 channel = self._client.channel(shadow_to, config)
                 plan.circuit = channel.circuit  # the shadow pool's, shared by both lanes
-                if plan.side == "legacy" or route.adapter is None:
+                if plan.side == "legacy" or (route.adapter is None and plan.rewrite is None):
                     plan.channel = channel
                     plan.get_parts = get_parts(channel.pool, config)
             self._plans[(route, shadow_to)] = plan
@@ -296,8 +319,16 @@ class ShadowMirror:
     def _batch(self, route: str) -> Batch:
         batch = self._batches.get(route)
         if batch is None:
-            batch = self._batches[route] = Batch()
+            generation, max_fields = self._generations.get(route, ("", 500))
+            batch = self._batches[route] = Batch(generation=generation, max_fields=max_fields)
         return batch
+
+    def endpoint(self, route: str, method: str, path: str) -> str:
+        """``GET /api/articles/{id}``: the request's endpoint, learned per route."""
+        endpoints = self._endpoints.get(route)
+        if endpoints is None:
+            endpoints = self._endpoints[route] = Endpoints()
+        return endpoints.of(method, path)
 
     # ------------------------------------------------------------ the work
 
@@ -324,12 +355,18 @@ class ShadowMirror:
 
     def _count_tally(self) -> None:
         self._counting = False
-        matched, self._matched = self._matched, {}
+        plans, self._matched = self._matched, []
         tally, self._tally = self._tally, {}
         now = time.time()
-        for name, count in matched.items():
+        for plan in plans:
+            name = plan.name
+            paths, plan.matched = plan.matched, {}
             try:
-                self._batch(name).match(now, count)
+                count = sum(paths.values())
+                batch = self._batch(name)
+                batch.match(now, count)
+                for path, n in paths.items():  # the pipelined lane is GET only
+                    batch.endpoints[(self.endpoint(name, "GET", path), "match")] += n
                 if self._metrics is not None:
                     self._metrics.shadow(name, "match", count)
                 if self._on_comparison is not None:
@@ -356,16 +393,19 @@ class ShadowMirror:
         route, side = plan.route, plan.side
         try:
             request = copy.request()
-            calls = [self._call(plan.upstream, side, route, request, plan.max_body)]
+            calls = [self._call(plan.upstream, side, route, request, plan.max_body, plan.rewrite)]
             if noisy:
-                calls.append(self._call(decision.legacy, "legacy", route, request, plan.max_body))
+                calls.append(
+                    self._call(decision.legacy, "legacy", route, request, plan.max_body, None)
+                )
             try:
                 observed = [await calls[0]] if len(calls) == 1 else await asyncio.gather(*calls)
             except TooLarge:
                 self._count(route.name, "skipped")
                 return
-            again = observed[1] if noisy else None
-            await self._conclude(decision, route, copy, side, observed[0], again)
+            again = observed[1][0] if noisy else None
+            second, sent = observed[0]
+            await self._conclude(decision, route, copy, side, second, again, sent)
         finally:
             self._finished(plan)
 
@@ -377,6 +417,7 @@ class ShadowMirror:
         shadow_side: Side,
         second: Observation,
         again: Observation | None = None,
+        sent: HttpRequest | None = None,
     ) -> None:
         """Compare the client's answer with the mirror's (``again``: legacy asked twice)."""
         name = route.name
@@ -404,16 +445,32 @@ class ShadowMirror:
                     # what the client got); only our own call needs translating.
                     new = adapt(route.adapter, request, new)
                 comparison = comparator.compare(legacy, new, noise)
+                endpoint = self.endpoint(name, copy.method, copy.path)
                 sample = None
                 if self._keep_sample(name, comparison.outcome):
+                    # What each side received: the client's request, and the mirror
+                    # after the identity rewrite and the request adapter.
+                    to_shadow = sent if sent is not None else request
+                    sent_by_side = (
+                        {"legacy": request, "new": to_shadow}
+                        if shadow_side == "new"
+                        else {"legacy": to_shadow, "new": request}
+                    )
                     sample = Sample.build(
-                        name, request, legacy, new, comparison, self._redactor(shadow.redact)
+                        name,
+                        request,
+                        legacy,
+                        new,
+                        comparison,
+                        self._redactor(shadow.redact, shadow.reveal),
+                        sent=sent_by_side,
+                        endpoint=endpoint,
                     )
             if self._metrics is not None:
                 self._metrics.shadow(name, comparison.outcome)
             if self._on_comparison is not None and comparison.outcome != "error":
                 self._on_comparison(name, comparison.outcome == "match", 1)
-            self._batch(name).add(comparison, sample, time.time())
+            self._batch(name).add(comparison, sample, time.time(), endpoint)
         except asyncio.CancelledError:
             raise
         except Exception:
@@ -456,29 +513,62 @@ class ShadowMirror:
         return known
 
     async def _call(
-        self, upstream: str, side: Side, route: MirroredRoute, request: HttpRequest, limit: int
-    ) -> Observation:
+        self,
+        upstream: str,
+        side: Side,
+        route: MirroredRoute,
+        request: HttpRequest,
+        limit: int,
+        rewrite: MirrorRewrite | str | None,
+    ) -> tuple[Observation, HttpRequest]:
+        """One mirrored call; also the request as it was sent."""
         config = self._upstreams().get(upstream)
         if config is None:
-            return Observation.failure(side, upstream, "unknown upstream", 0.0)
+            return Observation.failure(side, upstream, "unknown upstream", 0.0), request
+        if isinstance(rewrite, str):  # the hook did not load
+            return Observation.failure(side, upstream, rewrite, 0.0), request
+        if rewrite is not None:
+            try:
+                request = await rewrite.apply(request)
+            except Exception as exc:
+                return Observation.failure(side, upstream, f"mirror rewrite: {exc!r}", 0.0), request
         if side == "new" and route.adapter is not None:
             try:
                 request = route.adapter.request(request)
             except Exception as exc:
-                return Observation.failure(side, upstream, f"adapter: {exc!r}", 0.0)
+                return Observation.failure(side, upstream, f"adapter: {exc!r}", 0.0), request
         assert self._client is not None
-        return await self._client.send(side, upstream, config, request, limit)
+        return await self._client.send(side, upstream, config, request, limit), request
+
+    def rewrite(self, config: MirrorConfig) -> MirrorRewrite | str:
+        """One rewrite per ``shadow.mirror`` text, kept across reloads so a hook's
+        cache (minted credentials) survives them; or why its hook does not load."""
+        key = config.model_dump_json()
+        rewrite = self._rewrites.get(key)
+        if rewrite is None:
+            try:
+                rewrite = MirrorRewrite(config)
+            except Exception as exc:
+                rewrite = f"mirror hook: {exc}"
+            if len(self._rewrites) > 64:
+                self._rewrites.clear()
+            self._rewrites[key] = rewrite
+        return rewrite
 
     def _comparator(self, config: CompareConfig) -> Comparator:
-        comparator = self._comparators.get(config)
-        if comparator is None:
-            comparator = self._comparators[config] = Comparator(config)
+        known = self._comparators.get(id(config))
+        if known is not None:
+            return known[1]
+        if len(self._comparators) > 256:
+            self._comparators.clear()
+        comparator = Comparator(config)
+        self._comparators[id(config)] = (config, comparator)
         return comparator
 
-    def _redactor(self, paths: tuple[str, ...]) -> Redactor:
-        redactor = self._redactors.get(paths)
+    def _redactor(self, paths: tuple[str, ...], reveal: tuple[str, ...] = ()) -> Redactor:
+        redactor = self._redactors.get((paths, reveal))
         if redactor is None:
-            redactor = self._redactors[paths] = Redactor(paths)
+            redactor = self._redactors[(paths, reveal)] = Redactor(paths, reveal)
         return redactor
 
 
@@ -496,6 +586,7 @@ class _Plan:
         "flying",
         "get_parts",
         "headers",
+        "matched",
         "max_body",
         "methods",
         "mirror",
@@ -503,6 +594,7 @@ class _Plan:
         "noise",
         "on_answer",
         "percent",
+        "rewrite",
         "route",
         "side",
         "upstream",
@@ -536,6 +628,12 @@ class _Plan:
         self.circuit: CircuitBreaker | None = None
         """The shadow target's breaker (None until a loop runs, or for an unknown target)."""
         self.get_parts: tuple[bytes, bytes] | None = None
+        self.matched: dict[str, int] = {}
+        """This loop turn's byte-identical answers, by path (see ``answered``)."""
+        self.rewrite: MirrorRewrite | str | None = None
+        """``shadow.mirror`` for mirrors to ``to`` (or why its hook did not load)."""
+        if shadow.mirror is not None and self.side == "new":
+            self.rewrite = mirror.rewrite(shadow.mirror)
 
     def answered(
         self,
@@ -567,8 +665,11 @@ class _Plan:
                     assert mirror._loop is not None
                     mirror._counting = True
                     mirror._loop.call_soon(mirror._count_tally)
-                matched = mirror._matched
-                matched[name] = matched.get(name, 0) + 1
+                paths = self.matched
+                if not paths:
+                    mirror._matched.append(self)
+                path = copy.path
+                paths[path] = paths.get(path, 0) + 1
                 mirror._total -= 1  # what _finished() does, without the call
                 self.flying[0] -= 1
                 return

@@ -41,7 +41,7 @@ def test_each_difference_type_is_reported_at_its_path() -> None:
             ("body.email", "missing"),
             ("body.nick", "extra"),
             ("body.tags", "order"),
-            ("body.ids", "length"),
+            ("body.ids[2]", "missing"),
         ]
     )
 

@@ -7,7 +7,6 @@ const POLL_MS = 1500;
 const MODES = ["legacy", "shadow", "canary", "new"];
 const page = document.body.dataset.page;
 const onlyRoute = document.body.dataset.route || null;
-let lastSampleKey = null;
 
 const esc = (s) => String(s).replace(/[&<>"']/g, (c) => (
   { "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;" }[c]));
@@ -183,79 +182,7 @@ async function renderAudit() {
 }
 
 // ------------------------------------------------------------------ one route's shadow
-
-// Renders a JSON body line by line; every line knows its path (body.items[2].qty),
-// and lines whose path (or an ancestor's) differs are highlighted.
-function renderBody(text, marks) {
-  let value;
-  try { value = JSON.parse(text); } catch (e) {
-    const cls = marks.get("body");
-    return `<span class="${cls || ""}" data-path="body">${esc(text)}</span>`;
-  }
-  const out = [];
-  const walk = (v, path, key, depth, comma, inherited) => {
-    const cls = marks.get(path) || inherited;
-    const pad = "  ".repeat(depth) + (key === null ? "" : JSON.stringify(key) + ": ");
-    const line = (t, p) => out.push(`<span class="${cls}" data-path="${esc(p)}">${esc(t)}</span>`);
-    if (Array.isArray(v) || (v && typeof v === "object")) {
-      const [open, close] = Array.isArray(v) ? ["[", "]"] : ["{", "}"];
-      const entries = Array.isArray(v) ? v.map((x, i) => [i, x]) : Object.entries(v);
-      line(pad + open, path);
-      entries.forEach(([k, x], i) => {
-        const sub = Array.isArray(v) ? `${path}[${k}]` : `${path}.${k}`;
-        walk(x, sub, Array.isArray(v) ? null : k, depth + 1, i < entries.length - 1, cls);
-      });
-      line("  ".repeat(depth) + close + (comma ? "," : ""), path);
-    } else {
-      line(pad + JSON.stringify(v) + (comma ? "," : ""), path);
-    }
-  };
-  walk(value, "body", null, 0, false, "");
-  return out.join("\n");
-}
-
-function renderSide(title, side, marks, differences) {
-  const head = [`<span class="${marks.get("status") || ""}" data-path="status">status ${esc(side.status ?? "–")}</span>`];
-  differences.filter((d) => d.path.startsWith("header.")).forEach((d) => {
-    const name = d.path.slice(7);
-    const pair = (side.headers || []).find(([k]) => k.toLowerCase() === name);
-    head.push(`<span class="${marks.get(d.path)}" data-path="${esc(d.path)}">${esc(name)}: ${esc(pair ? pair[1] : "(absent)")}</span>`);
-  });
-  const failure = side.exception ? `<span class="diff">failed: ${esc(side.exception)}</span>\n` : "";
-  return `<div><h4>${esc(title)} · ${esc(side.upstream)} · ${esc(side.duration_ms)} ms</h4>` +
-    `<pre class="body">${failure}${head.join("\n")}\n\n${renderBody(side.body || "", marks)}</pre></div>`;
-}
-
-function renderSample(sample) {
-  const marks = new Map();
-  sample.differences.forEach((d) => marks.set(d.path, d.noise ? "noise" : "diff"));
-  const kinds = sample.differences.map((d) =>
-    `<code>${esc(d.path)}</code> ${esc(d.kind)}${d.noise ? ' <span class="badge">noise</span>' : ""}`).join(", ");
-  const when = new Date(sample.at * 1000).toLocaleTimeString();
-  return `<div class="sample"><div class="meta">${esc(when)} · <b>${esc(sample.outcome)}</b> · ` +
-    `${esc(sample.request.method)} <code>${esc(sample.request.target)}</code>` +
-    `${sample.error ? " · " + esc(sample.error) : ""}<br>differs at: ${kinds || "–"}</div>` +
-    `<div class="sides">${renderSide("legacy", sample.legacy, marks, sample.differences)}` +
-    `${renderSide("new (adapted)", sample.new, marks, sample.differences)}</div></div>`;
-}
-
-async function renderShadow() {
-  const data = await getJSON(`/api/routes/${encodeURIComponent(onlyRoute)}/shadow?samples=5`);
-  const c = data.counts;
-  document.getElementById("shadow-summary").textContent =
-    `match rate ${pct(data.match_rate)} over ${data.compared} compared · ` +
-    `match ${c.match} · mismatch ${c.mismatch} · error ${c.error} · dropped ${c.dropped} · skipped ${c.skipped}`;
-  document.querySelector("#fields tbody").innerHTML = data.fields.map((f) =>
-    `<tr data-field="${esc(f.field)}"><td><code>${esc(f.field)}</code></td><td>${f.mismatches}</td>` +
-    `<td>${pct(f.rate)}</td><td>${f.noise ? '<span class="badge">noise</span>' : ""}</td></tr>`).join("") ||
-    '<tr><td colspan="4" class="readonly">no differences yet</td></tr>';
-  const key = data.samples.length ? data.samples[0].at + ":" + data.samples.length : "none";
-  if (key !== lastSampleKey) {  // re-render only on news, so a reader's selection stays put
-    lastSampleKey = key;
-    document.getElementById("samples").innerHTML = data.samples.map(renderSample).join("") ||
-      '<p class="readonly">no mismatches stored</p>';
-  }
-}
+// renderShadow() lives in shadow.js (loaded first on the route page).
 
 // ------------------------------------------------------------------ loop
 
