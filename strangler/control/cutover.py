@@ -161,22 +161,9 @@ class Cutovers:
             )
         if current.owner == to:
             raise CutoverRefused(f"context {name!r} is already owned by {to}")
-        table = self.plane.router.table
         if to == "service":
             for route_name in context.routes:
-                route = table.route(route_name)
-                if route is None or writes_only(route.config):
-                    continue
-                if not (route.mode == "new" or (route.mode == "canary" and route.percent >= 100)):
-                    raise CutoverRefused(
-                        f"read route {route_name!r} is {route.mode}"
-                        f"{f' {route.percent:g}%' if route.mode == 'canary' else ''}, "
-                        "not new (or canary 100%): move its reads first "
-                        f"(strangler flip {route_name} new)"
-                    )
-                breach = await self._breach(route_name)
-                if breach is not None:
-                    raise CutoverRefused(f"route {route_name!r}: {breach}")
+                await self._check_reads(route_name)
         try:
             lag = await self.lag(self.config, name, current.owner)
         except StranglerError as exc:
@@ -186,6 +173,29 @@ class Cutovers:
                 f"sync lag of {name!r} is {lag:.2f}s, over max_lag {context.max_lag:g}s: "
                 "let the sync worker catch up (strangler sync) and retry"
             )
+
+    async def _check_reads(self, route_name: str) -> None:
+        """A read route must be on the service, and under its rollback thresholds."""
+        route = self.plane.router.table.route(route_name)
+        if route is None or writes_only(route.config):
+            return
+        breach = await self._breach(route_name)  # may roll the route back: read the mode after
+        route = self.plane.router.table.route(route_name)
+        if route is None:
+            return
+        if not (route.mode == "new" or (route.mode == "canary" and route.percent >= 100)):
+            share = f" {route.percent:g}%" if route.mode == "canary" else ""
+            why = (
+                f" ({route.source}: {route.override.reason})"
+                if route.override and route.override.reason
+                else ""
+            )
+            raise CutoverRefused(
+                f"read route {route_name!r} is {route.mode}{share}{why}, not new (or canary "
+                f"100%): move its reads first (strangler flip {route_name} new)"
+            )
+        if breach is not None:
+            raise CutoverRefused(f"route {route_name!r}: {breach}")
 
     async def _breach(self, route: str) -> str | None:
         """A rollback threshold the route is over now, as words, or None."""
