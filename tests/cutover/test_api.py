@@ -11,7 +11,6 @@ import pytest
 
 from .stack import (
     Sides,
-    Site,
     call,
     context_view,
     cutover,
