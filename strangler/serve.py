@@ -27,8 +27,10 @@ from pathlib import Path
 from aiohttp import web
 
 from strangler.admin.app import AdminExtension, SyncStatus, build_admin_app
+from strangler.admin.contexts import contexts_extension
 from strangler.admin.dashboard import dashboard_extension
 from strangler.config import Config, split_listen
+from strangler.control.cutover import Cutovers
 from strangler.control.plane import ControlPlane
 from strangler.control.state import open_store
 from strangler.errors import StranglerError
@@ -40,6 +42,7 @@ from strangler.runtime import Runtime
 from strangler.shadow import install as install_shadow
 from strangler.shadow.api import admin_extension as shadow_admin
 from strangler.shadow.store import open_store as open_shadow_store
+from strangler.sync.drain import drain, lag_seconds
 
 log = logging.getLogger(__name__)
 
@@ -181,7 +184,12 @@ async def start_proxy(
                 runtime,
                 control,
                 metrics=metrics,
-                extensions=[dashboard_extension(), shadow_admin(shadow_store), *admin_extensions],
+                extensions=[
+                    dashboard_extension(),
+                    shadow_admin(shadow_store),
+                    contexts_extension(Cutovers(control, drain, lag_seconds, metrics)),
+                    *admin_extensions,
+                ],
                 sync_status=sync_status,
             )
             # Admin calls are short; do not let a stuck one hold up a stop for long.

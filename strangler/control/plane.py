@@ -20,10 +20,15 @@ import asyncio
 import contextlib
 import logging
 import math
+import os
+import socket
+import uuid
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Protocol
 
 from strangler.config import MODES, Mode, RouteConfig
 from strangler.control.audit import AuditEntry, AuditLog
+from strangler.control.ownership import Ownership
 from strangler.control.rollback import RollbackMonitor
 from strangler.control.state import OverrideChange, StateSnapshot, StateStore
 from strangler.errors import StateStoreError, StranglerError
@@ -35,6 +40,18 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+BEAT_EVERY = 1.0
+"""Seconds between a replica's "I am alive" beats; a cutover waits for live replicas."""
+BEAT_TTL = 3.0
+WATCHDOG_GRACE = 5.0
+"""A replica releases a hold whose cutover is this long past its hold_timeout (the process
+running it died): the same compare-and-set as an abort, so it cannot race a flip."""
+
+
+def hold_key(context: str, cutover: str) -> str:
+    """Where replicas acknowledge that they hold a context's writes with none in flight."""
+    return f"hold:{context}:{cutover}"
+
 
 class RollbackCounter(Protocol):
     """The one metric the control plane feeds (``strangler_rollbacks_total``)."""
@@ -44,6 +61,10 @@ class RollbackCounter(Protocol):
 
 class UnknownRoute(StranglerError):
     """The route name is not in routes.yaml (the admin API answers 404)."""
+
+
+class OwnedRoute(StranglerError):
+    """The route's writes follow its context's owner; only a cutover moves them (409)."""
 
 
 class InvalidOverride(StranglerError):
@@ -95,6 +116,9 @@ class ControlPlane:
         self._applied = -1
         self._synced = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
+        self.replica = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+        """This process's name among the replicas that acknowledge a hold."""
+        self._holds: dict[str, asyncio.Task[None]] = {}
 
     @property
     def router(self) -> Router:
@@ -112,16 +136,19 @@ class ControlPlane:
         self._tasks = [
             asyncio.create_task(self._follow(), name="strangler-control-follow"),
             asyncio.create_task(self.rollback.run(), name="strangler-rollback"),
+            asyncio.create_task(self._beat(), name="strangler-beat"),
         ]
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(wait):
                 await self._synced.wait()
 
     async def stop(self) -> None:
-        follower, monitor = self._tasks or (None, None)
+        follower, monitor, beat = self._tasks or (None, None, None)
         self.rollback.stop()
-        if follower is not None:
-            follower.cancel()
+        for task in (follower, beat, *self._holds.values()):
+            if task is not None:
+                task.cancel()
+        self._holds = {}
         for task in self._tasks:
             # The monitor ends its round (bounded by the store's timeouts) and returns.
             with contextlib.suppress(asyncio.CancelledError, TimeoutError):
@@ -175,14 +202,100 @@ class ControlPlane:
         have been restarted and its version counter reset)."""
         if not reconcile and snapshot.version <= self._applied:
             return False
-        if dict(self.router.overrides) != dict(snapshot.overrides):
+        if dict(self.router.overrides) != dict(snapshot.overrides) or dict(
+            self.router.ownerships
+        ) != dict(snapshot.ownerships):
             try:
-                self.router.set_overrides(snapshot.overrides)
+                self.router.set_overrides(snapshot.overrides, snapshot.ownerships)
             except StranglerError as exc:
                 log.error("overrides at version %s not applied: %s", snapshot.version, exc)
                 return False
         self._applied = snapshot.version
+        # After the table swap: a released write decides its upstream from the new table.
+        self._follow_holds(snapshot.ownerships)
         return True
+
+    # ---------------------------------------------------------------- write hold
+
+    def _follow_holds(self, ownerships: Mapping[str, Ownership]) -> None:
+        """Close the gate of every context a cutover holds; open the others."""
+        for context, config in self.router.config.contexts.items():
+            gate = self.runtime.hold.gate(context, config.max_held)
+            owned = ownerships.get(context)
+            if owned is not None and not owned.steady and owned.cutover:
+                if gate.cutover != owned.cutover:
+                    gate.close(owned.cutover)
+                    self._start_hold(owned, config.hold_timeout)
+            elif gate.closed:
+                gate.open()
+                task = self._holds.pop(context, None)
+                if task is not None:
+                    task.cancel()
+
+    def _start_hold(self, owned: Ownership, hold_timeout: float) -> None:
+        previous = self._holds.pop(owned.context, None)
+        if previous is not None:
+            previous.cancel()
+        self._holds[owned.context] = asyncio.create_task(
+            self._hold(owned, hold_timeout), name=f"strangler-hold-{owned.context}"
+        )
+
+    async def _hold(self, owned: Ownership, hold_timeout: float) -> None:
+        """Acknowledge the hold once no write is in flight here; then watch for a cutover
+        whose runner died (release it as an abort after hold_timeout + grace)."""
+        gate = self.runtime.hold.gate(owned.context)
+        await gate.quiet()
+        key = hold_key(owned.context, owned.cutover)
+        for _ in range(20):
+            try:
+                await self.store.add(key, {self.replica: 1}, 60.0)
+                break
+            except StateStoreError as exc:
+                log.warning("cannot acknowledge the hold of %r: %s", owned.context, exc)
+                await asyncio.sleep(0.1)
+        await asyncio.sleep(hold_timeout + WATCHDOG_GRACE)
+        while gate.cutover == owned.cutover:
+            try:
+                await self._release_abandoned(owned)
+                self.apply(await self.store.snapshot())
+            except StateStoreError as exc:
+                log.warning("hold of %r: %s; writes stay held until it answers", owned.context, exc)
+            await asyncio.sleep(1.0)
+
+    async def _release_abandoned(self, owned: Ownership) -> None:
+        """Abort the cutover ``owned`` if it still holds the context (compare and set)."""
+        current = (await self.store.ownerships()).get(owned.context)
+        if current is None or current.cutover != owned.cutover:
+            return
+        kept = current.kept("watchdog")
+        if not await self.store.set_ownership(kept, expect=current):
+            return  # the cutover (or another replica) got there first
+        log.warning(
+            "cutover %s of %r never finished; writes released to %s",
+            owned.cutover,
+            owned.context,
+            current.owner,
+        )
+        await self.audit.record(
+            AuditEntry(
+                "cutover.aborted",
+                owned.context,
+                "watchdog",
+                current.to_dict(),
+                kept.to_dict(),
+                "the process running the cutover stopped answering",
+            )
+        )
+
+    async def _beat(self) -> None:
+        while True:
+            with contextlib.suppress(StateStoreError):
+                await self.store.beat(self.replica, BEAT_TTL)
+            await asyncio.sleep(BEAT_EVERY)
+
+    async def refresh(self) -> None:
+        """Apply the store's state now (after a write made through this process)."""
+        self.apply(await self.store.snapshot())
 
     # ---------------------------------------------------------------- writes
 
@@ -201,6 +314,9 @@ class ControlPlane:
         nothing has changed."""
         self.route_config(route)
         checked_mode, checked_percent = validate_override(mode, percent)
+        owned = self.owned_writes(route)
+        if owned is not None:
+            raise OwnedRoute(owned)
         override = Override(mode=checked_mode, percent=checked_percent, by=who)
         change = await self._write(route, override)
         await self.audit.record(
@@ -222,9 +338,30 @@ class ControlPlane:
             )
         return change
 
-    async def roll_back(self, route: str, reason: str) -> OverrideChange:
+    def owned_writes(self, route: str) -> str | None:
+        """Why ``route``'s mode cannot be overridden (its writes follow a context's owner),
+        or None when it can."""
+        compiled = self.router.table.route(route)
+        if compiled is None or compiled.source != "ownership":
+            return None
+        return (
+            f"route {route!r} carries the writes of context {compiled.context!r}, owned by "
+            f"{compiled.owner}: its upstream follows the owner; move it with "
+            f"`strangler cutover {compiled.context} --to "
+            f"{'legacy' if compiled.owner == 'service' else 'service'}`"
+        )
+
+    async def roll_back(self, route: str, reason: str) -> OverrideChange | None:
         """Flip ``route`` to legacy with source ``auto-rollback`` (called by the monitor
-        once it has won the decision)."""
+        once it has won the decision). Refused (None, audited with the reason) for a
+        route that carries a context's writes: they must stay with the owner's database."""
+        refused = self.owned_writes(route)
+        if refused is not None:
+            log.warning("automatic rollback of %r refused: %s (%s)", route, refused, reason)
+            await self.audit.record(
+                AuditEntry("auto-rollback.refused", route, "auto-rollback", None, None, refused)
+            )
+            return None
         override = Override(
             mode="legacy", source="auto-rollback", reason=reason, by="auto-rollback"
         )
