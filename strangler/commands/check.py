@@ -28,7 +28,8 @@ def validate(path: str) -> Config:
     except ConfigError as exc:
         raise ConfigError(exc.problems, path) from None
     if config.sync is not None:
-        problems = reverse_problems(config.sync, {}, base_dir)
+        contexts = {name: c.tables for name, c in config.contexts.items()}
+        problems = reverse_problems(config.sync, contexts, base_dir)
         if problems:
             raise ConfigError(problems, path)
     return config
