@@ -16,15 +16,22 @@ from pathlib import Path
 from strangler.config import MODES, Config, load_config
 from strangler.errors import ConfigError
 from strangler.routing.table import RouteTable
+from strangler.sync.adapters import reverse_problems
 
 
 def validate(path: str) -> Config:
     """Load and compile ``path``; raises ConfigError naming the file and every problem."""
     config = load_config(path)
+    base_dir = Path(path).resolve().parent
     try:
-        RouteTable.build(config, base_dir=Path(path).resolve().parent)
+        RouteTable.build(config, base_dir=base_dir)
     except ConfigError as exc:
         raise ConfigError(exc.problems, path) from None
+    if config.sync is not None:
+        contexts = {name: c.tables for name, c in config.contexts.items()}
+        problems = reverse_problems(config.sync, contexts, base_dir)
+        if problems:
+            raise ConfigError(problems, path)
     return config
 
 
