@@ -152,7 +152,12 @@ async def shop(
     ):
         path = shop_config(folder, monolith, service, state, namespace)
         config = load_config(path)
-        proxy = await start_proxy(config, config_path=path)
+        workers: list[Worker] = []
+
+        async def sync_status() -> dict[str, Any]:
+            return workers[0].snapshot() if workers else {}
+
+        proxy = await start_proxy(config, config_path=path, sync_status=sync_status)
         assert config.sync is not None
         worker = Worker(
             config.sync,
@@ -160,6 +165,7 @@ async def shop(
             contexts={n: c.tables for n, c in config.contexts.items()},
             owners=proxy.control.store,
         )
+        workers.append(worker)
         stop = asyncio.Event()
         task = asyncio.create_task(worker.run(stop))
         found = Shop(folder, config, proxy, worker)
