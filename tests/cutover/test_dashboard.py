@@ -73,9 +73,8 @@ async def test_the_dashboard_moves_a_context_and_counts_writes_by_the_non_owner(
         # Someone writes to the monolith's copy behind the proxy's back: the worker refuses
         # it (written by the non-owner) and the page counts it.
         def sneak() -> None:
-            with contextlib.closing(sqlite3.connect(tmp_path / "shop.db", timeout=30)) as db:
-                with db:
-                    db.execute("UPDATE customer SET cust_nm = 'Sneaky' WHERE cust_id = 1")
+            with contextlib.closing(sqlite3.connect(tmp_path / "shop.db", timeout=30)) as db, db:
+                db.execute("UPDATE customer SET cust_nm = 'Sneaky' WHERE cust_id = 1")
 
         await asyncio.to_thread(sneak)
         await page.wait_for_function(
