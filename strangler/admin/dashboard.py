@@ -5,7 +5,8 @@ useful before any script runs) plus ``static/dashboard.js``, which polls the
 public admin JSON API every 1.5 s — ``/api/routes``, ``/api/routes/{name}/shadow``,
 ``/api/audit``, ``/api/contexts`` and ``/api/sync`` — and re-renders. Buttons to
 flip, reset and cut a context over call the same API with the admin token the
-person typed, kept in ``sessionStorage``; without a token the page is read-only. No build step, no framework.
+person typed, kept in ``sessionStorage``; without a token the page is read-only.
+No build step, no framework.
 
 This module never reads the state store, the shadow store or metrics itself:
 everything live comes through the JSON API, like any other client.
