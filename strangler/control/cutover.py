@@ -138,7 +138,9 @@ class Cutovers:
         context = self.context(name)
         store = self.plane.store
         lock = f"cutover-lock:{name}"
-        if not await store.acquire(lock, context.hold_timeout * 2 + 30.0):
+        # Outlives the sequence (lag probe, hold, flip), not much more: a runner that died
+        # must not block the next cutover for long (its hold is ended by a watchdog).
+        if not await store.acquire(lock, context.max_lag + context.hold_timeout + 10.0):
             raise CutoverRefused(f"a cutover of {name!r} is already running; wait for it")
         try:
             current = (await store.ownerships()).get(name) or unowned(name)
