@@ -40,11 +40,11 @@ async def test_killing_the_other_replica_mid_cutover(
 ) -> None:
     extra = {"hold_timeout": "8s"}
     a = write_config(
-        tmp_path, found, state=redis_up.url, namespace=namespace, name="a.yaml", **extra
-    )  # type: ignore[arg-type]
+        tmp_path, found, state=redis_up.url, namespace=namespace, name="a.yaml", context=extra
+    )
     b = write_config(
-        tmp_path, found, state=redis_up.url, namespace=namespace, name="b.yaml", **extra
-    )  # type: ignore[arg-type]
+        tmp_path, found, state=redis_up.url, namespace=namespace, name="b.yaml", context=extra
+    )
     async with _serve(a), _serve(b) as killed, aiohttp.ClientSession() as session:
         found.delay["legacy"] = 3.0
         stuck = asyncio.create_task(write(session, b, "in-flight-on-b"))
@@ -73,17 +73,17 @@ async def test_killing_the_replica_running_the_cutover(
 ) -> None:
     extra = {"hold_timeout": "1s", "max_lag": "1s"}
     a = write_config(
-        tmp_path, found, state=redis_up.url, namespace=namespace, name="a.yaml", **extra
-    )  # type: ignore[arg-type]
+        tmp_path, found, state=redis_up.url, namespace=namespace, name="a.yaml", context=extra
+    )
     b = write_config(
-        tmp_path, found, state=redis_up.url, namespace=namespace, name="b.yaml", **extra
-    )  # type: ignore[arg-type]
+        tmp_path, found, state=redis_up.url, namespace=namespace, name="b.yaml", context=extra
+    )
     async with _serve(a) as killed, _serve(b), aiohttp.ClientSession() as session:
         found.delay["legacy"] = 0.5
         first = asyncio.create_task(write(session, b, "in-flight-on-b"))
         while not found.events:
             await asyncio.sleep(0.01)
-        asyncio.create_task(cutover(session, a, "service"))
+        move = asyncio.create_task(cutover(session, a, "service"))
         await _holding(session, b)
         held = [asyncio.create_task(write(session, b, f"held-{i}")) for i in range(3)]
         await asyncio.sleep(0.05)
@@ -94,7 +94,9 @@ async def test_killing_the_replica_running_the_cutover(
         view = await context_view(session, b)
         assert (view["owner"], view["state"], view["epoch"]) == ("legacy", "steady", 0)
         assert sorted(answers) == [(200, "monolith")] * 3
-        status, audit = await call(session, b, "GET", "/api/audit")
+        _, audit = await call(session, b, "GET", "/api/audit")
         assert any(
             e["action"] == "cutover.aborted" and e["who"] == "watchdog" for e in audit["entries"]
         ), audit
+        with pytest.raises(aiohttp.ClientError):
+            await move  # its replica died before answering
