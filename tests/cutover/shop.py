@@ -15,8 +15,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
+import os
 import random
+import signal
 import sqlite3
+import sys
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -72,6 +75,7 @@ def shop_config(folder: Path, monolith: str, service: str, state: str, namespace
             }
         },
         "sync": {
+            "listen": f"127.0.0.1:{free_port()}",
             "sources": [
                 {
                     "name": "shop",
@@ -117,7 +121,32 @@ class Shop:
     folder: Path
     config: Config
     proxy: RunningProxy
-    worker: Worker
+    worker: Worker | None
+    """The sync worker in this loop, or None when it runs as ``strangler sync`` (process)."""
+    process: asyncio.subprocess.Process | None = None
+
+    async def start_worker(self) -> None:
+        """Run ``strangler sync -c routes.yaml`` as a real process (Redis state only)."""
+        self.process = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "strangler",
+            "sync",
+            "-c",
+            str(self.folder / "routes.yaml"),
+            cwd=str(self.folder),
+            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+            stdout=asyncio.subprocess.DEVNULL,
+            stderr=None,
+            start_new_session=True,
+        )
+
+    async def kill_worker(self) -> None:
+        assert self.process is not None
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.process.pid, signal.SIGKILL)
+        await self.process.wait()
+        self.process = None
 
     @property
     def url(self) -> str:
@@ -140,8 +169,9 @@ class Shop:
 
 @contextlib.asynccontextmanager
 async def shop(
-    folder: Path, *, state: str = "memory://", namespace: str = "shop"
+    folder: Path, *, state: str = "memory://", namespace: str = "shop", process: bool = False
 ) -> AsyncIterator[Shop]:
+    """The shop, aligned. ``process``: the worker runs as ``strangler sync`` (needs Redis)."""
     await asyncio.to_thread(seed, f"sqlite:///{folder / 'shop.db'}", customers=60, orders=40)
     engine = create_engine(f"sqlite:///{folder / 'customers.db'}")
     service_db.metadata.create_all(engine)
@@ -159,23 +189,31 @@ async def shop(
 
         proxy = await start_proxy(config, config_path=path, sync_status=sync_status)
         assert config.sync is not None
-        worker = Worker(
-            config.sync,
-            base_dir=folder,
-            contexts={n: c.tables for n, c in config.contexts.items()},
-            owners=proxy.control.store,
-        )
-        workers.append(worker)
         stop = asyncio.Event()
-        task = asyncio.create_task(worker.run(stop))
-        found = Shop(folder, config, proxy, worker)
+        task = None
+        if process:
+            found = Shop(folder, config, proxy, None)
+            await found.start_worker()
+        else:
+            worker = Worker(
+                config.sync,
+                base_dir=folder,
+                contexts={n: c.tables for n, c in config.contexts.items()},
+                owners=proxy.control.store,
+            )
+            workers.append(worker)
+            task = asyncio.create_task(worker.run(stop))
+            found = Shop(folder, config, proxy, worker)
         try:
             await until_aligned(found)
             yield found
         finally:
             stop.set()
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(task, 20)
+            if task is not None:
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(task, 20)
+            if found.process is not None:
+                await found.kill_worker()
             await proxy.close(1.0)
 
 
