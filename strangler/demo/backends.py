@@ -97,6 +97,12 @@ class EmbeddedBackend:
         database: {self.workdir / "monolith.db"}
         tables: [customer]
         poll_interval: 50ms
+    - name: service                   # the service's database, for the way back
+      kind: sqlite
+      options:
+        database: {self.workdir / "customers.db"}
+        tables: [customers, addresses]
+        poll_interval: 50ms
 """
 
     def describe(self) -> list[str]:

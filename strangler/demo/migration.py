@@ -24,6 +24,7 @@ from strangler.demo.context import (
     wait_route,
     wait_service_row,
 )
+from strangler.demo.ownership import back_and_forth, cutover
 from strangler.demo.steps import Step, check
 from strangler.demo.traffic import users
 
@@ -341,4 +342,10 @@ STEPS: tuple[Step[Demo], ...] = (
     Step("failure", "The new service fails: fallback, then automatic rollback", failure),
     Step("flip", "Operator clears the rollback and flips back with `strangler flip`", flip_back),
     Step("verify", "Data still aligned: `verify` over monolith and service", verified),
+    Step(
+        "cutover",
+        "Cutover: the service takes the context's writes and data, writers keep writing",
+        cutover,
+    ),
+    Step("back", "Back to the monolith and over again; data aligned both ways", back_and_forth),
 )
