@@ -36,7 +36,16 @@ def render_routes_yaml(
     sync_sources: str,
     service_db: str,
     monolith_db: str,
+    way_back: bool = True,
 ) -> str:
+    return _head(ports, token, adapter, state) + (
+        _with_context(sync_sources, service_db, monolith_db, ports)
+        if way_back
+        else _without_context(sync_sources, service_db, ports)
+    )
+
+
+def _head(ports: DemoPorts, token: str, adapter: str, state: str) -> str:
     return f"""\
 # Written by `strangler demo`: the sample migration's routes.yaml, on this run's ports.
 # Edit it while the demo runs: the proxy reloads it (a bad edit is rejected, shown in
@@ -73,6 +82,11 @@ routes:
       error_rate: 0.05                # > 5% of the service's answers failing in 30s
       window: 30s
       min_requests: 50
+"""
+
+
+def _with_context(sync_sources: str, service_db: str, monolith_db: str, ports: DemoPorts) -> str:
+    return f"""\
   # Writes of the customers context go to whoever owns it (contexts: below): the
   # monolith until `strangler cutover customers --to service`, then the service.
   - name: customer-writes
@@ -80,7 +94,7 @@ routes:
       path: /api/customers/**
       methods: [POST, PUT]
     to: customers
-    adapter: {ADAPTERS[adapter]}
+    adapter: {ADAPTERS["fixed"]}
 contexts:
   customers:
     routes: [customers, customer-writes]
@@ -102,4 +116,19 @@ sync:
       reverse:                        # while the service owns the context
         source: service
         target: monolith
+"""
+
+
+def _without_context(sync_sources: str, service_db: str, ports: DemoPorts) -> str:
+    return f"""\
+sync:
+  listen: 127.0.0.1:{ports.sync}
+  sources:
+{sync_sources.rstrip()}
+  targets:
+    customers: "{service_db}"
+  tables:
+    - source: customer
+      target: customers
+      adapter: {ROW_ADAPTER}
 """

@@ -333,7 +333,7 @@ async def verified(demo: Demo) -> None:
     check(result.aligned, f"drift between monolith and service: {result}")
 
 
-STEPS: tuple[Step[Demo], ...] = (
+MIGRATION: tuple[Step[Demo], ...] = (
     Step("monolith", "Monolith up and seeded; proxy in front (customers: legacy)", monolith_up),
     Step("sync", "CDC: snapshot, then streaming into the service's database", data_aligned),
     Step("shadow", "Shadow: mirror GETs to the new service and compare field by field", shadow),
@@ -342,6 +342,8 @@ STEPS: tuple[Step[Demo], ...] = (
     Step("failure", "The new service fails: fallback, then automatic rollback", failure),
     Step("flip", "Operator clears the rollback and flips back with `strangler flip`", flip_back),
     Step("verify", "Data still aligned: `verify` over monolith and service", verified),
+)
+OWNERSHIP: tuple[Step[Demo], ...] = (
     Step(
         "cutover",
         "Cutover: the service takes the context's writes and data, writers keep writing",
@@ -349,3 +351,5 @@ STEPS: tuple[Step[Demo], ...] = (
     ),
     Step("back", "Back to the monolith and over again; data aligned both ways", back_and_forth),
 )
+STEPS = MIGRATION + OWNERSHIP
+"""Every step; a backend without the way back (``Backend.way_back``) runs MIGRATION only."""

@@ -224,6 +224,7 @@ class DemoStack:
             sync_sources=self.backend.sync_sources_yaml(),
             service_db=self.service_db,
             monolith_db=self.monolith_db,
+            way_back=self.backend.way_back,
         )
         self.routes_yaml.write_text(text, encoding="utf-8")
         self.routes_yaml.chmod(0o600)  # it holds the admin token
