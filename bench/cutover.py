@@ -175,7 +175,7 @@ async def passthrough_figures(found: Shop, rounds: int, seconds: float) -> dict[
             for kind in ("without", "with"):
                 stop = asyncio.Event()
 
-                async def cutting() -> None:
+                async def cutting(stop: asyncio.Event) -> None:
                     nonlocal count, owner
                     while not stop.is_set():
                         result = await cut(
@@ -184,7 +184,7 @@ async def passthrough_figures(found: Shop, rounds: int, seconds: float) -> dict[
                         owner = result.get("owner", owner)
                         count += 1
 
-                task = asyncio.create_task(cutting()) if kind == "with" else None
+                task = asyncio.create_task(cutting(stop)) if kind == "with" else None
                 rates[kind].append(await asyncio.to_thread(wrk, url, seconds))
                 stop.set()
                 if task is not None:
