@@ -37,6 +37,8 @@ class Sides:
     events: list[tuple[str, str, str]] = field(default_factory=list)
     """(``start`` | ``end``, side, write id) in the order they happened."""
     writes: dict[str, list[str]] = field(default_factory=lambda: {"legacy": [], "new": []})
+    fail: dict[str, bool] = field(default_factory=lambda: {"legacy": False, "new": False})
+    """Answer writes with 500 on that side."""
 
 
 def _app(side: str, sides: Sides) -> web.Application:
@@ -48,6 +50,8 @@ def _app(side: str, sides: Sides) -> web.Application:
             ident = str(json.loads(body or b"{}").get("id", "?"))
         except (ValueError, AttributeError):
             ident = "?"
+        if sides.fail[side]:
+            return web.json_response({"side": side, "error": "boom"}, status=500)
         sides.events.append(("start", side, ident))
         if sides.delay[side]:
             await asyncio.sleep(sides.delay[side])
@@ -92,6 +96,7 @@ def write_config(
     read_mode: str = "new",
     context: dict[str, Any] | None = None,
     rollback: dict[str, Any] | None = None,
+    write_rollback: dict[str, Any] | None = None,
     extra: dict[str, Any] | None = None,
     name: str = "routes.yaml",
     port: int | None = None,
@@ -124,6 +129,7 @@ def write_config(
                 "match": {"path": "/api/customers/**", "methods": ["POST", "PUT"]},
                 "to": "customers",
                 "mode": "legacy",
+                **({"rollback": write_rollback} if write_rollback else {}),
             },
             {"name": "orders", "match": {"path": "/api/orders/**"}, "to": "customers"},
         ],
