@@ -88,4 +88,4 @@ async def test_past_max_held_a_write_gets_503_and_the_rest_are_answered(
         status, body = await move
         assert status == 200, body
         assert await first == (200, "monolith")
-        assert sorted(answers) == [(200, "customers")] * 2 + [(503, "?")] * 2
+        assert sorted(answers) == [(200, "customers")] * 2 + [(503, "-")] * 2
