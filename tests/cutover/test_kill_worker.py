@@ -45,6 +45,11 @@ async def test_killing_the_sync_worker_mid_cutover_aborts_cleanly(
             view = (await response.json())["contexts"][0]
         assert (view["owner"], view["state"]) == ("legacy", "steady")
 
+        # With no worker running, sync cannot be caught up: refused, nothing held.
+        status, body = await move("service")
+        assert status == 409, body
+        assert "sync lag of 'customers' is 3.50s, over max_lag 3s" in str(body["error"])
+
         await found.start_worker()
         await asyncio.sleep(0.5)
         status, body = await move("service")
