@@ -18,7 +18,6 @@ import itertools
 import os
 import random
 import signal
-import sqlite3
 import sys
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -27,10 +26,11 @@ from typing import Any
 
 import aiohttp
 import yaml
-from sqlalchemy import create_engine
+from sqlalchemy import text
 
 from sample_monolith.app import create_app as create_monolith
 from sample_monolith.seed import seed
+from sample_services.common import make_engine as make_service_engine
 from sample_services.customers import db as service_db
 from sample_services.customers.app import create_app as create_customers
 from strangler.config import Config, load_config
@@ -41,7 +41,62 @@ from tests.support.net import free_port, serve_app
 TOKEN = "t0ken-for-the-shop"
 
 
-def shop_config(folder: Path, monolith: str, service: str, state: str, namespace: str) -> Path:
+@dataclass(frozen=True)
+class Databases:
+    """Where the shop's data lives and how each side is captured (the ``sync:`` parts)."""
+
+    monolith: str
+    """SQLAlchemy URL of the monolith's database."""
+    service: str
+    table: str
+    """The monolith's customer table as sync names it (``customer``, ``public.customer``)."""
+    sources: list[dict[str, Any]]
+    """``sync.sources``: ``shop`` captures the monolith, ``svc`` the service."""
+
+
+def sqlite_databases(folder: Path) -> Databases:
+    def source(name: str, database: str, tables: list[str]) -> dict[str, Any]:
+        options = {"database": database, "tables": tables, "poll_interval": "20ms"}
+        return {"name": name, "kind": "sqlite", "options": options}
+
+    return Databases(
+        f"sqlite:///{folder / 'shop.db'}",
+        f"sqlite:///{folder / 'customers.db'}",
+        "customer",
+        [
+            source("shop", "shop.db", ["customer"]),
+            source("svc", "customers.db", ["customers", "addresses"]),
+        ],
+    )
+
+
+def postgres_databases(pg: Any, monolith: str, service: str) -> Databases:
+    """Two databases of a ``LogicalPostgres`` cluster, each captured by Debezium embedded."""
+
+    def source(name: str, db: str, tables: list[str], offsets_in: str) -> dict[str, Any]:
+        options = {
+            "database": pg.url(db, driver="postgresql"),
+            "tables": tables,
+            "offsets": "target",
+            "offset_target": offsets_in,
+            "poll_interval_ms": 50,
+        }
+        return {"name": name, "kind": "debezium", "options": options}
+
+    return Databases(
+        pg.url(monolith),
+        pg.url(service),
+        "public.customer",
+        [
+            source("shop", monolith, ["public.customer"], "customers"),
+            source("svc", service, ["public.customers", "public.addresses"], "monolith"),
+        ],
+    )
+
+
+def shop_config(
+    folder: Path, monolith: str, service: str, state: str, namespace: str, dbs: Databases
+) -> Path:
     document: dict[str, Any] = {
         "listen": f"127.0.0.1:{free_port()}",
         "admin": {"listen": f"127.0.0.1:{free_port()}", "token": TOKEN},
@@ -69,40 +124,18 @@ def shop_config(folder: Path, monolith: str, service: str, state: str, namespace
         "contexts": {
             "customers": {
                 "routes": ["customers", "customer-writes"],
-                "tables": ["customer"],
+                "tables": [dbs.table],
                 "hold_timeout": "5s",
                 "max_lag": "3s",
             }
         },
         "sync": {
             "listen": f"127.0.0.1:{free_port()}",
-            "sources": [
-                {
-                    "name": "shop",
-                    "kind": "sqlite",
-                    "options": {
-                        "database": "shop.db",
-                        "tables": ["customer"],
-                        "poll_interval": "20ms",
-                    },
-                },
-                {
-                    "name": "svc",
-                    "kind": "sqlite",
-                    "options": {
-                        "database": "customers.db",
-                        "tables": ["customers", "addresses"],
-                        "poll_interval": "20ms",
-                    },
-                },
-            ],
-            "targets": {
-                "customers": f"sqlite:///{folder / 'customers.db'}",
-                "monolith": f"sqlite:///{folder / 'shop.db'}",
-            },
+            "sources": dbs.sources,
+            "targets": {"customers": dbs.service, "monolith": dbs.monolith},
             "tables": [
                 {
-                    "source": "customer",
+                    "source": dbs.table,
                     "target": "customers",
                     "from_source": "shop",
                     "adapter": "adapters.customers:CustomerRows",
@@ -119,6 +152,7 @@ def shop_config(folder: Path, monolith: str, service: str, state: str, namespace
 @dataclass
 class Shop:
     folder: Path
+    dbs: Databases
     config: Config
     proxy: RunningProxy
     worker: Worker | None
@@ -157,30 +191,42 @@ class Shop:
         return self.proxy.admin_url
 
     def monolith_rows(self) -> list[tuple[int, str]]:
-        with contextlib.closing(sqlite3.connect(self.folder / "shop.db", timeout=30)) as db:
-            return [
-                (int(i), str(n)) for i, n in db.execute("SELECT cust_id, cust_nm FROM customer")
-            ]
+        return _rows(self.dbs.monolith, "SELECT cust_id, cust_nm FROM customer")
 
     def service_rows(self) -> list[tuple[int, str]]:
-        with contextlib.closing(sqlite3.connect(self.folder / "customers.db", timeout=30)) as db:
-            return [(int(i), str(n)) for i, n in db.execute("SELECT id, name FROM customers")]
+        return _rows(self.dbs.service, "SELECT id, name FROM customers")
+
+
+def _rows(url: str, sql: str) -> list[tuple[int, str]]:
+    engine = make_service_engine(url)
+    try:
+        with engine.connect() as conn:
+            return [(int(i), str(n)) for i, n in conn.execute(text(sql))]
+    finally:
+        engine.dispose()
 
 
 @contextlib.asynccontextmanager
 async def shop(
-    folder: Path, *, state: str = "memory://", namespace: str = "shop", process: bool = False
+    folder: Path,
+    *,
+    state: str = "memory://",
+    namespace: str = "shop",
+    process: bool = False,
+    dbs: Databases | None = None,
 ) -> AsyncIterator[Shop]:
-    """The shop, aligned. ``process``: the worker runs as ``strangler sync`` (needs Redis)."""
-    await asyncio.to_thread(seed, f"sqlite:///{folder / 'shop.db'}", customers=60, orders=40)
-    engine = create_engine(f"sqlite:///{folder / 'customers.db'}")
-    service_db.metadata.create_all(engine)
+    """The shop, aligned. ``process``: the worker runs as ``strangler sync`` (needs Redis);
+    ``dbs``: where the data lives (default: SQLite files in ``folder``)."""
+    dbs = dbs or sqlite_databases(folder)
+    await asyncio.to_thread(seed, dbs.monolith, customers=60, orders=40)
+    engine = make_service_engine(dbs.service)
+    await asyncio.to_thread(service_db.metadata.create_all, engine)
     engine.dispose()
     async with (
-        serve_app(create_monolith(f"sqlite:///{folder / 'shop.db'}")) as monolith,
-        serve_app(create_customers(f"sqlite:///{folder / 'customers.db'}")) as service,
+        serve_app(create_monolith(dbs.monolith)) as monolith,
+        serve_app(create_customers(dbs.service)) as service,
     ):
-        path = shop_config(folder, monolith, service, state, namespace)
+        path = shop_config(folder, monolith, service, state, namespace, dbs)
         config = load_config(path)
         workers: list[Worker] = []
 
@@ -192,7 +238,7 @@ async def shop(
         stop = asyncio.Event()
         task = None
         if process:
-            found = Shop(folder, config, proxy, None)
+            found = Shop(folder, dbs, config, proxy, None)
             await found.start_worker()
         else:
             worker = Worker(
@@ -203,7 +249,7 @@ async def shop(
             )
             workers.append(worker)
             task = asyncio.create_task(worker.run(stop))
-            found = Shop(folder, config, proxy, worker)
+            found = Shop(folder, dbs, config, proxy, worker)
         try:
             await until_aligned(found)
             yield found
@@ -217,7 +263,7 @@ async def shop(
             await proxy.close(1.0)
 
 
-async def until_aligned(found: Shop, timeout: float = 60.0) -> None:
+async def until_aligned(found: Shop, timeout: float = 120.0) -> None:
     """Wait until both databases hold the same customers (ids and names)."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout

@@ -13,11 +13,16 @@ import aiohttp
 
 from strangler.sync.verify import Verifier
 
-from .shop import TOKEN, Writer, shop, until_aligned
+from .shop import TOKEN, Shop, Writer, shop, until_aligned
 
 
 async def test_writers_lose_nothing_while_ten_cutovers_alternate(tmp_path: Path) -> None:
-    async with shop(tmp_path) as found, aiohttp.ClientSession() as session:
+    async with shop(tmp_path) as found:
+        await ten_cutovers_under_four_writers(found)
+
+
+async def ten_cutovers_under_four_writers(found: Shop) -> None:
+    async with aiohttp.ClientSession() as session:
         writers = [Writer(f"w{i}") for i in range(4)]
         stop = asyncio.Event()
         tasks = [asyncio.create_task(w.run(session, found.url, stop)) for w in writers]
@@ -59,7 +64,9 @@ async def test_writers_lose_nothing_while_ten_cutovers_alternate(tmp_path: Path)
         assert len(legacy) == len(service)
 
         assert found.config.sync is not None
-        report = await asyncio.to_thread(Verifier(found.config.sync, tmp_path).run, lag_window=1.0)
+        report = await asyncio.to_thread(
+            Verifier(found.config.sync, found.folder).run, lag_window=1.0
+        )
         assert not report.drift and not report.unmappable, report.drift[:5]
         holds = sorted(body["held_seconds"] for _, body in results)
         print(f"hold p50 {holds[4]:.3f}s max {holds[-1]:.3f}s")
