@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import os
 import platform
 import re
@@ -40,7 +41,8 @@ import aiohttp
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from tests.cutover.shop import TOKEN, Shop, shop  # noqa: E402
+from strangler.sync.localstack import LogicalPostgres  # noqa: E402
+from tests.cutover.shop import TOKEN, Databases, Shop, postgres_databases, shop  # noqa: E402
 
 WRITES_PER_S = 50
 
@@ -205,22 +207,37 @@ async def main() -> None:
     parser.add_argument("--cutovers", type=int, default=20)
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--seconds", type=float, default=3.0)
+    parser.add_argument(
+        "--stack",
+        choices=["embedded", "postgres"],
+        default="embedded",
+        help="SQLite + SQLite capture, or PostgreSQL 15 + Debezium embedded both ways",
+    )
     args = parser.parse_args()
-    print(f"# cutover bench, {time.strftime('%Y-%m-%d %H:%M')} UTC")
+    print(f"# cutover bench, {time.strftime('%Y-%m-%d %H:%M')} UTC, stack {args.stack}")
     print(f"{platform.platform()}, {os.cpu_count()} CPUs, load {os.getloadavg()[0]:.1f}")
-    with tempfile.TemporaryDirectory() as folder:
-        async with shop(Path(folder)) as found:
-            hold = await hold_figures(found, args.cutovers)
-            print("hold under 50 writes/s (embedded: SQLite, SQLite capture both ways)")
-            for key, value in hold.items():
-                print(f"  {key}: {value:.4f}" if isinstance(value, float) else f"  {key}: {value}")
-            passthrough = await passthrough_figures(found, args.rounds, args.seconds)
-            print("GET of a route outside the context, wrk -c 16, req/s per round")
-            print(f"  without a cutover: {[round(x) for x in passthrough['without']]}")
-            print(f"  with cutovers back to back: {[round(x) for x in passthrough['with']]}")
-            print(f"  median ratio with/without: {passthrough['ratio_median']:.3f}")
-            print(f"  cutovers during the 'with' rounds: {passthrough['cutovers_during']}")
+    with contextlib.ExitStack() as resources:
+        folder = resources.enter_context(tempfile.TemporaryDirectory())
+        dbs: Databases | None = None
+        if args.stack == "postgres":
+            pg = resources.enter_context(LogicalPostgres(databases=("shop", "customers")))
+            dbs = postgres_databases(pg, "shop", "customers")
+        await run(Path(folder), dbs, args)
     print(f"load after: {os.getloadavg()[0]:.1f}")
+
+
+async def run(folder: Path, dbs: Databases | None, args: argparse.Namespace) -> None:
+    async with shop(folder, dbs=dbs) as found:
+        hold = await hold_figures(found, args.cutovers)
+        print(f"hold under 50 writes/s ({args.stack})")
+        for key, value in hold.items():
+            print(f"  {key}: {value:.4f}" if isinstance(value, float) else f"  {key}: {value}")
+        passthrough = await passthrough_figures(found, args.rounds, args.seconds)
+        print("GET of a route outside the context, wrk -c 16, req/s per round")
+        print(f"  without a cutover: {[round(x) for x in passthrough['without']]}")
+        print(f"  with cutovers back to back: {[round(x) for x in passthrough['with']]}")
+        print(f"  median ratio with/without: {passthrough['ratio_median']:.3f}")
+        print(f"  cutovers during the 'with' rounds: {passthrough['cutovers_during']}")
 
 
 if __name__ == "__main__":
