@@ -50,6 +50,9 @@ Drainer = Callable[[Config, str, Owner, float], Awaitable[Drained]]
 LagReader = Callable[[Config, str, Owner], Awaitable[float]]
 """``strangler.sync.drain.lag_seconds``: how far sync is behind the owner's side."""
 
+FOLLOW_WINDOW = 2.0
+"""Seconds within which a sync worker must have read ownership from a memory:// store."""
+
 LAST_KEY = "cutovers:"
 """Capped list (per context) of the latest cutover results, newest first."""
 
@@ -143,7 +146,7 @@ class Cutovers:
         if not await store.acquire(lock, context.max_lag + context.hold_timeout + 10.0):
             raise CutoverRefused(f"a cutover of {name!r} is already running; wait for it")
         try:
-            current = (await store.ownerships()).get(name) or unowned(name)
+            current = (await store.snapshot()).ownerships.get(name) or unowned(name)
             await self._check(name, context, current, to)
             return await self._move(name, context, current, to, who)
         finally:
@@ -163,6 +166,7 @@ class Cutovers:
             )
         if current.owner == to:
             raise CutoverRefused(f"context {name!r} is already owned by {to}")
+        self._check_followed(name, context)
         if to == "service":
             for route_name in context.routes:
                 await self._check_reads(route_name)
@@ -174,6 +178,22 @@ class Cutovers:
             raise CutoverRefused(
                 f"sync lag of {name!r} is {lag:.2f}s, over max_lag {context.max_lag:g}s: "
                 "let the sync worker catch up (strangler sync) and retry"
+            )
+
+    def _check_followed(self, name: str, context: ContextConfig) -> None:
+        """With ``memory://`` state only a sync worker in this process sees the owner; a
+        separate ``strangler sync`` would keep judging by legacy and refuse the service's
+        writes, so moving data needs a worker here (the demo) or a shared store."""
+        store = self.plane.store
+        if self.config.sync is None or not context.tables or store.shared:
+            return
+        followed = store.followed_at
+        if followed is None or time.monotonic() - followed > FOLLOW_WINDOW:
+            raise CutoverRefused(
+                f"no sync worker follows this proxy's ownership of {name!r}: with state "
+                f"{store.url} a separate `strangler sync` cannot see it; set state: "
+                "redis://host:6379/0 in routes.yaml for both (or run the worker in this "
+                "process, as `strangler demo` does)"
             )
 
     async def _check_reads(self, route_name: str) -> None:
@@ -301,7 +321,7 @@ class Cutovers:
 
     async def _stored(self, name: str) -> Ownership | None:
         try:
-            return (await self.plane.store.ownerships()).get(name)
+            return (await self.plane.store.snapshot()).ownerships.get(name)
         except StateStoreError:
             return None
 

@@ -264,7 +264,7 @@ class ControlPlane:
 
     async def _release_abandoned(self, owned: Ownership) -> None:
         """Abort the cutover ``owned`` if it still holds the context (compare and set)."""
-        current = (await self.store.ownerships()).get(owned.context)
+        current = (await self.store.snapshot()).ownerships.get(owned.context)
         if current is None or current.cutover != owned.cutover:
             return
         kept = current.kept("watchdog")

@@ -64,3 +64,21 @@ async def test_killing_the_sync_worker_mid_cutover_aborts_cleanly(
         for w in writers:
             for ident, name in w.created.items():
                 assert legacy.get(ident) == name and service.get(ident) == name, (ident, name)
+
+
+async def test_memory_state_with_a_separate_worker_is_refused_with_the_reason(
+    tmp_path: Path,
+) -> None:
+    # `strangler sync` in its own process cannot see a memory:// store: moving the data
+    # would leave it judging every service write as the non-owner's. Refused, untouched.
+    async with shop(tmp_path, process=True) as found, aiohttp.ClientSession() as session:
+        headers = {"Authorization": f"Bearer {TOKEN}"}
+        async with session.post(
+            f"{found.admin}/api/contexts/customers/cutover",
+            json={"to": "service"},
+            headers=headers,
+        ) as response:
+            status, body = response.status, await response.json()
+        assert status == 409
+        assert "no sync worker follows this proxy's ownership of 'customers'" in body["error"]
+        assert "redis://" in body["error"]
