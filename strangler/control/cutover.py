@@ -33,8 +33,8 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from strangler.config import Config, ContextConfig
 from strangler.control.audit import AuditEntry
+from strangler.control.holds import hold_key
 from strangler.control.ownership import Owner, Ownership, unowned
-from strangler.control.plane import hold_key
 from strangler.control.rollback import verdict
 from strangler.errors import StateStoreError, StranglerError
 from strangler.routing.table import writes_only
