@@ -272,15 +272,16 @@ class Cutovers:
         try:
             written = await store.set_ownership(final, expect=holding)
         except StateStoreError as exc:
-            written = False
-            reason = reason or f"the flip could not be written: {exc}"
-            log.error(
-                "cutover of %r: %s; replicas release the hold when the store is back", name, exc
-            )
+            # The write may have landed before the answer was lost: ask the store.
+            stored = await self._stored(name)
+            written = stored == final
+            if not written:
+                reason = reason or f"the flip could not be written: {exc}"
+                log.error("cutover of %r: %s; replicas release the hold when it is back", name, exc)
         if not written and reason is None:
             reason = "the hold was released by a replica's watchdog before the flip"
         if not written:
-            final = (await self._stored(name)) or holding.kept(who)
+            final = (await self._stored(name)) or holding
         held = time.monotonic() - held_at
         with contextlib.suppress(StateStoreError):
             await self.plane.refresh()
@@ -319,11 +320,14 @@ class Cutovers:
                 )
             await asyncio.sleep(0.005)
 
-    async def _stored(self, name: str) -> Ownership | None:
-        try:
-            return (await self.plane.store.snapshot()).ownerships.get(name)
-        except StateStoreError:
-            return None
+    async def _stored(self, name: str, tries: int = 10) -> Ownership | None:
+        """The stored ownership of ``name`` (None if the store does not answer)."""
+        for _ in range(tries):
+            try:
+                return (await self.plane.store.snapshot()).ownerships.get(name)
+            except StateStoreError:
+                await asyncio.sleep(0.2)
+        return None
 
     async def _record(self, result: CutoverResult, before: Ownership, after: Ownership) -> None:
         if self.metrics is not None:
