@@ -147,7 +147,12 @@ class Cutovers:
             raise CutoverRefused(f"a cutover of {name!r} is already running; wait for it")
         try:
             current = (await store.snapshot()).ownerships.get(name) or unowned(name)
-            await self._check(name, context, current, to)
+            try:
+                await self._check(name, context, current, to)
+            except CutoverRefused:
+                if self.metrics is not None:
+                    self.metrics.cutover(name, to, "refused", None)
+                raise
             return await self._move(name, context, current, to, who)
         finally:
             try:

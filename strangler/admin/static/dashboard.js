@@ -227,7 +227,7 @@ async function renderContexts() {
     const cell = (name) => row.querySelector("." + name);
     cell("owner").textContent = context.owner;
     cell("state").textContent = context.state + (context.state !== "steady" ? " → " + context.to : "") +
-      ` (epoch ${context.epoch})`;
+      ` (epoch ${context.epoch})` + (context.held_here ? `, ${context.held_here} writes held here` : "");
     cell("last").textContent = lastCutover(context.last_cutover);
     cell("non-owner").textContent = nonOwner === null || nonOwner === undefined ? "–" : String(nonOwner);
     cutoverCell(cell("actions"), context);
