@@ -117,6 +117,12 @@ async def test_refused_while_the_reads_are_not_on_the_service(
         assert status == 409
         assert "read route 'customers' is canary 50%, not new (or canary 100%)" in body["error"]
         assert (await context_view(session, site))["owner"] == "legacy"
+        async with session.get(site.admin + "/metrics") as response:
+            text = await response.text()
+        assert (
+            'strangler_cutovers_total{context="customers",result="refused",to="service"} 1.0'
+            in text
+        )
         assert await write(session, site, "w1") == (200, "monolith")
 
 
