@@ -91,7 +91,12 @@ def run(args: argparse.Namespace) -> int:
     client = AdminClient(url)
     try:
         document = client.routes()
-        contexts = client.contexts()
+        try:
+            contexts = client.contexts()
+        except AdminError as exc:
+            if exc.status != 404:
+                raise
+            contexts = {}  # a proxy from before contexts existed
     except AdminError as exc:
         print(f"strangler status: {exc}", file=sys.stderr)
         return 1
