@@ -66,8 +66,10 @@ async def test_both_directions_with_writers_on_both_sides_and_no_echo(tmp_path: 
         )
         status = run.worker.status
         await until(
-            lambda: status["svc"].counts["applied"] == svc_changes
-            and status["shop"].counts["applied"] == shop_changes,
+            lambda: (
+                status["svc"].counts["applied"] == svc_changes
+                and status["shop"].counts["applied"] == shop_changes
+            ),
             "both directions to apply every change",
         )
         await asyncio.sleep(0.5)  # anything echoed would be captured and counted by now
@@ -101,8 +103,8 @@ async def test_a_write_by_the_non_owner_is_dead_lettered_with_its_reason(tmp_pat
     await own(store, "customers", "service")
     async with running(config, store) as run:
         write(tmp_path / "customers.db", *new_customer(7, "Ada"))
-        await until(lambda: rows(tmp_path / "shop.db", "SELECT cust_nm FROM customer") == [("Ada",)],
-                    "the service's customer in the monolith")  # fmt: skip
+        names = "SELECT cust_nm FROM customer"
+        await until(lambda: rows(tmp_path / "shop.db", names) == [("Ada",)], "Ada in the monolith")
         # Someone's old cron job still writes the monolith's CUSTOMER after the cutover.
         write(tmp_path / "shop.db", ("UPDATE customer SET cust_nm = 'cron' WHERE cust_id = 7", ()))
         await until(lambda: run.worker.status["shop"].counts["non_owner"] == 1, "the report")
@@ -159,8 +161,10 @@ async def test_drain_then_flip_moves_a_context_without_losing_or_misjudging_a_wr
               ("INSERT INTO orders VALUES (9001, 1, 12.34, 'open')", ()))  # fmt: skip
         write(tmp_path / "shop.db", ('UPDATE "ORD_HDR" SET ST = ? WHERE ORD_NO = 1', ("S",)))
         await until(
-            lambda: rows(tmp_path / "shop.db", 'SELECT TOTAL_CENTS FROM "ORD_HDR" WHERE ORD_NO = 9001')
-            == [("1234",)],
+            lambda: (
+                rows(tmp_path / "shop.db", 'SELECT TOTAL_CENTS FROM "ORD_HDR" WHERE ORD_NO = 9001')
+                == [("1234",)]
+            ),
             "the new owner's write in the monolith",
         )
         await until(lambda: run.worker.status["shop"].counts["non_owner"] == 1, "the report")

@@ -114,10 +114,9 @@ def rows(path: Path, sql: str, *args: Any) -> list[tuple[Any, ...]]:
 
 def write(path: Path, *statements: tuple[str, tuple[Any, ...]]) -> None:
     """One transaction on a database, as an application would write it."""
-    with contextlib.closing(sqlite3.connect(path, timeout=30)) as db:
-        with db:
-            for sql, args in statements:
-                db.execute(sql, args)
+    with contextlib.closing(sqlite3.connect(path, timeout=30)) as db, db:
+        for sql, args in statements:
+            db.execute(sql, args)
 
 
 def new_customer(cid: int, name: str) -> tuple[tuple[str, tuple[Any, ...]], ...]:
