@@ -40,7 +40,7 @@ async def list_contexts(request: web.Request) -> web.Response:
     config = runtime.router.config
     stale: str | None = None
     try:
-        owned = await control.store.ownerships()
+        owned = (await control.store.snapshot()).ownerships
     except StateStoreError as exc:
         owned, stale = dict(runtime.router.ownerships), str(exc)
     table = runtime.router.table

@@ -47,6 +47,12 @@ def summary(path: str, config: Config) -> str:
     for r in config.routes:
         share = f" {r.percent:g}%" if r.mode == "canary" else ""
         lines.append(f"    {r.name}: {r.match.path} -> {r.to} [{r.mode}{share}]")
+    for name, context in config.contexts.items():
+        tables = f", tables {', '.join(context.tables)}" if context.tables else ""
+        lines.append(
+            f"  context {name}: routes {', '.join(context.routes)}{tables} "
+            "(owner: runtime state, see strangler status)"
+        )
     return "\n".join(lines)
 
 

@@ -33,8 +33,8 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from strangler.config import Config, ContextConfig
 from strangler.control.audit import AuditEntry
+from strangler.control.holds import hold_key
 from strangler.control.ownership import Owner, Ownership, unowned
-from strangler.control.plane import hold_key
 from strangler.control.rollback import verdict
 from strangler.errors import StateStoreError, StranglerError
 from strangler.routing.table import writes_only
@@ -49,6 +49,9 @@ Drainer = Callable[[Config, str, Owner, float], Awaitable[Drained]]
 """``strangler.sync.drain.drain``: wait until the old owner's writes are applied."""
 LagReader = Callable[[Config, str, Owner], Awaitable[float]]
 """``strangler.sync.drain.lag_seconds``: how far sync is behind the owner's side."""
+
+FOLLOW_WINDOW = 2.0
+"""Seconds within which a sync worker must have read ownership from a memory:// store."""
 
 LAST_KEY = "cutovers:"
 """Capped list (per context) of the latest cutover results, newest first."""
@@ -138,11 +141,18 @@ class Cutovers:
         context = self.context(name)
         store = self.plane.store
         lock = f"cutover-lock:{name}"
-        if not await store.acquire(lock, context.hold_timeout * 2 + 30.0):
+        # Outlives the sequence (lag probe, hold, flip), not much more: a runner that died
+        # must not block the next cutover for long (its hold is ended by a watchdog).
+        if not await store.acquire(lock, context.max_lag + context.hold_timeout + 10.0):
             raise CutoverRefused(f"a cutover of {name!r} is already running; wait for it")
         try:
-            current = (await store.ownerships()).get(name) or unowned(name)
-            await self._check(name, context, current, to)
+            current = (await store.snapshot()).ownerships.get(name) or unowned(name)
+            try:
+                await self._check(name, context, current, to)
+            except CutoverRefused:
+                if self.metrics is not None:
+                    self.metrics.cutover(name, to, "refused", None)
+                raise
             return await self._move(name, context, current, to, who)
         finally:
             try:
@@ -161,22 +171,10 @@ class Cutovers:
             )
         if current.owner == to:
             raise CutoverRefused(f"context {name!r} is already owned by {to}")
-        table = self.plane.router.table
+        self._check_followed(name, context)
         if to == "service":
             for route_name in context.routes:
-                route = table.route(route_name)
-                if route is None or writes_only(route.config):
-                    continue
-                if not (route.mode == "new" or (route.mode == "canary" and route.percent >= 100)):
-                    raise CutoverRefused(
-                        f"read route {route_name!r} is {route.mode}"
-                        f"{f' {route.percent:g}%' if route.mode == 'canary' else ''}, "
-                        "not new (or canary 100%): move its reads first "
-                        f"(strangler flip {route_name} new)"
-                    )
-                breach = await self._breach(route_name)
-                if breach is not None:
-                    raise CutoverRefused(f"route {route_name!r}: {breach}")
+                await self._check_reads(route_name)
         try:
             lag = await self.lag(self.config, name, current.owner)
         except StranglerError as exc:
@@ -186,6 +184,45 @@ class Cutovers:
                 f"sync lag of {name!r} is {lag:.2f}s, over max_lag {context.max_lag:g}s: "
                 "let the sync worker catch up (strangler sync) and retry"
             )
+
+    def _check_followed(self, name: str, context: ContextConfig) -> None:
+        """With ``memory://`` state only a sync worker in this process sees the owner; a
+        separate ``strangler sync`` would keep judging by legacy and refuse the service's
+        writes, so moving data needs a worker here (the demo) or a shared store."""
+        store = self.plane.store
+        if self.config.sync is None or not context.tables or store.shared:
+            return
+        followed = store.followed_at
+        if followed is None or time.monotonic() - followed > FOLLOW_WINDOW:
+            raise CutoverRefused(
+                f"no sync worker follows this proxy's ownership of {name!r}: with state "
+                f"{store.url} a separate `strangler sync` cannot see it; set state: "
+                "redis://host:6379/0 in routes.yaml for both (or run the worker in this "
+                "process, as `strangler demo` does)"
+            )
+
+    async def _check_reads(self, route_name: str) -> None:
+        """A read route must be on the service, and under its rollback thresholds."""
+        route = self.plane.router.table.route(route_name)
+        if route is None or writes_only(route.config):
+            return
+        breach = await self._breach(route_name)  # may roll the route back: read the mode after
+        route = self.plane.router.table.route(route_name)
+        if route is None:
+            return
+        if not (route.mode == "new" or (route.mode == "canary" and route.percent >= 100)):
+            share = f" {route.percent:g}%" if route.mode == "canary" else ""
+            why = (
+                f" ({route.source}: {route.override.reason})"
+                if route.override and route.override.reason
+                else ""
+            )
+            raise CutoverRefused(
+                f"read route {route_name!r} is {route.mode}{share}{why}, not new (or canary "
+                f"100%): move its reads first (strangler flip {route_name} new)"
+            )
+        if breach is not None:
+            raise CutoverRefused(f"route {route_name!r}: {breach}")
 
     async def _breach(self, route: str) -> str | None:
         """A rollback threshold the route is over now, as words, or None."""
@@ -240,15 +277,16 @@ class Cutovers:
         try:
             written = await store.set_ownership(final, expect=holding)
         except StateStoreError as exc:
-            written = False
-            reason = reason or f"the flip could not be written: {exc}"
-            log.error(
-                "cutover of %r: %s; replicas release the hold when the store is back", name, exc
-            )
+            # The write may have landed before the answer was lost: ask the store.
+            stored = await self._stored(name)
+            written = stored == final
+            if not written:
+                reason = reason or f"the flip could not be written: {exc}"
+                log.error("cutover of %r: %s; replicas release the hold when it is back", name, exc)
         if not written and reason is None:
             reason = "the hold was released by a replica's watchdog before the flip"
         if not written:
-            final = (await self._stored(name)) or holding.kept(who)
+            final = (await self._stored(name)) or holding
         held = time.monotonic() - held_at
         with contextlib.suppress(StateStoreError):
             await self.plane.refresh()
@@ -287,11 +325,14 @@ class Cutovers:
                 )
             await asyncio.sleep(0.005)
 
-    async def _stored(self, name: str) -> Ownership | None:
-        try:
-            return (await self.plane.store.ownerships()).get(name)
-        except StateStoreError:
-            return None
+    async def _stored(self, name: str, tries: int = 10) -> Ownership | None:
+        """The stored ownership of ``name`` (None if the store does not answer)."""
+        for _ in range(tries):
+            try:
+                return (await self.plane.store.snapshot()).ownerships.get(name)
+            except StateStoreError:
+                await asyncio.sleep(0.2)
+        return None
 
     async def _record(self, result: CutoverResult, before: Ownership, after: Ownership) -> None:
         if self.metrics is not None:

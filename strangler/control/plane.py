@@ -1,4 +1,5 @@
-"""The control plane of one proxy process: overrides from the state store into the router.
+"""The control plane of one proxy process: overrides and context owners from the state store
+into the router (and, while a cutover holds a context, its write gate: ``holds.py``).
 
 :class:`ControlPlane` loads every override when it starts, then follows the
 store's change channel and, for each announced version, reloads the full
@@ -20,15 +21,11 @@ import asyncio
 import contextlib
 import logging
 import math
-import os
-import socket
-import uuid
-from collections.abc import Mapping
 from typing import TYPE_CHECKING, Protocol
 
 from strangler.config import MODES, Mode, RouteConfig
 from strangler.control.audit import AuditEntry, AuditLog
-from strangler.control.ownership import Ownership
+from strangler.control.holds import ReplicaHolds
 from strangler.control.rollback import RollbackMonitor
 from strangler.control.state import OverrideChange, StateSnapshot, StateStore
 from strangler.errors import StateStoreError, StranglerError
@@ -39,18 +36,6 @@ if TYPE_CHECKING:
     from strangler.routing.router import Router
 
 log = logging.getLogger(__name__)
-
-BEAT_EVERY = 1.0
-"""Seconds between a replica's "I am alive" beats; a cutover waits for live replicas."""
-BEAT_TTL = 3.0
-WATCHDOG_GRACE = 5.0
-"""A replica releases a hold whose cutover is this long past its hold_timeout (the process
-running it died): the same compare-and-set as an abort, so it cannot race a flip."""
-
-
-def hold_key(context: str, cutover: str) -> str:
-    """Where replicas acknowledge that they hold a context's writes with none in flight."""
-    return f"hold:{context}:{cutover}"
 
 
 class RollbackCounter(Protocol):
@@ -116,9 +101,7 @@ class ControlPlane:
         self._applied = -1
         self._synced = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
-        self.replica = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
-        """This process's name among the replicas that acknowledge a hold."""
-        self._holds: dict[str, asyncio.Task[None]] = {}
+        self.holds = ReplicaHolds(self)
 
     @property
     def router(self) -> Router:
@@ -136,7 +119,7 @@ class ControlPlane:
         self._tasks = [
             asyncio.create_task(self._follow(), name="strangler-control-follow"),
             asyncio.create_task(self.rollback.run(), name="strangler-rollback"),
-            asyncio.create_task(self._beat(), name="strangler-beat"),
+            asyncio.create_task(self.holds.beat(), name="strangler-beat"),
         ]
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(wait):
@@ -145,10 +128,10 @@ class ControlPlane:
     async def stop(self) -> None:
         follower, monitor, beat = self._tasks or (None, None, None)
         self.rollback.stop()
-        for task in (follower, beat, *self._holds.values()):
+        for task in (follower, beat):
             if task is not None:
                 task.cancel()
-        self._holds = {}
+        self.holds.stop()
         for task in self._tasks:
             # The monitor ends its round (bounded by the store's timeouts) and returns.
             with contextlib.suppress(asyncio.CancelledError, TimeoutError):
@@ -212,86 +195,13 @@ class ControlPlane:
                 return False
         self._applied = snapshot.version
         # After the table swap: a released write decides its upstream from the new table.
-        self._follow_holds(snapshot.ownerships)
+        self.holds.follow(snapshot.ownerships)
         return True
 
-    # ---------------------------------------------------------------- write hold
-
-    def _follow_holds(self, ownerships: Mapping[str, Ownership]) -> None:
-        """Close the gate of every context a cutover holds; open the others."""
-        for context, config in self.router.config.contexts.items():
-            gate = self.runtime.hold.gate(context, config.max_held)
-            owned = ownerships.get(context)
-            if owned is not None and not owned.steady and owned.cutover:
-                if gate.cutover != owned.cutover:
-                    gate.close(owned.cutover)
-                    self._start_hold(owned, config.hold_timeout)
-            elif gate.closed:
-                gate.open()
-                task = self._holds.pop(context, None)
-                if task is not None:
-                    task.cancel()
-
-    def _start_hold(self, owned: Ownership, hold_timeout: float) -> None:
-        previous = self._holds.pop(owned.context, None)
-        if previous is not None:
-            previous.cancel()
-        self._holds[owned.context] = asyncio.create_task(
-            self._hold(owned, hold_timeout), name=f"strangler-hold-{owned.context}"
-        )
-
-    async def _hold(self, owned: Ownership, hold_timeout: float) -> None:
-        """Acknowledge the hold once no write is in flight here; then watch for a cutover
-        whose runner died (release it as an abort after hold_timeout + grace)."""
-        gate = self.runtime.hold.gate(owned.context)
-        await gate.quiet()
-        key = hold_key(owned.context, owned.cutover)
-        for _ in range(20):
-            try:
-                await self.store.add(key, {self.replica: 1}, 60.0)
-                break
-            except StateStoreError as exc:
-                log.warning("cannot acknowledge the hold of %r: %s", owned.context, exc)
-                await asyncio.sleep(0.1)
-        await asyncio.sleep(hold_timeout + WATCHDOG_GRACE)
-        while gate.cutover == owned.cutover:
-            try:
-                await self._release_abandoned(owned)
-                self.apply(await self.store.snapshot())
-            except StateStoreError as exc:
-                log.warning("hold of %r: %s; writes stay held until it answers", owned.context, exc)
-            await asyncio.sleep(1.0)
-
-    async def _release_abandoned(self, owned: Ownership) -> None:
-        """Abort the cutover ``owned`` if it still holds the context (compare and set)."""
-        current = (await self.store.ownerships()).get(owned.context)
-        if current is None or current.cutover != owned.cutover:
-            return
-        kept = current.kept("watchdog")
-        if not await self.store.set_ownership(kept, expect=current):
-            return  # the cutover (or another replica) got there first
-        log.warning(
-            "cutover %s of %r never finished; writes released to %s",
-            owned.cutover,
-            owned.context,
-            current.owner,
-        )
-        await self.audit.record(
-            AuditEntry(
-                "cutover.aborted",
-                owned.context,
-                "watchdog",
-                current.to_dict(),
-                kept.to_dict(),
-                "the process running the cutover stopped answering",
-            )
-        )
-
-    async def _beat(self) -> None:
-        while True:
-            with contextlib.suppress(StateStoreError):
-                await self.store.beat(self.replica, BEAT_TTL)
-            await asyncio.sleep(BEAT_EVERY)
+    @property
+    def replica(self) -> str:
+        """This process's name among the replicas that acknowledge a hold."""
+        return self.holds.replica
 
     async def refresh(self) -> None:
         """Apply the store's state now (after a write made through this process)."""

@@ -123,6 +123,7 @@ class RedisStateStore:
     """State in Redis, shared by every replica and worker using the same namespace."""
 
     shared = True
+    followed_at: float | None = None  # shared: workers in other processes read it
 
     def __init__(self, url: str, namespace: str = "default", *, timeout: float = 1.0) -> None:
         self.url = _public_url(url)

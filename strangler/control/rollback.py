@@ -253,8 +253,13 @@ class RollbackMonitor:
         return await self._plane.store.totals(self._keys(route, config, time.time()))
 
     def _route_mode(self, route: str) -> str | None:
-        compiled = self._plane.router.config.route(route)
-        return compiled.mode if compiled is not None else None
+        """The mode without an override: routes.yaml's, or for a context's write route the
+        one its owner gives it (``roll_back`` then refuses, saying why)."""
+        compiled = self._plane.router.table.route(route)
+        if compiled is not None and compiled.source == "ownership":
+            return compiled.mode
+        config = self._plane.router.config.route(route)
+        return config.mode if config is not None else None
 
     async def forget(self, route: str) -> None:
         """Drop the evidence for ``route`` (a person cleared its override)."""

@@ -67,6 +67,8 @@ class StateStore(Protocol):
     """Where the state lives, for people (``memory://`` or the Redis URL without password)."""
     shared: bool
     """True when other processes see the same state (Redis)."""
+    followed_at: float | None
+    """Unshared stores: when a sync worker in this process last read ownership."""
 
     async def close(self) -> None: ...
 
@@ -83,7 +85,8 @@ class StateStore(Protocol):
         ...
 
     async def ownerships(self) -> dict[str, Ownership]:
-        """Every stored ownership by context (absent: legacy, epoch 0)."""
+        """Every stored ownership by context (absent: legacy, epoch 0). For the sync
+        worker; the proxy reads ``snapshot().ownerships``."""
         ...
 
     async def set_ownership(self, ownership: Ownership, *, expect: Ownership | None = None) -> bool:
@@ -177,6 +180,8 @@ class MemoryStateStore:
         self._overrides: dict[str, Override] = {}
         self._ownerships: dict[str, Ownership] = {}
         self._replicas: dict[str, float] = {}
+        self.followed_at: float | None = None
+        """When a sync worker in this process last read ownership (``ownerships()``)."""
         self._hashes: dict[str, tuple[float, dict[str, int]]] = {}
         self._lists: dict[str, list[str]] = {}
         self._locks: dict[str, float] = {}
@@ -206,6 +211,9 @@ class MemoryStateStore:
             subscriber.queue.put_nowait(self._version)
 
     async def ownerships(self) -> dict[str, Ownership]:
+        # Only a sync worker reads ownership this way (the proxy reads snapshots): it
+        # shows a cutover that a worker in this process follows this very store.
+        self.followed_at = time.monotonic()
         return dict(self._ownerships)
 
     async def set_ownership(self, ownership: Ownership, *, expect: Ownership | None = None) -> bool:

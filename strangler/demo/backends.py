@@ -50,7 +50,14 @@ class Backend(Protocol):
         ...
 
     def sync_sources_yaml(self) -> str:
-        """The ``sources:`` list of the ``sync:`` section, indented four spaces."""
+        """The ``sources:`` list of the ``sync:`` section, indented four spaces: the
+        monolith's capture as ``monolith`` and, if :attr:`way_back`, the service's as
+        ``service``."""
+        ...
+
+    @property
+    def way_back(self) -> bool:
+        """The service's database is captured too, so the customers context can move."""
         ...
 
     def describe(self) -> list[str]:
@@ -89,6 +96,8 @@ class EmbeddedBackend:
     def state_yaml(self) -> str:
         return "memory://"
 
+    way_back = True
+
     def sync_sources_yaml(self) -> str:
         return f"""\
     - name: monolith
@@ -96,6 +105,12 @@ class EmbeddedBackend:
       options:
         database: {self.workdir / "monolith.db"}
         tables: [customer]
+        poll_interval: 50ms
+    - name: service                   # the service's database, for the way back
+      kind: sqlite
+      options:
+        database: {self.workdir / "customers.db"}
+        tables: [customers, addresses]
         poll_interval: 50ms
 """
 
@@ -199,6 +214,10 @@ class LocalBackend:
 
     def state_yaml(self) -> str:
         return f'{{url: "{self.redis_url}", namespace: {self.namespace}}}'
+
+    way_back = False
+    """Not yet: capturing the service's PostgreSQL database back through Debezium and
+    Kafka is not wired here, so the local stack stops before the cutover steps."""
 
     def sync_sources_yaml(self) -> str:
         return f"""\

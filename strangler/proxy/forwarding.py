@@ -117,7 +117,7 @@ class Forwarder:
             route = decision.route
             if route is not None and route.context is not None and req.method not in SAFE_METHODS:
                 # A context's write passes its gate (held while ownership moves).
-                client.spawn(held(self, client, req, route.context, started))
+                client.spawn(held(self, client, req, route.name, route.context, started))
                 return
             tap = open_tap(self.runtime, decision, req)
             if try_fast(self, client, req, decision, table.config, started, tap):

@@ -95,7 +95,12 @@ class WriteHold:
 
 
 async def held(
-    fw: Forwarder, client: ClientConnection, req: ProxyRequest, context: str, started: float
+    fw: Forwarder,
+    client: ClientConnection,
+    req: ProxyRequest,
+    route: str,
+    context: str,
+    started: float,
 ) -> None:
     """Answer a context's write: through its gate, then the ordinary (task) path, which
     decides the upstream afresh — after a hold, from the table the flip swapped in."""
@@ -106,10 +111,11 @@ async def held(
                 503,
                 f"context {context!r} is moving (cutover {gate.cutover}) and "
                 f"{gate.max_held} writes are already held here; retry in a moment",
+                route,
                 close=client.must_close(),
             )
         )
-        fw._record(None, "-", 503, started, False)
+        fw._record(route, "-", 503, started, False)
         return
     try:
         # The time held is part of this request's duration: started is not reset.

@@ -118,8 +118,9 @@ class Directions:
 
     async def pass_marker(self, mark: Watermark, stop: asyncio.Event) -> None:
         """Hold the stream at a drain's watermark until the cutover is over, then take
-        the owner it left behind."""
-        if self.owners is None:
+        the owner it left behind. A probe's mark (epoch < 0, the lag precondition)
+        never holds: a cutover may have begun right after it."""
+        if self.owners is None or mark.epoch < 0:
             return
         deadline = time.monotonic() + MARKER_WAIT
         while not stop.is_set():

@@ -103,13 +103,17 @@ async def drain(
     timeout: float,
     *,
     base_dir: Path | None = None,
+    probe: bool = False,
 ) -> Drained:
     """Wait until every write ``owner`` made to ``context``'s tables is applied on the
-    other side; raises ``DrainTimeout`` after ``timeout`` seconds."""
+    other side; raises ``DrainTimeout`` after ``timeout`` seconds. ``probe``: only
+    measuring (the lag precondition): the mark never holds a stream."""
     if config.sync is None:
         return Drained("none", 0.0)
     tables = tuple(config.contexts[context].tables)
-    return await drain_tables(config.sync, context, tables, owner, timeout, base_dir=base_dir)
+    return await drain_tables(
+        config.sync, context, tables, owner, timeout, base_dir=base_dir, probe=probe
+    )
 
 
 async def drain_tables(
@@ -120,6 +124,7 @@ async def drain_tables(
     timeout: float,
     *,
     base_dir: Path | None = None,
+    probe: bool = False,
 ) -> Drained:
     started = time.monotonic()
     old = legs(sync, tables, owner, base_dir)
@@ -127,8 +132,12 @@ async def drain_tables(
     new = legs(sync, tables, other, base_dir) if _reversible(sync, tables) else []
     engines: dict[str, Engine] = {}
     try:
-        marks = await asyncio.to_thread(_write_marks, old, context, engines)
-        await asyncio.to_thread(_write_marks, new, context, engines)
+        # A probe's marks say epoch -1: the worker records them but never holds a stream
+        # there (a cutover may start right after the probe; only its own drain may hold).
+        epoch = -1 if probe else 0
+        marks = await asyncio.to_thread(_write_marks, old, context, engines, epoch)
+        if not probe:
+            await asyncio.to_thread(_write_marks, new, context, engines, epoch)
         positions: list[str] = []
         for leg, seq in zip(old, marks, strict=True):
             target = sync.targets[leg.target]
@@ -150,12 +159,14 @@ def _engine(url: str, engines: dict[str, Engine]) -> Engine:
     return engines[url]
 
 
-def _write_marks(legs_: list[_Leg], context: str, engines: dict[str, Engine]) -> list[int]:
+def _write_marks(
+    legs_: list[_Leg], context: str, engines: dict[str, Engine], epoch: int = 0
+) -> list[int]:
     marks = []
     for leg in legs_:
         try:
             with _engine(leg.database, engines).begin() as conn:
-                marks.append(watermark.write(conn, context, 0))
+                marks.append(watermark.write(conn, context, epoch))
         except SQLAlchemyError as exc:
             raise db_error(f"drain: writing a watermark to {safe_url(leg.database)}", exc) from exc
     return marks
@@ -193,6 +204,6 @@ async def lag_seconds(
     """How long sync takes now to apply ``owner``'s writes to the other side (a
     watermark's round trip; ``limit`` if it does not get through within it)."""
     try:
-        return (await drain(config, context, owner, limit, base_dir=base_dir)).seconds
+        return (await drain(config, context, owner, limit, base_dir=base_dir, probe=True)).seconds
     except SyncError:  # DrainTimeout, or a database that cannot be reached
         return limit
