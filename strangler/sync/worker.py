@@ -269,6 +269,9 @@ class Worker:
                 )
                 if reason is None:
                     accepted.append(event)
+                elif event.snapshot:
+                    # A snapshot of the non-owner's side is the copy sync made, not a write.
+                    status.counts["ignored"] += 1
                 else:
                     refused.append((event, reason))
             part = Batch(accepted, batch.offsets, batch.poison) if last else Batch(accepted)
