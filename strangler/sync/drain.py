@@ -80,14 +80,6 @@ def legs(
                     [Problem("sync.tables", f"table {table} cannot be reversed: no reverse:")]
                 )
             source, target = sources[mapping.reverse.source], mapping.reverse.target
-        if source.kind == "kafka":
-            # The watermark would travel in its own topic, unordered against the other
-            # topics' partitions: it would not prove that everything before it is applied.
-            raise ConfigError(
-                [Problem(f"sync.sources.{source.name}",
-                         "cannot drain a kafka source yet (its watermark is not ordered"
-                         " against the other partitions); capture with sqlite or debezium")]
-            )  # fmt: skip
         url = _captured_url(source, sync, base_dir)
         found.setdefault((source.name, target), _Leg(source.name, url, target))
     return list(found.values())
