@@ -17,7 +17,7 @@ import time
 from collections import Counter
 from dataclasses import dataclass, field
 
-from strangler.demo.context import SERVICE, Demo
+from strangler.demo.context import ROUTE, SERVICE, Demo
 from strangler.demo.steps import check
 from strangler.demo.traffic import Reply
 
@@ -98,8 +98,30 @@ async def _while_writing(demo: Demo, moves: list[str]) -> Writer:
     return writer
 
 
+async def _reads_on_the_service(demo: Demo) -> None:
+    """The cutover's first precondition. If automatic rollback moved the reads back since
+    step 7 (errors counted while the breaker was still open), the operator sees why and
+    puts them back, as they would before a cutover: reset (clears the evidence), new."""
+    route = await demo.admin.route(ROUTE)
+    if route["mode"] == "new":
+        return
+    demo.report.note(
+        f"route {ROUTE} is {route['mode']} ({route['source']}: {route.get('reason')}); "
+        "the reads go back to the service first"
+    )
+    for argv in (["flip", ROUTE, "--reset"], ["flip", ROUTE, "new"]):
+        code, _ = await demo.stack.cli(argv)
+        demo.report.proof(f"$ strangler {' '.join(argv)}  -> exit {code}")
+        check(code == 0, f"strangler {' '.join(argv)} exited {code}")
+    started = time.monotonic()
+    while (await demo.admin.route(ROUTE))["mode"] != "new":
+        check(time.monotonic() - started < 5, f"route {ROUTE} is not new")
+        await asyncio.sleep(0.01)
+
+
 async def cutover(demo: Demo) -> None:
     r = demo.report
+    await _reads_on_the_service(demo)
     r.note("a legacy client keeps POSTing new customers and PUTting changes through the proxy")
     writer = Writer(demo)
     writer.start()
