@@ -106,7 +106,15 @@ class CustomerRows:
     deletes remove the address first. An all-blank legacy address deletes the
     service's primary address. A truncate cannot be mapped row by row and is
     refused (dead-lettered) so it gets a person's attention.
+
+    ``reverse`` is the way back, used once the customers service owns the context:
+    a ``customers`` change updates the legacy row's customer columns, a primary
+    ``addresses`` change its address columns (other kinds have no room in the
+    legacy row and are left out); deleting the primary address blanks them.
     """
+
+    reverse_tables = ("customers", "addresses")
+    """The service tables whose changes flow back into ``CUSTOMER``."""
 
     def map(self, event: ChangeEvent) -> Sequence[RowWrite]:
         if event.op == "t":
@@ -128,3 +136,24 @@ class CustomerRows:
         if address is None:
             return [customer, RowDelete("addresses", address_key)]
         return [customer, RowUpsert("addresses", address_key, address)]
+
+    def reverse(self, event: ChangeEvent) -> Sequence[RowWrite]:
+        if event.op == "t":
+            raise ChangeEventError(f"{event.table}: truncate is not synced back; resync instead")
+        table = event.table.rpartition(".")[2]
+        row = {**(event.before or {}), **event.key, **(event.after or {})}
+        try:
+            if table == "customers":
+                key = {"cust_id": int(row["id"])}
+                if event.op == "d":
+                    return [RowDelete("customer", key)]
+                return [RowUpsert("customer", key, model.customer_to_legacy_row(row))]
+            if table == "addresses":
+                if row.get("kind") != model.PRIMARY:
+                    return []
+                key = {"cust_id": int(row["customer_id"])}
+                address = None if event.op == "d" else row
+                return [RowUpsert("customer", key, model.address_to_legacy_row(address))]
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ChangeEventError(f"{event.table} {dict(event.key)}: {exc}") from exc
+        raise ChangeEventError(f"{event.table} is not customers or addresses")

@@ -112,6 +112,29 @@ def legacy_row_to_address(row: Mapping[str, Any]) -> dict[str, Any] | None:
     return values if any(values.values()) else None
 
 
+def customer_to_legacy_row(row: Mapping[str, Any]) -> dict[str, Any]:
+    """A ``customers`` row -> the legacy ``CUSTOMER`` row's customer columns (the way
+    back of ``legacy_row_to_customer``; the address columns are left alone)."""
+    created = row["created_at"]
+    return {
+        "cust_nm": row["name"],
+        "email_addr": row["email"],
+        "status_cd": status_to_legacy(row["status"]),
+        "created_yyyymmdd": iso_to_yyyymmdd(str(created)[:10]),
+        "phone_no": none_to_blank(row.get("phone")),
+        "credit_limit_cents": decimal_to_cents(str(row["credit_limit"])),
+    }
+
+
+def address_to_legacy_row(row: Mapping[str, Any] | None) -> dict[str, Any]:
+    """The primary ``addresses`` row (None: it was deleted) -> the legacy address columns."""
+    return {
+        "addr_line1": row["line1"] if row else "",
+        "addr_city": row["city"] if row else "",
+        "addr_zip": row["zip"] if row else "",
+    }
+
+
 def service_json_to_legacy(
     customer: Mapping[str, Any], *, whole_units: bool = False
 ) -> dict[str, Any]:

@@ -134,6 +134,12 @@ async def create_customer(request: web.Request) -> web.Response:
 
     def write() -> dict[str, Any] | None:
         with engine.begin() as conn:
+            if conn.dialect.name == "postgresql":
+                # Customers the service created come back by sync with their own ids, which
+                # never advance the SERIAL's sequence: allocate from the rows, under a lock.
+                conn.exec_driver_sql("LOCK TABLE customer IN SHARE ROW EXCLUSIVE MODE")
+                highest = conn.execute(select(func.max(db.customer.c.cust_id))).scalar_one()
+                values["cust_id"] = int(highest or 0) + 1
             result = conn.execute(insert(db.customer).values(**values))
             cust_id = int(result.inserted_primary_key[0])  # type: ignore[index]
         return _one(engine, cust_id)

@@ -68,6 +68,14 @@ def _parser() -> argparse.ArgumentParser:
     flip.add_argument("--admin", default=None, help="admin URL (default: $STRANGLER_ADMIN)")
     flip.add_argument("-c", "--config", default=None, help="routes.yaml to find the admin URL")
 
+    cutover = sub.add_parser(
+        "cutover", help="move a bounded context's writes and data ownership (and back)"
+    )
+    cutover.add_argument("context")
+    cutover.add_argument("--to", required=True, choices=["service", "legacy"])
+    cutover.add_argument("--admin", default=None, help="admin URL (default: $STRANGLER_ADMIN)")
+    cutover.add_argument("-c", "--config", default=None, help="routes.yaml to find the admin URL")
+
     sync = sub.add_parser("sync", help="run the CDC worker")
     sync.add_argument("-c", "--config", default="routes.yaml")
     sync.add_argument(

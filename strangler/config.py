@@ -203,6 +203,24 @@ class LimitsConfig(_Model):
     max_buffered_retry_body: Size = 64 * 1024
 
 
+class ContextConfig(_Model):
+    """A bounded context whose writes and data can move between legacy and its service.
+
+    Who owns it now is runtime state (the state store), not config: see
+    :mod:`strangler.control.ownership` and ``strangler cutover``."""
+
+    routes: tuple[str, ...] = Field(min_length=1)
+    """The context's routes (reads and writes); each in at most one context."""
+    tables: tuple[str, ...] = ()
+    """The ``sync.tables[].source`` entries whose data the context owns."""
+    hold_timeout: Duration = Field(5.0, gt=0)
+    """The drain must finish within it, or the cutover aborts (writes go to the old owner)."""
+    max_held: int = Field(1000, ge=1)
+    """Writes held per replica during a cutover; beyond it a write gets 503 (never lost)."""
+    max_lag: Duration = Field(2.0, gt=0)
+    """Precondition: the current direction's sync lag must be under it."""
+
+
 class Config(_Model):
     version: Literal[1] = 1
     listen: str = "0.0.0.0:8080"
@@ -214,6 +232,7 @@ class Config(_Model):
     limits: LimitsConfig = LimitsConfig()
     pin_header: str | None = None
     sync: SyncConfig | None = None
+    contexts: Mapping[str, ContextConfig] = {}
 
     @field_validator("listen")
     @classmethod
@@ -227,6 +246,10 @@ class Config(_Model):
 
     def route(self, name: str) -> RouteConfig | None:
         return next((r for r in self.routes if r.name == name), None)
+
+    def context_of(self, route: str) -> str | None:
+        """The context ``route`` belongs to, or None."""
+        return next((name for name, c in self.contexts.items() if route in c.routes), None)
 
 
 # --------------------------------------------------------------------- loading
@@ -328,6 +351,37 @@ def _cross_check(config: Config, base_dir: Path | None) -> list[Problem]:
             problem = check_import(table.adapter, base_dir)
             if problem:
                 problems.append(Problem(f"sync.tables[{i}].adapter", problem))
+    problems.extend(_check_contexts(config))
+    return problems
+
+
+def _check_contexts(config: Config) -> list[Problem]:
+    problems: list[Problem] = []
+    routes = {r.name for r in config.routes}
+    owner_of: dict[str, str] = {}
+    tables = {t.source for t in config.sync.tables} if config.sync else set()
+    for name, context in config.contexts.items():
+        key = f"contexts.{name}"
+        if not re.fullmatch(r"[A-Za-z0-9_.-]+", name):
+            problems.append(Problem(key, f"{name!r} may only use letters, digits, '_', '.', '-'"))
+        for route in context.routes:
+            if route not in routes:
+                problems.append(Problem(f"{key}.routes", f"{route!r} is not one of routes"))
+            elif route in owner_of:
+                problems.append(
+                    Problem(
+                        f"{key}.routes",
+                        f"{route!r} already belongs to context {owner_of[route]!r} "
+                        "(a route is in at most one context)",
+                    )
+                )
+            else:
+                owner_of[route] = name
+        for table in context.tables:
+            if table not in tables:
+                problems.append(
+                    Problem(f"{key}.tables", f"{table!r} is not a sync.tables[].source entry")
+                )
     return problems
 
 

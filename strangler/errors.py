@@ -20,6 +20,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 
 class StranglerError(Exception):
@@ -78,10 +79,12 @@ class StateStoreError(StranglerError):
 
 
 class AdminError(StranglerError):
-    """An admin API call failed; ``status`` is the HTTP status, or 0 if unreachable."""
+    """An admin API call failed; ``status`` is the HTTP status, or 0 if unreachable;
+    ``body`` the server's JSON answer (e.g. an aborted cutover's result), if any."""
 
-    def __init__(self, message: str, status: int = 0) -> None:
+    def __init__(self, message: str, status: int = 0, body: dict[str, Any] | None = None) -> None:
         self.status = status
+        self.body = body or {}
         super().__init__(message)
 
 

@@ -49,6 +49,11 @@ BUCKETS: tuple[float, ...] = (
 )  # fmt: skip
 """Upper bounds (seconds) of the duration histogram; a proxy hop is usually ~1 ms."""
 
+HOLD_BUCKETS: tuple[float, ...] = (
+    0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+)  # fmt: skip
+"""Upper bounds (seconds) of the cutover hold histogram (target: under a second)."""
+
 UNMATCHED = "-"
 SHADOW_OUTCOMES = ("match", "mismatch", "error", "dropped", "skipped")
 RELOAD_RESULTS = ("accepted", "rejected")
@@ -68,6 +73,8 @@ class _Counts:
     """Everything counted, as plain dicts keyed by label tuples (one process's view)."""
 
     __slots__ = (
+        "cutover_hold",
+        "cutovers",
         "durations",
         "fallbacks",
         "reloads",
@@ -88,6 +95,9 @@ class _Counts:
         self.reloads: dict[str, int] = dict.fromkeys(RELOAD_RESULTS, 0)
         self.sync_events: dict[tuple[str, str, str], int] = {}
         self.sync_lag: dict[str, float] = {}
+        self.cutovers: dict[tuple[str, str, str], int] = {}
+        # context -> [count per HOLD_BUCKETS bucket ..., count above the last, sum]
+        self.cutover_hold: dict[str, list[float]] = {}
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -103,7 +113,7 @@ class _Counts:
                 key = tuple(labels) if len(labels) > 1 else labels[0]
                 if name == "sync_lag":
                     mine.setdefault(key, value)
-                elif name == "durations":
+                elif name in ("durations", "cutover_hold"):
                     have = mine.get(key)
                     mine[key] = (
                         value if have is None else [a + b for a, b in zip(have, value, strict=True)]
@@ -115,7 +125,7 @@ class _Counts:
         out = _Counts()
         for name in self.__slots__:
             table = getattr(self, name)
-            if name == "durations":
+            if name in ("durations", "cutover_hold"):
                 setattr(out, name, {k: list(v) for k, v in table.items()})
             else:
                 setattr(out, name, dict(table))
@@ -170,6 +180,18 @@ class Metrics:
     def rollback(self, route: str, reason: str) -> None:
         key = (route, reason)
         self._counts.rollbacks[key] = self._counts.rollbacks.get(key, 0) + 1
+
+    def cutover(self, context: str, to: str, result: str, hold: float | None) -> None:
+        """One cutover (``done`` or ``aborted``) and, if writes were held, for how long."""
+        key = (context, to, result)
+        self._counts.cutovers[key] = self._counts.cutovers.get(key, 0) + 1
+        if hold is None:
+            return
+        hist = self._counts.cutover_hold.get(context)
+        if hist is None:
+            hist = self._counts.cutover_hold[context] = [0.0] * (len(HOLD_BUCKETS) + 2)
+        hist[bisect.bisect_left(HOLD_BUCKETS, hold)] += 1
+        hist[-1] += hold
 
     def reload(self, result: str) -> None:
         """``accepted`` or ``rejected``: one routes.yaml reload."""
@@ -319,6 +341,24 @@ class _Collector:
         for source, seconds in sorted(counts.sync_lag.items()):
             lag.add_metric([source], seconds)
         yield lag
+        yield _counter(
+            "strangler_cutovers",
+            "Cutovers of a context's writes and data, by target owner and result.",
+            ["context", "to", "result"],
+            counts.cutovers,
+        )
+        hold = HistogramMetricFamily(
+            "strangler_cutover_hold_seconds",
+            "How long a cutover held the context's writes at the proxy.",
+            labels=["context"],
+        )
+        for context, values in sorted(counts.cutover_hold.items()):
+            cumulative, buckets = 0.0, []
+            for bound, n in zip((*HOLD_BUCKETS, float("inf")), values[:-1], strict=True):
+                cumulative += n
+                buckets.append((_bound(bound), cumulative))
+            hold.add_metric([context], buckets, values[-1])
+        yield hold
 
 
 def _counter(

@@ -12,6 +12,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol
 
+from strangler.proxy.hold import WriteHold
+
 if TYPE_CHECKING:
     from strangler.control.state import StateStore
     from strangler.metrics import Metrics
@@ -80,6 +82,9 @@ class Runtime:
     comparison_listeners: list[ComparisonListener] = field(default_factory=list)
     shadow_match_rate: MatchRateSource | None = None
     """Set by the shadow part; read by the admin API (display, canary guard)."""
+    hold: WriteHold = field(default_factory=WriteHold)
+    """The contexts' write gates in this process (closed by the control plane while a
+    cutover holds a context's writes)."""
 
     def record(self, record: RequestRecord) -> None:
         for listener in self.listeners:

@@ -27,8 +27,11 @@ from pathlib import Path
 from aiohttp import web
 
 from strangler.admin.app import AdminExtension, SyncStatus, build_admin_app
+from strangler.admin.contexts import contexts_extension
 from strangler.admin.dashboard import dashboard_extension
 from strangler.config import Config, split_listen
+from strangler.control.cutover import Cutovers
+from strangler.control.ownership import Owner
 from strangler.control.plane import ControlPlane
 from strangler.control.state import open_store
 from strangler.errors import StranglerError
@@ -40,6 +43,7 @@ from strangler.runtime import Runtime
 from strangler.shadow import install as install_shadow
 from strangler.shadow.api import admin_extension as shadow_admin
 from strangler.shadow.store import open_store as open_shadow_store
+from strangler.sync.drain import Drained, drain, lag_seconds
 
 log = logging.getLogger(__name__)
 
@@ -181,7 +185,12 @@ async def start_proxy(
                 runtime,
                 control,
                 metrics=metrics,
-                extensions=[dashboard_extension(), shadow_admin(shadow_store), *admin_extensions],
+                extensions=[
+                    dashboard_extension(),
+                    shadow_admin(shadow_store),
+                    contexts_extension(_cutovers(control, metrics, base_dir)),
+                    *admin_extensions,
+                ],
                 sync_status=sync_status,
             )
             # Admin calls are short; do not let a stuck one hold up a stop for long.
@@ -205,6 +214,21 @@ async def start_proxy(
         await running.close(0)
         raise
     return running
+
+
+def _cutovers(control: ControlPlane, metrics: Metrics, base_dir: Path | None) -> Cutovers:
+    """The cutover runner, draining through the databases ``sync:`` names (relative
+    SQLite paths are relative to routes.yaml)."""
+
+    async def drain_here(config: Config, context: str, owner: Owner, timeout: float) -> Drained:
+        return await drain(config, context, owner, timeout, base_dir=base_dir)
+
+    async def lag_here(config: Config, context: str, owner: Owner) -> float:
+        # Bounded just past max_lag: a stopped worker is refused quickly, not in 10 s.
+        limit = config.contexts[context].max_lag + 0.5
+        return await lag_seconds(config, context, owner, limit=limit, base_dir=base_dir)
+
+    return Cutovers(control, drain_here, lag_here, metrics)
 
 
 async def _flush_metrics(metrics: Metrics) -> None:

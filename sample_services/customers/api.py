@@ -121,7 +121,7 @@ def _write_address(conn: Connection, customer_id: int, parts: dict[str, str]) ->
 
 
 def _next_id(conn: Connection) -> int:
-    """One past the highest id, under a table lock on PostgreSQL.
+    """One past the highest id, under a table lock (PostgreSQL) or the write lock (SQLite).
 
     Ids arrive from the monolith by CDC with explicit values, which never advance a
     serial's sequence; allocating from the rows themselves keeps the service's new ids
@@ -129,6 +129,10 @@ def _next_id(conn: Connection) -> int:
     """
     if conn.dialect.name == "postgresql":
         conn.exec_driver_sql("LOCK TABLE customers IN SHARE ROW EXCLUSIVE MODE")
+    elif conn.dialect.name == "sqlite":
+        # A write that changes nothing takes SQLite's write lock before the read, so two
+        # concurrent creates cannot both read the same highest id.
+        conn.execute(update(customers).where(customers.c.id == -1).values(name=customers.c.name))
     return int(conn.execute(select(func.coalesce(func.max(customers.c.id), 0))).scalar_one()) + 1
 
 

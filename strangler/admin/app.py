@@ -11,7 +11,8 @@ Writes need ``Authorization: Bearer <admin.token>`` (compared in constant
 time); with no token configured they are refused (403), never open. Every
 error is JSON ``{"error": ..., "field": ...}`` with a status a script can act
 on: 400 bad body (naming the field), 401/403 token, 404 unknown route, 409
-canary refused while shadow mismatches are too high, 503 state store down.
+canary refused while shadow mismatches are too high (or a context's write route,
+which follows its owner), 503 state store down.
 Nothing here is on the request path of the proxy.
 """
 
@@ -31,6 +32,7 @@ from aiohttp import web
 from strangler.control.plane import (
     ControlPlane,
     InvalidOverride,
+    OwnedRoute,
     UnknownRoute,
     validate_override,
 )
@@ -263,6 +265,8 @@ class _Handlers:
             change = await self.control.set_override(route.name, mode, percent, who=who)
         except StateStoreError as exc:
             raise _store_down(exc) from None
+        except OwnedRoute as exc:
+            raise error(409, str(exc), "mode") from None
         except UnknownRoute as exc:  # routes.yaml was reloaded in between
             raise error(404, str(exc)) from None
         return self._changed(route.name, change.previous)

@@ -3,9 +3,10 @@
 Server-rendered HTML (the route table as it is at render time, so the page is
 useful before any script runs) plus ``static/dashboard.js``, which polls the
 public admin JSON API every 1.5 s — ``/api/routes``, ``/api/routes/{name}/shadow``,
-``/api/audit`` — and re-renders. Buttons to flip and reset call the same API
-with the admin token the person typed, kept in ``sessionStorage``; without a
-token the page is read-only. No build step, no framework.
+``/api/audit``, ``/api/contexts`` and ``/api/sync`` — and re-renders. Buttons to
+flip, reset and cut a context over call the same API with the admin token the
+person typed, kept in ``sessionStorage``; without a token the page is read-only.
+No build step, no framework.
 
 This module never reads the state store, the shadow store or metrics itself:
 everything live comes through the JSON API, like any other client.
@@ -71,13 +72,29 @@ _HEAD = (
 )
 
 
+def _contexts(names: list[str]) -> str:
+    rows = "".join(
+        f'<tr data-context="{escape(n)}"><td>{escape(n)}</td><td class="owner">&ndash;</td>'
+        '<td class="state">&ndash;</td><td class="last">&ndash;</td>'
+        '<td class="non-owner">&ndash;</td><td class="actions"></td></tr>'
+        for n in names
+    )
+    return f"""
+<section><h2>Contexts: who owns writes and data</h2>
+<table id="contexts" class="grid"><thead><tr><th>context</th><th>owner</th><th>state</th>
+<th>last cutover</th><th>writes by the non-owner</th><th>move</th></tr></thead>
+<tbody>{rows}</tbody></table>
+</section>"""
+
+
 def overview(request: web.Request) -> web.Response:
     table = request.app[RUNTIME].router.table
     rows = "".join(_row(r) for r in table.routes)
+    contexts = request.app[RUNTIME].router.config.contexts
     body = f"""
 <section><h2>Routes</h2>
 <table id="routes" class="grid"><thead>{_HEAD}</thead><tbody>{rows}</tbody></table>
-</section>
+</section>{_contexts(list(contexts)) if contexts else ""}
 <section><h2>Audit log</h2>
 <table id="audit" class="grid"><thead><tr><th>when</th><th>action</th><th>route</th><th>who</th>
 <th>from</th><th>to</th><th>reason</th></tr></thead><tbody></tbody></table>

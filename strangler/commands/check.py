@@ -16,15 +16,22 @@ from pathlib import Path
 from strangler.config import MODES, Config, load_config
 from strangler.errors import ConfigError
 from strangler.routing.table import RouteTable
+from strangler.sync.adapters import reverse_problems
 
 
 def validate(path: str) -> Config:
     """Load and compile ``path``; raises ConfigError naming the file and every problem."""
     config = load_config(path)
+    base_dir = Path(path).resolve().parent
     try:
-        RouteTable.build(config, base_dir=Path(path).resolve().parent)
+        RouteTable.build(config, base_dir=base_dir)
     except ConfigError as exc:
         raise ConfigError(exc.problems, path) from None
+    if config.sync is not None:
+        contexts = {name: c.tables for name, c in config.contexts.items()}
+        problems = reverse_problems(config.sync, contexts, base_dir)
+        if problems:
+            raise ConfigError(problems, path)
     return config
 
 
@@ -40,6 +47,12 @@ def summary(path: str, config: Config) -> str:
     for r in config.routes:
         share = f" {r.percent:g}%" if r.mode == "canary" else ""
         lines.append(f"    {r.name}: {r.match.path} -> {r.to} [{r.mode}{share}]")
+    for name, context in config.contexts.items():
+        tables = f", tables {', '.join(context.tables)}" if context.tables else ""
+        lines.append(
+            f"  context {name}: routes {', '.join(context.routes)}{tables} "
+            "(owner: runtime state, see strangler status)"
+        )
     return "\n".join(lines)
 
 

@@ -22,7 +22,7 @@ import aiohttp
 from strangler.demo.admin import AdminApi
 from strangler.demo.backends import Backend, EmbeddedBackend, LocalBackend
 from strangler.demo.context import Demo
-from strangler.demo.migration import STEPS
+from strangler.demo.migration import MIGRATION, STEPS
 from strangler.demo.report import Report
 from strangler.demo.stack import DemoStack, make_workdir
 from strangler.demo.steps import run_steps
@@ -76,7 +76,9 @@ async def _demo(args: argparse.Namespace) -> int:
         async with aiohttp.ClientSession() as session, Traffic(stack.proxy_url) as traffic:
             admin = AdminApi(session, stack.admin_url, stack.admin_token)
             demo = Demo(stack, admin, traffic, report)
-            outcome = await _until_stopped(run_steps(STEPS, demo, report), stop)
+            outcome = await _until_stopped(
+                run_steps(STEPS if backend.way_back else MIGRATION, demo, report), stop
+            )
             if outcome is None:
                 return _interrupted(report)
             if args.exit:

@@ -2,8 +2,9 @@
 
 One line per route: effective mode and percent, where they come from (config,
 override, auto-rollback), requests in the last minute, error rate, fallbacks and
-the shadow match rate; the reason of an automatic rollback below its route. Reads
-``GET /api/routes``; never changes anything. Exit 0, or 1 if the admin API cannot
+the shadow match rate; the reason of an automatic rollback below its route; then
+who owns each bounded context's writes. Reads ``GET /api/routes`` and
+``GET /api/contexts``; never changes anything. Exit 0, or 1 if the admin API cannot
 be read.
 """
 
@@ -62,12 +63,45 @@ def render(document: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def render_contexts(document: dict[str, Any]) -> str:
+    """The contexts block: who owns each context's writes and data, and its last cutover."""
+    lines = []
+    for context in document.get("contexts") or []:
+        state = context.get("state")
+        line = (
+            f"context {context.get('name')}: writes and data owned by {context.get('owner')} "
+            f"(epoch {context.get('epoch')}"
+            + (f", {state} -> {context.get('to')}" if state != "steady" else "")
+            + ")"
+        )
+        last = context.get("last_cutover")
+        if last:
+            line += (
+                f"; last cutover to {last.get('to')} {last.get('result')}, writes held "
+                f"{float(last.get('held_seconds') or 0):.3f}s"
+            )
+            if last.get("reason"):
+                line += f" ({last['reason']})"
+        lines.append(line)
+    return "\n".join(lines)
+
+
 def run(args: argparse.Namespace) -> int:
     url = admin_url(args.admin, args.config)
+    client = AdminClient(url)
     try:
-        document = AdminClient(url).routes()
+        document = client.routes()
+        try:
+            contexts = client.contexts()
+        except AdminError as exc:
+            if exc.status != 404:
+                raise
+            contexts = {}  # a proxy from before contexts existed
     except AdminError as exc:
         print(f"strangler status: {exc}", file=sys.stderr)
         return 1
     print(render(document))
+    owners = render_contexts(contexts)
+    if owners:
+        print(owners)
     return 0

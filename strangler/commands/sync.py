@@ -18,7 +18,8 @@ from pathlib import Path
 
 from aiohttp import web
 
-from strangler.config import load_config, split_listen
+from strangler.config import Config, load_config, split_listen
+from strangler.control.state import open_store
 from strangler.errors import ConfigError, Problem, SyncError
 from strangler.metrics import Metrics
 from strangler.sync import ledger
@@ -44,7 +45,8 @@ def run(args: argparse.Namespace) -> int:
     sync, base_dir = load_sync(args.config)
     if args.retry_dead:
         return retry_dead(sync, base_dir)
-    asyncio.run(serve(sync, base_dir))
+    config = load_config(args.config)
+    asyncio.run(serve(sync, base_dir, config))
     return 0
 
 
@@ -68,9 +70,13 @@ def retry_dead(sync: SyncConfig, base_dir: Path) -> int:
     return 1 if still_dead else 0
 
 
-async def serve(sync: SyncConfig, base_dir: Path) -> None:
+async def serve(sync: SyncConfig, base_dir: Path, config: Config | None = None) -> None:
     metrics = Metrics()
-    worker = Worker(sync, base_dir=base_dir, metrics=metrics)
+    # Who owns each context lives in the proxy's state store: both directions run, and
+    # each change is judged by its context's owner (strangler.sync.direction).
+    contexts = {n: c.tables for n, c in config.contexts.items()} if config else {}
+    store = open_store(config.state) if config and contexts else None
+    worker = Worker(sync, base_dir=base_dir, metrics=metrics, contexts=contexts, owners=store)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -92,3 +98,5 @@ async def serve(sync: SyncConfig, base_dir: Path) -> None:
         await worker.run(stop)
     finally:
         await runner.cleanup()
+        if store is not None:
+            await store.close()

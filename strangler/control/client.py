@@ -1,4 +1,4 @@
-"""A small synchronous client of the admin API, for ``strangler status`` and ``strangler flip``.
+"""A small synchronous client of the admin API, for ``strangler status``, ``flip`` and ``cutover``.
 
 Every failure becomes :class:`~strangler.errors.AdminError` with the HTTP status
 (0 when the admin listener cannot be reached) and the server's own message, so
@@ -84,6 +84,14 @@ class AdminClient:
     def routes(self) -> dict[str, Any]:
         return self._call("GET", "/api/routes")
 
+    def contexts(self) -> dict[str, Any]:
+        return self._call("GET", "/api/contexts")
+
+    def cutover(self, context: str, to: str) -> dict[str, Any]:
+        """Run a cutover; an aborted one raises AdminError(409) like a refused one, with
+        the result document in ``AdminError.body``."""
+        return self._call("POST", f"/api/contexts/{_quote(context)}/cutover", {"to": to})
+
     def audit(self, limit: int | None = None) -> dict[str, Any]:
         return self._call("GET", "/api/audit" + (f"?limit={limit}" if limit else ""))
 
@@ -114,7 +122,8 @@ class AdminClient:
             with urllib.request.urlopen(request, timeout=self.timeout) as response:
                 payload = response.read()
         except urllib.error.HTTPError as exc:
-            raise AdminError(_server_message(exc), exc.code) from exc
+            message, answer = _server_message(exc)
+            raise AdminError(message, exc.code, answer) from exc
         except (urllib.error.URLError, OSError) as exc:
             reason = getattr(exc, "reason", exc)
             raise AdminError(f"cannot reach the admin API at {self.base_url}: {reason}") from exc
@@ -131,11 +140,13 @@ def _quote(route: str) -> str:
     return urllib.parse.quote(route, safe="")
 
 
-def _server_message(exc: urllib.error.HTTPError) -> str:
+def _server_message(exc: urllib.error.HTTPError) -> tuple[str, dict[str, Any]]:
     try:
         body = json.loads(exc.read() or b"{}")
     except (ValueError, OSError):
         body = {}
-    if isinstance(body, dict) and isinstance(body.get("error"), str):
-        return str(body["error"])
-    return f"{exc.code} {exc.reason}"
+    if not isinstance(body, dict):
+        body = {}
+    if isinstance(body.get("error"), str):
+        return str(body["error"]), body
+    return f"{exc.code} {exc.reason}", body

@@ -1,4 +1,5 @@
-"""The control plane of one proxy process: overrides from the state store into the router.
+"""The control plane of one proxy process: overrides and context owners from the state store
+into the router (and, while a cutover holds a context, its write gate: ``holds.py``).
 
 :class:`ControlPlane` loads every override when it starts, then follows the
 store's change channel and, for each announced version, reloads the full
@@ -24,6 +25,7 @@ from typing import TYPE_CHECKING, Protocol
 
 from strangler.config import MODES, Mode, RouteConfig
 from strangler.control.audit import AuditEntry, AuditLog
+from strangler.control.holds import ReplicaHolds
 from strangler.control.rollback import RollbackMonitor
 from strangler.control.state import OverrideChange, StateSnapshot, StateStore
 from strangler.errors import StateStoreError, StranglerError
@@ -44,6 +46,10 @@ class RollbackCounter(Protocol):
 
 class UnknownRoute(StranglerError):
     """The route name is not in routes.yaml (the admin API answers 404)."""
+
+
+class OwnedRoute(StranglerError):
+    """The route's writes follow its context's owner; only a cutover moves them (409)."""
 
 
 class InvalidOverride(StranglerError):
@@ -95,6 +101,7 @@ class ControlPlane:
         self._applied = -1
         self._synced = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
+        self.holds = ReplicaHolds(self)
 
     @property
     def router(self) -> Router:
@@ -112,16 +119,19 @@ class ControlPlane:
         self._tasks = [
             asyncio.create_task(self._follow(), name="strangler-control-follow"),
             asyncio.create_task(self.rollback.run(), name="strangler-rollback"),
+            asyncio.create_task(self.holds.beat(), name="strangler-beat"),
         ]
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(wait):
                 await self._synced.wait()
 
     async def stop(self) -> None:
-        follower, monitor = self._tasks or (None, None)
+        follower, monitor, beat = self._tasks or (None, None, None)
         self.rollback.stop()
-        if follower is not None:
-            follower.cancel()
+        for task in (follower, beat):
+            if task is not None:
+                task.cancel()
+        self.holds.stop()
         for task in self._tasks:
             # The monitor ends its round (bounded by the store's timeouts) and returns.
             with contextlib.suppress(asyncio.CancelledError, TimeoutError):
@@ -175,14 +185,27 @@ class ControlPlane:
         have been restarted and its version counter reset)."""
         if not reconcile and snapshot.version <= self._applied:
             return False
-        if dict(self.router.overrides) != dict(snapshot.overrides):
+        if dict(self.router.overrides) != dict(snapshot.overrides) or dict(
+            self.router.ownerships
+        ) != dict(snapshot.ownerships):
             try:
-                self.router.set_overrides(snapshot.overrides)
+                self.router.set_overrides(snapshot.overrides, snapshot.ownerships)
             except StranglerError as exc:
                 log.error("overrides at version %s not applied: %s", snapshot.version, exc)
                 return False
         self._applied = snapshot.version
+        # After the table swap: a released write decides its upstream from the new table.
+        self.holds.follow(snapshot.ownerships)
         return True
+
+    @property
+    def replica(self) -> str:
+        """This process's name among the replicas that acknowledge a hold."""
+        return self.holds.replica
+
+    async def refresh(self) -> None:
+        """Apply the store's state now (after a write made through this process)."""
+        self.apply(await self.store.snapshot())
 
     # ---------------------------------------------------------------- writes
 
@@ -201,6 +224,9 @@ class ControlPlane:
         nothing has changed."""
         self.route_config(route)
         checked_mode, checked_percent = validate_override(mode, percent)
+        owned = self.owned_writes(route)
+        if owned is not None:
+            raise OwnedRoute(owned)
         override = Override(mode=checked_mode, percent=checked_percent, by=who)
         change = await self._write(route, override)
         await self.audit.record(
@@ -222,9 +248,30 @@ class ControlPlane:
             )
         return change
 
-    async def roll_back(self, route: str, reason: str) -> OverrideChange:
+    def owned_writes(self, route: str) -> str | None:
+        """Why ``route``'s mode cannot be overridden (its writes follow a context's owner),
+        or None when it can."""
+        compiled = self.router.table.route(route)
+        if compiled is None or compiled.source != "ownership":
+            return None
+        return (
+            f"route {route!r} carries the writes of context {compiled.context!r}, owned by "
+            f"{compiled.owner}: its upstream follows the owner; move it with "
+            f"`strangler cutover {compiled.context} --to "
+            f"{'legacy' if compiled.owner == 'service' else 'service'}`"
+        )
+
+    async def roll_back(self, route: str, reason: str) -> OverrideChange | None:
         """Flip ``route`` to legacy with source ``auto-rollback`` (called by the monitor
-        once it has won the decision)."""
+        once it has won the decision). Refused (None, audited with the reason) for a
+        route that carries a context's writes: they must stay with the owner's database."""
+        refused = self.owned_writes(route)
+        if refused is not None:
+            log.warning("automatic rollback of %r refused: %s (%s)", route, refused, reason)
+            await self.audit.record(
+                AuditEntry("auto-rollback.refused", route, "auto-rollback", None, None, refused)
+            )
+            return None
         override = Override(
             mode="legacy", source="auto-rollback", reason=reason, by="auto-rollback"
         )

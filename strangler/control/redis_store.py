@@ -22,12 +22,14 @@ from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff, NoBackoff
 from redis.exceptions import RedisError
 
+from strangler.control.ownership import Ownership, dump_ownership, load_ownership
 from strangler.control.state import (
     OverrideChange,
     StateSnapshot,
     Subscription,
     dump_override,
     load_override,
+    stored_form,
 )
 from strangler.errors import StateStoreError
 from strangler.override import Override
@@ -44,6 +46,21 @@ end
 local version = redis.call('INCR', KEYS[2])
 redis.call('PUBLISH', KEYS[3], version)
 return {previous, version}
+"""
+
+# Compare and set one context's ownership (ARGV[2] is the expected stored value, '*' for
+# any), then bump the version and announce it — atomic like an override write.
+_SET_OWNERSHIP = """
+if ARGV[2] ~= '*' then
+  local current = redis.call('HGET', KEYS[1], ARGV[1]) or ''
+  if current ~= ARGV[2] then
+    return 0
+  end
+end
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[3])
+local version = redis.call('INCR', KEYS[2])
+redis.call('PUBLISH', KEYS[3], version)
+return 1
 """
 
 
@@ -66,6 +83,16 @@ async def _close(pubsub: PubSub) -> None:
     """
     aclose: Callable[[], Awaitable[None]] = pubsub.aclose
     await aclose()
+
+
+def _ownerships(raw: Mapping[Any, Any]) -> dict[str, Ownership]:
+    out = {}
+    for context, text in raw.items():
+        try:
+            out[str(context)] = load_ownership(str(text))
+        except (ValueError, TypeError):
+            continue  # unreadable: treated as never stored (legacy owns it)
+    return out
 
 
 class _RedisSubscription:
@@ -96,6 +123,7 @@ class RedisStateStore:
     """State in Redis, shared by every replica and worker using the same namespace."""
 
     shared = True
+    followed_at: float | None = None  # shared: workers in other processes read it
 
     def __init__(self, url: str, namespace: str = "default", *, timeout: float = 1.0) -> None:
         self.url = _public_url(url)
@@ -104,6 +132,8 @@ class RedisStateStore:
         self._overrides_key = self._prefix + "overrides"
         self._version_key = self._prefix + "version"
         self._channel = self._prefix + "changes"
+        self._ownership_key = self._prefix + "ownership"
+        self._replicas_key = self._prefix + "replicas"
         # Short timeouts and one quick retry: a write while Redis is away must
         # fail fast with 503, not hang the operator's request.
         self._client: redis.Redis = redis.Redis.from_url(
@@ -122,6 +152,7 @@ class RedisStateStore:
             retry=Retry(NoBackoff(), 0),
         )
         self._script = self._client.register_script(_SET_OVERRIDE)
+        self._ownership_script = self._client.register_script(_SET_OWNERSHIP)
 
     def key(self, name: str) -> str:
         return self._prefix + name
@@ -139,7 +170,8 @@ class RedisStateStore:
             async with self._client.pipeline(transaction=True) as pipe:
                 pipe.get(self._version_key)
                 pipe.hgetall(self._overrides_key)
-                version, raw = await pipe.execute()
+                pipe.hgetall(self._ownership_key)
+                version, raw, owned = await pipe.execute()
         except (RedisError, OSError) as exc:
             raise self._error("reading overrides", exc) from exc
         overrides = {}
@@ -148,7 +180,42 @@ class RedisStateStore:
                 overrides[route] = load_override(text)
             except (ValueError, TypeError):
                 continue  # a value we cannot read is not an override; never crash routing
-        return StateSnapshot(int(version or 0), overrides)
+        return StateSnapshot(int(version or 0), overrides, _ownerships(owned))
+
+    async def ownerships(self) -> dict[str, Ownership]:
+        try:
+            owned = await self._client.hgetall(self._ownership_key)
+        except (RedisError, OSError) as exc:
+            raise self._error("reading ownership", exc) from exc
+        return _ownerships(owned)
+
+    async def set_ownership(self, ownership: Ownership, *, expect: Ownership | None = None) -> bool:
+        expected = "*" if expect is None else stored_form(expect)
+        try:
+            written = await self._ownership_script(
+                keys=[self._ownership_key, self._version_key, self._channel],
+                args=[ownership.context, expected, dump_ownership(ownership)],
+            )
+        except (RedisError, OSError) as exc:
+            raise self._error("writing ownership", exc) from exc
+        return bool(written)
+
+    async def beat(self, replica: str, ttl: float) -> None:
+        now = time.time()
+        try:
+            async with self._client.pipeline(transaction=True) as pipe:
+                pipe.zadd(self._replicas_key, {replica: now + ttl})
+                pipe.zremrangebyscore(self._replicas_key, "-inf", now)
+                await pipe.execute()
+        except (RedisError, OSError) as exc:
+            raise self._error("announcing this replica", exc) from exc
+
+    async def replicas(self) -> set[str]:
+        try:
+            alive = await self._client.zrangebyscore(self._replicas_key, time.time(), "+inf")
+        except (RedisError, OSError) as exc:
+            raise self._error("listing replicas", exc) from exc
+        return {str(name) for name in alive}
 
     async def version(self) -> int:
         try:

@@ -236,7 +236,9 @@ class RollbackMonitor:
             if found is None:
                 return
             reason, text = found
-            await self._plane.roll_back(route, text)
+            if await self._plane.roll_back(route, text) is None:
+                await store.delete(keys)  # refused (and audited): judge fresh evidence only
+                return
             if self._metrics is not None:
                 self._metrics.rollback(route, reason)
             log.warning("route %r rolled back to legacy: %s", route, text)
@@ -244,9 +246,20 @@ class RollbackMonitor:
         finally:
             await store.release(lock)
 
+    async def totals(self, route: str, config: RollbackConfig) -> dict[str, int]:
+        """The shared counts of ``route`` over its window (for the cutover's preconditions);
+        flushes this replica's pending counts first. Raises StateStoreError."""
+        await self.flush()
+        return await self._plane.store.totals(self._keys(route, config, time.time()))
+
     def _route_mode(self, route: str) -> str | None:
-        compiled = self._plane.router.config.route(route)
-        return compiled.mode if compiled is not None else None
+        """The mode without an override: routes.yaml's, or for a context's write route the
+        one its owner gives it (``roll_back`` then refuses, saying why)."""
+        compiled = self._plane.router.table.route(route)
+        if compiled is not None and compiled.source == "ownership":
+            return compiled.mode
+        config = self._plane.router.config.route(route)
+        return config.mode if config is not None else None
 
     async def forget(self, route: str) -> None:
         """Drop the evidence for ``route`` (a person cleared its override)."""

@@ -25,10 +25,11 @@ import json
 import time
 from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from strangler.config import StateConfig
+from strangler.control.ownership import Ownership, dump_ownership, unowned
 from strangler.override import Override
 
 AUDIT_KEY = "audit"
@@ -40,6 +41,8 @@ class StateSnapshot:
 
     version: int
     overrides: Mapping[str, Override]
+    ownerships: Mapping[str, Ownership] = field(default_factory=dict)
+    """Stored ownerships by context (a context absent here is owned by legacy, epoch 0)."""
 
 
 @dataclass(frozen=True)
@@ -64,6 +67,8 @@ class StateStore(Protocol):
     """Where the state lives, for people (``memory://`` or the Redis URL without password)."""
     shared: bool
     """True when other processes see the same state (Redis)."""
+    followed_at: float | None
+    """Unshared stores: when a sync worker in this process last read ownership."""
 
     async def close(self) -> None: ...
 
@@ -77,6 +82,26 @@ class StateStore(Protocol):
 
     def subscribe(self) -> AbstractAsyncContextManager[Subscription]:
         """Listen for announced versions. Subscribe *before* reading a snapshot."""
+        ...
+
+    async def ownerships(self) -> dict[str, Ownership]:
+        """Every stored ownership by context (absent: legacy, epoch 0). For the sync
+        worker; the proxy reads ``snapshot().ownerships``."""
+        ...
+
+    async def set_ownership(self, ownership: Ownership, *, expect: Ownership | None = None) -> bool:
+        """Store ``ownership``, bump the version and announce it; atomic.
+
+        With ``expect``, only if the stored value is still exactly ``expect`` (compare
+        and set: a cutover and a watchdog can never both win); returns whether it wrote."""
+        ...
+
+    async def beat(self, replica: str, ttl: float) -> None:
+        """Say that ``replica`` (a proxy process) is alive for the next ``ttl`` s."""
+        ...
+
+    async def replicas(self) -> set[str]:
+        """The replicas alive now (the ones a cutover waits for)."""
         ...
 
     async def add(self, key: str, counts: Mapping[str, int], ttl: float) -> None:
@@ -113,6 +138,13 @@ def open_store(config: StateConfig) -> StateStore:
     return RedisStateStore(config.url, config.namespace)
 
 
+def stored_form(ownership: Ownership | None) -> str:
+    """What the store holds for ``ownership``: empty for a never-stored context."""
+    if ownership is None or ownership == unowned(ownership.context):
+        return ""
+    return dump_ownership(ownership)
+
+
 def dump_override(override: Override) -> str:
     return json.dumps(override.to_dict(), separators=(",", ":"))
 
@@ -146,6 +178,10 @@ class MemoryStateStore:
     def __init__(self) -> None:
         self._version = 0
         self._overrides: dict[str, Override] = {}
+        self._ownerships: dict[str, Ownership] = {}
+        self._replicas: dict[str, float] = {}
+        self.followed_at: float | None = None
+        """When a sync worker in this process last read ownership (``ownerships()``)."""
         self._hashes: dict[str, tuple[float, dict[str, int]]] = {}
         self._lists: dict[str, list[str]] = {}
         self._locks: dict[str, float] = {}
@@ -155,7 +191,7 @@ class MemoryStateStore:
         self._subscribers.clear()
 
     async def snapshot(self) -> StateSnapshot:
-        return StateSnapshot(self._version, dict(self._overrides))
+        return StateSnapshot(self._version, dict(self._overrides), dict(self._ownerships))
 
     async def version(self) -> int:
         return self._version
@@ -166,10 +202,35 @@ class MemoryStateStore:
             self._overrides.pop(route, None)
         else:
             self._overrides[route] = override
+        self._announce()
+        return OverrideChange(self._version, previous, override)
+
+    def _announce(self) -> None:
         self._version += 1
         for subscriber in self._subscribers:
             subscriber.queue.put_nowait(self._version)
-        return OverrideChange(self._version, previous, override)
+
+    async def ownerships(self) -> dict[str, Ownership]:
+        # Only a sync worker reads ownership this way (the proxy reads snapshots): it
+        # shows a cutover that a worker in this process follows this very store.
+        self.followed_at = time.monotonic()
+        return dict(self._ownerships)
+
+    async def set_ownership(self, ownership: Ownership, *, expect: Ownership | None = None) -> bool:
+        if expect is not None and stored_form(self._ownerships.get(expect.context)) != stored_form(
+            expect
+        ):
+            return False
+        self._ownerships[ownership.context] = ownership
+        self._announce()
+        return True
+
+    async def beat(self, replica: str, ttl: float) -> None:
+        self._replicas[replica] = time.time() + ttl
+
+    async def replicas(self) -> set[str]:
+        now = time.time()
+        return {name for name, until in self._replicas.items() if until > now}
 
     @asynccontextmanager
     async def _subscription(self) -> AsyncIterator[Subscription]:

@@ -66,6 +66,10 @@ class AdminApi:
         data: dict[str, Any] = await self._call("GET", f"/api/routes/{name}/shadow")
         return data
 
+    async def contexts(self) -> dict[str, Any]:
+        data: dict[str, Any] = await self._call("GET", "/api/contexts")
+        return data
+
     async def sync(self) -> dict[str, Any]:
         data: dict[str, Any] = await self._call("GET", "/api/sync")
         return data

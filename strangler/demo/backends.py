@@ -16,8 +16,11 @@ from typing import TYPE_CHECKING, Protocol
 
 import redis.asyncio as redis
 from redis.exceptions import RedisError
+from sqlalchemy import text
 
 from strangler.errors import StranglerError
+from strangler.sync.db import open_engine
+from strangler.sync.watermark import WATERMARK_DDL
 
 if TYPE_CHECKING:
     from strangler.sync.localstack import LogicalPostgres, TansuBroker
@@ -50,7 +53,14 @@ class Backend(Protocol):
         ...
 
     def sync_sources_yaml(self) -> str:
-        """The ``sources:`` list of the ``sync:`` section, indented four spaces."""
+        """The ``sources:`` list of the ``sync:`` section, indented four spaces: the
+        monolith's capture as ``monolith`` and, if :attr:`way_back`, the service's as
+        ``service``."""
+        ...
+
+    @property
+    def way_back(self) -> bool:
+        """The service's database is captured too, so the customers context can move."""
         ...
 
     def describe(self) -> list[str]:
@@ -89,6 +99,8 @@ class EmbeddedBackend:
     def state_yaml(self) -> str:
         return "memory://"
 
+    way_back = True
+
     def sync_sources_yaml(self) -> str:
         return f"""\
     - name: monolith
@@ -96,6 +108,12 @@ class EmbeddedBackend:
       options:
         database: {self.workdir / "monolith.db"}
         tables: [customer]
+        poll_interval: 50ms
+    - name: service                   # the service's database, for the way back
+      kind: sqlite
+      options:
+        database: {self.workdir / "customers.db"}
+        tables: [customers, addresses]
         poll_interval: 50ms
 """
 
@@ -113,7 +131,7 @@ class LocalBackend:
     with the ``kafka`` source — the path a deployment takes."""
 
     name = "local"
-    topic = "monolith.public.customer"
+    topic = "monolith.changes"
 
     def __init__(self, redis_url: str = "redis://127.0.0.1:6379/0") -> None:
         self.redis_url = redis_url
@@ -144,7 +162,20 @@ class LocalBackend:
             topic_prefix="monolith",
             offsets="file",
             offset_file=str(Path(pg.data_dir).parent / "debezium-offsets.dat"),
+            # One topic for every captured table, one partition: the drain's watermark
+            # then sits after every change committed before it (per-table topics would
+            # let a consumer read the watermark before earlier customer changes).
+            properties={
+                "transforms": "route",
+                "transforms.route.type": "io.debezium.transforms.ByLogicalTableRouter",
+                "transforms.route.topic.regex": r"monolith\.public\..*",
+                "transforms.route.topic.replacement": self.topic,
+                "transforms.route.key.enforce.uniqueness": "false",
+            },
         )
+        # The drain's watermarks travel with the customer changes: their table must exist
+        # before Debezium creates its (filtered) publication.
+        await asyncio.to_thread(_ensure_watermarks, pg.url("monolith", driver="postgresql"))
         self.relay = DebeziumRelay(
             connector_properties("monolith", options), broker.bootstrap, partitions=1
         )
@@ -200,6 +231,9 @@ class LocalBackend:
     def state_yaml(self) -> str:
         return f'{{url: "{self.redis_url}", namespace: {self.namespace}}}'
 
+    way_back = True
+    """The service's database is captured by Debezium embedded in the worker."""
+
     def sync_sources_yaml(self) -> str:
         return f"""\
     - name: monolith
@@ -212,6 +246,14 @@ class LocalBackend:
         session_timeout_ms: 6000
         heartbeat_interval_ms: 1000
         max_poll_interval_ms: 10000
+    - name: service                   # the way back: Debezium embedded in the worker
+      kind: debezium
+      options:
+        database: "{self._pg().url("customers", driver="postgresql")}"
+        tables: [public.customers, public.addresses]
+        offsets: target
+        offset_target: monolith
+        poll_interval_ms: 50
 """
 
     def describe(self) -> list[str]:
@@ -222,3 +264,12 @@ class LocalBackend:
             f"           Debezium embedded -> Tansu broker {broker.bootstrap} "
             f"(topic {self.topic}) -> kafka source",
         ]
+
+
+def _ensure_watermarks(url: str) -> None:
+    engine = open_engine(url)
+    try:
+        with engine.begin() as conn:
+            conn.execute(text(WATERMARK_DDL))
+    finally:
+        engine.dispose()

@@ -35,7 +35,17 @@ def render_routes_yaml(
     state: str,
     sync_sources: str,
     service_db: str,
+    monolith_db: str,
+    way_back: bool = True,
 ) -> str:
+    return _head(ports, token, adapter, state) + (
+        _with_context(sync_sources, service_db, monolith_db, ports)
+        if way_back
+        else _without_context(sync_sources, service_db, ports)
+    )
+
+
+def _head(ports: DemoPorts, token: str, adapter: str, state: str) -> str:
     return f"""\
 # Written by `strangler demo`: the sample migration's routes.yaml, on this run's ports.
 # Edit it while the demo runs: the proxy reloads it (a bad edit is rejected, shown in
@@ -72,6 +82,45 @@ routes:
       error_rate: 0.05                # > 5% of the service's answers failing in 30s
       window: 30s
       min_requests: 50
+"""
+
+
+def _with_context(sync_sources: str, service_db: str, monolith_db: str, ports: DemoPorts) -> str:
+    return f"""\
+  # Writes of the customers context go to whoever owns it (contexts: below): the
+  # monolith until `strangler cutover customers --to service`, then the service.
+  - name: customer-writes
+    match:
+      path: /api/customers/**
+      methods: [POST, PUT]
+    to: customers
+    adapter: {ADAPTERS["fixed"]}
+contexts:
+  customers:
+    routes: [customers, customer-writes]
+    tables: [customer]                # the monolith table whose data the context owns
+    hold_timeout: 5s                  # the drain must finish within it, or the cutover aborts
+    max_lag: 3s
+sync:
+  listen: 127.0.0.1:{ports.sync}
+  sources:
+{sync_sources.rstrip()}
+  targets:
+    customers: "{service_db}"
+    monolith: "{monolith_db}"         # written only by the way back (service -> monolith)
+  tables:
+    - source: customer
+      target: customers
+      from_source: monolith
+      adapter: {ROW_ADAPTER}
+      reverse:                        # while the service owns the context
+        source: service
+        target: monolith
+"""
+
+
+def _without_context(sync_sources: str, service_db: str, ports: DemoPorts) -> str:
+    return f"""\
 sync:
   listen: 127.0.0.1:{ports.sync}
   sources:

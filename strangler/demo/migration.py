@@ -24,6 +24,7 @@ from strangler.demo.context import (
     wait_route,
     wait_service_row,
 )
+from strangler.demo.ownership import back_and_forth, cutover
 from strangler.demo.steps import Step, check
 from strangler.demo.traffic import users
 
@@ -332,7 +333,7 @@ async def verified(demo: Demo) -> None:
     check(result.aligned, f"drift between monolith and service: {result}")
 
 
-STEPS: tuple[Step[Demo], ...] = (
+MIGRATION: tuple[Step[Demo], ...] = (
     Step("monolith", "Monolith up and seeded; proxy in front (customers: legacy)", monolith_up),
     Step("sync", "CDC: snapshot, then streaming into the service's database", data_aligned),
     Step("shadow", "Shadow: mirror GETs to the new service and compare field by field", shadow),
@@ -342,3 +343,13 @@ STEPS: tuple[Step[Demo], ...] = (
     Step("flip", "Operator clears the rollback and flips back with `strangler flip`", flip_back),
     Step("verify", "Data still aligned: `verify` over monolith and service", verified),
 )
+OWNERSHIP: tuple[Step[Demo], ...] = (
+    Step(
+        "cutover",
+        "Cutover: the service takes the context's writes and data, writers keep writing",
+        cutover,
+    ),
+    Step("back", "Back to the monolith and over again; data aligned both ways", back_and_forth),
+)
+STEPS = MIGRATION + OWNERSHIP
+"""Every step; a backend without the way back (``Backend.way_back``) runs MIGRATION only."""

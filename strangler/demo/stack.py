@@ -176,17 +176,23 @@ class DemoStack:
         config = await asyncio.to_thread(load_config, self.routes_yaml)
         if config.sync is None:
             raise StackError(f"{self.routes_yaml} has no sync: section")
-        self.sync = DemoSync(config.sync, self.workdir)
-        await self.sync.start()
-        self._stoppers.append(self.sync.stop)
         self.proxy = await start_proxy(
             config,
             config_path=self.routes_yaml,
             proxy_sock=proxy_sock,
             admin_port=self._ports.admin,
-            sync_status=self.sync.api_status,
+            sync_status=self._sync_status,
         )
         self._stoppers.append(lambda: self._close_proxy())
+        # The worker judges each change by its context's owner, read from the proxy's
+        # state store (with memory:// it must be the very same store object).
+        contexts = {name: c.tables for name, c in config.contexts.items()}
+        self.sync = DemoSync(config.sync, self.workdir, contexts, self.proxy.control.store)
+        await self.sync.start()
+        self._stoppers.append(self.sync.stop)
+
+    async def _sync_status(self) -> dict[str, Any]:
+        return await self.sync.api_status() if self.sync is not None else {}
 
     async def _close_proxy(self) -> None:
         if self.proxy is not None:
@@ -217,6 +223,8 @@ class DemoStack:
             state=self.backend.state_yaml(),
             sync_sources=self.backend.sync_sources_yaml(),
             service_db=self.service_db,
+            monolith_db=self.monolith_db,
+            way_back=self.backend.way_back,
         )
         self.routes_yaml.write_text(text, encoding="utf-8")
         self.routes_yaml.chmod(0o600)  # it holds the admin token

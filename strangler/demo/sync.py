@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -24,6 +25,7 @@ from strangler.errors import SyncError
 from strangler.metrics import Metrics
 from strangler.sync.api import build_sync_app
 from strangler.sync.config import SqliteSourceOptions, SyncConfig
+from strangler.sync.direction import OwnerReader
 from strangler.sync.sources.sqlite import change_count
 from strangler.sync.verify import Report as VerifyReport
 from strangler.sync.verify import Verifier
@@ -31,10 +33,18 @@ from strangler.sync.worker import Worker
 
 
 class DemoSync:
-    def __init__(self, config: SyncConfig, base_dir: Path) -> None:
+    def __init__(
+        self,
+        config: SyncConfig,
+        base_dir: Path,
+        contexts: Mapping[str, Sequence[str]] | None = None,
+        owners: OwnerReader | None = None,
+    ) -> None:
         self.config = config
         self.base_dir = base_dir
-        self.worker = Worker(config, base_dir=base_dir, metrics=Metrics())
+        self.worker = Worker(
+            config, base_dir=base_dir, metrics=Metrics(), contexts=contexts, owners=owners
+        )
         self._stop = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._runner: web.AppRunner | None = None

@@ -5,6 +5,7 @@ connection.py  ClientConnection: request parsing, limits, smuggling checks, pipe
 request.py     ProxyRequest and RequestBody (a body stream with back-pressure)
 forwarding.py  Forwarder: decision -> upstream, retries, fallback, recording
 fastpath.py    the callback-only path for the common request
+hold.py        the write hold: a context's writes wait while its ownership moves
 exchange.py    one request/response on one upstream connection; the upstream head
 attempt.py     Attempt: the sink an upstream response streams into
 adapting.py    routes with an anti-corruption adapter (buffered)

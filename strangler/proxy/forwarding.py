@@ -26,7 +26,7 @@ from collections.abc import Coroutine
 from time import monotonic
 from typing import TYPE_CHECKING, Any
 
-from strangler.config import Config
+from strangler.config import SAFE_METHODS, Config
 from strangler.errors import CircuitOpen
 from strangler.message import HttpResponse
 from strangler.proxy.attempt import Attempt
@@ -37,6 +37,7 @@ from strangler.proxy.headers import (
     RawHeaders,
     strangler_tags,
 )
+from strangler.proxy.hold import held
 from strangler.proxy.registry import Upstreams
 from strangler.proxy.request import ClientGone, ProxyRequest
 from strangler.proxy.responses import error_response
@@ -112,6 +113,11 @@ class Forwarder:
                 client.write(error_response(400, str(exc), close=client.must_close()))
                 self._record(None, "-", 400, started, False)
                 client.request_done()
+                return
+            route = decision.route
+            if route is not None and route.context is not None and req.method not in SAFE_METHODS:
+                # A context's write passes its gate (held while ownership moves).
+                client.spawn(held(self, client, req, route.name, route.context, started))
                 return
             tap = open_tap(self.runtime, decision, req)
             if try_fast(self, client, req, decision, table.config, started, tap):

@@ -9,6 +9,9 @@ side, and routes sharing a cohort move a user together. The sticky key is the
 first present of the route's ``sticky`` list; with none present the bucket is
 random per request. Unmatched requests go to legacy.
 
+A write (not GET/HEAD/OPTIONS) on a route of a bounded context (``contexts:``)
+goes to the context's owner: ``to`` when the service owns it, legacy otherwise.
+
 A pin header (``pin_header:`` in routes.yaml, e.g. ``X-Strangler-Pin: new``)
 forces a side for testing; it is never honoured unless configured.
 
@@ -140,6 +143,9 @@ def decide(
         to_new = bucket < route.threshold
     else:
         to_new = False
+    if route.owner is not None and method not in SAFE_METHODS:
+        # A context's writes go to its owner whatever the mode, pin or canary bucket.
+        to_new = route.owner == "service"
 
     to = route.config.to
     shadow_to: str | None = None

@@ -18,6 +18,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 
 from strangler.config import Config
+from strangler.control.ownership import Ownership
 from strangler.override import Override
 from strangler.routing.table import RouteTable
 
@@ -37,6 +38,7 @@ class Router:
         """Build the first table; raises ConfigError if ``config`` cannot be compiled."""
         self.base_dir = base_dir
         self.overrides: Mapping[str, Override] = dict(overrides or {})
+        self.ownerships: Mapping[str, Ownership] = {}
         self.table: RouteTable = RouteTable.build(config, self.overrides, base_dir=base_dir)
         self.config: Config = config
         self.config_version = 1
@@ -47,7 +49,13 @@ class Router:
         """Compile ``config`` with the current overrides without swapping it in (safe to
         run in a thread); pass the result to :meth:`apply_config`."""
         overrides = self.overrides
-        table = RouteTable.build(config, overrides, base_dir=self.base_dir, previous=self.table)
+        table = RouteTable.build(
+            config,
+            overrides,
+            base_dir=self.base_dir,
+            previous=self.table,
+            ownerships=self.ownerships,
+        )
         return table, overrides
 
     def apply_config(
@@ -64,7 +72,11 @@ class Router:
             table = prebuilt[0]
         else:
             table = RouteTable.build(
-                config, self.overrides, base_dir=self.base_dir, previous=self.table
+                config,
+                self.overrides,
+                base_dir=self.base_dir,
+                previous=self.table,
+                ownerships=self.ownerships,
             )
         self.config = config
         self.config_version += 1
@@ -72,13 +84,20 @@ class Router:
         self._swap(table)
         return table
 
-    def set_overrides(self, overrides: Mapping[str, Override]) -> RouteTable:
-        """Replace the whole override set (by route name) and swap in the new table."""
+    def set_overrides(
+        self,
+        overrides: Mapping[str, Override],
+        ownerships: Mapping[str, Ownership] | None = None,
+    ) -> RouteTable:
+        """Replace the whole override set (by route name) and, if given, the contexts'
+        ownerships, and swap in the new table (one swap for both)."""
         overrides = dict(overrides)
+        owned = dict(ownerships) if ownerships is not None else self.ownerships
         table = RouteTable.build(
-            self.config, overrides, base_dir=self.base_dir, previous=self.table
+            self.config, overrides, base_dir=self.base_dir, previous=self.table, ownerships=owned
         )
         self.overrides = overrides
+        self.ownerships = owned
         self._swap(table)
         return table
 

@@ -32,7 +32,8 @@ from types import MappingProxyType
 from typing import NamedTuple
 
 from strangler.adapter import HttpAdapter, load_adapter
-from strangler.config import DEFAULT_SHADOW, Config, Mode, RouteConfig
+from strangler.config import DEFAULT_SHADOW, SAFE_METHODS, Config, Mode, RouteConfig
+from strangler.control.ownership import Owner, Ownership
 from strangler.errors import ConfigError, Problem
 from strangler.override import Override
 from strangler.routing.paths import BadPath, normalize, segments
@@ -75,6 +76,11 @@ class Route:
     """Canary or mirrored: the sticky bucket matters (else decide() skips the hash)."""
     unconstrained: bool = field(default=True, repr=False)
     """No methods and no headers required, so ``accepts`` need not be called."""
+    context: str | None = None
+    """The bounded context the route belongs to (``contexts:``), or None."""
+    owner: Owner | None = None
+    """The context's owner: its writes (non-safe methods) go to ``to`` when ``service``,
+    to legacy when ``legacy``, whatever the mode. None outside a context."""
     shadow_max_body: int = field(default=DEFAULT_SHADOW.max_body, repr=False)
     """The most body a shadow copy of this route's requests holds (``shadow.max_body``),
     as a plain int: read on every mirrored request, where a config model's attribute
@@ -156,7 +162,19 @@ def _rank(shape: list[str | None], subtree: bool, route: RouteConfig) -> tuple[i
     return (kind, len(shape), *literal_mask, headers, int(route.match.methods is not None))
 
 
-def _effective(route: RouteConfig, override: Override | None) -> tuple[Mode, float, str]:
+def writes_only(route: RouteConfig) -> bool:
+    """The route accepts writes only (its ``methods`` list no safe method)."""
+    methods = route.match.methods
+    return methods is not None and not SAFE_METHODS.intersection(methods)
+
+
+def _effective(
+    route: RouteConfig, override: Override | None, owner: Owner | None
+) -> tuple[Mode, float, str]:
+    if owner is not None and writes_only(route):
+        # A context's write route follows the owner, never an override: writes must
+        # reach the database that owns the data (strangler cutover moves them).
+        return ("new", 100.0, "ownership") if owner == "service" else ("legacy", 0.0, "ownership")
     if override is None:
         mode, percent, source = route.mode, route.percent, "config"
     else:
@@ -177,8 +195,10 @@ def _compile(
     shape: list[str | None],
     subtree: bool,
     slots: tuple[tuple[int, str], ...],
+    context: str | None = None,
+    owner: Owner | None = None,
 ) -> Route:
-    mode, percent, source = _effective(route, override)
+    mode, percent, source = _effective(route, override, owner)
     sticky = []
     for key in route.sticky:
         kind, _, name = key.partition(":")
@@ -202,6 +222,8 @@ def _compile(
         needs_bucket=mode == "canary" or (route.shadow is not None and route.shadow.percent < 100),
         shadow_max_body=(route.shadow or DEFAULT_SHADOW).max_body,
         unconstrained=route.match.methods is None and not route.match.headers,
+        context=context,
+        owner=owner,
     )
 
 
@@ -248,13 +270,21 @@ class RouteTable:
         *,
         base_dir: Path | None = None,
         previous: RouteTable | None = None,
+        ownerships: Mapping[str, Ownership] | None = None,
     ) -> RouteTable:
-        """Compile ``config`` with ``overrides`` (by route name; unknown names ignored).
+        """Compile ``config`` with ``overrides`` (by route name; unknown names ignored)
+        and the contexts' ``ownerships`` (absent: legacy owns the context).
 
         ``previous`` lets adapters be reused when a route's adapter setting is
         unchanged, so an override flip does not re-instantiate them. Raises
         ConfigError listing every bad pattern and every ambiguous pair."""
         overrides = overrides or {}
+        ownerships = ownerships or {}
+        contexts: dict[str, tuple[str, Owner]] = {}
+        for context_name, cc in config.contexts.items():
+            owned = ownerships.get(context_name)
+            for name in cc.routes:
+                contexts[name] = (context_name, owned.owner if owned is not None else "legacy")
         problems: list[Problem] = []
         compiled: list[tuple[Route, list[str | None], bool]] = []
         for i, rc in enumerate(config.routes):
@@ -274,7 +304,12 @@ class RouteTable:
                     message = exc.problems[0].message if isinstance(exc, ConfigError) else str(exc)
                     problems.append(Problem(f"routes[{i}].adapter", message))
                     continue
-            route = _compile(rc, overrides.get(rc.name), adapter, shape, subtree, slots)
+            owned_by = contexts.get(rc.name)
+            context = owned_by[0] if owned_by is not None else None
+            owner = owned_by[1] if owned_by is not None else None
+            route = _compile(
+                rc, overrides.get(rc.name), adapter, shape, subtree, slots, context, owner
+            )
             compiled.append((route, shape, subtree))
         problems.extend(_ties(compiled, config))
         if problems:

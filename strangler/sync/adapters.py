@@ -20,6 +20,7 @@ from strangler.config import resolve_import
 from strangler.errors import ChangeEventError, ConfigError, Problem
 from strangler.sync.config import ColumnMap, SyncConfig, TableMapping
 from strangler.sync.model import ChangeEvent, RowAdapter, RowDelete, RowUpsert, RowWrite
+from strangler.sync.reverse import CodeReverse, DeclarativeReverse, map_problem
 
 
 def _cents(value: Any) -> Decimal:
@@ -170,8 +171,49 @@ def map_event(adapter: RowAdapter, event: ChangeEvent) -> list[RowWrite]:
     return out
 
 
+def reverse_problem(mapping: TableMapping, adapter: RowAdapter) -> str | None:
+    """Why ``mapping`` cannot be synced back to the monolith, or None if it can."""
+    if isinstance(adapter, DeclarativeAdapter):
+        for cmap in adapter.maps:
+            problem = map_problem(cmap)
+            if problem is not None:
+                return f"table {mapping.source} cannot be reversed: {problem}"
+        return None
+    name = mapping.adapter if isinstance(mapping.adapter, str) else type(adapter).__name__
+    if not callable(getattr(adapter, "reverse", None)):
+        return (
+            f"table {mapping.source} cannot be reversed: {name} has no reverse(event) method"
+            " (a service row change -> writes to the legacy table)"
+        )
+    if not _reverse_tables(mapping, adapter):
+        return (
+            f"table {mapping.source} cannot be reversed: say which service tables feed it"
+            f" back (reverse.tables, or reverse_tables on {name})"
+        )
+    return None
+
+
+def _reverse_tables(mapping: TableMapping, adapter: RowAdapter) -> tuple[str, ...]:
+    if mapping.reverse is not None and mapping.reverse.tables:
+        return mapping.reverse.tables
+    if isinstance(adapter, DeclarativeAdapter):
+        return tuple(m.table for m in adapter.maps)
+    return tuple(str(t) for t in getattr(adapter, "reverse_tables", ()))
+
+
+def reverse_adapter(mapping: TableMapping, adapter: RowAdapter) -> RowAdapter:
+    """The way back of a mapping: service row changes -> legacy writes."""
+    problem = reverse_problem(mapping, adapter)
+    if problem is not None:
+        raise ConfigError([Problem("", problem)])
+    if isinstance(adapter, DeclarativeAdapter):
+        return DeclarativeReverse(adapter.maps, mapping.source)
+    return CodeReverse(adapter)
+
+
 class AdapterSet:
-    """Every table mapping of a ``sync:`` config with its adapter loaded."""
+    """Every table mapping of a ``sync:`` config with its adapter loaded, and the way
+    back (service -> monolith) of those with ``reverse:``."""
 
     def __init__(self, config: SyncConfig, base_dir: Path | None = None) -> None:
         self.config = config
@@ -182,6 +224,29 @@ class AdapterSet:
                 self._adapters[i] = load_adapter(mapping, base_dir)
             except ConfigError as exc:
                 problems += [Problem(f"sync.tables[{i}].adapter", p.message) for p in exc.problems]
+        self._reverse: dict[tuple[str, str], tuple[TableMapping, RowAdapter]] = {}
+        """(reverse source, bare service table) -> (the way-back mapping, its adapter)."""
+        self.reverse_sources = config.reverse_sources()
+        for i, mapping in enumerate(config.tables):
+            if mapping.reverse is None or i not in self._adapters:
+                continue
+            try:
+                back = reverse_adapter(mapping, self._adapters[i])
+            except ConfigError as exc:
+                problems += [Problem(f"sync.tables[{i}].reverse", p.message) for p in exc.problems]
+                continue
+            way_back = mapping.model_copy(
+                update={
+                    "target": mapping.reverse.target,
+                    "from_source": mapping.reverse.source,
+                    "reverse": None,
+                }
+            )
+            for table in _reverse_tables(mapping, self._adapters[i]):
+                self._reverse[(mapping.reverse.source, table.rpartition(".")[2])] = (
+                    way_back,
+                    back,
+                )
         if problems:
             raise ConfigError(problems)
         self._routes: dict[tuple[str, str], tuple[TableMapping, RowAdapter] | None] = {}
@@ -191,7 +256,12 @@ class AdapterSet:
         """The per-column type registry for parsing envelopes (``sync.tables[].types``)."""
 
     def route(self, source: str, table: str) -> tuple[TableMapping, RowAdapter] | None:
-        """(mapping, adapter) for a source table, or None when it is not synced."""
+        """(mapping, adapter) for a source table, or None when it is not synced.
+
+        For a source capturing a service's database the mapping is the way back:
+        ``target`` is the monolith's database, ``source`` the legacy table."""
+        if source in self.reverse_sources:
+            return self._reverse.get((source, table.rpartition(".")[2]))
         slot = (source, table)
         if slot not in self._routes:
             mapping = self.config.mapping_for(source, table)
@@ -200,3 +270,38 @@ class AdapterSet:
                 found = (mapping, self._adapters[self.config.tables.index(mapping)])
             self._routes[slot] = found
         return self._routes[slot]
+
+
+def reverse_problems(
+    config: SyncConfig, contexts: Mapping[str, Sequence[str]], base_dir: Path | None = None
+) -> list[Problem]:
+    """What stops data from flowing back, for ``strangler check``: every table a context
+    owns must be mapped with ``reverse:`` and its adapter must run backwards (each
+    problem names the table and why). ``contexts``: context name -> its tables (the
+    ``sync.tables[].source`` entries)."""
+    problems: list[Problem] = []
+    for context, tables in contexts.items():
+        key = f"contexts.{context}.tables"
+        for table in tables:
+            mapping = next((m for m in config.tables if m.source == table), None)
+            if mapping is None:
+                problems.append(Problem(key, f"table {table} is not mapped in sync.tables"))
+            elif mapping.reverse is None:
+                problems.append(
+                    Problem(
+                        key,
+                        f"table {table} cannot be reversed: sync.tables[] entry for it has no"
+                        " reverse: (which source captures the service's database, which"
+                        " target is the monolith's)",
+                    )
+                )
+    for i, mapping in enumerate(config.tables):
+        if mapping.reverse is None:
+            continue
+        try:
+            problem = reverse_problem(mapping, load_adapter(mapping, base_dir))
+        except ConfigError:
+            continue  # the adapter itself is reported by the import check
+        if problem is not None:
+            problems.append(Problem(f"sync.tables[{i}].reverse", problem))
+    return problems

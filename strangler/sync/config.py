@@ -152,6 +152,21 @@ class ColumnMap(_Model):
         return value
 
 
+class ReverseConfig(_Model):
+    """How a table's data flows back (service -> monolith) once its context is owned
+    by the service: which source captures the service's database, which target is the
+    monolith's database. The mapping itself is the adapter run in reverse (a
+    declarative map inverts itself; a Python adapter implements ``reverse(event)``)."""
+
+    source: str
+    """The ``sync.sources`` entry that captures the service's database."""
+    target: str
+    """The ``sync.targets`` entry that is the monolith's database."""
+    tables: tuple[str, ...] = ()
+    """Service tables whose changes flow back (default: the declarative map's tables,
+    or a Python adapter's ``reverse_tables``)."""
+
+
 class TableMapping(_Model):
     source: str
     """Source table: ``schema.table`` or a bare table name."""
@@ -163,6 +178,9 @@ class TableMapping(_Model):
     """Only events of this source (default: any source)."""
     types: Mapping[str, str] = {}
     """column -> kind, for converters with schemas disabled (see decode.KINDS)."""
+    reverse: ReverseConfig | None = None
+    """Service -> monolith sync for this table, used while its context's owner is
+    ``service`` (see ``contexts:``)."""
 
     @field_validator("adapter")
     @classmethod
@@ -224,7 +242,25 @@ class SyncConfig(_Model):
                 raise ValueError(
                     f"tables[{i}].from_source: {table.from_source!r} is not one of sources"
                 )
+            if table.reverse is not None:
+                _check_reverse(i, table, names, self.targets)
         return self
+
+    def reverse_sources(self) -> frozenset[str]:
+        """Sources that capture a service's database (their events flow back)."""
+        return frozenset(m.reverse.source for m in self.tables if m.reverse is not None)
+
+    def captured_target(self, source: str) -> str | None:
+        """The target whose database ``source`` captures, when sync writes there too
+        (the forward source captures the reverse target, and the other way round)."""
+        for mapping in self.tables:
+            if mapping.reverse is None:
+                continue
+            if mapping.from_source == source:
+                return mapping.reverse.target
+            if mapping.reverse.source == source:
+                return mapping.target
+        return None
 
     def mapping_for(self, source: str, table: str) -> TableMapping | None:
         """The mapping for a source table (``schema.table`` first, then the bare name)."""
@@ -234,3 +270,28 @@ class SyncConfig(_Model):
                 if mapping.source == wanted and mapping.from_source in (None, source):
                     return mapping
         return None
+
+
+def _check_reverse(
+    i: int, table: TableMapping, sources: list[str], targets: Mapping[str, str]
+) -> None:
+    reverse = table.reverse
+    assert reverse is not None
+    if table.from_source is None:
+        raise ValueError(
+            f"tables[{i}].from_source: needed with reverse: (which source captures the monolith)"
+        )
+    if reverse.source not in sources:
+        raise ValueError(f"tables[{i}].reverse.source: {reverse.source!r} is not one of sources")
+    if reverse.source == table.from_source:
+        raise ValueError(
+            f"tables[{i}].reverse.source: {reverse.source!r} captures the monolith;"
+            " name the source that captures the service's database"
+        )
+    if reverse.target not in targets:
+        raise ValueError(f"tables[{i}].reverse.target: {reverse.target!r} is not one of targets")
+    if reverse.target == table.target:
+        raise ValueError(
+            f"tables[{i}].reverse.target: {reverse.target!r} is the service's database;"
+            " name the monolith's"
+        )

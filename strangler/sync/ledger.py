@@ -133,6 +133,11 @@ truncate_floors = Table(
     Column("updated_at", Float, nullable=False),
 )
 
+NON_OWNER = "written by the non-owner"
+"""The error of a dead letter that reports a write to a table its context's owner did
+not make (e.g. an old cron job writing the monolith's table after the cutover). Such a
+letter is a report: it parks nothing behind it and ``--retry-dead`` never applies it."""
+
 Ident = tuple[str, str]
 """(source table, key text): what dead letters and parking are keyed by."""
 
@@ -271,6 +276,7 @@ def blocked_idents(conn: Connection, source: str) -> set[Ident]:
         select(dead_letters.c.source_table, dead_letters.c.event_key)
         .where(dead_letters.c.source == source)
         .where(dead_letters.c.resolved_at.is_(None))
+        .where(dead_letters.c.error.not_like(NON_OWNER + "%"))
     )
     held = conn.execute(
         select(parked.c.source_table, parked.c.event_key)
@@ -318,7 +324,7 @@ def park(conn: Connection, event: ChangeEvent) -> None:
 def open_dead_letters(conn: Connection, source: str | None = None) -> list[tuple[int, str]]:
     """(id, event JSON) of unresolved dead letters, oldest first."""
     query = select(dead_letters.c.id, dead_letters.c.event).where(
-        dead_letters.c.resolved_at.is_(None)
+        dead_letters.c.resolved_at.is_(None), dead_letters.c.error.not_like(NON_OWNER + "%")
     )
     if source is not None:
         query = query.where(dead_letters.c.source == source)

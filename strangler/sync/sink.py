@@ -29,7 +29,7 @@ from sqlalchemy import Connection, Engine
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError, StatementError
 
 from strangler.errors import ChangeEventError
-from strangler.sync import ledger, rawletters
+from strangler.sync import ledger, origin, rawletters, watermark
 from strangler.sync.adapters import AdapterSet, map_event
 from strangler.sync.codec import event_from_json, key_from_text, key_text
 from strangler.sync.db import db_error, open_engine, safe_url
@@ -82,6 +82,10 @@ class Sink:
         """Create the bookkeeping tables if missing (target data tables are the service's)."""
         try:
             ledger.metadata.create_all(self.engine, checkfirst=True)
+            origin.metadata.create_all(self.engine, checkfirst=True)
+            watermark.metadata.create_all(self.engine, checkfirst=True)
+            with self.engine.begin() as conn:
+                origin.prune(conn)
         except SQLAlchemyError as exc:
             raise db_error(f"target {self.name} ({safe_url(self.url)})", exc) from exc
 
@@ -103,16 +107,21 @@ class Sink:
         events: Sequence[ChangeEvent],
         offsets: Mapping[str, int],
         poison: Sequence[Poison] = (),
+        refused: Sequence[tuple[ChangeEvent, str]] = (),
     ) -> BatchResult:
         """Apply a batch and store ``offsets`` with it, in one transaction.
 
         ``poison`` (records the source could not parse) go to the raw dead-letter table
         in that same transaction; they are not counted here (the caller counts them
-        once, however many targets store them: see ``poison_stored``)."""
+        once, however many targets store them: see ``poison_stored``). ``refused``:
+        events not to apply, dead-lettered with their reason (a non-owner's writes)."""
 
         def work(conn: Connection, fast: bool) -> BatchResult:
             stored = {p.location for p in poison if rawletters.add_raw_dead_letter(conn, source, p)}
             result = self._apply(conn, source, events, offsets, fast=fast)
+            for event, reason in refused:
+                ledger.add_dead_letter(conn, event, reason, 0)
+                result.add(event, "non_owner")
             result.poison_stored = stored
             return result
 
@@ -125,7 +134,10 @@ class Sink:
     def _in_tx(self, work: Any) -> BatchResult:
         try:
             with self.engine.begin() as conn:
+                # The worker's own writes are never captured back (see origin.py).
+                origin.enter(conn)
                 result: BatchResult = work(conn)
+                origin.leave(conn)
                 return result
         except _EventFailed:
             raise

@@ -21,20 +21,22 @@ import importlib
 import logging
 import time
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from strangler.errors import ConfigError, Problem, SyncError
+from strangler.errors import ConfigError, Problem, StranglerError, SyncError
 from strangler.metrics import Metrics
-from strangler.sync import ledger, rawletters
+from strangler.sync import ledger, origin, rawletters, watermark
 from strangler.sync.adapters import AdapterSet
 from strangler.sync.config import SourceConfig, SyncConfig
+from strangler.sync.direction import Directions, OwnerReader
 from strangler.sync.envelope import TypeRegistry
 from strangler.sync.model import ChangeEvent
 from strangler.sync.sink import BatchResult, Sink
 from strangler.sync.source import Batch, Source
+from strangler.sync.watermark import Watermark, watermark_of
 
 log = logging.getLogger("strangler.sync")
 
@@ -105,7 +107,19 @@ class SourceStatus:
         }
 
 
-_OUTCOMES = ("applied", "stale", "filtered", "ignored", "parked", "dead_letter")
+_OUTCOMES = (
+    "applied",
+    "stale",
+    "filtered",
+    "ignored",
+    "parked",
+    "dead_letter",
+    "non_owner",
+    "own_write",
+)
+"""``non_owner``: written by the side that does not own the context (dead-lettered);
+``own_write``: the worker's own write captured back and dropped (PostgreSQL; the
+SQLite triggers never capture them)."""
 
 
 class Worker:
@@ -118,6 +132,8 @@ class Worker:
         base_dir: Path | None = None,
         metrics: Metrics | None = None,
         sources: Mapping[str, Source] | None = None,
+        contexts: Mapping[str, Sequence[str]] | None = None,
+        owners: OwnerReader | None = None,
     ) -> None:
         if not config.sources:
             raise ConfigError([Problem("sync.sources", "no sources to run")])
@@ -138,12 +154,16 @@ class Worker:
         self._raw_open: dict[str, dict[str, int]] = {}
         """target -> source -> open raw dead letters (poison) it stores."""
         self._open_checked = 0.0
+        self.directions = Directions(self.adapters, contexts or {}, owners)
+        """Who owns each context, and the owner each captured stream judges by."""
 
     # ------------------------------------------------------------------- run
 
     async def run(self, stop: asyncio.Event) -> None:
         for sink in self.sinks.values():
             await asyncio.to_thread(sink.setup)
+        await self._refresh_owners()
+        follow = asyncio.create_task(self._follow_owners(stop), name="sync-owners")
         try:
             tasks = [
                 asyncio.create_task(self._run_source(s, stop), name=f"sync-{n}")
@@ -151,8 +171,20 @@ class Worker:
             ]
             await asyncio.gather(*tasks)
         finally:
+            follow.cancel()
             for sink in self.sinks.values():
                 sink.close()
+
+    async def _refresh_owners(self) -> None:
+        try:
+            await self.directions.refresh()
+        except StranglerError as exc:  # the store is down: keep judging by the last view
+            log.warning("cannot read context ownership: %s", exc)
+
+    async def _follow_owners(self, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            await _sleep_or_stop(stop, 0.1)
+            await self._refresh_owners()
 
     def resume(self, source: str) -> dict[str, int]:
         """The offsets every target agrees the source has reached (per key, the least)."""
@@ -193,20 +225,99 @@ class Worker:
                 status.state, status.error = "running", None
                 if batch is None:
                     status.caught_up = True
+                    self.directions.adopt_idle(source.name)
                     self._report_lag(status)
                     continue
-                await self._apply_until_done(source, batch, status, stop)
+                await self._process(source, batch, status, stop)
         finally:
             status.state = "stopped"
             await source.close()
 
-    async def _apply_until_done(
+    async def _process(
         self, source: Source, batch: Batch, status: SourceStatus, stop: asyncio.Event
+    ) -> None:
+        """Drop the worker's own writes, judge each change by its context's owner, and
+        apply; a drain's watermark splits the batch: what precedes it is committed and
+        the watermark recorded before anything after it is judged."""
+        events = list(batch.events)
+        own = await asyncio.to_thread(self._own_writes, source.name, events)
+        if own:
+            events = [e for e in events if e.tx_id is None or e.tx_id % origin.XID_SPACE not in own]
+            dropped = len(batch.events) - len(events)
+            status.counts["own_write"] += dropped
+            for event in batch.events:
+                if event.tx_id is not None and event.tx_id % origin.XID_SPACE in own:
+                    self.metrics.sync_event(event.table, event.op, "own_write")
+        segments: list[tuple[list[ChangeEvent], Watermark | None]] = [([], None)]
+        for event in events:
+            mark = watermark_of(event)
+            if mark is None:
+                segments[-1][0].append(event)
+            else:
+                segments[-1] = (segments[-1][0], mark)
+                segments.append(([], None))
+        if not segments[-1][0] and len(segments) > 1:
+            segments.pop()
+        for i, (chunk, mark) in enumerate(segments):
+            last = i == len(segments) - 1
+            accepted: list[ChangeEvent] = []
+            refused: list[tuple[ChangeEvent, str]] = []
+            for event in chunk:
+                route = self.adapters.route(source.name, event.table)
+                reason = (
+                    None if route is None else self.directions.judge(source.name, route[0].source)
+                )
+                if reason is None:
+                    accepted.append(event)
+                elif event.snapshot:
+                    # A snapshot of the non-owner's side is the copy sync made, not a write.
+                    status.counts["ignored"] += 1
+                else:
+                    refused.append((event, reason))
+            part = Batch(accepted, batch.offsets, batch.poison) if last else Batch(accepted)
+            await self._apply_until_done(source, part, status, stop, refused, ack=last)
+            if mark is not None:
+                await asyncio.to_thread(self._record_mark, mark)
+                await self.directions.pass_marker(mark, stop)
+
+    def _own_writes(self, source: str, events: Sequence[ChangeEvent]) -> set[int]:
+        """Transaction ids (mod 2**32) among ``events`` that the worker itself committed
+        into the database ``source`` captures (see origin.py)."""
+        target = self.config.captured_target(source)
+        xids = [e.tx_id for e in events if e.tx_id is not None]
+        if target is None or not xids or target not in self.sinks:
+            return set()
+        sink = self.sinks[target]
+        try:
+            with sink.engine.connect() as conn:
+                return origin.own_transactions(conn, xids)
+        except Exception as exc:
+            raise SyncError(
+                f"target {target}: cannot read the worker's own transactions: {exc}"
+            ) from exc
+
+    def _record_mark(self, mark: Watermark) -> None:
+        for sink in self.sinks.values():
+            try:
+                with sink.engine.begin() as conn:
+                    watermark.record(conn, mark)
+            except Exception as exc:  # a target that is down does not hold up the others
+                log.error("target %s: cannot record watermark %s: %s", sink.name, mark, exc)
+
+    async def _apply_until_done(
+        self,
+        source: Source,
+        batch: Batch,
+        status: SourceStatus,
+        stop: asyncio.Event,
+        refused: Sequence[tuple[ChangeEvent, str]] = (),
+        *,
+        ack: bool = True,
     ) -> None:
         delay = 0.5
         while True:
             try:
-                result = await asyncio.to_thread(self.apply_batch, source.name, batch)
+                result = await asyncio.to_thread(self.apply_batch, source.name, batch, refused)
                 break
             except SyncError as exc:
                 if stop.is_set():
@@ -215,7 +326,8 @@ class Worker:
                 log.error("source %s: batch failed, retrying: %s", source.name, exc)
                 await _sleep_or_stop(stop, delay)
                 delay = min(delay * 2, 10.0)
-        await source.ack(batch)
+        if ack:
+            await source.ack(batch)
         status.state, status.error = "running", None
         status.offsets.update(batch.offsets)
         status.caught_up = False
@@ -228,9 +340,17 @@ class Worker:
                 self.metrics.sync_event(table, op, outcome)
         self._report_lag(status)
 
-    def apply_batch(self, source: str, batch: Batch) -> BatchResult:
-        """Split by target and apply (each target: rows + offsets in one transaction)."""
+    def apply_batch(
+        self, source: str, batch: Batch, refused: Sequence[tuple[ChangeEvent, str]] = ()
+    ) -> BatchResult:
+        """Split by target and apply (each target: rows + offsets in one transaction);
+        ``refused`` events are dead-lettered in their target with their reason."""
         per_target: dict[str, list[ChangeEvent]] = {name: [] for name in self.sinks}
+        refused_in: dict[str, list[tuple[ChangeEvent, str]]] = {name: [] for name in self.sinks}
+        for event, reason in refused:
+            route = self.adapters.route(source, event.table)
+            if route is not None:
+                refused_in[route[0].target].append((event, reason))
         result = BatchResult()
         for event in batch.events:
             route = self.adapters.route(source, event.table)
@@ -241,7 +361,9 @@ class Worker:
         for name, sink in self.sinks.items():
             # Poison goes to every target: its table (so its target) is not known, and
             # each target's offsets must move past it only together with its record.
-            applied = sink.apply(source, per_target[name], batch.offsets, batch.poison)
+            applied = sink.apply(
+                source, per_target[name], batch.offsets, batch.poison, refused_in[name]
+            )
             result.counts.update(applied.counts)
             result.poison_stored |= applied.poison_stored
             if applied.last_ts_ms is not None:
@@ -290,6 +412,8 @@ class Worker:
                 "applied": sum(s["applied"] for s in sources),
                 "stale": sum(s["stale"] for s in sources),
                 "rejected": sum(s["dead_letter"] for s in sources),
+                "non_owner": sum(s["non_owner"] for s in sources),
+                "own_write": sum(s["own_write"] for s in sources),
                 "dead_lettered": sum(c.get("dead_lettered", 0) for c in targets.values()),
                 "parked": sum(c.get("parked", 0) for c in targets.values()),
             },

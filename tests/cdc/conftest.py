@@ -13,9 +13,18 @@ import pytest
 
 from strangler.sync.localstack import LogicalPostgres, TansuBroker
 
-DATABASES = ("monolith", "service", "monolith_k", "service_k", "monolith_c", "service_c")
+DATABASES = (
+    "monolith",
+    "service",
+    "monolith_k",
+    "service_k",
+    "monolith_c",
+    "service_c",
+    "monolith_r",
+    "service_r",
+)
 """Debezium-source tests use monolith -> service, Kafka-path tests monolith_k -> service_k,
-the command-line test monolith_c -> service_c."""
+the command-line test monolith_c -> service_c, the two-way tests monolith_r <-> service_r."""
 
 
 @pytest.fixture(scope="session")

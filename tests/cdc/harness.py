@@ -6,13 +6,14 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from decimal import Decimal
 from typing import Any
 
 import psycopg
 
 from strangler.sync.config import SyncConfig
+from strangler.sync.direction import OwnerReader
 from strangler.sync.worker import Worker
 
 MONOLITH_DDL = """
@@ -130,8 +131,15 @@ def service_matches(monolith: str, service: str) -> bool:
 class WorkerThread:
     """``strangler sync``'s worker, in-process on its own thread and event loop."""
 
-    def __init__(self, config: dict[str, Any]) -> None:
+    def __init__(
+        self,
+        config: dict[str, Any],
+        contexts: Mapping[str, Sequence[str]] | None = None,
+        owners: OwnerReader | None = None,
+    ) -> None:
         self.config = SyncConfig.model_validate(config)
+        self.contexts = contexts
+        self.owners = owners
         self.worker: Worker | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stop: asyncio.Event | None = None
@@ -149,7 +157,7 @@ class WorkerThread:
         async def run() -> None:
             self._loop = asyncio.get_running_loop()
             self._stop = asyncio.Event()
-            self.worker = Worker(self.config)
+            self.worker = Worker(self.config, contexts=self.contexts, owners=self.owners)
             self._ready.set()
             await self.worker.run(self._stop)
 

@@ -28,7 +28,8 @@ def test_connector_settings_follow_the_recommendations() -> None:
     assert props["plugin.name"] == "pgoutput"
     assert props["decimal.handling.mode"] == "string"
     assert props["skipped.operations"] == "none"
-    assert props["table.include.list"] == "public\\.customer"
+    # The drain's watermarks are captured with the tables (strangler.sync.watermark).
+    assert props["table.include.list"] == "public\\.customer,public\\.strangler_watermarks"
     assert (props["database.hostname"], props["database.port"]) == ("monolith-db", "6543")
     assert (props["database.user"], props["database.password"]) == ("dbz", "s@cret")
     assert props["slot.name"] == "strangler_monolith"

@@ -29,6 +29,13 @@ PROOFS = (
     ("flip", "$ strangler flip customers --reset  -> exit 0"),
     ("flip", "source override"),
     ("verify", "verify: "),
+    ("cutover", "$ strangler cutover customers --to service  -> exit 0"),
+    ("cutover", "writes and data now owned by service (epoch 1); writes held "),
+    ("cutover", "0 failed; before the cutover answered by {'monolith'"),
+    ("cutover", "shows Grace Hopper"),
+    ("cutover", "listed on the monolith's page of the customer"),
+    ("back", "$ strangler cutover customers --to legacy  -> exit 0"),
+    ("back", "written by the non-owner 0"),
 )
 
 
@@ -47,7 +54,7 @@ def test_demo_exit_passes_every_step_and_prints_its_proofs(tmp_path: Path) -> No
     assert result.returncode == 0, out + result.stderr
     for step, proof in PROOFS:
         assert proof in out, f"step {step}: {proof!r} not printed"
-    assert "All 8 steps passed" in out
+    assert "All 10 steps passed" in out
     assert "[FAILED]" not in out
     # the demo leaves a real, loadable routes.yaml behind in the folder it was given
     check = subprocess.run(

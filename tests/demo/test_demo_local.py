@@ -40,7 +40,10 @@ def test_demo_on_local_servers_passes_every_step(tmp_path: Path) -> None:
     assert "kind: kafka" in (tmp_path / "routes.yaml").read_text()
     assert "verify: 3,796 rows compared, 0 missing, 0 extra, 0 different" in out
     assert "source auto-rollback" in out
-    assert "All 8 steps passed" in out
+    assert "ABORTED" not in out
+    assert "$ strangler cutover customers --to service  -> exit 0" in out
+    assert "written by the non-owner 0" in out
+    assert "All 10 steps passed" in out
     # the demo's Redis namespace is gone afterwards
     namespace = next(
         line.split("namespace ")[1].split(")")[0]

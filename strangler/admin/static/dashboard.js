@@ -168,6 +168,7 @@ async function renderRoutes() {
 
 function describe(override) {
   if (!override) return "config";
+  if (override.owner) return `${override.owner} (epoch ${override.epoch}, ${override.state})`;
   return override.mode + (override.mode === "canary" ? " " + override.percent + "%" : "");
 }
 
@@ -181,6 +182,57 @@ async function renderAudit() {
     '<tr><td colspan="7" class="readonly">no changes yet</td></tr>';
 }
 
+// ------------------------------------------------------------------ contexts
+
+function lastCutover(last) {
+  if (!last) return "none yet";
+  const when = new Date(last.at * 1000).toLocaleTimeString();
+  const held = (last.held_seconds * 1000).toFixed(0);
+  return `to ${last.to}: ${last.result}, writes held ${held} ms (${when})` +
+    (last.reason ? ` — ${last.reason}` : "");
+}
+
+function cutoverCell(cell, context) {
+  const target = context.owner === "service" ? "legacy" : "service";
+  const state = token() ? "rw:" + target + ":" + context.state : "ro";
+  if (cell.dataset.state === state) return;
+  cell.dataset.state = state;
+  if (!token()) {
+    cell.innerHTML = '<span class="readonly">read-only (set the admin token)</span>';
+    return;
+  }
+  cell.innerHTML = `<button class="cutover" type="button"${context.state !== "steady" ? " disabled" : ""}>` +
+    `Cut over to ${esc(target)}</button>`;
+  cell.querySelector(".cutover").addEventListener("click", () => cutover(context.name, target));
+}
+
+async function cutover(name, to) {
+  if (!window.confirm(`Move the writes and data of ${name} to ${to}?\n\nWrites are held ` +
+    "at the proxy while sync drains, then released to the new owner.")) return;
+  const result = await send("POST", `/api/contexts/${encodeURIComponent(name)}/cutover`, { to });
+  showError(result.status >= 400 ? `cutover ${name}: ${result.data.error || result.status}` : "");
+  refresh();
+}
+
+async function renderContexts() {
+  const table = document.getElementById("contexts");
+  if (!table) return;
+  const data = await getJSON("/api/contexts");
+  let nonOwner = null;
+  try { nonOwner = (await getJSON("/api/sync")).totals.non_owner; } catch (e) { /* no sync here */ }
+  data.contexts.forEach((context) => {
+    const row = table.querySelector(`tr[data-context="${CSS.escape(context.name)}"]`);
+    if (!row) return;
+    const cell = (name) => row.querySelector("." + name);
+    cell("owner").textContent = context.owner;
+    cell("state").textContent = context.state + (context.state !== "steady" ? " → " + context.to : "") +
+      ` (epoch ${context.epoch})` + (context.held_here ? `, ${context.held_here} writes held here` : "");
+    cell("last").textContent = lastCutover(context.last_cutover);
+    cell("non-owner").textContent = nonOwner === null || nonOwner === undefined ? "–" : String(nonOwner);
+    cutoverCell(cell("actions"), context);
+  });
+}
+
 // ------------------------------------------------------------------ one route's shadow
 // renderShadow() lives in shadow.js (loaded first on the route page).
 
@@ -192,7 +244,7 @@ async function refresh() {
   busy = true;
   try {
     const parts = [renderRoutes()];
-    if (page === "overview") parts.push(renderAudit());
+    if (page === "overview") parts.push(renderAudit(), renderContexts());
     if (page === "route") parts.push(renderShadow());
     await Promise.all(parts);
     document.body.dataset.updated = String(Date.now());

@@ -25,14 +25,19 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from sqlalchemy import text
+from sqlalchemy.exc import SQLAlchemyError
+
 from strangler.errors import ConfigError, Problem, SyncError
 from strangler.sync.config import SourceConfig, SyncConfig
+from strangler.sync.db import db_error, open_engine
 from strangler.sync.envelope import TypeRegistry
 from strangler.sync.model import ChangeEvent
 from strangler.sync.poison import Poison, parse_or_poison
 from strangler.sync.source import Batch, ResumeLookup
 from strangler.sync.sources.debezium_config import DebeziumOptions, connector_properties
 from strangler.sync.sources.embedded_engine import EmbeddedEngine, RawRecord
+from strangler.sync.watermark import WATERMARK_DDL
 
 log = logging.getLogger("strangler.sync")
 
@@ -72,8 +77,11 @@ class DebeziumSource:
         types: TypeRegistry | None = None,
         log_level: str = "WARN",
         jvm_opts: Sequence[str] = (),
+        database: str | None = None,
     ) -> None:
         self.name = name
+        self.database = database
+        """The captured database's URL: its watermark table is created before capture."""
         self.properties = dict(properties)
         self.types = types or {}
         self._log_level = log_level
@@ -91,6 +99,9 @@ class DebeziumSource:
         # committed; the target's offsets are informational here (see docstring).
         if self._engine is not None:
             return
+        if self.database is not None and "table.include.list" in self.properties:
+            # A filtered publication only takes tables that exist when it is created.
+            await asyncio.to_thread(_ensure_watermarks, self.database)
         engine = EmbeddedEngine(
             self.properties,
             self._on_batch,
@@ -227,7 +238,19 @@ def build(
         types=types,
         log_level=options.log_level,
         jvm_opts=options.jvm_opts,
+        database=options.database,
     )
+
+
+def _ensure_watermarks(url: str) -> None:
+    engine = open_engine(url)
+    try:
+        with engine.begin() as conn:
+            conn.execute(text(WATERMARK_DDL))
+    except SQLAlchemyError as exc:
+        raise db_error("debezium source: creating the watermark table", exc) from exc
+    finally:
+        engine.dispose()
 
 
 def _offset_target(options: DebeziumOptions, sync: SyncConfig, where: str) -> str:

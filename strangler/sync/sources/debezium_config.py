@@ -17,6 +17,7 @@ from pydantic import Field, ValidationError, field_validator
 
 from strangler.errors import ConfigError, Problem
 from strangler.schema import Section
+from strangler.sync.watermark import WATERMARK_TABLE
 
 
 class DebeziumOptions(Section):
@@ -133,7 +134,10 @@ def connector_properties(
         "offset.flush.interval.ms": str(options.offset_flush_ms),
     }
     if options.tables:
-        props["table.include.list"] = ",".join(_regex_literal(t) for t in options.tables)
+        # The drain's watermarks are captured with the tables, in the same order (watermark.py).
+        schema = options.tables[0].rpartition(".")[0] or "public"
+        tables = (*options.tables, f"{schema}.{WATERMARK_TABLE}")
+        props["table.include.list"] = ",".join(_regex_literal(t) for t in tables)
     if options.offsets == "file":
         if not options.offset_file:
             raise ConfigError([Problem("options.offset_file", "required when offsets: file")])

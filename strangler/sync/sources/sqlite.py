@@ -10,7 +10,8 @@ The source first snapshots existing rows (``op=r``) inside one read transaction,
 recording how far the change table had got, then drains the change table from there
 in id order. BLOB values arrive as upper-case hex text. The resume offsets
 (``snapshot_*`` while snapshotting, then ``changes``) live in the target with the
-rows. It writes only its triggers and change table.
+rows. It writes only its triggers and change table. The triggers skip the sync
+worker's own transactions (``origin.py``) and also capture the drain's watermarks.
 """
 
 from __future__ import annotations
@@ -28,8 +29,10 @@ from strangler.errors import SyncError
 from strangler.sync.config import SqliteSourceOptions
 from strangler.sync.envelope import TypeRegistry
 from strangler.sync.model import ChangeEvent
+from strangler.sync.origin import ORIGIN_DDL, TRIGGER_GUARD
 from strangler.sync.poison import Poison, parse_or_poison
 from strangler.sync.source import Batch, ResumeLookup
+from strangler.sync.watermark import WATERMARK_DDL, WATERMARK_TABLE
 
 _NEXT_ID = "(SELECT COALESCE((SELECT seq FROM sqlite_sequence WHERE name = '{ct}'), 0) + 1)"
 _TS_MS = "CAST((julianday('now') - 2440587.5) * 86400000 AS INTEGER)"
@@ -86,7 +89,11 @@ def _install(conn: sqlite3.Connection, tables: tuple[str, ...], change_table: st
         f"CREATE TABLE IF NOT EXISTS {ct} (id INTEGER PRIMARY KEY AUTOINCREMENT,"
         " tbl TEXT NOT NULL, key TEXT NOT NULL, envelope TEXT NOT NULL)"
     )
-    for table in tables:
+    # The sync worker's own writes are never captured (origin.py), and the drain's
+    # watermarks are, in order with everything else (watermark.py).
+    conn.execute(ORIGIN_DDL)
+    conn.execute(WATERMARK_DDL)
+    for table in (*tables, WATERMARK_TABLE):
         columns, key = table_columns(conn, table)
         for verb, op, before, after, key_row in (
             ("INSERT", "c", None, "NEW", "NEW"),
@@ -115,7 +122,7 @@ def _install(conn: sqlite3.Connection, tables: tuple[str, ...], change_table: st
             )
             conn.execute(f"DROP TRIGGER IF EXISTS {trigger}")
             conn.execute(
-                f"CREATE TRIGGER {trigger} AFTER {verb} ON {_quote(table)} BEGIN"
+                f"CREATE TRIGGER {trigger} AFTER {verb} ON {_quote(table)} {TRIGGER_GUARD} BEGIN"
                 f" INSERT INTO {ct} (id, tbl, key, envelope) VALUES ({next_id},"
                 f" {_literal(table)}, {image(key_row, key)}, {envelope}); END"
             )

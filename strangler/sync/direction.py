@@ -1,0 +1,136 @@
+"""Which way data flows: each change is judged by its context's owner when it was written.
+
+The worker runs both directions at once. A source capturing the monolith carries
+changes made on the ``legacy`` side; a source named as some table's
+``reverse.source`` carries changes made on the ``service`` side. A change applies
+when its side owns the table's context (``contexts:`` in routes.yaml; a table in no
+context is owned by ``legacy``). A change from the other side was *written by the
+non-owner*: it is dead-lettered with that reason, counted, and never applied.
+
+"Owner when it was written", not "owner when the worker reads it": every captured
+stream keeps the owner it judges by, and changes it only at a drain's watermark
+(``watermark.py``), once the cutover has finished or aborted (the state store says
+``steady``). The drain writes its watermark into both databases before the flip,
+so everything before it on a stream was written under the old owner and everything
+after it under the outcome. A stream that is caught up and idle also takes the
+stored owner (an ownership changed without a drain). Ownership is read from the
+state store the proxy uses (the same ``state:``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+from strangler.sync.adapters import AdapterSet
+from strangler.sync.ledger import NON_OWNER
+from strangler.sync.watermark import Watermark
+
+log = logging.getLogger("strangler.sync")
+
+MARKER_WAIT = 60.0
+"""Longest a stream waits at a watermark for its cutover to finish; past it the
+stream takes whatever the store says (a cutover's watchdog should have ended it)."""
+
+
+class OwnershipView(Protocol):
+    """What the worker reads of ``strangler.control.ownership.Ownership``."""
+
+    @property
+    def owner(self) -> str: ...
+
+    @property
+    def epoch(self) -> int: ...
+
+    @property
+    def state(self) -> str: ...
+
+
+class OwnerReader(Protocol):
+    """The state store, as far as the worker needs it."""
+
+    async def ownerships(self) -> Mapping[str, OwnershipView]: ...
+
+
+@dataclass(frozen=True)
+class Owned:
+    owner: str
+    epoch: int
+    steady: bool = True
+
+
+LEGACY = Owned("legacy", 0)
+
+
+class Directions:
+    """Per context, who owns it; per (stream, context), the owner its changes are judged by."""
+
+    def __init__(
+        self,
+        adapters: AdapterSet,
+        contexts: Mapping[str, Sequence[str]],
+        owners: OwnerReader | None = None,
+    ) -> None:
+        self.adapters = adapters
+        self.owners = owners
+        self.table_context = {t: name for name, tables in contexts.items() for t in tables}
+        self.current: dict[str, Owned] = {}
+        self.streams: dict[tuple[str, str], Owned] = {}
+
+    def side(self, source: str) -> str:
+        return "service" if source in self.adapters.reverse_sources else "legacy"
+
+    async def refresh(self) -> None:
+        """Read every context's ownership from the store (absent: legacy, epoch 0)."""
+        if self.owners is None:
+            return
+        stored = await self.owners.ownerships()
+        self.current = {
+            name: Owned(o.owner, o.epoch, o.state == "steady") for name, o in stored.items()
+        }
+
+    def _stream(self, source: str, context: str) -> Owned:
+        owned = self.streams.get((source, context))
+        if owned is None:
+            owned = self.streams[(source, context)] = self.current.get(context, LEGACY)
+        return owned
+
+    def judge(self, source: str, table: str) -> str | None:
+        """None if a change to ``table`` (its ``sync.tables[].source``) captured by
+        ``source`` applies; else why not (a non-owner's write)."""
+        context = self.table_context.get(table)
+        side = self.side(source)
+        owner = "legacy" if context is None else self._stream(source, context).owner
+        if side == owner:
+            return None
+        where = f"context {context}" if context else "a table in no context"
+        return f"{NON_OWNER}: {table} changed on the {side} side; {where} is owned by {owner}"
+
+    def adopt_idle(self, source: str) -> None:
+        """The stream is caught up: take the stored owner of every steady context."""
+        for context, owned in self.current.items():
+            if owned.steady and self.streams.get((source, context)) != owned:
+                self.streams[(source, context)] = owned
+
+    async def pass_marker(self, mark: Watermark, stop: asyncio.Event) -> None:
+        """Hold the stream at a drain's watermark until the cutover is over, then take
+        the owner it left behind. A probe's mark (epoch < 0, the lag precondition)
+        never holds: a cutover may have begun right after it."""
+        if self.owners is None or mark.epoch < 0:
+            return
+        deadline = time.monotonic() + MARKER_WAIT
+        while not stop.is_set():
+            await self.refresh()
+            owned = self.current.get(mark.context, LEGACY)
+            if owned.steady or time.monotonic() > deadline:
+                if not owned.steady:
+                    log.warning(
+                        "context %s: cutover still running after %ss", mark.context, MARKER_WAIT
+                    )
+                self.streams[(mark.source, mark.context)] = owned
+                return
+            await asyncio.sleep(0.02)

@@ -1,0 +1,185 @@
+"""Both directions at once on real SQLite databases (the demo's capture): writers on both
+sides, each change applied once to the other side, none captured back (echoes counted:
+0), a write from the side that does not own its context dead-lettered with its reason,
+and the drain + flip of a cutover moving a context without losing or misjudging a
+write."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from pathlib import Path
+
+from strangler.control.ownership import Ownership
+from strangler.control.state import MemoryStateStore
+from strangler.sync.drain import DrainTimeout, drain_tables
+from tests.sync.twoway import (
+    CONTEXTS,
+    changes,
+    make_config,
+    new_customer,
+    new_order,
+    own,
+    rows,
+    running,
+    until,
+    write,
+)
+
+N = 150
+
+
+def _service_writer(folder: Path, start: int) -> None:
+    for i in range(start, start + N):
+        write(folder / "customers.db", *new_customer(i, f"svc-{i}"))
+        if i % 3 == 0:
+            write(
+                folder / "customers.db",
+                ("UPDATE customers SET name = ?, credit_limit = 99.99 WHERE id = ?", (f"r{i}", i)),
+                ("UPDATE addresses SET city = 'Shelbyville' WHERE customer_id = ?", (i,)),
+            )
+
+
+def _monolith_writer(folder: Path, start: int) -> None:
+    for i in range(start, start + N):
+        write(folder / "shop.db", *new_order(i, 1))
+        if i % 4 == 0:
+            write(folder / "shop.db", ('UPDATE "ORD_HDR" SET ST = ? WHERE ORD_NO = ?', ("S", i)))
+
+
+async def test_both_directions_with_writers_on_both_sides_and_no_echo(tmp_path: Path) -> None:
+    config = make_config(tmp_path)
+    store = MemoryStateStore()
+    await own(store, "customers", "service")  # the service owns customers; legacy owns orders
+    async with running(config, store) as run:
+        writers = [
+            threading.Thread(target=_service_writer, args=(tmp_path, 1)),
+            threading.Thread(target=_monolith_writer, args=(tmp_path, 1)),
+        ]
+        for thread in writers:
+            thread.start()
+        while any(t.is_alive() for t in writers):
+            await asyncio.sleep(0.05)
+        svc_changes, shop_changes = (
+            sum(changes(tmp_path / "customers.db", t) for t in ("customers", "addresses")),
+            changes(tmp_path / "shop.db", "ORD_HDR"),
+        )
+        status = run.worker.status
+        await until(
+            lambda: (
+                status["svc"].counts["applied"] == svc_changes
+                and status["shop"].counts["applied"] == shop_changes
+            ),
+            "both directions to apply every change",
+        )
+        await asyncio.sleep(0.5)  # anything echoed would be captured and counted by now
+
+    # Every change applied exactly once, on the other side.
+    assert status["svc"].counts["applied"] == svc_changes == N * 2 + (N // 3) * 2
+    assert status["shop"].counts["applied"] == shop_changes == N + N // 4
+    # Echoes: changes captured from rows the worker itself wrote. None.
+    assert changes(tmp_path / "shop.db", "customer") == 0
+    assert changes(tmp_path / "customers.db", "orders") == 0
+    for name in ("svc", "shop"):
+        assert status[name].counts["non_owner"] == 0
+        assert status[name].counts["dead_letter"] == 0
+    # The data agrees both ways.
+    legacy = rows(
+        tmp_path / "shop.db",
+        "SELECT cust_id, cust_nm, status_cd, created_yyyymmdd, credit_limit_cents, addr_city"
+        " FROM customer ORDER BY cust_id",
+    )
+    assert len(legacy) == N
+    assert legacy[0] == (1, "svc-1", "A", "20261206", "250050", "Springfield")
+    assert legacy[2] == (3, "r3", "A", "20261206", "9999", "Shelbyville")
+    orders = rows(tmp_path / "customers.db", "SELECT id, total, status FROM orders ORDER BY id")
+    assert len(orders) == N
+    assert orders[3] == (4, 4.04, "shipped")
+
+
+async def test_a_write_by_the_non_owner_is_dead_lettered_with_its_reason(tmp_path: Path) -> None:
+    config = make_config(tmp_path)
+    store = MemoryStateStore()
+    await own(store, "customers", "service")
+    async with running(config, store) as run:
+        write(tmp_path / "customers.db", *new_customer(7, "Ada"))
+        names = "SELECT cust_nm FROM customer"
+        await until(lambda: rows(tmp_path / "shop.db", names) == [("Ada",)], "Ada in the monolith")
+        # Someone's old cron job still writes the monolith's CUSTOMER after the cutover.
+        write(tmp_path / "shop.db", ("UPDATE customer SET cust_nm = 'cron' WHERE cust_id = 7", ()))
+        await until(lambda: run.worker.status["shop"].counts["non_owner"] == 1, "the report")
+        snapshot = run.worker.snapshot()
+        # The owner's next write still flows back (nothing parked behind the report).
+        write(tmp_path / "customers.db", ("UPDATE customers SET name = 'Ada L.' WHERE id = 7", ()))
+        await until(
+            lambda: rows(tmp_path / "shop.db", "SELECT cust_nm FROM customer") == [("Ada L.",)],
+            "the owner's update in the monolith",
+        )
+        await asyncio.sleep(0.3)
+        retried = run.worker.sinks["service"].retry_dead()
+
+    assert snapshot["totals"]["non_owner"] == 1
+    letters = rows(
+        tmp_path / "customers.db",
+        "SELECT source, source_table, error, resolved_at FROM strangler_dead_letters",
+    )
+    assert len(letters) == 1
+    source, table, error, resolved = letters[0]
+    assert (source, table, resolved) == ("shop", "main.customer", None)
+    assert error.startswith("written by the non-owner: customer changed on the legacy side;")
+    assert "context customers is owned by service" in error
+    # Never applied (the service keeps its own value), never echoed, never retried into it.
+    assert rows(tmp_path / "customers.db", "SELECT name FROM customers") == [("Ada L.",)]
+    assert retried.total("applied") == 0
+    assert changes(tmp_path / "shop.db", "customer") == 1  # the cron write only
+    assert run.worker.status["svc"].counts["non_owner"] == 0
+
+
+async def test_drain_then_flip_moves_a_context_without_losing_or_misjudging_a_write(
+    tmp_path: Path,
+) -> None:
+    config = make_config(tmp_path)
+    store = MemoryStateStore()
+    tables = CONTEXTS["orders"]
+    async with running(config, store) as run:
+        writer = threading.Thread(target=_monolith_writer, args=(tmp_path, 1))
+        writer.start()
+        await asyncio.sleep(0.3)  # writes flow while the worker keeps up
+        # The cutover: writes held (the writer stops), state draining, drain, flip.
+        await asyncio.to_thread(writer.join)
+        before = await store.ownerships()
+        current = before.get("orders", Ownership("orders"))
+        holding = current.holding("service", "c1", "test").draining()
+        await store.set_ownership(holding)
+        drained = await drain_tables(config, "orders", tables, "legacy", 30.0)
+        # Everything the old owner committed before the drain is on the other side now.
+        assert rows(tmp_path / "customers.db", "SELECT COUNT(*) FROM orders") == [(N,)]
+        assert drained.position.startswith("shop@")
+        # Released writes go to the new owner straight after the flip.
+        await store.set_ownership(holding.moved("test"))
+        write(tmp_path / "customers.db",
+              ("INSERT INTO orders VALUES (9001, 1, 12.34, 'open')", ()))  # fmt: skip
+        write(tmp_path / "shop.db", ('UPDATE "ORD_HDR" SET ST = ? WHERE ORD_NO = 1', ("S",)))
+        await until(
+            lambda: (
+                rows(tmp_path / "shop.db", 'SELECT TOTAL_CENTS FROM "ORD_HDR" WHERE ORD_NO = 9001')
+                == [("1234",)]
+            ),
+            "the new owner's write in the monolith",
+        )
+        await until(lambda: run.worker.status["shop"].counts["non_owner"] == 1, "the report")
+        status = run.worker.status
+
+    assert status["svc"].counts["non_owner"] == 0  # the new owner's write was not misjudged
+    assert rows(tmp_path / "customers.db", "SELECT status FROM orders WHERE id = 1") == [("open",)]
+
+
+async def test_drain_times_out_when_the_worker_is_not_running(tmp_path: Path) -> None:
+    config = make_config(tmp_path)
+    write(tmp_path / "shop.db", *new_order(1, 1))
+    try:
+        await drain_tables(config, "orders", CONTEXTS["orders"], "legacy", 0.5)
+    except DrainTimeout as exc:
+        assert "strangler sync" in str(exc)
+    else:
+        raise AssertionError("drain returned without a worker")
