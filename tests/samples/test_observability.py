@@ -72,6 +72,9 @@ def test_alerts_fire_on_trouble_and_stay_quiet_when_healthy(tmp_path: Path) -> N
         ('strangler_config_reloads_total{result="accepted"}', "0x10 5x20"),
         ('strangler_sync_lag_seconds{source="shop"}', "60x30"),
         ('strangler_sync_lag_seconds{source="catalog"}', "0.2x30"),
+        ('strangler_cutovers_total{context="customers",to="service",result="aborted"}', "0x5 1x25"),
+        ('strangler_cutovers_total{context="customers",to="service",result="refused"}', "0x5 3x25"),
+        ('strangler_cutovers_total{context="customers",to="legacy",result="done"}', "0x5 2x25"),
     ]
     alerts_at_20m: list[dict[str, Any]] = [
         {
@@ -147,6 +150,21 @@ def test_alerts_fire_on_trouble_and_stay_quiet_when_healthy(tmp_path: Path) -> N
                                 "The services read stale data. /api/sync on the worker shows "
                                 "which tables wait.",
                                 source="shop",
+                            )
+                        ],
+                    },
+                    {
+                        "eval_time": "10m",
+                        "alertname": "StranglerCutoverAborted",
+                        "exp_alerts": [
+                            _alert(
+                                "ticket",
+                                "a cutover of context customers to service was aborted",
+                                "Nothing moved: the held writes went to the old owner, which "
+                                "keeps the writes. GET /api/contexts shows the reason.",
+                                context="customers",
+                                to="service",
+                                result="aborted",
                             )
                         ],
                     },
