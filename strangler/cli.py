@@ -87,6 +87,11 @@ def _parser() -> argparse.ArgumentParser:
     verify = sub.add_parser("verify", help="compare monolith and service data; report drift")
     verify.add_argument("-c", "--config", default="routes.yaml")
     verify.add_argument("--repair", action="store_true", help="rewrite drifting rows")
+    verify.add_argument(
+        "--reverse",
+        action="store_true",
+        help="verify the way back: the service's data mapped to the monolith's tables",
+    )
     return parser
 
 

@@ -1,5 +1,5 @@
 """``strangler verify -c routes.yaml [--repair]``: report (and repair) drift between the
-monolith and the services' databases.
+monolith and the services' databases (``--reverse``: the way back, service -> monolith).
 
 Prints one line per drifting row (missing / extra / different, with the differing
 columns) and a summary; exits 0 when there is no drift (or all of it was repaired),
@@ -16,7 +16,7 @@ from strangler.sync.verify import Verifier
 
 def run(args: argparse.Namespace) -> int:
     sync, base_dir = load_sync(args.config)
-    report = Verifier(sync, base_dir).run(repair=args.repair)
+    report = Verifier(sync, base_dir, reverse=args.reverse).run(repair=args.repair)
     for drift in report.drift:
         print(drift)
     for line in report.unmappable:

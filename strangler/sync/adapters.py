@@ -255,6 +255,14 @@ class AdapterSet:
         }
         """The per-column type registry for parsing envelopes (``sync.tables[].types``)."""
 
+    def way_back(self) -> tuple[TableMapping, ...]:
+        """One mapping per service table that flows back: ``source`` the service table,
+        ``target`` the monolith's, ``from_source`` the source capturing the service."""
+        return tuple(
+            mapping.model_copy(update={"source": table})
+            for (_, table), (mapping, _) in self._reverse.items()
+        )
+
     def route(self, source: str, table: str) -> tuple[TableMapping, RowAdapter] | None:
         """(mapping, adapter) for a source table, or None when it is not synced.
 

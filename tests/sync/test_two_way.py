@@ -13,6 +13,7 @@ from pathlib import Path
 from strangler.control.ownership import Ownership
 from strangler.control.state import MemoryStateStore
 from strangler.sync.drain import DrainTimeout, drain_tables
+from strangler.sync.verify import Verifier
 from tests.sync.twoway import (
     CONTEXTS,
     changes,
@@ -183,3 +184,40 @@ async def test_drain_times_out_when_the_worker_is_not_running(tmp_path: Path) ->
         assert "strangler sync" in str(exc)
     else:
         raise AssertionError("drain returned without a worker")
+
+
+async def test_reverse_verify_finds_and_repairs_drift_in_the_monolith(tmp_path: Path) -> None:
+    config = make_config(tmp_path)
+    store = MemoryStateStore()
+    await own(store, "customers", "service")
+    async with running(config, store):
+        for i in (1, 2, 3):
+            write(tmp_path / "customers.db", *new_customer(i, f"c{i}"))
+        await until(
+            lambda: rows(tmp_path / "shop.db", "SELECT COUNT(*) FROM customer") == [(3,)],
+            "the service's customers in the monolith",
+        )
+    verifier = Verifier(config, reverse=True)
+    assert verifier.run(lag_window=0).drift == []
+    # Drift on the monolith's side: a changed name, a lost address, a row nobody owns.
+    write(
+        tmp_path / "shop.db",
+        ("UPDATE customer SET cust_nm = 'tampered' WHERE cust_id = 1", ()),
+        ("UPDATE customer SET addr_city = '' WHERE cust_id = 2", ()),
+        ("INSERT INTO customer (cust_id, cust_nm, email_addr, created_yyyymmdd)"
+         " VALUES (99, 'ghost', 'g@example.com', '20200101')", ()),
+    )  # fmt: skip
+    captured = changes(tmp_path / "shop.db", "customer")
+    report = verifier.run(lag_window=0)
+    lines = sorted(str(d) for d in report.drift)
+    assert [line.split()[0] for line in lines] == ["different", "different", "extra"]
+    assert "cust_nm: 'tampered' != 'c1'" in lines[0] + lines[1]
+    assert "addr_city: '' != 'Springfield'" in lines[0] + lines[1]
+    assert 'monolith.customer {"cust_id":99}' in lines[2]
+    assert Verifier(config, reverse=True).run(repair=True, lag_window=0).repaired == 3
+    assert Verifier(config, reverse=True).run(lag_window=0).drift == []
+    assert rows(tmp_path / "shop.db", "SELECT cust_nm, addr_city FROM customer ORDER BY 1") == [
+        ("c1", "Springfield"), ("c2", "Springfield"), ("c3", "Springfield")
+    ]  # fmt: skip
+    # The repair went through the worker's write path: nothing of it was captured.
+    assert changes(tmp_path / "shop.db", "customer") == captured
