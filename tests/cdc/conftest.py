@@ -22,9 +22,12 @@ DATABASES = (
     "service_c",
     "monolith_r",
     "service_r",
+    "monolith_rk",
+    "service_rk",
 )
 """Debezium-source tests use monolith -> service, Kafka-path tests monolith_k -> service_k,
-the command-line test monolith_c -> service_c, the two-way tests monolith_r <-> service_r."""
+the command-line test monolith_c -> service_c, the two-way tests monolith_r <-> service_r
+(Debezium both ways) and monolith_rk <-> service_rk (the way back through Kafka)."""
 
 
 @pytest.fixture(scope="session")
