@@ -138,8 +138,7 @@ def stack(
     s.worker.start()
     try:
         wait_until(
-            lambda: s.worker.worker is not None
-            and bool(_kafka(s).assigned),
+            lambda: s.worker.worker is not None and bool(_kafka(s).assigned),
             120,
             "the kafka source to join its group",
             s.explain,
@@ -170,8 +169,10 @@ def test_legacy_owns_the_service_write_through_kafka_is_reported_and_no_echo(
     # Someone writes the service's orders table while legacy still owns `orders`.
     execute(stack.service, "INSERT INTO orders VALUES (900, 1, 2)")
     wait_until(
-        lambda: rows(stack.service, "SELECT count(*) FROM items") == [(N,)]
-        and stack.counts("svc_k").get("non_owner", 0) == 1,
+        lambda: (
+            rows(stack.service, "SELECT count(*) FROM items") == [(N,)]
+            and stack.counts("svc_k").get("non_owner", 0) == 1
+        ),
         120,
         "the monolith's items in the service and the service's order reported",
         stack.explain,
@@ -207,8 +208,7 @@ def test_after_the_cutover_the_service_writes_reach_the_monolith_through_kafka(
     execute(stack.service, "INSERT INTO items VALUES (1000, 'svc-made', 9.99, 'active')")
     changes = N + N // 3 + 1
     wait_until(
-        lambda: stack.counts("svc_k").get("applied", 0) - before_svc.get("applied", 0)
-        == changes,
+        lambda: stack.counts("svc_k").get("applied", 0) - before_svc.get("applied", 0) == changes,
         120,
         "the service's changes applied to the monolith",
         stack.explain,
@@ -241,16 +241,16 @@ def test_a_drain_through_the_kafka_source_then_the_non_owner_is_the_service(
                 params=(i, f"late{i}"))  # fmt: skip
     position = stack.cutover("items", "legacy")
     assert position.startswith("svc_k@"), position
-    assert rows(stack.monolith, "SELECT count(*) FROM legacy_items WHERE item_id >= 2000") == [
-        (N,)
-    ]
+    assert rows(stack.monolith, "SELECT count(*) FROM legacy_items WHERE item_id >= 2000") == [(N,)]
     assert stack.owner("items").owner == "legacy"
     # Legacy owns again: its writes flow forward, the service's are reported.
     execute(stack.monolith, "UPDATE legacy_items SET nm = 'legacy-again' WHERE item_id = 2")
     execute(stack.service, "UPDATE items SET name = 'stray' WHERE id = 2001")
     wait_until(
-        lambda: rows(stack.service, "SELECT name FROM items WHERE id = 2") == [("legacy-again",)]
-        and stack.counts("svc_k").get("non_owner", 0) == 2,
+        lambda: (
+            rows(stack.service, "SELECT name FROM items WHERE id = 2") == [("legacy-again",)]
+            and stack.counts("svc_k").get("non_owner", 0) == 2
+        ),
         120,
         "the monolith's write forward and the service's stray write reported",
         stack.explain,
