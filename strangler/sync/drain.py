@@ -89,7 +89,13 @@ def _captured_url(source: SourceConfig, sync: SyncConfig, base_dir: Path | None)
     url = source.monolith_url()
     if url is None:
         raise ConfigError(
-            [Problem(f"sync.sources.{source.name}.monolith", "the captured database's URL")]
+            [
+                Problem(
+                    f"sync.sources.{source.name}.monolith",
+                    f"a {source.kind} source of a context needs the URL of the database it"
+                    " captures (the drain writes its watermark there)",
+                )
+            ]
         )
     if url.startswith("sqlite:///") and not url.startswith("sqlite:////") and base_dir:
         url = f"sqlite:///{base_dir / url.removeprefix('sqlite:///')}"

@@ -20,6 +20,7 @@ import pytest
 
 from strangler.control.ownership import Ownership
 from strangler.control.state import MemoryStateStore
+from strangler.errors import ConfigError
 from strangler.sync.config import SyncConfig
 from strangler.sync.drain import drain_tables
 from strangler.sync.localstack import LogicalPostgres, TansuBroker
@@ -263,3 +264,16 @@ def test_a_drain_through_the_kafka_source_then_the_non_owner_is_the_service(
         " context items is owned by legacy"
     ]
     assert stack.counts("shop_k").get("non_owner", 0) == 0
+
+
+def test_a_kafka_source_of_a_context_must_name_the_database_it_captures() -> None:
+    # No stack needed: the drain stops before it touches anything, saying what to set.
+    bare = config(LogicalPostgres(), "127.0.0.1:1")  # never started
+    del bare["sources"][1]["monolith"]
+    with pytest.raises(ConfigError) as raised:
+        asyncio.run(drain_tables(SyncConfig.model_validate(bare), "items", CONTEXTS["items"],
+                                 "service", 1.0))  # fmt: skip
+    assert str(raised.value) == (
+        "sync.sources.svc_k.monolith: a kafka source of a context needs the URL of the"
+        " database it captures (the drain writes its watermark there)"
+    )
