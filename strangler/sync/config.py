@@ -163,6 +163,9 @@ class TableMapping(_Model):
     """Only events of this source (default: any source)."""
     types: Mapping[str, str] = {}
     """column -> kind, for converters with schemas disabled (see decode.KINDS)."""
+    source_key: tuple[str, ...] = ()
+    """The source table's unique key when it has no primary key (source column names);
+    a unique index on these NOT NULL columns must exist (see ``keys.py``)."""
 
     @field_validator("adapter")
     @classmethod

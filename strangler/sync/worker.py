@@ -278,6 +278,9 @@ class Worker:
         targets = self.open_counts()
         sources = [s.to_json() for s in self.status.values()]
         for entry in sources:
+            # Tables a source left out because capturing them would be unsafe.
+            refused = getattr(self.sources.get(entry["name"]), "refused", ())
+            entry["refused_tables"] = [{"table": k.table, "problem": k.problem} for k in refused]
             # Stored, so it survives restarts; every target holds a copy of each poison
             # record, hence the largest rather than the sum.
             entry["unparseable_open"] = max(

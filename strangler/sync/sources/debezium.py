@@ -20,7 +20,7 @@ import hashlib
 import logging
 import queue
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -28,9 +28,11 @@ from typing import Any
 from strangler.errors import ConfigError, Problem, SyncError
 from strangler.sync.config import SourceConfig, SyncConfig
 from strangler.sync.envelope import TypeRegistry
+from strangler.sync.keys import TableKey
 from strangler.sync.model import ChangeEvent
 from strangler.sync.poison import Poison, parse_or_poison
 from strangler.sync.source import Batch, ResumeLookup
+from strangler.sync.sources.debezium_capture import CapturePlan, plan_capture
 from strangler.sync.sources.debezium_config import DebeziumOptions, connector_properties
 from strangler.sync.sources.embedded_engine import EmbeddedEngine, RawRecord
 
@@ -72,12 +74,19 @@ class DebeziumSource:
         types: TypeRegistry | None = None,
         log_level: str = "WARN",
         jvm_opts: Sequence[str] = (),
+        prepare: Callable[[], CapturePlan] | None = None,
+        user_keys: Sequence[str] = (),
     ) -> None:
         self.name = name
         self.properties = dict(properties)
+        self._prepare = prepare
+        self.refused: tuple[TableKey, ...] = ()
+        """Tables left out because capturing them would be unsafe (see ``keys.py``)."""
         self.types = types or {}
         self._log_level = log_level
         self._jvm_opts = tuple(jvm_opts)
+        self._user_keys = frozenset(user_keys)
+        """Properties the user set in ``options.properties``: they win over ``prepare``."""
         self._handoff: queue.Queue[_Delivery] = queue.Queue(maxsize=1)
         self._engine: EmbeddedEngine | None = None
         self._in_hand: _InHand | None = None
@@ -91,6 +100,13 @@ class DebeziumSource:
         # committed; the target's offsets are informational here (see docstring).
         if self._engine is not None:
             return
+        if self._prepare is not None:
+            plan = await asyncio.to_thread(self._prepare)
+            self.refused = plan.refused
+            # The user's own ``properties:`` still win over the plan.
+            user = {k: v for k, v in self.properties.items() if k in self._user_keys}
+            self.properties.update(plan.properties)
+            self.properties.update(user)
         engine = EmbeddedEngine(
             self.properties,
             self._on_batch,
@@ -227,6 +243,8 @@ def build(
         types=types,
         log_level=options.log_level,
         jvm_opts=options.jvm_opts,
+        prepare=lambda: plan_capture(config.name, options, sync),
+        user_keys=tuple(options.properties),
     )
 
 
