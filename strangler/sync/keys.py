@@ -176,7 +176,7 @@ def inspect_tables(
 ) -> list[TableKey]:
     """Check every table of a PostgreSQL monolith; raises SyncError if unreachable."""
     try:
-        with psycopg.connect(_libpq(url), autocommit=True, connect_timeout=10) as conn:
+        with psycopg.connect(libpq_url(url), autocommit=True, connect_timeout=10) as conn:
             return [inspect_table(conn, t, declared_for(declared, t)) for t in tables]
     except psycopg.Error as exc:
         raise SyncError(f"cannot read the monolith's catalog: {exc}".strip()) from exc
@@ -198,7 +198,7 @@ def user_tables(url: str) -> list[str]:
         ORDER BY 1
     """
     try:
-        with psycopg.connect(_libpq(url), autocommit=True, connect_timeout=10) as conn:
+        with psycopg.connect(libpq_url(url), autocommit=True, connect_timeout=10) as conn:
             return [str(r[0]) for r in conn.execute(query).fetchall()]
     except psycopg.Error as exc:
         raise SyncError(f"cannot list the monolith's tables: {exc}".strip()) from exc
@@ -209,7 +209,7 @@ def ensure_publication(url: str, name: str, tables: Sequence[str]) -> None:
     missing ones to it. Refuses to use a ``FOR ALL TABLES`` publication."""
     ident = [sql.Identifier(*split_table(t)) for t in tables]
     try:
-        with psycopg.connect(_libpq(url), autocommit=True, connect_timeout=10) as conn:
+        with psycopg.connect(libpq_url(url), autocommit=True, connect_timeout=10) as conn:
             row = conn.execute(
                 "SELECT puballtables FROM pg_publication WHERE pubname = %s", (name,)
             ).fetchone()
@@ -246,7 +246,7 @@ def ensure_publication(url: str, name: str, tables: Sequence[str]) -> None:
         raise SyncError(f"publication {name}: {exc}".strip()) from exc
 
 
-def _libpq(url: str) -> str:
+def libpq_url(url: str) -> str:
     """SQLAlchemy URL (``postgresql+psycopg://``) -> libpq URL."""
     scheme, sep, rest = url.partition("://")
     return f"postgresql://{rest}" if sep and scheme.startswith("postgres") else url

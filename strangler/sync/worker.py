@@ -7,8 +7,10 @@ applied is finished and committed, then the loop exits — never half a batch. A
 database that is down fails the batch as a whole; the worker keeps it and retries
 with backoff rather than dead-lettering events that did nothing wrong.
 
-Status (``/api/sync``): per source its lag (now - ``source.ts_ms`` of the last event
-applied; 0 when caught up and idle) and counts; per target the open dead letters
+Status (``/api/sync``): per source its lag and ``caught_up`` (from a heartbeat row the
+worker writes into the monolith and reads back, where the source has one — see
+``lag.py``; otherwise now - ``source.ts_ms`` of the last event applied, 0 when the
+source said it had nothing more) and counts; per target the open dead letters
 and parked events. Metrics: ``strangler_sync_events_total{table,op,outcome}`` and
 ``strangler_sync_lag_seconds{source}``.
 """
@@ -32,6 +34,7 @@ from strangler.sync import ledger, rawletters
 from strangler.sync.adapters import AdapterSet
 from strangler.sync.config import SourceConfig, SyncConfig
 from strangler.sync.envelope import TypeRegistry
+from strangler.sync.lag import HEARTBEAT_OFFSET, Heartbeat, LagTracker, heartbeat_ms
 from strangler.sync.model import ChangeEvent
 from strangler.sync.sink import BatchResult, Sink
 from strangler.sync.source import Batch, Source
@@ -78,8 +81,15 @@ class SourceStatus:
     caught_up: bool = False
     offsets: dict[str, int] = field(default_factory=dict)
     counts: Counter[str] = field(default_factory=Counter)
+    tracker: LagTracker | None = None
+    """Heartbeat-based lag when the source has a heartbeat (``lag.py``)."""
+
+    def is_caught_up(self) -> bool:
+        return self.tracker.caught_up() if self.tracker is not None else self.caught_up
 
     def lag_seconds(self) -> float | None:
+        if self.tracker is not None:
+            return self.tracker.lag()
         if self.caught_up:
             return 0.0
         if self.last_ts_ms is None:
@@ -94,6 +104,8 @@ class SourceStatus:
             "state": self.state,
             "error": self.error,
             "lag_seconds": None if lag is None else round(lag, 3),
+            "lag_from": "heartbeat" if self.tracker is not None else "events",
+            "caught_up": self.is_caught_up(),
             "last_event_ts_ms": self.last_ts_ms,
             "offsets": dict(self.offsets),
             **{k: self.counts.get(k, 0) for k in _OUTCOMES},
@@ -175,6 +187,12 @@ class Worker:
                 await _sleep_or_stop(stop, delay)
                 delay = min(delay * 2, 10.0)
         status.state, status.error = "running", None
+        beating: asyncio.Task[None] | None = None
+        heartbeat: Heartbeat | None = getattr(source, "heartbeat", None)
+        if heartbeat is not None:
+            resumed = await asyncio.to_thread(self.resume, source.name)
+            status.tracker = LagTracker(source.name, resumed.get(HEARTBEAT_OFFSET))
+            beating = asyncio.create_task(_beat(heartbeat, status.tracker, stop))
         try:
             delay = 0.5
             while not stop.is_set():
@@ -198,6 +216,10 @@ class Worker:
                 await self._apply_until_done(source, batch, status, stop)
         finally:
             status.state = "stopped"
+            if beating is not None:
+                beating.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await beating
             await source.close()
 
     async def _apply_until_done(
@@ -219,6 +241,8 @@ class Worker:
         status.state, status.error = "running", None
         status.offsets.update(batch.offsets)
         status.caught_up = False
+        if status.tracker is not None:
+            status.tracker.applied(batch.events)
         if result.last_ts_ms is not None:
             status.last_ts_ms = result.last_ts_ms
         status.counts["unparseable"] += len(result.poison_stored)
@@ -232,6 +256,10 @@ class Worker:
         """Split by target and apply (each target: rows + offsets in one transaction)."""
         per_target: dict[str, list[ChangeEvent]] = {name: [] for name in self.sinks}
         result = BatchResult()
+        offsets = dict(batch.offsets)
+        beat = heartbeat_ms(source, batch.events)
+        if beat is not None:
+            offsets[HEARTBEAT_OFFSET] = beat  # how far this source had got, for lag
         for event in batch.events:
             route = self.adapters.route(source, event.table)
             if route is None:
@@ -241,7 +269,7 @@ class Worker:
         for name, sink in self.sinks.items():
             # Poison goes to every target: its table (so its target) is not known, and
             # each target's offsets must move past it only together with its record.
-            applied = sink.apply(source, per_target[name], batch.offsets, batch.poison)
+            applied = sink.apply(source, per_target[name], offsets, batch.poison)
             result.counts.update(applied.counts)
             result.poison_stored |= applied.poison_stored
             if applied.last_ts_ms is not None:
@@ -297,6 +325,21 @@ class Worker:
                 "parked": sum(c.get("parked", 0) for c in targets.values()),
             },
         }
+
+
+async def _beat(heartbeat: Heartbeat, tracker: LagTracker, stop: asyncio.Event) -> None:
+    """Write the source's heartbeat every interval until stopped (failures are logged:
+    the lag then grows, which is the truth as far as anyone can tell)."""
+    try:
+        while not stop.is_set():
+            try:
+                beat = await asyncio.to_thread(heartbeat.write)
+                tracker.wrote(beat, heartbeat.offset)
+            except SyncError as exc:
+                log.warning("source %s: %s", tracker.source, exc)
+            await _sleep_or_stop(stop, heartbeat.interval)
+    finally:
+        await asyncio.to_thread(heartbeat.close)
 
 
 async def _sleep_or_stop(stop: asyncio.Event, seconds: float) -> None:

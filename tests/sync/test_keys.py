@@ -113,7 +113,8 @@ def test_check_refuses_a_captured_table_without_a_key(monolith: str, tmp_path: P
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and "public.history has no primary key" in lines[0], lines
 
-    path.write_text(routes_yaml() + sync_section(monolith, tables.split("    - {source: public.h")[0]))
+    only_accounts = tables.split("    - {source: public.h")[0]
+    path.write_text(routes_yaml() + sync_section(monolith, only_accounts))
     assert check(path).returncode == 0
 
 

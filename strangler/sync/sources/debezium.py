@@ -29,6 +29,7 @@ from strangler.errors import ConfigError, Problem, SyncError
 from strangler.sync.config import SourceConfig, SyncConfig
 from strangler.sync.envelope import TypeRegistry
 from strangler.sync.keys import TableKey
+from strangler.sync.lag import QUALIFIED, Heartbeat
 from strangler.sync.model import ChangeEvent
 from strangler.sync.poison import Poison, parse_or_poison
 from strangler.sync.source import Batch, ResumeLookup
@@ -76,10 +77,13 @@ class DebeziumSource:
         jvm_opts: Sequence[str] = (),
         prepare: Callable[[], CapturePlan] | None = None,
         user_keys: Sequence[str] = (),
+        heartbeat: Heartbeat | None = None,
     ) -> None:
         self.name = name
         self.properties = dict(properties)
         self._prepare = prepare
+        self.heartbeat = heartbeat
+        """Written by the worker into the monolith and read back for lag (``lag.py``)."""
         self.refused: tuple[TableKey, ...] = ()
         """Tables left out because capturing them would be unsafe (see ``keys.py``)."""
         self.types = types or {}
@@ -237,14 +241,25 @@ def build(
     ):
         options = options.model_copy(update={"offset_file": str(base_dir / options.offset_file)})
     properties = connector_properties(config.name, options, offsets_url)
+    heartbeat = (
+        Heartbeat(config.name, options.database, options.heartbeat) if options.heartbeat else None
+    )
+
+    def prepare() -> CapturePlan:
+        if heartbeat is None:
+            return plan_capture(config.name, options, sync)
+        heartbeat.ensure_table()
+        return plan_capture(config.name, options, sync, extra=(QUALIFIED,))
+
     return DebeziumSource(
         config.name,
         properties,
         types=types,
         log_level=options.log_level,
         jvm_opts=options.jvm_opts,
-        prepare=lambda: plan_capture(config.name, options, sync),
+        prepare=prepare,
         user_keys=tuple(options.properties),
+        heartbeat=heartbeat,
     )
 
 

@@ -17,6 +17,7 @@ from pydantic import Field, ValidationError, field_validator
 
 from strangler.errors import ConfigError, Problem
 from strangler.schema import Section
+from strangler.units import Duration
 
 
 class DebeziumOptions(Section):
@@ -47,6 +48,9 @@ class DebeziumOptions(Section):
     """How often Debezium saves its offsets (0: after every batch)."""
     max_batch_size: int = Field(2048, ge=1)
     poll_interval_ms: int = Field(50, ge=1)
+    heartbeat: Duration = 1.0
+    """How often the worker bumps its row in the monolith's ``strangler_heartbeat`` to
+    measure lag honestly (0: off; then lag is only known while events flow)."""
     properties: dict[str, str] = {}
     """Extra Debezium properties; they win over the ones derived above."""
     log_level: str = "WARN"
