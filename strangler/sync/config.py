@@ -163,6 +163,9 @@ class TableMapping(_Model):
     """Only events of this source (default: any source)."""
     types: Mapping[str, str] = {}
     """column -> kind, for converters with schemas disabled (see decode.KINDS)."""
+    new_columns: Literal["ignore", "add"] = "ignore"
+    """A new source column the mapping does not name: left out of the writes (ignore)
+    or added to the target table (add). See ``schema.py``."""
     source_key: tuple[str, ...] = ()
     """The source table's unique key when it has no primary key (source column names);
     a unique index on these NOT NULL columns must exist (see ``keys.py``)."""

@@ -30,7 +30,7 @@ from typing import Any
 
 from strangler.errors import ConfigError, Problem, SyncError
 from strangler.metrics import Metrics
-from strangler.sync import ledger, rawletters
+from strangler.sync import ledger, rawletters, schema
 from strangler.sync.adapters import AdapterSet
 from strangler.sync.config import SourceConfig, SyncConfig
 from strangler.sync.envelope import TypeRegistry
@@ -150,6 +150,8 @@ class Worker:
         self._raw_open: dict[str, dict[str, int]] = {}
         """target -> source -> open raw dead letters (poison) it stores."""
         self._open_checked = 0.0
+        self._schema: dict[str, dict[str, list[dict[str, Any]]]] = {}
+        """target -> stopped tables and recent schema changes (``schema.py``)."""
 
     # ------------------------------------------------------------------- run
 
@@ -297,6 +299,10 @@ class Worker:
                     with sink.engine.connect() as conn:
                         self._open[name] = ledger.counts(conn)
                         self._raw_open[name] = rawletters.raw_counts_by_source(conn)
+                        self._schema[name] = {
+                            "stopped_tables": schema.stopped_list(conn),
+                            "schema_changes": schema.recent(conn),
+                        }
                 except Exception:  # status must answer even when a target is down
                     log.debug("cannot read open counts of %s", name, exc_info=True)
         return dict(self._open)
@@ -316,7 +322,9 @@ class Worker:
             )
         return {
             "sources": sources,
-            "targets": [{"name": n, **c} for n, c in sorted(targets.items())],
+            "targets": [
+                {"name": n, **c, **self._schema.get(n, {})} for n, c in sorted(targets.items())
+            ],
             "totals": {
                 "applied": sum(s["applied"] for s in sources),
                 "stale": sum(s["stale"] for s in sources),
