@@ -67,7 +67,8 @@ def rows(sink: Sink, sql: str) -> list[tuple[Any, ...]]:
 
 def changes(sink: Sink) -> list[tuple[str, str, str]]:
     with sink.engine.connect() as conn:
-        return sorted((c["target_table"], c["column_name"], c["action"]) for c in schema.recent(conn))
+        found = schema.recent(conn)
+    return sorted((c["target_table"], c["column_name"], c["action"]) for c in found)
 
 
 @pytest.fixture
