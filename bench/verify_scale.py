@@ -7,7 +7,7 @@ once per size, reused while the databases exist), then runs ``Verifier`` in a ch
 process that samples its own RSS every 0.2 s. Prints rows/s, peak RSS and the curve
 (RSS at each 10% of the run) as JSON.
 
-    python bench/verify_scale.py --rows 1000000 [--rows 10000000] [--keep]
+    python bench/verify_scale.py --rows 1000000 [--rows 10000000] [--path sql --path rows]
 """
 
 from __future__ import annotations
@@ -57,7 +57,7 @@ def ensure(rows: int) -> tuple[str, str]:
     return PG.format(db=source_db), PG.format(db=target_db)
 
 
-def child(source: str, target: str) -> None:
+def child(source: str, target: str, path: str) -> None:
     """Runs in the measured process: verify, sampling RSS."""
     from strangler.sync.config import SyncConfig
     from strangler.sync.verify import Verifier
@@ -68,7 +68,9 @@ def child(source: str, target: str) -> None:
         "targets": {"svc": target.replace("postgresql://", "postgresql+psycopg://")},
         "tables": [{"source": "public.pgbench_accounts", "target": "svc", "adapter": {
             "table": "accounts", "key": ["id"],
-            "rename": {"aid": "id", "bid": "branch", "abalance": "balance"}}}],
+            "rename": {"aid": "id", "bid": "branch", "abalance": "balance"},
+            # A cast keeps the key's order but stops the SQL checksums: row by row.
+            **({"cast": {"balance": "int"}} if path == "rows" else {})}}],
     })  # fmt: skip
     samples: list[tuple[float, int]] = []
     done = threading.Event()
@@ -103,7 +105,13 @@ def child(source: str, target: str) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--rows", type=int, action="append")
-    parser.add_argument("--child", nargs=2)
+    parser.add_argument("--child", nargs=3)
+    parser.add_argument(
+        "--path",
+        choices=["sql", "rows"],
+        action="append",
+        help="sql: checksums in PostgreSQL (default); rows: row by row",
+    )
     parser.add_argument("--keep", action="store_true", help="keep the databases for reruns")
     args = parser.parse_args()
     if args.child:
@@ -112,10 +120,11 @@ def main() -> None:
     results: dict[str, Any] = {"machine": f"{platform.machine()}, {os.cpu_count()} cpus"}
     for rows in args.rows or [1_000_000]:
         source, target = ensure(rows)
-        out = subprocess.run([sys.executable, __file__, "--child", source, target],
-                             capture_output=True, text=True, check=True)  # fmt: skip
-        results[str(rows)] = json.loads(out.stdout.strip().splitlines()[-1])
-        print(rows, results[str(rows)], flush=True)
+        for path in args.path or ["sql"]:
+            out = subprocess.run([sys.executable, __file__, "--child", source, target, path],
+                                 capture_output=True, text=True, check=True)  # fmt: skip
+            results[f"{rows} {path}"] = json.loads(out.stdout.strip().splitlines()[-1])
+            print(rows, path, results[f"{rows} {path}"], flush=True)
         if not args.keep:
             with psycopg.connect(PG.format(db="postgres"), autocommit=True) as conn:
                 for db in (f"bench_verify_src_{rows}", f"bench_verify_dst_{rows}"):

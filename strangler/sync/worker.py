@@ -23,7 +23,7 @@ import importlib
 import logging
 import time
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -179,8 +179,13 @@ class Worker:
     async def _run_source(self, source: Source, stop: asyncio.Event) -> None:
         status = self.status[source.name]
         delay = 0.5
+        load: Callable[[], Any] | None = getattr(source, "initial_load", None)
         while not stop.is_set():
             try:
+                if load is not None:
+                    status.state = "loading"  # the bulk initial load (snapshot.py)
+                    await asyncio.to_thread(load)
+                    load = None
                 await source.start(lambda: self.resume(source.name))
                 break
             except SyncError as exc:

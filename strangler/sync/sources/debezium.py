@@ -26,12 +26,14 @@ from pathlib import Path
 from typing import Any
 
 from strangler.errors import ConfigError, Problem, SyncError
+from strangler.sync.adapters import AdapterSet
 from strangler.sync.config import SourceConfig, SyncConfig
 from strangler.sync.envelope import TypeRegistry
 from strangler.sync.keys import TableKey
 from strangler.sync.lag import QUALIFIED, Heartbeat
 from strangler.sync.model import ChangeEvent
 from strangler.sync.poison import Poison, parse_or_poison
+from strangler.sync.snapshot import BulkLoad, LoadResult
 from strangler.sync.source import Batch, ResumeLookup
 from strangler.sync.sources.debezium_capture import CapturePlan, plan_capture
 from strangler.sync.sources.debezium_config import DebeziumOptions, connector_properties
@@ -78,11 +80,14 @@ class DebeziumSource:
         prepare: Callable[[], CapturePlan] | None = None,
         user_keys: Sequence[str] = (),
         heartbeat: Heartbeat | None = None,
+        initial_load: Callable[[], LoadResult] | None = None,
     ) -> None:
         self.name = name
         self.properties = dict(properties)
         self._prepare = prepare
         self.heartbeat = heartbeat
+        self.initial_load = initial_load
+        """``snapshot: bulk``: the worker runs this before ``start`` (``snapshot.py``)."""
         """Written by the worker into the monolith and read back for lag (``lag.py``)."""
         self.refused: tuple[TableKey, ...] = ()
         """Tables left out because capturing them would be unsafe (see ``keys.py``)."""
@@ -251,6 +256,21 @@ def build(
         heartbeat.ensure_table()
         return plan_capture(config.name, options, sync, extra=(QUALIFIED,))
 
+    def initial_load() -> LoadResult:
+        plan = prepare()  # the publication must exist before the slot is created
+        adapters = AdapterSet(sync, base_dir)
+        return BulkLoad(
+            config.name,
+            options.database,
+            properties["slot.name"],
+            plan.captured,
+            adapters,
+            dict(sync.targets),
+            chunk_rows=options.load_chunk_rows,
+            parallel=options.load_parallel,
+            offset_table=options.offset_table,
+        ).run()
+
     return DebeziumSource(
         config.name,
         properties,
@@ -260,6 +280,7 @@ def build(
         prepare=prepare,
         user_keys=tuple(options.properties),
         heartbeat=heartbeat,
+        initial_load=initial_load if options.snapshot == "bulk" else None,
     )
 
 

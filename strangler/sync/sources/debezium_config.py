@@ -43,7 +43,13 @@ class DebeziumOptions(Section):
     schemas: bool = True
     """JSON converter with schemas: types travel with each event (no ``types:`` needed)."""
     snapshot: str = "initial"
-    """Debezium ``snapshot.mode``: initial, no_data, always, initial_only, when_needed."""
+    """``bulk``: strangler's own initial load (COPY, parallel chunks; ``snapshot.py``),
+    then Debezium streams from the load's consistent point; or a Debezium
+    ``snapshot.mode``: initial, no_data, always, initial_only, when_needed."""
+    load_parallel: int = Field(2, ge=1, le=32)
+    """With ``snapshot: bulk``: chunks loaded at once."""
+    load_chunk_rows: int = Field(100_000, ge=1000)
+    """With ``snapshot: bulk``: rows per chunk (the unit of progress after a crash)."""
     offset_flush_ms: int = Field(1000, ge=0)
     """How often Debezium saves its offsets (0: after every batch)."""
     max_batch_size: int = Field(2048, ge=1)
@@ -121,7 +127,8 @@ def connector_properties(
         "slot.name": options.slot or f"strangler_{safe}",
         "publication.name": options.publication or f"strangler_{safe}",
         "publication.autocreate.mode": "filtered" if options.tables else "all_tables",
-        "snapshot.mode": options.snapshot,
+        # bulk: strangler loads the tables itself, Debezium only streams.
+        "snapshot.mode": "no_data" if options.snapshot == "bulk" else options.snapshot,
         # Exact values: decimals as strings; truncates are events too (default skips them).
         "decimal.handling.mode": "string",
         "skipped.operations": "none",
