@@ -93,6 +93,8 @@ class SchemaGuard:
         self.adapters = adapters
         self.tables = tables
         self._checked = 0.0
+        self._fits: set[tuple[str, ...]] = set()
+        """(table, columns...) of writes known to fit their table (cleared with it)."""
         self._recorded: set[tuple[str, str, str, str, str]] = set()
         """Schema changes already recorded by this process (one insert each, not one
         per event; at worst a change is recorded again after a restart)."""
@@ -112,6 +114,10 @@ class SchemaGuard:
             if not isinstance(write, RowUpsert):
                 out.append(write)
                 continue
+            shape = (write.table, *write.key, "", *write.values)
+            if shape in self._fits:
+                out.append(write)  # these columns all exist: nothing to look at
+                continue
             try:
                 target = self.tables.get(conn, write.table)
             except ChangeEventError as exc:
@@ -119,6 +125,7 @@ class SchemaGuard:
             present = set(target.c.keys())
             unknown = [c for c in [*write.key, *write.values] if c not in present]
             if not unknown:
+                self._fits.add(shape)
                 out.append(write)
                 continue
             named = _named(adapter, write.table)
@@ -135,7 +142,7 @@ class SchemaGuard:
                 for column in unknown:
                     value = write.values.get(column)
                     if value is not None:
-                        _add_column(conn, target, column, value, event, self)
+                        self._add_column(conn, target, column, value, event)
                         present.add(column)
             dropped = [c for c in unknown if c not in present]
             for column in dropped:
@@ -147,6 +154,26 @@ class SchemaGuard:
             values = {c: v for c, v in write.values.items() if c not in dropped}
             out.append(replace(write, values=values))
         return out, None
+
+    def _add_column(
+        self, conn: Connection, target: Table, column: str, value: Any, event: ChangeEvent
+    ) -> None:
+        kind = _SQL_TYPES.get(type(value), "text")
+        if isinstance(value, dt.datetime) and value.tzinfo is not None:
+            kind = "timestamptz" if conn.dialect.name == "postgresql" else "timestamp"
+        quote = conn.dialect.identifier_preparer
+        conn.execute(
+            text(
+                f"ALTER TABLE {quote.format_table(target)} ADD COLUMN {quote.quote(column)} {kind}"
+            )
+        )
+        name = f"{target.schema}.{target.name}" if target.schema else target.name
+        self.tables.forget(name)
+        self._fits.clear()
+        record(
+            conn, event, name, column, "added", f"new source column added to the target as {kind}"
+        )
+        log.warning("sync added column %s.%s (%s)", name, column, kind)
 
     # ------------------------------------------------------------ stop, resume
 
@@ -189,6 +216,7 @@ class SchemaGuard:
         lifted: list[str] = []
         for source_table, target_table, column in rows:
             self.tables.forget(target_table)
+            self._fits.clear()
             try:
                 target = self.tables.get(conn, target_table)
             except ChangeEventError:
@@ -259,19 +287,3 @@ _SQL_TYPES: Mapping[type, str] = {
     dt.date: "date",
     dt.time: "time",
 }
-
-
-def _add_column(
-    conn: Connection, target: Table, column: str, value: Any, event: ChangeEvent, guard: SchemaGuard
-) -> None:
-    kind = _SQL_TYPES.get(type(value), "text")
-    if isinstance(value, dt.datetime) and value.tzinfo is not None:
-        kind = "timestamptz" if conn.dialect.name == "postgresql" else "timestamp"
-    quote = conn.dialect.identifier_preparer
-    conn.execute(
-        text(f"ALTER TABLE {quote.format_table(target)} ADD COLUMN {quote.quote(column)} {kind}")
-    )
-    name = f"{target.schema}.{target.name}" if target.schema else target.name
-    guard.tables.forget(name)
-    record(conn, event, name, column, "added", f"new source column added to the target as {kind}")
-    log.warning("sync added column %s.%s (%s)", name, column, kind)

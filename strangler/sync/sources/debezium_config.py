@@ -52,7 +52,7 @@ class DebeziumOptions(Section):
     """With ``snapshot: bulk``: rows per chunk (the unit of progress after a crash)."""
     offset_flush_ms: int = Field(1000, ge=0)
     """How often Debezium saves its offsets (0: after every batch)."""
-    max_batch_size: int = Field(2048, ge=1)
+    max_batch_size: int = Field(4096, ge=1)
     poll_interval_ms: int = Field(50, ge=1)
     heartbeat: Duration = 1.0
     """How often the worker bumps its row in the monolith's ``strangler_heartbeat`` to
