@@ -37,7 +37,7 @@ from psycopg import sql
 from sqlalchemy import BigInteger, Boolean, Column, Float, Integer, String, Table, Text
 
 from strangler.errors import ChangeEventError, SyncError
-from strangler.sync.adapters import AdapterSet, map_event
+from strangler.sync.adapters import AdapterSet, DeclarativeAdapter, map_event
 from strangler.sync.codec import key_text
 from strangler.sync.keys import libpq_url, split_table
 from strangler.sync.ledger import metadata
@@ -254,20 +254,28 @@ class BulkLoad:
             if snapshot:
                 src.execute(sql.SQL("SET TRANSACTION SNAPSHOT {}").format(sql.Literal(snapshot)))
             stage = _Stage(dst, chunk, lsn, self.source)
-            for batch in self._read(src, chunk, key):
-                for row in batch:
-                    event = ChangeEvent(self.source, _qualified(chunk.table), "r",
-                                        {k: row[k] for k in key}, None, row,
-                                        Position(0, lsn), 0, snapshot=True)  # fmt: skip
-                    try:
-                        writes = map_event(adapter, event)
-                    except ChangeEventError as exc:
-                        raise SyncError(
-                            f"initial load: {chunk.table} {key_text(event.key)}: {exc}"
-                        ) from exc
-                    for write in writes:
-                        if isinstance(write, RowUpsert):
-                            stage.add(write)
+            event_table = _qualified(chunk.table)
+            for names, batch in self._read(src, chunk, key):
+                fast = _compile(adapter, names)
+                if fast is not None:
+                    # A rename-only declarative mapping, applied to the whole batch.
+                    stage.add_rows(fast.table, fast.keys, fast.columns,
+                                   [fast.row(r) for r in batch])  # fmt: skip
+                else:
+                    for values in batch:
+                        row = dict(zip(names, values, strict=True))
+                        event = ChangeEvent(self.source, event_table, "r",
+                                            {k: row[k] for k in key}, None, row,
+                                            Position(0, lsn), 0, snapshot=True)  # fmt: skip
+                        try:
+                            writes = map_event(adapter, event)
+                        except ChangeEventError as exc:
+                            raise SyncError(
+                                f"initial load: {chunk.table} {key_text(event.key)}: {exc}"
+                            ) from exc
+                        for write in writes:
+                            if isinstance(write, RowUpsert):
+                                stage.add(write)
                 rows += len(batch)
                 stage.flush()
             stage.merge()
@@ -281,7 +289,7 @@ class BulkLoad:
 
     def _read(
         self, conn: psycopg.Connection[Any], chunk: Chunk, key: list[str]
-    ) -> Iterator[list[dict[str, Any]]]:
+    ) -> Iterator[tuple[list[str], list[tuple[Any, ...]]]]:
         where: list[sql.Composable] = []
         params: list[int] = []
         if chunk.low is not None:
@@ -296,14 +304,11 @@ class BulkLoad:
         with conn.cursor(name=f"strangler_load_{chunk.number}") as cursor:
             cursor.itersize = self.batch
             cursor.execute(query, params)
-            names: list[str] | None = None
             while True:
                 found = cursor.fetchmany(self.batch)
                 if not found:
                     return
-                if names is None:
-                    names = [d.name for d in cursor.description or ()]
-                yield [dict(zip(names, r, strict=True)) for r in found]
+                yield [d.name for d in cursor.description or ()], found
 
 
 class _Stage:
@@ -314,24 +319,35 @@ class _Stage:
         self.chunk = chunk
         self.lsn = lsn
         self.source = source
-        self._pending: dict[str, list[RowUpsert]] = {}
+        self._pending: dict[str, tuple[list[str], list[str], list[list[Any]]]] = {}
+        """table -> (key columns, columns, rows: values in column order + row key text)."""
         self._made: dict[str, tuple[list[str], list[str]]] = {}
 
     def add(self, write: RowUpsert) -> None:
-        self._pending.setdefault(write.table, []).append(write)
+        keys = list(write.key)
+        slot = self._pending.get(write.table)
+        if slot is None:
+            columns = keys + [c for c in write.values if c not in keys]
+            slot = self._pending[write.table] = (keys, columns, [])
+        row = {**write.values, **write.key}
+        slot[2].append([*(row.get(c) for c in slot[1]), key_text(write.key)])
+
+    def add_rows(
+        self, table: str, keys: list[str], columns: list[str], rows: list[list[Any]]
+    ) -> None:
+        """Rows already in ``columns`` order, each ending with its row key text."""
+        slot = self._pending.setdefault(table, (keys, columns, []))
+        slot[2].extend(rows)
 
     def flush(self) -> None:
-        for table, writes in self._pending.items():
-            keys = list(writes[0].key)
-            columns = keys + [c for c in writes[0].values if c not in keys]
+        for table, (keys, columns, rows) in self._pending.items():
             stage = self._stage(table, keys, columns)
             copy_sql = sql.SQL("COPY {} ({}, strangler_row_key) FROM STDIN").format(
                 sql.Identifier(stage), sql.SQL(", ").join(map(sql.Identifier, columns))
             )
             with self.conn.cursor().copy(copy_sql) as copy:
-                for w in writes:
-                    row = {**w.values, **w.key}
-                    copy.write_row([*(row.get(c) for c in columns), key_text(w.key)])
+                for row in rows:
+                    copy.write_row(row)
         self._pending.clear()
 
     def _stage(self, table: str, keys: list[str], columns: list[str]) -> str:
@@ -384,6 +400,42 @@ class _Stage:
                 ).format(stage),
                 (table, self.lsn, _qualified(self.chunk.table), time.time()),
             )
+
+
+@dataclass(frozen=True)
+class _Compiled:
+    """A rename-only declarative mapping as column picks over the source row tuple."""
+
+    table: str
+    keys: list[str]
+    columns: list[str]
+    picks: list[int]
+    key_picks: list[int]
+
+    def row(self, values: tuple[Any, ...]) -> list[Any]:
+        key = {k: values[i] for k, i in zip(self.keys, self.key_picks, strict=True)}
+        return [*(values[i] for i in self.picks), key_text(key)]
+
+
+def _compile(adapter: Any, names: Sequence[str]) -> _Compiled | None:
+    """The batch form of a declarative mapping that only renames/filters columns (the
+    same rows ``DeclarativeAdapter.map`` gives); None for anything else."""
+    if not isinstance(adapter, DeclarativeAdapter) or len(adapter.maps) != 1:
+        return None
+    cmap = adapter.maps[0]
+    if cmap.cast or cmap.values:
+        return None
+    picks: list[int] = []
+    columns: list[str] = []
+    for i, name in enumerate(names):
+        if (cmap.include is not None and name not in cmap.include) or name in cmap.exclude:
+            continue
+        picks.append(i)
+        columns.append(cmap.rename.get(name, name))
+    if not all(k in columns for k in cmap.key):
+        return None
+    key_picks = [picks[columns.index(k)] for k in cmap.key]
+    return _Compiled(cmap.table, list(cmap.key), columns, picks, key_picks)
 
 
 def _qualified(table: str) -> str:

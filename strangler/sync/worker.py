@@ -186,6 +186,7 @@ class Worker:
                     status.state = "loading"  # the bulk initial load (snapshot.py)
                     await asyncio.to_thread(load)
                     load = None
+                    status.state = "starting"
                 await source.start(lambda: self.resume(source.name))
                 break
             except SyncError as exc:
