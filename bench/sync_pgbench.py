@@ -231,14 +231,19 @@ def main() -> None:
             rss = Rss(worker.pid)
             rss.start()
             try:
+                # The load is done when every planned chunk is (the JVM starts after it).
+                done = (
+                    "SELECT count(*) > 0 AND bool_and(done) FROM strangler_initial_loads"
+                    " WHERE to_regclass('strangler_initial_loads') IS NOT NULL"
+                )
                 while True:
                     try:
-                        state = status(port)
-                    except OSError:
-                        state = {"state": "starting"}
-                    if state["state"] not in ("starting", "loading"):
+                        finished = sql(pg, "service", done)[0][0]
+                    except psycopg.Error:
+                        finished = False
+                    if finished:
                         break
-                    time.sleep(0.1)
+                    time.sleep(0.05)
                 load_seconds = time.monotonic() - started
                 load_peak = rss.peak
                 result["strangler_initial"] = {

@@ -38,6 +38,7 @@ from strangler.sync.source import Batch, ResumeLookup
 from strangler.sync.sources.debezium_capture import CapturePlan, plan_capture
 from strangler.sync.sources.debezium_config import DebeziumOptions, connector_properties
 from strangler.sync.sources.embedded_engine import EmbeddedEngine, RawRecord
+from strangler.sync.sources.pg_types import catalog_types, merged
 
 log = logging.getLogger("strangler.sync")
 
@@ -81,12 +82,15 @@ class DebeziumSource:
         user_keys: Sequence[str] = (),
         heartbeat: Heartbeat | None = None,
         initial_load: Callable[[], LoadResult] | None = None,
+        column_types: Callable[[Sequence[str]], dict[str, dict[str, str]]] | None = None,
     ) -> None:
         self.name = name
         self.properties = dict(properties)
         self._prepare = prepare
         self.heartbeat = heartbeat
         self.initial_load = initial_load
+        self._column_types = column_types
+        """Schemas off: reads the captured tables' column kinds (``pg_types``)."""
         """``snapshot: bulk``: the worker runs this before ``start`` (``snapshot.py``)."""
         """Written by the worker into the monolith and read back for lag (``lag.py``)."""
         self.refused: tuple[TableKey, ...] = ()
@@ -112,6 +116,9 @@ class DebeziumSource:
         if self._prepare is not None:
             plan = await asyncio.to_thread(self._prepare)
             self.refused = plan.refused
+            if self._column_types is not None:
+                found = await asyncio.to_thread(self._column_types, plan.captured)
+                self.types = merged(found, self.types)
             # The user's own ``properties:`` still win over the plan.
             user = {k: v for k, v in self.properties.items() if k in self._user_keys}
             self.properties.update(plan.properties)
@@ -281,6 +288,9 @@ def build(
         user_keys=tuple(options.properties),
         heartbeat=heartbeat,
         initial_load=initial_load if options.snapshot == "bulk" else None,
+        column_types=(
+            None if options.schemas else lambda tables: catalog_types(options.database, tables)
+        ),
     )
 
 

@@ -40,8 +40,9 @@ class DebeziumOptions(Section):
     offset_target: str | None = None
     """With ``offsets: target``: which of ``sync.targets`` (default: the only one)."""
     offset_table: str = "strangler_debezium_offsets"
-    schemas: bool = True
-    """JSON converter with schemas: types travel with each event (no ``types:`` needed)."""
+    schemas: bool = False
+    """JSON converter with schemas (types travel with every event, most of its bytes);
+    off by default: the column types are read once from the monolith's catalog."""
     snapshot: str = "initial"
     """``bulk``: strangler's own initial load (COPY, parallel chunks; ``snapshot.py``),
     then Debezium streams from the load's consistent point; or a Debezium
