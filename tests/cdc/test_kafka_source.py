@@ -43,7 +43,6 @@ class Stack:
         options = DebeziumOptions(
             database=pg.url("monolith_k", driver="postgresql"), tables=TABLES,
             topic_prefix="legacy", offsets="file", offset_file=str(folder / "relay.offsets"),
-            schemas=True,  # as Kafka Connect is set up in README: types travel with events
         )  # fmt: skip
         self.relay = DebeziumRelay(
             connector_properties("relay", options), broker.bootstrap, partitions=3
