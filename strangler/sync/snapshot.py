@@ -13,8 +13,10 @@ then let streaming resume exactly at the load's consistent point.
    the chunk done — all in one transaction, so a crash loses at most chunks in flight.
 3. After a crash the done chunks are kept; the rest are read in a fresh snapshot.
    The slot still starts at ``L``, so the changes between ``L`` and the new snapshot
-   are streamed again over rows that already have them: full row images, applied in
-   order, end at the same rows (the usual snapshot-plus-replay argument).
+   are streamed again; the new snapshot is exported by a temporary slot at its own
+   exact point ``L2``, and the rows loaded from it carry ``L2`` as their position, so
+   changes committed up to ``L2`` are stale for them (never replayed over newer rows)
+   while every later one applies.
 4. When every chunk is done the source streams from the slot (Debezium's
    ``snapshot.mode=no_data``): the first change it delivers is the first after ``L``.
 
@@ -26,6 +28,7 @@ from __future__ import annotations
 
 import itertools
 import logging
+import os
 import time
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -112,14 +115,25 @@ class BulkLoad:
             return LoadResult(0, 0.0, 0, skipped=True)
         replication: psycopg.Connection[Any] | None = None
         snapshot: str | None = None
+        position = Position(0, 0)
         try:
             lsn = self._slot_lsn()
             if lsn is None:
-                replication, lsn, snapshot = self._create_slot()
+                replication, lsn, snapshot = self._create_slot(self.slot)
+                position = Position(0, lsn)  # every change after it streams: newer
             chunks = self._plan(lsn)
             pending = [c for c in chunks if c is not None]
+            if pending and snapshot is None:
+                # Resumed after a crash: the slot streams from ``lsn`` again, so the rows
+                # still to load come from a newer snapshot, exported by a temporary slot
+                # at its own exact point; changes committed up to that point are stale
+                # for those rows (never replayed over them), later ones apply.
+                name = f"{self.slot}_resume_{os.getpid()}"
+                replication, point, snapshot = self._create_slot(name, temporary=True)
+                position = Position(point, 0)
+            exported = snapshot or ""  # set whenever a chunk is pending
             with ThreadPoolExecutor(max_workers=self.parallel) as pool:
-                counts = list(pool.map(lambda c: self._load(c, lsn, snapshot), pending))
+                counts = list(pool.map(lambda c: self._load(c, position, exported), pending))
         finally:
             if replication is not None:
                 replication.close()  # releases the exported snapshot
@@ -139,14 +153,17 @@ class BulkLoad:
             ).fetchone()
         return None if row is None or row[0] is None else int(row[0])
 
-    def _create_slot(self) -> tuple[psycopg.Connection[Any], int, str]:
+    def _create_slot(
+        self, name: str, temporary: bool = False
+    ) -> tuple[psycopg.Connection[Any], int, str]:
         conn = psycopg.connect(self.url, autocommit=True, replication="database")
-        command = f"CREATE_REPLICATION_SLOT {self.slot} LOGICAL pgoutput EXPORT_SNAPSHOT"
+        kind = "TEMPORARY LOGICAL" if temporary else "LOGICAL"
+        command = f"CREATE_REPLICATION_SLOT {name} {kind} pgoutput EXPORT_SNAPSHOT"
         result = conn.pgconn.exec_(command.encode())
         if result.status != psycopg.pq.ExecStatus.TUPLES_OK:
             message = (result.error_message or b"").decode(errors="replace").strip()
             conn.close()
-            raise SyncError(f"initial load: cannot create slot {self.slot}: {message}")
+            raise SyncError(f"initial load: cannot create slot {name}: {message}")
         point = (result.get_value(0, 1) or b"0/0").decode()
         name = (result.get_value(0, 2) or b"").decode()
         high, _, low = point.partition("/")
@@ -238,7 +255,7 @@ class BulkLoad:
 
     # ----------------------------------------------------------- one chunk
 
-    def _load(self, chunk: Chunk, lsn: int, snapshot: str | None) -> int:
+    def _load(self, chunk: Chunk, position: Position, snapshot: str) -> int:
         route = self.adapters.route(self.source, _qualified(chunk.table))
         if route is None:
             return 0
@@ -251,9 +268,8 @@ class BulkLoad:
             psycopg.connect(target_url) as dst,
         ):
             src.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
-            if snapshot:
-                src.execute(sql.SQL("SET TRANSACTION SNAPSHOT {}").format(sql.Literal(snapshot)))
-            stage = _Stage(dst, chunk, lsn, self.source)
+            src.execute(sql.SQL("SET TRANSACTION SNAPSHOT {}").format(sql.Literal(snapshot)))
+            stage = _Stage(dst, chunk, position, self.source)
             event_table = _qualified(chunk.table)
             for names, batch in self._read(src, chunk, key):
                 fast = _compile(adapter, names)
@@ -266,7 +282,7 @@ class BulkLoad:
                         row = dict(zip(names, values, strict=True))
                         event = ChangeEvent(self.source, event_table, "r",
                                             {k: row[k] for k in key}, None, row,
-                                            Position(0, lsn), 0, snapshot=True)  # fmt: skip
+                                            position, 0, snapshot=True)  # fmt: skip
                         try:
                             writes = map_event(adapter, event)
                         except ChangeEventError as exc:
@@ -314,10 +330,12 @@ class BulkLoad:
 class _Stage:
     """Per target table: a temporary staging table filled by COPY, merged set-wise."""
 
-    def __init__(self, conn: psycopg.Connection[Any], chunk: Chunk, lsn: int, source: str):
+    def __init__(
+        self, conn: psycopg.Connection[Any], chunk: Chunk, position: Position, source: str
+    ):
         self.conn = conn
         self.chunk = chunk
-        self.lsn = lsn
+        self.position = position
         self.source = source
         self._pending: dict[str, tuple[list[str], list[str], list[list[Any]]]] = {}
         """table -> (key columns, columns, rows: values in column order + row key text)."""
@@ -395,10 +413,16 @@ class _Stage:
                 sql.SQL(
                     "INSERT INTO strangler_row_positions (target_table, row_key, pos_commit,"
                     " pos_seq, deleted, source_table, applied_at)"
-                    " SELECT %s, strangler_row_key, 0, %s, false, %s, %s FROM {}"
+                    " SELECT %s, strangler_row_key, %s, %s, false, %s, %s FROM {}"
                     " ON CONFLICT (target_table, row_key) DO NOTHING"
                 ).format(stage),
-                (table, self.lsn, _qualified(self.chunk.table), time.time()),
+                (
+                    table,
+                    self.position.commit,
+                    self.position.seq,
+                    _qualified(self.chunk.table),
+                    time.time(),
+                ),
             )
 
 
