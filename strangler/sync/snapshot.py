@@ -13,10 +13,10 @@ then let streaming resume exactly at the load's consistent point.
    the chunk done — all in one transaction, so a crash loses at most chunks in flight.
 3. After a crash the done chunks are kept; the rest are read in a fresh snapshot.
    The slot still starts at ``L``, so the changes between ``L`` and the new snapshot
-   are streamed again; the new snapshot is exported by a temporary slot at its own
-   exact point ``L2``, and the rows loaded from it carry ``L2`` as their position, so
-   changes committed up to ``L2`` are stale for them (never replayed over newer rows)
-   while every later one applies.
+   are streamed again over the rows loaded from the new snapshot too: full row images,
+   applied in order, so those rows end right, but until the stream passes the new
+   snapshot's point they may show older versions (only rows of chunks loaded after a
+   crash; the chunks of the first run never step back).
 4. When every chunk is done the source streams from the slot (Debezium's
    ``snapshot.mode=no_data``): the first change it delivers is the first after ``L``.
 
@@ -124,13 +124,16 @@ class BulkLoad:
             chunks = self._plan(lsn)
             pending = [c for c in chunks if c is not None]
             if pending and snapshot is None:
-                # Resumed after a crash: the slot streams from ``lsn`` again, so the rows
-                # still to load come from a newer snapshot, exported by a temporary slot
-                # at its own exact point; changes committed up to that point are stale
-                # for those rows (never replayed over them), later ones apply.
+                # Resumed after a crash: the rows still to load come from a newer
+                # snapshot (exported by a temporary slot); the slot streams from ``lsn``
+                # again, and those rows get ``lsn``'s position too, so every change since
+                # is applied over them in order (the ones already in the snapshot
+                # included: the rows end right, though they may step back meanwhile).
+                # Debezium's event positions name the previous commit, not their own,
+                # so no position can say exactly which changes the new snapshot holds.
                 name = f"{self.slot}_resume_{os.getpid()}"
-                replication, point, snapshot = self._create_slot(name, temporary=True)
-                position = Position(point, 0)
+                replication, _point, snapshot = self._create_slot(name, temporary=True)
+                position = Position(0, lsn)
             exported = snapshot or ""  # set whenever a chunk is pending
             with ThreadPoolExecutor(max_workers=self.parallel) as pool:
                 counts = list(pool.map(lambda c: self._load(c, position, exported), pending))
