@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -17,6 +18,7 @@ from strangler.sync.adapters import AdapterSet
 from strangler.sync.config import SyncConfig
 from strangler.sync.model import ChangeEvent, Position
 from strangler.sync.sink import Sink
+from strangler.sync.worker import Worker
 
 DDL = (
     "CREATE TABLE accounts (aid INTEGER PRIMARY KEY, balance INTEGER)",
@@ -100,7 +102,7 @@ def test_a_new_column_can_be_added_to_the_target_by_option(target_url: str) -> N
 
 
 def test_a_needed_column_missing_stops_that_table_only_then_it_resumes_in_order(
-    target_url: str,
+    target_url: str, tmp_path: Path
 ) -> None:
     needs = {"adapter": {"table": "accounts", "key": ["aid"],
                          "rename": {"abalance": "balance", "bid": "branch_id"}}}  # fmt: skip
@@ -121,6 +123,11 @@ def test_a_needed_column_missing_stops_that_table_only_then_it_resumes_in_order(
         assert stopped["source_table"] == "public.accounts"
         assert "no column 'branch_id'" in stopped["reason"]
         assert changes(sink) == [("accounts", "branch_id", "stopped")]
+        # What an operator sees in GET /api/sync: the stopped table, with why.
+        status = Worker(sink.adapters.config, base_dir=tmp_path).snapshot()
+        (target,) = status["targets"]
+        assert [t["source_table"] for t in target["stopped_tables"]] == ["public.accounts"]
+        assert target["schema_changes"][0]["action"] == "stopped"
 
         with sink.engine.begin() as conn:
             conn.execute(text("ALTER TABLE accounts ADD COLUMN branch_id INTEGER"))
