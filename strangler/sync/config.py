@@ -205,6 +205,9 @@ class SyncConfig(_Model):
     retries: int = Field(3, ge=0, le=20)
     """Attempts per failing event before it is dead-lettered."""
     verify: VerifyConfig = VerifyConfig()
+    graveyard_retention: Duration = 7 * 24 * 3600.0
+    """How long a deleted row's position is kept against replays (``retention.py``):
+    at least the source topics' retention."""
 
     @field_validator("listen")
     @classmethod

@@ -30,7 +30,7 @@ from typing import Any
 
 from strangler.errors import ConfigError, Problem, SyncError
 from strangler.metrics import Metrics
-from strangler.sync import ledger, rawletters, schema
+from strangler.sync import ledger, rawletters, retention, schema
 from strangler.sync.adapters import AdapterSet
 from strangler.sync.config import SourceConfig, SyncConfig
 from strangler.sync.envelope import TypeRegistry
@@ -163,10 +163,28 @@ class Worker:
                 asyncio.create_task(self._run_source(s, stop), name=f"sync-{n}")
                 for n, s in self.sources.items()
             ]
+            tasks.append(asyncio.create_task(self._prune(stop), name="sync-graveyard"))
             await asyncio.gather(*tasks)
         finally:
             for sink in self.sinks.values():
                 sink.close()
+
+    async def _prune(self, stop: asyncio.Event) -> None:
+        """Every ten minutes, drop graveyard entries past ``graveyard_retention``."""
+        while not stop.is_set():
+            for name, sink in self.sinks.items():
+                try:
+                    await asyncio.to_thread(self._prune_one, sink)
+                except Exception:  # a target down now is retried next round
+                    log.warning("graveyard pruning of %s failed", name, exc_info=True)
+            await _sleep_or_stop(stop, 600.0)
+
+    def _prune_one(self, sink: Sink) -> None:
+        while True:
+            with sink.engine.begin() as conn:
+                pruned = retention.prune_graveyard(conn, self.config.graveyard_retention)
+            if pruned < retention.BATCH:
+                return
 
     def resume(self, source: str) -> dict[str, int]:
         """The offsets every target agrees the source has reached (per key, the least)."""
