@@ -12,7 +12,8 @@ translated); for any other adapter the expected rows of one table are sorted in 
 Rows are counted, not only keys: two source rows mapping to one target row are
 ``duplicate`` drift. Rows still in flight are not drift: when anything differs, verify
 waits the lag window and re-reads only the rows that differed (point lookups on both
-sides), and reports only what differed both times. ``repair`` rewrites those rows
+sides; or the table again when more than ``RECHECK_ROWS`` differ), and reports only
+what differed both times. ``repair`` rewrites those rows
 through the sink's normal write path, keeping each row's stored position.
 
 The direction is a parameter: ``Verifier(config, plans=...)`` compares any source
@@ -45,6 +46,8 @@ from strangler.sync.sink import Sink
 
 YIELD_PER = 5000
 """Rows fetched per round trip from each server-side cursor."""
+RECHECK_ROWS = 1000
+"""Differing rows of one table re-read one by one; more, and the table is compared again."""
 
 _Where = tuple[str, Any, Any] | None
 """(key column, low, high): rows with low <= key < high (None: unbounded); None: all."""
@@ -124,7 +127,7 @@ class Verifier:
             found += self._compare(plan, report)
         if found and window > 0:
             time.sleep(window)
-            found = [f for f in found if self._still(f[0], f[1], f[2])]
+            found = self._recheck(found)
         report.drift = [_drift(plan, item, table) for plan, item, table in found]
         if repair and report.drift:
             report.repaired = self._repair(report.drift)
@@ -290,34 +293,73 @@ class Verifier:
 
     # ------------------------------------------------------------ re-check
 
-    def _still(self, plan: TablePlan, item: Found, table: str) -> bool:
-        """Re-read one differing row on both sides; True if it still differs alike."""
+    def _recheck(
+        self, found: list[tuple[TablePlan, Found, str]]
+    ) -> list[tuple[TablePlan, Found, str]]:
+        """Keep what still differs alike: the differing rows read again one by one, or,
+        when a table has many (a snapshot still arriving), that table compared again."""
+        groups: dict[tuple[int, str], list[tuple[TablePlan, Found, str]]] = {}
+        for entry in found:
+            groups.setdefault((id(entry[0]), entry[2]), []).append(entry)
+        again: dict[int, set[tuple[str, str, str]]] = {}
+        out: list[tuple[TablePlan, Found, str]] = []
+        for entries in groups.values():
+            plan, _, table = entries[0]
+            if len(entries) > RECHECK_ROWS:
+                if id(plan) not in again:
+                    again[id(plan)] = {
+                        (t, f.kind, key_text(f.key)) for _, f, t in self._compare(plan, Report())
+                    }
+                seen = again[id(plan)]
+                out += [e for e in entries if (table, e[1].kind, key_text(e[1].key)) in seen]
+            else:
+                out += self._still(plan, table, entries)
+        return out
+
+    def _still(
+        self, plan: TablePlan, table: str, entries: list[tuple[TablePlan, Found, str]]
+    ) -> list[tuple[TablePlan, Found, str]]:
+        """Re-read each differing row of one table on both sides (point lookups)."""
         source_engine, target_engine = open_engine(plan.source_url), open_engine(plan.target_url)
         try:
             with source_engine.connect() as src, target_engine.connect() as dst:
                 source = _reflect(src, plan.source_table, "the source")
                 target = _reflect(dst, table, f"target {plan.target}")
                 keys = _source_key(source, plan.source_key)
-                where = (
-                    dict(item.expected.source_key)
-                    if item.expected is not None
-                    else _source_where(plan, source, table, item.key)
-                )
-                if where is None:
-                    return True  # not invertible: keep what the full pass found
-                rows = [dict(r._mapping) for r in src.execute(_select(source, where))]
-                report = Report()
-                expected = [
-                    e
-                    for e in self._map(plan, iter(rows), keys, table, tuple(item.key), report)
-                    if dict(e.key) == dict(item.key)
+                return [
+                    e for e in entries if self._differs(plan, src, dst, source, target, keys, e)
                 ]
-                actual = [dict(r._mapping) for r in dst.execute(_select(target, item.key))]
         except SQLAlchemyError as exc:
             raise db_error(f"verify: re-reading {table}", exc) from exc
         finally:
             source_engine.dispose()
             target_engine.dispose()
+
+    def _differs(
+        self,
+        plan: TablePlan,
+        src: Connection,
+        dst: Connection,
+        source: Table,
+        target: Table,
+        keys: Sequence[str],
+        entry: tuple[TablePlan, Found, str],
+    ) -> bool:
+        _, item, table = entry
+        where = (
+            dict(item.expected.source_key)
+            if item.expected is not None
+            else _source_where(plan, source, table, item.key)
+        )
+        if where is None:
+            return True  # not invertible: keep what the full pass found
+        rows = [dict(r._mapping) for r in src.execute(_select(source, where))]
+        expected = [
+            e
+            for e in self._map(plan, iter(rows), keys, table, tuple(item.key), Report())
+            if dict(e.key) == dict(item.key)
+        ]
+        actual = [dict(r._mapping) for r in dst.execute(_select(target, item.key))]
         if item.kind == "duplicate":
             return len(expected) > 1
         if item.kind == "missing":
