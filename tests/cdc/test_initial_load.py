@@ -33,11 +33,11 @@ MONOLITH_DDL = (
 SERVICE_DDL = (
     "CREATE TABLE accounts (id int PRIMARY KEY, branch int, balance int, filler char(84),"
     " version int)",
-    "CREATE TABLE account_writes (seq bigserial, id int, version int)",
-    "CREATE FUNCTION account_write() RETURNS trigger AS $$ BEGIN INSERT INTO account_writes"
+    "CREATE TABLE loaded_writes (seq bigserial, id int, version int)",
+    "CREATE FUNCTION loaded_write() RETURNS trigger AS $$ BEGIN INSERT INTO loaded_writes"
     " (id, version) VALUES (NEW.id, NEW.version); RETURN NEW; END $$ LANGUAGE plpgsql",
-    "CREATE TRIGGER account_write AFTER INSERT OR UPDATE ON accounts FOR EACH ROW"
-    " EXECUTE FUNCTION account_write()",
+    "CREATE TRIGGER loaded_write AFTER INSERT OR UPDATE ON accounts FOR EACH ROW"
+    " EXECUTE FUNCTION loaded_write()",
     "CREATE TABLE tellers (id int PRIMARY KEY, branch int, balance int, filler char(84))",
     "CREATE TABLE branches (id int PRIMARY KEY, balance int, filler char(88))",
 )
@@ -146,10 +146,10 @@ sync:
         assert first
         inside = " OR ".join(f"(id >= {lo or 0} AND id < {hi or 2**31 - 1})" for lo, hi in first)
         [(total, distinct)] = rows(service, "SELECT count(*), count(DISTINCT (id, version))"
-                                            f" FROM account_writes WHERE {inside}")  # fmt: skip
+                                            f" FROM loaded_writes WHERE {inside}")  # fmt: skip
         assert total == distinct
         back = rows(service, "SELECT count(*) FROM (SELECT version <= lag(version) OVER"
-                             " (PARTITION BY id ORDER BY seq) AS back FROM account_writes"
+                             " (PARTITION BY id ORDER BY seq) AS back FROM loaded_writes"
                              f" WHERE {inside}) w WHERE back")  # fmt: skip
         assert back == [(0,)]
         [(accounts,)] = rows(service, "SELECT sum(balance) FROM accounts")
