@@ -30,11 +30,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Connection, MetaData, String, Table, and_, select
+from sqlalchemy import Connection, Table
 from sqlalchemy.exc import SQLAlchemyError
 
 from strangler.errors import ChangeEventError, SyncError
-from strangler.sync import checksum
+from strangler.sync import checksum, tableread
 from strangler.sync.adapters import AdapterSet, DeclarativeAdapter, map_event
 from strangler.sync.codec import key_text
 from strangler.sync.compare import Counts, DriftKind, Expected, Found, differing, merge, show
@@ -44,13 +44,10 @@ from strangler.sync.db import db_error, open_engine
 from strangler.sync.model import ChangeEvent, Position, RowAdapter, RowDelete, RowUpsert, RowWrite
 from strangler.sync.sink import Sink
 
-YIELD_PER = 5000
-"""Rows fetched per round trip from each server-side cursor."""
+_Range = tuple[Iterator[Expected], tableread.Where]
+"""Expected rows of one key range, in key order, and the target range they match."""
 RECHECK_ROWS = 1000
 """Differing rows of one table re-read one by one; more, and the table is compared again."""
-
-_Where = tuple[str, Any, Any] | None
-"""(key column, low, high): rows with low <= key < high (None: unbounded); None: all."""
 
 
 @dataclass(frozen=True)
@@ -179,13 +176,13 @@ class Verifier:
         source_engine, target_engine = open_engine(plan.source_url), open_engine(plan.target_url)
         try:
             with source_engine.connect() as src, target_engine.connect() as dst:
-                source = _reflect(src, plan.source_table, "the source")
+                source = tableread.reflect(src, plan.source_table, "the source")
                 for table, key_cols, ranges in self._work(plan, src, dst, source, report):
-                    target = _reflect(dst, table, f"target {plan.target}")
+                    target = tableread.reflect(dst, table, f"target {plan.target}")
                     counts = report.rows.setdefault(f"{plan.target}.{table}", Counts())
                     extra = 0
                     for expected, where in ranges:
-                        actual = _stream(dst, target, key_cols, where)
+                        actual = tableread.stream(dst, target, key_cols, where)
                         for item in merge(expected, actual, counts, key_cols):
                             out.append((plan, item, table))
                             extra += item.kind == "extra"
@@ -199,10 +196,12 @@ class Verifier:
 
     def _work(
         self, plan: TablePlan, src: Connection, dst: Connection, source: Table, report: Report
-    ) -> Iterator[tuple[str, tuple[str, ...], Iterator[tuple[Iterator[Expected], _Where]]]]:
+    ) -> Iterator[
+        tuple[str, tuple[str, ...], Iterator[tuple[Iterator[Expected], tableread.Where]]]
+    ]:
         """Per target table: its key columns and, per key range still to compare row by
         row, the expected rows in key order with the target range they are matched to."""
-        keys = _source_key(source, plan.source_key)
+        keys = tableread.source_key(source, plan.source_key)
         if isinstance(plan.adapter, DeclarativeAdapter):
             for cmap in plan.adapter.maps:
                 yield cmap.table, cmap.key, self._ranges(plan, src, dst, source, cmap, report)
@@ -211,7 +210,7 @@ class Verifier:
         # mapping every row; its expected rows are held in memory (one source table).
         held: dict[str, list[Expected]] = {}
         key_columns: dict[str, tuple[str, ...]] = {}
-        for row in _stream_rows(src, source, keys):
+        for row in tableread.stream_rows(src, source, keys):
             event = _event(plan, row, keys)
             try:
                 writes = map_event(plan.adapter, event)
@@ -237,18 +236,18 @@ class Verifier:
         source: Table,
         cmap: ColumnMap,
         report: Report,
-    ) -> Iterator[tuple[Iterator[Expected], _Where]]:
-        keys = _source_key(source, plan.source_key)
-        order = _order(cmap, source)
+    ) -> Iterator[_Range]:
+        keys = tableread.source_key(source, plan.source_key)
+        order = tableread.order(cmap, source)
         if order is None:  # the key is transformed: its order is not the source's
-            rows = _stream_rows(src, source, keys)
+            rows = tableread.stream_rows(src, source, keys)
             mapped = self._map(plan, rows, keys, cmap.table, cmap.key, report)
             yield iter(sorted(mapped, key=lambda e: _sort_tuple(e.sort_key))), None
             return
-        target = _reflect(dst, cmap.table, f"target {plan.target}")
+        target = tableread.reflect(dst, cmap.table, f"target {plan.target}")
         pairs = checksum.pushable(cmap, source, target, src.dialect.name, dst.dialect.name)
         if pairs is None:
-            rows = _stream_rows(src, source, order)
+            rows = tableread.stream_rows(src, source, order)
             yield self._map(plan, rows, keys, cmap.table, cmap.key, report), None
             return
         # Both sides hash their own key ranges; only differing ranges come row by row.
@@ -261,7 +260,7 @@ class Verifier:
                 counts.source_rows += rows_left
                 counts.target_rows += rows_left
         for low, high in checksum.differing_ranges(left, right, cuts):
-            rows = _stream_rows(src, source, order, (pairs[0][0], low, high))
+            rows = tableread.stream_rows(src, source, order, (pairs[0][0], low, high))
             mapped = self._map(plan, rows, keys, cmap.table, cmap.key, report)
             yield mapped, (pairs[0][1], low, high)
 
@@ -323,9 +322,9 @@ class Verifier:
         source_engine, target_engine = open_engine(plan.source_url), open_engine(plan.target_url)
         try:
             with source_engine.connect() as src, target_engine.connect() as dst:
-                source = _reflect(src, plan.source_table, "the source")
-                target = _reflect(dst, table, f"target {plan.target}")
-                keys = _source_key(source, plan.source_key)
+                source = tableread.reflect(src, plan.source_table, "the source")
+                target = tableread.reflect(dst, table, f"target {plan.target}")
+                keys = tableread.source_key(source, plan.source_key)
                 return [
                     e for e in entries if self._differs(plan, src, dst, source, target, keys, e)
                 ]
@@ -353,13 +352,13 @@ class Verifier:
         )
         if where is None:
             return True  # not invertible: keep what the full pass found
-        rows = [dict(r._mapping) for r in src.execute(_select(source, where))]
+        rows = [dict(r._mapping) for r in src.execute(tableread.lookup(source, where))]
         expected = [
             e
             for e in self._map(plan, iter(rows), keys, table, tuple(item.key), Report())
             if dict(e.key) == dict(item.key)
         ]
-        actual = [dict(r._mapping) for r in dst.execute(_select(target, item.key))]
+        actual = [dict(r._mapping) for r in dst.execute(tableread.lookup(target, item.key))]
         if item.kind == "duplicate":
             return len(expected) > 1
         if item.kind == "missing":
@@ -405,87 +404,16 @@ def _drift(plan: TablePlan, item: Found, table: str) -> Drift:
     )
 
 
-def _order(cmap: ColumnMap, source: Table) -> tuple[str, ...] | None:
-    """Source columns whose order is the target key's order (renamed, not transformed)."""
-    back = {new: old for old, new in cmap.rename.items()}
-    columns = []
-    for column in cmap.key:
-        if column in cmap.cast or column in cmap.values:
-            return None
-        original = back.get(column, column)
-        if original not in source.c:
-            return None
-        columns.append(original)
-    return tuple(columns)
-
-
 def _source_where(
     plan: TablePlan, source: Table, table: str, key: Mapping[str, Any]
 ) -> dict[str, Any] | None:
     if not isinstance(plan.adapter, DeclarativeAdapter):
         return None
     for cmap in plan.adapter.maps:
-        order = _order(cmap, source) if cmap.table == table else None
+        order = tableread.order(cmap, source) if cmap.table == table else None
         if order is not None:
             return {s: key[t] for s, t in zip(order, cmap.key, strict=True)}
     return None
-
-
-def _reflect(conn: Connection, name: str, where: str) -> Table:
-    schema, _, bare = name.rpartition(".")
-    if conn.dialect.name == "sqlite" and schema == "main":
-        schema = ""
-    try:
-        return Table(bare, MetaData(), autoload_with=conn, schema=schema or None)
-    except SQLAlchemyError as exc:
-        raise db_error(f"verify: reading {name} in {where}", exc) from exc
-
-
-def _source_key(table: Table, declared: Sequence[str]) -> tuple[str, ...]:
-    keys = tuple(declared) or tuple(c.name for c in table.primary_key.columns)
-    if not keys:
-        raise SyncError(
-            f"verify: {table.name} has no primary key; declare sync.tables[].source_key"
-        )
-    return keys
-
-
-def _ordered(conn: Connection, table: Table, columns: Sequence[str]) -> list[Any]:
-    out: list[Any] = []
-    for name in columns:
-        column = table.c[name]
-        if conn.dialect.name == "postgresql" and isinstance(column.type, String):
-            out.append(column.collate("C"))  # code-point order, as Python compares
-        else:
-            out.append(column)
-    return out
-
-
-def _stream_rows(
-    conn: Connection, table: Table, order: Sequence[str], where: _Where = None
-) -> Iterator[dict[str, Any]]:
-    query = select(table).order_by(*_ordered(conn, table, order))
-    if where is not None:
-        column, low, high = where
-        if low is not None:
-            query = query.where(table.c[column] >= low)
-        if high is not None:
-            query = query.where(table.c[column] < high)
-    result = conn.execution_options(stream_results=True, yield_per=YIELD_PER).execute(query)
-    names = list(result.keys())
-    for row in result:
-        yield dict(zip(names, row, strict=True))
-
-
-def _stream(
-    conn: Connection, table: Table, key_cols: tuple[str, ...], where: _Where = None
-) -> Iterator[tuple[tuple[Any, ...], dict[str, Any]]]:
-    for row in _stream_rows(conn, table, key_cols, where):
-        yield tuple(row.get(c) for c in key_cols), row
-
-
-def _select(table: Table, where: Mapping[str, Any]) -> Any:
-    return select(table).where(and_(*(table.c[c] == v for c, v in where.items())))
 
 
 def _event(plan: TablePlan, row: dict[str, Any], keys: Sequence[str]) -> ChangeEvent:
