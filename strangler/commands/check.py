@@ -3,7 +3,10 @@
 Prints one line per problem (``file: key.path: what is wrong``) and exits 2, or
 prints a one-paragraph summary and exits 0. It builds the route table too, so
 bad patterns and ambiguous routes are caught here, not at the first reload.
-Never starts servers or touches the network.
+Never starts servers. With a ``sync:`` section capturing a PostgreSQL monolith it reads
+that database's catalog (read-only) so a table strangler could not capture safely
+(no key, a declared key that is not unique, no replica identity) is refused here;
+an unreachable monolith is a warning, not a failure.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from strangler.config import MODES, Config, load_config
 from strangler.errors import ConfigError
 from strangler.routing.table import RouteTable
 from strangler.sync.adapters import reverse_problems
+from strangler.sync.keys import config_problems
 
 
 def validate(path: str) -> Config:
@@ -60,6 +64,12 @@ def run(args: argparse.Namespace) -> int:
     path: str = args.config
     try:
         config = validate(path)
+        if config.sync is not None:
+            problems, warnings = config_problems(config.sync)
+            for warning in warnings:
+                print(f"{path}: warning: {warning}", file=sys.stderr)
+            if problems:
+                raise ConfigError(problems, path)
     except ConfigError as exc:
         for problem in exc.problems:
             print(f"{path}: {problem}", file=sys.stderr)
