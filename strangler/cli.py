@@ -102,7 +102,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         code: int = module.run(args)
     except ConfigError as exc:
         for problem in exc.problems:
-            print(f"{exc.source}: {problem}" if exc.source else str(problem), file=sys.stderr)
+            line = problem.located()
+            print(f"{exc.source}: {line}" if exc.source else line, file=sys.stderr)
         return 2
     except StranglerError as exc:
         print(f"strangler {args.command}: {exc}", file=sys.stderr)

@@ -1,6 +1,7 @@
 """``strangler check routes.yaml``: validate a config the way ``serve`` would load it.
 
-Prints one line per problem (``file: key.path: what is wrong``) and exits 2, or
+Prints one line per problem (``file: line N: key.path: what is wrong (hint)``) —
+schema errors and cross-references together, in one pass — and exits 2, or
 prints a one-paragraph summary and exits 0. It builds the route table too, so
 bad patterns and ambiguous routes are caught here, not at the first reload.
 Never starts servers or touches the network.
@@ -13,7 +14,7 @@ import sys
 from collections import Counter
 from pathlib import Path
 
-from strangler.config import MODES, Config, load_config
+from strangler.config import MODES, Config, load_config, locate
 from strangler.errors import ConfigError
 from strangler.routing.table import RouteTable
 from strangler.sync.adapters import reverse_problems
@@ -26,12 +27,12 @@ def validate(path: str) -> Config:
     try:
         RouteTable.build(config, base_dir=base_dir)
     except ConfigError as exc:
-        raise ConfigError(exc.problems, path) from None
+        raise ConfigError(locate(config, exc.problems), path) from None
     if config.sync is not None:
         contexts = {name: c.tables for name, c in config.contexts.items()}
         problems = reverse_problems(config.sync, contexts, base_dir)
         if problems:
-            raise ConfigError(problems, path)
+            raise ConfigError(locate(config, problems), path)
     return config
 
 
@@ -62,7 +63,7 @@ def run(args: argparse.Namespace) -> int:
         config = validate(path)
     except ConfigError as exc:
         for problem in exc.problems:
-            print(f"{path}: {problem}", file=sys.stderr)
+            print(f"{path}: {problem.located()}", file=sys.stderr)
         return 2
     print(summary(path, config))
     return 0

@@ -1,0 +1,185 @@
+"""routes.yaml checks that span keys, and the hints that go with every problem.
+
+``cross_check(data)`` runs on the parsed YAML itself, not on the validated model,
+so it reports a route naming a missing upstream even when another key of the file
+failed validation: ``strangler check`` lists every problem in one pass. Each check
+looks only at the values it needs and skips any that are not the right shape
+(validation reports those). ``unknown_key_hint`` and ``reference_hint`` say what
+was probably meant. Nothing here imports the main config module.
+"""
+
+from __future__ import annotations
+
+import collections.abc
+import difflib
+import re
+import types
+from collections.abc import Callable, Iterable, Mapping
+from pathlib import Path
+from typing import Annotated, Any, Union, get_args, get_origin
+
+from pydantic import BaseModel
+
+from strangler.errors import Problem
+
+_NAME = re.compile(r"[A-Za-z0-9_.-]+")
+_MODES = ("legacy", "shadow", "canary", "new")
+
+ImportCheck = Callable[[str, Path | None], str | None]
+
+
+def reference_hint(value: object, valid: Iterable[str], kind: str) -> str:
+    """``did you mean 'customers'? upstreams: monolith, customers`` (or just the list)."""
+    names = list(valid)
+    listed = f"{kind}: {', '.join(names)}" if names else f"no {kind} are defined"
+    close = difflib.get_close_matches(str(value), names, n=1)
+    return f"did you mean {close[0]!r}? {listed}" if close else listed
+
+
+def unknown_key_hint(root: type[BaseModel], path: tuple[str | int, ...]) -> str | None:
+    """``did you mean 'percent'?`` for an unknown key at ``path``, from the model's fields."""
+    options: list[Any] = [root]
+    for part in path[:-1]:
+        options = [t for option in options for t in _step(option, part)]
+    fields = [
+        name
+        for option in options
+        for model in _unwrap(option)
+        if isinstance(model, type) and issubclass(model, BaseModel)
+        for name in model.model_fields
+    ]
+    close = difflib.get_close_matches(str(path[-1]), fields, n=1) if path else []
+    return f"did you mean {close[0]!r}?" if close else None
+
+
+def _unwrap(annotation: Any) -> list[Any]:
+    origin = get_origin(annotation)
+    if origin in (Union, types.UnionType):
+        return [t for arg in get_args(annotation) for t in _unwrap(arg)]
+    if origin is Annotated:
+        return _unwrap(get_args(annotation)[0])
+    return [annotation]
+
+
+def _step(annotation: Any, part: str | int) -> list[Any]:
+    out: list[Any] = []
+    for option in _unwrap(annotation):
+        origin, args = get_origin(option), get_args(option)
+        if isinstance(option, type) and issubclass(option, BaseModel):
+            field = option.model_fields.get(str(part))
+            if field is not None:
+                out.append(field.annotation)
+        elif isinstance(part, int) and origin in (tuple, list, collections.abc.Sequence):
+            out.extend(args[:1])
+        elif isinstance(part, str) and origin in (dict, Mapping, collections.abc.Mapping):
+            out.extend(args[1:2])
+    return out
+
+
+def _dict(value: Any) -> Mapping[str, Any]:
+    return value if isinstance(value, Mapping) else {}
+
+
+def _list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else []
+
+
+def cross_check(
+    data: Mapping[str, Any], base_dir: Path | None, imports: ImportCheck
+) -> list[Problem]:
+    """Every reference between keys of the parsed file, whether or not the rest validated."""
+    problems: list[Problem] = []
+    upstreams = data.get("upstreams")
+    known = list(upstreams) if isinstance(upstreams, Mapping) else None
+
+    def refer(key: str, value: Any) -> None:
+        if known is not None and isinstance(value, str) and value not in known:
+            hint = reference_hint(value, known, "upstreams")
+            problems.append(Problem(key, f"{value!r} is not one of upstreams", hint=hint))
+
+    refer("legacy", data.get("legacy"))
+    names: dict[str, int] = {}
+    for i, route in enumerate(_list(data.get("routes"))):
+        if not isinstance(route, Mapping):
+            continue
+        key, name = f"routes[{i}]", route.get("name")
+        if isinstance(name, str) and name in names:
+            message = f"{name!r} is already used by routes[{names[name]}]"
+            problems.append(Problem(f"{key}.name", message, hint="route names must be unique"))
+        if isinstance(name, str):
+            names.setdefault(name, i)
+        refer(f"{key}.to", route.get("to"))
+        problems += _percent(key, route)
+        adapter = route.get("adapter")
+        if isinstance(adapter, str) and re.fullmatch(r"[\w.]+:[\w.]+", adapter):
+            problem = imports(adapter, base_dir)
+            if problem:
+                problems.append(Problem(f"{key}.adapter", problem))
+    sync = _dict(data.get("sync"))
+    sources: list[str] = []
+    for i, table in enumerate(_list(sync.get("tables"))):
+        table = _dict(table)
+        if isinstance(table.get("source"), str):
+            sources.append(table["source"])
+        adapter = table.get("adapter")
+        if isinstance(adapter, str) and re.fullmatch(r"[\w.]+:[\w.]+", adapter):
+            problem = imports(adapter, base_dir)
+            if problem:
+                problems.append(Problem(f"sync.tables[{i}].adapter", problem))
+    problems += _contexts(_dict(data.get("contexts")), list(names), sources)
+    return problems
+
+
+def _percent(key: str, route: Mapping[str, Any]) -> list[Problem]:
+    mode, percent = route.get("mode", "legacy"), route.get("percent")
+    if mode == "canary" and percent is None:
+        return [Problem(f"{key}.percent", "is required with mode canary")]
+    if mode in _MODES and mode != "canary" and percent is not None:
+        shown = f"{percent:g}" if isinstance(percent, int | float) else repr(percent)
+        return [
+            Problem(
+                f"{key}.percent",
+                f"{shown} is only meaningful with mode canary",
+                hint="remove it, or set mode: canary",
+            )
+        ]
+    return []
+
+
+def _contexts(contexts: Mapping[str, Any], routes: list[str], sources: list[str]) -> list[Problem]:
+    problems: list[Problem] = []
+    owner_of: dict[str, str] = {}
+    for name, context in contexts.items():
+        key = f"contexts.{name}"
+        if not _NAME.fullmatch(str(name)):
+            problems.append(Problem(key, f"{name!r} may only use letters, digits, '_', '.', '-'"))
+        context = _dict(context)
+        for route in _list(context.get("routes")):
+            if not isinstance(route, str):
+                continue
+            if route not in routes:
+                hint = reference_hint(route, routes, "routes")
+                problems.append(
+                    Problem(f"{key}.routes", f"{route!r} is not one of routes", hint=hint)
+                )
+            elif route in owner_of:
+                problems.append(
+                    Problem(
+                        f"{key}.routes",
+                        f"{route!r} already belongs to context {owner_of[route]!r} "
+                        "(a route is in at most one context)",
+                    )
+                )
+            else:
+                owner_of[route] = name
+        for table in _list(context.get("tables")):
+            if isinstance(table, str) and table not in sources:
+                hint = reference_hint(table, sources, "sync.tables[].source entries")
+                problems.append(
+                    Problem(
+                        f"{key}.tables",
+                        f"{table!r} is not a sync.tables[].source entry",
+                        hint=hint,
+                    )
+                )
+    return problems

@@ -1,0 +1,98 @@
+"""`strangler check` lists every problem of a file in one run: schema errors and
+cross-references together, each with its line number and, where it can, a hint."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+MANY_PROBLEMS = """\
+# the token comes from ${STRANGLER_TEST_NEVER_SET} (a comment: never expanded)
+legacy: monolith
+upstreams:
+  monolith: {url: http://127.0.0.1:9000}
+  customers:
+    url: http://127.0.0.1:9101
+    timeout: soonish
+routes:
+  - name: customers
+    match: {path: /api/customers/**}
+    to: custmers
+    mode: canary
+    precent: 25
+  - name: customers
+    match: {path: /api/orders/**}
+    to: customers
+    mode: shadow
+    percent: high
+contexts:
+  billing:
+    routes: [invoices]
+"""
+
+
+def check(path: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "strangler", "check", str(path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, **(env or {})},
+    )
+
+
+def test_every_problem_is_listed_in_one_run_with_its_line(tmp_path: Path) -> None:
+    path = tmp_path / "routes.yaml"
+    path.write_text(MANY_PROBLEMS)
+    result = check(path)
+    assert result.returncode == 2 and result.stdout == ""
+    lines = result.stderr.strip().splitlines()
+    assert all(line.startswith(f"{path}: line ") for line in lines), lines
+    expected = [
+        "line 7: upstreams.customers.timeout: 'soonish' is not a duration",
+        "line 9: routes[0].percent: is required with mode canary",
+        "line 11: routes[0].to: 'custmers' is not one of upstreams "
+        "(did you mean 'customers'? upstreams: monolith, customers)",
+        "line 13: routes[0].precent: unknown key (did you mean 'percent'?)",
+        "line 14: routes[1].name: 'customers' is already used by routes[0]",
+        "line 18: routes[1].percent: 'high'",
+        "line 21: contexts.billing.routes: 'invoices' is not one of routes (routes: customers)",
+    ]
+    for want in expected:
+        assert any(want in line for line in lines), (want, lines)
+    assert len(lines) == len(expected), lines  # one line per problem, nothing about the comment
+    assert "STRANGLER_TEST_NEVER_SET" not in result.stderr
+
+
+def test_an_unset_variable_in_a_value_is_named_with_its_line(tmp_path: Path) -> None:
+    path = tmp_path / "routes.yaml"
+    path.write_text(MANY_PROBLEMS.replace("http://127.0.0.1:9000", "${STRANGLER_TEST_URL}"))
+    result = check(path)
+    assert result.returncode == 2
+    assert f"{path}: line 4: ${{STRANGLER_TEST_URL}} is not set in the environment" in (
+        result.stderr
+    )
+    assert "line 4: upstreams.monolith.url" in result.stderr
+
+
+def test_variables_expand_in_values_with_defaults_flow_style_included(tmp_path: Path) -> None:
+    path = tmp_path / "routes.yaml"
+    path.write_text(
+        "# ${NOT_SET_ANYWHERE} in a comment is fine\n"
+        "listen: 127.0.0.1:${STRANGLER_TEST_PORT}\n"
+        "legacy: monolith\n"
+        "upstreams:\n"
+        "  monolith: {url: '${STRANGLER_TEST_URL:-http://127.0.0.1:9000}', timeout: ${T:-2s}}\n"
+    )
+    result = check(path, {"STRANGLER_TEST_PORT": "8099"})
+    assert result.returncode == 0, result.stderr
+    assert "listen 127.0.0.1:8099" in result.stdout
+
+
+def test_the_shipped_routes_yaml_passes(tmp_path: Path) -> None:
+    shipped = Path(__file__).resolve().parents[2] / "routes.yaml"
+    result = check(shipped)
+    assert result.returncode == 0, result.stderr
+    assert f"{shipped}: ok" in result.stdout
