@@ -70,7 +70,7 @@ def _canary(route: Route, decision: Decision, headers: Mapping[str, str], ip: st
     if key is None:
         return (
             f"no sticky key on this request (sticky: {wanted}): the bucket is random per "
-            f"request; this time {decision.bucket} {where} of {BUCKETS} -> {side}"
+            f"request; this time bucket {decision.bucket} of {BUCKETS}, {where} -> {side}"
         )
     return (
         f"sticky key {key} (first present of {wanted}) -> bucket {decision.bucket} "
