@@ -374,8 +374,8 @@ def parse_config(
         notes = [
             Problem("", f"${{{u.name}}} is not set in the environment", u.line) for u in where.unset
         ]
-        located = sorted(where.locate(problems), key=lambda p: p.line or 0)
-        raise ConfigError([*located, *notes], source)
+        located = sorted([*where.locate(problems), *notes], key=lambda p: p.line or 0)
+        raise ConfigError(located, source)
     config._source = where
     return config
 
