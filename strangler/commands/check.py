@@ -10,20 +10,29 @@ Never starts servers or touches the network.
 from __future__ import annotations
 
 import argparse
+import os
+import re
 import sys
 from collections import Counter
 from pathlib import Path
 
-from strangler.config import MODES, Config, load_config, locate
-from strangler.errors import ConfigError
+from pydantic import ValidationError
+
+from strangler.config import MODES, Config, RouteConfig, load_config, locate
+from strangler.errors import ConfigError, Problem
 from strangler.routing.table import RouteTable
 from strangler.sync.adapters import reverse_problems
+from strangler.yaml_source import read_yaml
 
 
 def validate(path: str) -> Config:
     """Load and compile ``path``; raises ConfigError naming the file and every problem."""
-    config = load_config(path)
     base_dir = Path(path).resolve().parent
+    try:
+        config = load_config(path)
+    except ConfigError as exc:
+        problems = [*exc.problems, *_match_problems(path)]
+        raise ConfigError(sorted(problems, key=lambda p: p.line or 0), exc.source) from None
     try:
         RouteTable.build(config, base_dir=base_dir)
     except ConfigError as exc:
@@ -34,6 +43,41 @@ def validate(path: str) -> Config:
         if problems:
             raise ConfigError(locate(config, problems), path)
     return config
+
+
+def _match_problems(path: str) -> list[Problem]:
+    """Bad path patterns and ambiguous routes among the routes that validate on their
+    own, so they come in the same run as the schema errors of the rest of the file."""
+    try:
+        where = read_yaml(Path(path).read_text(encoding="utf-8"), os.environ)
+    except (OSError, ConfigError):
+        return []
+    raw = where.data.get("routes") if isinstance(where.data, dict) else None
+    kept: list[int] = []
+    routes: list[RouteConfig] = []
+    for i, item in enumerate(raw if isinstance(raw, list) else []):
+        try:
+            route = RouteConfig.model_validate(item)
+        except ValidationError:
+            continue
+        kept.append(i)
+        # adapters are checked (and imported) by the cross-checks already
+        routes.append(route.model_copy(update={"adapter": None}))
+    partial = Config.model_construct(legacy="", upstreams={}, routes=tuple(routes))
+    try:
+        RouteTable.build(partial)
+    except ConfigError as exc:
+
+        def renumber(match: re.Match[str]) -> str:
+            return f"routes[{kept[int(match.group(1))]}]"
+
+        found = [
+            Problem(re.sub(r"^routes\[(\d+)\]", renumber, p.key), p.message)
+            for p in exc.problems
+            if ".match" in p.key
+        ]
+        return where.locate(found)
+    return []
 
 
 def summary(path: str, config: Config) -> str:

@@ -96,3 +96,25 @@ def test_the_shipped_routes_yaml_passes(tmp_path: Path) -> None:
     result = check(shipped)
     assert result.returncode == 0, result.stderr
     assert f"{shipped}: ok" in result.stdout
+
+
+def test_path_patterns_and_ties_come_in_the_same_run_as_schema_errors(tmp_path: Path) -> None:
+    path = tmp_path / "routes.yaml"
+    path.write_text(
+        "legacy: monolith\n"
+        "upstreams:\n"
+        "  monolith: {url: http://127.0.0.1:9000, timeout: forever}\n"
+        "routes:\n"
+        "  - {name: a, match: {path: '/x/{id}'}, to: monolith}\n"
+        "  - {name: broken, match: {path: /z}, to: monolith, mode: sideways}\n"
+        "  - {name: b, match: {path: '/x/{key}'}, to: monolith}\n"
+        "  - {name: c, match: {path: '/y/{oops'}, to: monolith}\n"
+    )
+    result = check(path)
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert any("line 3: upstreams.monolith.timeout: 'forever'" in line for line in lines), lines
+    assert any("line 6: routes[1].mode" in line for line in lines), lines
+    # numbered as in the file, although routes[1] did not validate
+    assert any("line 7: routes[2].match: '/x/{key}' ties with route 'a'" in x for x in lines)
+    assert any("line 8: routes[3].match.path: '/y/{oops'" in line for line in lines), lines
