@@ -1,10 +1,11 @@
 """routes.yaml (version 1) as immutable, validated values.
 
-``load_config(path)`` reads the file, interpolates ``${VAR}`` from the
-environment, validates every key and cross-checks the whole; on failure it
-raises one :class:`~strangler.errors.ConfigError` listing every problem as
-``key.path: what is wrong`` with the offending value named. It never reads the
-environment at import time and never touches the network.
+``load_config(path)`` reads the file, expands ``${VAR}`` from the environment in
+values (:mod:`strangler.yaml_source`), validates every key and cross-checks the
+whole (:mod:`strangler.config_checks`); on failure it raises one
+:class:`~strangler.errors.ConfigError` listing every problem as ``key.path: what
+is wrong`` with the offending value named, its line in the file and a hint. It
+never reads the environment at import time and never touches the network.
 
 Matching-specific checks (path syntax, ambiguous routes) belong to the route
 table (``strangler.routing``), which ``strangler check`` builds too.
@@ -22,7 +23,7 @@ from typing import Any, Literal
 
 from pydantic import Field, PrivateAttr, SecretStr, ValidationError, field_validator
 
-from strangler.config_checks import cross_check, unknown_key_hint
+from strangler.config_checks import cross_check, schema_problems
 from strangler.errors import ConfigError, Problem
 from strangler.schema import Section as _Model
 from strangler.schema import listen_address as _listen
@@ -259,70 +260,6 @@ class Config(_Model):
 # --------------------------------------------------------------------- loading
 
 
-_LABEL = re.compile(r"[A-Z]\w*|\w+\[.*\]|str|int|float|bool|list|dict|tuple|none")
-
-
-def _walk(loc: tuple[int | str, ...], data: Any, missing: bool) -> tuple[int | str, ...]:
-    """The error location as a path into the data: pydantic's union-branch labels
-    (``str``, ``DeclarativeAdapterConfig``, ...) are not keys of the file, so they go."""
-    path: list[int | str] = []
-    for n, part in enumerate(loc):
-        last = n == len(loc) - 1
-        in_list = isinstance(data, list) and isinstance(part, int) and 0 <= part < len(data)
-        if in_list or (isinstance(data, dict) and part in data):
-            data = data[part]
-        elif isinstance(part, str) and _LABEL.fullmatch(part) and not (last and missing):
-            continue
-        else:
-            data = None  # a key the file does not have, or a value a validator reshaped
-        path.append(part)
-    return tuple(path)
-
-
-def _key_path(path: tuple[int | str, ...]) -> str:
-    out = ""
-    for part in path:
-        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
-    return out
-
-
-def _describe(error: Mapping[str, Any]) -> str:
-    value = error.get("input")
-    message = str(error["msg"]).removeprefix("Value error, ")
-    kind = error.get("type", "")
-    if kind == "extra_forbidden":
-        return "unknown key"
-    if kind == "missing":
-        return "is required"
-    bounds = {
-        "greater_than_equal": ("ge", "less than"),
-        "greater_than": ("gt", "not more than"),
-        "less_than_equal": ("le", "more than"),
-        "less_than": ("lt", "not less than"),
-    }
-    if kind in bounds:
-        key, words = bounds[kind]
-        limit = error.get("ctx", {}).get(key)
-        shown = f"{limit:g}" if isinstance(limit, int | float) else str(limit)
-        return f"{value!r} is out of range: {words} {shown}"
-    if repr(value) in message or isinstance(value, dict | list):
-        return message
-    return f"{value!r}: {message}"
-
-
-def _problems_from(exc: ValidationError, data: Any) -> list[Problem]:
-    seen: set[tuple[str, str]] = set()
-    problems = []
-    for error in exc.errors():
-        path = _walk(tuple(error["loc"]), data, error.get("type") == "missing")
-        hint = unknown_key_hint(Config, path) if error.get("type") == "extra_forbidden" else None
-        problem = Problem(_key_path(path), _describe(error), hint=hint)
-        if (problem.key, problem.message) not in seen:
-            seen.add((problem.key, problem.message))
-            problems.append(problem)
-    return problems
-
-
 def _under(key: str, keys: set[str]) -> bool:
     return any(key == k or key.startswith((k + ".", k + "[")) for k in keys)
 
@@ -367,7 +304,7 @@ def parse_config(
         config = Config.model_validate(data)
         problems: list[Problem] = []
     except ValidationError as exc:
-        problems = _problems_from(exc, data)
+        problems = schema_problems(exc, data, Config)
     bad = {p.key for p in problems}
     problems += [p for p in cross_check(data, base_dir, check_import) if not _under(p.key, bad)]
     if config is None or problems:

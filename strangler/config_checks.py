@@ -1,4 +1,8 @@
-"""routes.yaml checks that span keys, and the hints that go with every problem.
+"""routes.yaml problems: validation errors mapped to the file, checks that span
+keys, and the hints that go with them.
+
+``schema_problems`` turns pydantic's errors into problems keyed by their path in
+the file (pydantic's union-branch labels dropped).
 
 ``cross_check(data)`` runs on the parsed YAML itself, not on the validated model,
 so it reports a route naming a missing upstream even when another key of the file
@@ -18,7 +22,7 @@ from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Annotated, Any, Union, get_args, get_origin
 
-from pydantic import BaseModel
+from pydantic import BaseModel, ValidationError
 
 from strangler.errors import Problem
 
@@ -182,4 +186,69 @@ def _contexts(contexts: Mapping[str, Any], routes: list[str], sources: list[str]
                         hint=hint,
                     )
                 )
+    return problems
+
+
+_LABEL = re.compile(r"[A-Z]\w*|\w+\[.*\]|str|int|float|bool|list|dict|tuple|none")
+
+
+def _walk(loc: tuple[int | str, ...], data: Any, missing: bool) -> tuple[int | str, ...]:
+    """The error location as a path into the data: pydantic's union-branch labels
+    (``str``, ``DeclarativeAdapterConfig``, ...) are not keys of the file, so they go."""
+    path: list[int | str] = []
+    for n, part in enumerate(loc):
+        last = n == len(loc) - 1
+        in_list = isinstance(data, list) and isinstance(part, int) and 0 <= part < len(data)
+        if in_list or (isinstance(data, dict) and part in data):
+            data = data[part]
+        elif isinstance(part, str) and _LABEL.fullmatch(part) and not (last and missing):
+            continue
+        else:
+            data = None  # a key the file does not have, or a value a validator reshaped
+        path.append(part)
+    return tuple(path)
+
+
+def _key_path(path: tuple[int | str, ...]) -> str:
+    out = ""
+    for part in path:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out
+
+
+def _describe(error: Mapping[str, Any]) -> str:
+    value = error.get("input")
+    message = str(error["msg"]).removeprefix("Value error, ")
+    kind = error.get("type", "")
+    if kind == "extra_forbidden":
+        return "unknown key"
+    if kind == "missing":
+        return "is required"
+    bounds = {
+        "greater_than_equal": ("ge", "less than"),
+        "greater_than": ("gt", "not more than"),
+        "less_than_equal": ("le", "more than"),
+        "less_than": ("lt", "not less than"),
+    }
+    if kind in bounds:
+        key, words = bounds[kind]
+        limit = error.get("ctx", {}).get(key)
+        shown = f"{limit:g}" if isinstance(limit, int | float) else str(limit)
+        return f"{value!r} is out of range: {words} {shown}"
+    if repr(value) in message or isinstance(value, dict | list):
+        return message
+    return f"{value!r}: {message}"
+
+
+def schema_problems(exc: ValidationError, data: Any, root: type[BaseModel]) -> list[Problem]:
+    """One problem per distinct pydantic error, keyed by its path in the file."""
+    seen: set[tuple[str, str]] = set()
+    problems = []
+    for error in exc.errors():
+        path = _walk(tuple(error["loc"]), data, error.get("type") == "missing")
+        hint = unknown_key_hint(root, path) if error.get("type") == "extra_forbidden" else None
+        problem = Problem(_key_path(path), _describe(error), hint=hint)
+        if (problem.key, problem.message) not in seen:
+            seen.add((problem.key, problem.message))
+            problems.append(problem)
     return problems
