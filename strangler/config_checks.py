@@ -25,6 +25,7 @@ from typing import Annotated, Any, Union, get_args, get_origin
 from pydantic import BaseModel, ValidationError
 
 from strangler.errors import Problem
+from strangler.yaml_source import parse_key
 
 _NAME = re.compile(r"[A-Za-z0-9_.-]+")
 _MODES = ("legacy", "shadow", "canary", "new")
@@ -240,14 +241,60 @@ def _describe(error: Mapping[str, Any]) -> str:
     return f"{value!r}: {message}"
 
 
+_RELATIVE = re.compile(r"(\w+(?:\.[\w-]+|\[\d+\])*): (.+)", re.DOTALL)
+_NOT_ONE_OF = re.compile(r"'([^']*)' is not one of (\w+)")
+
+
+def _at(data: Any, path: tuple[str | int, ...]) -> Any:
+    for part in path:
+        in_list = isinstance(data, list) and isinstance(part, int) and 0 <= part < len(data)
+        if not (in_list or (isinstance(data, Mapping) and part in data)):
+            return None
+        data = data[part]
+    return data
+
+
+def _relative(
+    path: tuple[str | int, ...], message: str, data: Any
+) -> tuple[tuple[str | int, ...], str]:
+    """A section-level check says which of its keys is wrong (``tables[0].target: ...``):
+    key the problem there, so its line is that key's line."""
+    match = _RELATIVE.fullmatch(message)
+    if match is None:
+        return path, message
+    # the longest prefix of the named path that the file has
+    deeper = parse_key(match.group(1))
+    if not deeper or _at(data, (*path, deeper[0])) is None:
+        return path, message
+    return (*path, *deeper), match.group(2)
+
+
+def _names_hint(path: tuple[str | int, ...], message: str, data: Any) -> str | None:
+    """For ``'x' is not one of targets``: the valid names, from the nearest ``targets``."""
+    match = _NOT_ONE_OF.search(message)
+    if match is None:
+        return None
+    value, kind = match.groups()
+    for end in range(len(path), -1, -1):
+        found = _at(data, (*path[:end], kind))
+        if isinstance(found, Mapping):
+            return reference_hint(value, [str(k) for k in found], kind)
+        if isinstance(found, list):
+            names = [str(i["name"]) for i in found if isinstance(i, Mapping) and "name" in i]
+            return reference_hint(value, names, kind)
+    return None
+
+
 def schema_problems(exc: ValidationError, data: Any, root: type[BaseModel]) -> list[Problem]:
     """One problem per distinct pydantic error, keyed by its path in the file."""
     seen: set[tuple[str, str]] = set()
     problems = []
     for error in exc.errors():
         path = _walk(tuple(error["loc"]), data, error.get("type") == "missing")
+        message = _describe(error)
+        path, message = _relative(path, message, data)
         hint = unknown_key_hint(root, path) if error.get("type") == "extra_forbidden" else None
-        problem = Problem(_key_path(path), _describe(error), hint=hint)
+        problem = Problem(_key_path(path), message, hint=hint or _names_hint(path, message, data))
         if (problem.key, problem.message) not in seen:
             seen.add((problem.key, problem.message))
             problems.append(problem)

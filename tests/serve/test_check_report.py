@@ -118,3 +118,32 @@ def test_path_patterns_and_ties_come_in_the_same_run_as_schema_errors(tmp_path: 
     # numbered as in the file, although routes[1] did not validate
     assert any("line 7: routes[2].match: '/x/{key}' ties with route 'a'" in x for x in lines)
     assert any("line 8: routes[3].match.path: '/y/{oops'" in line for line in lines), lines
+
+
+def test_a_sync_cross_reference_is_keyed_and_located_with_the_valid_names(tmp_path: Path) -> None:
+    path = tmp_path / "routes.yaml"
+    path.write_text(
+        "legacy: monolith\n"
+        "upstreams:\n"
+        "  monolith: {url: http://127.0.0.1:9000, timeout: never}\n"
+        "sync:\n"
+        "  sources:\n"
+        "    - name: shop\n"
+        "      kind: sqlite\n"
+        "      options: {database: shop.db, tables: [customer]}\n"
+        "  targets:\n"
+        "    customers: sqlite:///customers.db\n"
+        "  tables:\n"
+        "    - source: customer\n"
+        "      target: customer\n"
+        "      adapter: {table: customers, key: [id]}\n"
+    )
+    result = check(path)
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert lines == [
+        f"{path}: line 3: upstreams.monolith.timeout: 'never' is not a duration "
+        "(use e.g. 2s or 500ms)",
+        f"{path}: line 13: sync.tables[0].target: 'customer' is not one of targets "
+        "(did you mean 'customers'? targets: customers)",
+    ]
