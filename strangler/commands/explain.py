@@ -18,10 +18,10 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from strangler.commands.check import validate
-from strangler.config import HTTP_METHODS, Config
+from strangler.config import HTTP_METHODS, SAFE_METHODS, Config
 from strangler.control.client import AdminClient, admin_url
 from strangler.control.ownership import Ownership
-from strangler.errors import ConfigError, Problem
+from strangler.errors import AdminError, ConfigError, Problem
 from strangler.override import Override
 from strangler.routing.decision import BUCKETS, Decision, decide, sticky_key
 from strangler.routing.paths import BadPath
@@ -46,9 +46,14 @@ def _live(url: str) -> tuple[dict[str, Override], dict[str, Ownership]]:
         for r in client.routes().get("routes") or []
         if r.get("override")
     }
+    try:
+        contexts = client.contexts().get("contexts") or []
+    except AdminError as exc:
+        if exc.status != 404:
+            raise
+        contexts = []  # a proxy from before contexts existed
     owners = {
-        str(c["name"]): Ownership(str(c["name"]), owner=c.get("owner", "legacy"))
-        for c in client.contexts().get("contexts") or []
+        str(c["name"]): Ownership(str(c["name"]), owner=c.get("owner", "legacy")) for c in contexts
     }
     return overrides, owners
 
@@ -113,7 +118,7 @@ def explain(
     if route.context is not None:
         lines.append(
             f"  context   {route.context}: writes go to its owner, {route.owner}"
-            + (" (this is a write)" if method not in ("GET", "HEAD", "OPTIONS") else "")
+            + (" (this is a write)" if method not in SAFE_METHODS else "")
         )
     lines += [
         f"  answers   {answer} (to_new: {'yes' if decision.to_new else 'no'})",
@@ -137,7 +142,10 @@ def run(args: argparse.Namespace) -> int:
         note = f"modes and context owners: live from {args.admin}"
     else:
         overrides, owners = {}, {}
-        note = "routes.yaml only: no runtime overrides read (--admin URL applies the live ones)"
+        note = (
+            "routes.yaml only: no runtime overrides read, contexts owned by legacy "
+            "(--admin URL applies the live ones)"
+        )
     base_dir = Path(args.config).resolve().parent
     table = RouteTable.build(config, overrides, base_dir=base_dir, ownerships=owners)
     try:
