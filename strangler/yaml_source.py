@@ -136,9 +136,15 @@ def read_yaml(text: str, env: Mapping[str, str], source: str = "") -> Source:
         reader.walk(node, ())
         data = loader.construct_document(node)
     except yaml.YAMLError as exc:
+        # one line: what is wrong and where (PyYAML's own text spans several lines)
         mark = getattr(exc, "problem_mark", None)
         line = mark.line + 1 if mark is not None else None
-        raise ConfigError([Problem("", f"not valid YAML: {exc}", line)], source) from exc
+        what = " ".join(
+            filter(None, [getattr(exc, "context", None), getattr(exc, "problem", None)])
+        )
+        where = f" (column {mark.column + 1})" if mark is not None else ""
+        message = f"not valid YAML: {what or exc}{where}"
+        raise ConfigError([Problem("", message, line)], source) from exc
     finally:
         loader.dispose()
     return Source(data, reader.lines, tuple(reader.unset))

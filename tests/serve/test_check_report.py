@@ -147,3 +147,13 @@ def test_a_sync_cross_reference_is_keyed_and_located_with_the_valid_names(tmp_pa
         f"{path}: line 13: sync.tables[0].target: 'customer' is not one of targets "
         "(did you mean 'customers'? targets: customers)",
     ]
+
+
+def test_invalid_yaml_is_one_line_with_its_line_number(tmp_path: Path) -> None:
+    path = tmp_path / "routes.yaml"
+    path.write_text("legacy: monolith\nupstreams:\n  monolith: {url: http://x\nroutes: []\n")
+    result = check(path)
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, lines
+    assert lines[0].startswith(f"{path}: line 4: not valid YAML: while parsing a flow mapping")
