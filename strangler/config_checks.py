@@ -298,4 +298,14 @@ def schema_problems(exc: ValidationError, data: Any, root: type[BaseModel]) -> l
         if (problem.key, problem.message) not in seen:
             seen.add((problem.key, problem.message))
             problems.append(problem)
-    return problems
+    # A mapping given for a union (``adapter: {...}`` is str | mapping) fails the scalar
+    # branches too; once the mapping branch says what is wrong inside, those are noise.
+    inner = {p.key for p in problems}
+    return [
+        p
+        for p in problems
+        if not (
+            p.message.startswith("Input should be a valid")
+            and any(k.startswith((p.key + ".", p.key + "[")) for k in inner)
+        )
+    ]

@@ -157,3 +157,21 @@ def test_invalid_yaml_is_one_line_with_its_line_number(tmp_path: Path) -> None:
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1, lines
     assert lines[0].startswith(f"{path}: line 4: not valid YAML: while parsing a flow mapping")
+
+
+def test_a_typo_inside_a_declarative_adapter_is_the_only_line(tmp_path: Path) -> None:
+    path = tmp_path / "routes.yaml"
+    path.write_text(
+        "legacy: monolith\n"
+        "upstreams: {monolith: {url: http://127.0.0.1:9000}}\n"
+        "routes:\n"
+        "  - name: a\n"
+        "    match: {path: /a}\n"
+        "    to: monolith\n"
+        "    adapter: {pathh: /x}\n"
+    )
+    result = check(path)
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [
+        f"{path}: line 7: routes[0].adapter.pathh: unknown key (did you mean 'path'?)"
+    ]
