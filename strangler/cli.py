@@ -56,6 +56,24 @@ def _parser() -> argparse.ArgumentParser:
     check = sub.add_parser("check", help="validate a routes.yaml")
     check.add_argument("config", nargs="?", default="routes.yaml")
 
+    explain = sub.add_parser(
+        "explain", help="which route and upstream would answer a request (sends nothing)"
+    )
+    explain.add_argument("method", metavar="METHOD")
+    explain.add_argument("url", metavar="URL", help="a path or a full URL (/api/customers/42)")
+    explain.add_argument(
+        "-H",
+        "--header",
+        action="append",
+        metavar="'NAME: VALUE'",
+        help="a request header (repeatable); Cookie: sid=... for cookie stickiness",
+    )
+    explain.add_argument("--ip", default=None, help="the client address (for sticky: [ip])")
+    explain.add_argument("-c", "--config", default="routes.yaml")
+    explain.add_argument(
+        "--admin", default=None, help="apply the live overrides and owners of this admin URL"
+    )
+
     status = sub.add_parser("status", help="table of routes from a running proxy")
     status.add_argument("--admin", default=None, help="admin URL (default: $STRANGLER_ADMIN)")
     status.add_argument("-c", "--config", default=None, help="routes.yaml to find the admin URL")
@@ -109,7 +127,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     except ConfigError as exc:
         for problem in exc.problems:
-            print(f"{exc.source}: {problem}" if exc.source else str(problem), file=sys.stderr)
+            line = problem.located()
+            print(f"{exc.source}: {line}" if exc.source else line, file=sys.stderr)
         return 2
     except StranglerError as exc:
         print(f"strangler {args.command}: {exc}", file=sys.stderr)

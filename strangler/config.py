@@ -1,10 +1,11 @@
 """routes.yaml (version 1) as immutable, validated values.
 
-``load_config(path)`` reads the file, interpolates ``${VAR}`` from the
-environment, validates every key and cross-checks the whole; on failure it
-raises one :class:`~strangler.errors.ConfigError` listing every problem as
-``key.path: what is wrong`` with the offending value named. It never reads the
-environment at import time and never touches the network.
+``load_config(path)`` reads the file, expands ``${VAR}`` from the environment in
+values (:mod:`strangler.yaml_source`), validates every key and cross-checks the
+whole (:mod:`strangler.config_checks`); on failure it raises one
+:class:`~strangler.errors.ConfigError` listing every problem as ``key.path: what
+is wrong`` with the offending value named, its line in the file and a hint. It
+never reads the environment at import time and never touches the network.
 
 Matching-specific checks (path syntax, ambiguous routes) belong to the route
 table (``strangler.routing``), which ``strangler check`` builds too.
@@ -20,9 +21,9 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
-from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic import Field, PrivateAttr, SecretStr, ValidationError, field_validator
 
+from strangler.config_checks import cross_check, schema_problems
 from strangler.errors import ConfigError, Problem
 from strangler.schema import Section as _Model
 from strangler.schema import listen_address as _listen
@@ -40,6 +41,7 @@ from strangler.shadow_config import (
 )
 from strangler.sync.config import SyncConfig
 from strangler.units import Duration, Size
+from strangler.yaml_source import Source, interpolate, read_yaml
 
 Mode = Literal["legacy", "shadow", "canary", "new"]
 MODES: tuple[Mode, ...] = ("legacy", "shadow", "canary", "new")
@@ -53,6 +55,7 @@ __all__ = [
     "RewriteConfig",
     "ShadowConfig",
     "TimestampRule",
+    "interpolate",
 ]
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
@@ -233,6 +236,8 @@ class Config(_Model):
     pin_header: str | None = None
     sync: SyncConfig | None = None
     contexts: Mapping[str, ContextConfig] = {}
+    _source: Source = PrivateAttr(default_factory=lambda: Source(None))
+    """The parsed file (for line numbers of problems found later)."""
 
     @field_validator("listen")
     @classmethod
@@ -254,135 +259,9 @@ class Config(_Model):
 
 # --------------------------------------------------------------------- loading
 
-_VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 
-
-def interpolate(text: str, env: Mapping[str, str]) -> tuple[str, list[str]]:
-    """Replace ``${VAR}`` / ``${VAR:-default}``; returns the text and the names unset."""
-    missing: list[str] = []
-
-    def sub(match: re.Match[str]) -> str:
-        name, default = match.group(1), match.group(2)
-        if name in env:
-            return env[name]
-        if default is not None:
-            return default
-        missing.append(name)
-        return ""
-
-    return _VAR.sub(sub, text), missing
-
-
-def _key_path(loc: tuple[int | str, ...]) -> str:
-    out = ""
-    for part in loc:
-        if isinstance(part, int):
-            out += f"[{part}]"
-        elif part in ("str", "DeclarativeAdapterConfig", "function-after[_url(), str]"):
-            continue  # pydantic's union-branch labels are noise to a user
-        else:
-            out += f".{part}" if out else str(part)
-    return out
-
-
-def _describe(error: Mapping[str, Any]) -> str:
-    value = error.get("input")
-    message = str(error["msg"]).removeprefix("Value error, ")
-    kind = error.get("type", "")
-    if kind == "extra_forbidden":
-        return "unknown key"
-    if kind == "missing":
-        return "is required"
-    bounds = {
-        "greater_than_equal": ("ge", "less than"),
-        "greater_than": ("gt", "not more than"),
-        "less_than_equal": ("le", "more than"),
-        "less_than": ("lt", "not less than"),
-    }
-    if kind in bounds:
-        key, words = bounds[kind]
-        limit = error.get("ctx", {}).get(key)
-        shown = f"{limit:g}" if isinstance(limit, int | float) else str(limit)
-        return f"{value!r} is out of range: {words} {shown}"
-    if repr(value) in message or isinstance(value, dict | list):
-        return message
-    return f"{value!r}: {message}"
-
-
-def _problems_from(exc: ValidationError) -> list[Problem]:
-    seen: set[tuple[str, str]] = set()
-    problems = []
-    for error in exc.errors():
-        problem = Problem(_key_path(tuple(error["loc"])), _describe(error))
-        if (problem.key, problem.message) not in seen:
-            seen.add((problem.key, problem.message))
-            problems.append(problem)
-    return problems
-
-
-def _cross_check(config: Config, base_dir: Path | None) -> list[Problem]:
-    problems: list[Problem] = []
-    if config.legacy not in config.upstreams:
-        problems.append(Problem("legacy", f"{config.legacy!r} is not one of upstreams"))
-    names: dict[str, int] = {}
-    for i, route in enumerate(config.routes):
-        key = f"routes[{i}]"
-        if route.name in names:
-            problems.append(
-                Problem(
-                    f"{key}.name", f"{route.name!r} is already used by routes[{names[route.name]}]"
-                )
-            )
-        names.setdefault(route.name, i)
-        if route.to not in config.upstreams:
-            problems.append(Problem(f"{key}.to", f"{route.to!r} is not one of upstreams"))
-        if route.mode == "canary" and route.percent is None:
-            problems.append(Problem(f"{key}.percent", "is required with mode canary"))
-        if route.mode != "canary" and route.percent is not None:
-            problems.append(
-                Problem(f"{key}.percent", f"{route.percent:g} is only meaningful with mode canary")
-            )
-        if isinstance(route.adapter, str):
-            problem = check_import(route.adapter, base_dir)
-            if problem:
-                problems.append(Problem(f"{key}.adapter", problem))
-    for i, table in enumerate(config.sync.tables if config.sync else ()):
-        if isinstance(table.adapter, str):
-            problem = check_import(table.adapter, base_dir)
-            if problem:
-                problems.append(Problem(f"sync.tables[{i}].adapter", problem))
-    problems.extend(_check_contexts(config))
-    return problems
-
-
-def _check_contexts(config: Config) -> list[Problem]:
-    problems: list[Problem] = []
-    routes = {r.name for r in config.routes}
-    owner_of: dict[str, str] = {}
-    tables = {t.source for t in config.sync.tables} if config.sync else set()
-    for name, context in config.contexts.items():
-        key = f"contexts.{name}"
-        if not re.fullmatch(r"[A-Za-z0-9_.-]+", name):
-            problems.append(Problem(key, f"{name!r} may only use letters, digits, '_', '.', '-'"))
-        for route in context.routes:
-            if route not in routes:
-                problems.append(Problem(f"{key}.routes", f"{route!r} is not one of routes"))
-            elif route in owner_of:
-                problems.append(
-                    Problem(
-                        f"{key}.routes",
-                        f"{route!r} already belongs to context {owner_of[route]!r} "
-                        "(a route is in at most one context)",
-                    )
-                )
-            else:
-                owner_of[route] = name
-        for table in context.tables:
-            if table not in tables:
-                problems.append(
-                    Problem(f"{key}.tables", f"{table!r} is not a sync.tables[].source entry")
-                )
-    return problems
+def _under(key: str, keys: set[str]) -> bool:
+    return any(key == k or key.startswith((k + ".", k + "[")) for k in keys)
 
 
 def check_import(path: str, base_dir: Path | None) -> str | None:
@@ -411,18 +290,36 @@ def resolve_import(path: str, base_dir: Path | None = None) -> Any:
     return target
 
 
-def parse_config(data: Any, *, base_dir: Path | None = None, source: str = "") -> Config:
-    """Validate an already-parsed mapping. Raises ConfigError with every problem."""
+def parse_config(
+    data: Any, *, base_dir: Path | None = None, source: str = "", where: Source | None = None
+) -> Config:
+    """Validate an already-parsed mapping. Raises ConfigError with every problem: the
+    schema's and the cross-references' together, with line numbers when ``where`` is
+    the parsed file (``read_yaml``)."""
+    where = where or Source(data)
     if not isinstance(data, dict):
-        raise ConfigError([Problem("", "the file must be a mapping of keys")], source)
+        raise ConfigError(where.locate([Problem("", "the file must be a mapping of keys")]), source)
+    config: Config | None = None
     try:
         config = Config.model_validate(data)
+        problems: list[Problem] = []
     except ValidationError as exc:
-        raise ConfigError(_problems_from(exc), source) from None
-    problems = _cross_check(config, base_dir)
-    if problems:
-        raise ConfigError(problems, source)
+        problems = schema_problems(exc, data, Config)
+    bad = {p.key for p in problems}
+    problems += [p for p in cross_check(data, base_dir, check_import) if not _under(p.key, bad)]
+    if config is None or problems:
+        notes = [
+            Problem("", f"${{{u.name}}} is not set in the environment", u.line) for u in where.unset
+        ]
+        located = sorted([*where.locate(problems), *notes], key=lambda p: p.line or 0)
+        raise ConfigError(located, source)
+    config._source = where
     return config
+
+
+def locate(config: Config, problems: tuple[Problem, ...] | list[Problem]) -> list[Problem]:
+    """``problems`` (found after loading, e.g. by the route table) with their lines."""
+    return config._source.locate(problems)
 
 
 def load_config(path: str | os.PathLike[str], env: Mapping[str, str] | None = None) -> Config:
@@ -443,15 +340,6 @@ def parse_config_text(
     base_dir: Path | None = None,
     source: str = "",
 ) -> Config:
-    text, missing = interpolate(text, os.environ if env is None else env)
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        raise ConfigError([Problem("", f"not valid YAML: {exc}")], source) from exc
-    try:
-        return parse_config(data, base_dir=base_dir, source=source)
-    except ConfigError as exc:
-        if not missing:
-            raise
-        notes = [Problem("", f"${{{name}}} is not set in the environment") for name in missing]
-        raise ConfigError([*exc.problems, *notes], source) from None
+    """Parse, expand ``${VAR}`` in values, and validate. Raises ConfigError."""
+    where = read_yaml(text, os.environ if env is None else env, source)
+    return parse_config(where.data, base_dir=base_dir, source=source, where=where)

@@ -29,13 +29,22 @@ class StranglerError(Exception):
 
 @dataclass(frozen=True)
 class Problem:
-    """One thing wrong with a config: the dotted key path and what is wrong with it."""
+    """One thing wrong with a config: the dotted key path, what is wrong with it, and
+    (when known) the line of the file where the key is."""
 
     key: str
     message: str
+    line: int | None = None
+    hint: str | None = None
+    """What was probably meant (``did you mean 'percent'?``), or the valid names."""
 
     def __str__(self) -> str:
         return f"{self.key}: {self.message}" if self.key else self.message
+
+    def located(self) -> str:
+        """``line 12: routes[0].precent: unknown key (did you mean 'percent'?)``."""
+        text = f"line {self.line}: {self}" if self.line is not None else str(self)
+        return f"{text} ({self.hint})" if self.hint else text
 
 
 class ConfigError(StranglerError):

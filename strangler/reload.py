@@ -24,7 +24,7 @@ import logging
 import os
 from pathlib import Path
 
-from strangler.config import Config, load_config
+from strangler.config import Config, load_config, locate
 from strangler.errors import ConfigError
 from strangler.metrics import Metrics
 from strangler.routing.router import Router
@@ -100,11 +100,14 @@ class ConfigWatcher:
             # Parsing, validating and compiling take a while for big files (0.3 s for
             # 10,000 routes): do them off the loop, then swap on it.
             config = await asyncio.to_thread(load_config, self.path)
-            prebuilt = await asyncio.to_thread(self.router.build, config)
+            try:
+                prebuilt = await asyncio.to_thread(self.router.build, config)
+            except ConfigError as exc:
+                raise ConfigError(locate(config, exc.problems), exc.source) from None
             old = self.router.config
             self.router.apply_config(config, prebuilt)
         except ConfigError as exc:
-            text = "\n".join(str(p) for p in exc.problems)
+            text = "\n".join(p.located() for p in exc.problems)
             self.router.reject(text)
             self._count("rejected")
             log.error("%s rejected, still serving the last good config:\n%s", self.path, text)

@@ -1,42 +1,84 @@
 """``strangler check routes.yaml``: validate a config the way ``serve`` would load it.
 
-Prints one line per problem (``file: key.path: what is wrong``) and exits 2, or
+Prints one line per problem (``file: line N: key.path: what is wrong (hint)``) —
+schema errors and cross-references together, in one pass — and exits 2, or
 prints a one-paragraph summary and exits 0. It builds the route table too, so
 bad patterns and ambiguous routes are caught here, not at the first reload.
-Never starts servers. With a ``sync:`` section capturing a PostgreSQL monolith it reads
-that database's catalog (read-only) so a table strangler could not capture safely
-(no key, a declared key that is not unique, no replica identity) is refused here;
-an unreachable monolith is a warning, not a failure.
+Never starts servers or touches the network.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
+import re
 import sys
 from collections import Counter
 from pathlib import Path
 
-from strangler.config import MODES, Config, load_config
-from strangler.errors import ConfigError
+from pydantic import ValidationError
+
+from strangler.config import MODES, Config, RouteConfig, load_config, locate
+from strangler.errors import ConfigError, Problem
 from strangler.routing.table import RouteTable
 from strangler.sync.adapters import reverse_problems
 from strangler.sync.keys import config_problems
+from strangler.yaml_source import read_yaml
 
 
 def validate(path: str) -> Config:
     """Load and compile ``path``; raises ConfigError naming the file and every problem."""
-    config = load_config(path)
     base_dir = Path(path).resolve().parent
+    try:
+        config = load_config(path)
+    except ConfigError as exc:
+        problems = [*exc.problems, *_match_problems(path)]
+        raise ConfigError(sorted(problems, key=lambda p: p.line or 0), exc.source) from None
     try:
         RouteTable.build(config, base_dir=base_dir)
     except ConfigError as exc:
-        raise ConfigError(exc.problems, path) from None
+        raise ConfigError(locate(config, exc.problems), path) from None
     if config.sync is not None:
         contexts = {name: c.tables for name, c in config.contexts.items()}
         problems = reverse_problems(config.sync, contexts, base_dir)
         if problems:
-            raise ConfigError(problems, path)
+            raise ConfigError(locate(config, problems), path)
     return config
+
+
+def _match_problems(path: str) -> list[Problem]:
+    """Bad path patterns and ambiguous routes among the routes that validate on their
+    own, so they come in the same run as the schema errors of the rest of the file."""
+    try:
+        where = read_yaml(Path(path).read_text(encoding="utf-8"), os.environ)
+    except (OSError, ConfigError):
+        return []
+    raw = where.data.get("routes") if isinstance(where.data, dict) else None
+    kept: list[int] = []
+    routes: list[RouteConfig] = []
+    for i, item in enumerate(raw if isinstance(raw, list) else []):
+        try:
+            route = RouteConfig.model_validate(item)
+        except ValidationError:
+            continue
+        kept.append(i)
+        # adapters are checked (and imported) by the cross-checks already
+        routes.append(route.model_copy(update={"adapter": None}))
+    partial = Config.model_construct(legacy="", upstreams={}, routes=tuple(routes))
+    try:
+        RouteTable.build(partial)
+    except ConfigError as exc:
+
+        def renumber(match: re.Match[str]) -> str:
+            return f"routes[{kept[int(match.group(1))]}]"
+
+        found = [
+            Problem(re.sub(r"^routes\[(\d+)\]", renumber, p.key), p.message)
+            for p in exc.problems
+            if ".match" in p.key
+        ]
+        return where.locate(found)
+    return []
 
 
 def summary(path: str, config: Config) -> str:
@@ -65,14 +107,16 @@ def run(args: argparse.Namespace) -> int:
     try:
         config = validate(path)
         if config.sync is not None:
+            # The captured tables' keys, read from the monolith (keys.py): only `check`
+            # connects; a table without a primary or declared unique key is refused.
             problems, warnings = config_problems(config.sync)
             for warning in warnings:
                 print(f"{path}: warning: {warning}", file=sys.stderr)
             if problems:
-                raise ConfigError(problems, path)
+                raise ConfigError(locate(config, problems), path)
     except ConfigError as exc:
         for problem in exc.problems:
-            print(f"{path}: {problem}", file=sys.stderr)
+            print(f"{path}: {problem.located()}", file=sys.stderr)
         return 2
     print(summary(path, config))
     return 0

@@ -18,10 +18,9 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-import yaml
-
-from strangler.config import interpolate, split_listen
+from strangler.config import split_listen
 from strangler.errors import AdminError, ConfigError, Problem
+from strangler.yaml_source import read_yaml
 
 DEFAULT_ADMIN = "http://127.0.0.1:8081"
 
@@ -37,9 +36,8 @@ def _listen_url(listen: str) -> str:
 
 def _config_listen(path: Path, env: Mapping[str, str]) -> str | None:
     try:
-        text, _ = interpolate(path.read_text(encoding="utf-8"), env)
-        data = yaml.safe_load(text)
-    except (OSError, yaml.YAMLError) as exc:
+        data = read_yaml(path.read_text(encoding="utf-8"), env).data
+    except (OSError, ConfigError) as exc:
         raise ConfigError(
             [Problem("", f"cannot read the admin address: {exc}")], str(path)
         ) from exc

@@ -45,6 +45,7 @@ async def test_an_invalid_change_keeps_the_last_good_table_and_says_why(config_f
     assert router.table is good and router.config_version == 1
     assert router.last_reload_error is not None and "routes[0].mode" in router.last_reload_error
     assert "sideways" in router.last_reload_error
+    assert "line 14: routes[0].mode" in router.last_reload_error  # where in the file
     # an ambiguous table is rejected the same way
     rewrite(
         config_file,
@@ -58,6 +59,7 @@ async def test_an_invalid_change_keeps_the_last_good_table_and_says_why(config_f
     )
     assert await watcher.check() is False
     assert "ties with route 'customers'" in (router.last_reload_error or "")
+    assert "line 16: routes[1].match" in (router.last_reload_error or "")
     # fixing the file clears the error
     rewrite(config_file, routes_yaml(mode="shadow"))
     assert await watcher.check() is True
