@@ -91,6 +91,7 @@ class DemoSync:
         targets = {
             name: await asyncio.to_thread(change_count, path) for name, path in captured.items()
         }
+        verified: Verified | None = None
         while time.monotonic() - started < timeout:
             if self._task is not None and self._task.done():
                 raise SyncError(f"the sync worker stopped: {self._task.exception()!r}")
@@ -98,10 +99,17 @@ class DemoSync:
             done = all(s.caught_up for s in statuses.values()) and all(
                 statuses[name].offsets.get("changes", -1) >= upto for name, upto in targets.items()
             )
-            if done and (only_sqlite or (await self.verify(lag_window=0)).aligned):
+            if done and only_sqlite:
                 return time.monotonic() - started
+            if done:
+                verified = await self.verify(lag_window=0)
+                if verified.aligned:
+                    return time.monotonic() - started
             await asyncio.sleep(0.05 if only_sqlite else 1.0)
-        raise SyncError(f"the sync worker did not catch up within {timeout:g}s: {self.status()}")
+        drift = f"; verify still finds: {verified}" if verified is not None else ""
+        raise SyncError(
+            f"the sync worker did not catch up within {timeout:g}s: {self.status()}{drift}"
+        )
 
     def status(self) -> dict[str, Any]:
         return self.worker.snapshot()

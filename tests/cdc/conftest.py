@@ -32,7 +32,9 @@ the command-line test monolith_c -> service_c, the two-way tests monolith_r <-> 
 
 @pytest.fixture(scope="session")
 def logical_pg() -> Iterator[LogicalPostgres]:
-    with LogicalPostgres(databases=DATABASES) as cluster:
+    # One slot per Debezium source, and the session's tests keep theirs (a restarted
+    # worker resumes from it): the default 10 ran out once the two-way tests came.
+    with LogicalPostgres(databases=DATABASES, max_replication_slots=40) as cluster:
         yield cluster
 
 
