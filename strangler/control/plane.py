@@ -229,6 +229,10 @@ class ControlPlane:
             raise OwnedRoute(owned)
         override = Override(mode=checked_mode, percent=checked_percent, by=who)
         change = await self._write(route, override)
+        # A person's flip starts fresh evidence: failures counted before it (an outage
+        # that already rolled the route back, counts a flush re-added after a reset) must
+        # not roll back the decision just made.
+        await self.rollback.forget(route)
         await self.audit.record(
             AuditEntry.of("override.set", route, who, change.previous, change.current)
         )

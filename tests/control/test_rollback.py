@@ -147,3 +147,24 @@ async def test_it_stays_rolled_back_until_a_person_clears_it(
 async def _rounds(replica: Replica, n: int) -> None:
     for _ in range(n):
         await replica.plane.rollback.flush()
+
+
+async def test_a_persons_flip_is_judged_on_evidence_gathered_after_it(
+    redis_store: Callable[[], RedisStateStore],
+) -> None:
+    # The demo's step 7 rolled back again right after an operator flipped the healed
+    # service to `new`: failures counted before the flip (3 of 54) tipped the new window.
+    config = make_config(mode="canary", percent=50, rollback=ROLLBACK)
+    async with replica(config, redis_store()) as a:
+        served(a, 10, failing=10)  # below min_requests: nothing decided yet
+        await _rounds(a, 2)
+        assert a.route().mode == "canary"
+
+        await a.plane.set_override("customers", "new", None, who="token:ops")
+        served(a, 15)  # healthy after the flip; with the old 10 failures: 40% of 25
+        await _rounds(a, 3)
+        assert a.route().mode == "new" and a.route().source == "override"
+
+        # Failures after the flip still roll it back.
+        served(a, 30, failing=30)
+        await eventually(lambda: a.route().mode == "legacy")
