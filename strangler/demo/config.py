@@ -16,6 +16,8 @@ ADAPTERS = {
 }
 """The customers HTTP adapter: the first draft (with the credit-limit mistake) and the fix."""
 ROW_ADAPTER = "adapters.customers:CustomerRows"
+CIRCUIT_COOLDOWN = 1.0
+"""Seconds the customers upstream's breaker stays open after failures (routes.yaml below)."""
 
 
 @dataclass(frozen=True)
@@ -61,7 +63,7 @@ upstreams:
   customers:
     url: "http://127.0.0.1:{ports.customers}"
     timeout: 2s
-    circuit: {{failures: 5, cooldown: 1s}}
+    circuit: {{failures: 5, cooldown: {CIRCUIT_COOLDOWN:g}s}}
 routes:
   # Reads of the customers context move to the new service. Writes stay with the
   # monolith, which still owns the data; CDC (sync: below) copies them across.

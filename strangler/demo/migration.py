@@ -15,6 +15,7 @@ import math
 import time
 
 from strangler.demo.admin import data_samples, mismatch_example, mismatched_fields, shadow_total
+from strangler.demo.config import CIRCUIT_COOLDOWN
 from strangler.demo.context import (
     ROUTE,
     SERVICE,
@@ -285,6 +286,10 @@ async def flip_back(demo: Demo) -> None:
     r = demo.report
     demo.stack.break_service(None)
     r.note(f"the {SERVICE} service is fixed; an operator clears the rollback with the CLI")
+    # The breaker opened during the outage. Flipping before its cooldown has run out would
+    # send reads to a breaker that still refuses them: each refusal counts as a failure of
+    # the new service and can roll the route back again (an operator waits it out too).
+    await asyncio.sleep(CIRCUIT_COOLDOWN)
     for argv in (["flip", ROUTE, "--reset"], ["flip", ROUTE, "new"]):
         code, output = await demo.stack.cli(argv)
         r.proof(f"$ strangler {' '.join(argv)}  -> exit {code}")
