@@ -126,7 +126,8 @@ def shadow_routes(
             return web.json_response({"error": f"no route named {name!r}"}, status=404)
         return None
 
-    async def get_shadow(request: web.Request) -> web.Response:
+    async def report(request: web.Request, *, fixtures_only: bool) -> web.Response | bytes:
+        """The route's snapshot as JSON bytes, or the 4xx/503 answer that replaces it."""
         name = request.match_info["name"]
         parsed = _query(request)
         if isinstance(parsed, web.Response):
@@ -135,23 +136,21 @@ def shadow_routes(
         if missing is not None:
             return missing
         try:
-            body = await snapshots.get(name, *parsed)
+            return await snapshots.get(name, *parsed, fixtures_only=fixtures_only)
         except StateStoreError as exc:
             return web.json_response({"error": str(exc)}, status=503)
+
+    async def get_shadow(request: web.Request) -> web.Response:
+        body = await report(request, fixtures_only=False)
+        if isinstance(body, web.Response):
+            return body
         return web.Response(body=body, content_type="application/json")
 
     async def export(request: web.Request) -> web.Response:
+        body = await report(request, fixtures_only=True)
+        if isinstance(body, web.Response):
+            return body
         name = request.match_info["name"]
-        parsed = _query(request)
-        if isinstance(parsed, web.Response):
-            return parsed
-        missing = unknown(name)
-        if missing is not None:
-            return missing
-        try:
-            body = await snapshots.get(name, *parsed, fixtures_only=True)
-        except StateStoreError as exc:
-            return web.json_response({"error": str(exc)}, status=503)
         return web.Response(
             body=body,
             content_type="application/json",
