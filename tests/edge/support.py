@@ -403,7 +403,8 @@ class RawClient:
                 parse.complete = True
             except httptools.HttpParserError as exc:
                 if not parse.complete:
-                    raise AssertionError(f"malformed response {exc}: {bytes(seen)[:400]!r}")
+                    message = f"malformed response {exc}: {bytes(seen)[:400]!r}"
+                    raise AssertionError(message) from exc
         line = bytes(seen).split(b"\r\n", 1)[0]
         return Response(
             parse.status,
@@ -415,7 +416,8 @@ class RawClient:
         )
 
     async def closed(self, timeout: float = 5.0) -> bool:
-        """True if the proxy closes the connection within ``timeout`` (bytes read are kept for the next read)."""
+        """True if the proxy closes the connection within ``timeout`` (bytes read on
+        the way are kept for the next read)."""
         if self.eof:
             return True
         deadline = time.monotonic() + timeout

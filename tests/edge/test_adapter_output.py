@@ -77,9 +77,12 @@ async def test_adapter_request_with_crlf_is_502_and_nothing_is_sent(
     tmp_path: Path, adapter: str
 ) -> None:
     (tmp_path / "edge_adapters.py").write_text(ADAPTERS)
-    async with wire_upstream() as legacy, wire_upstream() as new:
-        async with serve(tmp_path, _config(legacy.url, new.url, adapter)) as proxy:
-            response = await one(proxy.port, b"GET /api/orders/1 HTTP/1.1\r\nHost: edge.test\r\n\r\n")
+    async with (
+        wire_upstream() as legacy,
+        wire_upstream() as new,
+        serve(tmp_path, _config(legacy.url, new.url, adapter)) as proxy,
+    ):
+        response = await one(proxy.port, b"GET /api/orders/1 HTTP/1.1\r\nHost: edge.test\r\n\r\n")
     assert response.status == 502, (response.status_line, bytes(new.raw)[:300])
     assert tags(response) == ("orders", "new")
     assert "adapter" in response.body.decode()
@@ -89,13 +92,14 @@ async def test_adapter_request_with_crlf_is_502_and_nothing_is_sent(
 @XFAIL
 async def test_adapter_response_with_crlf_is_502_and_injects_nothing(tmp_path: Path) -> None:
     (tmp_path / "edge_adapters.py").write_text(ADAPTERS)
-    async with wire_upstream() as legacy, wire_upstream() as new:
-        async with (
-            serve(tmp_path, _config(legacy.url, new.url, "InjectsCookie")) as proxy,
-            connect(proxy.port) as client,
-        ):
-            await client.send(b"GET /api/orders/1 HTTP/1.1\r\nHost: edge.test\r\n\r\n")
-            wire = await client.everything(timeout=3.0)  # all the client got
+    async with (
+        wire_upstream() as legacy,
+        wire_upstream() as new,
+        serve(tmp_path, _config(legacy.url, new.url, "InjectsCookie")) as proxy,
+        connect(proxy.port) as client,
+    ):
+        await client.send(b"GET /api/orders/1 HTTP/1.1\r\nHost: edge.test\r\n\r\n")
+        wire = await client.everything(timeout=3.0)  # all the client got
     head = wire.split(b"\r\n\r\n", 1)[0].lower()
     assert b"set-cookie" not in head, f"the adapter injected a header: {wire[:300]!r}"
     assert wire.startswith(b"HTTP/1.1 502 "), wire[:300]

@@ -19,7 +19,9 @@ async def test_admin_refuses_a_host_it_is_not_configured_for(tmp_path: Path) -> 
     async with wire_upstream() as legacy:
         config = {"legacy": "legacy", "upstreams": {"legacy": {"url": legacy.url}}}
         async with serve(tmp_path, config) as proxy:
-            mine = await one(proxy.admin_port, get("/api/routes", host=f"127.0.0.1:{proxy.admin_port}"))
+            mine = await one(
+                proxy.admin_port, get("/api/routes", host=f"127.0.0.1:{proxy.admin_port}")
+            )
             rebound = await one(proxy.admin_port, get("/api/routes", host="attacker.example"))
     assert mine.status == 200  # the configured address still works
     assert 400 <= rebound.status < 500, (rebound.status, rebound.body[:200])

@@ -118,7 +118,13 @@ def _config(url: str, **route: Any) -> dict[str, Any]:
             "files": {"url": url, "timeout": TIMEOUT, "circuit": route.pop("circuit")},
         },
         "routes": [
-            {"name": "files", "match": {"path": "/api/files/**"}, "to": "files", "mode": "new", **route}
+            {
+                "name": "files",
+                "match": {"path": "/api/files/**"},
+                "to": "files",
+                "mode": "new",
+                **route,
+            }
         ],
     }
 
@@ -158,7 +164,7 @@ async def test_stalled_clients_do_not_roll_a_healthy_route_back(tmp_path: Path) 
 
                 async def rolled_back() -> bool:
                     route.update((await proxy.routes())["files"])
-                    return route["source"] != "config"
+                    return bool(route["source"] != "config")
 
                 deadline = time.monotonic() + 2.0
                 while not await rolled_back() and time.monotonic() < deadline:

@@ -28,14 +28,17 @@ def _config(url: str, **limits: object) -> dict[str, object]:
 async def test_http10_with_chunked_closes_the_connection(tmp_path: Path) -> None:
     """RFC 9112 §6.1: an HTTP/1.0 message with Transfer-Encoding has faulty framing;
     the server must close the connection after it, even when asked to keep it alive."""
-    async with wire_upstream() as legacy, serve(tmp_path, _config(legacy.url)) as proxy:
-        async with connect(proxy.port) as client:
-            await client.send(
-                b"POST /api/orders HTTP/1.0\r\nHost: edge.test\r\nConnection: keep-alive\r\n"
-                b"Transfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n"
-            )
-            response = await client.response()
-            closed = await client.closed(5.0)
+    async with (
+        wire_upstream() as legacy,
+        serve(tmp_path, _config(legacy.url)) as proxy,
+        connect(proxy.port) as client,
+    ):
+        await client.send(
+            b"POST /api/orders HTTP/1.0\r\nHost: edge.test\r\nConnection: keep-alive\r\n"
+            b"Transfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n"
+        )
+        response = await client.response()
+        closed = await client.closed(5.0)
     assert response.status in (200, 400)
     assert closed, "the proxy kept an HTTP/1.0 + chunked connection open"
 
@@ -46,10 +49,13 @@ async def test_http10_with_chunked_closes_the_connection(tmp_path: Path) -> None
     " — fix lands after the proxy restructuring",
 )
 async def test_http09_request_gets_an_immediate_400(tmp_path: Path) -> None:
-    async with wire_upstream() as legacy, serve(tmp_path, _config(legacy.url)) as proxy:
-        async with connect(proxy.port) as client:
-            await client.send(b"GET /\r\n")
-            response = await client.response(timeout=5.0)
+    async with (
+        wire_upstream() as legacy,
+        serve(tmp_path, _config(legacy.url)) as proxy,
+        connect(proxy.port) as client,
+    ):
+        await client.send(b"GET /\r\n")
+        response = await client.response(timeout=5.0)
     assert response.status == 400
     assert legacy.requests == []
 

@@ -23,12 +23,13 @@ HEADS = {
 }
 
 
-@pytest.mark.parametrize(
-    "case", [pytest.param(name, marks=XFAIL) for name in HEADS]
-)
+@pytest.mark.parametrize("case", [pytest.param(name, marks=XFAIL) for name in HEADS])
 async def test_a_bad_host_is_400_and_never_forwarded(tmp_path: Path, case: str) -> None:
     async with wire_upstream() as legacy:
-        config = {"legacy": "legacy", "upstreams": {"legacy": {"url": legacy.url, "host": "client"}}}
+        config = {
+            "legacy": "legacy",
+            "upstreams": {"legacy": {"url": legacy.url, "host": "client"}},
+        }
         async with serve(tmp_path, config) as proxy:
             response = await one(proxy.port, HEADS[case])
             good = await one(proxy.port, b"GET /api/ok HTTP/1.1\r\nHost: a.example\r\n\r\n")

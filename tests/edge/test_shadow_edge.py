@@ -33,13 +33,16 @@ def _shadowed(legacy: str, new: str) -> dict[str, object]:
     " — fix lands after the proxy restructuring",
 )
 async def test_the_mirror_gets_the_normalised_target(tmp_path: Path) -> None:
-    async with wire_upstream() as legacy, wire_upstream() as new:
-        async with serve(tmp_path, _shadowed(legacy.url, new.url)) as proxy:
-            response = await one(
-                proxy.port,
-                b"GET /internal/admin/../../api/shadow/1?x=1 HTTP/1.1\r\nHost: edge.test\r\n\r\n",
-            )
-            mirrored = await new.wait_for(1)
+    async with (
+        wire_upstream() as legacy,
+        wire_upstream() as new,
+        serve(tmp_path, _shadowed(legacy.url, new.url)) as proxy,
+    ):
+        response = await one(
+            proxy.port,
+            b"GET /internal/admin/../../api/shadow/1?x=1 HTTP/1.1\r\nHost: edge.test\r\n\r\n",
+        )
+        mirrored = await new.wait_for(1)
     assert tags(response) == ("shadowed", "legacy")
     assert [s.target for s in legacy.requests] == ["/api/shadow/1?x=1"]
     assert [s.target for s in mirrored] == ["/api/shadow/1?x=1"]
@@ -73,13 +76,16 @@ async def test_client_strangler_headers_never_reach_an_upstream(tmp_path: Path) 
     " — fix lands after the proxy restructuring",
 )
 async def test_a_client_shadow_header_does_not_switch_mirroring_off(tmp_path: Path) -> None:
-    async with wire_upstream() as legacy, wire_upstream() as new:
-        async with serve(tmp_path, _shadowed(legacy.url, new.url)) as proxy:
-            response = await one(
-                proxy.port,
-                b"GET /api/shadow/2 HTTP/1.1\r\nHost: edge.test\r\nX-Strangler-Shadow: 1\r\n\r\n",
-            )
-            mirrored = await new.wait_for(1, timeout=5.0)
+    async with (
+        wire_upstream() as legacy,
+        wire_upstream() as new,
+        serve(tmp_path, _shadowed(legacy.url, new.url)) as proxy,
+    ):
+        response = await one(
+            proxy.port,
+            b"GET /api/shadow/2 HTTP/1.1\r\nHost: edge.test\r\nX-Strangler-Shadow: 1\r\n\r\n",
+        )
+        mirrored = await new.wait_for(1, timeout=5.0)
     assert tags(response) == ("shadowed", "legacy")
     assert [s.target for s in mirrored] == ["/api/shadow/2"]
     assert mirrored[0].all("x-strangler-shadow") == ["1"]  # the proxy's own marker, once

@@ -44,7 +44,10 @@ async def stuck_upstream() -> AsyncIterator[tuple[WireUpstream, asyncio.Event]]:
 )
 async def test_serve_grace_flag_and_503_for_what_is_still_running(tmp_path: Path) -> None:
     async with stuck_upstream() as (legacy, _):
-        config = {"legacy": "legacy", "upstreams": {"legacy": {"url": legacy.url, "timeout": "60s"}}}
+        config = {
+            "legacy": "legacy",
+            "upstreams": {"legacy": {"url": legacy.url, "timeout": "60s"}},
+        }
         async with serve(tmp_path, config, "--grace", "1") as proxy, connect(proxy.port) as client:
             await client.send(b"GET /stuck HTTP/1.1\r\nHost: edge.test\r\n\r\n")
             await legacy.wait_for(1)
@@ -62,7 +65,10 @@ async def test_serve_grace_flag_and_503_for_what_is_still_running(tmp_path: Path
 )
 async def test_a_request_running_at_the_end_of_the_grace_gets_503() -> None:
     async with stuck_upstream() as (legacy, _):
-        config = {"legacy": "legacy", "upstreams": {"legacy": {"url": legacy.url, "timeout": "60s"}}}
+        config = {
+            "legacy": "legacy",
+            "upstreams": {"legacy": {"url": legacy.url, "timeout": "60s"}},
+        }
         server = ProxyServer(Runtime(Router(parse_config(config))))
         await server.start(bind("127.0.0.1", 0))
         closing: asyncio.Task[None] | None = None

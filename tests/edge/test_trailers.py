@@ -39,8 +39,12 @@ async def test_a_trailer_does_not_match_a_header_route(tmp_path: Path) -> None:
         }
         async with serve(tmp_path, config) as proxy:
             # the route works for a real header (so the trailer case below is meaningful)
-            by_header = await one(proxy.port, _chunked("/api/orders/1", header="X-Tenant: acme\r\n"))
-            by_trailer = await one(proxy.port, _chunked("/api/orders/2", trailer="X-Tenant: acme\r\n"))
+            by_header = await one(
+                proxy.port, _chunked("/api/orders/1", header="X-Tenant: acme\r\n")
+            )
+            by_trailer = await one(
+                proxy.port, _chunked("/api/orders/2", trailer="X-Tenant: acme\r\n")
+            )
     assert tags(by_header) == ("acme-orders", "new")
     assert tags(by_trailer) == ("-", "legacy")
     sent = [s for s in legacy.requests + new.requests if s.target == "/api/orders/2"]
@@ -69,7 +73,11 @@ async def test_a_trailer_does_not_pin(tmp_path: Path) -> None:
             ],
         }
         async with serve(tmp_path, config) as proxy:
-            pinned = await one(proxy.port, _chunked("/api/orders/1", header="X-Strangler-Pin: new\r\n"))
-            trailed = await one(proxy.port, _chunked("/api/orders/2", trailer="X-Strangler-Pin: new\r\n"))
+            pinned = await one(
+                proxy.port, _chunked("/api/orders/1", header="X-Strangler-Pin: new\r\n")
+            )
+            trailed = await one(
+                proxy.port, _chunked("/api/orders/2", trailer="X-Strangler-Pin: new\r\n")
+            )
     assert tags(pinned) == ("orders", "new")  # the pin header itself works
     assert tags(trailed) == ("orders", "legacy")

@@ -67,7 +67,9 @@ async def test_h2c_upgrade_is_not_tunnelled(tmp_path: Path) -> None:
 async def test_an_unsolicited_101_is_a_502_and_the_pool_stays_usable(tmp_path: Path) -> None:
     def rogue(seen: Seen) -> bytes:
         if seen.target == "/first":
-            return b"HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: foo\r\n\r\n"
+            return (
+                b"HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: foo\r\n\r\n"
+            )
         return ok(seen)
 
     async with wire_upstream(rogue) as legacy:
