@@ -37,7 +37,7 @@ from prometheus_client.core import (
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 from strangler.config import MODES
-from strangler.runtime import RequestRecord
+from strangler.proxy.outcome import RequestRecord
 
 if TYPE_CHECKING:
     from strangler.routing.table import RouteTable

@@ -113,7 +113,6 @@ class ControlPlane:
         """Wire into the runtime, start following the store, and wait (up to ``wait`` s)
         for the first full load, so a restarted proxy serves its overrides from the start.
         If the store is down, the proxy starts on routes.yaml alone and catches up later."""
-        self.runtime.state = self.store
         self.runtime.listeners.append(self.rollback.record)
         self.runtime.comparison_listeners.append(self.rollback.record_comparison)
         self._tasks = [

@@ -1,9 +1,10 @@
 """Shadow traffic: mirror sampled requests off the client's path and compare answers.
 
-``observation`` (one side's answer), ``compare`` (typed field-by-field
-differences after adapter and normalisation), ``mirror`` (the bounded
-off-path sink), ``store`` (counts, rates, noise, redacted samples; memory or
-Redis), ``api`` (``GET /api/routes/{name}/shadow`` and the match-rate hook).
+``copy`` (the mirrored exchange the data plane tees), ``observation`` (one
+side's answer), ``compare`` (typed field-by-field differences after adapter
+and normalisation), ``mirror`` (the bounded off-path sink), ``store`` (counts,
+rates, noise, redacted samples; memory or Redis), ``api``
+(``GET /api/routes/{name}/shadow`` and the match-rate hook).
 :func:`install` wires them into a :class:`~strangler.runtime.Runtime`.
 """
 
@@ -12,6 +13,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from strangler.shadow.api import MatchRates
+from strangler.shadow.copy import ShadowTaps
 from strangler.shadow.mirror import Metrics, ShadowMirror
 from strangler.shadow.store import ShadowStore
 
@@ -33,6 +35,6 @@ def install(
         on_comparison=runtime.record_comparison,
     )
     rates = MatchRates(store)
-    runtime.shadow = mirror
+    runtime.shadow = ShadowTaps(mirror)
     runtime.shadow_match_rate = rates
     return mirror, rates
