@@ -280,18 +280,13 @@ class _Collector:
             ["route", "upstream", "code"],
             {(r, u, str(c)): n for (r, u, c), n in counts.requests.items()},
         )
-        hist = HistogramMetricFamily(
+        yield _histogram(
             "strangler_request_duration_seconds",
             "Time to answer a proxied request, by route and answering upstream.",
-            labels=["route", "upstream"],
+            ["route", "upstream"],
+            counts.durations,
+            BUCKETS,
         )
-        for (route, upstream), values in sorted(counts.durations.items()):
-            cumulative, buckets = 0.0, []
-            for bound, n in zip((*BUCKETS, float("inf")), values[:-1], strict=True):
-                cumulative += n
-                buckets.append((_bound(bound), cumulative))
-            hist.add_metric([route, upstream], buckets, values[-1])
-        yield hist
         yield _counter(
             "strangler_fallbacks",
             "Requests answered by legacy after the new upstream failed.",
@@ -347,18 +342,13 @@ class _Collector:
             ["context", "to", "result"],
             counts.cutovers,
         )
-        hold = HistogramMetricFamily(
+        yield _histogram(
             "strangler_cutover_hold_seconds",
             "How long a cutover held the context's writes at the proxy.",
-            labels=["context"],
+            ["context"],
+            {(k,): v for k, v in counts.cutover_hold.items()},
+            HOLD_BUCKETS,
         )
-        for context, values in sorted(counts.cutover_hold.items()):
-            cumulative, buckets = 0.0, []
-            for bound, n in zip((*HOLD_BUCKETS, float("inf")), values[:-1], strict=True):
-                cumulative += n
-                buckets.append((_bound(bound), cumulative))
-            hold.add_metric([context], buckets, values[-1])
-        yield hold
 
 
 def _counter(
@@ -367,6 +357,24 @@ def _counter(
     family = CounterMetricFamily(name, doc, labels=labels)
     for key, value in sorted(values.items()):
         family.add_metric(list(key), value)
+    return family
+
+
+def _histogram(
+    name: str,
+    doc: str,
+    labels: list[str],
+    rows: dict[tuple[str, str], list[float]] | dict[tuple[str], list[float]],
+    bounds: tuple[float, ...],
+) -> HistogramMetricFamily:
+    """A histogram family from rows of [count per bucket ..., count above the last, sum]."""
+    family = HistogramMetricFamily(name, doc, labels=labels)
+    for key, values in sorted(rows.items()):
+        cumulative, buckets = 0.0, []
+        for bound, n in zip((*bounds, float("inf")), values[:-1], strict=True):
+            cumulative += n
+            buckets.append((_bound(bound), cumulative))
+        family.add_metric(list(key), buckets, values[-1])
     return family
 
 

@@ -102,11 +102,7 @@ class ShadowCopy:
     def tee_request(self, data: bytes) -> None:
         if not self.over:
             self._request_size += len(data)
-            if self._request_size > self.limit:
-                self.over = True
-                self._request_chunks = []
-            else:
-                self._request_chunks.append(data)
+            self._keep(self._request_chunks, self._request_size, data)
 
     def restart_response(self) -> None:
         if not self.over:
@@ -116,11 +112,15 @@ class ShadowCopy:
     def tee_response(self, data: bytes) -> None:
         if not self.over:
             self._response_size += len(data)
-            if self._response_size > self.limit:
-                self.over = True
-                self._response_chunks = []
-            else:
-                self._response_chunks.append(data)
+            self._keep(self._response_chunks, self._response_size, data)
+
+    def _keep(self, chunks: list[bytes], size: int, data: bytes) -> None:
+        """Keep ``data`` while the copy stays within its limit; past it, keep nothing."""
+        if size > self.limit:
+            self.over = True
+            chunks.clear()
+        else:
+            chunks.append(data)
 
     def complete(self, answer: Answer, duration: float) -> None:
         """Fill in what the client got and hand the copy to its mirror; never raises."""
