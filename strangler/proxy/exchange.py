@@ -74,9 +74,9 @@ class Exchange:
         """The shadow copy being teed, when this request is mirrored (:meth:`open_tap`)."""
 
     def open_tap(self) -> None:
-        """Ask the shadow sink for a tap when the decision mirrors (cheap when it does not)."""
+        """Ask the shadow sink for a tap (the decision has a ``shadow_to``)."""
         shadow = self.host.shadow
-        if shadow is not None and self.decision.shadow_to is not None and not self.request.shadowed:
+        if shadow is not None and not self.request.shadowed:
             try:
                 self.tap = shadow.open(self.decision, self.request)
             except Exception:
@@ -93,18 +93,20 @@ class Exchange:
         duration = monotonic() - self.started
         decision = self.decision
         route = decision.route
-        record(
-            self.host,
-            RequestRecord(
-                route.name if route is not None else None,
-                answer.upstream,
-                answer.status,
-                duration,
-                decision.to_new,
-                answer.failure,
-                answer.fallback,
-            ),
-        )
+        try:
+            self.host.record(
+                RequestRecord(
+                    route.name if route is not None else None,
+                    answer.upstream,
+                    answer.status,
+                    duration,
+                    decision.to_new,
+                    answer.failure,
+                    answer.fallback,
+                )
+            )
+        except Exception:  # a broken listener must never break the client's answer
+            log.exception("request listener failed")
         tap = self.tap
         if tap is not None:
             try:
@@ -119,14 +121,9 @@ class Exchange:
         self.finish(Answer(self.decision.upstream, 499))
 
 
-def record(host: Host, record: RequestRecord) -> None:
-    """Report one request to the listeners; a broken listener never breaks an answer."""
-    try:
-        host.record(record)
-    except Exception:
-        log.exception("request listener failed")
-
-
 def refused(host: Host, route: str | None, status: int, started: float) -> None:
     """Record a request answered by the proxy itself before any upstream was asked."""
-    record(host, RequestRecord(route, "-", status, monotonic() - started, False))
+    try:
+        host.record(RequestRecord(route, "-", status, monotonic() - started, False))
+    except Exception:  # a broken listener must never break the client's answer
+        log.exception("request listener failed")

@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import socket
+from collections.abc import Callable
 from time import monotonic
 
 from strangler.config import Config, LimitsConfig
@@ -40,7 +41,8 @@ class ProxyServer:
         self._sweeper: asyncio.Task[None] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._forwarder: Forwarder | None = None
-        self._dispatcher: Dispatcher | None = None
+        self.dispatch: Callable[[ClientConnection, ProxyRequest], None] = _not_started
+        """Where connections hand parsed requests: the dispatcher's ``start``."""
 
     @property
     def config(self) -> Config:
@@ -61,10 +63,6 @@ class ProxyServer:
         assert self._forwarder is not None, "ProxyServer.start() first"
         return self._forwarder
 
-    def dispatch(self, client: ClientConnection, req: ProxyRequest) -> None:
-        assert self._dispatcher is not None, "ProxyServer.start() first"
-        self._dispatcher.start(client, req)
-
     @property
     def port(self) -> int:
         """The port the listener is bound to (handy with port 0)."""
@@ -75,7 +73,7 @@ class ProxyServer:
         """Serve on an already-bound (listening or not) TCP socket."""
         self._loop = asyncio.get_running_loop()
         self._forwarder = Forwarder(self._loop)
-        self._dispatcher = Dispatcher(self.runtime, self._forwarder)
+        self.dispatch = Dispatcher(self.runtime, self._forwarder).start
         sock.setblocking(False)
         self._server = await self._loop.create_server(
             lambda: ClientConnection(self), sock=sock, backlog=1024
@@ -117,6 +115,10 @@ class ProxyServer:
             self._forwarder.upstreams.close()
         if self._server is not None:
             await self._server.wait_closed()
+
+
+def _not_started(client: ClientConnection, req: ProxyRequest) -> None:
+    raise RuntimeError("ProxyServer.start() first")
 
 
 def bind(host: str, port: int, *, reuse_port: bool = False) -> socket.socket:
