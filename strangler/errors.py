@@ -7,6 +7,10 @@
     │   ├── UpstreamConnectError   refused / unreachable          -> 502
     │   ├── UpstreamTimeout        connect or read timed out       -> 504
     │   └── CircuitOpen            breaker open, not tried         -> 502
+    ├── RequestError               a client's request cannot be forwarded as sent
+    │   ├── BodyTooLarge           the body outgrew limits.max_body      -> 413
+    │   ├── MalformedBody          the body broke its framing mid-way    -> 400
+    │   └── ClientGone             the client left before its body ended (499, nothing sent)
     ├── StateStoreError            the shared state store (Redis) is unreachable -> 503
     ├── AdminError                 an admin API call failed (CLI side); has ``status``
     └── SyncError                  change data capture failed
@@ -81,6 +85,22 @@ class UpstreamTimeout(UpstreamError):
 
 class CircuitOpen(UpstreamError):
     status = 502
+
+
+class RequestError(StranglerError):
+    """A client's request cannot be forwarded as it was sent (raised on the data plane)."""
+
+
+class BodyTooLarge(RequestError):
+    """The request body is larger than the limit it was read with."""
+
+
+class MalformedBody(RequestError):
+    """The request body broke the framing (e.g. a bad chunk size) after forwarding began."""
+
+
+class ClientGone(RequestError):
+    """The client closed its connection before the request body was complete."""
 
 
 class StateStoreError(StranglerError):

@@ -37,7 +37,7 @@ from prometheus_client.core import (
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 from strangler.config import MODES
-from strangler.runtime import RequestRecord
+from strangler.proxy.outcome import RequestRecord
 
 if TYPE_CHECKING:
     from strangler.routing.table import RouteTable
@@ -280,29 +280,12 @@ class _Collector:
             ["route", "upstream", "code"],
             {(r, u, str(c)): n for (r, u, c), n in counts.requests.items()},
         )
-        hist = HistogramMetricFamily(
+        yield _histogram(
             "strangler_request_duration_seconds",
             "Time to answer a proxied request, by route and answering upstream.",
-            labels=["route", "upstream"],
-        )
-        for (route, upstream), values in sorted(counts.durations.items()):
-            cumulative, buckets = 0.0, []
-            for bound, n in zip((*BUCKETS, float("inf")), values[:-1], strict=True):
-                cumulative += n
-                buckets.append((_bound(bound), cumulative))
-            hist.add_metric([route, upstream], buckets, values[-1])
-        yield hist
-        yield _counter(
-            "strangler_fallbacks",
-            "Requests answered by legacy after the new upstream failed.",
-            ["route"],
-            {(k,): v for k, v in counts.fallbacks.items()},
-        )
-        yield _counter(
-            "strangler_shadow",
-            "Shadow comparisons by outcome (match, mismatch, error, dropped, skipped).",
-            ["route", "outcome"],
-            counts.shadow,
+            ["route", "upstream"],
+            counts.durations,
+            BUCKETS,
         )
         percent = GaugeMetricFamily(
             "strangler_route_percent", "Effective share served by `to`.", labels=["route"]
@@ -317,56 +300,86 @@ class _Collector:
             for each in MODES:
                 mode.add_metric([name, each], 1.0 if each == current else 0.0)
         yield mode
-        yield _counter(
-            "strangler_config_reloads",
-            "routes.yaml reloads by result (accepted, rejected).",
-            ["result"],
-            {(k,): v for k, v in counts.reloads.items()},
-        )
-        yield _counter(
-            "strangler_rollbacks",
-            "Automatic flips to legacy, by route and reason.",
-            ["route", "reason"],
-            counts.rollbacks,
-        )
-        yield _counter(
-            "strangler_sync_events",
-            "Change events by table, operation and outcome.",
-            ["table", "op", "outcome"],
-            counts.sync_events,
-        )
         lag = GaugeMetricFamily(
             "strangler_sync_lag_seconds", "Seconds behind the source.", labels=["source"]
         )
         for source, seconds in sorted(counts.sync_lag.items()):
             lag.add_metric([source], seconds)
         yield lag
-        yield _counter(
-            "strangler_cutovers",
-            "Cutovers of a context's writes and data, by target owner and result.",
-            ["context", "to", "result"],
-            counts.cutovers,
-        )
-        hold = HistogramMetricFamily(
+        for name, doc, labels, table in _COUNTERS:
+            yield _counter(name, doc, list(labels), getattr(counts, table))
+        yield _histogram(
             "strangler_cutover_hold_seconds",
             "How long a cutover held the context's writes at the proxy.",
-            labels=["context"],
+            ["context"],
+            {(k,): v for k, v in counts.cutover_hold.items()},
+            HOLD_BUCKETS,
         )
-        for context, values in sorted(counts.cutover_hold.items()):
-            cumulative, buckets = 0.0, []
-            for bound, n in zip((*HOLD_BUCKETS, float("inf")), values[:-1], strict=True):
-                cumulative += n
-                buckets.append((_bound(bound), cumulative))
-            hold.add_metric([context], buckets, values[-1])
-        yield hold
 
 
-def _counter(
-    name: str, doc: str, labels: list[str], values: dict[tuple[str, ...], int] | Any
-) -> CounterMetricFamily:
+_COUNTERS: tuple[tuple[str, str, tuple[str, ...], str], ...] = (
+    (
+        "strangler_fallbacks",
+        "Requests answered by legacy after the new upstream failed.",
+        ("route",),
+        "fallbacks",
+    ),
+    (
+        "strangler_shadow",
+        "Shadow comparisons by outcome (match, mismatch, error, dropped, skipped).",
+        ("route", "outcome"),
+        "shadow",
+    ),
+    (
+        "strangler_config_reloads",
+        "routes.yaml reloads by result (accepted, rejected).",
+        ("result",),
+        "reloads",
+    ),
+    (
+        "strangler_rollbacks",
+        "Automatic flips to legacy, by route and reason.",
+        ("route", "reason"),
+        "rollbacks",
+    ),
+    (
+        "strangler_sync_events",
+        "Change events by table, operation and outcome.",
+        ("table", "op", "outcome"),
+        "sync_events",
+    ),
+    (
+        "strangler_cutovers",
+        "Cutovers of a context's writes and data, by target owner and result.",
+        ("context", "to", "result"),
+        "cutovers",
+    ),
+)
+"""The plain counters: (name, help, labels, the ``_Counts`` table they read)."""
+
+
+def _counter(name: str, doc: str, labels: list[str], values: dict[Any, int]) -> CounterMetricFamily:
     family = CounterMetricFamily(name, doc, labels=labels)
     for key, value in sorted(values.items()):
-        family.add_metric(list(key), value)
+        family.add_metric([str(part) for part in _key(key)], value)
+    return family
+
+
+def _histogram(
+    name: str,
+    doc: str,
+    labels: list[str],
+    rows: dict[tuple[str, str], list[float]] | dict[tuple[str], list[float]],
+    bounds: tuple[float, ...],
+) -> HistogramMetricFamily:
+    """A histogram family from rows of [count per bucket ..., count above the last, sum]."""
+    family = HistogramMetricFamily(name, doc, labels=labels)
+    for key, values in sorted(rows.items()):
+        cumulative, buckets = 0.0, []
+        for bound, n in zip((*bounds, float("inf")), values[:-1], strict=True):
+            cumulative += n
+            buckets.append((_bound(bound), cumulative))
+        family.add_metric(list(key), buckets, values[-1])
     return family
 
 

@@ -16,71 +16,38 @@ Requests answered by legacy never pass through the adapter.
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING
 
 from strangler.adapter import HttpAdapter
-from strangler.config import Config
+from strangler.errors import BodyTooLarge, MalformedBody
 from strangler.message import HttpRequest, HttpResponse, make_headers
-from strangler.proxy.exchange import request_head
-from strangler.proxy.forwarding import Forwarder, Outcome
-from strangler.proxy.headers import RawHeaders, response_head
-from strangler.proxy.request import (
-    BodyTooLarge,
-    MalformedBody,
-    ProxyRequest,
-    as_message,
-    decoded,
-)
+from strangler.proxy.exchange import Exchange
+from strangler.proxy.forwarding import Forwarder, Try
+from strangler.proxy.headers import response_head
+from strangler.proxy.outcome import Answer, Failure
+from strangler.proxy.request import as_message, decoded
 from strangler.proxy.responses import error_response
-from strangler.proxy.shadowing import ShadowCopy
-from strangler.routing.decision import Decision
-
-if TYPE_CHECKING:
-    from strangler.proxy.connection import ClientConnection
+from strangler.proxy.roundtrip import raw_headers, rewritten_head
 
 log = logging.getLogger(__name__)
 
-_FRAMING = frozenset({"content-length", "transfer-encoding"})
 
-
-def _raw(headers: object) -> RawHeaders:
-    items = headers.items() if hasattr(headers, "items") else ()
-    return [
-        (k.encode("latin-1", "replace"), v.encode("latin-1", "replace"))
-        for k, v in items
-        if k.lower() not in _FRAMING
-    ]
-
-
-async def adapted(
-    fw: Forwarder,
-    client: ClientConnection,
-    req: ProxyRequest,
-    decision: Decision,
-    config: Config,
-    adapter: HttpAdapter,
-    tap: ShadowCopy | None,
-) -> Outcome:
+async def adapted(fw: Forwarder, ex: Exchange, adapter: HttpAdapter) -> Answer:
+    """Answer ``ex`` through the route's adapter and its new upstream."""
+    req = ex.request
+    decision = ex.decision
     to = decision.upstream
     route = decision.route_name
     body = req.body.buffered
     if body is None:
         try:
-            body = await req.body.read_all(config.limits.max_body)
+            body = await req.body.read_all(ex.config.limits.max_body)
         except BodyTooLarge:
-            req.keep_alive = False
-            client.write(
-                error_response(
-                    413, "request body is larger than limits.max_body", route, to, close=True
-                )
-            )
-            return Outcome(to, 413)
+            return _refuse(ex, 413, "request body is larger than limits.max_body")
         except MalformedBody:
-            req.keep_alive = False
-            client.write(error_response(400, "malformed request body", route, to, close=True))
-            return Outcome(to, 400)
-        if tap is not None:
-            tap.tee_request(body)
+            return _refuse(ex, 400, "malformed request body")
+        if ex.tap is not None:
+            ex.tap.tee_request(body)
+    ex.inline = body
     original = as_message(req, decision.path, decision.params, body)
 
     try:
@@ -89,40 +56,25 @@ async def adapted(
             raise TypeError(f"request() returned {type(rewritten).__name__}, not HttpRequest")
     except Exception as exc:
         log.warning("adapter of route %r failed in request(): %r", route, exc)
-        return await _failed(fw, client, req, decision, config, body, "adapter", exc, tap)
+        return await _failed(fw, ex, Failure.ADAPTER, exc)
 
-    pool = fw.upstreams.pool(config, to)
-    target = rewritten.target.encode("latin-1", "replace")
-    head = request_head(
-        client.ip_bytes,
-        req,
-        decision,
-        pool,
-        rewritten.body,
-        method=rewritten.method.encode("latin-1"),
-        target=pool.prefix + target,
-        headers=_raw(rewritten.headers),
-    )
-    replayable = len(rewritten.body) <= config.limits.max_buffered_retry_body
-    result, attempt = await fw.attempt(
-        client,
-        req,
-        decision,
-        config,
+    pool = fw.upstreams.pool(ex.config, to)
+    replayable = len(rewritten.body) <= ex.config.limits.max_buffered_retry_body
+    how = Try(
         to,
         rewritten.body,
-        decision.fallback,
-        replayable,
-        None,
-        head=head,
+        hold_5xx=decision.fallback,
+        replayable=replayable,
+        head=rewritten_head(ex, pool, rewritten),
         buffer=True,
     )
-    if result is not None:
-        return await _failed(fw, client, req, decision, config, body, result, attempt.error, tap)
+    attempt = await fw.attempt(ex, how)
+    if attempt.failure is not None:
+        return await _failed(fw, ex, attempt.failure, attempt.error)
 
     answer = HttpResponse(
         headers=make_headers(decoded(attempt.headers)),
-        body=b"".join(attempt.chunks or ()),
+        body=b"".join(attempt.chunks),
         status=attempt.status,
     )
     try:
@@ -131,65 +83,62 @@ async def adapted(
             raise TypeError(f"response() returned {type(out).__name__}, not HttpResponse")
     except Exception as exc:
         log.warning("adapter of route %r failed in response(): %r", route, exc)
-        return await _failed(fw, client, req, decision, config, body, "adapter", exc, tap)
+        return await _failed(fw, ex, Failure.ADAPTER, exc)
 
+    client = ex.client
     no_body = req.method == "HEAD" or out.status in (204, 304) or out.status < 200
     framing = b"" if out.status == 204 else b"content-length: %d\r\n" % len(out.body)
     client.write(
         response_head(
-            out.status, _raw(out.headers), fw.tags(route, to), framing, client.must_close()
+            out.status,
+            raw_headers(out.headers),
+            fw.tags(route, to),
+            framing,
+            client.must_close(),
         )
         + (b"" if no_body else out.body)
     )
-    if tap is not None:
-        tap.tee_response(out.body)
-    error = "status" if out.status >= 500 else None
-    return Outcome(to, out.status, error, response=out)
+    if ex.tap is not None:
+        ex.tap.tee_response(out.body)
+    failure = Failure.STATUS if out.status >= 500 else None
+    return Answer(to, out.status, failure, response=out)
+
+
+def _refuse(ex: Exchange, status: int, message: str) -> Answer:
+    """The client's body could not be read whole: answer ``status`` and close."""
+    ex.request.keep_alive = False
+    to = ex.decision.upstream
+    ex.client.write(error_response(status, message, ex.decision.route_name, to, close=True))
+    return Answer(to, status)
 
 
 async def _failed(
-    fw: Forwarder,
-    client: ClientConnection,
-    req: ProxyRequest,
-    decision: Decision,
-    config: Config,
-    body: bytes,
-    kind: str,
-    exc: BaseException | None,
-    tap: ShadowCopy | None,
-) -> Outcome:
+    fw: Forwarder, ex: Exchange, failure: Failure, exc: BaseException | None
+) -> Answer:
     """``to`` or its adapter failed: legacy answers if the decision allows, else 502/504.
-    A fallback answer is teed into ``tap``: it is what the client got."""
+    A fallback answer is teed into the shadow tap: it is what the client got."""
+    decision = ex.decision
+    if decision.fallback:
+        return await fw.fall_back(ex, ex.inline, failure)
     to = decision.upstream
     route = decision.route_name
-    if decision.fallback:
-        legacy = decision.legacy
-        result, attempt = await fw.attempt(
-            client, req, decision, config, legacy, body, False, True, tap
-        )
-        if result is None:
-            return Outcome(legacy, attempt.status, kind, fallback=True, headers=attempt.headers)
-        if attempt.committed:
-            client.abort()
-            return Outcome(legacy, attempt.status, kind, fallback=True)
-        return fw.fail(client, decision, legacy, result, attempt, kind)
-    if kind == "adapter":
+    if failure is Failure.ADAPTER:
         message = f"adapter of route {route!r} failed: {exc!r}"
-        client.write(
-            error_response(
-                502, message, route, to, close=client.must_close(), head_only=client.head_only
-            )
-        )
-        return Outcome(to, 502, "adapter")
-    status = 504 if kind == "timeout" else 502
-    message = str(exc) if exc is not None else f"upstream {to!r}: {kind}"
-    if kind == "status":
+    elif failure is Failure.STATUS:
         message = f"upstream {to!r} failed"
-    elif kind == "too_large":
+    elif failure is Failure.TOO_LARGE:
         message = f"upstream {to!r}: response larger than limits.max_body"
+    else:
+        message = str(exc) if exc is not None else f"upstream {to!r}: {failure}"
+    client = ex.client
     client.write(
         error_response(
-            status, message, route, to, close=client.must_close(), head_only=client.head_only
+            failure.status,
+            message,
+            route,
+            to,
+            close=client.must_close(),
+            head_only=client.head_only,
         )
     )
-    return Outcome(to, status, kind)
+    return Answer(to, failure.status, failure)

@@ -11,95 +11,83 @@ without a coroutine hop. Two modes hold the response back instead:
 * ``buffer`` (an adapter will reshape it): head and body are collected up to
   ``max_body`` for ``adapter.response()``.
 
-It ends once with ``result`` ``None`` on success or an error kind (``connect``,
-``timeout``, ``status``, ``too_large``): a coroutine awaits :meth:`Attempt.wait`;
-the callback-only fast path's subclass acts in ``_end``. A ``ShadowCopy`` may tee
-the body; it never delays or buffers the client's copy. Nothing here chooses upstreams.
+It ends once, with ``failure`` None on success or a
+:class:`~strangler.proxy.outcome.Failure`: a coroutine awaits :meth:`Attempt.wait`;
+the callback-only fast path's subclass acts in ``_end``. The exchange's shadow tap
+may tee the body; it never delays or buffers the client's copy. Nothing here
+chooses upstreams.
 """
 
 from __future__ import annotations
 
 import asyncio
-from typing import TYPE_CHECKING
 
-from strangler.errors import CircuitOpen, UpstreamError, UpstreamTimeout
+from strangler.errors import UpstreamError
+from strangler.proxy.exchange import Exchange
 from strangler.proxy.headers import RawHeaders, relay_head
-
-if TYPE_CHECKING:
-    from strangler.proxy.connection import ClientConnection
-    from strangler.proxy.shadowing import ShadowCopy
+from strangler.proxy.outcome import Failure, failure_of
 
 _CHUNK_END = b"0\r\n\r\n"
 
 
-def error_kind(error: UpstreamError) -> str:
-    if isinstance(error, UpstreamTimeout):
-        return "timeout"
-    if isinstance(error, CircuitOpen):
-        return "circuit"
-    return "connect"
-
-
 class Attempt:
-    # No __slots__: most fields keep their class default for a whole attempt, and
-    # not storing them per instance is what makes this object cheap to create.
-    done: asyncio.Future[None] | None = None
-    finished = False
-    result: str | None = None
-    status = 0
-    headers: RawHeaders = []
-    chunks: list[bytes] | None = None
-    size = 0
-    committed = False
-    out_chunked = False
-    error: UpstreamError | None = None
-    dead = False
+    """One try of one exchange on one upstream; ``failure`` is None after a clean end."""
 
     def __init__(
         self,
-        client: ClientConnection,
+        ex: Exchange,
         upstream: str,
         tags: bytes,
-        head_request: bool,
-        *,
         hold_5xx: bool = False,
         buffer: bool = False,
-        max_body: int = 0,
-        tap: ShadowCopy | None = None,
     ) -> None:
-        self.client = client
+        self.ex = ex
+        self.client = ex.client
         self.upstream = upstream
         self.tags = tags
-        self.head_request = head_request
+        self.head_request = ex.request.method == "HEAD"
         self.hold_5xx = hold_5xx
         self.buffer = buffer
-        self.max_body = max_body
-        self.tap = tap
+        self.max_body = ex.config.limits.max_body
+        self.tap = None if buffer else ex.tap
+        """An adapter's answer is teed once reshaped, not as it arrives."""
         self.out: list[bytes] = []
         """Bytes for the client parsed from one upstream read, written in one go."""
-        if buffer:
-            self.chunks = []
+        self.chunks: list[bytes] = []
+        """The buffered body (``buffer`` mode)."""
+        self.size = 0
+        self.status = 0
+        self.headers: RawHeaders = []
+        self.committed = False
+        """The response head went to the client: no retry or fallback is possible now."""
+        self.out_chunked = False
+        self.failure: Failure | None = None
+        self.error: UpstreamError | None = None
+        self.finished = False
+        self.dead = False
+        """Ignore what the upstream still sends (ended, or failed mid-body)."""
+        self.done: asyncio.Future[None] | None = None
 
-    def fail(self, kind: str, error: UpstreamError | None = None) -> str:
+    def fail(self, failure: Failure, error: UpstreamError | None = None) -> Failure:
         self.error = error
-        self._end(kind)
-        return kind
+        self._end(failure)
+        return failure
 
-    def _end(self, result: str | None) -> None:
+    def _end(self, failure: Failure | None) -> None:
         self.dead = True
         if self.finished:
             return
         self.finished = True
-        self.result = result
+        self.failure = failure
         if self.done is not None and not self.done.done():
             self.done.set_result(None)
 
-    async def wait(self) -> str | None:
-        """The result, once the attempt has ended."""
+    async def wait(self) -> Failure | None:
+        """The failure (None on success), once the attempt has ended."""
         if not self.finished:
             self.done = self.client.loop.create_future()
             await self.done
-        return self.result
+        return self.failure
 
     # ----------------------------------------------------------- sink methods
 
@@ -107,7 +95,7 @@ class Attempt:
         self.status = status
         self.headers = headers
         if self.hold_5xx and status >= 500:
-            self._end("status")
+            self._end(Failure.STATUS)
             return
         if not self.buffer:
             self.commit()
@@ -132,9 +120,8 @@ class Attempt:
         if self.buffer:
             self.size += len(data)
             if self.size > self.max_body:
-                self.fail("too_large")
+                self.fail(Failure.TOO_LARGE)
                 return
-            assert self.chunks is not None
             self.chunks.append(data)
         elif self.out_chunked:
             self.out += (b"%x\r\n" % len(data), data, b"\r\n")
@@ -158,4 +145,4 @@ class Attempt:
 
     def upstream_failed(self, error: UpstreamError) -> None:
         if not self.dead:
-            self.fail(error_kind(error), error)
+            self.fail(failure_of(error), error)

@@ -24,22 +24,18 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import deque
-from collections.abc import Callable, Coroutine, Iterable
+from collections.abc import Callable, Coroutine
 from time import monotonic
-from typing import TYPE_CHECKING, Any, cast
+from typing import Any, Protocol, cast
 
 import httptools
 
+from strangler.config import LimitsConfig
+from strangler.errors import BodyTooLarge, MalformedBody, RequestError
 from strangler.proxy.headers import RawHeaders
-from strangler.proxy.request import BodyTooLarge, MalformedBody, ProxyRequest, RequestBody
+from strangler.proxy.request import ProxyRequest, RequestBody
 from strangler.proxy.responses import CONTINUE
-from strangler.proxy.upstream import set_nodelay
-
-if TYPE_CHECKING:
-    from strangler.config import LimitsConfig
-    from strangler.proxy.fastpath import FastAttempt
-    from strangler.proxy.server import ProxyServer
-    from strangler.proxy.upstream import UpstreamConnection
+from strangler.proxy.upstream import UpstreamConnection, set_nodelay
 
 log = logging.getLogger(__name__)
 
@@ -47,16 +43,40 @@ _METHODS = {m.encode(): m for m in ("GET", "HEAD", "POST", "PUT", "PATCH", "DELE
 _MAX_PIPELINED = 32
 
 
-class _Refuse(Exception):
+class _Refuse(RequestError):
     """Raised from a parser callback to stop parsing and answer ``status``."""
 
     def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
         self.status = status
         self.message = message
 
 
+class Listener(Protocol):
+    """What a client connection needs from the server that accepted it."""
+
+    @property
+    def loop(self) -> asyncio.AbstractEventLoop: ...
+    @property
+    def limits(self) -> LimitsConfig: ...
+    @property
+    def closing(self) -> bool: ...
+    @property
+    def connections(self) -> set[ClientConnection]: ...
+    @property
+    def dispatch(self) -> Callable[[ClientConnection, ProxyRequest], None]:
+        """Start answering a parsed request (the connection's active one)."""
+        ...
+
+
+class InFlight(Protocol):
+    """A request answered on callbacks only (the fast path): told when its client leaves."""
+
+    def client_gone(self) -> None: ...
+
+
 class ClientConnection(asyncio.Protocol):
-    def __init__(self, server: ProxyServer) -> None:
+    def __init__(self, server: Listener) -> None:
         self.server = server
         self.loop = server.loop
         self.transport: asyncio.Transport | None = None
@@ -66,7 +86,7 @@ class ClientConnection(asyncio.Protocol):
         self.last_active = 0.0
         self.active: ProxyRequest | None = None
         self._task: asyncio.Task[None] | None = None
-        self.fast: FastAttempt | None = None
+        self.fast: InFlight | None = None
         self._pending: deque[ProxyRequest] = deque()
         self._ready: list[ProxyRequest] = []
         self._upstream: UpstreamConnection | None = None
@@ -169,7 +189,7 @@ class ClientConnection(asyncio.Protocol):
             req.body.abort(BodyTooLarge() if status == 413 else MalformedBody(message))
             return
         if req is None:
-            req = self._new_request(b"GET", False)
+            req = ProxyRequest.stand_in()
             self._ready.append(req)
         req.reject = (status, message)
         req.keep_alive = False
@@ -268,20 +288,6 @@ class ClientConnection(asyncio.Protocol):
             req.body.finish()
             self._parsing = None
 
-    def _new_request(self, method: bytes, keep_alive: bool) -> ProxyRequest:
-        """A stand-in request for a refusal that happened before a head was complete."""
-        return ProxyRequest(
-            method.decode("latin-1"),
-            b"/",
-            "/",
-            b"",
-            [],
-            keep_alive,
-            RequestBody(None, True),
-            None,
-            False,
-        )
-
     def _send_continue(self) -> None:
         req = self.active
         if req is not None and not req.body.complete and self.transport is not None:
@@ -299,7 +305,7 @@ class ClientConnection(asyncio.Protocol):
 
     def _start(self, req: ProxyRequest) -> None:
         self.active = req
-        self.server.forwarder.start(self, req)
+        self.server.dispatch(self, req)
 
     def spawn(self, coro: Coroutine[Any, Any, None]) -> None:
         """Continue the active request in a task; ``request_done`` follows when it ends."""
@@ -373,10 +379,6 @@ class ClientConnection(asyncio.Protocol):
     def write(self, data: bytes) -> None:
         if self.transport is not None:
             self.transport.write(data)
-
-    def writelines(self, data: Iterable[bytes]) -> None:
-        if self.transport is not None:
-            self.transport.writelines(data)
 
     def abort(self) -> None:
         if self.transport is not None:

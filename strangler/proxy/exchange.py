@@ -1,143 +1,129 @@
-"""One request/response exchange on one upstream connection, and the head it sends.
+"""One client request on its way through the data plane: the :class:`Exchange`.
 
-:func:`exchange` takes a pooled (or new) connection, writes the request head and
-body — inline when the body is in memory, else streamed from the client with
-back-pressure (:func:`stream_body`) — waits for the :class:`Attempt` to end and
-gives the connection back to the pool only when the exchange completed cleanly.
-:func:`request_head` builds the upstream request head for one upstream (target
-with the upstream's path prefix, ``Host`` per ``host:``, framing, forwarded
-headers). No policy lives here: retries, fallback and the circuit breaker are
-:mod:`strangler.proxy.forwarding`'s.
+The dispatcher makes one exchange when a request head is parsed and routed: it
+holds the client connection, the request, the decision, the config the request
+started on (one route table for the whole request), when it started, and the
+shadow tap when the request is mirrored. Each strategy — fast path, task path,
+adapter path, tunnel — takes the exchange and ends in an
+:class:`~strangler.proxy.outcome.Answer`; :meth:`Exchange.finish` is the one
+place that then records the request (metrics, automatic rollback), hands the
+copy to the shadow sink and lets the client connection go on.
+
+:class:`Host` is what the data plane needs from its process (the runtime): the
+router, the shadow sink, the write hold and the request listeners. Nothing
+here may block or raise into the client's answer.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+import logging
+from time import monotonic
+from typing import Protocol
 
-from strangler.errors import UpstreamError
-from strangler.proxy.attempt import Attempt, error_kind
-from strangler.proxy.headers import RawHeaders, client_host_of, upstream_head
-from strangler.proxy.request import BodyTooLarge, MalformedBody, ProxyRequest
-from strangler.proxy.upstream import UpstreamConnection, UpstreamPool
+from strangler.config import Config
+from strangler.proxy.connection import ClientConnection
+from strangler.proxy.hold import WriteHold
+from strangler.proxy.outcome import Answer, Failure, RequestRecord
+from strangler.proxy.request import ProxyRequest
+from strangler.proxy.shadowing import ShadowSink, ShadowTap
 from strangler.routing.decision import Decision
+from strangler.routing.router import Router
 
-if TYPE_CHECKING:
-    from strangler.proxy.connection import ClientConnection
+log = logging.getLogger(__name__)
 
 
-async def exchange(
-    client: ClientConnection,
-    req: ProxyRequest,
-    pool: UpstreamPool,
-    attempt: Attempt,
-    head: bytes,
-    inline: bytes | None,
-    max_body: int,
-) -> str | None:
-    """One request/response on one connection. Returns None or the error kind."""
-    try:
-        conn = await pool.acquire()
-    except UpstreamError as exc:
-        return attempt.fail(error_kind(exc), exc)
-    reused = conn.uses > 0
-    conn.start(attempt, attempt.head_request)
-    client.attach(conn)
-    sent = True
-    try:
-        if inline is not None:
-            conn.write(head + inline if inline else head)
-        else:
-            conn.write(head)
+class Host(Protocol):
+    """What the data plane reads from its process (``strangler.runtime.Runtime``)."""
+
+    @property
+    def router(self) -> Router: ...
+
+    @property
+    def shadow(self) -> ShadowSink | None: ...
+
+    @property
+    def hold(self) -> WriteHold: ...
+
+    def record(self, record: RequestRecord) -> None:
+        """One finished request, to every listener; O(1), in memory."""
+        ...
+
+
+class Exchange:
+    """One request from the parsed head to the client's answer."""
+
+    def __init__(
+        self,
+        host: Host,
+        client: ClientConnection,
+        request: ProxyRequest,
+        decision: Decision,
+        config: Config,
+        started: float,
+    ) -> None:
+        self.host = host
+        self.client = client
+        self.request = request
+        self.decision = decision
+        self.config = config
+        """The config of the route table the decision came from (pools, limits)."""
+        self.started = started
+        self.inline: bytes | None = None
+        """The whole request body when it is in memory (set by the strategy that sends it)."""
+        self.tap: ShadowTap | None = None
+        """The shadow copy being teed, when this request is mirrored (:meth:`open_tap`)."""
+
+    def open_tap(self) -> None:
+        """Ask the shadow sink for a tap (the decision has a ``shadow_to``)."""
+        shadow = self.host.shadow
+        if shadow is not None and not self.request.shadowed:
             try:
-                sent = await stream_body(req, conn, attempt, max_body)
-            except BodyTooLarge:
-                sent = False
-                attempt.fail("body_too_large")
-            except MalformedBody:
-                # The upstream got a truncated body and its connection is dropped below,
-                # so it never sees a complete request.
-                sent = False
-                attempt.fail("bad_request")
-        result = await attempt.wait()
-    except BaseException:
-        pool.discard(conn)
-        raise
-    finally:
-        client.attach(None)
-    if result is None and sent:
-        pool.release(conn)
-        return None
-    pool.discard(conn)
-    if result == "connect" and reused and not conn.got_bytes and inline is not None:
-        # A pooled connection the upstream had already closed: safe to try afresh.
-        return "connect"
-    return result
+                self.tap = shadow.open(self.decision, self.request)
+            except Exception:
+                log.exception("shadow sink failed in open()")
 
+    def blame(self, failure: Failure | None) -> Failure | None:
+        """``failure`` as the route's new upstream is blamed for it (None if not tried)."""
+        if failure is None or not self.decision.to_new or not failure.blames_upstream:
+            return None
+        return failure
 
-async def stream_body(
-    req: ProxyRequest, conn: UpstreamConnection, attempt: Attempt, max_body: int
-) -> bool:
-    """Copy the request body upstream with back-pressure; False if cut short."""
-    body = req.body
-    chunked = req.chunked
-    tap = attempt.tap
-    total = 0
-    while not attempt.finished:
-        data = await body.read()
-        if attempt.finished:
-            return False
-        if not data:
-            if chunked:
-                conn.write(b"0\r\n\r\n")
-            return True
-        total += len(data)
-        if total > max_body:
-            raise BodyTooLarge()
+    def finish(self, answer: Answer) -> None:
+        """The client has its answer: record it, hand the shadow copy over, go on."""
+        duration = monotonic() - self.started
+        decision = self.decision
+        route = decision.route
+        try:
+            self.host.record(
+                RequestRecord(
+                    route.name if route is not None else None,
+                    answer.upstream,
+                    answer.status,
+                    duration,
+                    decision.to_new,
+                    answer.failure,
+                    answer.fallback,
+                )
+            )
+        except Exception:  # a broken listener must never break the client's answer
+            log.exception("request listener failed")
+        tap = self.tap
         if tap is not None:
-            tap.tee_request(data)
-        if chunked:
-            conn.write(b"%x\r\n" % len(data))
-            conn.write(data)
-            conn.write(b"\r\n")
-        else:
-            conn.write(data)
-        await conn.drain()
-    return False
+            try:
+                tap.complete(answer, duration)
+            except Exception:
+                log.exception("shadow sink failed")
+        self.client.request_done()
+
+    def gone(self) -> None:
+        """The client left before its answer was complete: a 499, and nothing to mirror."""
+        self.tap = None
+        self.finish(Answer(self.decision.upstream, 499))
 
 
-def request_head(
-    client_ip: bytes,
-    req: ProxyRequest,
-    decision: Decision,
-    pool: UpstreamPool,
-    inline: bytes | None,
-    method: bytes | None = None,
-    target: bytes | None = None,
-    headers: RawHeaders | None = None,
-) -> bytes:
-    if target is None:
-        path = decision.path
-        if path == req.path:
-            target = req.target if not pool.prefix else pool.prefix + req.target
-        else:
-            target = pool.prefix + path.encode("latin-1")
-            if req.query:
-                target += b"?" + req.query
-    if inline is not None:
-        framing = b"content-length: %d\r\n" % len(inline) if inline or req.has_body else b""
-    elif req.chunked:
-        framing = b"transfer-encoding: chunked\r\n"
-    else:
-        framing = b"content-length: %d\r\n" % (req.content_length or 0)
-    host = pool.host_header
-    if pool.config.host == "client":
-        host = client_host_of(req.headers) or host
-    return upstream_head(
-        method or req.method.encode("latin-1"),
-        target,
-        req.headers if headers is None else headers,
-        host,
-        client_ip,
-        b"http",
-        framing,
-    )
+def refused(host: Host, route: str | None, status: int, started: float) -> None:
+    """Record a request answered by the proxy itself before any upstream was asked."""
+    try:
+        host.record(RequestRecord(route, "-", status, monotonic() - started, False))
+    except Exception:  # a broken listener must never break the client's answer
+        log.exception("request listener failed")

@@ -10,6 +10,7 @@ cutover, the old one after an abort. The control plane closes and opens the
 gates (:mod:`strangler.control.plane`) and waits for :meth:`Gate.quiet` (no
 write in flight) before it acknowledges the hold.
 
+The dispatcher (:mod:`strangler.proxy.dispatch`) passes writes through the gates.
 Requests of routes outside a context never come here, and reads never do: a
 held write costs nobody else anything.
 """
@@ -17,14 +18,6 @@ held write costs nobody else anything.
 from __future__ import annotations
 
 import asyncio
-from typing import TYPE_CHECKING
-
-from strangler.proxy.responses import error_response
-
-if TYPE_CHECKING:
-    from strangler.proxy.connection import ClientConnection
-    from strangler.proxy.forwarding import Forwarder
-    from strangler.proxy.request import ProxyRequest
 
 
 class Gate:
@@ -92,33 +85,3 @@ class WriteHold:
         if max_held is not None:
             gate.max_held = max_held
         return gate
-
-
-async def held(
-    fw: Forwarder,
-    client: ClientConnection,
-    req: ProxyRequest,
-    route: str,
-    context: str,
-    started: float,
-) -> None:
-    """Answer a context's write: through its gate, then the ordinary (task) path, which
-    decides the upstream afresh — after a hold, from the table the flip swapped in."""
-    gate = fw.runtime.hold.gate(context)
-    if not await gate.enter():
-        client.write(
-            error_response(
-                503,
-                f"context {context!r} is moving (cutover {gate.cutover}) and "
-                f"{gate.max_held} writes are already held here; retry in a moment",
-                route,
-                close=client.must_close(),
-            )
-        )
-        fw._record(route, "-", 503, started, False)
-        return
-    try:
-        # The time held is part of this request's duration: started is not reset.
-        await fw.handle(client, req, None, started)
-    finally:
-        gate.leave()

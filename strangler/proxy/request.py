@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable, Iterable, Mapping
 
+from strangler.errors import BodyTooLarge, ClientGone
 from strangler.message import HttpRequest, make_headers
 from strangler.proxy.headers import HOP_BY_HOP, RawHeaders
 
@@ -21,29 +22,7 @@ HIGH_WATER = 256 * 1024
 LOW_WATER = 64 * 1024
 
 
-class BodyTooLarge(Exception):
-    """The request body is larger than the limit it was read with."""
-
-
-class MalformedBody(Exception):
-    """The request body broke the framing (e.g. a bad chunk size) after forwarding began."""
-
-
-class ClientGone(Exception):
-    """The client closed its connection before the request body was complete."""
-
-
 class RequestBody:
-    # No __slots__: fields keep their class defaults until a body actually arrives,
-    # so a body-less request (most of them) costs three attribute stores.
-    _chunks: tuple[bytes, ...] | list[bytes] = ()
-    _buffered = 0
-    _waiter: asyncio.Future[None] | None = None
-    _paused = False
-    received = 0
-    gone = False
-    error: Exception | None = None
-
     def __init__(
         self,
         transport: asyncio.Transport | None,
@@ -54,14 +33,18 @@ class RequestBody:
         """Whose reading is paused while too much waits unread (the client's)."""
         self.complete = complete
         self._on_first_read = on_first_read
+        self._chunks: list[bytes] = []
+        self._buffered = 0
+        self._waiter: asyncio.Future[None] | None = None
+        self._paused = False
+        self.received = 0
+        self.gone = False
+        self.error: Exception | None = None
 
     # ------------------------------------------------------------- parser side
 
     def feed(self, data: bytes) -> None:
-        if isinstance(self._chunks, tuple):
-            self._chunks = [data]
-        else:
-            self._chunks.append(data)
+        self._chunks.append(data)
         self._buffered += len(data)
         self.received += len(data)
         if self._waiter is not None:
@@ -113,7 +96,7 @@ class RequestBody:
             self._waiter = asyncio.get_running_loop().create_future()
             await self._waiter
         data = self._chunks[0] if len(self._chunks) == 1 else b"".join(self._chunks)
-        self._chunks = ()
+        self._chunks = []
         self._buffered = 0
         if self._paused and self._transport is not None:
             self._paused = False
@@ -137,14 +120,6 @@ class RequestBody:
 class ProxyRequest:
     """The parsed head of one client request plus its body stream."""
 
-    # Class defaults for what most requests never set (no __slots__ on purpose).
-    upgrade: bytes | None = None
-    """The ``Upgrade`` protocol when the client asked to switch (websocket)."""
-    reject: tuple[int, str] | None = None
-    """(status, message) when the head was refused before forwarding (400/413/431)."""
-    shadowed = False
-    """The request carries ``X-Strangler-Shadow``: a mirror, never mirrored again."""
-
     def __init__(
         self,
         method: str,
@@ -166,6 +141,17 @@ class ProxyRequest:
         self.body = body
         self.content_length = content_length
         self.chunked = chunked
+        self.upgrade: bytes | None = None
+        """The ``Upgrade`` protocol when the client asked to switch (websocket)."""
+        self.reject: tuple[int, str] | None = None
+        """(status, message) when the head was refused before forwarding (400/413/431)."""
+        self.shadowed = False
+        """The request carries ``X-Strangler-Shadow``: a mirror, never mirrored again."""
+
+    @classmethod
+    def stand_in(cls) -> ProxyRequest:
+        """A request for a refusal that happened before a head was complete."""
+        return cls("GET", b"/", "/", b"", [], False, RequestBody(None, True), None, False)
 
     @property
     def has_body(self) -> bool:

@@ -1,12 +1,14 @@
 """The proxy's public listener: ``ProxyServer`` serves HTTP/1.1 on a bound socket.
 
 The process runtime (``strangler serve``) binds the socket (shared between
-workers), builds a :class:`~strangler.runtime.Runtime`, and calls
+workers), builds a :class:`~strangler.runtime.Runtime` (the data plane's
+:class:`~strangler.proxy.exchange.Host`), and calls
 ``await ProxyServer(runtime).start(sock)``; on SIGTERM it calls
 ``await server.close(grace)``. Everything per request happens in
-:mod:`strangler.proxy.connection` (parsing) and :mod:`strangler.proxy.forwarding`
-(policy); this module only owns the listener, the set of live connections, the
-idle sweep (``limits.client_idle_timeout``) and graceful shutdown.
+:mod:`strangler.proxy.connection` (parsing), :mod:`strangler.proxy.dispatch`
+(routing, strategies) and :mod:`strangler.proxy.forwarding` (policy); this
+module only owns the listener, the set of live connections, the idle sweep
+(``limits.client_idle_timeout``) and graceful shutdown.
 
 It never reads files or the environment; the config comes from
 ``runtime.router.config`` and follows reloads.
@@ -17,18 +19,21 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import socket
+from collections.abc import Callable
 from time import monotonic
 
 from strangler.config import Config, LimitsConfig
 from strangler.proxy.connection import ClientConnection
+from strangler.proxy.dispatch import Dispatcher
+from strangler.proxy.exchange import Host
 from strangler.proxy.forwarding import Forwarder
-from strangler.runtime import Runtime
+from strangler.proxy.request import ProxyRequest
 
 SWEEP_INTERVAL = 1.0
 
 
 class ProxyServer:
-    def __init__(self, runtime: Runtime) -> None:
+    def __init__(self, runtime: Host) -> None:
         self.runtime = runtime
         self.connections: set[ClientConnection] = set()
         self.closing = False
@@ -36,6 +41,8 @@ class ProxyServer:
         self._sweeper: asyncio.Task[None] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._forwarder: Forwarder | None = None
+        self.dispatch: Callable[[ClientConnection, ProxyRequest], None] = _not_started
+        """Where connections hand parsed requests: the dispatcher's ``start``."""
 
     @property
     def config(self) -> Config:
@@ -65,7 +72,8 @@ class ProxyServer:
     async def start(self, sock: socket.socket) -> None:
         """Serve on an already-bound (listening or not) TCP socket."""
         self._loop = asyncio.get_running_loop()
-        self._forwarder = Forwarder(self.runtime, self._loop)
+        self._forwarder = Forwarder(self._loop)
+        self.dispatch = Dispatcher(self.runtime, self._forwarder).start
         sock.setblocking(False)
         self._server = await self._loop.create_server(
             lambda: ClientConnection(self), sock=sock, backlog=1024
@@ -107,6 +115,10 @@ class ProxyServer:
             self._forwarder.upstreams.close()
         if self._server is not None:
             await self._server.wait_closed()
+
+
+def _not_started(client: ClientConnection, req: ProxyRequest) -> None:
+    raise RuntimeError("ProxyServer.start() first")
 
 
 def bind(host: str, port: int, *, reuse_port: bool = False) -> socket.socket:

@@ -12,13 +12,18 @@ from __future__ import annotations
 
 import asyncio
 from time import monotonic
-from typing import TYPE_CHECKING
-
-if TYPE_CHECKING:
-    from strangler.proxy.upstream import UpstreamConnection
+from typing import Protocol
 
 SWEEP_MAX = 0.5
 SWEEP_MIN = 0.02
+
+
+class Timed(Protocol):
+    """A busy upstream connection, as the sweep sees it."""
+
+    def check_timeout(self, now: float) -> None:
+        """Fail the exchange if nothing moved for its upstream's ``timeout``."""
+        ...
 
 
 def sweep_interval(timeout: float) -> float:
@@ -29,11 +34,11 @@ class Sweep:
     """Busy connections and the task that checks them (started on first use)."""
 
     def __init__(self, interval: float) -> None:
-        self.busy: set[UpstreamConnection] = set()
+        self.busy: set[Timed] = set()
         self.interval = interval
         self._task: asyncio.Task[None] | None = None
 
-    def track(self, conn: UpstreamConnection) -> None:
+    def track(self, conn: Timed) -> None:
         self.busy.add(conn)
         if self._task is None:
             self._task = asyncio.get_running_loop().create_task(self._run())

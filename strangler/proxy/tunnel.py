@@ -11,29 +11,23 @@ and the client connection is closed after it. Nothing here looks at frames.
 from __future__ import annotations
 
 import asyncio
-from typing import TYPE_CHECKING
 
-from strangler.config import Config
 from strangler.errors import UpstreamError
-from strangler.proxy.attempt import Attempt, error_kind
+from strangler.proxy.attempt import Attempt
+from strangler.proxy.exchange import Exchange
+from strangler.proxy.forwarding import Forwarder
 from strangler.proxy.headers import RawHeaders, response_head, upstream_head
-from strangler.proxy.request import ProxyRequest
+from strangler.proxy.outcome import Answer, Failure, failure_of
 from strangler.proxy.responses import error_response
-from strangler.routing.decision import Decision
-
-if TYPE_CHECKING:
-    from strangler.proxy.connection import ClientConnection
-    from strangler.proxy.forwarding import Forwarder, Outcome
 
 
 class _Handshake(Attempt):
     """Relays a 101 and marks the switch; other statuses stream like any response."""
 
-    __slots__ = ("closed",)
-
-    def __init__(self, client: ClientConnection, upstream: str, tags: bytes) -> None:
-        super().__init__(client, upstream, tags, False)
-        self.closed: asyncio.Future[None] = client.loop.create_future()
+    def __init__(self, ex: Exchange, upstream: str, tags: bytes) -> None:
+        super().__init__(ex, upstream, tags)
+        self.head_request = False
+        self.closed: asyncio.Future[None] = ex.client.loop.create_future()
 
     def response_head(self, status: int, headers: RawHeaders, keep_alive: bool) -> None:
         if status != 101:
@@ -55,33 +49,27 @@ class _Handshake(Attempt):
         super().upstream_failed(error)
 
 
-async def tunnel(
-    fw: Forwarder,
-    client: ClientConnection,
-    req: ProxyRequest,
-    decision: Decision,
-    config: Config,
-) -> Outcome:
-    from strangler.proxy.forwarding import Outcome
-
-    upstream = decision.upstream
-    route = decision.route_name
-    pool = fw.upstreams.pool(config, upstream)
+async def tunnel(fw: Forwarder, ex: Exchange) -> Answer:
+    """Forward the handshake; after a 101, pipe bytes both ways until either side closes."""
+    client = ex.client
+    req = ex.request
+    upstream = ex.decision.upstream
+    route = ex.decision.route_name
+    pool = fw.upstreams.pool(ex.config, upstream)
     if not pool.circuit.allow():
         client.write(
             error_response(502, f"upstream {upstream!r}: circuit open", route, upstream, close=True)
         )
-        return Outcome(upstream, 502, "circuit" if decision.to_new else None)
+        return Answer(upstream, 502, ex.blame(Failure.CIRCUIT))
     try:
         conn = await pool.connect()
     except UpstreamError as exc:
         pool.circuit.failure()
-        status = exc.status
-        client.write(error_response(status, str(exc), route, upstream, close=True))
-        return Outcome(upstream, status, error_kind(exc) if decision.to_new else None)
+        client.write(error_response(exc.status, str(exc), route, upstream, close=True))
+        return Answer(upstream, exc.status, ex.blame(failure_of(exc)))
     pool.circuit.success()
     tags = fw.tags(route, upstream)
-    sink = _Handshake(client, upstream, tags)
+    sink = _Handshake(ex, upstream, tags)
     host = pool.host_header
     head = upstream_head(
         req.method.encode("latin-1"),
@@ -98,13 +86,13 @@ async def tunnel(
     conn.reusable = False
     try:
         conn.write(head)
-        result = await sink.wait()
-        if result is not None or sink.status != 101:
-            if result is not None and not sink.committed:
-                status = 504 if result == "timeout" else 502
+        failure = await sink.wait()
+        if failure is not None or sink.status != 101:
+            if failure is not None and not sink.committed:
+                status = failure.status
                 client.write(error_response(status, str(sink.error), route, upstream, close=True))
-                return Outcome(upstream, status, result if decision.to_new else None)
-            return Outcome(upstream, sink.status)
+                return Answer(upstream, status, ex.blame(failure))
+            return Answer(upstream, sink.status)
         # Switched: join the sockets. Bytes the client sent after its head go first.
         conn.finish()
         conn.sink = sink  # still told when the upstream closes
@@ -135,7 +123,7 @@ async def tunnel(
 
         client.on_close = client_closed
         await sink.closed
-        return Outcome(upstream, 101)
+        return Answer(upstream, 101)
     finally:
         client.attach(None)
         if conn.transport is not None:

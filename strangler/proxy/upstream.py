@@ -44,29 +44,6 @@ class ResponseSink(Protocol):
 
 
 class UpstreamConnection(asyncio.Protocol):
-    __slots__ = (
-        "_activity",
-        "_deadline",
-        "_drain",
-        "_head_request",
-        "_headed",
-        "_headers",
-        "_interim",
-        "_paused",
-        "_reset_parser",
-        "_seen",
-        "got_bytes",
-        "on_pause",
-        "parser",
-        "pool",
-        "raw",
-        "raw_buffer",
-        "reusable",
-        "sink",
-        "transport",
-        "uses",
-    )
-
     def __init__(self, pool: UpstreamPool) -> None:
         self.pool = pool
         self.transport: asyncio.Transport | None = None

@@ -26,8 +26,9 @@ from strangler.config import UpstreamConfig
 from strangler.errors import UpstreamError
 from strangler.message import HttpRequest, make_headers
 from strangler.proxy.headers import HOP_BY_HOP, RawHeaders
-from strangler.proxy.shadowing import MARKER, raw_pairs
+from strangler.proxy.shadowing import MARKER
 from strangler.proxy.upstream import UpstreamConnection, UpstreamPool
+from strangler.shadow.copy import raw_pairs
 from strangler.shadow.observation import Observation, Side
 from strangler.shadow.pipeline import ShadowChannel
 

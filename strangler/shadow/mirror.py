@@ -44,9 +44,9 @@ from strangler.message import HttpRequest, make_headers
 from strangler.proxy.circuit import CLOSED, CircuitBreaker
 from strangler.proxy.headers import RawHeaders
 from strangler.proxy.request import decoded
-from strangler.proxy.shadowing import ShadowCopy
 from strangler.shadow.client import ShadowClient, TooLarge, encode, encode_get, get_parts
 from strangler.shadow.compare import Comparator, adapt
+from strangler.shadow.copy import ShadowCopy
 from strangler.shadow.endpoints import Endpoints
 from strangler.shadow.identity import MirrorRewrite
 from strangler.shadow.observation import Observation, Side

@@ -74,7 +74,7 @@ class Request(Protocol):
 
     ``sent`` is when it was queued, ``retried`` whether it is on its second try
     (the channel sets it), ``limit`` the most answer body it takes. The shadow
-    mirror's requests are its shadow copies themselves (``strangler.proxy.shadowing``),
+    mirror's requests are its shadow copies themselves (``strangler.shadow.copy``),
     whose ``on_answer`` is their route's plan's: a plain attribute rather than a
     method, so the answer reaches the plan without a frame in between."""
 

@@ -12,8 +12,8 @@ import aiohttp
 from aiohttp import web
 
 from strangler.message import HttpRequest, HttpResponse
-from strangler.proxy.shadowing import ShadowCopy
 from strangler.routing.decision import Decision
+from strangler.shadow.copy import ShadowCopy, ShadowTaps
 from tests.proxy.conftest import run_proxy
 from tests.proxy.echo import echo_app
 from tests.support.net import free_port, raw_upstream, serve_app
@@ -21,7 +21,7 @@ from tests.support.net import free_port, raw_upstream, serve_app
 
 @dataclass
 class RecordingSink:
-    """A ShadowSink that remembers what it was given (the real one mirrors off-path)."""
+    """A mirror that remembers what it was given (the real one mirrors off-path)."""
 
     submitted: list[tuple[Decision, HttpRequest, HttpResponse | None, str | None]] = field(
         default_factory=list
@@ -60,7 +60,7 @@ async def test_shadowed_request_and_primary_response_are_submitted() -> None:
     sink = RecordingSink()
     async with (
         serve_app(echo_app()) as legacy,
-        run_proxy(config(legacy), shadow=sink) as proxy,
+        run_proxy(config(legacy), shadow=ShadowTaps(sink)) as proxy,
         aiohttp.ClientSession() as s,
     ):
         async with s.post(proxy.url + "/orders/5?q=1", data=b'{"a":1}') as r:
@@ -86,7 +86,7 @@ async def test_bodies_over_the_shadow_limit_are_skipped_not_buffered() -> None:
     sink = RecordingSink()
     async with (
         serve_app(echo_app()) as legacy,
-        run_proxy(config(legacy), shadow=sink) as proxy,
+        run_proxy(config(legacy), shadow=ShadowTaps(sink)) as proxy,
         aiohttp.ClientSession() as s,
     ):
         async with s.post(proxy.url + "/orders/5", data=b"x" * 50_000) as r:
@@ -101,7 +101,7 @@ async def test_a_mirrored_request_is_never_mirrored_again() -> None:
     sink = RecordingSink()
     async with (
         serve_app(echo_app()) as legacy,
-        run_proxy(config(legacy), shadow=sink) as proxy,
+        run_proxy(config(legacy), shadow=ShadowTaps(sink)) as proxy,
         aiohttp.ClientSession() as s,
         s.get(proxy.url + "/orders/1", headers={"X-Strangler-Shadow": "1"}) as r,
     ):
@@ -156,7 +156,7 @@ async def test_keep_alive_requests_each_submit_what_the_client_got() -> None:
     connector = aiohttp.TCPConnector(limit=1)
     async with (
         serve_app(varying_app()) as legacy,
-        run_proxy(config(legacy), shadow=sink) as proxy,
+        run_proxy(config(legacy), shadow=ShadowTaps(sink)) as proxy,
         aiohttp.ClientSession(connector=connector) as s,
     ):
         for i, path in enumerate(paths):
@@ -185,7 +185,7 @@ async def test_a_pooled_404_with_a_body_is_submitted_as_such() -> None:
     sink = RecordingSink()
     async with (
         serve_app(varying_app()) as legacy,
-        run_proxy(config(legacy), shadow=sink) as proxy,
+        run_proxy(config(legacy), shadow=ShadowTaps(sink)) as proxy,
         aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=1)) as s,
     ):
         for i, path in enumerate(("/orders/1/missing", "/orders/2/missing")):
@@ -232,7 +232,7 @@ async def test_a_retried_stale_connection_submits_the_retried_answer() -> None:
     sink = RecordingSink()
     async with (
         one_answer_per_connection() as (legacy, answered, _),
-        run_proxy(config(legacy), shadow=sink) as proxy,
+        run_proxy(config(legacy), shadow=ShadowTaps(sink)) as proxy,
         aiohttp.ClientSession() as s,
     ):
         bodies = []
@@ -260,7 +260,7 @@ async def test_a_primary_that_cannot_be_reached_submits_a_failed_copy() -> None:
     sink = RecordingSink()
     nobody = f"http://127.0.0.1:{free_port()}"
     async with (
-        run_proxy(config(nobody), shadow=sink) as proxy,
+        run_proxy(config(nobody), shadow=ShadowTaps(sink)) as proxy,
         aiohttp.ClientSession() as s,
     ):
         async with s.get(proxy.url + "/orders/7?q=1") as r:
@@ -282,7 +282,7 @@ async def test_a_pooled_primary_gone_for_good_submits_a_failed_copy() -> None:
     sink = RecordingSink()
     async with (
         one_answer_per_connection() as (legacy, _, upstream),
-        run_proxy(config(legacy), shadow=sink) as proxy,
+        run_proxy(config(legacy), shadow=ShadowTaps(sink)) as proxy,
         aiohttp.ClientSession() as s,
     ):
         async with s.get(proxy.url + "/orders/1") as r:
@@ -330,7 +330,7 @@ async def test_a_fallback_answer_is_what_gets_submitted() -> None:
     ):
         cfg = config(legacy, new)
         cfg["routes"][0].update(mode="new", fallback=True)
-        async with run_proxy(cfg, shadow=sink) as proxy:
+        async with run_proxy(cfg, shadow=ShadowTaps(sink)) as proxy:
             async with s.get(proxy.url + "/orders/1") as r:
                 assert (r.status, await r.read()) == (200, b"new /orders/1")
             await submitted(sink, 1)
@@ -356,7 +356,7 @@ async def test_a_fallback_after_a_broken_adapter_submits_legacys_answer() -> Non
             mode="new", fallback=True, adapter="tests.proxy.sample_adapters:Broken"
         )
         async with (
-            run_proxy(cfg, shadow=sink) as proxy,
+            run_proxy(cfg, shadow=ShadowTaps(sink)) as proxy,
             aiohttp.ClientSession() as session,
             session.get(proxy.url + "/orders/1") as resp,
         ):

@@ -1,7 +1,7 @@
 """Shadow test lab: real legacy and new upstreams on loopback, a real Router, the sink.
 
 ``front`` is a tiny aiohttp app that plays the data plane through the public
-seams only (``decide()``, ``ShadowSink.wants/submit``): it answers from the
+seams only (``decide()``, the mirror's ``wants/submit``): it answers from the
 upstream the decision names and hands the shadow copy to the sink — so the
 mirror is tested exactly as the proxy drives it, before and without the proxy.
 """
@@ -20,9 +20,11 @@ from aiohttp import web
 
 from strangler.config import Config, parse_config
 from strangler.message import HttpRequest, HttpResponse, make_headers
-from strangler.proxy.shadowing import ShadowCopy
-from strangler.routing.decision import decide
+from strangler.proxy.request import ProxyRequest, RequestBody
+from strangler.proxy.shadowing import MARKER
+from strangler.routing.decision import Decision, decide
 from strangler.routing.router import Router
+from strangler.shadow.copy import ShadowCopy
 from strangler.shadow.mirror import ShadowMirror
 from strangler.shadow.store import MemoryShadowStore, ShadowStore
 from tests.support.net import free_port, serve_app
@@ -123,7 +125,8 @@ class Front:
         if self.sink is not None and self.sink.wants(decision, request.method):
             self.sink.submit(
                 decision,
-                ShadowCopy.of(
+                copy_of(
+                    decision,
                     HttpRequest(
                         headers=make_headers(request.headers.items()),
                         body=body,
@@ -132,7 +135,6 @@ class Front:
                         query=request.query_string,
                     ),
                     HttpResponse(headers=answer_headers, body=data, status=status),
-                    None,
                     duration,
                 ),
             )
@@ -142,6 +144,30 @@ class Front:
             body=data,
             headers={"Content-Type": ctype, "X-Strangler-Upstream": decision.upstream},
         )
+
+
+def copy_of(
+    decision: Decision, request: HttpRequest, primary: HttpResponse, duration: float
+) -> ShadowCopy:
+    """A complete shadow copy from values, as the data plane would have teed it."""
+    raw = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in request.headers.items()]
+    req = ProxyRequest(
+        request.method,
+        request.target.encode("latin-1"),
+        request.path,
+        request.query.encode("latin-1"),
+        raw,
+        True,
+        RequestBody(None, True),
+        len(request.body),
+        False,
+    )
+    req.shadowed = MARKER in request.headers
+    copy = ShadowCopy(req, decision, max(len(request.body), len(primary.body)))
+    copy.body = request.body
+    copy.answered_with(primary)
+    copy.duration = duration
+    return copy
 
 
 @dataclass

@@ -173,7 +173,7 @@ async def stage(
     async with session.post(f"{admin}/api/routes/api/shadow/reset", headers=auth) as resp:
         assert resp.status == 200
     await traffic(session, running.proxy_url, tokens)
-    mirror = running.runtime.shadow
+    mirror = getattr(running.runtime.shadow, "mirror", None)  # behind ShadowTaps
     assert isinstance(mirror, ShadowMirror)
     await mirror.drain()
     async with session.get(f"{admin}/api/routes/api/shadow?samples=50") as resp:
