@@ -1,26 +1,25 @@
 """Shadow traffic: mirror sampled requests off the client's path and compare answers.
 
 ``observation`` (one side's answer), ``compare`` (typed field-by-field
-differences after adapter and normalisation), ``mirror`` (the bounded
-off-path sink), ``store`` (counts, rates, noise, redacted samples; memory or
-Redis), ``api`` (``GET /api/routes/{name}/shadow`` and the match-rate hook).
+differences after adapter and normalisation: the one definition of match),
+``mirror`` (the bounded off-path sink, and the parts it is made of: see its
+docstring), ``recorder`` (where outcomes go), ``store`` (counts, rates, noise,
+redacted samples; memory or Redis), ``api`` (``GET /api/routes/{name}/shadow``
+and the match-rate hook).
 :func:`install` wires them into a :class:`~strangler.runtime.Runtime`.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
+from strangler.runtime import Runtime
 from strangler.shadow.api import MatchRates
-from strangler.shadow.mirror import Metrics, ShadowMirror
+from strangler.shadow.mirror import ShadowMirror
+from strangler.shadow.recorder import ShadowMetrics
 from strangler.shadow.store import ShadowStore
-
-if TYPE_CHECKING:
-    from strangler.runtime import Runtime
 
 
 def install(
-    runtime: Runtime, store: ShadowStore, *, metrics: Metrics | None = None
+    runtime: Runtime, store: ShadowStore, *, metrics: ShadowMetrics | None = None
 ) -> tuple[ShadowMirror, MatchRates]:
     """Make ``store`` the runtime's shadow store: the sink, rollback feed and rate hook.
 

@@ -24,7 +24,7 @@ from strangler.proxy.upstream import UpstreamPool
 from strangler.shadow import pipeline
 from strangler.shadow.client import encode, encode_get, get_parts
 from strangler.shadow.pipeline import ShadowChannel
-from tests.shadow.conftest import Lab, dead_url, route_config
+from tests.shadow.conftest import Lab, dead_url, drain, route_config
 from tests.support.net import serve_app
 
 LIMIT = 64 * 1024
@@ -510,7 +510,7 @@ async def burst(url: str, n: int, path: str = "/api/customers/{i}") -> list[int]
 async def test_a_burst_of_matching_gets_is_counted_once_each(lab: Lab) -> None:
     url, mirror, _ = await lab.start(route_config(lab.legacy.url, lab.new.url))
     assert await burst(url, 50) == [200] * 50
-    await mirror.drain()
+    await drain(mirror)
     assert mirror.in_flight == 0
     data = await lab.store.read("customers")
     assert data.counts["match"] == 50
@@ -530,7 +530,7 @@ async def test_a_burst_of_differing_gets_is_counted_as_mismatches_with_the_field
     lab.legacy.body = lambda r: {"id": r.path.rsplit("/", 1)[-1], "name": "Ada"}
     url, mirror, _ = await lab.start(route_config(lab.legacy.url, lab.new.url))
     assert await burst(url, 50) == [200] * 50
-    await mirror.drain()
+    await drain(mirror)
     assert mirror.in_flight == 0
     data = await lab.store.read("customers")
     assert data.counts["mismatch"] == 50 and data.counts["match"] == 0
@@ -553,7 +553,7 @@ async def test_matches_and_mismatches_mixed_in_one_burst_are_each_counted_once(
     url, mirror, _ = await lab.start(route_config(lab.legacy.url, lab.new.url))
     for _ in range(2):
         assert await burst(url, 40) == [200] * 40
-    await mirror.drain()
+    await drain(mirror)
     assert mirror.in_flight == 0
     data = await lab.store.read("customers")
     assert (data.counts["match"], data.counts["mismatch"]) == (40, 40)
@@ -568,7 +568,7 @@ async def test_a_mirrored_answer_over_max_body_is_skipped(lab: Lab) -> None:
     config = route_config(lab.legacy.url, lab.new.url, shadow={"max_body": 1000})
     url, mirror, _ = await lab.start(config)
     assert await burst(url, 5) == [200] * 5
-    await mirror.drain()
+    await drain(mirror)
     assert mirror.in_flight == 0
     data = await lab.store.read("customers")
     assert data.counts["skipped"] == 5
