@@ -27,7 +27,8 @@ from strangler.shadow.client import encode, encode_get
 from strangler.shadow.judge import Judge, MirrorAnswer
 from strangler.shadow.observation import Observation
 from strangler.shadow.outcome import ERROR, MATCH, ShadowOutcome
-from strangler.shadow.pipeline import TOO_LARGE, Fields, ShadowChannel
+from strangler.shadow.pipeline import ShadowChannel
+from strangler.shadow.pipeline_connection import TOO_LARGE, Fields
 from strangler.shadow.plan import MirroredDecision, Plan
 from strangler.shadow.recorder import Recorder
 

@@ -21,9 +21,10 @@ from aiohttp import web
 from strangler.config import CircuitConfig, UpstreamConfig
 from strangler.proxy.headers import RawHeaders
 from strangler.proxy.upstream import UpstreamPool
-from strangler.shadow import pipeline
+from strangler.shadow import pipeline, pipeline_connection
 from strangler.shadow.client import encode, encode_get, get_parts
 from strangler.shadow.pipeline import ShadowChannel
+from strangler.shadow.pipeline_connection import TOO_LARGE, Fields
 from tests.shadow.conftest import Lab, dead_url, drain, route_config
 from tests.support.net import serve_app
 
@@ -146,18 +147,29 @@ class Calls:
     ) -> asyncio.Future[Result]:
         future: asyncio.Future[Result] = asyncio.get_running_loop().create_future()
 
-        def done(
-            status: int, headers: RawHeaders, body: bytes, error: str | None, seconds: float
+        def answered(
+            request: Sent, status: int, fields: Fields, body: bytes, error: str | None, secs: float
         ) -> None:
             if future.done():
                 self.extra.append(path)
                 return
             self.order.append(path)
-            future.set_result(Result(status, headers, body, error, seconds))
+            future.set_result(Result(status, list(fields.items()), body, error, secs))
 
         data = encode(pool, pool.config, "GET", path.encode(), [(b"Host", b"client.example")], b"")
-        channel.send(data, limit, done)
+        channel.enqueue(Sent(data, limit, answered))
         return future
+
+
+class Sent:
+    """One GET on the channel (a ``pipeline.Request``), answered to a test's callback."""
+
+    def __init__(self, data: bytes, limit: int, on_answer: pipeline_connection.Answer) -> None:
+        self.data = data
+        self.limit = limit
+        self.sent = time.monotonic()
+        self.retried = False
+        self.on_answer = on_answer
 
 
 @asynccontextmanager
@@ -378,7 +390,7 @@ async def test_a_body_over_the_limit_is_too_large_and_the_next_request_is_answer
         (after,) = await results(calls.send(pool, channel, "/after", limit=1000))
         (fits,) = await results(calls.send(pool, channel, "/big-fits", limit=10_000))
 
-    assert big.error == pipeline.TOO_LARGE
+    assert big.error == TOO_LARGE
     assert (behind.error, behind.body) == (None, b"/behind-big")
     assert (after.error, after.status, after.body) == (None, 200, b"/after")
     assert (fits.error, len(fits.body)) == (None, 5000)
@@ -393,7 +405,7 @@ async def test_answers_too_large_do_not_open_the_circuit() -> None:
     async with target.running(), open_channel(target.url, circuit=circuit) as (pool, channel):
         for _ in range(5):
             (big,) = await results(calls.send(pool, channel, "/big", limit=1000))
-            assert big.error == pipeline.TOO_LARGE
+            assert big.error == TOO_LARGE
         (fits,) = await results(calls.send(pool, channel, "/big", limit=LIMIT))
     assert fits.error is None and len(fits.body) == 5000
 
