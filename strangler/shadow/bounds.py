@@ -48,9 +48,15 @@ class InFlight:
         """One more mirror of ``plan`` would go over a bound."""
         return self.total >= self.limit or plan.load.count >= plan.bound
 
-    def take(self, plan: Bounded) -> None:
+    def admit(self, plan: Bounded) -> bool:
+        """Count one more mirror of ``plan`` in flight; False (not counted) when it
+        would go over a bound."""
+        load = plan.load
+        if self.total >= self.limit or load.count >= plan.bound:
+            return False
         self.total += 1
-        plan.load.count += 1
+        load.count += 1
+        return True
 
     def release(self, plan: Bounded) -> None:
         self.total -= 1

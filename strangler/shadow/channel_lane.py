@@ -24,11 +24,12 @@ from strangler.proxy.shadowing import ShadowCopy
 from strangler.shadow.background import Background
 from strangler.shadow.bounds import InFlight
 from strangler.shadow.client import encode, encode_get
+from strangler.shadow.failure import FailureKind, MirrorFailure
 from strangler.shadow.judge import Judge, MirrorAnswer
 from strangler.shadow.observation import Observation
 from strangler.shadow.outcome import ERROR, MATCH, ShadowOutcome
 from strangler.shadow.pipeline import ShadowChannel
-from strangler.shadow.pipeline_connection import TOO_LARGE, Fields
+from strangler.shadow.pipeline_connection import Fields
 from strangler.shadow.plan import MirroredDecision, Plan
 from strangler.shadow.recorder import Recorder
 
@@ -70,15 +71,16 @@ class ChannelLane:
         status: int,
         fields: Fields,
         body: bytes,
-        error: str | None,
+        error: MirrorFailure | None,
         elapsed: float,
     ) -> None:
         """A pipelined mirror's answer, from the channel's parser callback (``fields``
         is valid during the call only)."""
-        plan = cast(Plan, copy.ticket)
+        plan = copy.ticket
+        assert isinstance(plan, Plan)  # what ``send`` was given
         name = plan.name
         try:
-            if error == TOO_LARGE:
+            if error is not None and error.kind is FailureKind.TOO_LARGE:
                 self._recorder.count(name, ShadowOutcome.SKIPPED)
             else:
                 glance = plan.comparator.glance(
@@ -90,7 +92,8 @@ class ChannelLane:
                     self._recorder.count(name, ERROR)
                 else:  # compared in full (an error: to sample why, once a second)
                     if error is not None:
-                        second = Observation.failure(plan.side, plan.upstream, error, elapsed)
+                        why = str(error)
+                        second = Observation.failure(plan.side, plan.upstream, why, elapsed)
                     else:
                         second = Observation.raw(
                             plan.side, plan.upstream, status, fields.items(), body, elapsed

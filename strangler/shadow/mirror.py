@@ -112,11 +112,10 @@ class ShadowMirror:
             if copy.mirrored:
                 return  # a mirrored request is never mirrored again
             # Checked again: other mirrors may have filled the bound since ``wants``.
-            if self._in_flight.full(plan):
+            if not self._in_flight.admit(plan):
                 self.recorder.count(plan.name, _DROPPED)
                 return
             noisy = plan.noise_percent > 0 and random.random() * 100 < plan.noise_percent
-            self._in_flight.take(plan)
             try:
                 channel = plan.channel
                 if channel is not None and copy.method == "GET" and not noisy:

@@ -21,7 +21,7 @@ closes the channel sends one request per connection for good, and says so.
 Every request (:class:`~.pipeline_connection.Request`) ends in exactly one call
 of its ``on_answer``: an answer, or an error (refused, timeout — no byte for the
 upstream's ``timeout`` —, a malformed answer, a body over ``limit``:
-``TOO_LARGE``). One connection's order and parsing live in
+``TOO_LARGE``: a :class:`~.failure.MirrorFailure` each). One connection's order and parsing live in
 :mod:`.pipeline_connection`. The channel shares the shadow pool's circuit
 breaker, so a dead target costs a clock read.
 """
@@ -37,6 +37,7 @@ from time import monotonic
 from strangler.proxy.circuit import CLOSED
 from strangler.proxy.sweep import sweep_interval
 from strangler.proxy.upstream import UpstreamPool
+from strangler.shadow.failure import CHANNEL_CLOSED, CIRCUIT_OPEN, FailureKind, MirrorFailure
 from strangler.shadow.pipeline_connection import PipelinedConnection, Request
 
 log = logging.getLogger(__name__)
@@ -81,11 +82,11 @@ class ShadowChannel:
     def enqueue(self, request: Request) -> None:
         """Queue ``request``; its ``on_answer`` is called once, later or (circuit open) now."""
         if self.closed:
-            request.on_answer(request, 0, {}, b"", "shadow channel closed", 0.0)
+            request.on_answer(request, 0, {}, b"", CHANNEL_CLOSED, 0.0)
             return
         circuit = self.circuit
         if circuit.state is not CLOSED and not circuit.allow():
-            request.on_answer(request, 0, {}, b"", "circuit open: failing, not tried", 0.0)
+            request.on_answer(request, 0, {}, b"", CIRCUIT_OPEN, 0.0)
             return
         conn = self._filling
         if conn is not None and len(conn.out) < self.depth and conn.usable and not conn.dead:
@@ -147,14 +148,21 @@ class ShadowChannel:
             )
         except TimeoutError:
             self._unreachable(
-                conn, f"timeout: no connection within {pool.config.connect_timeout:g}s"
+                conn,
+                MirrorFailure(
+                    FailureKind.TIMEOUT, f"no connection within {pool.config.connect_timeout:g}s"
+                ),
             )
         except OSError as exc:
             self._unreachable(
-                conn, f"connect: cannot connect: {exc.strerror or type(exc).__name__}"
+                conn,
+                MirrorFailure(
+                    FailureKind.CONNECT,
+                    f"cannot connect: {exc.strerror or type(exc).__name__}",
+                ),
             )
 
-    def _unreachable(self, conn: PipelinedConnection, error: str) -> None:
+    def _unreachable(self, conn: PipelinedConnection, error: MirrorFailure) -> None:
         self.connections.discard(conn)
         conn.dead = True
         self.latency = max(self.latency, FAST)
@@ -191,7 +199,8 @@ class ShadowChannel:
             elif now >= conn.deadline:
                 self.latency = max(self.latency, self.pool.config.timeout)
                 self.depth = 1
-                conn.fail_all(f"timeout: no answer within {self.pool.config.timeout:g}s")
+                why = f"no answer within {self.pool.config.timeout:g}s"
+                conn.fail_all(MirrorFailure(FailureKind.TIMEOUT, why))
                 continue
             busy = True
         if busy and not self.closed:
@@ -201,7 +210,7 @@ class ShadowChannel:
 
     # ------------------------------------------------------------ outcomes
 
-    def failed(self, pending: Request, error: str, *, success: bool = False) -> None:
+    def failed(self, pending: Request, error: MirrorFailure, *, success: bool = False) -> None:
         if success:
             self.pool.circuit.success()
         else:
@@ -223,7 +232,7 @@ class ShadowChannel:
                 )
         for pending in owed:
             if pending.retried or self.closed:
-                self.failed(pending, "connect: closed the connection")
+                self.failed(pending, MirrorFailure(FailureKind.CONNECT, "closed the connection"))
             else:
                 pending.retried = True
                 self._queue(pending)
@@ -237,5 +246,5 @@ class ShadowChannel:
             task.cancel()
         for conn in list(self.connections):
             with contextlib.suppress(Exception):
-                conn.fail_all("shadow channel closed")
+                conn.fail_all(CHANNEL_CLOSED)
         self.connections.clear()

@@ -3,8 +3,8 @@
 A :class:`PipelinedConnection` writes its channel's batches of encoded GETs
 (:class:`Request`) and parses the answers with httptools as they come, handing
 each to its request's ``on_answer`` straight from the parser callback —
-exactly once: an answer, or an error (``TOO_LARGE`` for a body over the
-request's ``limit``). What to send where, retries and timeouts are the
+exactly once: an answer, or a :class:`~.failure.MirrorFailure` (``TOO_LARGE``
+for a body over the request's ``limit``). What to send where, retries and timeouts are the
 channel's (:mod:`.pipeline`); this module only keeps one connection's order.
 """
 
@@ -21,15 +21,13 @@ import httptools
 
 from strangler.proxy.circuit import CLOSED, CircuitBreaker
 from strangler.proxy.upstream import set_nodelay, until_close
-
-TOO_LARGE = "too_large"
-"""The ``error`` of an answer whose body is over the request's ``limit``."""
+from strangler.shadow.failure import TOO_LARGE, FailureKind, MirrorFailure
 
 Fields = dict[bytes, bytes]
 """An answer's headers as the parser gave them: raw names, the first value of each."""
 
 
-Answer = Callable[[Any, int, Fields, bytes, "str | None", float], None]
+Answer = Callable[[Any, int, Fields, bytes, "MirrorFailure | None", float], None]
 """``(request, status, fields, body, error, seconds)``: what a :class:`Request`'s
 ``on_answer`` is called with, exactly once. ``error`` is None for an answer;
 ``fields`` is the parser's own dict, valid during the call only: copy what you keep."""
@@ -61,7 +59,7 @@ class Channel(Protocol):
     idle_connections: list[PipelinedConnection]
 
     def observed(self, elapsed: float) -> None: ...
-    def failed(self, pending: Request, error: str, *, success: bool = False) -> None: ...
+    def failed(self, pending: Request, error: MirrorFailure, *, success: bool = False) -> None: ...
     def lost(self, conn: PipelinedConnection) -> None: ...
 
 
@@ -124,7 +122,7 @@ class PipelinedConnection(asyncio.Protocol):
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserError as exc:
-            self.fail_all(f"malformed answer: {exc}")
+            self.fail_all(MirrorFailure(FailureKind.MALFORMED, str(exc)))
         if self.answers_read:
             self._answered()
 
@@ -157,7 +155,7 @@ class PipelinedConnection(asyncio.Protocol):
         if self.transport is not None:
             self.transport.abort()
 
-    def fail_all(self, error: str) -> None:
+    def fail_all(self, error: MirrorFailure) -> None:
         """Fail every request in flight (no retry) and drop the connection."""
         owed, self.pending = self.pending, deque()
         self.abort()

@@ -23,10 +23,19 @@ from strangler.proxy.headers import RawHeaders
 from strangler.proxy.upstream import UpstreamPool
 from strangler.shadow import pipeline, pipeline_connection
 from strangler.shadow.client import encode, encode_get, get_parts
+from strangler.shadow.failure import (
+    CHANNEL_CLOSED,
+    CIRCUIT_OPEN,
+    TOO_LARGE,
+    FailureKind,
+    MirrorFailure,
+)
 from strangler.shadow.pipeline import ShadowChannel
-from strangler.shadow.pipeline_connection import TOO_LARGE, Fields
+from strangler.shadow.pipeline_connection import Fields
 from tests.shadow.conftest import Lab, dead_url, drain, route_config
 from tests.support.net import serve_app
+
+Failed = MirrorFailure | None
 
 LIMIT = 64 * 1024
 
@@ -130,7 +139,7 @@ class Result(NamedTuple):
     status: int
     headers: RawHeaders
     body: bytes
-    error: str | None
+    error: MirrorFailure | None
     seconds: float
 
 
@@ -148,7 +157,7 @@ class Calls:
         future: asyncio.Future[Result] = asyncio.get_running_loop().create_future()
 
         def answered(
-            request: Sent, status: int, fields: Fields, body: bytes, error: str | None, secs: float
+            request: Sent, status: int, fields: Fields, body: bytes, error: Failed, secs: float
         ) -> None:
             if future.done():
                 self.extra.append(path)
@@ -332,7 +341,7 @@ async def test_requests_lost_twice_end_in_an_error_each_exactly_once() -> None:
     errors = [r.error for r in answered if r.error is not None]
     ok = [r.body for r in answered if r.error is None]
     assert ok and errors
-    assert all(error.startswith("connect") for error in errors)
+    assert all(error.kind is FailureKind.CONNECT for error in errors)
     assert set(ok) <= {p.encode() for p in paths}
     for result, path in zip(answered, paths, strict=True):
         assert result.error is not None or result.body == path.encode()
@@ -350,7 +359,7 @@ async def test_closing_the_channel_ends_requests_in_flight_once() -> None:
         answered = await results(*futures)
         late = Calls()
         (after,) = await results(late.send(pool, channel, "/after-close"))
-    assert [r.error for r in answered] == ["shadow channel closed"] * 3
+    assert [r.error for r in answered] == [CHANNEL_CLOSED] * 3
     assert calls.extra == []
     assert after.error is not None  # a closed channel sends nothing
     assert "/after-close" not in target.paths()
@@ -367,7 +376,7 @@ async def test_a_target_that_never_answers_times_out() -> None:
         answered = await results(*(calls.send(pool, channel, f"/hang/{i}") for i in range(3)))
         took = time.monotonic() - started
 
-    assert all(r.error is not None and r.error.startswith("timeout") for r in answered), answered
+    assert all(r.error is not None and r.error.kind is FailureKind.TIMEOUT for r in answered)
     assert took < 4.0
     assert calls.extra == []
     assert len(target.requests) == 3  # they were sent: the wait was for the answer
@@ -416,11 +425,11 @@ async def test_a_dead_target_fails_to_connect_then_the_circuit_opens() -> None:
     async with open_channel(dead_url(), circuit=circuit) as (pool, channel):
         for i in range(3):
             (failed,) = await results(calls.send(pool, channel, f"/dead/{i}"))
-            assert failed.error is not None and failed.error.startswith("connect"), failed
+            assert failed.error is not None and failed.error.kind is FailureKind.CONNECT, failed
         future = calls.send(pool, channel, "/dead/open")
         assert future.done()  # no socket, no loop turn: answered inside send()
         error = future.result().error
-        assert error is not None and error.startswith("circuit open"), error
+        assert error == CIRCUIT_OPEN, error
     assert calls.extra == []
 
 
@@ -442,9 +451,9 @@ async def test_a_malformed_answer_is_an_error_and_the_channel_keeps_working() ->
         )
         (again,) = await results(calls.send(pool, channel, "/again"))
 
-    assert bad.error is not None and bad.error.startswith("malformed answer"), bad
+    assert bad.error is not None and bad.error.kind is FailureKind.MALFORMED, bad
     assert (good.error, good.body) == (None, b"/fine")
-    assert all(r.error is not None and r.error.startswith("malformed") for r in burst), burst
+    assert all(r.error is not None and r.error.kind is FailureKind.MALFORMED for r in burst)
     assert (again.error, again.body) == (None, b"/again")
     assert calls.extra == []
 
