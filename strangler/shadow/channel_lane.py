@@ -17,10 +17,12 @@ raises: a callback that fails is logged and its mirror released.
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from time import monotonic
 from typing import cast
 
 from strangler.proxy.shadowing import ShadowCopy
+from strangler.routing.decision import Decision
 from strangler.shadow.background import Background
 from strangler.shadow.bounds import InFlight
 from strangler.shadow.client import encode, encode_get
@@ -30,25 +32,25 @@ from strangler.shadow.observation import Observation
 from strangler.shadow.outcome import ERROR, MATCH, ShadowOutcome
 from strangler.shadow.pipeline import ShadowChannel
 from strangler.shadow.pipeline_connection import Fields
-from strangler.shadow.plan import MirroredDecision, Plan
+from strangler.shadow.plan import Plan
 from strangler.shadow.recorder import Recorder
 
 log = logging.getLogger(__name__)
 
 
+@dataclass
 class ChannelLane:
-    def __init__(
-        self, in_flight: InFlight, recorder: Recorder, judge: Judge, background: Background
-    ) -> None:
-        self._in_flight = in_flight
-        self._recorder = recorder
-        self._judge = judge
-        self._background = background
+    in_flight: InFlight
+    recorder: Recorder
+    judge: Judge
+    background: Background
+
+    def __post_init__(self) -> None:
         self.on_answer = self.answered
         """Bound once: every pipelined copy hands its answer here."""
 
     def send(
-        self, channel: ShadowChannel, plan: Plan, decision: MirroredDecision, copy: ShadowCopy
+        self, channel: ShadowChannel, plan: Plan, decision: Decision, copy: ShadowCopy
     ) -> None:
         """Queue ``copy`` (a GET of ``plan``, counted in flight) on ``channel``."""
         parts = plan.get_parts
@@ -81,15 +83,15 @@ class ChannelLane:
         name = plan.name
         try:
             if error is not None and error.kind is FailureKind.TOO_LARGE:
-                self._recorder.count(name, ShadowOutcome.SKIPPED)
+                self.recorder.count(name, ShadowOutcome.SKIPPED)
             else:
                 glance = plan.comparator.glance(
                     copy, None if error is not None else status, fields.items(), body
                 )
                 if glance == MATCH:
-                    self._recorder.matched(name, copy.path)
-                elif glance == ERROR and not self._judge.error_sample_due(name):
-                    self._recorder.count(name, ERROR)
+                    self.recorder.matched(name, copy.path)
+                elif glance == ERROR and not self.judge.error_sample_due(name):
+                    self.recorder.count(name, ERROR)
                 else:  # compared in full (an error: to sample why, once a second)
                     if error is not None:
                         why = str(error)
@@ -98,15 +100,15 @@ class ChannelLane:
                         second = Observation.raw(
                             plan.side, plan.upstream, status, fields.items(), body, elapsed
                         )
-                    self._background.start(self._judged(plan, copy, second))
+                    self.background.start(self._judged(plan, copy, second))
                     return  # released once judged
         except Exception:
             log.exception("shadow comparison for route %r failed", name)
-        self._in_flight.release(plan)
+        self.in_flight.release(plan)
 
     async def _judged(self, plan: Plan, copy: ShadowCopy, second: Observation) -> None:
         try:
-            decision = cast(MirroredDecision, copy.decision)
-            await self._judge.judge(plan, copy, decision.upstream, MirrorAnswer(second))
+            decision = cast(Decision, copy.decision)
+            await self.judge.judge(plan, copy, decision.upstream, MirrorAnswer(second))
         finally:
-            self._in_flight.release(plan)
+            self.in_flight.release(plan)

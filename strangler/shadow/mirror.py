@@ -25,6 +25,7 @@ import random
 
 from strangler.proxy.circuit import CLOSED
 from strangler.proxy.shadowing import ShadowCopy
+from strangler.routing.decision import Decision
 from strangler.shadow.background import Background
 from strangler.shadow.bounds import InFlight
 from strangler.shadow.channel_lane import ChannelLane
@@ -32,7 +33,7 @@ from strangler.shadow.client import ShadowClient
 from strangler.shadow.judge import Judge
 from strangler.shadow.noise import NoiseBook
 from strangler.shadow.outcome import ShadowOutcome
-from strangler.shadow.plan import MirroredDecision, Plan, Plans, Upstreams
+from strangler.shadow.plan import Plan, Plans, Upstreams
 from strangler.shadow.recorder import ComparisonFeed, Recorder, ShadowMetrics
 from strangler.shadow.store import ShadowStore
 from strangler.shadow.task_lane import TaskLane
@@ -75,7 +76,7 @@ class ShadowMirror:
 
     # ------------------------------------------------------------ ShadowSink
 
-    def wants(self, decision: MirroredDecision, method: str) -> Plan | None:
+    def wants(self, decision: Decision, method: str) -> Plan | None:
         """The route's plan (the copy's ``ticket``) when this request is mirrored."""
         route = decision.route
         shadow_to = decision.shadow_to
@@ -102,7 +103,7 @@ class ShadowMirror:
             return None
         return plan
 
-    def submit(self, decision: MirroredDecision, copy: ShadowCopy) -> None:
+    def submit(self, decision: Decision, copy: ShadowCopy) -> None:
         try:
             plan = copy.ticket
             if not isinstance(plan, Plan):
@@ -128,7 +129,7 @@ class ShadowMirror:
         except Exception:  # the sink must never raise into the client's response
             log.exception("shadow submit failed")
 
-    def _ticket(self, decision: MirroredDecision, copy: ShadowCopy) -> Plan | None:
+    def _ticket(self, decision: Decision, copy: ShadowCopy) -> Plan | None:
         """The plan of a copy made off the data plane (which did not ask ``wants``);
         None when the request is not mirrored."""
         route, shadow_to = decision.route, decision.shadow_to
@@ -141,7 +142,7 @@ class ShadowMirror:
             return None
         return plan
 
-    def skipped(self, decision: MirroredDecision, reason: str) -> None:
+    def skipped(self, decision: Decision, reason: str) -> None:
         if decision.route is not None:
             self.recorder.count(decision.route.name, ShadowOutcome.SKIPPED)
 

@@ -19,17 +19,15 @@ import asyncio
 import contextlib
 import hashlib
 from collections.abc import Callable, Mapping
-from typing import Protocol
 
-from strangler.adapter import HttpAdapter
 from strangler.config import (
     DEFAULT_SHADOW,
     CompareConfig,
     MirrorConfig,
-    RouteConfig,
     UpstreamConfig,
 )
 from strangler.proxy.circuit import CircuitBreaker
+from strangler.routing.table import Route
 from strangler.shadow.bounds import InFlight, RouteLoad
 from strangler.shadow.client import ShadowClient, get_parts
 from strangler.shadow.compare import Comparator
@@ -42,30 +40,6 @@ Upstreams = Callable[[], Mapping[str, UpstreamConfig]]
 """The current upstreams (read per mirrored call, so a reload is picked up)."""
 Described = Callable[[str, str, int], None]
 """(route, its compare config's generation, max_fields): how its results are kept."""
-
-
-class MirroredRoute(Protocol):
-    @property
-    def name(self) -> str: ...
-    @property
-    def config(self) -> RouteConfig: ...
-    @property
-    def adapter(self) -> HttpAdapter | None: ...
-
-
-class MirroredDecision(Protocol):
-    """What the mirror reads from ``strangler.routing.decision.Decision``."""
-
-    @property
-    def route(self) -> MirroredRoute | None: ...
-    @property
-    def upstream(self) -> str: ...
-    @property
-    def legacy(self) -> str: ...
-    @property
-    def shadow_to(self) -> str | None: ...
-    @property
-    def bucket(self) -> int: ...
 
 
 def sampled(bucket: int, percent: float) -> bool:
@@ -81,7 +55,7 @@ class Plan:
 
     def __init__(
         self,
-        route: MirroredRoute,
+        route: Route,
         shadow_to: str,
         load: RouteLoad,
         comparator: Comparator,
@@ -126,7 +100,7 @@ class Plans:
         self._client = client
         self._in_flight = in_flight
         self._described = described
-        self.known: dict[tuple[MirroredRoute, str], Plan] = {}
+        self.known: dict[tuple[Route, str], Plan] = {}
         """Look here first; :meth:`build` what is not."""
         self._comparators: dict[int, tuple[CompareConfig, Comparator]] = {}
         """By the config's identity (configs are immutable, one per route table; the
@@ -134,10 +108,10 @@ class Plans:
         self._redactors: dict[tuple[tuple[str, ...], tuple[str, ...]], Redactor] = {}
         self._rewrites: dict[str, MirrorRewrite | str] = {}
 
-    def of(self, route: MirroredRoute, shadow_to: str) -> Plan:
+    def of(self, route: Route, shadow_to: str) -> Plan:
         return self.known.get((route, shadow_to)) or self.build(route, shadow_to)
 
-    def build(self, route: MirroredRoute, shadow_to: str) -> Plan:
+    def build(self, route: Route, shadow_to: str) -> Plan:
         """The plan for ``route`` to ``shadow_to``; kept only when a loop runs (a plan
         made without one has no channel, and is made again once there is a loop)."""
         if len(self.known) > 1024:

@@ -15,36 +15,29 @@ It runs off the client's path, and never raises.
 from __future__ import annotations
 
 import asyncio
+from dataclasses import dataclass
 
 from strangler.message import HttpRequest
 from strangler.proxy.shadowing import ShadowCopy
+from strangler.routing.decision import Decision
 from strangler.shadow.bounds import InFlight
 from strangler.shadow.client import ShadowClient, TooLarge
 from strangler.shadow.judge import Judge, MirrorAnswer
 from strangler.shadow.observation import Observation, Side
 from strangler.shadow.outcome import ShadowOutcome
-from strangler.shadow.plan import MirroredDecision, Plan, Upstreams
+from strangler.shadow.plan import Plan, Upstreams
 from strangler.shadow.recorder import Recorder
 
 
+@dataclass
 class TaskLane:
-    def __init__(
-        self,
-        upstreams: Upstreams,
-        client: ShadowClient,
-        in_flight: InFlight,
-        recorder: Recorder,
-        judge: Judge,
-    ) -> None:
-        self._upstreams = upstreams
-        self._client = client
-        self._in_flight = in_flight
-        self._recorder = recorder
-        self._judge = judge
+    upstreams: Upstreams
+    client: ShadowClient
+    in_flight: InFlight
+    recorder: Recorder
+    judge: Judge
 
-    async def run(
-        self, plan: Plan, decision: MirroredDecision, copy: ShadowCopy, noisy: bool
-    ) -> None:
+    async def run(self, plan: Plan, decision: Decision, copy: ShadowCopy, noisy: bool) -> None:
         """Mirror ``copy`` (counted in flight) to the plan's target; with ``noisy``
         also to legacy once more."""
         try:
@@ -55,20 +48,20 @@ class TaskLane:
             try:
                 observed = [await calls[0]] if len(calls) == 1 else await asyncio.gather(*calls)
             except TooLarge:
-                self._recorder.count(plan.name, ShadowOutcome.SKIPPED)
+                self.recorder.count(plan.name, ShadowOutcome.SKIPPED)
                 return
             second, sent = observed[0]
             again = observed[1][0] if noisy else None
             answer = MirrorAnswer(second, sent, again)
-            await self._judge.judge(plan, copy, decision.upstream, answer)
+            await self.judge.judge(plan, copy, decision.upstream, answer)
         finally:
-            self._in_flight.release(plan)
+            self.in_flight.release(plan)
 
     async def _call(
         self, plan: Plan, upstream: str, side: Side, request: HttpRequest
     ) -> tuple[Observation, HttpRequest]:
         """One mirrored call; also the request as it was sent."""
-        config = self._upstreams().get(upstream)
+        config = self.upstreams().get(upstream)
         if config is None:
             return Observation.failure(side, upstream, "unknown upstream", 0.0), request
         if side == "new":  # (legacy takes the request as the client sent it)
@@ -87,4 +80,4 @@ class TaskLane:
                     request = adapter.request(request)
                 except Exception as exc:
                     return Observation.failure(side, upstream, f"adapter: {exc!r}", 0.0), request
-        return await self._client.send(side, upstream, config, request, plan.max_body), request
+        return await self.client.send(side, upstream, config, request, plan.max_body), request
