@@ -48,7 +48,7 @@ from strangler.shadow.difference import Comparison, Difference, Kind, field_of
 from strangler.shadow.observation import Observation
 from strangler.shadow.outcome import ERROR, MATCH, MISMATCH, Compared
 from strangler.shadow.rules import Rules
-from strangler.shadow.walk import Walk, ignored, normal
+from strangler.shadow.walk import Walk, ignored
 
 __all__ = [
     "Answered",
@@ -163,12 +163,6 @@ class Comparator:
             if _first(theirs, name, size) != _first(headers, name, size):
                 return None
         return MATCH
-
-    def normalise(self, value: Any, status: int | None = None) -> Any:
-        """A body with ignored paths dropped, equivalent values in one form and
-        unordered lists sorted: the form list items are matched by."""
-        trie = self.rules.trie(status)
-        return normal(value, trie.start(), self.rules.base)
 
     # ------------------------------------------------------------ parts
 
