@@ -45,6 +45,11 @@ _ERROR = ShadowOutcome.ERROR
 
 
 class ShadowMirror:
+    """The shadow sink: samples, bounds, and hands each copy to a lane.
+
+    ``recorder`` is where its outcomes go (and ``recorder.flush()`` pushes them to
+    ``store`` now); ``close()`` cancels what is on its way and flushes."""
+
     def __init__(
         self,
         upstreams: Upstreams,
