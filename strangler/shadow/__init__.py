@@ -2,9 +2,10 @@
 
 ``copy`` (the mirrored exchange the data plane tees), ``observation`` (one
 side's answer), ``compare`` (typed field-by-field differences after adapter
-and normalisation), ``mirror`` (the bounded off-path sink), ``store`` (counts,
-rates, noise, redacted samples; memory or Redis), ``api``
-(``GET /api/routes/{name}/shadow`` and the match-rate hook).
+and normalisation: the one definition of match), ``mirror`` (the bounded
+off-path sink, and the parts it is made of: see its docstring), ``recorder``
+(where outcomes go), ``store`` (counts, rates, noise, redacted samples; memory
+or Redis), ``api`` (``GET /api/routes/{name}/shadow`` and the match-rate hook).
 :func:`mirror_for` builds the mirror a :class:`~strangler.runtime.Runtime` holds.
 """
 
@@ -15,7 +16,8 @@ from collections.abc import Callable
 from strangler.routing.router import Router
 from strangler.shadow.api import MatchRates
 from strangler.shadow.copy import ShadowTaps
-from strangler.shadow.mirror import Metrics, ShadowMirror
+from strangler.shadow.mirror import ShadowMirror
+from strangler.shadow.recorder import ShadowMetrics
 from strangler.shadow.store import ShadowStore
 
 __all__ = ["MatchRates", "ShadowMirror", "ShadowTaps", "mirror_for"]
@@ -25,7 +27,7 @@ def mirror_for(
     router: Router,
     store: ShadowStore,
     *,
-    metrics: Metrics | None = None,
+    metrics: ShadowMetrics | None = None,
     on_comparison: Callable[[str, bool, int], None] | None = None,
 ) -> ShadowMirror:
     """The mirror for this process: it sends to the upstreams of ``router``'s current

@@ -29,6 +29,7 @@ from strangler.proxy.headers import HOP_BY_HOP, RawHeaders
 from strangler.proxy.shadowing import MARKER
 from strangler.proxy.upstream import UpstreamConnection, UpstreamPool
 from strangler.shadow.copy import raw_pairs
+from strangler.shadow.failure import CIRCUIT_OPEN, FailureKind, MirrorFailure
 from strangler.shadow.observation import Observation, Side
 from strangler.shadow.pipeline import ShadowChannel
 
@@ -121,12 +122,12 @@ class ShadowClient:
         # The shadow pools have their own breaker: a dead shadow target costs one
         # comparison of a clock, not a refused socket, per request.
         if not pool.circuit.allow():
-            return Observation.failure(side, name, "circuit open: failing, not tried", 0.0)
+            return Observation.failure(side, name, str(CIRCUIT_OPEN), 0.0)
         try:
             conn = await pool.acquire()
         except UpstreamError as exc:
             pool.circuit.failure()
-            return Observation.failure(side, name, _why(exc), time.perf_counter() - started)
+            return Observation.failure(side, name, str(_why(exc)), time.perf_counter() - started)
         except BaseException:
             pool.circuit.release_probe()
             raise
@@ -168,7 +169,7 @@ class ShadowClient:
                 pool.circuit.success()
                 raise sink.error
             pool.circuit.failure()
-            return Observation.failure(side, name, _why(sink.error), elapsed)
+            return Observation.failure(side, name, str(_why(sink.error)), elapsed)
         pool.circuit.success()
         if sink.keep_alive:
             pool.release(conn)
@@ -184,12 +185,13 @@ class ShadowClient:
         self._pools.clear()
 
 
-def _why(error: BaseException) -> str:
+def _why(error: BaseException) -> MirrorFailure | str:
+    """An upstream error as a failure kind, where its text says which."""
     text = str(error)
     if "no answer within" in text or "no connection within" in text:
-        return f"timeout: {text}"
+        return MirrorFailure(FailureKind.TIMEOUT, text)
     if "cannot connect" in text:
-        return f"connect: {text}"
+        return MirrorFailure(FailureKind.CONNECT, text)
     return text
 
 

@@ -23,6 +23,12 @@ shadow would need a core for every few hundred requests/s. This walker
 equal subtrees with one C-level ``==``, normalises only the branches a rule
 names, and reports paths in the config's own syntax.
 
+"Match" is decided here and only here. :meth:`Comparator.glance` is its
+shortcut for the pipelined lane: an outcome that shows from the raw answers
+without parsing them (a failed side, byte-identical answers), else None —
+never an outcome :meth:`Comparator.compare` would not give
+(``tests/shadow/test_glance.py`` feeds both the same pairs).
+
 Nothing here does I/O or raises on odd input: junk bodies are differences.
 """
 
@@ -31,23 +37,25 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Collection, Iterable
-from typing import Any
+from typing import Any, Protocol
 
 from strangler.adapter import HttpAdapter
 from strangler.config import CompareConfig
 from strangler.fieldpath import PathTrie, parse
 from strangler.message import HttpRequest
-from strangler.shadow.difference import Comparison, Difference, Kind, Outcome, field_of
+from strangler.proxy.headers import HOP_BY_HOP, RawHeaders
+from strangler.shadow.difference import Comparison, Difference, Kind, field_of
 from strangler.shadow.observation import Observation
+from strangler.shadow.outcome import ERROR, MATCH, MISMATCH, Compared
 from strangler.shadow.rules import Rules
-from strangler.shadow.walk import Walk, ignored, normal
+from strangler.shadow.walk import Walk, ignored
 
 __all__ = [
+    "Answered",
     "Comparator",
     "Comparison",
     "Difference",
     "Kind",
-    "Outcome",
     "PathPatterns",
     "adapt",
     "field_of",
@@ -80,12 +88,26 @@ class PathPatterns:
         return self._trie.covers(path)
 
 
+class Answered(Protocol):
+    """The answer the client got, as raw bytes (what a shadow copy holds)."""
+
+    @property
+    def status(self) -> int | None:
+        """None when the primary failed."""
+
+    @property
+    def response_headers(self) -> RawHeaders: ...
+    @property
+    def response_body(self) -> bytes: ...
+
+
 class Comparator:
     """Compares two observations under one route's ``shadow.compare`` settings."""
 
     def __init__(self, config: CompareConfig) -> None:
         self.config = config
         self.rules = Rules(config)
+        self._glanced = _glanced_headers(self.rules)
 
     # ------------------------------------------------------------ public
 
@@ -95,7 +117,7 @@ class Comparator:
         """Legacy vs new (already adapted). ``noise`` is the set of noisy fields."""
         if legacy.failed or new.failed:
             why = new.exception if new.failed else f"legacy failed: {legacy.exception}"
-            return Comparison("error", error=why)
+            return Comparison(ERROR, error=why)
         found: list[Difference] = []
         reached: set[str] = set()
         if legacy.status != new.status and not self.rules.ignores_status:
@@ -109,18 +131,38 @@ class Comparator:
         real = tuple(d for d in found if d.field not in noise)
         noisy = tuple(d for d in found if d.field in noise)
         return Comparison(
-            "mismatch" if real else "match",
+            MISMATCH if real else MATCH,
             real,
             noisy,
             warnings=warnings,
             reached=frozenset(reached) if reached else frozenset(),
         )
 
-    def normalise(self, value: Any, status: int | None = None) -> Any:
-        """A body with ignored paths dropped, equivalent values in one form and
-        unordered lists sorted: the form list items are matched by."""
-        trie = self.rules.trie(status)
-        return normal(value, trie.start(), self.rules.base)
+    def glance(
+        self, client: Answered, status: int | None, headers: Iterable[RawHeader], body: bytes
+    ) -> Compared | None:
+        """:meth:`compare`'s outcome when it shows from the raw answers, else None.
+
+        ``client`` is the answer the client got; ``status``, ``headers`` and ``body``
+        the other side's raw answer (``status`` None: it failed). A failed side is an
+        ``error`` whatever the rules. An answer byte for byte the client's — status,
+        body, and the first value of each compared header — is a ``match``: equal
+        bytes stay equal under any ignore, replace, unordered or tolerance rule.
+        Everything else (and a compared hop-by-hop header, which the observations
+        drop) is for :meth:`compare` to decide."""
+        mine = client.status
+        if mine is None or status is None:
+            return ERROR
+        if status != mine or body != client.response_body:
+            return None
+        names = self._glanced
+        if names is None:
+            return None
+        theirs = client.response_headers
+        for name, size in names:
+            if _first(theirs, name, size) != _first(headers, name, size):
+                return None
+        return MATCH
 
     # ------------------------------------------------------------ parts
 
@@ -186,6 +228,36 @@ class Comparator:
         if a == b:
             return
         out.append(Difference("body", "value", *_bytes_summary(ctype, a, b, textual)))
+
+
+RawHeader = tuple[bytes, bytes]
+
+
+def _glanced_headers(rules: Rules) -> tuple[tuple[bytes, int], ...] | None:
+    """The compared header names as :meth:`Comparator.glance` reads them (lower-case
+    bytes, length); None when it cannot: a hop-by-hop name (the observations drop
+    those on one side and maybe not the other) or a name that is not ASCII (bytes
+    and text would not fold its case alike)."""
+    if rules.all_headers_ignored:
+        return ()
+    names = []
+    for name in rules.headers:
+        if not name.isascii():
+            return None
+        raw = name.encode()
+        if raw in HOP_BY_HOP:
+            return None
+        names.append((raw, len(raw)))
+    return tuple(names)
+
+
+def _first(headers: Iterable[RawHeader], name: bytes, size: int) -> bytes | None:
+    """The first value of ``name`` (lower-case) in raw pairs: what ``headers.get(name)``
+    reads once they are decoded into an observation."""
+    for key, value in headers:
+        if len(key) == size and key.lower() == name:
+            return value
+    return None
 
 
 def _parse(body: bytes) -> tuple[Any, bool]:

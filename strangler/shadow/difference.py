@@ -14,12 +14,12 @@ import re
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from strangler.shadow.outcome import Compared
+
 Kind = Literal["value", "type", "missing", "extra", "length", "order"]
 """``value`` changed value; ``type`` changed type; ``missing`` on the new side only
 absent; ``extra`` only on the new side; ``length`` array length; ``order`` same
 elements in another order."""
-
-Outcome = Literal["match", "mismatch", "error"]
 
 _INDEX = re.compile(r"\[[^\]]*\]")
 _ID_KEY = re.compile(
@@ -71,7 +71,7 @@ class Difference:
 class Comparison:
     """The result of one comparison. ``noise`` holds differences on known-noisy fields."""
 
-    outcome: Outcome
+    outcome: Compared
     differences: tuple[Difference, ...] = ()
     noise: tuple[Difference, ...] = ()
     error: str | None = None

@@ -9,10 +9,12 @@ failure is recorded here, never raised). Nothing here does I/O.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from strangler.message import Headers, HttpResponse, make_headers
+from strangler.proxy.request import decoded
 
 Side = Literal["legacy", "new"]
 
@@ -38,6 +40,19 @@ class Observation:
     @classmethod
     def of(cls, side: Side, upstream: str, response: HttpResponse, duration: float) -> Observation:
         return cls(side, upstream, response.status, response.headers, response.body, duration)
+
+    @classmethod
+    def raw(
+        cls,
+        side: Side,
+        upstream: str,
+        status: int,
+        headers: Iterable[tuple[bytes, bytes]],
+        body: bytes,
+        duration: float,
+    ) -> Observation:
+        """From an answer as it crossed the wire (hop-by-hop headers are dropped)."""
+        return cls(side, upstream, status, make_headers(decoded(headers)), body, duration)
 
     @classmethod
     def failure(cls, side: Side, upstream: str, exception: str, duration: float) -> Observation:

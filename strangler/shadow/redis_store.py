@@ -183,7 +183,7 @@ class RedisShadowStore:
         stored = int(results[n + 2 + TREND_BUCKETS])
         reached = frozenset(_text(m) for m in results[n + 3 + TREND_BUCKETS])
         raw = results[n + 4 + TREND_BUCKETS] if samples > 0 else []
-        merged = dict.fromkeys(OUTCOMES, 0)
+        merged: dict[str, int] = dict.fromkeys(OUTCOMES, 0)
         merged.update(tally.counts)
         series = {
             b: (int(t.get(b"match", 0)), int(t.get(b"mismatch", 0)))

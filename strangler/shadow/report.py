@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from strangler.config import CompareConfig
+from strangler.shadow.outcome import ShadowOutcome
 from strangler.shadow.reach import body_paths, unapplied
 from strangler.shadow.results import OVERFLOW, Sample, signature_id
 from strangler.shadow.store import WINDOWS, RouteShadow
@@ -188,7 +189,7 @@ def fixtures(route: str, samples: Iterable[Sample]) -> dict[str, Any]:
     answers (redacted as stored), one case per sample, newest first."""
     cases = []
     for i, sample in enumerate(samples):
-        if sample.outcome != "mismatch":
+        if sample.outcome != ShadowOutcome.MISMATCH:
             continue
         sent = sample.sent or {}
         cases.append(

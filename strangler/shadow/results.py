@@ -22,6 +22,7 @@ from typing import Any
 from strangler.message import HttpRequest
 from strangler.shadow.compare import Comparison, Difference
 from strangler.shadow.observation import Observation
+from strangler.shadow.outcome import MATCH, MISMATCH, ShadowOutcome
 from strangler.shadow.redaction import REDACTED, Redactor
 
 TREND_STEP = 10
@@ -64,7 +65,7 @@ class Sample:
 
     route: str
     at: float
-    outcome: str
+    outcome: ShadowOutcome
     request: Mapping[str, Any]
     """As the client sent it (what legacy received when legacy answers)."""
     legacy: Mapping[str, Any]
@@ -143,7 +144,7 @@ class Sample:
         return cls(
             route=data["route"],
             at=data["at"],
-            outcome=data["outcome"],
+            outcome=ShadowOutcome(data["outcome"]),
             request=data["request"],
             legacy=data["legacy"],
             new=data["new"],
@@ -199,11 +200,11 @@ class Batch:
             self.warnings[diff.field] += 1
         if comparison.reached:
             self.reached |= comparison.reached
-        if outcome != "error":
+        if outcome != ShadowOutcome.ERROR:
             self.trend[(bucket_of(now), outcome)] += 1
         if endpoint:
             self.endpoints[(endpoint, outcome)] += 1
-        if outcome == "mismatch":
+        if outcome == MISMATCH:
             signature = signature_of(comparison.differences)
             self.signatures[signature] += 1
             if sample is not None:
@@ -213,10 +214,10 @@ class Batch:
 
     def match(self, now: float, count: int = 1, endpoint: str = "") -> None:
         """Matches with no difference at all (what ``add`` does for them, cheaper)."""
-        self.counts["match"] += count
-        self.trend[(bucket_of(now), "match")] += count
+        self.counts[MATCH] += count
+        self.trend[(bucket_of(now), MATCH)] += count
         if endpoint:
-            self.endpoints[(endpoint, "match")] += count
+            self.endpoints[(endpoint, MATCH)] += count
 
     def __bool__(self) -> bool:
         return bool(self.counts or self.noise)

@@ -147,7 +147,7 @@ class MemoryShadowStore:
                 tally.merge(bucket)
         else:
             tally = data.all if window == "all" else data.version
-        counts = dict.fromkeys(OUTCOMES, 0)
+        counts: dict[str, int] = dict.fromkeys(OUTCOMES, 0)
         counts.update(tally.counts)
         return RouteShadow(
             counts=counts,

@@ -14,6 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from strangler.shadow.outcome import ShadowOutcome
 from strangler.shadow.results import (
     MAX_ENDPOINTS,
     MAX_SIGNATURES,
@@ -25,7 +26,7 @@ from strangler.shadow.results import (
     bucket_of,
 )
 
-OUTCOMES = ("match", "mismatch", "error", "dropped", "skipped")
+OUTCOMES = tuple(ShadowOutcome)
 Window = Literal["all", "version", "5m"]
 WINDOWS: tuple[Window, ...] = ("all", "version", "5m")
 PARTS = ("counts", "fields", "endpoints", "signatures", "warnings")

@@ -219,6 +219,14 @@ async def lab() -> AsyncIterator[Lab]:
                 await server.__aexit__(None, None, None)
 
 
+async def drain(mirror: ShadowMirror, timeout: float = 10.0) -> None:
+    """Wait until every mirror on its way is recorded, then flush to the store."""
+    deadline = time.monotonic() + timeout
+    while mirror.in_flight > 0 and time.monotonic() < deadline:
+        await asyncio.sleep(0.005)
+    await mirror.recorder.flush()
+
+
 def dead_url() -> str:
     """A loopback URL nothing listens on (connection refused)."""
     return f"http://127.0.0.1:{free_port()}"

@@ -15,7 +15,7 @@ from playwright.async_api import Browser, Page, async_playwright
 from strangler.config import parse_config
 from strangler.serve import RunningProxy, bind_listener, start_proxy
 from strangler.shadow.mirror import ShadowMirror
-from tests.shadow.conftest import Upstream
+from tests.shadow.conftest import Upstream, drain
 from tests.support.net import serve_app
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -113,7 +113,7 @@ async def test_the_dashboard_follows_traffic_flips_and_highlights_mismatches(
     # Traffic through the proxy: the route's numbers change on the page by themselves.
     for _ in range(6):
         assert await get_upstream(stack["proxy"] + "/api/customers/7") == "monolith"
-    await stack["mirror"].drain()
+    await drain(stack["mirror"])
     await page.wait_for_function(
         "document.querySelector('#routes tr[data-route=\"customers\"] td.rate')"
         ".textContent.trim() === '6'"

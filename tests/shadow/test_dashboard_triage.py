@@ -12,6 +12,7 @@ from playwright.async_api import Browser, Dialog, Page
 from strangler.serve import RunningProxy, bind_listener, start_proxy
 from strangler.shadow.mirror import ShadowMirror
 from tests.shadow import identity_hook
+from tests.shadow.conftest import drain
 from tests.shadow.test_dashboard import ARTIFACTS, browser
 from tests.shadow.test_twin_apis import CODE_STAGE, STAGES, TOKEN, config, login, traffic
 from tests.shadow.twins import legacy_app, new_app
@@ -36,7 +37,7 @@ async def shadowed() -> AsyncIterator[RunningProxy]:
                     await traffic(session, running.proxy_url, [token])
             mirror = getattr(running.runtime.shadow, "mirror", None)  # behind ShadowTaps
             assert isinstance(mirror, ShadowMirror)
-            await mirror.drain()
+            await drain(mirror)
             yield running
         finally:
             await running.close(1.0)

@@ -9,7 +9,7 @@ import aiohttp
 from strangler.message import HttpRequest, make_headers
 from strangler.shadow.identity import CredentialMap, IdMap
 from tests.shadow import identity_ids
-from tests.shadow.conftest import Lab, route_config
+from tests.shadow.conftest import Lab, drain, route_config
 
 
 async def gets(url: str, paths: list[str], headers: dict[str, str]) -> None:
@@ -38,7 +38,7 @@ async def test_declared_rewrite_and_an_id_hook_change_only_what_the_new_side_get
     headers = {"Cookie": "sid=1", "X-Legacy-Tenant": "acme"}
     paths = ["/api/customers/1042?api_key=k&q=ada", "/api/customers/1042", "/api/customers/9"]
     await gets(url, paths, headers)
-    await mirror.drain()
+    await drain(mirror)
     legacy = {s["path"] for s in lab.legacy.seen}
     new = list(lab.new.seen)
     assert legacy == set(paths)  # the client's side is untouched
@@ -57,7 +57,7 @@ async def test_a_hook_that_fails_makes_the_mirror_an_error_with_the_reason(lab: 
     shadow = {"mirror": {"hook": "tests.shadow.identity_ids:no_such_hook"}}
     url, mirror, _ = await lab.start(route_config(lab.legacy.url, lab.new.url, shadow=shadow))
     await gets(url, ["/api/customers/1"], {})
-    await mirror.drain()
+    await drain(mirror)
     data = await lab.store.read("customers")
     assert data.counts["error"] == 1
     assert "no_such_hook" in (data.samples[0].error or "")

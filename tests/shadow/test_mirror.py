@@ -9,7 +9,7 @@ from typing import Any
 
 import aiohttp
 
-from tests.shadow.conftest import Lab, dead_url, route_config
+from tests.shadow.conftest import Lab, dead_url, drain, route_config
 
 
 async def timed_gets(url: str, n: int, path: str = "/api/customers/1") -> list[float]:
@@ -27,7 +27,7 @@ async def timed_gets(url: str, n: int, path: str = "/api/customers/1") -> list[f
 async def test_a_matching_shadow_is_counted_as_match_and_marked(lab: Lab) -> None:
     url, mirror, _ = await lab.start(route_config(lab.legacy.url, lab.new.url))
     await timed_gets(url, 3)
-    await mirror.drain()
+    await drain(mirror)
     data = await lab.store.read("customers")
     assert data.counts["match"] == 3
     assert all(seen["headers"].get("X-Strangler-Shadow") == "1" for seen in lab.new.seen)
@@ -51,7 +51,7 @@ async def test_a_slow_shadow_does_not_slow_the_client(lab: Lab) -> None:
 async def test_a_dead_shadow_target_is_an_error_and_the_client_is_served(lab: Lab) -> None:
     url, mirror, _ = await lab.start(route_config(lab.legacy.url, dead_url()))
     await timed_gets(url, 5)
-    await mirror.drain()
+    await drain(mirror)
     data = await lab.store.read("customers")
     assert data.counts["error"] == 5
     assert data.samples[0].error is not None and "connect" in data.samples[0].error
@@ -75,7 +75,7 @@ async def test_once_the_targets_breaker_opens_errors_are_counted_without_copies(
 
     mirror.submit = counting  # type: ignore[method-assign]
     await timed_gets(url, 30)
-    await mirror.drain()
+    await drain(mirror)
     data = await lab.store.read("customers")
     assert data.counts["error"] == 30
     # The breaker opens after 5 refusals; one error sample a second still goes through.
@@ -89,7 +89,7 @@ async def test_in_flight_work_is_bounded_and_drops_are_counted(lab: Lab) -> None
     url, mirror, _ = await lab.start(config)
     await asyncio.gather(*(timed_gets(url, 2) for _ in range(5)))
     assert mirror.in_flight <= 3
-    await mirror.drain()
+    await drain(mirror)
     data = await lab.store.read("customers")
     assert data.counts["dropped"] >= 7
     assert data.counts["match"] + data.counts["dropped"] == 10
@@ -100,7 +100,7 @@ async def test_the_total_bound_applies_across_routes(lab: Lab) -> None:
     lab.new.delay = 1.0
     url, mirror, _ = await lab.start(route_config(lab.legacy.url, lab.new.url), max_in_flight=2)
     await asyncio.gather(*(timed_gets(url, 2) for _ in range(3)))
-    await mirror.drain()
+    await drain(mirror)
     data = await lab.store.read("customers")
     assert data.counts["dropped"] == 4 and data.counts["match"] == 2
 
@@ -115,7 +115,7 @@ async def test_a_body_over_the_limit_is_skipped(lab: Lab) -> None:
             assert resp.status == 200
         async with session.post(url + "/api/customers", data=b"x" * 10) as resp:
             assert resp.status == 200
-    await mirror.drain()
+    await drain(mirror)
     data = await lab.store.read("customers")
     assert data.counts["skipped"] == 1 and data.counts["match"] == 1
     assert len(lab.new.seen) == 1
@@ -128,7 +128,7 @@ async def test_post_is_not_mirrored_unless_listed_then_it_carries_the_marker(lab
         session.post(url + "/api/customers", json={"name": "Ada"}) as resp,
     ):
         assert resp.status == 200
-    await mirror.drain()
+    await drain(mirror)
     assert lab.new.seen == []
 
     listed = route_config(lab.legacy.url, lab.new.url, shadow={"methods": ["GET", "POST"]})
@@ -138,7 +138,7 @@ async def test_post_is_not_mirrored_unless_listed_then_it_carries_the_marker(lab
         session.post(url + "/api/customers", json={"name": "Ada"}) as resp,
     ):
         assert resp.status == 200
-    await mirror.drain()
+    await drain(mirror)
     (seen,) = lab.new.seen
     assert seen["method"] == "POST"
     assert seen["headers"]["X-Strangler-Shadow"] == "1"
@@ -153,7 +153,7 @@ async def test_a_request_already_marked_is_never_mirrored_again(lab: Lab) -> Non
         session.get(url + "/api/customers/1", headers=headers) as resp,
     ):
         assert resp.status == 200
-    await mirror.drain()
+    await drain(mirror)
     assert lab.new.seen == []
 
 
@@ -168,7 +168,7 @@ async def test_sampling_is_sticky_per_user(lab: Lab) -> None:
                 headers = {"X-User-Id": f"user-{user}"}
                 async with session.get(url + f"/api/customers/{user}", headers=headers) as r:
                     await r.read()
-    await mirror.drain()
+    await drain(mirror)
     per_user: dict[str, int] = {}
     for seen in lab.new.seen:
         per_user[seen["path"]] = per_user.get(seen["path"], 0) + 1
@@ -180,7 +180,7 @@ async def test_a_mismatch_is_stored_with_both_sides_and_the_differing_paths(lab:
     lab.new.body = lambda r: {"id": r.match_info.get("id"), "name": "Bob"}
     url, mirror, _ = await lab.start(route_config(lab.legacy.url, lab.new.url))
     await timed_gets(url, 1)
-    await mirror.drain()
+    await drain(mirror)
     data = await lab.store.read("customers")
     assert data.counts["mismatch"] == 1
     assert data.fields == {"body.name": 1}
@@ -199,7 +199,7 @@ async def test_redaction_keeps_secrets_out_of_stored_samples(lab: Lab) -> None:
         headers = {"Authorization": "Bearer s3cret-token", "Cookie": "sid=s3cret-cookie"}
         async with session.get(url + "/api/customers/1", headers=headers) as resp:
             assert resp.status == 200
-    await mirror.drain()
+    await drain(mirror)
     (sample,) = (await lab.store.read("customers")).samples
     stored = str(sample.to_dict())
     assert "s3cret-token" not in stored and "s3cret-cookie" not in stored
@@ -216,7 +216,7 @@ async def test_noise_between_two_legacy_answers_is_flagged_not_a_mismatch(lab: L
     config = route_config(lab.legacy.url, lab.new.url, shadow={"noise_percent": 100})
     url, mirror, _ = await lab.start(config)
     await timed_gets(url, 4)
-    await mirror.drain()
+    await drain(mirror)
     data = await lab.store.read("customers")
     assert "body.request_id" in data.noise
     assert data.counts["match"] == 4 and data.counts["mismatch"] == 0
@@ -229,7 +229,7 @@ async def test_in_canary_the_side_that_did_not_answer_is_mirrored(lab: Lab) -> N
     )
     url, mirror, _ = await lab.start(config)
     await timed_gets(url, 2)
-    await mirror.drain()
+    await drain(mirror)
     assert len(lab.new.seen) == 2
     assert [s["headers"].get("X-Strangler-Shadow") for s in lab.legacy.seen] == ["1", "1"]
     assert (await lab.store.read("customers")).counts["match"] == 2
@@ -245,7 +245,7 @@ async def test_the_route_adapter_shapes_the_mirrored_request_and_the_compared_an
     )
     url, mirror, _ = await lab.start(config)
     await timed_gets(url, 2)
-    await mirror.drain()
+    await drain(mirror)
     assert [s["path"] for s in lab.new.seen] == ["/v2/customers/1"] * 2
     data = await lab.store.read("customers")
     assert data.counts["match"] == 2, data.samples

@@ -21,11 +21,21 @@ from aiohttp import web
 from strangler.config import CircuitConfig, UpstreamConfig
 from strangler.proxy.headers import RawHeaders
 from strangler.proxy.upstream import UpstreamPool
-from strangler.shadow import pipeline
+from strangler.shadow import pipeline, pipeline_connection
 from strangler.shadow.client import encode, encode_get, get_parts
+from strangler.shadow.failure import (
+    CHANNEL_CLOSED,
+    CIRCUIT_OPEN,
+    TOO_LARGE,
+    FailureKind,
+    MirrorFailure,
+)
 from strangler.shadow.pipeline import ShadowChannel
-from tests.shadow.conftest import Lab, dead_url, route_config
+from strangler.shadow.pipeline_connection import Fields
+from tests.shadow.conftest import Lab, dead_url, drain, route_config
 from tests.support.net import serve_app
+
+Failed = MirrorFailure | None
 
 LIMIT = 64 * 1024
 
@@ -129,7 +139,7 @@ class Result(NamedTuple):
     status: int
     headers: RawHeaders
     body: bytes
-    error: str | None
+    error: MirrorFailure | None
     seconds: float
 
 
@@ -146,18 +156,29 @@ class Calls:
     ) -> asyncio.Future[Result]:
         future: asyncio.Future[Result] = asyncio.get_running_loop().create_future()
 
-        def done(
-            status: int, headers: RawHeaders, body: bytes, error: str | None, seconds: float
+        def answered(
+            request: Sent, status: int, fields: Fields, body: bytes, error: Failed, secs: float
         ) -> None:
             if future.done():
                 self.extra.append(path)
                 return
             self.order.append(path)
-            future.set_result(Result(status, headers, body, error, seconds))
+            future.set_result(Result(status, list(fields.items()), body, error, secs))
 
         data = encode(pool, pool.config, "GET", path.encode(), [(b"Host", b"client.example")], b"")
-        channel.send(data, limit, done)
+        channel.enqueue(Sent(data, limit, answered))
         return future
+
+
+class Sent:
+    """One GET on the channel (a ``pipeline.Request``), answered to a test's callback."""
+
+    def __init__(self, data: bytes, limit: int, on_answer: pipeline_connection.Answer) -> None:
+        self.data = data
+        self.limit = limit
+        self.sent = time.monotonic()
+        self.retried = False
+        self.on_answer = on_answer
 
 
 @asynccontextmanager
@@ -320,7 +341,7 @@ async def test_requests_lost_twice_end_in_an_error_each_exactly_once() -> None:
     errors = [r.error for r in answered if r.error is not None]
     ok = [r.body for r in answered if r.error is None]
     assert ok and errors
-    assert all(error.startswith("connect") for error in errors)
+    assert all(error.kind is FailureKind.CONNECT for error in errors)
     assert set(ok) <= {p.encode() for p in paths}
     for result, path in zip(answered, paths, strict=True):
         assert result.error is not None or result.body == path.encode()
@@ -338,7 +359,7 @@ async def test_closing_the_channel_ends_requests_in_flight_once() -> None:
         answered = await results(*futures)
         late = Calls()
         (after,) = await results(late.send(pool, channel, "/after-close"))
-    assert [r.error for r in answered] == ["shadow channel closed"] * 3
+    assert [r.error for r in answered] == [CHANNEL_CLOSED] * 3
     assert calls.extra == []
     assert after.error is not None  # a closed channel sends nothing
     assert "/after-close" not in target.paths()
@@ -355,7 +376,7 @@ async def test_a_target_that_never_answers_times_out() -> None:
         answered = await results(*(calls.send(pool, channel, f"/hang/{i}") for i in range(3)))
         took = time.monotonic() - started
 
-    assert all(r.error is not None and r.error.startswith("timeout") for r in answered), answered
+    assert all(r.error is not None and r.error.kind is FailureKind.TIMEOUT for r in answered)
     assert took < 4.0
     assert calls.extra == []
     assert len(target.requests) == 3  # they were sent: the wait was for the answer
@@ -378,7 +399,7 @@ async def test_a_body_over_the_limit_is_too_large_and_the_next_request_is_answer
         (after,) = await results(calls.send(pool, channel, "/after", limit=1000))
         (fits,) = await results(calls.send(pool, channel, "/big-fits", limit=10_000))
 
-    assert big.error == pipeline.TOO_LARGE
+    assert big.error == TOO_LARGE
     assert (behind.error, behind.body) == (None, b"/behind-big")
     assert (after.error, after.status, after.body) == (None, 200, b"/after")
     assert (fits.error, len(fits.body)) == (None, 5000)
@@ -393,7 +414,7 @@ async def test_answers_too_large_do_not_open_the_circuit() -> None:
     async with target.running(), open_channel(target.url, circuit=circuit) as (pool, channel):
         for _ in range(5):
             (big,) = await results(calls.send(pool, channel, "/big", limit=1000))
-            assert big.error == pipeline.TOO_LARGE
+            assert big.error == TOO_LARGE
         (fits,) = await results(calls.send(pool, channel, "/big", limit=LIMIT))
     assert fits.error is None and len(fits.body) == 5000
 
@@ -404,11 +425,11 @@ async def test_a_dead_target_fails_to_connect_then_the_circuit_opens() -> None:
     async with open_channel(dead_url(), circuit=circuit) as (pool, channel):
         for i in range(3):
             (failed,) = await results(calls.send(pool, channel, f"/dead/{i}"))
-            assert failed.error is not None and failed.error.startswith("connect"), failed
+            assert failed.error is not None and failed.error.kind is FailureKind.CONNECT, failed
         future = calls.send(pool, channel, "/dead/open")
         assert future.done()  # no socket, no loop turn: answered inside send()
         error = future.result().error
-        assert error is not None and error.startswith("circuit open"), error
+        assert error == CIRCUIT_OPEN, error
     assert calls.extra == []
 
 
@@ -430,9 +451,9 @@ async def test_a_malformed_answer_is_an_error_and_the_channel_keeps_working() ->
         )
         (again,) = await results(calls.send(pool, channel, "/again"))
 
-    assert bad.error is not None and bad.error.startswith("malformed answer"), bad
+    assert bad.error is not None and bad.error.kind is FailureKind.MALFORMED, bad
     assert (good.error, good.body) == (None, b"/fine")
-    assert all(r.error is not None and r.error.startswith("malformed") for r in burst), burst
+    assert all(r.error is not None and r.error.kind is FailureKind.MALFORMED for r in burst)
     assert (again.error, again.body) == (None, b"/again")
     assert calls.extra == []
 
@@ -510,7 +531,7 @@ async def burst(url: str, n: int, path: str = "/api/customers/{i}") -> list[int]
 async def test_a_burst_of_matching_gets_is_counted_once_each(lab: Lab) -> None:
     url, mirror, _ = await lab.start(route_config(lab.legacy.url, lab.new.url))
     assert await burst(url, 50) == [200] * 50
-    await mirror.drain()
+    await drain(mirror)
     assert mirror.in_flight == 0
     data = await lab.store.read("customers")
     assert data.counts["match"] == 50
@@ -530,7 +551,7 @@ async def test_a_burst_of_differing_gets_is_counted_as_mismatches_with_the_field
     lab.legacy.body = lambda r: {"id": r.path.rsplit("/", 1)[-1], "name": "Ada"}
     url, mirror, _ = await lab.start(route_config(lab.legacy.url, lab.new.url))
     assert await burst(url, 50) == [200] * 50
-    await mirror.drain()
+    await drain(mirror)
     assert mirror.in_flight == 0
     data = await lab.store.read("customers")
     assert data.counts["mismatch"] == 50 and data.counts["match"] == 0
@@ -553,7 +574,7 @@ async def test_matches_and_mismatches_mixed_in_one_burst_are_each_counted_once(
     url, mirror, _ = await lab.start(route_config(lab.legacy.url, lab.new.url))
     for _ in range(2):
         assert await burst(url, 40) == [200] * 40
-    await mirror.drain()
+    await drain(mirror)
     assert mirror.in_flight == 0
     data = await lab.store.read("customers")
     assert (data.counts["match"], data.counts["mismatch"]) == (40, 40)
@@ -568,7 +589,7 @@ async def test_a_mirrored_answer_over_max_body_is_skipped(lab: Lab) -> None:
     config = route_config(lab.legacy.url, lab.new.url, shadow={"max_body": 1000})
     url, mirror, _ = await lab.start(config)
     assert await burst(url, 5) == [200] * 5
-    await mirror.drain()
+    await drain(mirror)
     assert mirror.in_flight == 0
     data = await lab.store.read("customers")
     assert data.counts["skipped"] == 5

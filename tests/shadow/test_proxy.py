@@ -14,7 +14,7 @@ import pytest
 from strangler.config import parse_config
 from strangler.serve import RunningProxy, bind_listener, start_proxy
 from strangler.shadow.mirror import ShadowMirror
-from tests.shadow.conftest import Upstream, dead_url
+from tests.shadow.conftest import Upstream, dead_url, drain
 from tests.support.net import serve_app
 
 
@@ -110,7 +110,7 @@ async def test_a_dead_shadow_target_is_counted_as_error_and_clients_are_served(
 ) -> None:
     async with aiohttp.ClientSession() as session:
         await timings(session, proxy["url"] + "/dead/1", 5)
-    await proxy["mirror"].drain()
+    await drain(proxy["mirror"])
     data = await proxy["mirror"].store.read("dead")
     assert data.counts["error"] == 5
     text = proxy["metrics"].render()[0].decode()
@@ -129,7 +129,7 @@ async def test_writes_are_mirrored_only_when_listed_and_always_marked(
         headers = {"X-Strangler-Shadow": "1"}
         async with session.get(proxy["url"] + "/shadowed/2", headers=headers) as resp:
             assert resp.status == 200
-    await proxy["mirror"].drain()
+    await drain(proxy["mirror"])
     assert [(s["method"], s["headers"].get("X-Strangler-Shadow")) for s in proxy["slow"].seen] == [
         ("PUT", "1")
     ]
@@ -145,7 +145,7 @@ async def test_shadow_mode_without_a_shadow_block_mirrors_with_the_defaults(
             assert resp.headers["X-Strangler-Upstream"] == "monolith"
         async with session.post(proxy["url"] + "/bare/7", json={}) as resp:
             assert resp.status == 200
-    await proxy["mirror"].drain()
+    await drain(proxy["mirror"])
     # GET mirrored and marked; POST not (default methods are GET and HEAD)
     assert [(s["method"], s["path"]) for s in proxy["slow"].seen] == [("GET", "/bare/7")]
     data = await proxy["mirror"].store.read("bare")
@@ -160,7 +160,7 @@ async def test_shadows_over_the_in_flight_bound_are_dropped_and_counted_once_eac
             async with session.get(proxy["url"] + "/bounded/1") as resp:
                 assert resp.status == 200
                 assert resp.headers["X-Strangler-Upstream"] == "monolith"
-    await proxy["mirror"].drain()
+    await drain(proxy["mirror"])
     data = await proxy["mirror"].store.read("bounded")
     # two mirrors sit on the 2-second target; the other eight were dropped, once each
     assert data.counts["dropped"] == 8
@@ -297,7 +297,7 @@ async def test_in_new_mode_the_adapted_answer_is_compared_with_legacy() -> None:
                         assert (await resp.json())["name"] == "Ada"
             mirror = getattr(running.runtime.shadow, "mirror", None)  # behind ShadowTaps
             assert isinstance(mirror, ShadowMirror)
-            await mirror.drain()
+            await drain(mirror)
             data = await mirror.store.read("customers")
             assert data.counts["match"] == 3, data.samples
             assert [s["path"] for s in new.seen] == ["/v2/customers/1"] * 3
@@ -334,7 +334,7 @@ async def test_identical_answers_are_counted_as_matches_in_the_api_and_metrics()
                         return resp.status
 
                 assert await asyncio.gather(*(get(i) for i in range(60))) == [200] * 60
-            await mirror.drain()
+            await drain(mirror)
             assert mirror.in_flight == 0
             data = await mirror.store.read("twin")
             assert data.counts["match"] == 60

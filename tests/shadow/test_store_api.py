@@ -17,7 +17,7 @@ from strangler.runtime import Runtime
 from strangler.shadow.api import MatchRates, admin_extension
 from strangler.shadow.compare import Comparison, Difference
 from strangler.shadow.store import Batch, RedisShadowStore, Sample
-from tests.shadow.conftest import Lab, route_config
+from tests.shadow.conftest import Lab, drain, route_config
 from tests.shadow.test_mirror import timed_gets
 from tests.support.net import serve_app
 
@@ -48,8 +48,8 @@ async def test_two_replicas_aggregate_into_one_view_that_survives_a_restart(
     url_b, mirror_b, _ = await lab.start(config)
     await timed_gets(url_a, 3)
     await timed_gets(url_b, 2)
-    await mirror_a.drain()
-    await mirror_b.drain()
+    await drain(mirror_a)
+    await drain(mirror_b)
     await mirror_a.close()
     await mirror_b.close()
     await replica_a.close()
@@ -82,7 +82,7 @@ async def test_the_admin_api_reports_counts_rates_fields_and_samples(lab: Lab) -
     config = route_config(lab.legacy.url, lab.new.url, shadow={"percent": 100})
     url, mirror, router = await lab.start(config)
     await timed_gets(url, 4)
-    await mirror.drain()
+    await drain(mirror)
 
     rates = MatchRates(lab.store)
     runtime = Runtime(router, shadow_match_rate=rates)

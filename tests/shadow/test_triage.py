@@ -23,7 +23,7 @@ from strangler.shadow.endpoints import Endpoints
 from strangler.shadow.report import report
 from strangler.shadow.results import OVERFLOW, Batch
 from strangler.shadow.store import MemoryShadowStore, RedisShadowStore, ShadowStore
-from tests.shadow.conftest import Lab, route_config
+from tests.shadow.conftest import Lab, drain, route_config
 from tests.support.net import serve_app
 
 REDIS = "redis://127.0.0.1:6379/0"
@@ -80,7 +80,7 @@ async def test_maps_keyed_by_ids_are_one_field_not_thousands(lab: Lab) -> None:
         for i in range(100):  # 100,000 distinct id keys on each side
             async with session.get(f"{url}/api/customers/{i}") as resp:
                 await resp.read()
-    await mirror.drain()
+    await drain(mirror)
     data = await lab.store.read("customers")
     assert set(data.fields) == {"body.users.<key>"}
     assert data.counts["mismatch"] == 100
@@ -96,7 +96,7 @@ async def test_version_window_shows_a_fix_at_once_and_reset_forgets(lab: Lab) ->
             for i in range(n):
                 async with session.get(f"{url}/api/customers/{i}") as resp:
                     await resp.read()
-        await mirror.drain()
+        await drain(mirror)
 
     await gets(6)
     fixed = {"compare": {"rules": [{"path": "body.id", "numeric_strings": True}]}}
@@ -120,7 +120,7 @@ async def test_reset_through_the_api_needs_the_token(lab: Lab) -> None:
     url, mirror, _ = await lab.start(config)
     async with aiohttp.ClientSession() as session, session.get(f"{url}/api/customers/1") as resp:
         await resp.read()
-    await mirror.drain()
+    await drain(mirror)
     data = config.model_dump(mode="json")
     data["admin"] = {"token": "t0k3n"}
     runtime = Runtime(Router(type(config).model_validate(data)))
@@ -161,7 +161,7 @@ async def test_secrets_are_never_stored(lab: Lab) -> None:
         target = f"{url}/api/customers/1?access_token=qs-token-7&page=2"
         async with session.get(target, headers=headers) as resp:
             await resp.read()
-    await mirror.drain()
+    await drain(mirror)
     data = await lab.store.read("customers")
     stored = json.dumps([s.to_dict() for s in data.samples]) + json.dumps(data.examples)
     for secret in (JWT, "pw-1", "k-2", "hdr-key-3", "hdr-token-4", "bearer-5", "qs-token-7"):
@@ -195,7 +195,7 @@ async def test_a_rule_that_never_applies_is_pointed_out_with_a_fix(lab: Lab) -> 
     url, mirror, router = await lab.start(config)
     async with aiohttp.ClientSession() as session, session.get(f"{url}/api/customers/1") as resp:
         await resp.read()
-    await mirror.drain()
+    await drain(mirror)
     runtime = Runtime(router)
     app = build_admin_app(
         runtime,
@@ -230,7 +230,7 @@ async def test_byte_identical_answers_are_counted_per_endpoint(lab: Lab) -> None
         for path in ("/api/customers/1", "/api/customers/2", "/api/customers/search"):
             async with session.get(url + path) as resp:
                 await resp.read()
-    await mirror.drain()
+    await drain(mirror)
     data = await lab.store.read("customers")
     assert data.counts["match"] == 3
     assert data.endpoints == {

@@ -20,6 +20,7 @@ from strangler.config import Config, parse_config
 from strangler.serve import RunningProxy, bind_listener, start_proxy
 from strangler.shadow.mirror import ShadowMirror
 from tests.shadow import identity_hook
+from tests.shadow.conftest import drain
 from tests.shadow.twins import LEGACY_KEY, NEW_KEY, SEED_ARTICLES, legacy_app, new_app
 from tests.support.net import serve_app
 
@@ -175,7 +176,7 @@ async def stage(
     await traffic(session, running.proxy_url, tokens)
     mirror = getattr(running.runtime.shadow, "mirror", None)  # behind ShadowTaps
     assert isinstance(mirror, ShadowMirror)
-    await mirror.drain()
+    await drain(mirror)
     async with session.get(f"{admin}/api/routes/api/shadow?samples=50") as resp:
         assert resp.status == 200
         report = await resp.json()
