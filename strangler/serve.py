@@ -33,7 +33,7 @@ from strangler.config import Config, split_listen
 from strangler.control.cutover import Cutovers
 from strangler.control.ownership import Owner
 from strangler.control.plane import ControlPlane
-from strangler.control.state import open_store
+from strangler.control.stores import open_store
 from strangler.errors import StranglerError
 from strangler.metrics import Metrics
 from strangler.proxy.server import ProxyServer

@@ -21,12 +21,12 @@ import asyncio
 import contextlib
 import logging
 import math
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING
 
 from strangler.config import MODES, Mode, RouteConfig
 from strangler.control.audit import AuditEntry, AuditLog
 from strangler.control.holds import ReplicaHolds
-from strangler.control.rollback import RollbackMonitor
+from strangler.control.rollback import RollbackCounter, RollbackMonitor
 from strangler.control.state import OverrideChange, StateSnapshot, StateStore
 from strangler.errors import StateStoreError, StranglerError
 from strangler.override import Override
@@ -36,12 +36,6 @@ if TYPE_CHECKING:
     from strangler.routing.router import Router
 
 log = logging.getLogger(__name__)
-
-
-class RollbackCounter(Protocol):
-    """The one metric the control plane feeds (``strangler_rollbacks_total``)."""
-
-    def rollback(self, route: str, reason: str) -> None: ...
 
 
 class UnknownRoute(StranglerError):

@@ -1,6 +1,7 @@
 """The state store: what every replica must agree on, behind one small protocol.
 
-Two implementations, chosen by ``state:`` in routes.yaml (:func:`open_store`):
+Two implementations, chosen by ``state:`` in routes.yaml
+(:func:`strangler.control.stores.open_store`):
 
 * ``memory://`` — one process (the embedded default, ``strangler demo``), here;
 * ``redis://host:port/db`` — shared by every replica and worker
@@ -28,7 +29,6 @@ from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from strangler.config import StateConfig
 from strangler.control.ownership import Ownership, dump_ownership, unowned
 from strangler.override import Override
 
@@ -127,15 +127,6 @@ class StateStore(Protocol):
         ...
 
     async def release(self, key: str) -> None: ...
-
-
-def open_store(config: StateConfig) -> StateStore:
-    """The store ``state:`` names. Does not connect yet (Redis connects on first use)."""
-    if config.url == "memory://":
-        return MemoryStateStore()
-    from strangler.control.redis_store import RedisStateStore  # redis only when asked for
-
-    return RedisStateStore(config.url, config.namespace)
 
 
 def stored_form(ownership: Ownership | None) -> str:
