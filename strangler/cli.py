@@ -43,7 +43,7 @@ def _parser() -> argparse.ArgumentParser:
         "--workers",
         type=int,
         default=0,
-        help="processes (default: cores with redis:// state, 1 with memory://)",
+        help="proxy processes (default: one per core, with any state)",
     )
     serve.add_argument(
         "--loop",

@@ -1,13 +1,18 @@
 """The process runtime of ``strangler serve``: signals, workers, graceful shutdown.
 
-With one worker (always, for ``memory://`` state, which cannot be shared) the
-proxy and the admin listener run in this process. With ``--workers N`` the
-parent binds the public socket once and forks N proxy workers that all accept
-on it, plus one admin process (the admin listener binds in one place only);
-the parent then only supervises: it forwards SIGHUP (reload) to every child,
-restarts a child that dies after it had started well, and on SIGTERM/SIGINT
-asks every child to stop — each stops accepting, lets in-flight requests
-finish within the grace period and exits — then exits 0.
+With one worker the proxy and the admin listener run in this process. With
+``--workers N`` (default: one per core, whatever the state) the parent binds
+the public socket once and forks N proxy workers that all accept on it, plus
+one admin process (the admin listener binds in one place only); the parent
+then only supervises: it forwards SIGHUP (reload) to every child, restarts a
+child that dies after it had started well, and on SIGTERM/SIGINT asks every
+child to stop — each stops accepting, lets in-flight requests finish within
+the grace period and exits — then exits 0.
+
+With ``state: memory://`` the parent also owns the state (overrides, rollback
+counts, context owners, hold acknowledgements): it serves it on a Unix socket
+(:mod:`strangler.control.supervised`) and every child reads and writes it
+there, so a flip through the admin API reaches every worker at once.
 
 Workers share metrics through a spool folder the parent creates and removes.
 The parent never runs an event loop or threads, so forking from it stays safe.
@@ -30,7 +35,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from strangler.config import Config, split_listen
-from strangler.errors import ConfigError, Problem, StranglerError
+from strangler.control.supervised import StateServer, SupervisedStateStore
+from strangler.errors import StranglerError
 from strangler.serve import SHUTDOWN_GRACE, bind_listener, start_proxy
 
 log = logging.getLogger("strangler.serve")
@@ -63,21 +69,9 @@ def run_loop(main: Coroutine[object, object, int], loop: str = "auto") -> int:
         return runner.run(main)
 
 
-def worker_count(config: Config, requested: int) -> int:
-    """``--workers`` resolved: default cores with Redis state, 1 with memory state."""
-    shared = config.state.url != "memory://"
-    count = requested or ((os.cpu_count() or 1) if shared else 1)
-    if count > 1 and not shared:
-        raise ConfigError(
-            [
-                Problem(
-                    "state",
-                    f"'memory://' cannot be shared by {count} worker processes: "
-                    "use state: redis://HOST:6379/0, or --workers 1",
-                )
-            ]
-        )
-    return count
+def worker_count(requested: int) -> int:
+    """``--workers`` resolved: 0 means one per core (with any state)."""
+    return requested or os.cpu_count() or 1
 
 
 def serve(
@@ -88,7 +82,7 @@ def serve(
     loop: str = "auto",
 ) -> int:
     """Run until SIGTERM/SIGINT; returns the exit code."""
-    count = worker_count(config, workers)
+    count = worker_count(workers)
     if count == 1:
         return run_loop(_single(config_path, config, grace), loop)
     return _Supervisor(config_path, config, count, grace, loop).run()
@@ -151,6 +145,8 @@ class _Supervisor:
         self.loop = loop
         self.children: dict[int, _Child] = {}
         self.spool = Path(tempfile.mkdtemp(prefix="strangler-metrics-"))
+        self.state: StateServer | None = None
+        """``memory://`` state, owned here and served to the children."""
 
     def run(self) -> int:
         # Block the signals we handle, so they queue for sigtimedwait() instead of
@@ -158,6 +154,8 @@ class _Supervisor:
         signal.pthread_sigmask(signal.SIG_BLOCK, _WATCHED)
         sock = bind_listener(*split_listen(self.config.listen))
         try:
+            if self.config.state.url == "memory://":
+                self.state = StateServer(self.spool / "state.sock")
             log.info("proxy on %s with %d workers", self.config.listen, self.count)
             for _ in range(self.count):
                 self._spawn("worker", sock)
@@ -165,6 +163,8 @@ class _Supervisor:
             return self._supervise(sock)
         finally:
             sock.close()
+            if self.state is not None:
+                self.state.close()
             shutil.rmtree(self.spool, ignore_errors=True)
             signal.pthread_sigmask(signal.SIG_UNBLOCK, _WATCHED)
 
@@ -174,6 +174,8 @@ class _Supervisor:
             code = 1
             try:
                 signal.pthread_sigmask(signal.SIG_SETMASK, set())
+                if self.state is not None:
+                    self.state.forget()
                 code = run_loop(self._child_main(role, sock), self.loop)
             except StranglerError as exc:
                 log.error("%s process %d: %s", role, os.getpid(), exc)
@@ -188,10 +190,15 @@ class _Supervisor:
     async def _child_main(self, role: str, sock: socket.socket) -> int:
         parent = os.getppid()
         orphan_watch = asyncio.create_task(_stop_when_orphaned(parent))
+        state = None if self.state is None else SupervisedStateStore(self.state.path)
         if role == "admin":
             sock.close()  # the admin process never accepts proxy traffic
             running = await start_proxy(
-                self.config, config_path=self.config_path, proxy=False, spool_dir=self.spool
+                self.config,
+                config_path=self.config_path,
+                proxy=False,
+                spool_dir=self.spool,
+                state=state,
             )
             log.info("admin on %s (pid %d)", running.admin_url, os.getpid())
         else:
@@ -202,6 +209,7 @@ class _Supervisor:
                 admin=False,
                 spool_dir=self.spool,
                 count_reloads=False,
+                state=state,
             )
         await _until_stopped(running.watcher.trigger if running.watcher else None)
         orphan_watch.cancel()
@@ -213,7 +221,11 @@ class _Supervisor:
         deadline = 0.0
         code = 0
         while self.children:
-            info = signal.sigtimedwait(_WATCHED, 0.5)
+            if self.state is not None:
+                self.state.poll(0.05)  # serve the children's state calls between signals
+                info = signal.sigtimedwait(_WATCHED, 0)
+            else:
+                info = signal.sigtimedwait(_WATCHED, 0.5)
             signum = info.si_signo if info is not None else None
             if signum in _STOP_SIGNALS and not stopping:
                 stopping, deadline = True, time.monotonic() + self.grace + 5.0

@@ -33,6 +33,7 @@ from strangler.config import Config, split_listen
 from strangler.control.cutover import Cutovers
 from strangler.control.ownership import Owner
 from strangler.control.plane import ControlPlane
+from strangler.control.state import StateStore
 from strangler.control.stores import open_store
 from strangler.errors import StranglerError
 from strangler.metrics import Metrics
@@ -126,6 +127,7 @@ async def start_proxy(
     spool_dir: Path | None = None,
     count_reloads: bool = True,
     admin_extensions: Sequence[AdminExtension] = (),
+    state: StateStore | None = None,
     sync_status: SyncStatus | None = None,
 ) -> RunningProxy:
     """Start this process's part of the proxy.
@@ -136,7 +138,9 @@ async def start_proxy(
     enables hot reload. ``spool_dir`` shares metrics with sibling workers;
     ``count_reloads`` is off in workers so one reload is counted once.
     ``admin_extensions`` and ``sync_status`` go to the admin app (after the
-    dashboard and the shadow API, which are always there)."""
+    dashboard and the shadow API, which are always there). ``state`` is the state
+    store to use instead of opening ``config.state`` (a ``--workers`` child gets
+    the supervisor's)."""
     base_dir = Path(config_path).resolve().parent if config_path is not None else None
     router = Router(config, base_dir=base_dir)
     metrics = Metrics(spool_dir)
@@ -145,7 +149,7 @@ async def start_proxy(
     runtime = Runtime(router, listeners=[metrics.listener], metrics=metrics)
     control = ControlPlane(
         runtime,
-        open_store(config.state),
+        state if state is not None else open_store(config.state),
         metrics=metrics,
         audit_entries=config.admin.audit_entries,
     )

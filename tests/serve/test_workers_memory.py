@@ -1,0 +1,209 @@
+"""`strangler serve --workers 2` with `state: memory://`: the supervisor owns the state.
+
+Which worker proxied a request is read from the kernel, not from the product: the
+upstream looks up which child process owns the client end of the connection it is
+served on (/proc), so "both workers served" is a fact, not something we reported.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections import Counter
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import aiohttp
+from aiohttp import web
+
+from tests.control.conftest import eventually
+from tests.serve.conftest import routes_yaml
+from tests.serve.support import ServeProcess, strangler_serve
+from tests.support.net import free_port, serve_app
+
+HEADERS = {"Authorization": "Bearer secret"}
+
+
+def children(pid: int) -> set[int]:
+    text = Path(f"/proc/{pid}/task/{pid}/children").read_text()
+    return {int(p) for p in text.split()}
+
+
+def _socket_inodes(pid: int) -> set[str]:
+    inodes = set()
+    for fd in Path(f"/proc/{pid}/fd").iterdir():
+        try:
+            target = os.readlink(fd)
+        except OSError:
+            continue
+        if target.startswith("socket:["):
+            inodes.add(target[8:-1])
+    return inodes
+
+
+def owner_of_port(port: int, pids: set[int]) -> int | None:
+    """The process among ``pids`` holding the loopback TCP socket with local ``port``."""
+    inodes = set()
+    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+        fields = line.split()
+        # An old connection on the same port may linger in TIME_WAIT (inode 0).
+        if int(fields[1].split(":")[1], 16) == port and fields[9] != "0":
+            inodes.add(fields[9])
+    return next((pid for pid in pids if inodes & _socket_inodes(pid)), None)
+
+
+@dataclass
+class Seen:
+    """(worker pid, side) of every request the upstreams answered."""
+
+    serve_pid: int = 0
+    answers: list[tuple[int | None, str]] = field(default_factory=list)
+
+
+def _app(name: str, seen: Seen, status: int = 200) -> web.Application:
+    async def answer(request: web.Request) -> web.Response:
+        peer = request.transport.get_extra_info("peername") if request.transport else None
+        worker = owner_of_port(peer[1], children(seen.serve_pid)) if peer else None
+        seen.answers.append((worker, name))
+        return web.json_response({"side": name}, status=status)
+
+    app = web.Application()
+    app.router.add_route("*", "/{tail:.*}", answer)
+    return app
+
+
+@asynccontextmanager
+async def two_workers(
+    tmp_path: Path, mode: str = "legacy", new_status: int = 200, route_keys: str = ""
+) -> AsyncIterator[tuple[ServeProcess, Seen]]:
+    seen = Seen()
+    port, admin_port = free_port(), free_port()
+    async with (
+        serve_app(_app("legacy", seen)) as legacy,
+        serve_app(_app("new", seen, new_status)) as new,
+    ):
+        path = tmp_path / "routes.yaml"
+        path.write_text(
+            routes_yaml(
+                port=port,
+                admin_port=admin_port,
+                legacy_url=legacy,
+                new_url=new,
+                mode=mode,
+            )
+            + route_keys
+        )
+        async with strangler_serve(path, port, admin_port, "--workers", "2") as serve:
+            seen.serve_pid = serve.process.pid
+            yield serve, seen
+
+
+async def burst(serve: ServeProcess, count: int = 20, path: str = "/api/customers") -> list[int]:
+    """``count`` requests at once, each on a fresh connection (so both workers accept)."""
+    connector = aiohttp.TCPConnector(force_close=True)
+    async with aiohttp.ClientSession(connector=connector) as session:
+
+        async def one(i: int) -> int:
+            async with session.get(f"{serve.proxy}{path}/{i}") as response:
+                await response.read()
+                return response.status
+
+        return await asyncio.gather(*(one(i) for i in range(count)))
+
+
+async def both_serving(serve: ServeProcess, seen: Seen, path: str = "/api/customers") -> set[int]:
+    """Send until both workers have answered (which one accepts is the kernel's choice)."""
+    for _ in range(20):
+        await burst(serve, path=path)
+        if len({w for w, _ in seen.answers if w is not None}) == 2:
+            break
+    workers = {w for w, _ in seen.answers}
+    assert len(workers) == 2 and None not in workers, seen.answers
+    return workers
+
+
+async def test_a_flip_through_the_admin_api_reaches_both_workers(tmp_path: Path) -> None:
+    async with two_workers(tmp_path) as (serve, seen), aiohttp.ClientSession() as admin:
+        workers = await both_serving(serve, seen)
+        assert {side for _, side in seen.answers} == {"legacy"}
+
+        async with admin.put(
+            serve.admin + "/api/routes/customers/override", json={"mode": "new"}, headers=HEADERS
+        ) as response:
+            assert response.status == 200, await response.text()
+        flipped_at = len(seen.answers)
+
+        def both_on_new() -> bool:
+            after = seen.answers[flipped_at:]
+            return all(
+                any(w == worker and side == "new" for w, side in after) for worker in workers
+            )
+
+        async def send_and_check() -> bool:
+            await burst(serve)
+            return both_on_new()
+
+        await eventually(send_and_check, timeout=20)
+        # Once a worker answered from new, it never went back to legacy.
+        for worker in workers:
+            sides = [side for w, side in seen.answers[flipped_at:] if w == worker]
+            assert "legacy" not in sides[sides.index("new") :], sides
+
+        async with admin.get(serve.admin + "/api/routes") as response:
+            body = await response.json()
+        (route,) = body["routes"]
+        assert (route["mode"], route["source"]) == ("new", "override")
+        assert body["state"]["url"] == "memory://" and body["state"]["connected"]
+
+        # Back to routes.yaml, again on both workers.
+        async with admin.delete(
+            serve.admin + "/api/routes/customers/override", headers=HEADERS
+        ) as response:
+            assert response.status == 200
+        cleared_at = len(seen.answers)
+
+        async def both_back() -> bool:
+            await burst(serve)
+            after = seen.answers[cleared_at:]
+            return all(
+                any(w == worker and side == "legacy" for w, side in after) for worker in workers
+            )
+
+        await eventually(both_back, timeout=20)
+
+
+async def test_rollback_counts_from_both_workers_add_up(tmp_path: Path) -> None:
+    """20 failing requests split over two workers roll the route back at min_requests 20:
+    neither worker saw 20 alone, so the counts met in the supervisor's state."""
+    rollback = "    rollback: {error_rate: 0.5, min_requests: 20, window: 60s}\n"
+    async with (
+        two_workers(tmp_path, mode="new", new_status=500, route_keys=rollback) as (serve, seen),
+        aiohttp.ClientSession() as admin,
+    ):
+        # Unmatched paths (legacy, not counted by the route's rollback) until both serve.
+        await both_serving(serve, seen, path="/elsewhere")
+        warmed = len(seen.answers)
+        statuses = await burst(serve, 20)
+        assert statuses == [500] * 20
+        per_worker = Counter(w for w, _ in seen.answers[warmed:])
+        assert len(per_worker) == 2 and max(per_worker.values()) < 20, per_worker
+
+        async def rolled_back() -> bool:
+            async with admin.get(serve.admin + "/api/routes") as response:
+                (route,) = (await response.json())["routes"]
+            return bool(route["source"] == "auto-rollback" and route["mode"] == "legacy")
+
+        await eventually(rolled_back, timeout=20)
+
+        async def both_on_legacy() -> bool:
+            start = len(seen.answers)
+            await burst(serve)
+            after = seen.answers[start:]
+            return {side for _, side in after} == {"legacy"} and len({w for w, _ in after}) == 2
+
+        await eventually(both_on_legacy, timeout=20)
+        async with admin.get(serve.admin + "/api/audit") as response:
+            entries = (await response.json())["entries"]
+        assert [e["action"] for e in entries] == ["auto-rollback"]
