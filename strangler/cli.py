@@ -46,6 +46,11 @@ def _parser() -> argparse.ArgumentParser:
         help="proxy processes (default: one per core, with any state)",
     )
     serve.add_argument(
+        "--local-copy",
+        metavar="PATH",
+        help="where this replica keeps the last state it saw (default: state.local_copy)",
+    )
+    serve.add_argument(
         "--loop",
         choices=["auto", "asyncio", "uvloop"],
         default="auto",

@@ -190,6 +190,9 @@ class AdminConfig(_Model):
 class StateConfig(_Model):
     url: str = "memory://"
     namespace: str = "default"
+    local_copy: str | bool = True
+    """Where a replica keeps the last state it saw (served if the store is down at
+    start): a path, true for the default place, false for none."""
 
     @field_validator("url")
     @classmethod

@@ -31,6 +31,7 @@ from strangler.admin.contexts import contexts_extension
 from strangler.admin.dashboard import dashboard_extension
 from strangler.config import Config, split_listen
 from strangler.control.cutover import Cutovers
+from strangler.control.local_copy import LocalCopy, local_copy_path
 from strangler.control.ownership import Owner
 from strangler.control.plane import ControlPlane
 from strangler.control.state import StateStore
@@ -147,11 +148,15 @@ async def start_proxy(
     metrics.observe_table(router.table)
     router.on_swap.append(metrics.observe_table)
     runtime = Runtime(router, listeners=[metrics.listener], metrics=metrics)
+    store = state if state is not None else open_store(config.state)
+    copy_path = local_copy_path(config.state, store.url) if store.shared else None
     control = ControlPlane(
         runtime,
-        state if state is not None else open_store(config.state),
+        store,
         metrics=metrics,
         audit_entries=config.admin.audit_entries,
+        local_copy=(LocalCopy(copy_path, store.url, config.state.namespace) if copy_path else None),
+        on_source=metrics.state_source,
     )
     running = RunningProxy(config, runtime, metrics, control)
     try:

@@ -24,6 +24,7 @@ import hashlib
 import hmac
 import json
 import math
+import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
@@ -144,6 +145,25 @@ def _mismatch_rate(runtime: Runtime, route: str) -> float | None:
     return None if rate is None else 1.0 - rate
 
 
+def state_notice(control: ControlPlane) -> str | None:
+    """What a person should know about the state this process routes by (None: all well);
+    shown by ``/api/routes`` and the dashboard."""
+    if control.source == "local_copy":
+        saved = control.local_copy_saved_at
+        when = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(saved)) if saved else "?"
+        path = control.local_copy.path if control.local_copy is not None else "?"
+        return (
+            f"state store {control.store.url} unreachable since start: serving the local "
+            f"copy saved {when} ({path}); changes are refused until it answers"
+        )
+    if control.store.shared and not control.connected:
+        return (
+            f"state store {control.store.url} unreachable: routing continues with the "
+            "last-known table; changes are refused until it answers"
+        )
+    return None
+
+
 def route_view(runtime: Runtime, route: Route, traffic: Traffic | None = None) -> dict[str, Any]:
     """One route as ``GET /api/routes`` shows it (the dashboard uses the same shape)."""
     match_rate = None
@@ -221,6 +241,16 @@ class _Handlers:
                     "shared": control.store.shared,
                     "connected": control.connected,
                     "error": control.last_error,
+                    "source": control.source,
+                    "notice": state_notice(control),
+                    "local_copy": (
+                        {
+                            "path": str(control.local_copy.path),
+                            "saved_at": control.local_copy_saved_at,
+                        }
+                        if control.local_copy is not None
+                        else None
+                    ),
                 },
             }
         )
