@@ -173,6 +173,9 @@ class AdminConfig(_Model):
     listen: str = "127.0.0.1:8081"
     token: SecretStr | None = None
     audit_entries: int = Field(200, ge=1)
+    hosts: tuple[str, ...] | None = None
+    """Host names the admin listener answers (DNS rebinding); None: ``localhost`` and
+    the ``listen`` host. IP addresses are always answered; ``*`` answers any name."""
 
     @field_validator("listen")
     @classmethod

@@ -22,6 +22,7 @@ import asyncio
 import contextlib
 import hashlib
 import hmac
+import ipaddress
 import json
 import math
 import time
@@ -29,7 +30,9 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
 from aiohttp import web
+from aiohttp.typedefs import Handler, Middleware
 
+from strangler.config import AdminConfig, split_listen
 from strangler.control.plane import (
     ControlPlane,
     InvalidOverride,
@@ -69,6 +72,47 @@ _ERRORS: dict[int, type[web.HTTPException]] = {
 }
 
 
+def allowed_host(admin: AdminConfig, host: str | None) -> bool:
+    """Is ``host`` (a Host header) a name this admin listener answers to?
+
+    A browser tricked by DNS rebinding sends the attacker's name, never an IP address,
+    so addresses always pass; names must be ``localhost``, the ``listen`` host, or
+    listed in ``admin.hosts`` (``*``: any)."""
+    if host is None:
+        return True  # no name was used (HTTP/1.0): nothing a rebinding page could send
+    name = host.strip().lower()
+    if name.startswith("["):
+        name = name[1 : name.find("]")] if "]" in name else name
+    elif name.count(":") == 1:
+        name = name.partition(":")[0]
+    name = name.rstrip(".")
+    try:
+        ipaddress.ip_address(name)
+        return True
+    except ValueError:
+        pass
+    if admin.hosts is None:
+        return name in ("localhost", split_listen(admin.listen)[0].lower())
+    return "*" in admin.hosts or name in (h.lower().rstrip(".") for h in admin.hosts)
+
+
+def _host_guard(runtime: Runtime) -> Middleware:
+    @web.middleware
+    async def guard(request: web.Request, handler: Handler) -> web.StreamResponse:
+        admin = runtime.router.config.admin
+        if not allowed_host(admin, request.headers.get("Host")):
+            return web.json_response(
+                {
+                    "error": f"this admin listener does not answer to host "
+                    f"{request.headers.get('Host')!r}; add it to admin.hosts in routes.yaml"
+                },
+                status=421,
+            )
+        return await handler(request)
+
+    return guard
+
+
 def build_admin_app(
     runtime: Runtime,
     control: ControlPlane,
@@ -77,8 +121,9 @@ def build_admin_app(
     extensions: Sequence[AdminExtension] = (),
     sync_status: SyncStatus | None = None,
 ) -> web.Application:
-    """The admin application. ``metrics`` feeds ``/metrics`` and the traffic figures."""
-    app = web.Application()
+    """The admin application. ``metrics`` feeds ``/metrics`` and the traffic figures.
+    It answers only the host names ``admin.hosts`` allows (421 otherwise)."""
+    app = web.Application(middlewares=[_host_guard(runtime)])
     app[RUNTIME] = runtime
     app[CONTROL] = control
     handlers = _Handlers(runtime, control, metrics, sync_status)
