@@ -123,11 +123,13 @@ class _Counts:
                     mine[key] = mine.get(key, 0) + value
 
     def copy(self) -> _Counts:
+        """A copy; safe from another thread (the admin listener's) while the loop counts:
+        ``dict(...)`` and ``list(...)`` of a dict are single steps under the GIL."""
         out = _Counts()
         for name in self.__slots__:
             table = getattr(self, name)
             if name in ("durations", "cutover_hold"):
-                setattr(out, name, {k: list(v) for k, v in table.items()})
+                setattr(out, name, {k: list(v) for k, v in list(table.items())})
             else:
                 setattr(out, name, dict(table))
         return out

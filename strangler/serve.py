@@ -6,7 +6,8 @@ automatic rollback) and shadowing, then starts whichever listeners this
 process serves: the data plane on a given or freshly bound socket, and the
 admin app on ``admin.listen`` (or a given port). With a ``config_path`` it also
 watches routes.yaml for hot reloads. ``RunningProxy.close()`` undoes all of it,
-letting in-flight requests finish within a grace period.
+letting in-flight requests finish within a grace period. The admin app runs
+on a thread of its own (:mod:`strangler.admin.server`).
 
 It runs inside an existing event loop, so tests and ``strangler demo`` use it
 in-process; :mod:`strangler.process` runs it in worker processes. It never
@@ -24,11 +25,10 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from aiohttp import web
-
 from strangler.admin.app import AdminExtension, SyncStatus, build_admin_app
 from strangler.admin.contexts import contexts_extension
 from strangler.admin.dashboard import dashboard_extension
+from strangler.admin.server import AdminServer
 from strangler.config import Config, split_listen
 from strangler.control.cutover import Cutovers
 from strangler.control.local_copy import LocalCopy, local_copy_path
@@ -201,16 +201,15 @@ async def start_proxy(
                     *admin_extensions,
                 ],
                 sync_status=sync_status,
+                plane_loop=asyncio.get_running_loop(),
             )
-            # Admin calls are short; do not let a stuck one hold up a stop for long.
-            runner = web.AppRunner(
-                app, handle_signals=False, access_log=None, shutdown_timeout=ADMIN_GRACE
-            )
-            await runner.setup()
             admin_sock = bind_listener(host, port if admin_port is None else admin_port)
-            await web.SockSite(runner, admin_sock).start()
+            # On its own thread and loop: no admin call can stall proxied requests. Admin
+            # calls are short; do not let a stuck one hold up a stop for long.
+            admin_server = AdminServer(app, admin_sock, shutdown_timeout=ADMIN_GRACE)
+            await admin_server.start()
             running.admin_address = admin_sock.getsockname()[:2]
-            running._closers.append(lambda grace: runner.cleanup())
+            running._closers.append(admin_server.stop)
 
         if proxy:
             if proxy_sock is None:

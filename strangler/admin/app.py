@@ -26,8 +26,8 @@ import ipaddress
 import json
 import math
 import time
-from collections.abc import Awaitable, Callable, Mapping, Sequence
-from typing import Any
+from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
+from typing import Any, TypeVar
 
 from aiohttp import web
 from aiohttp.typedefs import Handler, Middleware
@@ -47,6 +47,9 @@ from strangler.routing.table import Route
 from strangler.runtime import Runtime
 
 from .traffic import Traffic, TrafficWindow
+
+T = TypeVar("T")
+H = TypeVar("H", bound=Callable[..., Any])
 
 AdminExtension = Callable[[web.Application], None]
 """Registers more routes on the admin app (e.g. ``strangler.shadow.api``)."""
@@ -70,6 +73,63 @@ _ERRORS: dict[int, type[web.HTTPException]] = {
         web.HTTPServiceUnavailable,
     )
 }
+
+
+class PlaneLoop:
+    """The proxy's event loop, as seen from the admin app's.
+
+    The admin listener runs on a thread of its own (:mod:`strangler.admin.server`);
+    the control plane, the stores and cutovers belong to the proxy's loop. ``run``
+    runs a coroutine there and waits for it here (directly when both are one loop,
+    as in tests that build the app alone). A write already sent completes even if
+    the admin client goes away."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop | None = None) -> None:
+        self.loop = loop
+
+    def here(self) -> bool:
+        return self.loop is None or asyncio.get_running_loop() is self.loop
+
+    async def run(self, coro: Coroutine[Any, Any, T]) -> T:
+        if self.here():
+            return await coro
+        assert self.loop is not None
+        future = asyncio.run_coroutine_threadsafe(coro, self.loop)
+        return await asyncio.shield(asyncio.wrap_future(future))
+
+
+_OFF_LOOP: set[Callable[..., Any]] = set()
+
+
+def off_loop(handler: H) -> H:
+    """Mark an admin handler that may run on the admin thread: it reads only immutable
+    values (the route table, config) or goes through :class:`PlaneLoop` itself.
+    Unmarked handlers (extensions that call the stores) run on the proxy's loop."""
+    _OFF_LOOP.add(handler)
+    return handler
+
+
+def _hop(plane: PlaneLoop) -> Middleware:
+    @web.middleware
+    async def hop(request: web.Request, handler: Handler) -> web.StreamResponse:
+        route = request.match_info.handler
+        if (
+            plane.here()
+            or getattr(route, "__func__", route) in _OFF_LOOP
+            or isinstance(request.match_info.route.resource, web.StaticResource)
+        ):
+            return await handler(request)
+        await request.read()  # the body is read here, on the loop that owns the socket
+        return await plane.run(_respond(handler, request))
+
+    return hop
+
+
+async def _respond(handler: Handler, request: web.Request) -> web.StreamResponse:
+    return await handler(request)
+
+
+PLANE = web.AppKey("strangler.plane", PlaneLoop)
 
 
 def allowed_host(admin: AdminConfig, host: str | None) -> bool:
@@ -120,13 +180,17 @@ def build_admin_app(
     metrics: Metrics | None = None,
     extensions: Sequence[AdminExtension] = (),
     sync_status: SyncStatus | None = None,
+    plane_loop: asyncio.AbstractEventLoop | None = None,
 ) -> web.Application:
     """The admin application. ``metrics`` feeds ``/metrics`` and the traffic figures.
-    It answers only the host names ``admin.hosts`` allows (421 otherwise)."""
-    app = web.Application(middlewares=[_host_guard(runtime)])
+    It answers only the host names ``admin.hosts`` allows (421 otherwise).
+    ``plane_loop`` is the proxy's loop when the app runs on another (its own thread)."""
+    plane = PlaneLoop(plane_loop)
+    app = web.Application(middlewares=[_host_guard(runtime), _hop(plane)])
     app[RUNTIME] = runtime
     app[CONTROL] = control
-    handlers = _Handlers(runtime, control, metrics, sync_status)
+    app[PLANE] = plane
+    handlers = _Handlers(runtime, control, metrics, sync_status, plane)
     if metrics is not None:
         app[TRAFFIC] = handlers.traffic = TrafficWindow(metrics.snapshot)
         app.cleanup_ctx.append(handlers.sampling)
@@ -237,7 +301,9 @@ class _Handlers:
         control: ControlPlane,
         metrics: Metrics | None,
         sync_status: SyncStatus | None,
+        plane: PlaneLoop,
     ) -> None:
+        self.plane = plane
         self.runtime = runtime
         self.control = control
         self.metrics_source = metrics
@@ -337,7 +403,9 @@ class _Handlers:
         if mode == "canary" and not force:
             self._guard_canary(route)
         try:
-            change = await self.control.set_override(route.name, mode, percent, who=who)
+            change = await self.plane.run(
+                self.control.set_override(route.name, mode, percent, who=who)
+            )
         except StateStoreError as exc:
             raise _store_down(exc) from None
         except OwnedRoute as exc:
@@ -364,7 +432,7 @@ class _Handlers:
         who = require_writer(request)
         name = request.match_info["name"]
         try:
-            change = await self.control.clear_override(name, who=who)
+            change = await self.plane.run(self.control.clear_override(name, who=who))
         except StateStoreError as exc:
             raise _store_down(exc) from None
         except UnknownRoute as exc:
@@ -384,14 +452,30 @@ class _Handlers:
         if raw and not raw.isdigit():
             raise error(400, f"limit must be a whole number, not {raw!r}", "limit")
         try:
-            entries = await self.control.audit.latest(int(raw) if raw else None)
+            entries = await self.plane.run(self.control.audit.latest(int(raw) if raw else None))
         except StateStoreError as exc:
             raise _store_down(exc) from None
         return web.json_response({"entries": entries})
 
     async def sync(self, request: web.Request) -> web.Response:
         assert self.sync_status is not None  # the route is only added with a provider
-        return web.json_response(dict(await self.sync_status()))
+        return web.json_response(dict(await self.plane.run(_status(self.sync_status))))
+
+
+async def _status(source: SyncStatus) -> Mapping[str, Any]:
+    return await source()
+
+
+for _handler in (
+    _Handlers.healthz,
+    _Handlers.metrics,
+    _Handlers.routes,
+    _Handlers.put_override,
+    _Handlers.delete_override,
+    _Handlers.audit,
+    _Handlers.sync,
+):
+    off_loop(_handler)  # they read immutable values, and reach the plane through PlaneLoop
 
 
 def _reject_constant(name: str) -> Any:

@@ -22,7 +22,7 @@ from pathlib import Path
 
 from aiohttp import web
 
-from strangler.admin.app import CONTROL, RUNTIME, state_notice
+from strangler.admin.app import CONTROL, RUNTIME, off_loop, state_notice
 from strangler.admin.shadow_section import SHADOW_SECTION
 from strangler.routing.table import Route
 
@@ -137,6 +137,8 @@ def dashboard_extension() -> Callable[[web.Application], None]:
         async def one(request: web.Request) -> web.Response:
             return route_page(request)
 
+        off_loop(index)  # they read the route table (immutable) and render: no hop needed
+        off_loop(one)
         app.router.add_get("/", index)
         app.router.add_get("/routes/{name}", one)
         app.router.add_static("/static/", STATIC)
