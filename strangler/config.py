@@ -205,6 +205,14 @@ class StateConfig(_Model):
         return value
 
 
+class TlsConfig(_Model):
+    """TLS on the public listener: PEM files, relative to routes.yaml's folder."""
+
+    cert: str
+    """The certificate chain (leaf first)."""
+    key: str
+
+
 class LimitsConfig(_Model):
     max_header_size: Size = 16 * 1024
     max_body: Size = 16 * 1024 * 1024
@@ -239,6 +247,7 @@ class Config(_Model):
     upstreams: Mapping[str, UpstreamConfig]
     routes: tuple[RouteConfig, ...] = ()
     limits: LimitsConfig = LimitsConfig()
+    tls: TlsConfig | None = None
     pin_header: str | None = None
     sync: SyncConfig | None = None
     contexts: Mapping[str, ContextConfig] = {}

@@ -94,7 +94,7 @@ def serve(
 async def _single(config_path: str, config: Config, grace: float) -> int:
     running = await start_proxy(config, config_path=config_path)
     log.info("proxy on %s, admin on %s", running.proxy_url, running.admin_url)
-    await _until_stopped(running.watcher.trigger if running.watcher else None)
+    await _until_stopped(running.reload)
     log.info("stopping: letting in-flight requests finish (up to %gs)", grace)
     await running.close(grace)
     return 0
@@ -211,7 +211,7 @@ class _Supervisor:
                 count_reloads=False,
                 state=state,
             )
-        await _until_stopped(running.watcher.trigger if running.watcher else None)
+        await _until_stopped(running.reload)
         orphan_watch.cancel()
         await running.close(self.grace)
         return 0

@@ -46,6 +46,7 @@ from strangler.shadow import install as install_shadow
 from strangler.shadow.api import admin_extension as shadow_admin
 from strangler.shadow.store import open_store as open_shadow_store
 from strangler.sync.drain import Drained, drain, lag_seconds
+from strangler.tls import ListenerTls
 
 log = logging.getLogger(__name__)
 
@@ -87,6 +88,7 @@ class RunningProxy:
     proxy_address: tuple[str, int] | None = None
     admin_address: tuple[str, int] | None = None
     watcher: ConfigWatcher | None = None
+    tls: ListenerTls | None = None
     _closers: list[Closer] = field(default_factory=list, repr=False)
 
     @property
@@ -96,12 +98,20 @@ class RunningProxy:
     @property
     def proxy_url(self) -> str:
         assert self.proxy_address is not None, "this process does not serve the proxy"
-        return f"http://{_url_host(self.proxy_address[0])}:{self.proxy_address[1]}"
+        scheme = "https" if self.tls is not None else "http"
+        return f"{scheme}://{_url_host(self.proxy_address[0])}:{self.proxy_address[1]}"
 
     @property
     def admin_url(self) -> str:
         assert self.admin_address is not None, "this process does not serve the admin app"
         return f"http://{_url_host(self.admin_address[0])}:{self.admin_address[1]}"
+
+    def reload(self) -> None:
+        """SIGHUP: reload routes.yaml and the listener's certificate now."""
+        if self.watcher is not None:
+            self.watcher.trigger()
+        if self.tls is not None:
+            self.tls.reload()
 
     async def close(self, grace: float = SHUTDOWN_GRACE) -> None:
         """Stop accepting, let in-flight requests finish (up to ``grace`` s), release all."""
@@ -214,10 +224,15 @@ async def start_proxy(
         if proxy:
             if proxy_sock is None:
                 proxy_sock = bind_listener(*split_listen(config.listen))
+            tls = ListenerTls(config.tls, base_dir) if config.tls is not None else None
             server = ProxyServer(runtime)
-            await server.start(proxy_sock)
+            await server.start(proxy_sock, ssl=tls.context if tls is not None else None)
             running.proxy_address = proxy_sock.getsockname()[:2]
             running._closers.append(server.close)
+            if tls is not None:
+                running.tls = tls
+                tls.start()
+                running._closers.append(tls.stop)
     except BaseException:
         await running.close(0)
         raise
