@@ -207,3 +207,44 @@ async def test_rollback_counts_from_both_workers_add_up(tmp_path: Path) -> None:
         async with admin.get(serve.admin + "/api/audit") as response:
             entries = (await response.json())["entries"]
         assert [e["action"] for e in entries] == ["auto-rollback"]
+
+
+async def test_a_cutover_holds_and_moves_writes_on_both_workers(tmp_path: Path) -> None:
+    """Context owners and hold acknowledgements live in the supervisor's state too: the
+    cutover waits for every worker's acknowledgement, then both send writes to the service."""
+    routes = (
+        "  - name: customer-writes\n"
+        "    match: {path: /api/customers/**, methods: [POST]}\n"
+        "    to: customers\n"
+        "contexts:\n"
+        "  customers: {routes: [customers, customer-writes], hold_timeout: 5s}\n"
+    )
+    async with (
+        two_workers(tmp_path, mode="new", route_keys=routes) as (serve, seen),
+        aiohttp.ClientSession() as admin,
+    ):
+        workers = await both_serving(serve, seen)
+        async with admin.post(
+            serve.admin + "/api/contexts/customers/cutover", json={"to": "service"}, headers=HEADERS
+        ) as response:
+            body = await response.json()
+            assert response.status == 200, body
+        async with admin.get(serve.admin + "/api/contexts") as response:
+            (context,) = (await response.json())["contexts"]
+        assert (context["owner"], context["state"]) == ("service", "steady")
+
+        start = len(seen.answers)
+        connector = aiohttp.TCPConnector(force_close=True)
+        async with aiohttp.ClientSession(connector=connector) as client:
+
+            async def write(i: int) -> None:
+                async with client.post(f"{serve.proxy}/api/customers/{i}", json={}) as response:
+                    assert response.status == 200
+
+            for _ in range(20):
+                await asyncio.gather(*(write(i) for i in range(20)))
+                if {w for w, _ in seen.answers[start:]} == workers:
+                    break
+        after = seen.answers[start:]
+        assert {w for w, _ in after} == workers
+        assert {side for _, side in after} == {"new"}
