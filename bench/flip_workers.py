@@ -75,10 +75,19 @@ async def bench(flips: int) -> None:
             await asyncio.sleep(1.0)  # both workers accepting
             put = f"http://127.0.0.1:{admin_port}/api/routes/customers/override"
             auth = {"Authorization": f"Bearer {TOKEN}"}
-            conns = [await asyncio.open_connection("127.0.0.1", port) for _ in range(CONNECTIONS)]
-            workers = [
-                _worker_of_client_port(w.get_extra_info("sockname")[1], proc.pid) for _, w in conns
-            ]
+            conns: list[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = []
+            workers: list[int | None] = []
+            for _ in range(100):  # until each worker holds CONNECTIONS // 2 of them
+                reader, writer = await asyncio.open_connection("127.0.0.1", port)
+                await _until_raw(reader, writer, "monolith", 0.0)  # accepted and served
+                worker = _worker_of_client_port(writer.get_extra_info("sockname")[1], proc.pid)
+                if worker is None or workers.count(worker) >= CONNECTIONS // 2:
+                    writer.close()
+                    continue
+                conns.append((reader, writer))
+                workers.append(worker)
+                if len(conns) == CONNECTIONS:
+                    break
             covered = {w for w in workers if w is not None}
             seen: dict[int, list[float]] = {w: [] for w in covered}
             try:
