@@ -35,7 +35,7 @@ sys.path.insert(0, str(ROOT / "bench"))
 
 from flip import TOKEN, _pct, _upstream  # noqa: E402
 
-from tests.serve.test_workers_memory import children  # noqa: E402
+from tests.serve.test_workers_memory import worker_of_client  # noqa: E402
 from tests.support.net import free_port, serve_app, wait_for_port  # noqa: E402
 
 CONNECTIONS = 6
@@ -80,7 +80,7 @@ async def bench(flips: int) -> None:
             for _ in range(100):  # until each worker holds CONNECTIONS // 2 of them
                 reader, writer = await asyncio.open_connection("127.0.0.1", port)
                 await _until_raw(reader, writer, "monolith", 0.0)  # accepted and served
-                worker = _worker_of_client_port(writer.get_extra_info("sockname")[1], proc.pid)
+                worker = worker_of_client(writer, proc.pid)
                 if worker is None or workers.count(worker) >= CONNECTIONS // 2:
                     writer.close()
                     continue
@@ -142,26 +142,6 @@ async def _until_raw(
         await reader.readexactly(length)
         if f"x-strangler-upstream: {upstream}\r\n" in head:
             return time.perf_counter() - since
-
-
-def _worker_of_client_port(client_port: int, serve_pid: int) -> int | None:
-    """The worker holding the accepted end of the client connection from ``client_port``:
-    its socket's local port is the proxy's, so look for the peer side in /proc."""
-    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
-        fields = line.split()
-        if int(fields[2].split(":")[1], 16) == client_port and fields[9] != "0":
-            local = int(fields[1].split(":")[1], 16)
-            if local != client_port:
-                inode = fields[9]
-                for pid in children(serve_pid):
-                    fds = Path(f"/proc/{pid}/fd")
-                    for fd in fds.iterdir():
-                        try:
-                            if os.readlink(fd) == f"socket:[{inode}]":
-                                return pid
-                        except OSError:
-                            continue
-    return None
 
 
 def main() -> None:

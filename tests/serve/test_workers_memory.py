@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import signal
 from collections import Counter
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -52,6 +53,49 @@ def owner_of_port(port: int, pids: set[int]) -> int | None:
         if int(fields[1].split(":")[1], 16) == port and fields[9] != "0":
             inodes.add(fields[9])
     return next((pid for pid in pids if inodes & _socket_inodes(pid)), None)
+
+
+def worker_of_client(writer: asyncio.StreamWriter, serve_pid: int) -> int | None:
+    """The worker holding the accepted end of the test's connection ``writer``."""
+    client_port = writer.get_extra_info("sockname")[1]
+    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+        fields = line.split()
+        remote = int(fields[2].split(":")[1], 16)
+        if remote == client_port and fields[9] != "0":
+            inode = fields[9]
+            return next((pid for pid in children(serve_pid) if inode in _socket_inodes(pid)), None)
+    return None
+
+
+Connection = tuple[asyncio.StreamReader, asyncio.StreamWriter]
+
+
+async def raw_get(connection: Connection, path: str) -> tuple[int, str]:
+    """One GET on a keep-alive connection: the status and the response head."""
+    reader, writer = connection
+    writer.write(f"GET {path} HTTP/1.1\r\nHost: test\r\n\r\n".encode())
+    head = (await reader.readuntil(b"\r\n\r\n")).decode("latin-1")
+    length = int(head.lower().split("content-length:")[1].split("\r\n")[0])
+    await reader.readexactly(length)
+    return int(head.split(" ", 2)[1]), head
+
+
+async def pinned(serve: ServeProcess, per_worker: int, path: str) -> dict[int, list[Connection]]:
+    """Keep-alive connections, ``per_worker`` held by each of the two workers (a
+    connection stays with the worker that accepted it)."""
+    port = int(serve.proxy.rsplit(":", 1)[1])
+    held: dict[int, list[Connection]] = {}
+    for _ in range(200):
+        connection = await asyncio.open_connection("127.0.0.1", port)
+        await raw_get(connection, path)  # accepted and served: its worker is known
+        worker = worker_of_client(connection[1], serve.process.pid)
+        if worker is None or len(held.setdefault(worker, [])) >= per_worker:
+            connection[1].close()
+            continue
+        held[worker].append(connection)
+        if len(held) == 2 and all(len(c) == per_worker for c in held.values()):
+            return held
+    raise AssertionError(f"could not pin connections to two workers: {held}")
 
 
 @dataclass
@@ -172,23 +216,30 @@ async def test_a_flip_through_the_admin_api_reaches_both_workers(tmp_path: Path)
             )
 
         await eventually(both_back, timeout=20)
+        serve.send(signal.SIGTERM)
+        assert await serve.wait() == 0
 
 
 async def test_rollback_counts_from_both_workers_add_up(tmp_path: Path) -> None:
-    """20 failing requests split over two workers roll the route back at min_requests 20:
-    neither worker saw 20 alone, so the counts met in the supervisor's state."""
+    """20 failing requests, 10 through each worker, roll the route back at min_requests
+    20: neither worker saw 20 alone, so the counts met in the supervisor's state."""
     rollback = "    rollback: {error_rate: 0.5, min_requests: 20, window: 60s}\n"
     async with (
         two_workers(tmp_path, mode="new", new_status=500, route_keys=rollback) as (serve, seen),
         aiohttp.ClientSession() as admin,
     ):
-        # Unmatched paths (legacy, not counted by the route's rollback) until both serve.
-        await both_serving(serve, seen, path="/elsewhere")
+        # Connections held by each worker, opened on an unmatched path (legacy: not
+        # counted by the route's rollback); then 10 failing requests through each.
+        held = await pinned(serve, 2, "/elsewhere")
         warmed = len(seen.answers)
-        statuses = await burst(serve, 20)
-        assert statuses == [500] * 20
-        per_worker = Counter(w for w, _ in seen.answers[warmed:])
-        assert len(per_worker) == 2 and max(per_worker.values()) < 20, per_worker
+
+        async def five(connection: Connection) -> list[int]:
+            return [(await raw_get(connection, f"/api/customers/{i}"))[0] for i in range(5)]
+
+        statuses = await asyncio.gather(*(five(c) for cs in held.values() for c in cs))
+        # 500 from the service, or 502 once a worker's circuit breaker opened: all failures.
+        assert all(status in (500, 502) for each in statuses for status in each), statuses
+        assert set(Counter(w for w, _ in seen.answers[warmed:])) == set(held)
 
         async def rolled_back() -> bool:
             async with admin.get(serve.admin + "/api/routes") as response:
@@ -197,11 +248,10 @@ async def test_rollback_counts_from_both_workers_add_up(tmp_path: Path) -> None:
 
         await eventually(rolled_back, timeout=20)
 
+        # Every worker now answers from legacy (each asked on a connection it holds).
         async def both_on_legacy() -> bool:
-            start = len(seen.answers)
-            await burst(serve)
-            after = seen.answers[start:]
-            return {side for _, side in after} == {"legacy"} and len({w for w, _ in after}) == 2
+            heads = [(await raw_get(cs[0], "/api/customers/9"))[1] for cs in held.values()]
+            return all("x-strangler-upstream: monolith" in h.lower() for h in heads)
 
         await eventually(both_on_legacy, timeout=20)
         async with admin.get(serve.admin + "/api/audit") as response:
