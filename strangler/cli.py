@@ -46,6 +46,13 @@ def _parser() -> argparse.ArgumentParser:
         help="proxy processes (default: one per core, with any state)",
     )
     serve.add_argument(
+        "--grace",
+        type=float,
+        default=10.0,
+        metavar="SECONDS",
+        help="on SIGTERM/SIGINT, how long in-flight requests may finish (default 10)",
+    )
+    serve.add_argument(
         "--local-copy",
         metavar="PATH",
         help="where this replica keeps the last state it saw (default: state.local_copy)",

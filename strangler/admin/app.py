@@ -164,7 +164,8 @@ def _host_guard(runtime: Runtime) -> Middleware:
             return web.json_response(
                 {
                     "error": f"this admin listener does not answer to host "
-                    f"{request.headers.get('Host')!r}; add it to admin.hosts in routes.yaml"
+                    f"{request.headers.get('Host')!r} (DNS rebinding protection): list the "
+                    "name under admin.hosts"
                 },
                 status=421,
             )

@@ -22,4 +22,4 @@ def run(args: argparse.Namespace) -> int:
     if args.local_copy:
         state = config.state.model_copy(update={"local_copy": args.local_copy})
         config = config.model_copy(update={"state": state})
-    return serve(args.config, config, args.workers, loop=args.loop)
+    return serve(args.config, config, args.workers, grace=args.grace, loop=args.loop)
