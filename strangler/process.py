@@ -83,9 +83,20 @@ def serve(
 ) -> int:
     """Run until SIGTERM/SIGINT; returns the exit code."""
     count = worker_count(workers)
+    if count > 1 and config.state.url == "memory://" and _shadowing(config):
+        log.warning(
+            "state memory:// with %d workers: each worker keeps its own shadow comparisons, "
+            "so the admin API and dashboard show none; use state: redis://... (or --workers 1) "
+            "to see them",
+            count,
+        )
     if count == 1:
         return run_loop(_single(config_path, config, grace), loop)
     return _Supervisor(config_path, config, count, grace, loop).run()
+
+
+def _shadowing(config: Config) -> bool:
+    return any(route.mode == "shadow" or route.shadow is not None for route in config.routes)
 
 
 # ---------------------------------------------------------------- one process
