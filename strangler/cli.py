@@ -43,7 +43,7 @@ def _parser() -> argparse.ArgumentParser:
         "--workers",
         type=int,
         default=0,
-        help="proxy processes (default: one per core, with any state)",
+        help="proxy processes (default: one per core; see README: Workers)",
     )
     serve.add_argument(
         "--grace",

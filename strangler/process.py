@@ -69,9 +69,19 @@ def run_loop(main: Coroutine[object, object, int], loop: str = "auto") -> int:
         return runner.run(main)
 
 
-def worker_count(requested: int) -> int:
-    """``--workers`` resolved: 0 means one per core (with any state)."""
-    return requested or os.cpu_count() or 1
+def worker_count(config: Config, requested: int) -> int:
+    """``--workers`` resolved: 0 means one per core, with any state — except ``memory://``
+    with shadowed routes: their comparisons are not shared between workers yet, so the
+    default stays one process there (the admin API would show none)."""
+    if requested:
+        return requested
+    if config.state.url == "memory://" and _shadowing(config):
+        log.info(
+            "one proxy process: with state memory:// shadow comparisons are kept per "
+            "process; pass --workers N to use more cores without them, or use redis://"
+        )
+        return 1
+    return os.cpu_count() or 1
 
 
 def serve(
@@ -82,7 +92,7 @@ def serve(
     loop: str = "auto",
 ) -> int:
     """Run until SIGTERM/SIGINT; returns the exit code."""
-    count = worker_count(workers)
+    count = worker_count(config, workers)
     if count > 1 and config.state.url == "memory://" and _shadowing(config):
         log.warning(
             "state memory:// with %d workers: each worker keeps its own shadow comparisons, "
