@@ -19,6 +19,8 @@ from pathlib import Path
 import aiohttp
 from aiohttp import web
 
+from strangler.config import Config, parse_config
+from strangler.process import worker_count
 from tests.control.conftest import eventually
 from tests.serve.conftest import routes_yaml
 from tests.serve.support import ServeProcess, strangler_serve
@@ -298,3 +300,22 @@ async def test_a_cutover_holds_and_moves_writes_on_both_workers(tmp_path: Path) 
         after = seen.answers[start:]
         assert {w for w, _ in after} == workers
         assert {side for _, side in after} == {"new"}
+
+
+def test_the_default_is_one_worker_per_core_except_memory_state_with_shadowing() -> None:
+    def config(state: str, mode: str) -> Config:
+        return parse_config(
+            {
+                "state": state,
+                "legacy": "monolith",
+                "upstreams": {"monolith": {"url": "http://127.0.0.1:9"}},
+                "routes": [{"name": "r", "match": {"path": "/r"}, "to": "monolith", "mode": mode}],
+            }
+        )
+
+    cores = os.cpu_count() or 1
+    assert worker_count(config("memory://", "new"), 0) == cores
+    assert worker_count(config("redis://127.0.0.1:6379/0", "shadow"), 0) == cores
+    # Shadow comparisons stay per process with memory://: one, unless asked for more.
+    assert worker_count(config("memory://", "shadow"), 0) == 1
+    assert worker_count(config("memory://", "shadow"), 3) == 3
