@@ -1,7 +1,7 @@
 """The process runtime of ``strangler serve``: signals, workers, graceful shutdown.
 
 With one worker the proxy and the admin listener run in this process. With
-``--workers N`` (default: one per core, whatever the state) the parent binds
+``--workers N`` (default: one per core, see :func:`worker_count`) the parent binds
 the public socket once and forks N proxy workers that all accept on it, plus
 one admin process (the admin listener binds in one place only); the parent
 then only supervises: it forwards SIGHUP (reload) to every child, restarts a
