@@ -43,7 +43,19 @@ def _parser() -> argparse.ArgumentParser:
         "--workers",
         type=int,
         default=0,
-        help="processes (default: cores with redis:// state, 1 with memory://)",
+        help="proxy processes (default: one per core; see README: Workers)",
+    )
+    serve.add_argument(
+        "--grace",
+        type=float,
+        default=10.0,
+        metavar="SECONDS",
+        help="on SIGTERM/SIGINT, how long in-flight requests may finish (default 10)",
+    )
+    serve.add_argument(
+        "--local-copy",
+        metavar="PATH",
+        help="where this replica keeps the last state it saw (default: state.local_copy)",
     )
     serve.add_argument(
         "--loop",

@@ -173,6 +173,9 @@ class AdminConfig(_Model):
     listen: str = "127.0.0.1:8081"
     token: SecretStr | None = None
     audit_entries: int = Field(200, ge=1)
+    hosts: tuple[str, ...] | None = None
+    """Host names the admin listener answers (DNS rebinding); None: ``localhost`` and
+    the ``listen`` host. IP addresses are always answered; ``*`` answers any name."""
 
     @field_validator("listen")
     @classmethod
@@ -190,6 +193,9 @@ class AdminConfig(_Model):
 class StateConfig(_Model):
     url: str = "memory://"
     namespace: str = "default"
+    local_copy: str | bool = True
+    """Where a replica keeps the last state it saw (served if the store is down at
+    start): a path, true for the default place, false for none."""
 
     @field_validator("url")
     @classmethod
@@ -197,6 +203,14 @@ class StateConfig(_Model):
         if value != "memory://" and not re.match(r"^rediss?://", value):
             raise ValueError(f"{value!r} is not memory:// or redis://host:port/db")
         return value
+
+
+class TlsConfig(_Model):
+    """TLS on the public listener: PEM files, relative to routes.yaml's folder."""
+
+    cert: str
+    """The certificate chain (leaf first)."""
+    key: str
 
 
 class LimitsConfig(_Model):
@@ -233,6 +247,7 @@ class Config(_Model):
     upstreams: Mapping[str, UpstreamConfig]
     routes: tuple[RouteConfig, ...] = ()
     limits: LimitsConfig = LimitsConfig()
+    tls: TlsConfig | None = None
     pin_header: str | None = None
     sync: SyncConfig | None = None
     contexts: Mapping[str, ContextConfig] = {}

@@ -57,6 +57,7 @@ HOLD_BUCKETS: tuple[float, ...] = (
 UNMATCHED = "-"
 SHADOW_OUTCOMES = ("match", "mismatch", "error", "dropped", "skipped")
 RELOAD_RESULTS = ("accepted", "rejected")
+STATE_SOURCES = ("store", "local_copy", "config")
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,11 +123,13 @@ class _Counts:
                     mine[key] = mine.get(key, 0) + value
 
     def copy(self) -> _Counts:
+        """A copy; safe from another thread (the admin listener's) while the loop counts:
+        ``dict(...)`` and ``list(...)`` of a dict are single steps under the GIL."""
         out = _Counts()
         for name in self.__slots__:
             table = getattr(self, name)
             if name in ("durations", "cutover_hold"):
-                setattr(out, name, {k: list(v) for k, v in table.items()})
+                setattr(out, name, {k: list(v) for k, v in list(table.items())})
             else:
                 setattr(out, name, dict(table))
         return out
@@ -146,6 +149,7 @@ class Metrics:
         self._lock = threading.Lock()  # only the sync worker's threads need it
         self._percent: dict[str, float] = {}
         self._mode: dict[str, str] = {}
+        self._state_source: str | None = None
         self._registry = CollectorRegistry(auto_describe=False)
         self._registry.register(_Collector(self))
 
@@ -210,6 +214,10 @@ class Metrics:
         """Set the route gauges from a (new) route table; a ``Router.on_swap`` callback."""
         self._percent = {r.name: r.percent for r in table.routes}
         self._mode = {r.name: r.mode for r in table.routes}
+
+    def state_source(self, source: str) -> None:
+        """Where this process's overrides come from now (``STATE_SOURCES``)."""
+        self._state_source = source
 
     # ---------------------------------------------------------- sharing and reading
 
@@ -300,6 +308,16 @@ class _Collector:
             for each in MODES:
                 mode.add_metric([name, each], 1.0 if each == current else 0.0)
         yield mode
+        if m._state_source is not None:
+            sources = GaugeMetricFamily(
+                "strangler_state_source",
+                "1 for where the overrides come from: the state store, the local copy "
+                "(the store was unreachable at start), or routes.yaml alone.",
+                labels=["source"],
+            )
+            for source in STATE_SOURCES:
+                sources.add_metric([source], 1.0 if source == m._state_source else 0.0)
+            yield sources
         lag = GaugeMetricFamily(
             "strangler_sync_lag_seconds", "Seconds behind the source.", labels=["source"]
         )

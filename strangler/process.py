@@ -1,13 +1,18 @@
 """The process runtime of ``strangler serve``: signals, workers, graceful shutdown.
 
-With one worker (always, for ``memory://`` state, which cannot be shared) the
-proxy and the admin listener run in this process. With ``--workers N`` the
-parent binds the public socket once and forks N proxy workers that all accept
-on it, plus one admin process (the admin listener binds in one place only);
-the parent then only supervises: it forwards SIGHUP (reload) to every child,
-restarts a child that dies after it had started well, and on SIGTERM/SIGINT
-asks every child to stop — each stops accepting, lets in-flight requests
-finish within the grace period and exits — then exits 0.
+With one worker the proxy and the admin listener run in this process. With
+``--workers N`` (default: one per core, see :func:`worker_count`) the parent binds
+the public socket once and forks N proxy workers that all accept on it, plus
+one admin process (the admin listener binds in one place only); the parent
+then only supervises: it forwards SIGHUP (reload) to every child, restarts a
+child that dies after it had started well, and on SIGTERM/SIGINT asks every
+child to stop — each stops accepting, lets in-flight requests finish within
+the grace period and exits — then exits 0.
+
+With ``state: memory://`` the parent also owns the state (overrides, rollback
+counts, context owners, hold acknowledgements): it serves it on a Unix socket
+(:mod:`strangler.control.supervised`) and every child reads and writes it
+there, so a flip through the admin API reaches every worker at once.
 
 Workers share metrics through a spool folder the parent creates and removes.
 The parent never runs an event loop or threads, so forking from it stays safe.
@@ -30,7 +35,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from strangler.config import Config, split_listen
-from strangler.errors import ConfigError, Problem, StranglerError
+from strangler.control.supervised import StateServer, SupervisedStateStore
+from strangler.errors import StranglerError
 from strangler.serve import SHUTDOWN_GRACE, bind_listener, start_proxy
 
 log = logging.getLogger("strangler.serve")
@@ -64,20 +70,18 @@ def run_loop(main: Coroutine[object, object, int], loop: str = "auto") -> int:
 
 
 def worker_count(config: Config, requested: int) -> int:
-    """``--workers`` resolved: default cores with Redis state, 1 with memory state."""
-    shared = config.state.url != "memory://"
-    count = requested or ((os.cpu_count() or 1) if shared else 1)
-    if count > 1 and not shared:
-        raise ConfigError(
-            [
-                Problem(
-                    "state",
-                    f"'memory://' cannot be shared by {count} worker processes: "
-                    "use state: redis://HOST:6379/0, or --workers 1",
-                )
-            ]
+    """``--workers`` resolved: 0 means one per core, with any state — except ``memory://``
+    with shadowed routes: their comparisons are not shared between workers yet, so the
+    default stays one process there (the admin API would show none)."""
+    if requested:
+        return requested
+    if config.state.url == "memory://" and _shadowing(config):
+        log.info(
+            "one proxy process: with state memory:// shadow comparisons are kept per "
+            "process; pass --workers N to use more cores without them, or use redis://"
         )
-    return count
+        return 1
+    return os.cpu_count() or 1
 
 
 def serve(
@@ -89,9 +93,20 @@ def serve(
 ) -> int:
     """Run until SIGTERM/SIGINT; returns the exit code."""
     count = worker_count(config, workers)
+    if count > 1 and config.state.url == "memory://" and _shadowing(config):
+        log.warning(
+            "state memory:// with %d workers: each worker keeps its own shadow comparisons, "
+            "so the admin API and dashboard show none; use state: redis://... (or --workers 1) "
+            "to see them",
+            count,
+        )
     if count == 1:
         return run_loop(_single(config_path, config, grace), loop)
     return _Supervisor(config_path, config, count, grace, loop).run()
+
+
+def _shadowing(config: Config) -> bool:
+    return any(route.mode == "shadow" or route.shadow is not None for route in config.routes)
 
 
 # ---------------------------------------------------------------- one process
@@ -100,7 +115,7 @@ def serve(
 async def _single(config_path: str, config: Config, grace: float) -> int:
     running = await start_proxy(config, config_path=config_path)
     log.info("proxy on %s, admin on %s", running.proxy_url, running.admin_url)
-    await _until_stopped(running.watcher.trigger if running.watcher else None)
+    await _until_stopped(running.reload)
     log.info("stopping: letting in-flight requests finish (up to %gs)", grace)
     await running.close(grace)
     return 0
@@ -151,6 +166,8 @@ class _Supervisor:
         self.loop = loop
         self.children: dict[int, _Child] = {}
         self.spool = Path(tempfile.mkdtemp(prefix="strangler-metrics-"))
+        self.state: StateServer | None = None
+        """``memory://`` state, owned here and served to the children."""
 
     def run(self) -> int:
         # Block the signals we handle, so they queue for sigtimedwait() instead of
@@ -158,6 +175,8 @@ class _Supervisor:
         signal.pthread_sigmask(signal.SIG_BLOCK, _WATCHED)
         sock = bind_listener(*split_listen(self.config.listen))
         try:
+            if self.config.state.url == "memory://":
+                self.state = StateServer(self.spool / "state.sock")
             log.info("proxy on %s with %d workers", self.config.listen, self.count)
             for _ in range(self.count):
                 self._spawn("worker", sock)
@@ -165,6 +184,8 @@ class _Supervisor:
             return self._supervise(sock)
         finally:
             sock.close()
+            if self.state is not None:
+                self.state.close()
             shutil.rmtree(self.spool, ignore_errors=True)
             signal.pthread_sigmask(signal.SIG_UNBLOCK, _WATCHED)
 
@@ -174,6 +195,8 @@ class _Supervisor:
             code = 1
             try:
                 signal.pthread_sigmask(signal.SIG_SETMASK, set())
+                if self.state is not None:
+                    self.state.forget()
                 code = run_loop(self._child_main(role, sock), self.loop)
             except StranglerError as exc:
                 log.error("%s process %d: %s", role, os.getpid(), exc)
@@ -188,10 +211,15 @@ class _Supervisor:
     async def _child_main(self, role: str, sock: socket.socket) -> int:
         parent = os.getppid()
         orphan_watch = asyncio.create_task(_stop_when_orphaned(parent))
+        state = None if self.state is None else SupervisedStateStore(self.state.path)
         if role == "admin":
             sock.close()  # the admin process never accepts proxy traffic
             running = await start_proxy(
-                self.config, config_path=self.config_path, proxy=False, spool_dir=self.spool
+                self.config,
+                config_path=self.config_path,
+                proxy=False,
+                spool_dir=self.spool,
+                state=state,
             )
             log.info("admin on %s (pid %d)", running.admin_url, os.getpid())
         else:
@@ -202,8 +230,9 @@ class _Supervisor:
                 admin=False,
                 spool_dir=self.spool,
                 count_reloads=False,
+                state=state,
             )
-        await _until_stopped(running.watcher.trigger if running.watcher else None)
+        await _until_stopped(running.reload)
         orphan_watch.cancel()
         await running.close(self.grace)
         return 0
@@ -213,7 +242,11 @@ class _Supervisor:
         deadline = 0.0
         code = 0
         while self.children:
-            info = signal.sigtimedwait(_WATCHED, 0.5)
+            if self.state is not None:
+                self.state.poll(0.05)  # serve the children's state calls between signals
+                info = signal.sigtimedwait(_WATCHED, 0)
+            else:
+                info = signal.sigtimedwait(_WATCHED, 0.5)
             signum = info.si_signo if info is not None else None
             if signum in _STOP_SIGNALS and not stopping:
                 stopping, deadline = True, time.monotonic() + self.grace + 5.0

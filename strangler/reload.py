@@ -31,9 +31,10 @@ from strangler.routing.router import Router
 
 log = logging.getLogger(__name__)
 
-_RESTART_KEYS = ("listen", "admin.listen", "state")
+_RESTART_KEYS = ("listen", "admin.listen", "state", "tls")
 """What a reload cannot change: the sockets and the state store are opened once.
-``admin.token`` is not among them: a reload rotates it (writes check it live)."""
+``admin.token`` is not among them: a reload rotates it (writes check it live); nor
+are the contents of the ``tls`` files, which are reloaded on change or SIGHUP."""
 
 
 class ConfigWatcher:

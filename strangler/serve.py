@@ -6,7 +6,8 @@ automatic rollback) and shadowing, then starts whichever listeners this
 process serves: the data plane on a given or freshly bound socket, and the
 admin app on ``admin.listen`` (or a given port). With a ``config_path`` it also
 watches routes.yaml for hot reloads. ``RunningProxy.close()`` undoes all of it,
-letting in-flight requests finish within a grace period.
+letting in-flight requests finish within a grace period. The admin app runs
+on a thread of its own (:mod:`strangler.admin.server`).
 
 It runs inside an existing event loop, so tests and ``strangler demo`` use it
 in-process; :mod:`strangler.process` runs it in worker processes. It never
@@ -24,16 +25,17 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from aiohttp import web
-
 from strangler.admin.app import AdminExtension, SyncStatus, build_admin_app
 from strangler.admin.contexts import contexts_extension
 from strangler.admin.dashboard import dashboard_extension
+from strangler.admin.server import AdminServer
 from strangler.config import Config, split_listen
 from strangler.control.cutover import Cutovers
+from strangler.control.local_copy import LocalCopy, local_copy_path
 from strangler.control.ownership import Owner
 from strangler.control.plane import ControlPlane
-from strangler.control.state import open_store
+from strangler.control.state import StateStore
+from strangler.control.stores import open_store
 from strangler.errors import StranglerError
 from strangler.metrics import Metrics
 from strangler.proxy.server import ProxyServer
@@ -44,6 +46,7 @@ from strangler.shadow import MatchRates, ShadowTaps, mirror_for
 from strangler.shadow.api import admin_extension as shadow_admin
 from strangler.shadow.store import open_store as open_shadow_store
 from strangler.sync.drain import Drained, drain, lag_seconds
+from strangler.tls import ListenerTls
 
 log = logging.getLogger(__name__)
 
@@ -85,6 +88,7 @@ class RunningProxy:
     proxy_address: tuple[str, int] | None = None
     admin_address: tuple[str, int] | None = None
     watcher: ConfigWatcher | None = None
+    tls: ListenerTls | None = None
     _closers: list[Closer] = field(default_factory=list, repr=False)
 
     @property
@@ -94,12 +98,20 @@ class RunningProxy:
     @property
     def proxy_url(self) -> str:
         assert self.proxy_address is not None, "this process does not serve the proxy"
-        return f"http://{_url_host(self.proxy_address[0])}:{self.proxy_address[1]}"
+        scheme = "https" if self.tls is not None else "http"
+        return f"{scheme}://{_url_host(self.proxy_address[0])}:{self.proxy_address[1]}"
 
     @property
     def admin_url(self) -> str:
         assert self.admin_address is not None, "this process does not serve the admin app"
         return f"http://{_url_host(self.admin_address[0])}:{self.admin_address[1]}"
+
+    def reload(self) -> None:
+        """SIGHUP: reload routes.yaml and the listener's certificate now."""
+        if self.watcher is not None:
+            self.watcher.trigger()
+        if self.tls is not None:
+            self.tls.reload()
 
     async def close(self, grace: float = SHUTDOWN_GRACE) -> None:
         """Stop accepting, let in-flight requests finish (up to ``grace`` s), release all."""
@@ -126,6 +138,7 @@ async def start_proxy(
     spool_dir: Path | None = None,
     count_reloads: bool = True,
     admin_extensions: Sequence[AdminExtension] = (),
+    state: StateStore | None = None,
     sync_status: SyncStatus | None = None,
 ) -> RunningProxy:
     """Start this process's part of the proxy.
@@ -136,7 +149,9 @@ async def start_proxy(
     enables hot reload. ``spool_dir`` shares metrics with sibling workers;
     ``count_reloads`` is off in workers so one reload is counted once.
     ``admin_extensions`` and ``sync_status`` go to the admin app (after the
-    dashboard and the shadow API, which are always there)."""
+    dashboard and the shadow API, which are always there). ``state`` is the state
+    store to use instead of opening ``config.state`` (a ``--workers`` child gets
+    the supervisor's)."""
     base_dir = Path(config_path).resolve().parent if config_path is not None else None
     router = Router(config, base_dir=base_dir)
     metrics = Metrics(spool_dir)
@@ -144,12 +159,16 @@ async def start_proxy(
     router.on_swap.append(metrics.observe_table)
     shadow_store = open_shadow_store(config.state.url, config.state.namespace)
     rates = MatchRates(shadow_store)
+    store = state if state is not None else open_store(config.state)
+    copy_path = local_copy_path(config.state, store.url) if store.shared else None
     control = ControlPlane(
         router,
-        open_store(config.state),
+        store,
         match_rate=rates,
         metrics=metrics,
         audit_entries=config.admin.audit_entries,
+        local_copy=(LocalCopy(copy_path, store.url, config.state.namespace) if copy_path else None),
+        on_source=metrics.state_source,
     )
     mirror = mirror_for(
         router, shadow_store, metrics=metrics, on_comparison=control.rollback.record_comparison
@@ -203,24 +222,28 @@ async def start_proxy(
                     *admin_extensions,
                 ],
                 sync_status=sync_status,
+                plane_loop=asyncio.get_running_loop(),
             )
-            # Admin calls are short; do not let a stuck one hold up a stop for long.
-            runner = web.AppRunner(
-                app, handle_signals=False, access_log=None, shutdown_timeout=ADMIN_GRACE
-            )
-            await runner.setup()
             admin_sock = bind_listener(host, port if admin_port is None else admin_port)
-            await web.SockSite(runner, admin_sock).start()
+            # On its own thread and loop: no admin call can stall proxied requests. Admin
+            # calls are short; do not let a stuck one hold up a stop for long.
+            admin_server = AdminServer(app, admin_sock, shutdown_timeout=ADMIN_GRACE)
+            await admin_server.start()
             running.admin_address = admin_sock.getsockname()[:2]
-            running._closers.append(lambda grace: runner.cleanup())
+            running._closers.append(admin_server.stop)
 
         if proxy:
             if proxy_sock is None:
                 proxy_sock = bind_listener(*split_listen(config.listen))
+            tls = ListenerTls(config.tls, base_dir) if config.tls is not None else None
             server = ProxyServer(runtime)
-            await server.start(proxy_sock)
+            await server.start(proxy_sock, ssl=tls.context if tls is not None else None)
             running.proxy_address = proxy_sock.getsockname()[:2]
             running._closers.append(server.close)
+            if tls is not None:
+                running.tls = tls
+                tls.start()
+                running._closers.append(tls.stop)
     except BaseException:
         await running.close(0)
         raise

@@ -22,13 +22,17 @@ import asyncio
 import contextlib
 import hashlib
 import hmac
+import ipaddress
 import json
 import math
-from collections.abc import Awaitable, Callable, Mapping, Sequence
-from typing import Any
+import time
+from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
+from typing import Any, TypeVar
 
 from aiohttp import web
+from aiohttp.typedefs import Handler, Middleware
 
+from strangler.config import AdminConfig, split_listen
 from strangler.control.plane import (
     ControlPlane,
     InvalidOverride,
@@ -43,6 +47,9 @@ from strangler.routing.table import Route
 from strangler.runtime import Runtime
 
 from .traffic import Traffic, TrafficWindow
+
+T = TypeVar("T")
+H = TypeVar("H", bound=Callable[..., Any])
 
 AdminExtension = Callable[[web.Application], None]
 """Registers more routes on the admin app (e.g. ``strangler.shadow.api``)."""
@@ -68,6 +75,105 @@ _ERRORS: dict[int, type[web.HTTPException]] = {
 }
 
 
+class PlaneLoop:
+    """The proxy's event loop, as seen from the admin app's.
+
+    The admin listener runs on a thread of its own (:mod:`strangler.admin.server`);
+    the control plane, the stores and cutovers belong to the proxy's loop. ``run``
+    runs a coroutine there and waits for it here (directly when both are one loop,
+    as in tests that build the app alone). A write already sent completes even if
+    the admin client goes away."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop | None = None) -> None:
+        self.loop = loop
+
+    def here(self) -> bool:
+        return self.loop is None or asyncio.get_running_loop() is self.loop
+
+    async def run(self, coro: Coroutine[Any, Any, T]) -> T:
+        if self.here():
+            return await coro
+        assert self.loop is not None
+        future = asyncio.run_coroutine_threadsafe(coro, self.loop)
+        return await asyncio.shield(asyncio.wrap_future(future))
+
+
+_OFF_LOOP: set[Callable[..., Any]] = set()
+
+
+def off_loop(handler: H) -> H:
+    """Mark an admin handler that may run on the admin thread: it reads only immutable
+    values (the route table, config) or goes through :class:`PlaneLoop` itself.
+    Unmarked handlers (extensions that call the stores) run on the proxy's loop."""
+    _OFF_LOOP.add(handler)
+    return handler
+
+
+def _hop(plane: PlaneLoop) -> Middleware:
+    @web.middleware
+    async def hop(request: web.Request, handler: Handler) -> web.StreamResponse:
+        route = request.match_info.handler
+        if (
+            plane.here()
+            or getattr(route, "__func__", route) in _OFF_LOOP
+            or isinstance(request.match_info.route.resource, web.StaticResource)
+        ):
+            return await handler(request)
+        await request.read()  # the body is read here, on the loop that owns the socket
+        return await plane.run(_respond(handler, request))
+
+    return hop
+
+
+async def _respond(handler: Handler, request: web.Request) -> web.StreamResponse:
+    return await handler(request)
+
+
+PLANE = web.AppKey("strangler.plane", PlaneLoop)
+
+
+def allowed_host(admin: AdminConfig, host: str | None) -> bool:
+    """Is ``host`` (a Host header) a name this admin listener answers to?
+
+    A browser tricked by DNS rebinding sends the attacker's name, never an IP address,
+    so addresses always pass; names must be ``localhost``, the ``listen`` host, or
+    listed in ``admin.hosts`` (``*``: any)."""
+    if host is None:
+        return True  # no name was used (HTTP/1.0): nothing a rebinding page could send
+    name = host.strip().lower()
+    if name.startswith("["):
+        name = name[1 : name.find("]")] if "]" in name else name
+    elif name.count(":") == 1:
+        name = name.partition(":")[0]
+    name = name.rstrip(".")
+    try:
+        ipaddress.ip_address(name)
+        return True
+    except ValueError:
+        pass
+    if admin.hosts is None:
+        return name in ("localhost", split_listen(admin.listen)[0].lower())
+    return "*" in admin.hosts or name in (h.lower().rstrip(".") for h in admin.hosts)
+
+
+def _host_guard(runtime: Runtime) -> Middleware:
+    @web.middleware
+    async def guard(request: web.Request, handler: Handler) -> web.StreamResponse:
+        admin = runtime.router.config.admin
+        if not allowed_host(admin, request.headers.get("Host")):
+            return web.json_response(
+                {
+                    "error": f"this admin listener does not answer to host "
+                    f"{request.headers.get('Host')!r} (DNS rebinding protection): list the "
+                    "name under admin.hosts"
+                },
+                status=421,
+            )
+        return await handler(request)
+
+    return guard
+
+
 def build_admin_app(
     runtime: Runtime,
     control: ControlPlane,
@@ -75,12 +181,17 @@ def build_admin_app(
     metrics: Metrics | None = None,
     extensions: Sequence[AdminExtension] = (),
     sync_status: SyncStatus | None = None,
+    plane_loop: asyncio.AbstractEventLoop | None = None,
 ) -> web.Application:
-    """The admin application. ``metrics`` feeds ``/metrics`` and the traffic figures."""
-    app = web.Application()
+    """The admin application. ``metrics`` feeds ``/metrics`` and the traffic figures.
+    It answers only the host names ``admin.hosts`` allows (421 otherwise).
+    ``plane_loop`` is the proxy's loop when the app runs on another (its own thread)."""
+    plane = PlaneLoop(plane_loop)
+    app = web.Application(middlewares=[_host_guard(runtime), _hop(plane)])
     app[RUNTIME] = runtime
     app[CONTROL] = control
-    handlers = _Handlers(runtime, control, metrics, sync_status)
+    app[PLANE] = plane
+    handlers = _Handlers(runtime, control, metrics, sync_status, plane)
     if metrics is not None:
         app[TRAFFIC] = handlers.traffic = TrafficWindow(metrics.snapshot)
         app.cleanup_ctx.append(handlers.sampling)
@@ -144,6 +255,25 @@ def _mismatch_rate(runtime: Runtime, route: str) -> float | None:
     return None if rate is None else 1.0 - rate
 
 
+def state_notice(control: ControlPlane) -> str | None:
+    """What a person should know about the state this process routes by (None: all well);
+    shown by ``/api/routes`` and the dashboard."""
+    if control.source == "local_copy":
+        saved = control.local_copy_saved_at
+        when = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(saved)) if saved else "?"
+        path = control.local_copy.path if control.local_copy is not None else "?"
+        return (
+            f"state store {control.store.url} unreachable since start: serving the local "
+            f"copy saved {when} ({path}); changes are refused until it answers"
+        )
+    if control.store.shared and not control.connected:
+        return (
+            f"state store {control.store.url} unreachable: routing continues with the "
+            "last-known table; changes are refused until it answers"
+        )
+    return None
+
+
 def route_view(runtime: Runtime, route: Route, traffic: Traffic | None = None) -> dict[str, Any]:
     """One route as ``GET /api/routes`` shows it (the dashboard uses the same shape)."""
     match_rate = None
@@ -172,7 +302,9 @@ class _Handlers:
         control: ControlPlane,
         metrics: Metrics | None,
         sync_status: SyncStatus | None,
+        plane: PlaneLoop,
     ) -> None:
+        self.plane = plane
         self.runtime = runtime
         self.control = control
         self.metrics_source = metrics
@@ -221,6 +353,16 @@ class _Handlers:
                     "shared": control.store.shared,
                     "connected": control.connected,
                     "error": control.last_error,
+                    "source": control.source,
+                    "notice": state_notice(control),
+                    "local_copy": (
+                        {
+                            "path": str(control.local_copy.path),
+                            "saved_at": control.local_copy_saved_at,
+                        }
+                        if control.local_copy is not None
+                        else None
+                    ),
                 },
             }
         )
@@ -262,7 +404,9 @@ class _Handlers:
         if mode == "canary" and not force:
             self._guard_canary(route)
         try:
-            change = await self.control.set_override(route.name, mode, percent, who=who)
+            change = await self.plane.run(
+                self.control.set_override(route.name, mode, percent, who=who)
+            )
         except StateStoreError as exc:
             raise _store_down(exc) from None
         except OwnedRoute as exc:
@@ -289,7 +433,7 @@ class _Handlers:
         who = require_writer(request)
         name = request.match_info["name"]
         try:
-            change = await self.control.clear_override(name, who=who)
+            change = await self.plane.run(self.control.clear_override(name, who=who))
         except StateStoreError as exc:
             raise _store_down(exc) from None
         except UnknownRoute as exc:
@@ -309,14 +453,30 @@ class _Handlers:
         if raw and not raw.isdigit():
             raise error(400, f"limit must be a whole number, not {raw!r}", "limit")
         try:
-            entries = await self.control.audit.latest(int(raw) if raw else None)
+            entries = await self.plane.run(self.control.audit.latest(int(raw) if raw else None))
         except StateStoreError as exc:
             raise _store_down(exc) from None
         return web.json_response({"entries": entries})
 
     async def sync(self, request: web.Request) -> web.Response:
         assert self.sync_status is not None  # the route is only added with a provider
-        return web.json_response(dict(await self.sync_status()))
+        return web.json_response(dict(await self.plane.run(_status(self.sync_status))))
+
+
+async def _status(source: SyncStatus) -> Mapping[str, Any]:
+    return await source()
+
+
+for _handler in (
+    _Handlers.healthz,
+    _Handlers.metrics,
+    _Handlers.routes,
+    _Handlers.put_override,
+    _Handlers.delete_override,
+    _Handlers.audit,
+    _Handlers.sync,
+):
+    off_loop(_handler)  # they read immutable values, and reach the plane through PlaneLoop
 
 
 def _reject_constant(name: str) -> Any:

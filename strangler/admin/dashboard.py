@@ -9,7 +9,9 @@ person typed, kept in ``sessionStorage``; without a token the page is read-only.
 No build step, no framework.
 
 This module never reads the state store, the shadow store or metrics itself:
-everything live comes through the JSON API, like any other client.
+everything live comes through the JSON API, like any other client (the one
+exception: the page is rendered with the state notice of ``/api/routes``, so a
+replica serving its local copy says so before any script runs).
 """
 
 from __future__ import annotations
@@ -20,14 +22,18 @@ from pathlib import Path
 
 from aiohttp import web
 
-from strangler.admin.app import RUNTIME
+from strangler.admin.app import CONTROL, RUNTIME, off_loop, state_notice
 from strangler.admin.shadow_section import SHADOW_SECTION
 from strangler.routing.table import Route
 
 STATIC = Path(__file__).parent / "static"
 
 
-def _page(title: str, page: str, body: str, route: str = "") -> str:
+def _shown(notice: str | None) -> str:
+    return " hidden" if notice is None else ""
+
+
+def _page(title: str, page: str, body: str, route: str = "", notice: str | None = None) -> str:
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
@@ -46,6 +52,7 @@ def _page(title: str, page: str, body: str, route: str = "") -> str:
   </form>
 </header>
 <div id="reload-error" class="banner" hidden></div>
+<div id="state-notice" class="banner"{_shown(notice)}>{escape(notice or "")}</div>
 <div id="action-error" class="banner" hidden></div>
 <main>{body}</main>
 <script src="/static/dashboard.js"></script>
@@ -99,7 +106,9 @@ def overview(request: web.Request) -> web.Response:
 <table id="audit" class="grid"><thead><tr><th>when</th><th>action</th><th>route</th><th>who</th>
 <th>from</th><th>to</th><th>reason</th></tr></thead><tbody></tbody></table>
 </section>"""
-    return web.Response(text=_page("Routes", "overview", body), content_type="text/html")
+    notice = state_notice(request.app[CONTROL])
+    page = _page("Routes", "overview", body, notice=notice)
+    return web.Response(text=page, content_type="text/html")
 
 
 def route_page(request: web.Request) -> web.Response:
@@ -114,7 +123,8 @@ def route_page(request: web.Request) -> web.Response:
 </div>
 </section>
 {SHADOW_SECTION}"""
-    return web.Response(text=_page(name, "route", body, name), content_type="text/html")
+    page = _page(name, "route", body, name, state_notice(request.app[CONTROL]))
+    return web.Response(text=page, content_type="text/html")
 
 
 def dashboard_extension() -> Callable[[web.Application], None]:
@@ -127,6 +137,8 @@ def dashboard_extension() -> Callable[[web.Application], None]:
         async def one(request: web.Request) -> web.Response:
             return route_page(request)
 
+        off_loop(index)  # they read the route table (immutable) and render: no hop needed
+        off_loop(one)
         app.router.add_get("/", index)
         app.router.add_get("/routes/{name}", one)
         app.router.add_static("/static/", STATIC)

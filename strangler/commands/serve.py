@@ -19,4 +19,7 @@ def run(args: argparse.Namespace) -> int:
         level=logging.INFO, format="%(asctime)s %(process)d %(name)s %(levelname)s %(message)s"
     )
     config = validate(args.config)  # ConfigError: the CLI prints each problem, exits 2
-    return serve(args.config, config, args.workers, loop=args.loop)
+    if args.local_copy:
+        state = config.state.model_copy(update={"local_copy": args.local_copy})
+        config = config.model_copy(update={"state": state})
+    return serve(args.config, config, args.workers, grace=args.grace, loop=args.loop)

@@ -19,7 +19,7 @@ from pathlib import Path
 from aiohttp import web
 
 from strangler.config import Config, load_config, split_listen
-from strangler.control.state import open_store
+from strangler.control.stores import open_store
 from strangler.errors import ConfigError, Problem, SyncError
 from strangler.metrics import Metrics
 from strangler.sync import ledger

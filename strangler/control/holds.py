@@ -23,14 +23,14 @@ import os
 import socket
 import uuid
 from collections.abc import Mapping
-from typing import TYPE_CHECKING
+from typing import Protocol
 
-from strangler.control.audit import AuditEntry
+from strangler.control.audit import AuditEntry, AuditLog
 from strangler.control.ownership import Ownership
+from strangler.control.state import StateStore
 from strangler.errors import StateStoreError
-
-if TYPE_CHECKING:
-    from strangler.control.plane import ControlPlane
+from strangler.proxy.hold import WriteHold
+from strangler.routing.router import Router
 
 log = logging.getLogger(__name__)
 
@@ -47,8 +47,19 @@ def hold_key(context: str, cutover: str) -> str:
     return f"hold:{context}:{cutover}"
 
 
+class HoldingPlane(Protocol):
+    """What a replica's holds need from the control plane (``ControlPlane`` is one)."""
+
+    router: Router
+    hold: WriteHold
+    store: StateStore
+    audit: AuditLog
+
+    async def refresh(self) -> None: ...
+
+
 class ReplicaHolds:
-    def __init__(self, plane: ControlPlane) -> None:
+    def __init__(self, plane: HoldingPlane) -> None:
         self.plane = plane
         self.replica = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
         """This process's name among the replicas that acknowledge a hold."""

@@ -21,12 +21,15 @@ import asyncio
 import contextlib
 import logging
 import math
-from typing import TYPE_CHECKING, Protocol
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Literal
 
 from strangler.config import MODES, Mode, RouteConfig
 from strangler.control.audit import AuditEntry, AuditLog
 from strangler.control.holds import ReplicaHolds
-from strangler.control.rollback import RollbackMonitor
+from strangler.control.local_copy import LocalCopy
+from strangler.control.rollback import RollbackCounter, RollbackMonitor
 from strangler.control.state import OverrideChange, StateSnapshot, StateStore
 from strangler.errors import StateStoreError, StranglerError
 from strangler.override import Override
@@ -38,11 +41,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-
-class RollbackCounter(Protocol):
-    """The one metric the control plane feeds (``strangler_rollbacks_total``)."""
-
-    def rollback(self, route: str, reason: str) -> None: ...
+StateSource = Literal["store", "local_copy", "config"]
+"""Where the overrides this process routes by come from: the state store, the local
+copy saved on disk (the store was unreachable at start), or routes.yaml alone."""
 
 
 class UnknownRoute(StranglerError):
@@ -92,6 +93,8 @@ class ControlPlane:
         audit_entries: int = 200,
         reconcile_every: float = 5.0,
         flush_every: float = 0.5,
+        local_copy: LocalCopy | None = None,
+        on_source: Callable[[StateSource], None] | None = None,
     ) -> None:
         self.router = router
         self.hold = hold if hold is not None else WriteHold()
@@ -99,6 +102,13 @@ class ControlPlane:
         self.match_rate = match_rate
         """The shadow part's match rates (the cutover's canary guard reads them)."""
         self.store = store
+        self.local_copy = local_copy
+        """Where this replica keeps the last state it saw (None: nowhere)."""
+        self.source: StateSource = "config"
+        self.local_copy_saved_at: float | None = None
+        """While ``source`` is ``local_copy``: when that copy was written."""
+        self._on_source = on_source
+        self._saved = -1
         self.audit = AuditLog(store, audit_entries)
         self.rollback = RollbackMonitor(self, metrics, flush_every=flush_every)
         self.connected = False
@@ -107,6 +117,8 @@ class ControlPlane:
         self._reconcile_every = reconcile_every
         self._applied = -1
         self._synced = asyncio.Event()
+        self._ready = asyncio.Event()
+        """Set once the first state is in: from the store, or else from the local copy."""
         self._tasks: list[asyncio.Task[None]] = []
         self.holds = ReplicaHolds(self)
 
@@ -122,9 +134,10 @@ class ControlPlane:
             asyncio.create_task(self.rollback.run(), name="strangler-rollback"),
             asyncio.create_task(self.holds.beat(), name="strangler-beat"),
         ]
+        self._set_source("config")
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(wait):
-                await self._synced.wait()
+                await self._ready.wait()
 
     async def stop(self) -> None:
         follower, monitor, beat = self._tasks or (None, None, None)
@@ -154,9 +167,15 @@ class ControlPlane:
                     self.apply(await self.store.snapshot(), reconcile=True)
                     if not self.connected:
                         log.info("state store %s: following changes", self.store.url)
+                    if self.source == "local_copy":
+                        log.info("state store %s is back: reconciled", self.store.url)
                     self.connected, self.last_error, delay = True, None, 0.05
+                    self._set_source("store")
+                    self.local_copy_saved_at = None
                     self._synced.set()
+                    self._ready.set()
                     while True:
+                        await self._save()
                         version = await subscription.next(self._reconcile_every)
                         if version is None:
                             version = await self.store.version()
@@ -169,11 +188,53 @@ class ControlPlane:
                 if self.connected or self.last_error is None:
                     log.warning("%s; routing continues with the last-known table", exc)
                 self.connected, self.last_error = False, str(exc)
+                if not self._synced.is_set() and not self._ready.is_set():
+                    await self._serve_local_copy()
             except Exception:  # the follower must outlive any surprise; retry with backoff
                 log.exception("control plane follower failed; retrying")
                 self.connected = False
             await asyncio.sleep(delay)
             delay = min(delay * 2, 2.0)
+
+    def _set_source(self, source: StateSource) -> None:
+        self.source = source
+        if self._on_source is not None:
+            self._on_source(source)
+
+    async def _save(self) -> None:
+        """Keep the local copy in step with the state applied from the store."""
+        if self.local_copy is None or self._applied == self._saved:
+            return
+        snapshot = StateSnapshot(
+            self._applied, dict(self.router.overrides), dict(self.router.ownerships)
+        )
+        await asyncio.to_thread(self.local_copy.save, snapshot)
+        self._saved = self._applied
+
+    async def _serve_local_copy(self) -> None:
+        """The store is unreachable and this process never read it: serve the last state
+        this replica saw (the store wins again as soon as it answers)."""
+        copy = self.local_copy
+        saved = None if copy is None else await asyncio.to_thread(copy.load)
+        if copy is not None and saved is not None and not self._synced.is_set():
+            try:
+                self.router.set_overrides(saved.snapshot.overrides, saved.snapshot.ownerships)
+            except StranglerError as exc:
+                log.error("local copy %s not applied: %s", copy.path, exc)
+            else:
+                self.holds.follow(saved.snapshot.ownerships)
+                self._set_source("local_copy")
+                self.local_copy_saved_at = saved.saved_at
+                age = time.time() - saved.saved_at
+                log.warning(
+                    "state store %s unreachable at start: serving the local copy %s "
+                    "(version %d, saved %.0fs ago) until it answers",
+                    self.store.url,
+                    copy.path,
+                    saved.snapshot.version,
+                    age,
+                )
+        self._ready.set()
 
     def apply(self, snapshot: StateSnapshot, *, reconcile: bool = False) -> bool:
         """Swap in ``snapshot``'s overrides unless this process already has a newer state.

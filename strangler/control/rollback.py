@@ -27,14 +27,15 @@ import asyncio
 import contextlib
 import logging
 import time
-from typing import TYPE_CHECKING, NamedTuple
+from typing import TYPE_CHECKING, NamedTuple, Protocol
 
 from strangler.config import RollbackConfig
+from strangler.control.state import OverrideChange, StateStore
 from strangler.errors import StateStoreError
 from strangler.runtime import RequestRecord
 
 if TYPE_CHECKING:
-    from strangler.control.plane import ControlPlane, RollbackCounter
+    from strangler.routing.router import Router
     from strangler.routing.table import RouteTable
 
 log = logging.getLogger(__name__)
@@ -78,9 +79,27 @@ def verdict(config: RollbackConfig, totals: dict[str, int]) -> tuple[str, str] |
     return None
 
 
+class RollbackCounter(Protocol):
+    """The one metric the monitor feeds (``strangler_rollbacks_total``)."""
+
+    def rollback(self, route: str, reason: str) -> None: ...
+
+
+class RollbackPlane(Protocol):
+    """What the monitor needs from the control plane (``ControlPlane`` is one): the
+    route table it judges, the store it counts in, and the flip itself."""
+
+    store: StateStore
+
+    @property
+    def router(self) -> Router: ...
+
+    async def roll_back(self, route: str, reason: str) -> OverrideChange | None: ...
+
+
 class RollbackMonitor:
     def __init__(
-        self, plane: ControlPlane, metrics: RollbackCounter | None, *, flush_every: float = 0.5
+        self, plane: RollbackPlane, metrics: RollbackCounter | None, *, flush_every: float = 0.5
     ) -> None:
         self._plane = plane
         self._metrics = metrics

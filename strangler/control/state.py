@@ -1,6 +1,7 @@
 """The state store: what every replica must agree on, behind one small protocol.
 
-Two implementations, chosen by ``state:`` in routes.yaml (:func:`open_store`):
+Two implementations, chosen by ``state:`` in routes.yaml
+(:func:`strangler.control.stores.open_store`):
 
 * ``memory://`` — one process (the embedded default, ``strangler demo``), here;
 * ``redis://host:port/db`` — shared by every replica and worker
@@ -23,12 +24,11 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from strangler.config import StateConfig
 from strangler.control.ownership import Ownership, dump_ownership, unowned
 from strangler.override import Override
 
@@ -129,15 +129,6 @@ class StateStore(Protocol):
     async def release(self, key: str) -> None: ...
 
 
-def open_store(config: StateConfig) -> StateStore:
-    """The store ``state:`` names. Does not connect yet (Redis connects on first use)."""
-    if config.url == "memory://":
-        return MemoryStateStore()
-    from strangler.control.redis_store import RedisStateStore  # redis only when asked for
-
-    return RedisStateStore(config.url, config.namespace)
-
-
 def stored_form(ownership: Ownership | None) -> str:
     """What the store holds for ``ownership``: empty for a never-stored context."""
     if ownership is None or ownership == unowned(ownership.context):
@@ -155,6 +146,100 @@ def load_override(text: str) -> Override:
 
 
 # ---------------------------------------------------------------------- memory
+
+
+class MemoryState:
+    """The state itself, held in one process; synchronous, so the ``--workers``
+    supervisor (which runs no event loop) can own it too
+    (:mod:`strangler.control.supervised`). ``listeners`` hear every new version."""
+
+    def __init__(self) -> None:
+        self.version = 0
+        self.overrides: dict[str, Override] = {}
+        self.ownerships: dict[str, Ownership] = {}
+        self.listeners: list[Callable[[int], None]] = []
+        self._replicas: dict[str, float] = {}
+        self._hashes: dict[str, tuple[float, dict[str, int]]] = {}
+        self._lists: dict[str, list[str]] = {}
+        self._locks: dict[str, float] = {}
+
+    def snapshot(self) -> StateSnapshot:
+        return StateSnapshot(self.version, dict(self.overrides), dict(self.ownerships))
+
+    def set_override(self, route: str, override: Override | None) -> OverrideChange:
+        previous = self.overrides.get(route)
+        if override is None:
+            self.overrides.pop(route, None)
+        else:
+            self.overrides[route] = override
+        self._announce()
+        return OverrideChange(self.version, previous, override)
+
+    def _announce(self) -> None:
+        self.version += 1
+        for listener in self.listeners:
+            listener(self.version)
+
+    def set_ownership(self, ownership: Ownership, *, expect: Ownership | None = None) -> bool:
+        if expect is not None and stored_form(self.ownerships.get(expect.context)) != stored_form(
+            expect
+        ):
+            return False
+        self.ownerships[ownership.context] = ownership
+        self._announce()
+        return True
+
+    def beat(self, replica: str, ttl: float) -> None:
+        self._replicas[replica] = time.time() + ttl
+
+    def replicas(self) -> set[str]:
+        now = time.time()
+        return {name for name, until in self._replicas.items() if until > now}
+
+    def _live_hash(self, key: str) -> dict[str, int] | None:
+        entry = self._hashes.get(key)
+        if entry is None:
+            return None
+        if entry[0] < time.monotonic():
+            del self._hashes[key]
+            return None
+        return entry[1]
+
+    def add(self, key: str, counts: Mapping[str, int], ttl: float) -> None:
+        fields = self._live_hash(key) or {}
+        for name, delta in counts.items():
+            fields[name] = fields.get(name, 0) + delta
+        self._hashes[key] = (time.monotonic() + ttl, fields)
+
+    def totals(self, keys: Sequence[str]) -> dict[str, int]:
+        out: dict[str, int] = {}
+        for key in keys:
+            for name, value in (self._live_hash(key) or {}).items():
+                out[name] = out.get(name, 0) + value
+        return out
+
+    def delete(self, keys: Sequence[str]) -> None:
+        for key in keys:
+            self._hashes.pop(key, None)
+            self._lists.pop(key, None)
+
+    def push(self, key: str, value: str, keep: int) -> None:
+        items = self._lists.setdefault(key, [])
+        items.insert(0, value)
+        del items[keep:]
+
+    def latest(self, key: str, limit: int) -> list[str]:
+        return list(self._lists.get(key, ())[:limit])
+
+    def acquire(self, key: str, ttl: float) -> bool:
+        now = time.monotonic()
+        if self._locks.get(key, 0.0) > now:
+            return False
+        self._locks[key] = now + ttl
+        return True
+
+    def release(self, key: str) -> None:
+        self._locks.pop(key, None)
 
 
 class _MemorySubscription:
@@ -176,61 +261,42 @@ class MemoryStateStore:
     shared = False
 
     def __init__(self) -> None:
-        self._version = 0
-        self._overrides: dict[str, Override] = {}
-        self._ownerships: dict[str, Ownership] = {}
-        self._replicas: dict[str, float] = {}
+        self.state = MemoryState()
+        self.state.listeners.append(self._announce)
         self.followed_at: float | None = None
         """When a sync worker in this process last read ownership (``ownerships()``)."""
-        self._hashes: dict[str, tuple[float, dict[str, int]]] = {}
-        self._lists: dict[str, list[str]] = {}
-        self._locks: dict[str, float] = {}
         self._subscribers: set[_MemorySubscription] = set()
+
+    def _announce(self, version: int) -> None:
+        for subscriber in self._subscribers:
+            subscriber.queue.put_nowait(version)
 
     async def close(self) -> None:
         self._subscribers.clear()
 
     async def snapshot(self) -> StateSnapshot:
-        return StateSnapshot(self._version, dict(self._overrides), dict(self._ownerships))
+        return self.state.snapshot()
 
     async def version(self) -> int:
-        return self._version
+        return self.state.version
 
     async def set_override(self, route: str, override: Override | None) -> OverrideChange:
-        previous = self._overrides.get(route)
-        if override is None:
-            self._overrides.pop(route, None)
-        else:
-            self._overrides[route] = override
-        self._announce()
-        return OverrideChange(self._version, previous, override)
-
-    def _announce(self) -> None:
-        self._version += 1
-        for subscriber in self._subscribers:
-            subscriber.queue.put_nowait(self._version)
+        return self.state.set_override(route, override)
 
     async def ownerships(self) -> dict[str, Ownership]:
         # Only a sync worker reads ownership this way (the proxy reads snapshots): it
         # shows a cutover that a worker in this process follows this very store.
         self.followed_at = time.monotonic()
-        return dict(self._ownerships)
+        return dict(self.state.ownerships)
 
     async def set_ownership(self, ownership: Ownership, *, expect: Ownership | None = None) -> bool:
-        if expect is not None and stored_form(self._ownerships.get(expect.context)) != stored_form(
-            expect
-        ):
-            return False
-        self._ownerships[ownership.context] = ownership
-        self._announce()
-        return True
+        return self.state.set_ownership(ownership, expect=expect)
 
     async def beat(self, replica: str, ttl: float) -> None:
-        self._replicas[replica] = time.time() + ttl
+        self.state.beat(replica, ttl)
 
     async def replicas(self) -> set[str]:
-        now = time.time()
-        return {name for name, until in self._replicas.items() if until > now}
+        return self.state.replicas()
 
     @asynccontextmanager
     async def _subscription(self) -> AsyncIterator[Subscription]:
@@ -244,47 +310,23 @@ class MemoryStateStore:
     def subscribe(self) -> AbstractAsyncContextManager[Subscription]:
         return self._subscription()
 
-    def _live_hash(self, key: str) -> dict[str, int] | None:
-        entry = self._hashes.get(key)
-        if entry is None:
-            return None
-        if entry[0] < time.monotonic():
-            del self._hashes[key]
-            return None
-        return entry[1]
-
     async def add(self, key: str, counts: Mapping[str, int], ttl: float) -> None:
-        fields = self._live_hash(key) or {}
-        for name, delta in counts.items():
-            fields[name] = fields.get(name, 0) + delta
-        self._hashes[key] = (time.monotonic() + ttl, fields)
+        self.state.add(key, counts, ttl)
 
     async def totals(self, keys: Sequence[str]) -> dict[str, int]:
-        out: dict[str, int] = {}
-        for key in keys:
-            for name, value in (self._live_hash(key) or {}).items():
-                out[name] = out.get(name, 0) + value
-        return out
+        return self.state.totals(keys)
 
     async def delete(self, keys: Sequence[str]) -> None:
-        for key in keys:
-            self._hashes.pop(key, None)
-            self._lists.pop(key, None)
+        self.state.delete(keys)
 
     async def push(self, key: str, value: str, keep: int) -> None:
-        items = self._lists.setdefault(key, [])
-        items.insert(0, value)
-        del items[keep:]
+        self.state.push(key, value, keep)
 
     async def latest(self, key: str, limit: int) -> list[str]:
-        return list(self._lists.get(key, ())[:limit])
+        return self.state.latest(key, limit)
 
     async def acquire(self, key: str, ttl: float) -> bool:
-        now = time.monotonic()
-        if self._locks.get(key, 0.0) > now:
-            return False
-        self._locks[key] = now + ttl
-        return True
+        return self.state.acquire(key, ttl)
 
     async def release(self, key: str) -> None:
-        self._locks.pop(key, None)
+        self.state.release(key)

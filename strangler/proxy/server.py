@@ -20,6 +20,7 @@ import asyncio
 import contextlib
 import socket
 from collections.abc import Callable
+from ssl import SSLContext
 from time import monotonic
 
 from strangler.config import Config, LimitsConfig
@@ -69,14 +70,14 @@ class ProxyServer:
         assert self._server is not None and self._server.sockets
         return int(self._server.sockets[0].getsockname()[1])
 
-    async def start(self, sock: socket.socket) -> None:
-        """Serve on an already-bound (listening or not) TCP socket."""
+    async def start(self, sock: socket.socket, ssl: SSLContext | None = None) -> None:
+        """Serve on an already-bound (listening or not) TCP socket (TLS with ``ssl``)."""
         self._loop = asyncio.get_running_loop()
         self._forwarder = Forwarder(self._loop)
         self.dispatch = Dispatcher(self.runtime, self._forwarder).start
         sock.setblocking(False)
         self._server = await self._loop.create_server(
-            lambda: ClientConnection(self), sock=sock, backlog=1024
+            lambda: ClientConnection(self), sock=sock, backlog=1024, ssl=ssl
         )
         self._sweeper = self._loop.create_task(self._sweep())
 

@@ -8,7 +8,8 @@ import pytest
 
 from strangler.config import StateConfig
 from strangler.control.redis_store import RedisStateStore
-from strangler.control.state import MemoryStateStore, StateStore, open_store
+from strangler.control.state import MemoryStateStore, StateStore
+from strangler.control.stores import open_store
 from strangler.errors import StateStoreError
 from strangler.override import Override
 

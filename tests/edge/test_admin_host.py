@@ -5,16 +5,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import pytest
-
 from .support import get, one, serve, wire_upstream
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="issue 14: admin listener answers any Host (DNS rebinding)"
-    " — fix lands after the proxy restructuring",
-)
 async def test_admin_refuses_a_host_it_is_not_configured_for(tmp_path: Path) -> None:
     async with wire_upstream() as legacy:
         config = {"legacy": "legacy", "upstreams": {"legacy": {"url": legacy.url}}}

@@ -292,25 +292,6 @@ async def test_a_path_escaping_the_root_is_400_and_never_forwarded(tmp_path: Pat
         assert up.hits == []
 
 
-async def test_memory_state_with_several_workers_is_refused(tmp_path: Path) -> None:
-    path = tmp_path / "routes.yaml"
-    path.write_text(routes_yaml(port=free_port(), admin_port=free_port()))
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "strangler",
-        "serve",
-        "-c",
-        str(path),
-        "--workers",
-        "2",
-        stderr=asyncio.subprocess.PIPE,
-    )
-    _, err = await asyncio.wait_for(process.communicate(), 30)
-    assert process.returncode == 2
-    assert b"memory://" in err and b"--workers 1" in err
-
-
 async def test_the_admin_listener_serves_health_metrics_routes_and_dashboard(
     tmp_path: Path,
 ) -> None:

@@ -123,6 +123,9 @@ async function renderRoutes() {
   const banner = document.getElementById("reload-error");
   banner.textContent = data.last_reload_error ? "Last reload rejected: " + data.last_reload_error : "";
   banner.hidden = !data.last_reload_error;
+  const notice = document.getElementById("state-notice");
+  notice.textContent = (data.state && data.state.notice) || "";
+  notice.hidden = !notice.textContent;
   const body = document.querySelector("#routes tbody");
   const routes = data.routes.filter((r) => !onlyRoute || r.name === onlyRoute);
   await Promise.all(routes.map(async (route) => {

@@ -1,0 +1,92 @@
+"""TLS on the public listener: one server context, its certificate reloaded in place.
+
+``tls: {cert, key}`` in routes.yaml makes ``strangler serve`` terminate TLS on
+``listen``. :class:`ListenerTls` holds the :class:`ssl.SSLContext` the listener
+was started with and reloads the certificate chain *into that same context*
+when the files change (checked once a second) or on SIGHUP: handshakes from
+then on present the new certificate, connections already open keep theirs, so
+a renewal drops nothing. A pair that does not load (half-written, key not
+matching) is logged and the previous one keeps serving; at start it is an
+error naming the file.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import ssl
+from pathlib import Path
+
+from strangler.config import TlsConfig
+from strangler.errors import StranglerError
+
+log = logging.getLogger(__name__)
+
+CHECK_EVERY = 1.0
+"""Seconds between looks at the certificate and key files."""
+
+
+def _stamp(path: Path) -> tuple[int, int] | None:
+    try:
+        st = path.stat()
+    except OSError:
+        return None
+    return (st.st_mtime_ns, st.st_size)
+
+
+class ListenerTls:
+    """The public listener's server context and the files it is loaded from."""
+
+    def __init__(self, config: TlsConfig, base_dir: Path | None = None) -> None:
+        base = base_dir or Path.cwd()
+        self.cert = base / config.cert
+        self.key = base / config.key
+        self.context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        self.context.minimum_version = ssl.TLSVersion.TLSv1_2
+        self.context.set_alpn_protocols(["http/1.1"])
+        self._stamps = self._read_stamps()
+        try:
+            self.context.load_cert_chain(self.cert, self.key)
+        except (OSError, ssl.SSLError) as exc:
+            raise StranglerError(
+                f"tls: cannot load the certificate {self.cert} with the key {self.key}: {exc}"
+            ) from exc
+        self._task: asyncio.Task[None] | None = None
+
+    def _read_stamps(self) -> tuple[tuple[int, int] | None, ...]:
+        return (_stamp(self.cert), _stamp(self.key))
+
+    def reload(self) -> bool:
+        """Load the files again into the live context; False (old pair kept) if they fail."""
+        self._stamps = self._read_stamps()
+        try:
+            self.context.load_cert_chain(self.cert, self.key)
+        except (OSError, ssl.SSLError) as exc:
+            log.error(
+                "tls: %s / %s not loaded (%s); still serving the previous certificate",
+                self.cert,
+                self.key,
+                exc,
+            )
+            return False
+        log.info("tls: certificate %s loaded", self.cert)
+        return True
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._watch(), name="strangler-tls-watch")
+
+    async def stop(self, grace: float = 0.0) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+
+    async def _watch(self) -> None:
+        while True:
+            await asyncio.sleep(CHECK_EVERY)
+            if self._read_stamps() != self._stamps:
+                # A renewal writes two files: wait a moment so both are in place.
+                await asyncio.sleep(CHECK_EVERY / 2)
+                self.reload()
