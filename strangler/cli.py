@@ -51,6 +51,13 @@ def _parser() -> argparse.ArgumentParser:
         default="auto",
         help="event loop (auto: uvloop when installed)",
     )
+    serve.add_argument(
+        "--grace",
+        type=float,
+        default=None,
+        metavar="SECONDS",
+        help="on SIGTERM, how long in-flight requests may finish; then 503 (default: 10)",
+    )
 
     check = sub.add_parser("check", help="validate a routes.yaml")
     check.add_argument("config", nargs="?", default="routes.yaml")

@@ -142,6 +142,16 @@ class RouteConfig(_Model):
     adapter: str | DeclarativeAdapterConfig | None = None
     shadow: ShadowConfig | None = None
     rollback: RollbackConfig | None = None
+    upgrade: tuple[str, ...] = ()
+    """Protocols tunnelled on ``Upgrade`` besides ``websocket`` (others are stripped)."""
+
+    @field_validator("upgrade")
+    @classmethod
+    def _upgrade(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for protocol in value:
+            if not re.fullmatch(r"[A-Za-z0-9!#$%&'*+.^_`|~/-]+", protocol):
+                raise ValueError(f"{protocol!r} is not a protocol name")
+        return tuple(p.lower() for p in value)
 
     @field_validator("name")
     @classmethod

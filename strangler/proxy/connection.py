@@ -8,21 +8,33 @@ heads wait in a short queue).
 
 Refused before forwarding, and never sent upstream:
 
-* header section over ``limits.max_header_size`` -> 431;
+* header section over ``limits.max_header_size`` -> 431 (chunked trailer fields
+  count against it too; they are dropped, never routing input nor headers upstream);
+* an HTTP/1.1 request without ``Host``, any request with two, or an invalid one -> 400;
+* an HTTP/0.9 request line (no version) -> 400 at once;
 * ``Content-Length`` over ``limits.max_body`` -> 413 (a chunked body that grows
   past it is cut off and answered 413 too);
 * ambiguous framing — ``Content-Length`` with ``Transfer-Encoding``, more than
   one ``Content-Length``, a transfer coding other than ``chunked``, a bad chunk
   size or anything llhttp rejects -> 400, and the connection is closed.
 
+An HTTP/1.0 request with a chunked body is answered and the connection closed
+(RFC 9112 §6.1). Client ``X-Strangler-*`` fields are kept apart from the
+forwarded headers (``ProxyRequest.private``: routing may read a pin header there;
+nothing upstream ever sees them). Every request gets its ``X-Request-Id``: the
+client's when it is a token of at most 128 characters, else a fresh one.
+
 It never decides routing and never buffers a body itself (``RequestBody`` does,
-bounded). Idle keep-alive connections are closed by the server's sweep.
+bounded). Idle keep-alive connections, and clients that stopped reading their
+answer for longer than ``limits.client_idle_timeout``, are closed by the
+server's sweep.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import re
 from collections import deque
 from collections.abc import Callable, Coroutine
 from time import monotonic
@@ -33,14 +45,19 @@ import httptools
 from strangler.config import LimitsConfig
 from strangler.errors import BodyTooLarge, MalformedBody, RequestError
 from strangler.proxy.headers import RawHeaders
-from strangler.proxy.request import ProxyRequest, RequestBody
-from strangler.proxy.responses import CONTINUE
+from strangler.proxy.request import ProxyRequest, RequestBody, new_request_id
+from strangler.proxy.responses import CONTINUE, error_response
 from strangler.proxy.upstream import UpstreamConnection, set_nodelay
 
 log = logging.getLogger(__name__)
 
 _METHODS = {m.encode(): m for m in ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")}
 _MAX_PIPELINED = 32
+_HOST = re.compile(rb"(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9\-._~!$&'()*+,;=%]*)(?::[0-9]*)?")
+"""RFC 9110 §7.2: ``uri-host [ ":" port ]`` (an IP literal or a reg-name)."""
+_REQUEST_ID = re.compile(rb"[A-Za-z0-9!#$%&'*+.^_`|~-]{1,128}")
+"""A client's ``X-Request-Id`` is taken when it is a token of at most 128 characters."""
+_PRIVATE = b"x-strangler-"
 
 
 class _Refuse(RequestError):
@@ -103,8 +120,18 @@ class ClientConnection(asyncio.Protocol):
         self._lengths = 0
         self._length: int | None = None
         self._coding: bytes | None = None
-        self._shadowed = False
         self._expect = False
+        self._hosts = 0
+        self._host = b""
+        self._private: RawHeaders | None = None
+        self._request_id: bytes | None = None
+        self._headed = False
+        self._url_piece = b""
+        self._resume: ProxyRequest | None = None
+        """A request whose Upgrade was refused: its body is parsed after a stand-in head."""
+        self._paused_at = 0.0
+        self.wrote = False
+        """Bytes of an answer to the active request went out (the shutdown's 503 cannot)."""
 
     # ------------------------------------------------------------ asyncio side
 
@@ -133,14 +160,21 @@ class ClientConnection(asyncio.Protocol):
             self.on_close()
 
     def pause_writing(self) -> None:
+        # The upstream is paused for this client: it is held by the client, and its
+        # timeout does not run (a stalled client is bounded by the client-side sweep).
         self._write_paused = True
-        if self._upstream is not None and self._upstream.transport is not None:
-            self._upstream.transport.pause_reading()
+        self._paused_at = monotonic()
+        upstream = self._upstream
+        if upstream is not None and upstream.transport is not None:
+            upstream.held = True
+            upstream.transport.pause_reading()
 
     def resume_writing(self) -> None:
         self._write_paused = False
-        if self._upstream is not None and self._upstream.transport is not None:
-            self._upstream.transport.resume_reading()
+        upstream = self._upstream
+        if upstream is not None and upstream.transport is not None:
+            upstream.held = False
+            upstream.transport.resume_reading()
 
     def data_received(self, data: bytes) -> None:
         # ``last_active`` moves only when an answer completes: a client that dribbles
@@ -153,6 +187,9 @@ class ClientConnection(asyncio.Protocol):
             return
         if self._broken:
             return
+        self._feed(data)
+
+    def _feed(self, data: bytes) -> None:
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserUpgrade as exc:
@@ -167,6 +204,9 @@ class ClientConnection(asyncio.Protocol):
                 self._refuse(cause.status, cause.message)
             else:
                 self._refuse(400, f"malformed request: {exc}")
+        else:
+            if self._url_piece and not self._headed and not self._broken:
+                self._check_request_line(data)
         # Heads parsed in this chunk start only now, so a framing error later in
         # the same bytes turns them into a refusal before anything is forwarded.
         ready = self._ready
@@ -174,6 +214,36 @@ class ClientConnection(asyncio.Protocol):
             self._ready = []
             for req in ready:
                 self._dispatch(req)
+
+    def _check_request_line(self, data: bytes) -> None:
+        """A feed ended inside a head before any header (rare): a request line with no
+        HTTP version after the target is HTTP/0.9, which llhttp would wait on forever."""
+        piece = self._url_piece
+        at = data.rfind(piece)
+        if self._headers or at < 0:
+            return
+        rest = data[at + len(piece) :]
+        if rest[:1] in (b"\r", b"\n"):
+            self._refuse(400, "HTTP/0.9 requests are not supported")
+
+    def plain(self, req: ProxyRequest) -> None:
+        """Serve ``req`` as a normal request after all: its ``Upgrade`` is not tunnelled.
+
+        llhttp stopped at the end of its head; a fresh parser takes the bytes that
+        followed, behind a stand-in head with the same framing so the body (if any)
+        is decoded into ``req`` and any request after it is parsed as usual."""
+        req.upgrade = None
+        buffered = self.tunnel_buffer or []
+        self.tunnel_buffer = None
+        self.parser = httptools.HttpRequestParser(self)
+        if req.chunked:
+            framing = b"transfer-encoding: chunked\r\n"
+        else:
+            framing = b"content-length: %d\r\n" % (req.content_length or 0)
+        self._resume = req
+        if not req.body.complete:
+            self._parsing = req
+        self._feed(b"POST / HTTP/1.1\r\n" + framing + b"\r\n" + b"".join(buffered))
 
     def _refuse(self, status: int, message: str) -> None:
         """Answer the request being parsed with an error (in order) and stop reading."""
@@ -194,26 +264,39 @@ class ClientConnection(asyncio.Protocol):
     # -------------------------------------------------------- parser callbacks
 
     def on_message_begin(self) -> None:
+        if self._resume is not None:
+            return  # the stand-in head of a request whose Upgrade was refused
         self._url = b""
+        self._url_piece = b""
         self._headers = []
         self._head_size = 0
         self._lengths = 0
         self._length = None
         self._coding = None
-        self._shadowed = False
         self._expect = False
+        self._hosts = 0
+        self._private = None
+        self._request_id = None
+        self._headed = False
         self._limits = self.server.limits
 
     def on_url(self, url: bytes) -> None:
+        if self._resume is not None:
+            return
         self._url += url
+        self._url_piece = url
         self._head_size += len(url)
         if self._head_size > self._limits.max_header_size:
             raise _Refuse(431, "request header section is larger than limits.max_header_size")
 
     def on_header(self, name: bytes, value: bytes) -> None:
+        if self._resume is not None:
+            return
         self._head_size += len(name) + len(value) + 4
         if self._head_size > self._limits.max_header_size:
             raise _Refuse(431, "request header section is larger than limits.max_header_size")
+        if self._headed:
+            return  # a chunked trailer field: counted, never routing input nor forwarded
         n = len(name)
         if n == 14 and name.lower() == b"content-length":
             self._lengths += 1
@@ -225,19 +308,48 @@ class ClientConnection(asyncio.Protocol):
                 raise _Refuse(400, "Content-Length is not a number") from None
         elif n == 17 and name.lower() == b"transfer-encoding":
             self._coding = value.strip().lower() if self._coding is None else b"+"
-        elif n == 18 and name.lower() == b"x-strangler-shadow":
-            self._shadowed = True
+        elif n == 4 and name.lower() == b"host":
+            self._hosts += 1
+            self._host = value
+        elif n == 12 and name.lower() == b"x-request-id":
+            self._request_id = value
+            return  # sent on as the request's id (the client's when valid)
+        elif n > 12 and name[:12].lower() == _PRIVATE:
+            # The proxy's own namespace: never forwarded, never a mirror marker.
+            if self._private is None:
+                self._private = []
+            self._private.append((name, value))
+            return
         elif n == 6 and name.lower() == b"expect" and value.lower() == b"100-continue":
             self._expect = True
         self._headers.append((name, value))
 
     def on_headers_complete(self) -> None:
+        resumed = self._resume
+        if resumed is not None:
+            self._resume = None
+            self._headed = True
+            if not resumed.body.complete:
+                self._parsing = resumed
+            return
+        self._headed = True
+        parser = self.parser
         if self._coding is not None:
             if self._lengths:
                 raise _Refuse(400, "both Content-Length and Transfer-Encoding")
             if self._coding != b"chunked":
                 raise _Refuse(400, "only Transfer-Encoding: chunked is accepted")
-        parser = self.parser
+        if self._hosts != 1:
+            if self._hosts > 1:
+                raise _Refuse(400, "more than one Host header")
+            if parser.get_http_version() != "1.0":
+                raise _Refuse(400, "an HTTP/1.1 request needs a Host header")
+        elif _HOST.fullmatch(self._host) is None:
+            raise _Refuse(400, "invalid Host header")
+        request_id = self._request_id
+        if request_id is None or _REQUEST_ID.fullmatch(request_id) is None:
+            request_id = new_request_id()
+        self._headers.append((b"x-request-id", request_id))
         url = self._url
         path, _, query = url.partition(b"?")
         method = parser.get_method()
@@ -259,8 +371,10 @@ class ClientConnection(asyncio.Protocol):
             length,
             chunked,
         )
-        if self._shadowed:
-            req.shadowed = True
+        req.request_id = request_id
+        req.private = self._private
+        if chunked and parser.get_http_version() == "1.0":
+            req.keep_alive = False  # RFC 9112 §6.1: faulty framing, close after it
         if parser.should_upgrade():
             req.upgrade = next(
                 (v for n, v in self._headers if len(n) == 7 and n.lower() == b"upgrade"), b""
@@ -302,6 +416,7 @@ class ClientConnection(asyncio.Protocol):
 
     def _start(self, req: ProxyRequest) -> None:
         self.active = req
+        self.wrote = False
         self.server.dispatch(self, req)
 
     def spawn(self, coro: Coroutine[Any, Any, None]) -> None:
@@ -375,6 +490,7 @@ class ClientConnection(asyncio.Protocol):
 
     def write(self, data: bytes) -> None:
         if self.transport is not None:
+            self.wrote = True
             self.transport.write(data)
 
     def abort(self) -> None:
@@ -387,11 +503,39 @@ class ClientConnection(asyncio.Protocol):
         self._upstream = conn
         if self._write_paused:
             if conn is not None and conn.transport is not None:
+                conn.held = True
                 conn.transport.pause_reading()
             if old is not None and old.transport is not None and not old.transport.is_closing():
+                old.held = False
                 old.transport.resume_reading()
 
     def close_if_idle(self, now: float, idle_timeout: float) -> None:
-        idle = self.active is None and self.tunnel is None
-        if idle and now - self.last_active > idle_timeout and self.transport is not None:
-            self.transport.close()
+        transport = self.transport
+        if transport is None:
+            return
+        if self.active is None and self.tunnel is None:
+            if now - self.last_active > idle_timeout:
+                transport.close()
+        elif self._write_paused and now - self._paused_at > idle_timeout:
+            # Stopped reading its answer: the client's fault, a 499, never the upstream's.
+            transport.abort()
+
+    def shut_down(self) -> None:
+        """The shutdown grace is over: a request still waiting for its answer gets a 503
+        (nothing of an answer went out yet), then the connection closes."""
+        req = self.active
+        transport = self.transport
+        if transport is None or transport.is_closing():
+            return
+        if req is not None and not self.wrote and self.tunnel is None:
+            self.write(
+                error_response(
+                    503,
+                    "the proxy is shutting down; retry",
+                    close=True,
+                    request_id=req.request_id,
+                )
+            )
+            transport.close()
+        else:
+            transport.abort()

@@ -92,7 +92,9 @@ class ProxyServer:
                 conn.close_if_idle(now, timeout)
 
     async def close(self, grace: float = 10.0) -> None:
-        """Stop accepting; let in-flight requests finish for up to ``grace`` seconds."""
+        """Stop accepting; let in-flight requests finish for up to ``grace`` seconds.
+        A request still waiting for its answer then gets a 503 (never a cut connection
+        when nothing of an answer went out yet); the rest are closed."""
         self.closing = True
         if self._server is not None:
             self._server.close()
@@ -108,7 +110,7 @@ class ProxyServer:
                 break
             await asyncio.sleep(0.05)
         for conn in list(self.connections):
-            conn.abort()
+            conn.shut_down()
         if self._sweeper is not None:
             self._sweeper.cancel()
             with contextlib.suppress(asyncio.CancelledError):

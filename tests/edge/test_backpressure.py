@@ -23,8 +23,6 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
-import pytest
-
 from .support import Serving, get, one, serve, tags
 
 BIG = 64 * 1024 * 1024
@@ -129,11 +127,6 @@ def _config(url: str, **route: Any) -> dict[str, Any]:
     }
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="issue 14: stalled clients count as upstream timeouts and open a healthy"
-    " upstream's circuit — fix lands after the proxy restructuring",
-)
 async def test_stalled_clients_do_not_open_a_healthy_upstreams_circuit(tmp_path: Path) -> None:
     async with downloads() as files:
         config = _config(files.url, circuit={"failures": STALLED - 1, "cooldown": "60s"})
@@ -144,11 +137,6 @@ async def test_stalled_clients_do_not_open_a_healthy_upstreams_circuit(tmp_path:
     assert (after.status, tags(after)) == (200, ("files", "files")), after.body[:200]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="issue 14: stalled clients count as upstream errors and roll a healthy"
-    " route back — fix lands after the proxy restructuring",
-)
 async def test_stalled_clients_do_not_roll_a_healthy_route_back(tmp_path: Path) -> None:
     async with downloads() as files:
         config = _config(

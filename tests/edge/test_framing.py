@@ -20,11 +20,6 @@ def _config(url: str, **limits: object) -> dict[str, object]:
     }
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="issue 14: HTTP/1.0 request with Transfer-Encoding kept alive"
-    " — fix lands after the proxy restructuring",
-)
 async def test_http10_with_chunked_closes_the_connection(tmp_path: Path) -> None:
     """RFC 9112 §6.1: an HTTP/1.0 message with Transfer-Encoding has faulty framing;
     the server must close the connection after it, even when asked to keep it alive."""
@@ -43,11 +38,6 @@ async def test_http10_with_chunked_closes_the_connection(tmp_path: Path) -> None
     assert closed, "the proxy kept an HTTP/1.0 + chunked connection open"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="issue 14: HTTP/0.9 request waits for the idle timeout instead of a 400"
-    " — fix lands after the proxy restructuring",
-)
 async def test_http09_request_gets_an_immediate_400(tmp_path: Path) -> None:
     async with (
         wire_upstream() as legacy,

@@ -6,8 +6,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import pytest
-
 from .support import one, serve, tags, wire_upstream
 
 
@@ -27,11 +25,6 @@ def _shadowed(legacy: str, new: str) -> dict[str, object]:
     }
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="issue 14: pipelined GET mirror sends the raw, un-normalised target"
-    " — fix lands after the proxy restructuring",
-)
 async def test_the_mirror_gets_the_normalised_target(tmp_path: Path) -> None:
     async with (
         wire_upstream() as legacy,
@@ -48,11 +41,6 @@ async def test_the_mirror_gets_the_normalised_target(tmp_path: Path) -> None:
     assert [s.target for s in mirrored] == ["/api/shadow/1?x=1"]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="issue 14: client-sent X-Strangler-* headers forwarded upstream"
-    " — fix lands after the proxy restructuring",
-)
 async def test_client_strangler_headers_never_reach_an_upstream(tmp_path: Path) -> None:
     async with wire_upstream() as legacy:
         config = {"legacy": "legacy", "upstreams": {"legacy": {"url": legacy.url}}}
@@ -70,11 +58,6 @@ async def test_client_strangler_headers_never_reach_an_upstream(tmp_path: Path) 
     assert forwarded == [], "a client's real write reached the upstream looking like a mirror"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="issue 14: a client X-Strangler-Shadow switches mirroring off"
-    " — fix lands after the proxy restructuring",
-)
 async def test_a_client_shadow_header_does_not_switch_mirroring_off(tmp_path: Path) -> None:
     async with (
         wire_upstream() as legacy,

@@ -8,8 +8,6 @@ import asyncio
 import contextlib
 from pathlib import Path
 
-import pytest
-
 from .support import Seen, connect, ok, one, serve, tags, wire_upstream
 
 H2C = (
@@ -32,11 +30,6 @@ def switching(seen: Seen) -> bytes:
     ).encode()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="issue 14: h2c upgrade tunnelled (smuggling around the route table)"
-    " — fix lands after the proxy restructuring",
-)
 async def test_h2c_upgrade_is_not_tunnelled(tmp_path: Path) -> None:
     async with wire_upstream(switching) as legacy:
         config = {"legacy": "legacy", "upstreams": {"legacy": {"url": legacy.url}}}
@@ -59,11 +52,6 @@ async def test_h2c_upgrade_is_not_tunnelled(tmp_path: Path) -> None:
     assert b"/internal/admin" not in legacy.tunnelled
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="issue 14: unsolicited 101 relayed and the pooled connection left broken"
-    " — fix lands after the proxy restructuring",
-)
 async def test_an_unsolicited_101_is_a_502_and_the_pool_stays_usable(tmp_path: Path) -> None:
     def rogue(seen: Seen) -> bytes:
         if seen.target == "/first":
