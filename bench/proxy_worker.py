@@ -21,8 +21,7 @@ from strangler.runtime import Runtime
 
 
 async def main(path: str, port: int) -> None:
-    runtime = Runtime(Router(load_config(path)))
-    runtime.listeners.append(Metrics().listener)
+    runtime = Runtime(Router(load_config(path)), listeners=(Metrics().listener,))
     server = ProxyServer(runtime)
     await server.start(bind("127.0.0.1", port, reuse_port=True))
     stop = asyncio.Event()

@@ -19,7 +19,7 @@ from strangler.control.plane import ControlPlane
 from strangler.control.state import MemoryStateStore
 from strangler.metrics import Metrics
 from strangler.routing.router import Router
-from strangler.runtime import RequestRecord, Runtime
+from strangler.runtime import RequestRecord
 
 
 def main() -> None:
@@ -45,7 +45,7 @@ def main() -> None:
             ],
         }
     )
-    plane = ControlPlane(Runtime(Router(config)), MemoryStateStore())
+    plane = ControlPlane(Router(config), MemoryStateStore())
     record = plane.rollback.record
     cases = {
         "route without rollback": RequestRecord("plain", "new", 200, 0.001, True),

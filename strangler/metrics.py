@@ -287,18 +287,6 @@ class _Collector:
             counts.durations,
             BUCKETS,
         )
-        yield _counter(
-            "strangler_fallbacks",
-            "Requests answered by legacy after the new upstream failed.",
-            ["route"],
-            {(k,): v for k, v in counts.fallbacks.items()},
-        )
-        yield _counter(
-            "strangler_shadow",
-            "Shadow comparisons by outcome (match, mismatch, error, dropped, skipped).",
-            ["route", "outcome"],
-            counts.shadow,
-        )
         percent = GaugeMetricFamily(
             "strangler_route_percent", "Effective share served by `to`.", labels=["route"]
         )
@@ -312,36 +300,14 @@ class _Collector:
             for each in MODES:
                 mode.add_metric([name, each], 1.0 if each == current else 0.0)
         yield mode
-        yield _counter(
-            "strangler_config_reloads",
-            "routes.yaml reloads by result (accepted, rejected).",
-            ["result"],
-            {(k,): v for k, v in counts.reloads.items()},
-        )
-        yield _counter(
-            "strangler_rollbacks",
-            "Automatic flips to legacy, by route and reason.",
-            ["route", "reason"],
-            counts.rollbacks,
-        )
-        yield _counter(
-            "strangler_sync_events",
-            "Change events by table, operation and outcome.",
-            ["table", "op", "outcome"],
-            counts.sync_events,
-        )
         lag = GaugeMetricFamily(
             "strangler_sync_lag_seconds", "Seconds behind the source.", labels=["source"]
         )
         for source, seconds in sorted(counts.sync_lag.items()):
             lag.add_metric([source], seconds)
         yield lag
-        yield _counter(
-            "strangler_cutovers",
-            "Cutovers of a context's writes and data, by target owner and result.",
-            ["context", "to", "result"],
-            counts.cutovers,
-        )
+        for name, doc, labels, table in _COUNTERS:
+            yield _counter(name, doc, list(labels), getattr(counts, table))
         yield _histogram(
             "strangler_cutover_hold_seconds",
             "How long a cutover held the context's writes at the proxy.",
@@ -351,12 +317,51 @@ class _Collector:
         )
 
 
-def _counter(
-    name: str, doc: str, labels: list[str], values: dict[tuple[str, ...], int] | Any
-) -> CounterMetricFamily:
+_COUNTERS: tuple[tuple[str, str, tuple[str, ...], str], ...] = (
+    (
+        "strangler_fallbacks",
+        "Requests answered by legacy after the new upstream failed.",
+        ("route",),
+        "fallbacks",
+    ),
+    (
+        "strangler_shadow",
+        "Shadow comparisons by outcome (match, mismatch, error, dropped, skipped).",
+        ("route", "outcome"),
+        "shadow",
+    ),
+    (
+        "strangler_config_reloads",
+        "routes.yaml reloads by result (accepted, rejected).",
+        ("result",),
+        "reloads",
+    ),
+    (
+        "strangler_rollbacks",
+        "Automatic flips to legacy, by route and reason.",
+        ("route", "reason"),
+        "rollbacks",
+    ),
+    (
+        "strangler_sync_events",
+        "Change events by table, operation and outcome.",
+        ("table", "op", "outcome"),
+        "sync_events",
+    ),
+    (
+        "strangler_cutovers",
+        "Cutovers of a context's writes and data, by target owner and result.",
+        ("context", "to", "result"),
+        "cutovers",
+    ),
+)
+"""The plain counters: (name, help, labels, the ``_Counts`` table they read)."""
+
+
+def _counter(name: str, doc: str, labels: list[str], values: dict[Any, int]) -> CounterMetricFamily:
     family = CounterMetricFamily(name, doc, labels=labels)
     for key, value in sorted(values.items()):
-        family.add_metric(list(key), value)
+        family.add_metric([str(part) for part in _key(key)], value)
     return family
 
 

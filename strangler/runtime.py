@@ -4,6 +4,11 @@ The data plane reads ``runtime.router.table`` once per request, reports every
 proxied request to ``runtime.record`` (metrics, automatic rollback), and opens
 shadow taps from ``runtime.shadow`` (:class:`~strangler.proxy.exchange.Host` is
 the protocol it sees). None of these may block or raise into the client's response.
+
+A runtime is built whole, once, by ``strangler.serve`` after the parts it holds
+(the control plane's rollback monitor is one of its listeners; the shadow mirror
+is behind its sink), and never changed after: a part that needs something at
+run time is given it when it is built.
 """
 
 from __future__ import annotations
@@ -18,7 +23,6 @@ from strangler.proxy.shadowing import ShadowSink
 from strangler.routing.router import Router
 
 __all__ = [
-    "ComparisonListener",
     "MatchRateSource",
     "RequestListener",
     "RequestRecord",
@@ -27,24 +31,22 @@ __all__ = [
 ]
 
 RequestListener = Callable[[RequestRecord], None]
-
-ComparisonListener = Callable[[str, bool, int], None]
-"""Called with (route name, matched, how many) for finished shadow comparisons; O(1), no I/O."""
+"""Called once per proxied request, on the request path: O(1), in memory, no I/O."""
 
 MatchRateSource = Callable[[str], float | None]
 """A route's recent shadow match rate (0..1), or None when nothing was compared."""
 
 
-@dataclass
+@dataclass(frozen=True)
 class Runtime:
     router: Router
-    listeners: list[RequestListener] = field(default_factory=list)
+    listeners: tuple[RequestListener, ...] = ()
+    """Told of every proxied request: metrics, the rollback monitor."""
     shadow: ShadowSink | None = None
     metrics: Metrics | None = None
-    """This process's metrics (set by ``strangler.serve``); the admin app renders them."""
-    comparison_listeners: list[ComparisonListener] = field(default_factory=list)
+    """This process's metrics; the admin app renders them."""
     shadow_match_rate: MatchRateSource | None = None
-    """Set by the shadow part; read by the admin API (display, canary guard)."""
+    """The shadow part's match rates; read by the admin API (display, canary guard)."""
     hold: WriteHold = field(default_factory=WriteHold)
     """The contexts' write gates in this process (closed by the control plane while a
     cutover holds a context's writes)."""
@@ -52,8 +54,3 @@ class Runtime:
     def record(self, record: RequestRecord) -> None:
         for listener in self.listeners:
             listener(record)
-
-    def record_comparison(self, route: str, matched: bool, count: int = 1) -> None:
-        """The shadow part reports comparisons here (automatic rollback listens)."""
-        for listener in self.comparison_listeners:
-            listener(route, matched, count)

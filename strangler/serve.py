@@ -40,7 +40,7 @@ from strangler.proxy.server import ProxyServer
 from strangler.reload import ConfigWatcher
 from strangler.routing.router import Router
 from strangler.runtime import Runtime
-from strangler.shadow import install as install_shadow
+from strangler.shadow import MatchRates, ShadowTaps, mirror_for
 from strangler.shadow.api import admin_extension as shadow_admin
 from strangler.shadow.store import open_store as open_shadow_store
 from strangler.sync.drain import Drained, drain, lag_seconds
@@ -142,20 +142,31 @@ async def start_proxy(
     metrics = Metrics(spool_dir)
     metrics.observe_table(router.table)
     router.on_swap.append(metrics.observe_table)
-    runtime = Runtime(router, listeners=[metrics.listener], metrics=metrics)
+    shadow_store = open_shadow_store(config.state.url, config.state.namespace)
+    rates = MatchRates(shadow_store)
     control = ControlPlane(
-        runtime,
+        router,
         open_store(config.state),
+        match_rate=rates,
         metrics=metrics,
         audit_entries=config.admin.audit_entries,
+    )
+    mirror = mirror_for(
+        router, shadow_store, metrics=metrics, on_comparison=control.rollback.record_comparison
+    )
+    runtime = Runtime(
+        router,
+        listeners=(metrics.listener, control.rollback.record),
+        shadow=ShadowTaps(mirror),
+        metrics=metrics,
+        shadow_match_rate=rates,
+        hold=control.hold,
     )
     running = RunningProxy(config, runtime, metrics, control)
     try:
         await control.start()
         running._closers.append(lambda grace: control.stop())
 
-        shadow_store = open_shadow_store(config.state.url, config.state.namespace)
-        mirror, rates = install_shadow(runtime, shadow_store, metrics=metrics)
         rates_task = asyncio.create_task(rates.run(), name="strangler-shadow-rates")
 
         async def stop_shadow(grace: float) -> None:

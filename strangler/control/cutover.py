@@ -234,7 +234,7 @@ class Cutovers:
         found = verdict(config, totals)
         if found is not None:
             return found[1] + " (over the rollback threshold)"
-        rate_of = self.plane.runtime.shadow_match_rate
+        rate_of = self.plane.match_rate
         rate = rate_of(route) if rate_of is not None else None
         limit = config.mismatch_rate
         if rate is not None and limit is not None and 1.0 - rate > limit:

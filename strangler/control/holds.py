@@ -61,9 +61,9 @@ class ReplicaHolds:
 
     def follow(self, ownerships: Mapping[str, Ownership]) -> None:
         """Close the gate of every context a cutover holds; open the others."""
-        runtime = self.plane.runtime
-        for context, config in runtime.router.config.contexts.items():
-            gate = runtime.hold.gate(context, config.max_held)
+        plane = self.plane
+        for context, config in plane.router.config.contexts.items():
+            gate = plane.hold.gate(context, config.max_held)
             owned = ownerships.get(context)
             if owned is not None and not owned.steady and owned.cutover:
                 if gate.cutover != owned.cutover:
@@ -87,7 +87,7 @@ class ReplicaHolds:
         """Acknowledge the hold once no write is in flight here; then watch for a cutover
         whose runner died (release it as an abort after hold_timeout + grace)."""
         store = self.plane.store
-        gate = self.plane.runtime.hold.gate(owned.context)
+        gate = self.plane.hold.gate(owned.context)
         await gate.quiet()
         key = hold_key(owned.context, owned.cutover)
         for _ in range(20):

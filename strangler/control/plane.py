@@ -30,7 +30,8 @@ from strangler.control.rollback import RollbackMonitor
 from strangler.control.state import OverrideChange, StateSnapshot, StateStore
 from strangler.errors import StateStoreError, StranglerError
 from strangler.override import Override
-from strangler.runtime import Runtime
+from strangler.proxy.hold import WriteHold
+from strangler.runtime import MatchRateSource
 
 if TYPE_CHECKING:
     from strangler.routing.router import Router
@@ -82,15 +83,21 @@ class ControlPlane:
 
     def __init__(
         self,
-        runtime: Runtime,
+        router: Router,
         store: StateStore,
         *,
+        hold: WriteHold | None = None,
+        match_rate: MatchRateSource | None = None,
         metrics: RollbackCounter | None = None,
         audit_entries: int = 200,
         reconcile_every: float = 5.0,
         flush_every: float = 0.5,
     ) -> None:
-        self.runtime = runtime
+        self.router = router
+        self.hold = hold if hold is not None else WriteHold()
+        """This process's write gates (the runtime's), closed while a cutover holds."""
+        self.match_rate = match_rate
+        """The shadow part's match rates (the cutover's canary guard reads them)."""
         self.store = store
         self.audit = AuditLog(store, audit_entries)
         self.rollback = RollbackMonitor(self, metrics, flush_every=flush_every)
@@ -103,18 +110,13 @@ class ControlPlane:
         self._tasks: list[asyncio.Task[None]] = []
         self.holds = ReplicaHolds(self)
 
-    @property
-    def router(self) -> Router:
-        return self.runtime.router
-
     # ---------------------------------------------------------------- lifecycle
 
     async def start(self, *, wait: float = 2.0) -> None:
-        """Wire into the runtime, start following the store, and wait (up to ``wait`` s)
+        """Start following the store (``rollback.record`` is one of the runtime's request
+        listeners from its construction), and wait (up to ``wait`` s)
         for the first full load, so a restarted proxy serves its overrides from the start.
         If the store is down, the proxy starts on routes.yaml alone and catches up later."""
-        self.runtime.listeners.append(self.rollback.record)
-        self.runtime.comparison_listeners.append(self.rollback.record_comparison)
         self._tasks = [
             asyncio.create_task(self._follow(), name="strangler-control-follow"),
             asyncio.create_task(self.rollback.run(), name="strangler-rollback"),
@@ -139,10 +141,6 @@ class ControlPlane:
         if monitor is not None and not monitor.done():
             monitor.cancel()
         self._tasks = []
-        with contextlib.suppress(ValueError):
-            self.runtime.listeners.remove(self.rollback.record)
-        with contextlib.suppress(ValueError):
-            self.runtime.comparison_listeners.remove(self.rollback.record_comparison)
         await self.store.close()
 
     # ---------------------------------------------------------------- following

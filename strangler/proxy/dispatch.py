@@ -49,10 +49,9 @@ class Dispatcher:
         """Begin answering ``req``; the client is told with ``request_done()`` when over."""
         started = monotonic()
         if req.reject is not None:
-            status, message = req.reject
-            client.write(error_response(status, message, close=True, request_id=req.request_id))
-            refused(self.host, None, status, started)
-            client.request_done()
+            # As a task, like any answer that is not immediate: pipelined requests parsed
+            # after a refused one wait behind it, and the connection closes after it.
+            client.spawn(self.refuse(client, req, req.reject, started))
             return
         ex = self.exchange(client, req, started)
         if ex is None:
@@ -68,6 +67,14 @@ class Dispatcher:
             if not self.adapts(ex) and try_fast(self.forwarder, ex):
                 return
         client.spawn(self.forwarder.run(ex, self.strategy(ex)))
+
+    async def refuse(
+        self, client: ClientConnection, req: ProxyRequest, reject: tuple[int, str], started: float
+    ) -> None:
+        """Answer a request refused while parsing (400/413/431); it is never forwarded."""
+        status, message = reject
+        client.write(error_response(status, message, close=True, request_id=req.request_id))
+        refused(self.host, None, status, started)
 
     def exchange(
         self, client: ClientConnection, req: ProxyRequest, started: float

@@ -5,36 +5,34 @@ side's answer), ``compare`` (typed field-by-field differences after adapter
 and normalisation), ``mirror`` (the bounded off-path sink), ``store`` (counts,
 rates, noise, redacted samples; memory or Redis), ``api``
 (``GET /api/routes/{name}/shadow`` and the match-rate hook).
-:func:`install` wires them into a :class:`~strangler.runtime.Runtime`.
+:func:`mirror_for` builds the mirror a :class:`~strangler.runtime.Runtime` holds.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from collections.abc import Callable
 
+from strangler.routing.router import Router
 from strangler.shadow.api import MatchRates
 from strangler.shadow.copy import ShadowTaps
 from strangler.shadow.mirror import Metrics, ShadowMirror
 from strangler.shadow.store import ShadowStore
 
-if TYPE_CHECKING:
-    from strangler.runtime import Runtime
+__all__ = ["MatchRates", "ShadowMirror", "ShadowTaps", "mirror_for"]
 
 
-def install(
-    runtime: Runtime, store: ShadowStore, *, metrics: Metrics | None = None
-) -> tuple[ShadowMirror, MatchRates]:
-    """Make ``store`` the runtime's shadow store: the sink, rollback feed and rate hook.
-
-    The caller runs ``rates.run()`` as a background task and closes the mirror
-    (``await mirror.close()``) on shutdown."""
-    mirror = ShadowMirror(
-        lambda: runtime.router.table.config.upstreams,
-        store,
-        metrics=metrics,
-        on_comparison=runtime.record_comparison,
+def mirror_for(
+    router: Router,
+    store: ShadowStore,
+    *,
+    metrics: Metrics | None = None,
+    on_comparison: Callable[[str, bool, int], None] | None = None,
+) -> ShadowMirror:
+    """The mirror for this process: it sends to the upstreams of ``router``'s current
+    config and records into ``store``; ``on_comparison`` is told of every comparison
+    (automatic rollback). The runtime's sink is ``ShadowTaps(mirror)``, its match-rate
+    hook ``MatchRates(store)`` (run ``rates.run()`` as a background task); the caller
+    closes the mirror (``await mirror.close()``) on shutdown."""
+    return ShadowMirror(
+        lambda: router.table.config.upstreams, store, metrics=metrics, on_comparison=on_comparison
     )
-    rates = MatchRates(store)
-    runtime.shadow = ShadowTaps(mirror)
-    runtime.shadow_match_rate = rates
-    return mirror, rates

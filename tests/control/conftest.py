@@ -7,6 +7,7 @@ import shutil
 import subprocess
 import time
 import uuid
+from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -22,6 +23,9 @@ from strangler.metrics import Metrics
 from strangler.routing.router import Router
 from strangler.routing.table import Route
 from strangler.runtime import Runtime
+from strangler.serve import RunningProxy
+from strangler.shadow import MatchRates, ShadowTaps
+from strangler.shadow.results import Batch
 from tests.support.net import free_port, wait_for_port
 
 
@@ -141,15 +145,25 @@ class Replica:
 async def replica(
     config: Config, store: StateStore, *, flush_every: float = 0.1
 ) -> AsyncIterator[Replica]:
-    runtime = Runtime(router=Router(config))
+    router = Router(config)
     metrics = Metrics()
-    runtime.listeners.append(metrics.listener)
-    plane = ControlPlane(runtime, store, metrics=metrics, flush_every=flush_every)
+    plane = ControlPlane(router, store, metrics=metrics, flush_every=flush_every)
+    runtime = Runtime(router, listeners=(metrics.listener, plane.rollback.record))
     await plane.start()
     try:
         yield Replica(runtime, metrics, plane)
     finally:
         await plane.stop()
+
+
+async def compared(running: RunningProxy, route: str, matches: int, mismatches: int) -> None:
+    """Record shadow comparisons for ``route`` in the proxy's shadow store, as the mirror
+    would, and refresh the match rates the admin API reads."""
+    taps, rates = running.runtime.shadow, running.runtime.shadow_match_rate
+    assert isinstance(taps, ShadowTaps) and isinstance(rates, MatchRates)
+    batch = Batch(counts=Counter({"match": matches, "mismatch": mismatches}))
+    await taps.mirror.store.merge(route, batch)
+    await rates.refresh()
 
 
 @pytest.fixture

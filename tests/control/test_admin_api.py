@@ -11,7 +11,7 @@ import pytest
 
 from strangler.serve import RunningProxy
 
-from .conftest import eventually
+from .conftest import compared, eventually
 from .stack import (
     TOKEN,
     Site,
@@ -108,7 +108,7 @@ async def test_canary_is_refused_while_shadow_mismatches_are_high_unless_forced(
     site: Stack,
 ) -> None:
     where, running, session = site
-    running.runtime.shadow_match_rate = lambda route: 0.9  # 10% mismatches > 2%
+    await compared(running, "customers", 9, 1)  # 10% mismatches > 2%
     status, body = await admin_call(
         session, where, "PUT", OVERRIDE, {"mode": "canary", "percent": 5}
     )

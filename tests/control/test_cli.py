@@ -15,7 +15,7 @@ import pytest
 from strangler.serve import RunningProxy
 from tests.support.net import free_port
 
-from .conftest import RedisServer
+from .conftest import RedisServer, compared
 from .stack import TOKEN, Site, in_process, route_info, upstream_of, upstreams, write_config
 
 
@@ -119,7 +119,7 @@ async def test_usage_errors_exit_2(site: Stack) -> None:
     bad_mode = await cli("flip", "customers", "sideways", "--admin", where.admin)
     assert bad_mode.code == 2 and "invalid choice" in bad_mode.err
 
-    running.runtime.shadow_match_rate = lambda route: 0.5
+    await compared(running, "customers", 1, 1)  # a 50% match rate
     refused = await cli("flip", "customers", "canary", "--percent", "5", "--admin", where.admin)
     assert refused.code == 2 and "--force" in refused.err and "50.0%" in refused.err
     forced = await cli(

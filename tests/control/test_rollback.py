@@ -100,7 +100,7 @@ async def test_shadow_mismatches_roll_back_a_canary(
     config = make_config(mode="canary", percent=10, rollback=rollback)
     async with replica(config, redis_store()) as a:
         for i in range(30):
-            a.runtime.record_comparison("customers", matched=i % 3 != 0)
+            a.plane.rollback.record_comparison("customers", matched=i % 3 != 0)
         await eventually(lambda: a.route().mode == "legacy")
         assert "shadow mismatch rate" in (a.route().override.reason or "")  # type: ignore[union-attr]
         await eventually(lambda: b'reason="mismatch_rate"' in a.metrics.render()[0])
@@ -114,12 +114,12 @@ async def test_comparisons_reported_in_bulk_count_each(
     rollback = {"mismatch_rate": 0.05, "window": "60s", "min_requests": 20}
     config = make_config(mode="canary", percent=10, rollback=rollback)
     async with replica(config, redis_store()) as a:
-        a.runtime.record_comparison("customers", True, 60)
+        a.plane.rollback.record_comparison("customers", True, 60)
         for _ in range(2):
-            a.runtime.record_comparison("customers", False)
+            a.plane.rollback.record_comparison("customers", False)
         await _rounds(a, 3)
         assert a.route().mode == "canary"  # 2 of 62: 3.2%
-        a.runtime.record_comparison("customers", False, 57)
+        a.plane.rollback.record_comparison("customers", False, 57)
         await eventually(lambda: a.route().mode == "legacy")
 
 

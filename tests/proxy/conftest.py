@@ -27,9 +27,8 @@ async def run_proxy(
     config: dict[str, Any], shadow: ShadowSink | None = None
 ) -> AsyncIterator[RunningProxy]:
     """Start the real proxy on a free port for ``config`` (a routes.yaml mapping)."""
-    runtime = Runtime(Router(parse_config(config)), shadow=shadow)
     records: list[RequestRecord] = []
-    runtime.listeners.append(records.append)
+    runtime = Runtime(Router(parse_config(config)), listeners=(records.append,), shadow=shadow)
     server = ProxyServer(runtime)
     await server.start(bind("127.0.0.1", 0))
     try:

@@ -84,11 +84,10 @@ async def test_the_admin_api_reports_counts_rates_fields_and_samples(lab: Lab) -
     await timed_gets(url, 4)
     await mirror.drain()
 
-    runtime = Runtime(router)
     rates = MatchRates(lab.store)
-    runtime.shadow_match_rate = rates
+    runtime = Runtime(router, shadow_match_rate=rates)
     await rates.refresh()
-    control = ControlPlane(runtime, MemoryStateStore())
+    control = ControlPlane(router, MemoryStateStore(), match_rate=rates)
     app = build_admin_app(runtime, control, extensions=[admin_extension(lab.store)])
     async with serve_app(app) as admin, aiohttp.ClientSession() as session:
         async with session.get(admin + "/api/routes/customers/shadow") as resp:

@@ -125,7 +125,9 @@ async def test_reset_through_the_api_needs_the_token(lab: Lab) -> None:
     data["admin"] = {"token": "t0k3n"}
     runtime = Runtime(Router(type(config).model_validate(data)))
     app = build_admin_app(
-        runtime, ControlPlane(runtime, MemoryStateStore()), extensions=[admin_extension(lab.store)]
+        runtime,
+        ControlPlane(runtime.router, MemoryStateStore()),
+        extensions=[admin_extension(lab.store)],
     )
     async with serve_app(app) as admin, aiohttp.ClientSession() as session:
         reset = f"{admin}/api/routes/customers/shadow/reset"
@@ -196,7 +198,9 @@ async def test_a_rule_that_never_applies_is_pointed_out_with_a_fix(lab: Lab) -> 
     await mirror.drain()
     runtime = Runtime(router)
     app = build_admin_app(
-        runtime, ControlPlane(runtime, MemoryStateStore()), extensions=[admin_extension(lab.store)]
+        runtime,
+        ControlPlane(runtime.router, MemoryStateStore()),
+        extensions=[admin_extension(lab.store)],
     )
     async with (
         serve_app(app) as admin,
