@@ -13,7 +13,8 @@ Refused before forwarding, and never sent upstream:
 * an HTTP/1.1 request without ``Host``, any request with two, or an invalid one -> 400;
 * an HTTP/0.9 request line (no version) -> 400 at once;
 * ``Content-Length`` over ``limits.max_body`` -> 413 (a chunked body that grows
-  past it is cut off and answered 413 too);
+  past it is cut off and answered 413 too, at once when a chunk's size says so:
+  :meth:`ClientConnection._check_chunk`);
 * ambiguous framing — ``Content-Length`` with ``Transfer-Encoding``, more than
   one ``Content-Length``, a transfer coding other than ``chunked``, a bad chunk
   size or anything llhttp rejects -> 400, and the connection is closed.
@@ -130,6 +131,11 @@ class ClientConnection(asyncio.Protocol):
         self._resume: ProxyRequest | None = None
         """A request whose Upgrade was refused: its body is parsed after a stand-in head."""
         self._paused_at = 0.0
+        self._chunk_open = False
+        self._chunk_here = False
+        self._chunk_got = 0
+        self._at_line = False
+        """The last read ended between chunks: the next one starts with a size line."""
         self.wrote = False
         """Bytes of an answer to the active request went out (the shutdown's 503 cannot)."""
 
@@ -190,6 +196,7 @@ class ClientConnection(asyncio.Protocol):
         self._feed(data)
 
     def _feed(self, data: bytes) -> None:
+        self._chunk_here = False
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserUpgrade as exc:
@@ -207,6 +214,9 @@ class ClientConnection(asyncio.Protocol):
         else:
             if self._url_piece and not self._headed and not self._broken:
                 self._check_request_line(data)
+            elif self._chunk_here and self._chunk_open:
+                self._check_chunk(data)
+            self._at_line = not self._chunk_open and data[-1:] == b"\n"
         # Heads parsed in this chunk start only now, so a framing error later in
         # the same bytes turns them into a refusal before anything is forwarded.
         ready = self._ready
@@ -225,6 +235,31 @@ class ClientConnection(asyncio.Protocol):
         rest = data[at + len(piece) :]
         if rest[:1] in (b"\r", b"\n"):
             self._refuse(400, "HTTP/0.9 requests are not supported")
+
+    def _check_chunk(self, data: bytes) -> None:
+        """A chunk of a request body is open at the end of this feed, its size line in
+        it: refuse at once (413) when that size takes the body past ``max_body``.
+
+        httptools does not expose a chunk's size, but it is readable here: llhttp
+        consumed all of ``data``, so the chunk's bytes received so far are its last
+        ``_chunk_got`` bytes, and the size line ends just before them. A size line
+        that began in an earlier read is left to the check as the bytes arrive."""
+        end = len(data) - self._chunk_got
+        if end < 1 or data[end - 1 : end] != b"\n":
+            return
+        start = data.rfind(b"\n", 0, end - 1) + 1
+        if start == 0 and not self._at_line:
+            return  # the size line may have begun in the previous read
+        size = data[start : end - 1].split(b";", 1)[0].strip()
+        req = self._parsing
+        try:
+            announced = int(size, 16)
+        except ValueError:
+            return
+        if req is not None and req.body.received - self._chunk_got + announced > (
+            self._limits.max_body
+        ):
+            self._refuse(413, "request body is larger than limits.max_body")
 
     def plain(self, req: ProxyRequest) -> None:
         """Serve ``req`` as a normal request after all: its ``Upgrade`` is not tunnelled.
@@ -386,7 +421,15 @@ class ClientConnection(asyncio.Protocol):
         self._parsing = req
         self._ready.append(req)
 
+    def on_chunk_header(self) -> None:
+        self._chunk_open = self._chunk_here = True
+        self._chunk_got = 0
+
+    def on_chunk_complete(self) -> None:
+        self._chunk_open = False
+
     def on_body(self, body: bytes) -> None:
+        self._chunk_got += len(body)
         req = self._parsing
         if req is not None:
             if req.body.received + len(body) > self._limits.max_body:
