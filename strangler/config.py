@@ -244,6 +244,8 @@ class Config(_Model):
     routes: tuple[RouteConfig, ...] = ()
     limits: LimitsConfig = LimitsConfig()
     pin_header: str | None = None
+    access_log: str | None = None
+    """One JSON line per request: ``-`` (stdout) or a file path; off when absent."""
     sync: SyncConfig | None = None
     contexts: Mapping[str, ContextConfig] = {}
     _source: Source = PrivateAttr(default_factory=lambda: Source(None))

@@ -45,6 +45,7 @@ import httptools
 
 from strangler.config import LimitsConfig
 from strangler.errors import BodyTooLarge, MalformedBody, RequestError
+from strangler.proxy.accesslog import AccessLog
 from strangler.proxy.headers import RawHeaders
 from strangler.proxy.request import ProxyRequest, RequestBody, new_request_id
 from strangler.proxy.responses import CONTINUE, error_response
@@ -81,6 +82,8 @@ class Listener(Protocol):
     def closing(self) -> bool: ...
     @property
     def connections(self) -> set[ClientConnection]: ...
+    @property
+    def access_log(self) -> AccessLog | None: ...
     def dispatch(self, client: ClientConnection, req: ProxyRequest) -> None: ...
 
 
@@ -136,8 +139,8 @@ class ClientConnection(asyncio.Protocol):
         self._chunk_got = 0
         self._at_line = False
         """The last read ended between chunks: the next one starts with a size line."""
-        self.wrote = False
-        """Bytes of an answer to the active request went out (the shutdown's 503 cannot)."""
+        self.sent = 0
+        """Bytes written to the client for the active request (0: the shutdown's 503 can)."""
 
     # ------------------------------------------------------------ asyncio side
 
@@ -459,7 +462,7 @@ class ClientConnection(asyncio.Protocol):
 
     def _start(self, req: ProxyRequest) -> None:
         self.active = req
-        self.wrote = False
+        self.sent = 0
         self.server.dispatch(self, req)
 
     def spawn(self, coro: Coroutine[Any, Any, None]) -> None:
@@ -533,7 +536,7 @@ class ClientConnection(asyncio.Protocol):
 
     def write(self, data: bytes) -> None:
         if self.transport is not None:
-            self.wrote = True
+            self.sent += len(data)
             self.transport.write(data)
 
     def abort(self) -> None:
@@ -570,7 +573,7 @@ class ClientConnection(asyncio.Protocol):
         transport = self.transport
         if transport is None or transport.is_closing():
             return
-        if req is not None and not self.wrote and self.tunnel is None:
+        if req is not None and not self.sent and self.tunnel is None:
             self.write(
                 error_response(
                     503,

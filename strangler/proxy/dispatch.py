@@ -74,7 +74,7 @@ class Dispatcher:
         """Answer a request refused while parsing (400/413/431); it is never forwarded."""
         status, message = reject
         client.write(error_response(status, message, close=True, request_id=req.request_id))
-        refused(self.host, None, status, started)
+        refused(self.host, client, req, None, status, started)
 
     def exchange(
         self, client: ClientConnection, req: ProxyRequest, started: float
@@ -89,7 +89,7 @@ class Dispatcher:
             client.write(
                 error_response(400, str(exc), close=client.must_close(), request_id=req.request_id)
             )
-            refused(self.host, None, 400, started)
+            refused(self.host, client, req, None, 400, started)
             client.request_done()
             return None
         if decision.path != req.path:
@@ -127,7 +127,7 @@ class Dispatcher:
                     request_id=ex.request.request_id,
                 )
             )
-            refused(self.host, route, 503, ex.started)
+            refused(self.host, client, ex.request, route, 503, ex.started)
             return
         try:
             # The time held is part of this request's duration: ``started`` is kept.

@@ -22,6 +22,7 @@ import socket
 from time import monotonic
 
 from strangler.config import Config, LimitsConfig
+from strangler.proxy.accesslog import AccessLog
 from strangler.proxy.connection import ClientConnection
 from strangler.proxy.dispatch import Dispatcher
 from strangler.proxy.exchange import Host
@@ -41,6 +42,8 @@ class ProxyServer:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._forwarder: Forwarder | None = None
         self._dispatcher: Dispatcher | None = None
+        self.access_log: AccessLog | None = None
+        """One JSON line per request when ``access_log:`` is set (read at start)."""
 
     @property
     def config(self) -> Config:
@@ -76,6 +79,9 @@ class ProxyServer:
         self._loop = asyncio.get_running_loop()
         self._forwarder = Forwarder(self._loop)
         self._dispatcher = Dispatcher(self.runtime, self._forwarder)
+        target = self.config.access_log
+        if target is not None:
+            self.access_log = AccessLog(target, self._loop)
         sock.setblocking(False)
         self._server = await self._loop.create_server(
             lambda: ClientConnection(self), sock=sock, backlog=1024
@@ -117,6 +123,9 @@ class ProxyServer:
                 await self._sweeper
         if self._forwarder is not None:
             self._forwarder.upstreams.close()
+        if self.access_log is not None:
+            self.access_log.close()
+            self.access_log = None
         if self._server is not None:
             await self._server.wait_closed()
 
