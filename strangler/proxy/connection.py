@@ -442,6 +442,8 @@ class ClientConnection(asyncio.Protocol):
     def on_message_complete(self) -> None:
         req = self._parsing
         if req is not None:
+            if req.upgrade is not None and req.has_body:
+                return  # llhttp skips an Upgrade's body: tunnelled, or parsed by plain()
             req.body.finish()
             self._parsing = None
 

@@ -68,3 +68,51 @@ async def test_an_unsolicited_101_is_a_502_and_the_pool_stays_usable(tmp_path: P
     assert second.status == 200, f"next request got {second.status_line!r} {second.body[:200]!r}"
     assert first.status == 502, f"client got {first.status_line!r}"
     assert tags(first) == ("-", "legacy")
+
+
+async def test_a_route_listing_a_protocol_tunnels_it(tmp_path: Path) -> None:
+    async with wire_upstream(switching) as legacy:
+        config = {
+            "legacy": "legacy",
+            "upstreams": {"legacy": {"url": legacy.url}, "new": {"url": legacy.url}},
+            "routes": [
+                {
+                    "name": "h2",
+                    "match": {"path": "/api/**"},
+                    "to": "new",
+                    "mode": "legacy",
+                    "upgrade": ["h2c"],
+                }
+            ],
+        }
+        async with serve(tmp_path, config) as proxy, connect(proxy.port) as client:
+            await client.send(H2C)
+            response = await client.response()
+            await client.send(b"after the switch")
+            deadline = asyncio.get_running_loop().time() + 5.0
+            while b"after the switch" not in legacy.tunnelled:
+                assert asyncio.get_running_loop().time() < deadline, bytes(legacy.tunnelled)
+                await asyncio.sleep(0.05)
+    assert response.status == 101
+    assert [s.header("upgrade") for s in legacy.requests] == ["h2c"]
+
+
+async def test_a_stripped_upgrade_keeps_its_body_and_the_connection(tmp_path: Path) -> None:
+    """An h2c upgrade on a POST: served as a normal request, body intact, and the next
+    request on the same connection is parsed as usual."""
+    async with wire_upstream() as legacy:
+        config = {"legacy": "legacy", "upstreams": {"legacy": {"url": legacy.url}}}
+        async with serve(tmp_path, config) as proxy, connect(proxy.port) as client:
+            await client.send(
+                b"POST /api/orders HTTP/1.1\r\nHost: edge.test\r\nConnection: Upgrade\r\n"
+                b"Upgrade: h2c\r\nTransfer-Encoding: chunked\r\n\r\n"
+                b"5\r\nhello\r\n0\r\n\r\nGET /api/next HTTP/1.1\r\nHost: edge.test\r\n\r\n"
+            )
+            first = await client.response()
+            second = await client.response()
+    assert (first.status, second.status) == (200, 200)
+    assert [(s.method, s.target, s.body) for s in legacy.requests] == [
+        ("POST", "/api/orders", b"hello"),
+        ("GET", "/api/next", b""),
+    ]
+    assert legacy.requests[0].header("upgrade") is None
