@@ -1,4 +1,5 @@
-"""``Upgrade`` requests (websocket): forward the handshake, then pipe raw bytes.
+"""``Upgrade`` requests (websocket, or a protocol the route lists): forward the
+handshake, then pipe raw bytes. (Which upgrades come here: ``dispatch.tunnels``.)
 
 The handshake goes to the chosen upstream on a fresh connection (never a pooled
 one, never returned to the pool) with ``Connection: upgrade`` and the client's

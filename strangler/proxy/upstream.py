@@ -11,7 +11,11 @@ raw byte pipe after a ``101``.
 errors to :mod:`strangler.errors` (``strangler.proxy.registry`` keeps one pool
 per upstream name across reloads). A :class:`Sweep` runs the upstream timeout:
 every ``timeout / 5`` (20 to 500 ms) it fails an exchange in which no byte moved
-for ``timeout`` seconds (-> 504). Nothing here decides routing or fallback.
+for ``timeout`` seconds (-> 504) — except while the connection is ``held``, paused
+for a client that is not reading (a stalled client is the client's problem, bounded
+by the client side, never an upstream timeout). A ``101`` is accepted only on a
+tunnel's handshake (``upgrading``); anywhere else it fails the exchange (502) and
+the connection is dropped. Nothing here decides routing or fallback.
 """
 
 from __future__ import annotations
