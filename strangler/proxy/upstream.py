@@ -85,6 +85,7 @@ class UpstreamConnection(asyncio.Protocol):
         self.sink = sink
         self.uses += 1
         self.got_bytes = False
+        self.held = False  # a pooled connection is never still held by a past client
         self.reason = b""
         self._headers = []
         self._headed = False
