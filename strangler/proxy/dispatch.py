@@ -63,8 +63,10 @@ class Dispatcher:
             if route is not None and route.context is not None and req.method not in SAFE_METHODS:
                 client.spawn(self.held(ex, route.context))
                 return
-            ex.open_tap()
-            if not self.adapts(ex) and try_fast(self.forwarder, ex):
+            if ex.decision.shadow_to is not None:
+                ex.open_tap()
+            adapts = route is not None and route.adapter is not None and ex.decision.to_new
+            if not adapts and try_fast(self.forwarder, ex):
                 return
         client.spawn(self.forwarder.run(ex, self.strategy(ex)))
 
@@ -96,10 +98,6 @@ class Dispatcher:
             # Upstreams and the mirror get what was routed, never the raw target.
             req.target = target_of(decision.path, req.query)
         return Exchange(self.host, client, req, decision, table.config, started)
-
-    def adapts(self, ex: Exchange) -> bool:
-        route = ex.decision.route
-        return ex.decision.to_new and route is not None and route.adapter is not None
 
     def strategy(self, ex: Exchange) -> Coroutine[Any, Any, Answer]:
         """The task-path strategy for ``ex``."""

@@ -74,9 +74,9 @@ class Exchange:
         """The shadow copy being teed, when this request is mirrored (:meth:`open_tap`)."""
 
     def open_tap(self) -> None:
-        """Ask the shadow sink for a tap when the decision mirrors (cheap when it does not)."""
+        """Ask the shadow sink for a tap (the decision has a ``shadow_to``)."""
         shadow = self.host.shadow
-        if shadow is not None and self.decision.shadow_to is not None and not self.request.shadowed:
+        if shadow is not None and not self.request.shadowed:
             try:
                 self.tap = shadow.open(self.decision, self.request)
             except Exception:
@@ -93,19 +93,21 @@ class Exchange:
         duration = monotonic() - self.started
         decision = self.decision
         route = decision.route
-        record(
-            self.host,
-            RequestRecord(
-                route.name if route is not None else None,
-                answer.upstream,
-                answer.status,
-                duration,
-                decision.to_new,
-                answer.failure,
-                answer.fallback,
-                self.request.request_id.decode("latin-1"),
-            ),
-        )
+        try:
+            self.host.record(
+                RequestRecord(
+                    route.name if route is not None else None,
+                    answer.upstream,
+                    answer.status,
+                    duration,
+                    decision.to_new,
+                    answer.failure,
+                    answer.fallback,
+                    self.request.request_id.decode("latin-1"),
+                )
+            )
+        except Exception:  # a broken listener must never break the client's answer
+            log.exception("request listener failed")
         client = self.client
         tap = self.tap
         access = client.server.access_log
@@ -139,14 +141,6 @@ class Exchange:
         self.finish(Answer(self.decision.upstream, 499))
 
 
-def record(host: Host, record: RequestRecord) -> None:
-    """Report one request to the listeners; a broken listener never breaks an answer."""
-    try:
-        host.record(record)
-    except Exception:
-        log.exception("request listener failed")
-
-
 def refused(
     host: Host,
     client: ClientConnection,
@@ -158,10 +152,14 @@ def refused(
     """Record a request answered by the proxy itself before any upstream was asked."""
     duration = monotonic() - started
     request_id = req.request_id
-    record(
-        host,
-        RequestRecord(route, "-", status, duration, False, request_id=request_id.decode("latin-1")),
-    )
+    try:
+        host.record(
+            RequestRecord(
+                route, "-", status, duration, False, request_id=request_id.decode("latin-1")
+            )
+        )
+    except Exception:  # a broken listener must never break the client's answer
+        log.exception("request listener failed")
     access = client.server.access_log
     if access is not None:
         access.line(

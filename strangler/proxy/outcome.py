@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import NamedTuple
 
 from strangler.errors import CircuitOpen, UpstreamError, UpstreamTimeout
 from strangler.message import HttpResponse
@@ -62,9 +63,10 @@ def failure_of(error: UpstreamError) -> Failure:
     return Failure.CONNECT
 
 
-@dataclass(frozen=True, slots=True)
-class Answer:
-    """What the client got, as a strategy returns it."""
+class Answer(NamedTuple):
+    """What the client got, as a strategy returns it. Immutable; a NamedTuple (like
+    ``Decision``) because one is built per request and that is cheaper than a frozen
+    dataclass."""
 
     upstream: str
     """Who answered (after any fallback)."""

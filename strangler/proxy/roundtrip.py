@@ -115,7 +115,7 @@ def request_head(ex: Exchange, pool: UpstreamPool, inline: bytes | None) -> byte
         req.method.encode("latin-1"),
         target,
         req.headers,
-        host_for(ex, pool),
+        pool.host_header if pool.config.host != "client" else host_for(ex, pool),
         ex.client.ip_bytes,
         b"http",
         framing,

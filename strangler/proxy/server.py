@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import socket
+from collections.abc import Callable
 from time import monotonic
 
 from strangler.config import Config, LimitsConfig
@@ -41,7 +42,8 @@ class ProxyServer:
         self._sweeper: asyncio.Task[None] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._forwarder: Forwarder | None = None
-        self._dispatcher: Dispatcher | None = None
+        self.dispatch: Callable[[ClientConnection, ProxyRequest], None] = _not_started
+        """Where connections hand parsed requests: the dispatcher's ``start``."""
         self.access_log: AccessLog | None = None
         """One JSON line per request when ``access_log:`` is set (read at start)."""
 
@@ -64,10 +66,6 @@ class ProxyServer:
         assert self._forwarder is not None, "ProxyServer.start() first"
         return self._forwarder
 
-    def dispatch(self, client: ClientConnection, req: ProxyRequest) -> None:
-        assert self._dispatcher is not None, "ProxyServer.start() first"
-        self._dispatcher.start(client, req)
-
     @property
     def port(self) -> int:
         """The port the listener is bound to (handy with port 0)."""
@@ -78,7 +76,7 @@ class ProxyServer:
         """Serve on an already-bound (listening or not) TCP socket."""
         self._loop = asyncio.get_running_loop()
         self._forwarder = Forwarder(self._loop)
-        self._dispatcher = Dispatcher(self.runtime, self._forwarder)
+        self.dispatch = Dispatcher(self.runtime, self._forwarder).start
         target = self.config.access_log
         if target is not None:
             self.access_log = AccessLog(target, self._loop)
@@ -128,6 +126,10 @@ class ProxyServer:
             self.access_log = None
         if self._server is not None:
             await self._server.wait_closed()
+
+
+def _not_started(client: ClientConnection, req: ProxyRequest) -> None:
+    raise RuntimeError("ProxyServer.start() first")
 
 
 def bind(host: str, port: int, *, reuse_port: bool = False) -> socket.socket:
