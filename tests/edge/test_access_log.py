@@ -53,7 +53,7 @@ async def test_one_json_line_per_request_with_what_happened(tmp_path: Path) -> N
     assert (plain["decision"], plain["upstream"], plain["status"]) == ("legacy", "legacy", 200)
     assert plain["bytes_in"] == 0 and plain["bytes_out"] > 0
     assert plain["fallback"] is False and plain["shadow"] is None
-    assert plain["duration_ms"] >= 0 and plain["time"].endswith("Z")
+    assert plain["duration_us"] >= 0 and plain["time"].endswith("Z")
     assert (order["route"], order["mode"], order["decision"], order["upstream"]) == (
         "orders",
         "new",
