@@ -83,6 +83,9 @@ class Dispatcher:
     ) -> Exchange | None:
         """Route ``req`` on the current table; None when its path was refused (400)."""
         table = self.host.router.table
+        pin = table.config.pin_header
+        if pin is not None:
+            req.keep_private(pin.lower().encode("latin-1"))  # read for the decision, then dropped
         try:
             decision = decide(
                 table, req.method, req.path, HeaderView(req.routing_headers), client.ip

@@ -172,6 +172,14 @@ class ProxyRequest:
         req.request_id = new_request_id()
         return req
 
+    def keep_private(self, name: bytes) -> None:
+        """Move the fields called ``name`` (lower-case) to ``private``: read by routing,
+        never forwarded (the configured pin header)."""
+        moved = [(n, v) for n, v in self.headers if len(n) == len(name) and n.lower() == name]
+        if moved:
+            self.headers = [(n, v) for n, v in self.headers if (n, v) not in moved]
+            self.private = (self.private or []) + moved
+
     @property
     def routing_headers(self) -> RawHeaders:
         """What routing sees: the forwarded headers and the client's ``X-Strangler-*``."""

@@ -72,3 +72,28 @@ async def test_a_client_shadow_header_does_not_switch_mirroring_off(tmp_path: Pa
     assert tags(response) == ("shadowed", "legacy")
     assert [s.target for s in mirrored] == ["/api/shadow/2"]
     assert mirrored[0].all("x-strangler-shadow") == ["1"]  # the proxy's own marker, once
+
+
+async def test_a_pin_header_is_read_for_the_decision_then_dropped(tmp_path: Path) -> None:
+    async with wire_upstream() as legacy, wire_upstream() as new:
+        config = {
+            "legacy": "legacy",
+            "pin_header": "X-Canary",
+            "upstreams": {"legacy": {"url": legacy.url}, "new": {"url": new.url}},
+            "routes": [
+                {
+                    "name": "orders",
+                    "match": {"path": "/api/orders/**"},
+                    "to": "new",
+                    "mode": "canary",
+                    "percent": 0,
+                }
+            ],
+        }
+        async with serve(tmp_path, config) as proxy:
+            pinned = await one(
+                proxy.port,
+                b"GET /api/orders/1 HTTP/1.1\r\nHost: edge.test\r\nX-Canary: new\r\n\r\n",
+            )
+    assert tags(pinned) == ("orders", "new")
+    assert [s.all("x-canary") for s in new.requests] == [[]]
