@@ -25,10 +25,6 @@ import os
 import time
 from json.encoder import encode_basestring_ascii as quote
 
-from strangler.proxy.outcome import Answer
-from strangler.proxy.request import ProxyRequest
-from strangler.routing.decision import Decision
-
 log = logging.getLogger(__name__)
 
 FLUSH_EVERY = 0.2
@@ -55,8 +51,7 @@ def _tail(
     )
 
 
-Entry = tuple[float, ProxyRequest, Decision | None, Answer, float, int, bool]
-"""What the request path keeps of one request until the flush formats it."""
+Entry = tuple[float, bytes, str, str, str | None, str, str, str, int, float, int, int, bool, bool]
 
 
 class AccessLog:
@@ -78,36 +73,54 @@ class AccessLog:
 
     def line(
         self,
-        req: ProxyRequest,
-        decision: Decision | None,
-        answer: Answer,
+        request_id: bytes,
+        method: str,
+        path: str,
+        route: str | None,
+        mode: str,
+        decision: str,
+        upstream: str,
+        status: int,
         duration: float,
+        bytes_in: int,
         bytes_out: int,
+        fallback: bool,
         mirrored: bool,
     ) -> None:
-        """One request (``decision`` None: refused before routing). The request path only
-        keeps a tuple; the flush formats the lines."""
+        """One request: kept as a tuple here, formatted with the others at the flush."""
         entries = self._entries
-        entries.append((time.time(), req, decision, answer, duration, bytes_out, mirrored))
+        entries.append(
+            (
+                time.time(),
+                request_id,
+                method,
+                path,
+                route,
+                mode,
+                decision,
+                upstream,
+                status,
+                duration,
+                bytes_in,
+                bytes_out,
+                fallback,
+                mirrored,
+            )
+        )
         if len(entries) >= FLUSH_LINES:
             self.flush()
         elif self._timer is None:
             self._timer = self.loop.call_later(FLUSH_EVERY, self.flush)
 
     def _format(self, entry: Entry) -> str:
-        now, req, decision, answer, duration, bytes_out, mirrored = entry
+        now = entry[0]
         second = int(now)
         if second != self._second:
             self._second = second
             self._stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
-        if decision is None:
-            path, route, mode, chosen = req.path, None, "-", "-"
-        else:
-            path, chosen, route_ = decision.path, decision.upstream, decision.route
-            route, mode = (None, "-") if route_ is None else (route_.name, route_.mode)
         # What repeats across requests (method, route, mode, decision, upstream,
         # fallback, shadow) is one cached string.
-        key = (req.method, route, mode, chosen, answer.upstream, answer.fallback, mirrored)
+        key = (entry[2], entry[4], entry[5], entry[6], entry[7], entry[12], entry[13])
         tail = self._tails.get(key)
         if tail is None:
             if len(self._tails) > 4096:
@@ -115,9 +128,9 @@ class AccessLog:
             tail = self._tails[key] = _tail(*key)
         return (
             f'{{"time":"{self._stamp}.{int((now - second) * 1000):03d}Z",'
-            f'"request_id":"{req.request_id.decode("latin-1")}","path":{quote(path)},'
-            f'"status":{answer.status},"duration_us":{int(duration * 1e6)},'
-            f'"bytes_in":{req.body.received},"bytes_out":{bytes_out},{tail}'
+            f'"request_id":"{entry[1].decode("latin-1")}","path":{quote(entry[3])},'
+            f'"status":{entry[8]},"duration_us":{int(entry[9] * 1e6)},'
+            f'"bytes_in":{entry[10]},"bytes_out":{entry[11]},{tail}'
         )
 
     def flush(self) -> None:

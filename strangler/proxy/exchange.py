@@ -112,7 +112,22 @@ class Exchange:
         tap = self.tap
         access = client.server.access_log
         if access is not None:
-            access.line(self.request, decision, answer, duration, client.sent, tap is not None)
+            req = self.request
+            access.line(
+                req.request_id,
+                req.method,
+                decision.path,
+                route.name if route is not None else None,
+                route.mode if route is not None else "-",
+                decision.upstream,
+                answer.upstream,
+                answer.status,
+                duration,
+                req.body.received,
+                client.sent,
+                answer.fallback,
+                tap is not None,
+            )
         if tap is not None:
             try:
                 tap.complete(answer, duration)
@@ -147,4 +162,18 @@ def refused(
         log.exception("request listener failed")
     access = client.server.access_log
     if access is not None:
-        access.line(req, None, Answer("-", status), duration, client.sent, False)
+        access.line(
+            request_id,
+            req.method,
+            req.path,
+            route,
+            "-",
+            "-",
+            "-",
+            status,
+            duration,
+            req.body.received,
+            client.sent,
+            False,
+            False,
+        )
