@@ -142,16 +142,16 @@ class AccessLog:
         if not entries:
             return
         self._entries = []
-        data = "".join([self._format(e) for e in entries]).encode("latin-1", "replace")
         try:
+            data = "".join([self._format(e) for e in entries]).encode("latin-1", "replace")
             view = memoryview(data)
             while view:
                 written = os.write(self._fd, view)
                 view = view[written:]
-        except OSError as exc:
+        except Exception as exc:  # never into an answer: flush runs inside finish too
             if not self._failed:
                 self._failed = True
-                log.error("access log %s: cannot write (%s); lines dropped", self.target, exc)
+                log.error("access log %s: cannot write (%r); lines dropped", self.target, exc)
 
     def close(self) -> None:
         self.flush()
