@@ -59,14 +59,11 @@ class Listener(Protocol):
     def loop(self) -> asyncio.AbstractEventLoop: ...
     @property
     def limits(self) -> LimitsConfig: ...
-    @property
-    def closing(self) -> bool: ...
-    @property
-    def connections(self) -> set[ClientConnection]: ...
-    @property
-    def dispatch(self) -> Callable[[ClientConnection, ProxyRequest], None]:
-        """Start answering a parsed request (the connection's active one)."""
-        ...
+
+    closing: bool
+    connections: set[ClientConnection]
+    dispatch: Callable[[ClientConnection, ProxyRequest], None]
+    """Start answering a parsed request (the connection's active one)."""
 
 
 class InFlight(Protocol):
