@@ -78,16 +78,12 @@ class Listener(Protocol):
     def loop(self) -> asyncio.AbstractEventLoop: ...
     @property
     def limits(self) -> LimitsConfig: ...
-    @property
-    def closing(self) -> bool: ...
-    @property
-    def connections(self) -> set[ClientConnection]: ...
-    @property
-    def access_log(self) -> AccessLog | None: ...
-    @property
-    def dispatch(self) -> Callable[[ClientConnection, ProxyRequest], None]:
-        """Start answering a parsed request (the connection's active one)."""
-        ...
+
+    closing: bool
+    connections: set[ClientConnection]
+    access_log: AccessLog | None
+    dispatch: Callable[[ClientConnection, ProxyRequest], None]
+    """Start answering a parsed request (the connection's active one)."""
 
 
 class InFlight(Protocol):
