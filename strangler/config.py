@@ -142,12 +142,15 @@ class RouteConfig(_Model):
     adapter: str | DeclarativeAdapterConfig | None = None
     shadow: ShadowConfig | None = None
     rollback: RollbackConfig | None = None
-    upgrade: tuple[str, ...] = ()
-    """Protocols tunnelled on ``Upgrade`` besides ``websocket`` (others are stripped)."""
+    upgrade: tuple[str, ...] | None = None
+    """Protocols tunnelled on ``Upgrade`` besides ``websocket`` (others are stripped);
+    None when absent, so a route's document in the admin API is unchanged."""
 
     @field_validator("upgrade")
     @classmethod
-    def _upgrade(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+    def _upgrade(cls, value: tuple[str, ...] | None) -> tuple[str, ...] | None:
+        if value is None:
+            return None
         for protocol in value:
             if not re.fullmatch(r"[A-Za-z0-9!#$%&'*+.^_`|~/-]+", protocol):
                 raise ValueError(f"{protocol!r} is not a protocol name")

@@ -149,4 +149,5 @@ def tunnels(ex: Exchange) -> bool:
     if protocol in TUNNELLED:
         return True
     route = ex.decision.route
-    return route is not None and protocol.decode("latin-1") in route.config.upgrade
+    listed = route.config.upgrade if route is not None else None
+    return listed is not None and protocol.decode("latin-1") in listed
