@@ -23,13 +23,27 @@ from strangler.proxy.headers import HOP_BY_HOP, RawHeaders
 HIGH_WATER = 256 * 1024
 LOW_WATER = 64 * 1024
 
-_ID_PREFIX = os.urandom(6).hex().encode()
-_ID_COUNT = itertools.count(1)
+class _RequestIds:
+    """A random prefix and a counter, drawn afresh in every forked worker (a prefix
+    drawn once at import would be shared by ``--workers`` children, repeating ids)."""
+
+    def __init__(self) -> None:
+        self.prefix = b""
+        self.count = itertools.count(1)
+        self.reseed()
+
+    def reseed(self) -> None:
+        self.prefix = os.urandom(6).hex().encode()
+        self.count = itertools.count(1)
+
+
+_IDS = _RequestIds()
+os.register_at_fork(after_in_child=_IDS.reseed)
 
 
 def new_request_id() -> bytes:
     """A fresh ``X-Request-Id``: unique per process (random prefix) and cheap (a counter)."""
-    return b"%s-%x" % (_ID_PREFIX, next(_ID_COUNT))
+    return b"%s-%x" % (_IDS.prefix, next(_IDS.count))
 
 
 class RequestBody:
