@@ -12,10 +12,11 @@ from pathlib import Path
 
 from strangler.control.ownership import Ownership
 from strangler.control.state import MemoryStateStore
+from strangler.errors import StateStoreError
 from strangler.sync.drain import DrainTimeout, drain_tables
 from strangler.sync.source import Batch, ResumeLookup, Source
 from strangler.sync.verify import Verifier
-from strangler.sync.worker import build_source
+from strangler.sync.worker import Worker, build_source
 from tests.sync.twoway import (
     CONTEXTS,
     changes,
@@ -241,6 +242,49 @@ async def test_a_capture_idle_across_the_flip_still_reports_the_non_owners_write
     assert [source for source, _ in letters] == ["svc"]
     assert letters[0][1].startswith("written by the non-owner: ORD_HDR changed on the service")
     assert "context orders is owned by legacy" in letters[0][1]
+
+
+class Unreachable(MemoryStateStore):
+    """A real memory store that does not answer until ``up`` is set (Redis restarting)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.up = False
+        self.asked = 0
+
+    async def ownerships(self) -> dict[str, Ownership]:
+        self.asked += 1
+        if not self.up:
+            raise StateStoreError("connection refused")
+        return await super().ownerships()
+
+
+async def test_a_worker_started_while_the_store_is_down_waits_for_the_owner(
+    tmp_path: Path,
+) -> None:
+    """The service owns customers, but the worker starts while the store does not answer:
+    it must not judge the service's writes by a guessed owner (legacy), which would
+    report them as the non-owner's and never apply them; it waits for the store."""
+    config = make_config(tmp_path)
+    store = Unreachable()
+    await own(store, "customers", "service")
+    worker = Worker(config, contexts=CONTEXTS, owners=store)
+    stop = asyncio.Event()
+    task = asyncio.create_task(worker.run(stop))
+    try:
+        write(tmp_path / "customers.db", *new_customer(7, "Ada"))
+        await until(lambda: store.asked > 5, "the worker to ask the store a few times")
+        assert worker.status["svc"].counts["applied"] == 0  # waiting, nothing judged
+        store.up = True
+        names = "SELECT cust_nm FROM customer"
+        await until(lambda: rows(tmp_path / "shop.db", names) == [("Ada",)], "Ada in the monolith")
+    finally:
+        stop.set()
+        await task
+    status = worker.status
+
+    assert status["svc"].counts["non_owner"] == 0
+    assert status["svc"].counts["dead_letter"] == 0
 
 
 async def test_drain_times_out_when_the_worker_is_not_running(tmp_path: Path) -> None:
