@@ -303,6 +303,7 @@ def reverse_problems(
                         " target is the monolith's)",
                     )
                 )
+    problems += _drain_problems(config, contexts)
     for i, mapping in enumerate(config.tables):
         if mapping.reverse is None:
             continue
@@ -312,4 +313,36 @@ def reverse_problems(
             continue  # the adapter itself is reported by the import check
         if problem is not None:
             problems.append(Problem(f"sync.tables[{i}].reverse", problem))
+    return problems
+
+
+def _drain_problems(config: SyncConfig, contexts: Mapping[str, Sequence[str]]) -> list[Problem]:
+    """A cutover's drain writes its watermark into the database each of a context's
+    sources captures: a source whose database is not known (``kind: kafka`` reads topics;
+    only ``monolith:`` says where they come from) cannot be drained."""
+    problems: list[Problem] = []
+    index = {source.name: i for i, source in enumerate(config.sources)}
+    for context, tables in contexts.items():
+        for table in tables:
+            mapping = next((m for m in config.tables if m.source == table), None)
+            if mapping is None:
+                continue
+            names = [mapping.from_source, mapping.reverse.source if mapping.reverse else None]
+            for name in names:
+                if name is None or name not in index:
+                    continue
+                source = config.sources[index[name]]
+                if source.monolith_url() is not None:
+                    continue
+                side = "service's" if name != mapping.from_source else "monolith's"
+                problems.append(
+                    Problem(
+                        f"sync.sources[{index[name]}].monolith",
+                        f"missing for source {name!r} (kind: {source.kind}), which carries"
+                        f" the {side} changes of table {table} (context {context}): a"
+                        " cutover's drain writes its watermark into the database it captures",
+                        hint="monolith: <SQLAlchemy URL of that database>",
+                    )
+                )
+                index.pop(name)  # once per source
     return problems

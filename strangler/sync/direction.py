@@ -12,9 +12,17 @@ stream keeps the owner it judges by, and changes it only at a drain's watermark
 (``watermark.py``), once the cutover has finished or aborted (the state store says
 ``steady``). The drain writes its watermark into both databases before the flip,
 so everything before it on a stream was written under the old owner and everything
-after it under the outcome. A stream that is caught up and idle also takes the
-stored owner (an ownership changed without a drain). Ownership is read from the
-state store the proxy uses (the same ``state:``).
+after it under the outcome. That is the only place a stream changes owner: a
+capture that is idle says nothing about what is committed but not delivered yet
+(Debezium, Kafka, a SQLite poll asleep), so a stream never takes the stored owner
+because it is caught up. A stream starts with the owner the store gave when the
+worker started (not when the stream first meets the context's table), once the
+store has answered (a worker started while it is down waits; it does not guess).
+An ownership written into the store by hand, without ``strangler cutover``, has no
+watermark: running streams keep judging by the owner they had, and report the new
+owner's writes as the non-owner's, until the next cutover's watermark or a restart
+of the worker. Ownership is read from the state store the proxy uses (the same
+``state:``).
 """
 
 from __future__ import annotations
@@ -26,6 +34,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
+from strangler.errors import StranglerError, SyncError
 from strangler.sync.adapters import AdapterSet
 from strangler.sync.ledger import NON_OWNER
 from strangler.sync.watermark import Watermark
@@ -80,6 +89,11 @@ class Directions:
         self.table_context = {t: name for name, tables in contexts.items() for t in tables}
         self.current: dict[str, Owned] = {}
         self.streams: dict[tuple[str, str], Owned] = {}
+        self.loaded = owners is None
+        """The store has answered at least once (``current`` is not a guess)."""
+        self.initial: dict[str, Owned] = {}
+        """The owners the store gave first: every stream starts from these, not from
+        whatever the store says when the stream first meets a context's table."""
 
     def side(self, source: str) -> str:
         return "service" if source in self.adapters.reverse_sources else "legacy"
@@ -92,11 +106,28 @@ class Directions:
         self.current = {
             name: Owned(o.owner, o.epoch, o.state == "steady") for name, o in stored.items()
         }
+        if not self.loaded:
+            self.initial = dict(self.current)
+        self.loaded = True
+
+    async def ready(self, stop: asyncio.Event) -> None:
+        """Wait until the store has been read once: before that a stream has no owner
+        to judge by. Raises SyncError if ``stop`` is set first (nothing was applied)."""
+        delay = 0.2
+        while not self.loaded:
+            if stop.is_set():
+                raise SyncError("stopped before the contexts' owners could be read")
+            try:
+                await self.refresh()
+            except StranglerError as exc:
+                log.warning("cannot read context ownership (changes wait for it): %s", exc)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
 
     def _stream(self, source: str, context: str) -> Owned:
         owned = self.streams.get((source, context))
         if owned is None:
-            owned = self.streams[(source, context)] = self.current.get(context, LEGACY)
+            owned = self.streams[(source, context)] = self.initial.get(context, LEGACY)
         return owned
 
     def judge(self, source: str, table: str) -> str | None:
@@ -109,12 +140,6 @@ class Directions:
             return None
         where = f"context {context}" if context else "a table in no context"
         return f"{NON_OWNER}: {table} changed on the {side} side; {where} is owned by {owner}"
-
-    def adopt_idle(self, source: str) -> None:
-        """The stream is caught up: take the stored owner of every steady context."""
-        for context, owned in self.current.items():
-            if owned.steady and self.streams.get((source, context)) != owned:
-                self.streams[(source, context)] = owned
 
     async def pass_marker(self, mark: Watermark, stop: asyncio.Event) -> None:
         """Hold the stream at a drain's watermark until the cutover is over, then take

@@ -225,7 +225,6 @@ class Worker:
                 status.state, status.error = "running", None
                 if batch is None:
                     status.caught_up = True
-                    self.directions.adopt_idle(source.name)
                     self._report_lag(status)
                     continue
                 await self._process(source, batch, status, stop)
@@ -239,6 +238,7 @@ class Worker:
         """Drop the worker's own writes, judge each change by its context's owner, and
         apply; a drain's watermark splits the batch: what precedes it is committed and
         the watermark recorded before anything after it is judged."""
+        await self.directions.ready(stop)
         events = list(batch.events)
         own = await asyncio.to_thread(self._own_writes, source.name, events)
         if own:

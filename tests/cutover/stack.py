@@ -96,6 +96,7 @@ def write_config(
     read_mode: str = "new",
     context: dict[str, Any] | None = None,
     rollback: dict[str, Any] | None = None,
+    shadow: dict[str, Any] | None = None,
     write_rollback: dict[str, Any] | None = None,
     extra: dict[str, Any] | None = None,
     name: str = "routes.yaml",
@@ -113,6 +114,8 @@ def write_config(
         reads["percent"] = 50
     if rollback is not None:
         reads["rollback"] = rollback
+    if shadow is not None:
+        reads["shadow"] = shadow
     document: dict[str, Any] = {
         "listen": f"127.0.0.1:{port}",
         "admin": {"listen": f"127.0.0.1:{admin_port}", "token": TOKEN},

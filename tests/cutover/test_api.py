@@ -148,6 +148,42 @@ async def test_refused_while_the_service_fails_over_the_rollback_threshold(
         assert await write(session, failing, "w1") == (200, "monolith")
 
 
+async def test_refused_while_the_shadow_mismatch_rate_is_over_the_rollback_threshold(
+    tmp_path: Path, found: Sides, session: aiohttp.ClientSession
+) -> None:
+    # Reads are new and mirrored back to legacy; the two sides never agree. Too few
+    # comparisons for the rollback monitor to act (min_requests), but the cutover reads
+    # the route's match rate and refuses.
+    site = write_config(
+        tmp_path,
+        found,
+        shadow={"percent": 100},
+        rollback={"mismatch_rate": 0.1, "min_requests": 1000, "window": "60s"},
+    )
+    async with in_process(site):
+        for _ in range(5):
+            async with session.get(site.proxy + "/api/customers/1") as response:
+                assert (await response.json())["side"] == "new"
+        rate = None
+        for _ in range(400):  # the comparisons are made off the request path
+            _, routes = await call(session, site, "GET", "/api/routes")
+            rate = next(r for r in routes["routes"] if r["name"] == "customers")[
+                "shadow_match_rate"
+            ]
+            if rate is not None:
+                break
+            await asyncio.sleep(0.05)
+        assert rate == 0.0
+        status, body = await cutover(session, site, "service")
+        assert status == 409, body
+        assert (
+            "route 'customers': shadow mismatch rate 100.0% above rollback.mismatch_rate"
+            in (body["error"])
+        )
+        assert (await context_view(session, site))["owner"] == "legacy"
+        assert await write(session, site, "w1") == (200, "monolith")
+
+
 async def test_in_flight_writes_finish_on_the_old_owner_then_held_ones_go_to_the_new(
     tmp_path: Path, found: Sides, session: aiohttp.ClientSession
 ) -> None:
@@ -165,6 +201,9 @@ async def test_in_flight_writes_finish_on_the_old_owner_then_held_ones_go_to_the
         async with session.get(site.proxy + "/api/orders/1") as response:
             assert response.status == 200
         assert not move.done()
+        # One cutover per context at a time: a second one is refused, nothing touched.
+        again, refused = await cutover(session, site, "service")
+        assert again == 409 and "a cutover of 'customers' is already running" in refused["error"]
         assert await first == (200, "monolith")
         status, body = await move
         assert status == 200 and body["owner"] == "service", body

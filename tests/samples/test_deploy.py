@@ -34,10 +34,14 @@ def _compose() -> dict[str, Any]:
     return data
 
 
-def _connector() -> dict[str, Any]:
-    data = json.loads((DEPLOY / "debezium-connector.json").read_text())
+def _connector(file: str = "debezium-connector.json") -> dict[str, Any]:
+    data = json.loads((DEPLOY / file).read_text())
     assert isinstance(data, dict)
     return data
+
+
+CONNECTORS = ("debezium-connector.json", "debezium-connector-customers.json")
+"""The monolith's, and the customers service's (the way back after a cutover)."""
 
 
 def test_compose_has_the_whole_stack() -> None:
@@ -79,28 +83,49 @@ def test_compose_references_only_what_exists() -> None:
 
 
 def test_connector_registration_has_the_settings_sync_relies_on() -> None:
-    connector = _connector()
-    config = connector["config"]
-    assert connector["name"]
-    assert config["connector.class"] == "io.debezium.connector.postgresql.PostgresConnector"
-    assert config["plugin.name"] == "pgoutput"
-    assert config["decimal.handling.mode"] == "string"
-    assert config["value.converter"] == "org.apache.kafka.connect.json.JsonConverter"
-    assert config["database.hostname"] in _compose()["services"]
-    assert config["database.password"].startswith("${env:")  # no secret in the file
-    captured = set(config["table.include.list"].split(","))
-    assert captured == {f"public.{t}" for t in ("customer", "product")}
-    assert {t.split(".")[1] for t in captured} <= set(legacy_db.metadata.tables)
+    for file in CONNECTORS:
+        connector = _connector(file)
+        config = connector["config"]
+        assert connector["name"]
+        assert config["connector.class"] == "io.debezium.connector.postgresql.PostgresConnector"
+        assert config["plugin.name"] == "pgoutput"
+        assert config["decimal.handling.mode"] == "string"
+        assert config["value.converter"] == "org.apache.kafka.connect.json.JsonConverter"
+        assert config["database.hostname"] in _compose()["services"]
+        assert config["database.password"].startswith("${env:")  # no secret in the file
+        # Every table into one single-partition topic: a drain's watermark comes after
+        # every change committed before it.
+        assert config["transforms.route.type"].endswith("ByLogicalTableRouter")
+        assert config["topic.creation.default.partitions"] == "1"
+        assert "public.strangler_watermarks" in config["table.include.list"].split(",")
+        assert f"/{file}" in " ".join(_compose()["services"]["connect-register"]["volumes"])
+    captured = set(_connector()["config"]["table.include.list"].split(","))
+    assert captured == {f"public.{t}" for t in ("customer", "product", "strangler_watermarks")}
+    assert {t.split(".")[1] for t in captured} - {"strangler_watermarks"} <= set(
+        legacy_db.metadata.tables
+    )
+    # The watermark table exists before the publications are created, in both databases.
+    init = (DEPLOY / "postgres-init.sql").read_text()
+    assert init.count("CREATE TABLE strangler_watermarks") == 2 and "\\connect customers" in init
 
 
 def test_compose_routes_agree_with_connector_and_prometheus() -> None:
     config = load_config(DEPLOY / "routes.compose.yaml", env=ENV)
     assert config.sync is not None
-    prefix = _connector()["config"]["topic.prefix"]
+    sources = {s.name: s for s in config.sync.sources}
+    for file in CONNECTORS:
+        connector = _connector(file)["config"]
+        topic = connector["transforms.route.topic.replacement"]
+        readers = [s for s in sources.values() if s.options["topics"] == [topic]]
+        assert len(readers) == 1, topic
+        # ... and the drain writes its watermark into the database that topic comes from.
+        assert (readers[0].monolith or "").endswith(f"/{connector['database.dbname']}")
     captured = set(_connector()["config"]["table.include.list"].split(","))
-    topics = set(config.sync.sources[0].options["topics"])
-    assert topics == {f"{prefix}.{table}" for table in captured}
-    assert {t.source for t in config.sync.tables} == captured
+    assert {t.source for t in config.sync.tables} == captured - {"public.strangler_watermarks"}
+    back = {t.split(".")[1] for t in _connector(CONNECTORS[1])["config"]["table.include.list"]
+            .split(",")}  # fmt: skip
+    assert back == {"customers", "addresses", "strangler_watermarks"}
+    assert config.contexts["customers"].tables == ("public.customer",)
     services = _compose()["services"]
     for upstream in config.upstreams.values():
         host = re.match(r"https?://([^:/]+)", upstream.url)

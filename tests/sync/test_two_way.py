@@ -12,8 +12,11 @@ from pathlib import Path
 
 from strangler.control.ownership import Ownership
 from strangler.control.state import MemoryStateStore
+from strangler.errors import StateStoreError
 from strangler.sync.drain import DrainTimeout, drain_tables
+from strangler.sync.source import Batch, ResumeLookup, Source
 from strangler.sync.verify import Verifier
+from strangler.sync.worker import Worker, build_source
 from tests.sync.twoway import (
     CONTEXTS,
     changes,
@@ -173,6 +176,115 @@ async def test_drain_then_flip_moves_a_context_without_losing_or_misjudging_a_wr
 
     assert status["svc"].counts["non_owner"] == 0  # the new owner's write was not misjudged
     assert rows(tmp_path / "customers.db", "SELECT status FROM orders WHERE id = 1") == [("open",)]
+
+
+class Polls:
+    """A real capture, counting its polls (a SQLite poll that finds nothing sleeps
+    ``poll_interval`` before it answers ``None``)."""
+
+    def __init__(self, inner: Source) -> None:
+        self.inner, self.name, self.count = inner, inner.name, 0
+
+    async def start(self, resume: ResumeLookup) -> None:
+        await self.inner.start(resume)
+
+    async def next_batch(self, max_events: int) -> Batch | None:
+        self.count += 1
+        return await self.inner.next_batch(max_events)
+
+    async def ack(self, batch: Batch) -> None:
+        await self.inner.ack(batch)
+
+    async def close(self) -> None:
+        await self.inner.close()
+
+
+async def test_a_capture_idle_across_the_flip_still_reports_the_non_owners_write(
+    tmp_path: Path,
+) -> None:
+    """The service's capture polls every 5 s (as a lagging Debezium or Kafka capture
+    delivers late): it is idle while a stray write lands on its side, the drain runs and
+    the flip is written. That write was made while legacy owned the context: it is
+    dead-lettered when it arrives, never applied; the new owner's write after it flows."""
+    config = make_config(tmp_path, svc_poll=5.0)
+    store = MemoryStateStore()
+    svc = Polls(build_source(config.sources[1], config))
+    async with running(config, store, {"svc": svc}) as run:
+        polls = svc.count
+        await until(lambda: svc.count > polls, "the service's capture to poll")
+        await asyncio.sleep(0.2)  # it found nothing: it sleeps 5 s now
+        polled = svc.count
+        # Legacy owns orders; someone's job writes the service's orders table directly.
+        write(tmp_path / "customers.db",
+              ("INSERT INTO orders VALUES (8001, 1, 5.00, 'open')", ()))  # fmt: skip
+        # The cutover's data steps (the proxy holds the context's writes meanwhile).
+        holding = Ownership("orders").holding("service", "c1", "test").draining()
+        await store.set_ownership(holding)
+        await drain_tables(config, "orders", CONTEXTS["orders"], "legacy", 30.0)
+        await store.set_ownership(holding.moved("test"))
+        flipped_within_one_poll = svc.count == polled
+        write(tmp_path / "customers.db",
+              ("INSERT INTO orders VALUES (8002, 1, 6.00, 'open')", ()))  # fmt: skip
+        await until(
+            lambda: (8002,) in rows(tmp_path / "shop.db", 'SELECT ORD_NO FROM "ORD_HDR"'),
+            "the new owner's order in the monolith",
+        )
+        await asyncio.sleep(0.3)
+        status = run.worker.status
+
+    assert flipped_within_one_poll, "the machine was too slow to hit the window; rerun"
+    assert status["svc"].counts["non_owner"] == 1
+    assert status["svc"].counts["applied"] == 1
+    assert rows(tmp_path / "shop.db", 'SELECT ORD_NO, TOTAL_CENTS FROM "ORD_HDR"') == [
+        (8002, "600")
+    ]
+    letters = rows(tmp_path / "shop.db", "SELECT source, error FROM strangler_dead_letters")
+    assert [source for source, _ in letters] == ["svc"]
+    assert letters[0][1].startswith("written by the non-owner: ORD_HDR changed on the service")
+    assert "context orders is owned by legacy" in letters[0][1]
+
+
+class Unreachable(MemoryStateStore):
+    """A real memory store that does not answer until ``up`` is set (Redis restarting)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.up = False
+        self.asked = 0
+
+    async def ownerships(self) -> dict[str, Ownership]:
+        self.asked += 1
+        if not self.up:
+            raise StateStoreError("connection refused")
+        return await super().ownerships()
+
+
+async def test_a_worker_started_while_the_store_is_down_waits_for_the_owner(
+    tmp_path: Path,
+) -> None:
+    """The service owns customers, but the worker starts while the store does not answer:
+    it must not judge the service's writes by a guessed owner (legacy), which would
+    report them as the non-owner's and never apply them; it waits for the store."""
+    config = make_config(tmp_path)
+    store = Unreachable()
+    await own(store, "customers", "service")
+    worker = Worker(config, contexts=CONTEXTS, owners=store)
+    stop = asyncio.Event()
+    task = asyncio.create_task(worker.run(stop))
+    try:
+        write(tmp_path / "customers.db", *new_customer(7, "Ada"))
+        await until(lambda: store.asked > 5, "the worker to ask the store a few times")
+        assert worker.status["svc"].counts["applied"] == 0  # waiting, nothing judged
+        store.up = True
+        names = "SELECT cust_nm FROM customer"
+        await until(lambda: rows(tmp_path / "shop.db", names) == [("Ada",)], "Ada in the monolith")
+    finally:
+        stop.set()
+        await task
+    status = worker.status
+
+    assert status["svc"].counts["non_owner"] == 0
+    assert status["svc"].counts["dead_letter"] == 0
 
 
 async def test_drain_times_out_when_the_worker_is_not_running(tmp_path: Path) -> None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import sqlite3
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,6 +22,7 @@ from sample_services.customers import db as service_db
 from strangler.control.ownership import Ownership
 from strangler.control.state import MemoryStateStore
 from strangler.sync.config import SyncConfig
+from strangler.sync.source import Source
 from strangler.sync.worker import Worker
 
 CONTEXTS = {"customers": ("customer",), "orders": ("ORD_HDR",)}
@@ -36,7 +37,9 @@ ORDERS_SERVICE = (
 )
 
 
-def make_config(folder: Path, *, poll: float = 0.02, batch_size: int = 500) -> SyncConfig:
+def make_config(
+    folder: Path, *, poll: float = 0.02, batch_size: int = 500, svc_poll: float | None = None
+) -> SyncConfig:
     for url, metadata in ((folder / "shop.db", monolith_db.metadata),
                           (folder / "customers.db", service_db.metadata)):  # fmt: skip
         engine = create_engine(f"sqlite:///{url}")
@@ -54,7 +57,8 @@ def make_config(folder: Path, *, poll: float = 0.02, batch_size: int = 500) -> S
                 "poll_interval": poll}},
             {"name": "svc", "kind": "sqlite", "options": {
                 "database": str(folder / "customers.db"),
-                "tables": ["customers", "addresses", "orders"], "poll_interval": poll}},
+                "tables": ["customers", "addresses", "orders"],
+                "poll_interval": poll if svc_poll is None else svc_poll}},
         ],
         "targets": {"service": f"sqlite:///{folder / 'customers.db'}",
                     "monolith": f"sqlite:///{folder / 'shop.db'}"},
@@ -85,8 +89,10 @@ class Running:
 
 
 @contextlib.asynccontextmanager
-async def running(config: SyncConfig, store: MemoryStateStore) -> AsyncIterator[Running]:
-    worker = Worker(config, contexts=CONTEXTS, owners=store)
+async def running(
+    config: SyncConfig, store: MemoryStateStore, sources: Mapping[str, Source] | None = None
+) -> AsyncIterator[Running]:
+    worker = Worker(config, contexts=CONTEXTS, owners=store, sources=sources)
     stop = asyncio.Event()
     task = asyncio.create_task(worker.run(stop))
     try:
