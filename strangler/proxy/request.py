@@ -23,6 +23,7 @@ from strangler.proxy.headers import HOP_BY_HOP, RawHeaders
 HIGH_WATER = 256 * 1024
 LOW_WATER = 64 * 1024
 
+
 class _RequestIds:
     """A random prefix and a counter, drawn afresh in every forked worker (a prefix
     drawn once at import would be shared by ``--workers`` children, repeating ids)."""
