@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import logging
 
+from strangler import build
 from strangler.commands.check import validate
 from strangler.process import serve
 
@@ -18,5 +19,6 @@ def run(args: argparse.Namespace) -> int:
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(process)d %(name)s %(levelname)s %(message)s"
     )
+    logging.getLogger("strangler").info("strangler build: %s", build.DESCRIPTION)
     config = validate(args.config)  # ConfigError: the CLI prints each problem, exits 2
     return serve(args.config, config, args.workers, loop=args.loop)
