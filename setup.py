@@ -28,13 +28,20 @@ ROOT = Path(__file__).resolve().parent
 
 
 def compiled_sources() -> list[str]:
-    """pyproject.toml's list, folders expanded to their modules (``__init__`` stays pure)."""
-    listed = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["strangler"]["compiled"]
+    """pyproject.toml's list: folders expanded to their modules (``__init__`` stays pure),
+    less the ``pure`` ones. A listed file that is gone is skipped, with a warning."""
+    tool = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["strangler"]
+    pure = {ROOT / entry for entry in tool.get("pure", [])}
     sources: list[str] = []
-    for entry in listed:
+    for entry in tool["compiled"]:
         path = ROOT / entry
+        if not path.exists():
+            print(f"strangler: {entry} is listed to compile but is gone", file=sys.stderr)
+            continue
         files = sorted(path.glob("*.py")) if path.is_dir() else [path]
-        sources += [str(f.relative_to(ROOT)) for f in files if f.name != "__init__.py"]
+        sources += [
+            str(f.relative_to(ROOT)) for f in files if f.name != "__init__.py" and f not in pure
+        ]
     return sources
 
 

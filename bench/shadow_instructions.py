@@ -1,6 +1,7 @@
 """Shadow cost in CPU instructions: a figure the machine's other load cannot move.
 
 Run: python3 bench/shadow_instructions.py [--requests 3000] [--connections 16] [--rounds 3]
+                                         [--build compiled|pure]
 
 Runs ``strangler serve --workers 1`` under ``valgrind --tool=callgrind`` in front
 of nginx (the same routes as ``bench/shadow.py``), warms each route up, zeroes
@@ -16,7 +17,9 @@ read per batch). So the ratio below overstates the CPU-time cost a little, and
 it does not depend on the machine's other load, where wall-clock runs on a shared
 VM swing by 2x. How many mirrors share one write and one read still varies from
 run to run (and the per-batch costs with it), so it alternates the routes and
-reports medians. Prints a Markdown snippet.
+reports medians. ``--build pure`` runs the compiled modules' sources
+(``STRANGLER_PURE=1``), for a side-by-side with the compiled build. Prints a
+Markdown snippet.
 """
 
 from __future__ import annotations
@@ -79,7 +82,21 @@ def main() -> None:
     parser.add_argument(
         "--keep", type=Path, help="copy the callgrind dumps here (callgrind_annotate)"
     )
+    parser.add_argument(
+        "--build",
+        default="compiled",
+        choices=["compiled", "pure"],
+        help="the installed build, or its modules as pure Python (STRANGLER_PURE=1)",
+    )
     args = parser.parse_args()
+    env = {**os.environ, "STRANGLER_PURE": "1" if args.build == "pure" else ""}
+    version = subprocess.run(
+        [sys.executable, "-m", "strangler", "--version"],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
     per_request: dict[str, list[float]] = {"pass": [], args.route: []}
     with tempfile.TemporaryDirectory() as name:
         tmp = Path(name)
@@ -103,6 +120,7 @@ def main() -> None:
                 "--workers",
                 "1",
             ],
+            env=env,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
@@ -138,6 +156,7 @@ def main() -> None:
     # per-batch costs with it: the median of the alternations, not one run.
     passed = statistics.median(per_request["pass"][1:])
     shadowed = statistics.median(per_request[args.route][1:])
+    print(f"{version}\n")
     print("| scenario | instructions per request (user space) |")
     print("|---|---|")
     print(f"| pass-through | {passed:,.0f} |")

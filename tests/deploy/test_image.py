@@ -70,6 +70,14 @@ def test_the_image_holds_exactly_the_image_lock(image: str) -> None:
     assert python.startswith("3.11.")
 
 
+def test_the_image_runs_the_compiled_build(image: str) -> None:
+    """scripts/image builds strangler's wheel with mypyc; the image runs it, and can be
+    told to load the same code from source."""
+    assert "(compiled: mypyc," in docker("run", "--rm", image, "--version")
+    pure = docker("run", "--rm", "-e", "STRANGLER_PURE=1", image, "--version")
+    assert "(pure Python: STRANGLER_PURE=1)" in pure
+
+
 async def _side(session: aiohttp.ClientSession, url: str) -> str:
     async with session.get(url) as response:
         assert response.status == 200, await response.text()

@@ -37,12 +37,14 @@ def _python(code: str, *, pure: bool = False, path: str = str(ROOT)) -> str:
 
 def _listed() -> list[str]:
     """The module names pyproject.toml asks setup.py to compile."""
-    listed = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["strangler"]["compiled"]
+    tool = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["strangler"]
+    pure = {ROOT / entry for entry in tool.get("pure", [])}
     names = []
-    for entry in listed:
+    for entry in tool["compiled"]:
         path = ROOT / entry
+        assert path.exists(), f"pyproject.toml lists {entry} to compile: it is gone"
         for source in sorted(path.glob("*.py")) if path.is_dir() else [path]:
-            if source.name != "__init__.py":
+            if source.name != "__init__.py" and source not in pure:
                 names.append(".".join(source.relative_to(ROOT).with_suffix("").parts))
     return names
 
