@@ -137,7 +137,7 @@ def start_haproxy(tmp: Path, port: int, upstream: int, threads: int) -> subproce
     """HAProxy as the other reference proxy: keep-alive to the upstream, X-Forwarded-For."""
     conf = tmp / "haproxy.cfg"
     conf.write_text(
-        f"global\n  nbthread {threads}\n  maxconn 20000\n"
+        f"global\n  nbthread {threads}\n  maxconn 4096\n"
         "defaults\n  mode http\n  timeout connect 5s\n  timeout client 60s\n"
         "  timeout server 60s\n  option http-keep-alive\n  option forwardfor\n"
         f"frontend proxy\n  bind 127.0.0.1:{port}\n  default_backend app\n"
