@@ -14,6 +14,11 @@
 # scripts/image puts those wheels in build/wheelhouse/ and the strangler wheel in
 # build/dist/, and the build installs from there with --no-index; without them, pip
 # downloads the same locked files and builds strangler from the source copied below.
+#
+# scripts/image's strangler wheel is the compiled build (mypyc, made on the host with the
+# lock's mypy; `strangler --version` in the image says "compiled"). Built here from source
+# instead, it is compiled only if the base has a C compiler and Python's headers (a slim
+# base has neither: it is then the same code as pure Python).
 
 # Any Debian-based image with python3 (3.11, as the lock) and its venv module.
 ARG BASE=python:3.11-slim
@@ -33,14 +38,15 @@ RUN python3 -m venv /opt/strangler; \
     if ls wheels/*.whl >/dev/null 2>&1; then set -- --no-index --find-links=wheels; fi; \
     /opt/strangler/bin/pip install "$@" --require-hashes -r wheels/requirements-image.lock
 # Then strangler: scripts/image's wheel (build/dist/), else built here from the source.
-COPY pyproject.toml README.md build/dis[t] ./
+COPY pyproject.toml setup.py README.md build/dis[t] ./
 COPY strangler ./strangler
 COPY adapters ./adapters
 COPY sample_monolith ./sample_monolith
 COPY sample_services ./sample_services
-RUN wheel="strangler-${STRANGLER_VERSION}-py3-none-any.whl"; \
-    if [ ! -e "$wheel" ]; then /opt/strangler/bin/pip wheel --no-deps --wheel-dir . .; fi; \
-    /opt/strangler/bin/pip install --no-index --no-deps "$wheel"; \
+RUN set -- strangler-"${STRANGLER_VERSION}"-*.whl; \
+    if [ ! -e "$1" ]; then /opt/strangler/bin/pip wheel --no-deps --wheel-dir . .; fi; \
+    set -- strangler-"${STRANGLER_VERSION}"-*.whl; \
+    /opt/strangler/bin/pip install --no-index --no-deps "$1"; \
     /opt/strangler/bin/pip uninstall -y -q pip setuptools
 
 # ---- runtime: the virtualenv, a non-root user --------------------------------------------

@@ -1,29 +1,28 @@
 """Pass-through benchmark: upstream direct vs NGINX as a proxy vs strangler, side by side.
 
-    python bench/proxy.py [--rounds 5] [--duration 10] [--workers 2] [--uvloop] [--access-log]
-                          [--write]
+    python bench/proxy.py [--rounds 5] [--duration 10] [--workers 2] [--uvloop] [--write]
+                          [--builds compiled,pure] [--throughput-only]
 
 Starts (all on free loopback ports, in a temp folder, as child processes):
 
 * the upstream: NGINX with one worker answering a 300-byte JSON from a
   ``return 200`` location (so the upstream costs as little as possible);
 * NGINX as a reverse proxy in front of it (keep-alive upstream pool, one worker
-  per strangler worker);
+  per strangler worker), and HAProxy likewise (one thread per strangler worker);
 * ``strangler serve --workers N`` in front of it (10 routes; Redis state, as
-  several workers need), and for the route-count comparison a second one with
-  10,000 routes;
+  several workers need), once per build (``--builds``: the compiled build, and
+  the same code as pure Python with ``STRANGLER_PURE=1``), and for the
+  route-count comparison one more with 10,000 routes;
 * with ``--uvloop``, the same data plane as bare ``ProxyServer`` processes on
   uvloop sharing the port with SO_REUSEPORT (``bench/proxy_worker.py``).
 
 Then, for several rounds, runs ``wrk -t2 -c64`` against each in turn and reports
 medians: req/s, p50/p99 latency, CPU-µs per request (utime+stime of the proxy's
-processes from /proc, divided by requests served) and the ratio to NGINX; then
-the per-hop latency at one connection (``wrk -c1``: proxy p50 minus direct p50)
-and 10 vs 10,000 routes. ``--access-log`` adds the same strangler with
-``access_log:`` to a file, in the same rounds, and prints its throughput and
-CPU per request as ratios to the one without. ``--write`` records the table in
-bench/results/proxy.md.
-Installs nginx and wrk with apt-get if they are missing.
+processes from /proc, divided by requests served) and the ratio to NGINX, with
+each round's ratios; then (unless ``--throughput-only``) the per-hop latency at
+one connection (``wrk -c1``: proxy p50 minus direct p50) and 10 vs 10,000 routes.
+``--write`` records the table in bench/results/proxy.md.
+Installs nginx, haproxy and wrk with apt-get if they are missing.
 """
 
 from __future__ import annotations
@@ -59,7 +58,7 @@ TICK = os.sysconf("SC_CLK_TCK")
 
 
 def ensure_tools() -> None:
-    missing = [tool for tool in ("nginx", "wrk") if shutil.which(tool) is None]
+    missing = [tool for tool in ("nginx", "haproxy", "wrk") if shutil.which(tool) is None]
     if missing:
         subprocess.run(["apt-get", "update", "-q"], check=True)
         subprocess.run(["apt-get", "install", "-y", "-q", *missing], check=True)
@@ -134,11 +133,21 @@ def start_nginx(tmp: Path, name: str, workers: int, server: str) -> subprocess.P
     return subprocess.Popen(["nginx", "-c", str(conf), "-p", str(tmp)], stderr=subprocess.DEVNULL)
 
 
-def routes_yaml(
-    tmp: Path, name: str, port: int, upstream: int, routes: int, access_log: bool = False
-) -> Path:
+def start_haproxy(tmp: Path, port: int, upstream: int, threads: int) -> subprocess.Popen[bytes]:
+    """HAProxy as the other reference proxy: keep-alive to the upstream, X-Forwarded-For."""
+    conf = tmp / "haproxy.cfg"
+    conf.write_text(
+        f"global\n  nbthread {threads}\n  maxconn 4096\n"
+        "defaults\n  mode http\n  timeout connect 5s\n  timeout client 60s\n"
+        "  timeout server 60s\n  option http-keep-alive\n  option forwardfor\n"
+        f"frontend proxy\n  bind 127.0.0.1:{port}\n  default_backend app\n"
+        f"backend app\n  http-reuse always\n  server app 127.0.0.1:{upstream} maxconn 256\n"
+    )
+    return subprocess.Popen(["haproxy", "-db", "-f", str(conf)], stderr=subprocess.DEVNULL)
+
+
+def routes_yaml(tmp: Path, name: str, port: int, upstream: int, routes: int) -> Path:
     lines = [
-        *([f"access_log: {tmp / (name + '.access.log')}"] if access_log else []),
         f"listen: 127.0.0.1:{port}",
         f"admin: {{listen: 127.0.0.1:{free_port()}}}",
         f"state: {{url: 'redis://127.0.0.1:6379/0', namespace: bench-{uuid.uuid4().hex[:8]}}}",
@@ -176,10 +185,29 @@ def start_bare_workers(config: Path, port: int, workers: int) -> list[subprocess
     ]
 
 
-def start_strangler(config: Path, workers: int) -> subprocess.Popen[bytes]:
+def build_env(build: str) -> dict[str, str]:
+    """The environment that runs ``build``: ``pure`` loads every compiled module's source."""
+    return {**os.environ, "STRANGLER_PURE": "1" if build == "pure" else ""}
+
+
+def build_name(build: str) -> str:
+    """What ``strangler --version`` says this build is (``compiled: mypyc, 21 modules``)."""
+    out = subprocess.run(
+        [sys.executable, "-m", "strangler", "--version"],
+        cwd=ROOT,
+        env=build_env(build),
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    return out.strip().split(" (", 1)[1].rstrip(")")
+
+
+def start_strangler(config: Path, workers: int, build: str = "compiled") -> subprocess.Popen[bytes]:
     return subprocess.Popen(
         [sys.executable, "-m", "strangler", "serve", "-c", str(config), "--workers", str(workers)],
         cwd=ROOT,
+        env=build_env(build),
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
@@ -256,10 +284,17 @@ def main() -> int:
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--write", action="store_true", help="write bench/results/proxy.md")
     parser.add_argument(
-        "--uvloop", action="store_true", help="also run bare ProxyServer workers on uvloop"
+        "--builds",
+        default="compiled,pure",
+        help="strangler builds side by side: compiled (as installed), pure (STRANGLER_PURE=1)",
     )
     parser.add_argument(
-        "--access-log", action="store_true", help="also run strangler with access_log: on"
+        "--throughput-only",
+        action="store_true",
+        help="skip the one-connection latency and the 10,000-route runs",
+    )
+    parser.add_argument(
+        "--uvloop", action="store_true", help="also run bare ProxyServer workers on uvloop"
     )
     args = parser.parse_args()
     ensure_tools()
@@ -271,7 +306,9 @@ def main() -> int:
     tmp.chmod(0o777)
     procs: list[subprocess.Popen[bytes]] = []
     try:
-        up, ngx, s10, s10k, bare, slog = (free_port() for _ in range(6))
+        up, ngx, hap, s10k, bare = (free_port() for _ in range(5))
+        builds = [b.strip() for b in args.builds.split(",") if b.strip()]
+        ports = {build: free_port() for build in builds}
         body = BODY.replace("'", "")
         upstream = start_nginx(
             tmp,
@@ -292,22 +329,24 @@ def main() -> int:
             "proxy_set_header Host $host; } }",
         )
         procs.append(proxy)
-        small = start_strangler(routes_yaml(tmp, "s10", s10, up, 10), args.workers)
-        big = start_strangler(routes_yaml(tmp, "s10k", s10k, up, 10_000), args.workers)
-        procs += [small, big]
-        if args.access_log:
-            logged = start_strangler(
-                routes_yaml(tmp, "slog", slog, up, 10, access_log=True), args.workers
+        haproxy = start_haproxy(tmp, hap, up, args.workers)
+        procs.append(haproxy)
+        servers = {
+            build: start_strangler(
+                routes_yaml(tmp, f"s10-{build}", ports[build], up, 10), args.workers, build
             )
-            procs.append(logged)
+            for build in builds
+        }
+        procs += servers.values()
+        big = start_strangler(routes_yaml(tmp, "s10k", s10k, up, 10_000), args.workers, builds[0])
+        procs.append(big)
         uv_workers: list[subprocess.Popen[bytes]] = []
         if args.uvloop:
             uv_workers = start_bare_workers(
                 routes_yaml(tmp, "bare", bare, up, 10), bare, args.workers
             )
             procs += uv_workers
-        ports = [up, ngx, s10, s10k, *([bare] if args.uvloop else [])]
-        for port in ports + ([slog] if args.access_log else []):
+        for port in (up, ngx, hap, *ports.values(), s10k, *([bare] if args.uvloop else [])):
             wait_for_port(port, 120)
         time.sleep(2)
 
@@ -319,23 +358,21 @@ def main() -> int:
             "nginx": Target(
                 "NGINX proxy", f"http://127.0.0.1:{ngx}{path}", lambda: descendants(proxy.pid)
             ),
-            "strangler": Target(
-                f"strangler ({args.workers} workers)",
-                f"http://127.0.0.1:{s10}{path}",
-                lambda: descendants(small.pid),
+            "haproxy": Target(
+                "HAProxy proxy", f"http://127.0.0.1:{hap}{path}", lambda: descendants(haproxy.pid)
             ),
         }
+        for build, server in servers.items():
+            targets[build] = Target(
+                f"strangler, {build_name(build)} ({args.workers} workers)",
+                f"http://127.0.0.1:{ports[build]}{path}",
+                lambda server=server: descendants(server.pid),
+            )
         if args.uvloop:
             targets["uvloop"] = Target(
                 f"ProxyServer on uvloop ({args.workers} procs)",
                 f"http://127.0.0.1:{bare}{path}",
                 lambda: [pid for w in uv_workers for pid in descendants(w.pid)],
-            )
-        if args.access_log:
-            targets["logged"] = Target(
-                f"strangler, access log on ({args.workers} workers)",
-                f"http://127.0.0.1:{slog}{path}",
-                lambda: descendants(logged.pid),
             )
         big_target = Target(
             "strangler, 10,000 routes",
@@ -343,7 +380,7 @@ def main() -> int:
             lambda: descendants(big.pid),
         )
         # Warm up (connection pools, code paths).
-        for target in [*targets.values(), big_target]:
+        for target in [*targets.values(), *([] if args.throughput_only else [big_target])]:
             wrk(target, 2, args.connections, args.threads)
 
         results: dict[str, list[Run]] = {key: [] for key in targets}
@@ -357,13 +394,13 @@ def main() -> int:
                     flush=True,
                 )
         single: dict[str, list[Run]] = {key: [] for key in targets}
-        for _ in range(args.rounds):
+        routes: dict[str, list[Run]] = {"10": [], "10000": []}
+        for _ in range(0 if args.throughput_only else args.rounds):
             for key, target in targets.items():
                 single[key].append(wrk(target, min(args.duration, 5), 1, 1))
-        routes: dict[str, list[Run]] = {"10": [], "10000": []}
-        for _ in range(args.rounds):
+        for _ in range(0 if args.throughput_only else args.rounds):
             routes["10"].append(
-                wrk(targets["strangler"], args.duration, args.connections, args.threads)
+                wrk(targets[builds[0]], args.duration, args.connections, args.threads)
             )
             routes["10000"].append(wrk(big_target, args.duration, args.connections, args.threads))
     finally:
@@ -376,18 +413,8 @@ def main() -> int:
                 proc.kill()
         shutil.rmtree(tmp, ignore_errors=True)
 
-    logged_runs = results.pop("logged", None)
-    single.pop("logged", None)
-    names = {k: t.name for k, t in targets.items() if k != "logged"}
-    report = render(args, results, single, routes, names)
+    report = render(args, results, single, routes, {k: t.name for k, t in targets.items()})
     print(report)
-    if logged_runs is not None:
-        on, off = median_run(logged_runs), median_run(results["strangler"])
-        print(
-            f"access log on: {on.rps:.0f} req/s, {on.cpu_us:.1f} CPU-us/req; off: "
-            f"{off.rps:.0f} req/s, {off.cpu_us:.1f} CPU-us/req; throughput ratio "
-            f"{on.rps / off.rps:.3f}, CPU per request ratio {on.cpu_us / off.cpu_us:.3f}"
-        )
     if args.write:
         out = ROOT / "bench" / "results" / "proxy.md"
         out.parent.mkdir(parents=True, exist_ok=True)
@@ -404,7 +431,7 @@ def render(
     names: dict[str, str],
 ) -> str:
     med = {k: median_run(v) for k, v in results.items()}
-    one = {k: median_run(v) for k, v in single.items()}
+    one = {k: median_run(v) for k, v in single.items() if v}
     cpu = os.cpu_count()
     model = "unknown CPU"
     with open("/proc/cpuinfo") as info:
@@ -416,7 +443,8 @@ def render(
         "# Proxy pass-through benchmark",
         "",
         f"Measured {datetime.datetime.now(datetime.UTC):%Y-%m-%d %H:%M} UTC with"
-        f" `python bench/proxy.py --rounds {args.rounds} --duration {args.duration:g}`"
+        f" `python bench/proxy.py --rounds {args.rounds} --duration {args.duration:g}"
+        f" --workers {args.workers} --builds {args.builds}`"
         f" on {cpu} cores ({model}),"
         f" {platform.system()} {platform.release()}, Python {platform.python_version()}.",
         f"wrk -t{args.threads} -c{args.connections} runs on the same cores as the proxies;"
@@ -437,6 +465,20 @@ def render(
             f"| {names[key]} | {run.rps:,.0f} | {run.p50:.2f} | {run.p99:.2f} | "
             f"{run.cpu_us:.1f} | {ratio:.2f}x | {run.errors} |"
         )
+    lines += [
+        "",
+        "Each round's req/s as a ratio to NGINX's in the same round:",
+        "",
+        "| target | " + " | ".join(f"round {i + 1}" for i in range(args.rounds)) + " |",
+        "|---|" + "---:|" * args.rounds,
+    ]
+    for key, runs in results.items():
+        ratios = [
+            r.rps / n.rps if n.rps else 0.0 for r, n in zip(runs, results["nginx"], strict=True)
+        ]
+        lines.append(f"| {names[key]} | " + " | ".join(f"{x:.2f}x" for x in ratios) + " |")
+    if not one:
+        return "\n".join([*lines, ""])
     lines += [
         "",
         "Per-hop latency at one connection (`wrk -t1 -c1`, p50):",

@@ -6,3 +6,8 @@ instant, and keeps the new services' data aligned by change data capture.
 """
 
 __version__ = "0.1.0"
+
+from strangler import build
+
+# Compiled or pure: decided before any data-plane module loads (see strangler/build.py).
+build.choose()

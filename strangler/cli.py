@@ -12,7 +12,7 @@ import importlib
 import sys
 from collections.abc import Sequence
 
-from strangler import __version__
+from strangler import __version__, build
 from strangler.errors import ConfigError, StranglerError
 
 
@@ -22,7 +22,9 @@ def _parser() -> argparse.ArgumentParser:
         description="A strangler-fig migration proxy: route by config, shadow and compare, "
         "canary, roll back, and keep the new services' data aligned by CDC.",
     )
-    parser.add_argument("--version", action="version", version=f"strangler {__version__}")
+    parser.add_argument(
+        "--version", action="version", version=f"strangler {__version__} ({build.DESCRIPTION})"
+    )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     demo = sub.add_parser("demo", help="run the sample migration end to end, no servers needed")

@@ -11,6 +11,7 @@ import argparse
 import logging
 import sys
 
+from strangler import build
 from strangler.commands.check import validate
 from strangler.process import serve
 from strangler.serve import SHUTDOWN_GRACE
@@ -20,6 +21,7 @@ def run(args: argparse.Namespace) -> int:
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(process)d %(name)s %(levelname)s %(message)s"
     )
+    logging.getLogger("strangler").info("strangler build: %s", build.DESCRIPTION)
     config = validate(args.config)  # ConfigError: the CLI prints each problem, exits 2
     if args.local_copy:
         state = config.state.model_copy(update={"local_copy": args.local_copy})

@@ -15,6 +15,7 @@ a route as ``/a/../b``. This module never looks at routes or the network.
 from __future__ import annotations
 
 import re
+from typing import ClassVar
 
 from strangler.errors import StranglerError
 
@@ -26,7 +27,7 @@ _HEX = frozenset("0123456789abcdefABCDEF")
 class BadPath(StranglerError):
     """The request path cannot be normalised (escapes above ``/``, bad escape, not a path)."""
 
-    status = 400
+    status: ClassVar[int] = 400
 
 
 def _decode_unreserved(path: str) -> str:

@@ -18,8 +18,8 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 
 from strangler.config import Config
-from strangler.control.ownership import Ownership
 from strangler.override import Override
+from strangler.ownership import Ownership
 from strangler.routing.table import RouteTable
 
 log = logging.getLogger(__name__)

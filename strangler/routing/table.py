@@ -26,74 +26,25 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
 from typing import NamedTuple
 
-from strangler.adapter import HttpAdapter, load_adapter
-from strangler.config import DEFAULT_SHADOW, SAFE_METHODS, Config, Mode, RouteConfig
-from strangler.control.ownership import Owner, Ownership
+from strangler.adapter import load_adapter
+from strangler.config import Config
 from strangler.errors import ConfigError, Problem
 from strangler.override import Override
-from strangler.routing.paths import BadPath, normalize, segments
+from strangler.ownership import Owner, Ownership
+from strangler.routing.route import (
+    SUBTREE,
+    HeaderLookup,
+    Route,
+    compile_route,
+    parse_pattern,
+    writes_only,
+)
 
-HeaderLookup = Mapping[str, str]
-"""Request headers as the matcher reads them: ``.get(name)`` with a lower-case name
-must find the header (a dict with lower-case keys, or a case-insensitive multidict)."""
-
-_SUBTREE = "**"
-
-
-@dataclass(frozen=True, slots=True, eq=False)
-class Route:
-    """One compiled route. Immutable; shared by every request that matches it."""
-
-    name: str
-    config: RouteConfig
-    mode: Mode
-    """Effective mode: the override's if there is one, else routes.yaml's."""
-    percent: float
-    """Effective share (0..100) answered by ``to``: 0 for legacy/shadow, 100 for new."""
-    source: str
-    """``config``, ``override`` or ``auto-rollback``: where ``mode``/``percent`` came from."""
-    override: Override | None
-    adapter: HttpAdapter | None
-    threshold: int
-    """``percent`` in buckets of 1/10000: ``to`` answers when ``bucket < threshold``."""
-    hash_prefix: bytes
-    """Cohort (or route name) bytes the sticky key is hashed with."""
-    sticky: tuple[tuple[str, str], ...]
-    """Parsed sticky keys: ("header", lower-name) | ("cookie", name) | ("ip", "")."""
-    methods: frozenset[str] | None
-    headers: tuple[tuple[str, str], ...]
-    """Required headers as (lower-case name, exact value)."""
-    param_slots: tuple[tuple[int, str], ...]
-    """(segment index, parameter name) for each ``{param}`` in the pattern."""
-    rank: tuple[int, ...] = field(repr=False)
-    """Sort key: larger is more specific (see the module docstring)."""
-    needs_bucket: bool = field(default=True, repr=False)
-    """Canary or mirrored: the sticky bucket matters (else decide() skips the hash)."""
-    unconstrained: bool = field(default=True, repr=False)
-    """No methods and no headers required, so ``accepts`` need not be called."""
-    context: str | None = None
-    """The bounded context the route belongs to (``contexts:``), or None."""
-    owner: Owner | None = None
-    """The context's owner: its writes (non-safe methods) go to ``to`` when ``service``,
-    to legacy when ``legacy``, whatever the mode. None outside a context."""
-    shadow_max_body: int = field(default=DEFAULT_SHADOW.max_body, repr=False)
-    """The most body a shadow copy of this route's requests holds (``shadow.max_body``),
-    as a plain int: read on every mirrored request, where a config model's attribute
-    costs a ``__getattr__`` hook."""
-
-    @property
-    def to(self) -> str:
-        return self.config.to
-
-    def accepts(self, method: str, headers: HeaderLookup) -> bool:
-        if self.methods is not None and method not in self.methods:
-            return False
-        return all(headers.get(name) == value for name, value in self.headers)
+__all__ = ["HeaderLookup", "Match", "Route", "RouteTable", "writes_only"]
 
 
 class Match(NamedTuple):
@@ -122,111 +73,6 @@ class _Node:
         self.subtree: list[Route] = []
 
 
-# ------------------------------------------------------------------ compiling
-
-
-def _parse_pattern(pattern: str) -> tuple[list[str | None], bool, tuple[tuple[int, str], ...]]:
-    """``/a/{id}/**`` -> ([a, None], subtree=True, ((1, "id"),)); ValueError if malformed.
-
-    The pattern is normalised like a request path, so ``/a/%7Eb`` matches ``/a/~b``."""
-    try:
-        parts = segments(normalize(pattern))
-    except BadPath as exc:
-        raise ValueError(str(exc)) from None
-    subtree = bool(parts) and parts[-1] == _SUBTREE
-    if subtree:
-        parts = parts[:-1]
-    shape: list[str | None] = []
-    slots: list[tuple[int, str]] = []
-    for i, part in enumerate(parts):
-        if part.startswith("{") and part.endswith("}"):
-            name = part[1:-1]
-            if not name.isidentifier():
-                raise ValueError(f"{part!r} is not a {{param}} segment (use letters, digits, _)")
-            if any(n == name for _, n in slots):
-                raise ValueError(f"{{{name}}} appears twice")
-            slots.append((i, name))
-            shape.append(None)
-        elif "*" in part or "{" in part or "}" in part:
-            raise ValueError(f"{part!r}: use a whole {{param}} segment, or /** as the last segment")
-        else:
-            shape.append(part)
-    return shape, subtree, tuple(slots)
-
-
-def _rank(shape: list[str | None], subtree: bool, route: RouteConfig) -> tuple[int, ...]:
-    kind = 0 if subtree else (1 if None in shape else 2)
-    literal_mask = tuple(0 if s is None else 1 for s in shape)
-    headers = len(route.match.headers or {})
-    # Masks only get compared between patterns of the same length (the field before).
-    return (kind, len(shape), *literal_mask, headers, int(route.match.methods is not None))
-
-
-def writes_only(route: RouteConfig) -> bool:
-    """The route accepts writes only (its ``methods`` list no safe method)."""
-    methods = route.match.methods
-    return methods is not None and not SAFE_METHODS.intersection(methods)
-
-
-def _effective(
-    route: RouteConfig, override: Override | None, owner: Owner | None
-) -> tuple[Mode, float, str]:
-    if owner is not None and writes_only(route):
-        # A context's write route follows the owner, never an override: writes must
-        # reach the database that owns the data (strangler cutover moves them).
-        return ("new", 100.0, "ownership") if owner == "service" else ("legacy", 0.0, "ownership")
-    if override is None:
-        mode, percent, source = route.mode, route.percent, "config"
-    else:
-        mode, percent, source = override.mode, override.percent, override.source
-        if mode == "canary" and percent is None:
-            percent = route.percent
-    if mode == "new":
-        return mode, 100.0, source
-    if mode == "canary":
-        return mode, float(percent or 0.0), source
-    return mode, 0.0, source
-
-
-def _compile(
-    route: RouteConfig,
-    override: Override | None,
-    adapter: HttpAdapter | None,
-    shape: list[str | None],
-    subtree: bool,
-    slots: tuple[tuple[int, str], ...],
-    context: str | None = None,
-    owner: Owner | None = None,
-) -> Route:
-    mode, percent, source = _effective(route, override, owner)
-    sticky = []
-    for key in route.sticky:
-        kind, _, name = key.partition(":")
-        sticky.append((kind, name.lower() if kind == "header" else name))
-    return Route(
-        name=route.name,
-        config=route,
-        mode=mode,
-        percent=percent,
-        source=source,
-        override=override,
-        adapter=adapter,
-        threshold=round(percent * 100),
-        hash_prefix=(route.cohort or route.name).encode() + b"\x00",
-        sticky=tuple(sticky),
-        methods=frozenset(route.match.methods) if route.match.methods is not None else None,
-        headers=tuple((k.lower(), v) for k, v in (route.match.headers or {}).items()),
-        param_slots=slots,
-        rank=_rank(shape, subtree, route),
-        # The bucket decides a canary's side and the shadow sample (unless it is 100%).
-        needs_bucket=mode == "canary" or (route.shadow is not None and route.shadow.percent < 100),
-        shadow_max_body=(route.shadow or DEFAULT_SHADOW).max_body,
-        unconstrained=route.match.methods is None and not route.match.headers,
-        context=context,
-        owner=owner,
-    )
-
-
 def _overlap(a: Route, b: Route) -> bool:
     """Could one request satisfy both routes' method and header constraints?"""
     if a.methods is not None and b.methods is not None and not a.methods & b.methods:
@@ -236,7 +82,7 @@ def _overlap(a: Route, b: Route) -> bool:
 
 
 def _tie_key(shape: list[str | None], subtree: bool) -> tuple[str | None, ...]:
-    return (*shape, _SUBTREE if subtree else "")
+    return (*shape, SUBTREE if subtree else "")
 
 
 # ------------------------------------------------------------------ the table
@@ -289,7 +135,7 @@ class RouteTable:
         compiled: list[tuple[Route, list[str | None], bool]] = []
         for i, rc in enumerate(config.routes):
             try:
-                shape, subtree, slots = _parse_pattern(rc.match.path)
+                shape, subtree, slots = parse_pattern(rc.match.path)
             except ValueError as exc:
                 problems.append(Problem(f"routes[{i}].match.path", f"{rc.match.path!r}: {exc}"))
                 continue
@@ -307,7 +153,7 @@ class RouteTable:
             owned_by = contexts.get(rc.name)
             context = owned_by[0] if owned_by is not None else None
             owner = owned_by[1] if owned_by is not None else None
-            route = _compile(
+            route = compile_route(
                 rc, overrides.get(rc.name), adapter, shape, subtree, slots, context, owner
             )
             compiled.append((route, shape, subtree))

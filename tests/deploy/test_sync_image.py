@@ -27,7 +27,9 @@ from tests.deploy.engine import container, docker
 from tests.samples.conftest import postgres_databases
 from tests.support.net import free_port
 
-pytestmark = pytest.mark.slow
+# The first test also waits for scripts/image: the compiled wheel alone takes minutes on a
+# loaded machine (later runs reuse it while the sources are the same).
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(1500)]
 
 ROUTES = """\
 version: 1

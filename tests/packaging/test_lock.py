@@ -21,6 +21,7 @@ from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
 import strangler
+from strangler import build
 
 ROOT = Path(__file__).resolve().parents[2]
 LOCK = ROOT / "scripts" / "requirements.lock"
@@ -93,5 +94,6 @@ def test_the_installed_packages_are_the_locked_ones() -> None:
 def test_version_from_both_entry_points() -> None:
     for argv in (["strangler", "--version"], [sys.executable, "-m", "strangler", "--version"]):
         done = subprocess.run(argv, capture_output=True, text=True, timeout=60, check=True)
-        assert done.stdout.strip() == f"strangler {strangler.__version__}"
+        # the version, and which build runs (the same choice as this process made)
+        assert done.stdout.strip() == f"strangler {strangler.__version__} ({build.DESCRIPTION})"
     assert metadata.version("strangler") == strangler.__version__
