@@ -6,6 +6,7 @@ from collections.abc import Callable
 from typing import Any
 
 from strangler.control.redis_store import RedisStateStore
+from strangler.proxy.outcome import Failure
 from strangler.runtime import RequestRecord
 
 from .conftest import Replica, eventually, make_config, replica
@@ -24,7 +25,7 @@ def served(replica: Replica, n: int, *, failing: int = 0) -> None:
                 status=500 if failed else 200,
                 duration=0.001,
                 to_new=True,
-                error="status" if failed else None,
+                error=Failure.STATUS if failed else None,
             )
         )
 

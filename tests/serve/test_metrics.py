@@ -11,6 +11,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from strangler.metrics import Metrics, RouteCounts
 from strangler.override import Override
+from strangler.proxy.outcome import Failure
 from strangler.routing.router import Router
 from strangler.runtime import RequestRecord
 from tests.routing.helpers import config, route
@@ -34,9 +35,9 @@ def test_request_counts_durations_and_fallbacks_after_known_traffic() -> None:
     m = Metrics()
     for _ in range(3):
         m.listener(RequestRecord("customers", "customers", 200, 0.004, True))
-    m.listener(RequestRecord("customers", "customers", 503, 0.02, True, error="status"))
+    m.listener(RequestRecord("customers", "customers", 503, 0.02, True, error=Failure.STATUS))
     m.listener(
-        RequestRecord("customers", "monolith", 200, 0.3, True, error="timeout", fallback=True)
+        RequestRecord("customers", "monolith", 200, 0.3, True, error=Failure.TIMEOUT, fallback=True)
     )
     m.listener(RequestRecord(None, "monolith", 404, 0.001, False))
     assert (

@@ -47,6 +47,7 @@ class Upstream:
                     "method": request.method,
                     "path": request.path_qs,
                     "headers": dict(request.headers),
+                    "markers": request.headers.getall("X-Strangler-Shadow", []),
                     "body": await request.read(),
                 }
             )
