@@ -181,6 +181,12 @@ class TableMapping(_Model):
     reverse: ReverseConfig | None = None
     """Service -> monolith sync for this table, used while its context's owner is
     ``service`` (see ``contexts:``)."""
+    new_columns: Literal["ignore", "add"] = "ignore"
+    """A new source column the mapping does not name: left out of the writes (ignore)
+    or added to the target table (add). See ``schema.py``."""
+    source_key: tuple[str, ...] = ()
+    """The source table's unique key when it has no primary key (source column names);
+    a unique index on these NOT NULL columns must exist (see ``keys.py``)."""
 
     @field_validator("adapter")
     @classmethod
@@ -212,10 +218,14 @@ class SyncConfig(_Model):
     targets: Mapping[str, str] = {}
     """Target name -> SQLAlchemy URL (postgresql://... or sqlite:///...)."""
     tables: tuple[TableMapping, ...] = ()
-    batch_size: int = Field(500, ge=1, le=50_000)
+    batch_size: int = Field(2000, ge=1, le=50_000)
+    """Events per target transaction (bigger: fewer round trips per change)."""
     retries: int = Field(3, ge=0, le=20)
     """Attempts per failing event before it is dead-lettered."""
     verify: VerifyConfig = VerifyConfig()
+    graveyard_retention: Duration = 7 * 24 * 3600.0
+    """How long a deleted row's position is kept against replays (``retention.py``):
+    at least the source topics' retention."""
 
     @field_validator("listen")
     @classmethod

@@ -35,6 +35,7 @@ from strangler.sync.codec import event_from_json, key_from_text, key_text
 from strangler.sync.db import db_error, open_engine, safe_url
 from strangler.sync.model import ChangeEvent, Op, Position, RowDelete, RowWrite
 from strangler.sync.poison import Poison, parse_or_poison
+from strangler.sync.schema import SchemaGuard
 from strangler.sync.writer import PendingWrites, TableCache, delete_keys, flush
 
 log = logging.getLogger("strangler.sync")
@@ -77,6 +78,7 @@ class Sink:
         self.retries = retries
         self.engine: Engine = open_engine(url)
         self._tables = TableCache()
+        self._schema = SchemaGuard(adapters, self._tables)
 
     def setup(self) -> None:
         """Create the bookkeeping tables if missing (target data tables are the service's)."""
@@ -154,15 +156,29 @@ class Sink:
         fast: bool,
     ) -> BatchResult:
         result = BatchResult()
+        if events:
+            for table in self._schema.resumable(conn, source):
+                self._drain_table(conn, source, table, result)
         blocked = ledger.blocked_idents(conn, source) if events else set()
+        stopped = self._schema.stopped(conn, source) if events else {}
         planned: list[_Planned] = []
         for event in events:
             ident = ledger.ident_of(event)
-            if ident in blocked:
+            if ident in blocked or event.table in stopped:
                 ledger.park(conn, event)
                 result.add(event, "parked")
                 continue
             item, error = self._plan(event)
+            if item is not None:
+                item.writes, stop = self._schema.fit(conn, event, item.writes)
+                if stop is not None:
+                    # A column the mapping needs is missing: stop this table only, once,
+                    # and keep its events in order until the target has the column.
+                    self._schema.stop(conn, event, stop)
+                    stopped[event.table] = stop.reason
+                    ledger.park(conn, event)
+                    result.add(event, "parked")
+                    continue
             if item is None:
                 self._dead_letter(conn, event, error, blocked, result)
             elif fast:
@@ -246,6 +262,8 @@ class Sink:
         self, conn: Connection, items: list[_Planned], force: bool = False
     ) -> list[Outcome]:
         """Stale-check every write against stored positions, then write the survivors."""
+        for item in items:  # parked and retried events too: leave out unneeded new columns
+            item.writes = self._schema.fit(conn, item.event, item.writes, note=False)[0]
         wanted: dict[str, set[str]] = {}
         row_keys = [[key_text(w.key) for w in item.writes] for item in items]
         for item, keys in zip(items, row_keys, strict=True):
@@ -399,6 +417,12 @@ class Sink:
             return result
 
         return self._in_tx(work)
+
+    def _drain_table(self, conn: Connection, source: str, table: str, result: BatchResult) -> None:
+        """A stopped table resumed: apply its parked events, key by key, in order."""
+        for src, ident in ledger.orphan_parked_idents(conn):
+            if src == source and ident[0] == table:
+                result.counts.update(self._drain(conn, source, ident).counts)
 
     def _drain(self, conn: Connection, source: str, ident: ledger.Ident) -> BatchResult:
         """Apply a key's parked events in order until one fails (it becomes a dead letter)."""

@@ -7,8 +7,10 @@ applied is finished and committed, then the loop exits — never half a batch. A
 database that is down fails the batch as a whole; the worker keeps it and retries
 with backoff rather than dead-lettering events that did nothing wrong.
 
-Status (``/api/sync``): per source its lag (now - ``source.ts_ms`` of the last event
-applied; 0 when caught up and idle) and counts; per target the open dead letters
+Status (``/api/sync``): per source its lag and ``caught_up`` (from a heartbeat row the
+worker writes into the monolith and reads back, where the source has one — see
+``lag.py``; otherwise now - ``source.ts_ms`` of the last event applied, 0 when the
+source said it had nothing more) and counts; per target the open dead letters
 and parked events. Metrics: ``strangler_sync_events_total{table,op,outcome}`` and
 ``strangler_sync_lag_seconds{source}``.
 """
@@ -21,18 +23,19 @@ import importlib
 import logging
 import time
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from strangler.errors import ConfigError, Problem, StranglerError, SyncError
 from strangler.metrics import Metrics
-from strangler.sync import ledger, origin, rawletters, watermark
+from strangler.sync import ledger, origin, rawletters, retention, schema, watermark
 from strangler.sync.adapters import AdapterSet
 from strangler.sync.config import SourceConfig, SyncConfig
 from strangler.sync.direction import Directions, OwnerReader
 from strangler.sync.envelope import TypeRegistry
+from strangler.sync.lag import HEARTBEAT_OFFSET, Heartbeat, LagTracker, heartbeat_ms
 from strangler.sync.model import ChangeEvent
 from strangler.sync.sink import BatchResult, Sink
 from strangler.sync.source import Batch, Source
@@ -80,8 +83,15 @@ class SourceStatus:
     caught_up: bool = False
     offsets: dict[str, int] = field(default_factory=dict)
     counts: Counter[str] = field(default_factory=Counter)
+    tracker: LagTracker | None = None
+    """Heartbeat-based lag when the source has a heartbeat (``lag.py``)."""
+
+    def is_caught_up(self) -> bool:
+        return self.tracker.caught_up() if self.tracker is not None else self.caught_up
 
     def lag_seconds(self) -> float | None:
+        if self.tracker is not None:
+            return self.tracker.lag()
         if self.caught_up:
             return 0.0
         if self.last_ts_ms is None:
@@ -96,6 +106,8 @@ class SourceStatus:
             "state": self.state,
             "error": self.error,
             "lag_seconds": None if lag is None else round(lag, 3),
+            "lag_from": "heartbeat" if self.tracker is not None else "events",
+            "caught_up": self.is_caught_up(),
             "last_event_ts_ms": self.last_ts_ms,
             "offsets": dict(self.offsets),
             **{k: self.counts.get(k, 0) for k in _OUTCOMES},
@@ -156,6 +168,8 @@ class Worker:
         self._open_checked = 0.0
         self.directions = Directions(self.adapters, contexts or {}, owners)
         """Who owns each context, and the owner each captured stream judges by."""
+        self._schema: dict[str, dict[str, list[dict[str, Any]]]] = {}
+        """target -> stopped tables and recent schema changes (``schema.py``)."""
 
     # ------------------------------------------------------------------- run
 
@@ -169,6 +183,7 @@ class Worker:
                 asyncio.create_task(self._run_source(s, stop), name=f"sync-{n}")
                 for n, s in self.sources.items()
             ]
+            tasks.append(asyncio.create_task(self._prune(stop), name="sync-graveyard"))
             await asyncio.gather(*tasks)
         finally:
             follow.cancel()
@@ -186,6 +201,23 @@ class Worker:
             await _sleep_or_stop(stop, 0.1)
             await self._refresh_owners()
 
+    async def _prune(self, stop: asyncio.Event) -> None:
+        """Every ten minutes, drop graveyard entries past ``graveyard_retention``."""
+        while not stop.is_set():
+            for name, sink in self.sinks.items():
+                try:
+                    await asyncio.to_thread(self._prune_one, sink)
+                except Exception:  # a target down now is retried next round
+                    log.warning("graveyard pruning of %s failed", name, exc_info=True)
+            await _sleep_or_stop(stop, 600.0)
+
+    def _prune_one(self, sink: Sink) -> None:
+        while True:
+            with sink.engine.begin() as conn:
+                pruned = retention.prune_graveyard(conn, self.config.graveyard_retention)
+            if pruned < retention.BATCH:
+                return
+
     def resume(self, source: str) -> dict[str, int]:
         """The offsets every target agrees the source has reached (per key, the least)."""
         stored = [sink.offsets(source) for sink in self.sinks.values()]
@@ -197,8 +229,14 @@ class Worker:
     async def _run_source(self, source: Source, stop: asyncio.Event) -> None:
         status = self.status[source.name]
         delay = 0.5
+        load: Callable[[], Any] | None = getattr(source, "initial_load", None)
         while not stop.is_set():
             try:
+                if load is not None:
+                    status.state = "loading"  # the bulk initial load (snapshot.py)
+                    await asyncio.to_thread(load)
+                    load = None
+                    status.state = "starting"
                 await source.start(lambda: self.resume(source.name))
                 break
             except SyncError as exc:
@@ -207,6 +245,12 @@ class Worker:
                 await _sleep_or_stop(stop, delay)
                 delay = min(delay * 2, 10.0)
         status.state, status.error = "running", None
+        beating: asyncio.Task[None] | None = None
+        heartbeat: Heartbeat | None = getattr(source, "heartbeat", None)
+        if heartbeat is not None:
+            resumed = await asyncio.to_thread(self.resume, source.name)
+            status.tracker = LagTracker(source.name, resumed.get(HEARTBEAT_OFFSET))
+            beating = asyncio.create_task(_beat(heartbeat, status.tracker, stop))
         try:
             delay = 0.5
             while not stop.is_set():
@@ -231,6 +275,10 @@ class Worker:
                 await self._process(source, batch, status, stop)
         finally:
             status.state = "stopped"
+            if beating is not None:
+                beating.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await beating
             await source.close()
 
     async def _process(
@@ -331,6 +379,8 @@ class Worker:
         status.state, status.error = "running", None
         status.offsets.update(batch.offsets)
         status.caught_up = False
+        if status.tracker is not None:
+            status.tracker.applied(batch.events)
         if result.last_ts_ms is not None:
             status.last_ts_ms = result.last_ts_ms
         status.counts["unparseable"] += len(result.poison_stored)
@@ -352,6 +402,10 @@ class Worker:
             if route is not None:
                 refused_in[route[0].target].append((event, reason))
         result = BatchResult()
+        offsets = dict(batch.offsets)
+        beat = heartbeat_ms(source, batch.events)
+        if beat is not None:
+            offsets[HEARTBEAT_OFFSET] = beat  # how far this source had got, for lag
         for event in batch.events:
             route = self.adapters.route(source, event.table)
             if route is None:
@@ -361,9 +415,7 @@ class Worker:
         for name, sink in self.sinks.items():
             # Poison goes to every target: its table (so its target) is not known, and
             # each target's offsets must move past it only together with its record.
-            applied = sink.apply(
-                source, per_target[name], batch.offsets, batch.poison, refused_in[name]
-            )
+            applied = sink.apply(source, per_target[name], offsets, batch.poison, refused_in[name])
             result.counts.update(applied.counts)
             result.poison_stored |= applied.poison_stored
             if applied.last_ts_ms is not None:
@@ -391,6 +443,10 @@ class Worker:
                     with sink.engine.connect() as conn:
                         self._open[name] = ledger.counts(conn)
                         self._raw_open[name] = rawletters.raw_counts_by_source(conn)
+                        self._schema[name] = {
+                            "stopped_tables": schema.stopped_list(conn),
+                            "schema_changes": schema.recent(conn),
+                        }
                 except Exception:  # status must answer even when a target is down
                     log.debug("cannot read open counts of %s", name, exc_info=True)
         return dict(self._open)
@@ -400,6 +456,9 @@ class Worker:
         targets = self.open_counts()
         sources = [s.to_json() for s in self.status.values()]
         for entry in sources:
+            # Tables a source left out because capturing them would be unsafe.
+            refused = getattr(self.sources.get(entry["name"]), "refused", ())
+            entry["refused_tables"] = [{"table": k.table, "problem": k.problem} for k in refused]
             # Stored, so it survives restarts; every target holds a copy of each poison
             # record, hence the largest rather than the sum.
             entry["unparseable_open"] = max(
@@ -407,7 +466,9 @@ class Worker:
             )
         return {
             "sources": sources,
-            "targets": [{"name": n, **c} for n, c in sorted(targets.items())],
+            "targets": [
+                {"name": n, **c, **self._schema.get(n, {})} for n, c in sorted(targets.items())
+            ],
             "totals": {
                 "applied": sum(s["applied"] for s in sources),
                 "stale": sum(s["stale"] for s in sources),
@@ -418,6 +479,21 @@ class Worker:
                 "parked": sum(c.get("parked", 0) for c in targets.values()),
             },
         }
+
+
+async def _beat(heartbeat: Heartbeat, tracker: LagTracker, stop: asyncio.Event) -> None:
+    """Write the source's heartbeat every interval until stopped (failures are logged:
+    the lag then grows, which is the truth as far as anyone can tell)."""
+    try:
+        while not stop.is_set():
+            try:
+                beat = await asyncio.to_thread(heartbeat.write)
+                tracker.wrote(beat, heartbeat.offset)
+            except SyncError as exc:
+                log.warning("source %s: %s", tracker.source, exc)
+            await _sleep_or_stop(stop, heartbeat.interval)
+    finally:
+        await asyncio.to_thread(heartbeat.close)
 
 
 async def _sleep_or_stop(stop: asyncio.Event, seconds: float) -> None:

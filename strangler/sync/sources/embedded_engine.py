@@ -53,6 +53,16 @@ class RawRecord:
     value: str | None
 
 
+def _raw(record: Any) -> RawRecord:
+    # Each call crosses into Java: ask for key and value once each.
+    key, value = record.key(), record.value()
+    return RawRecord(
+        str(record.destination()),
+        None if key is None else str(key),
+        None if value is None else str(value),
+    )
+
+
 BatchHandler = Callable[[Sequence[RawRecord]], None]
 
 
@@ -167,14 +177,7 @@ class EmbeddedEngine:
         class Consumer:
             @_java_override
             def handleBatch(self, records: Any, committer: Any) -> None:
-                batch = [
-                    RawRecord(
-                        str(r.destination()),
-                        None if r.key() is None else str(r.key()),
-                        None if r.value() is None else str(r.value()),
-                    )
-                    for r in records
-                ]
+                batch = [_raw(r) for r in records]
                 try:
                     if stopping.is_set():
                         raise _Stopped

@@ -1,0 +1,153 @@
+"""The initial load's write side: rows COPYed into a temporary staging table per target
+table and merged set-wise, with their positions; and a rename-only declarative mapping
+compiled into column picks over row tuples. Runs inside the chunk's transaction."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import psycopg
+from psycopg import sql
+
+from strangler.sync.adapters import DeclarativeAdapter
+from strangler.sync.codec import key_text
+from strangler.sync.keys import split_table
+from strangler.sync.model import Position, RowUpsert
+
+
+class Stage:
+    """Per target table: a temporary staging table filled by COPY, merged set-wise."""
+
+    def __init__(
+        self, conn: psycopg.Connection[Any], source_table: str, position: Position, source: str
+    ):
+        self.conn = conn
+        self.source_table = source_table
+        self.position = position
+        self.source = source
+        self._pending: dict[str, tuple[list[str], list[str], list[list[Any]]]] = {}
+        """table -> (key columns, columns, rows: values in column order + row key text)."""
+        self._made: dict[str, tuple[list[str], list[str]]] = {}
+
+    def add(self, write: RowUpsert) -> None:
+        keys = list(write.key)
+        slot = self._pending.get(write.table)
+        if slot is None:
+            columns = keys + [c for c in write.values if c not in keys]
+            slot = self._pending[write.table] = (keys, columns, [])
+        row = {**write.values, **write.key}
+        slot[2].append([*(row.get(c) for c in slot[1]), key_text(write.key)])
+
+    def add_rows(
+        self, table: str, keys: list[str], columns: list[str], rows: list[list[Any]]
+    ) -> None:
+        """Rows already in ``columns`` order, each ending with its row key text."""
+        slot = self._pending.setdefault(table, (keys, columns, []))
+        slot[2].extend(rows)
+
+    def flush(self) -> None:
+        for table, (keys, columns, rows) in self._pending.items():
+            stage = self._stage(table, keys, columns)
+            copy_sql = sql.SQL("COPY {} ({}, strangler_row_key) FROM STDIN").format(
+                sql.Identifier(stage), sql.SQL(", ").join(map(sql.Identifier, columns))
+            )
+            with self.conn.cursor().copy(copy_sql) as copy:
+                for row in rows:
+                    copy.write_row(row)
+        self._pending.clear()
+
+    def _stage(self, table: str, keys: list[str], columns: list[str]) -> str:
+        stage = f"strangler_stage_{abs(hash(table)) % 10**8}"
+        if table not in self._made:
+            self.conn.execute(
+                sql.SQL(
+                    "CREATE TEMP TABLE {} ON COMMIT DROP AS SELECT {} FROM {} WITH NO DATA"
+                ).format(
+                    sql.Identifier(stage),
+                    sql.SQL(", ").join(map(sql.Identifier, columns)),
+                    sql.Identifier(*split_table(table)),
+                )
+            )
+            self.conn.execute(
+                sql.SQL("ALTER TABLE {} ADD COLUMN strangler_row_key text").format(
+                    sql.Identifier(stage)
+                )
+            )
+            self._made[table] = (keys, columns)
+        return stage
+
+    def merge(self) -> None:
+        """Stage -> target (newest wins within the stage: one row per key) + positions."""
+        for table, (keys, columns) in self._made.items():
+            stage = sql.Identifier(f"strangler_stage_{abs(hash(table)) % 10**8}")
+            names = sql.SQL(", ").join(map(sql.Identifier, columns))
+            conflict = sql.SQL(", ").join(map(sql.Identifier, keys))
+            sets = [c for c in columns if c not in keys]
+            action = (
+                sql.SQL("DO UPDATE SET ")
+                + sql.SQL(", ").join(
+                    sql.SQL("{c} = EXCLUDED.{c}").format(c=sql.Identifier(c)) for c in sets
+                )
+                if sets
+                else sql.SQL("DO NOTHING")
+            )
+            self.conn.execute(
+                sql.SQL("INSERT INTO {t} ({n}) SELECT {n} FROM {s} ON CONFLICT ({k}) ").format(
+                    t=sql.Identifier(*split_table(table)), n=names, s=stage, k=conflict
+                )
+                + action
+            )
+            self.conn.execute(
+                sql.SQL(
+                    "INSERT INTO strangler_row_positions (target_table, row_key, pos_commit,"
+                    " pos_seq, deleted, source_table, applied_at)"
+                    " SELECT %s, strangler_row_key, %s, %s, false, %s, %s FROM {}"
+                    " ON CONFLICT (target_table, row_key) DO NOTHING"
+                ).format(stage),
+                (
+                    table,
+                    self.position.commit,
+                    self.position.seq,
+                    self.source_table,
+                    time.time(),
+                ),
+            )
+
+
+@dataclass(frozen=True)
+class Compiled:
+    """A rename-only declarative mapping as column picks over the source row tuple."""
+
+    table: str
+    keys: list[str]
+    columns: list[str]
+    picks: list[int]
+    key_picks: list[int]
+
+    def row(self, values: tuple[Any, ...]) -> list[Any]:
+        key = {k: values[i] for k, i in zip(self.keys, self.key_picks, strict=True)}
+        return [*(values[i] for i in self.picks), key_text(key)]
+
+
+def compile_mapping(adapter: Any, names: Sequence[str]) -> Compiled | None:
+    """The batch form of a declarative mapping that only renames/filters columns (the
+    same rows ``DeclarativeAdapter.map`` gives); None for anything else."""
+    if not isinstance(adapter, DeclarativeAdapter) or len(adapter.maps) != 1:
+        return None
+    cmap = adapter.maps[0]
+    if cmap.cast or cmap.values:
+        return None
+    picks: list[int] = []
+    columns: list[str] = []
+    for i, name in enumerate(names):
+        if (cmap.include is not None and name not in cmap.include) or name in cmap.exclude:
+            continue
+        picks.append(i)
+        columns.append(cmap.rename.get(name, name))
+    if not all(k in columns for k in cmap.key):
+        return None
+    key_picks = [picks[columns.index(k)] for k in cmap.key]
+    return Compiled(cmap.table, list(cmap.key), columns, picks, key_picks)
