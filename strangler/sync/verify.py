@@ -127,7 +127,7 @@ class Verifier:
             found = self._recheck(found)
         report.drift = [_drift(plan, item, table) for plan, item, table in found]
         if repair and report.drift:
-            report.repaired = self._repair(report.drift)
+            report.repaired = repair_drift(self.config, self.adapters, report.drift)
         return report
 
     # -------------------------------------------------------------- plans
@@ -367,28 +367,29 @@ class Verifier:
             return bool(actual) and not expected
         return bool(expected and actual) and bool(differing(expected[0].values, actual[0]))
 
-    # --------------------------------------------------------------- repair
 
-    def _repair(self, drift: Sequence[Drift]) -> int:
-        fixed = 0
-        by_target: dict[tuple[str, str], list[RowWrite]] = {}
-        for d in drift:
-            write: RowWrite
-            if d.kind == "duplicate":
-                continue  # no write can make one row hold two: fix the source's key
-            if d.kind == "extra":
-                write = RowDelete(d.table, d.key)
-            else:
-                write = RowUpsert(d.table, d.key, dict(d.expected or {}))
-            by_target.setdefault((d.target, d.source_table), []).append(write)
-        for (target, source_table), writes in by_target.items():
-            sink = Sink(target, self.config.targets[target], self.adapters, self.config.retries)
-            try:
-                sink.setup()
-                fixed += sink.repair(source_table, writes)
-            finally:
-                sink.close()
-        return fixed
+def repair_drift(config: SyncConfig, adapters: AdapterSet, drift: Sequence[Drift]) -> int:
+    """Rewrite drifting rows through the sink's normal write path (each row keeps its
+    stored position); a ``duplicate`` is left: no write makes one row hold two."""
+    fixed = 0
+    by_target: dict[tuple[str, str], list[RowWrite]] = {}
+    for d in drift:
+        write: RowWrite
+        if d.kind == "duplicate":
+            continue  # fix the source's key
+        if d.kind == "extra":
+            write = RowDelete(d.table, d.key)
+        else:
+            write = RowUpsert(d.table, d.key, dict(d.expected or {}))
+        by_target.setdefault((d.target, d.source_table), []).append(write)
+    for (target, source_table), writes in by_target.items():
+        sink = Sink(target, config.targets[target], adapters, config.retries)
+        try:
+            sink.setup()
+            fixed += sink.repair(source_table, writes)
+        finally:
+            sink.close()
+    return fixed
 
 
 def _drift(plan: TablePlan, item: Found, table: str) -> Drift:

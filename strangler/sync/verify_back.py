@@ -26,9 +26,8 @@ from strangler.sync.codec import key_from_text, key_text
 from strangler.sync.compare import same
 from strangler.sync.config import SourceConfig, SyncConfig, TableMapping
 from strangler.sync.db import db_error, open_engine
-from strangler.sync.model import ChangeEvent, Position, RowDelete, RowUpsert, RowWrite
-from strangler.sync.sink import Sink
-from strangler.sync.verify import Drift, Report
+from strangler.sync.model import ChangeEvent, Position, RowUpsert
+from strangler.sync.verify import Drift, Report, repair_drift
 
 _Expected = dict[str, tuple[dict[str, Any], dict[str, Any], str]]
 """row key text -> (key, merged values of every part, the service table of the first)."""
@@ -58,7 +57,7 @@ class WayBackVerifier:
             ]
             report = second
         if repair and report.drift:
-            report.repaired = self._repair(report.drift)
+            report.repaired = repair_drift(self.config, self.adapters, report.drift)
         return report
 
     def _compare(self) -> Report:
@@ -166,25 +165,6 @@ class WayBackVerifier:
         finally:
             engine.dispose()
         return {key_text({k: row[k] for k in key_cols}): row for row in rows}
-
-    def _repair(self, drift: Sequence[Drift]) -> int:
-        fixed = 0
-        by_target: dict[tuple[str, str], list[RowWrite]] = {}
-        for d in drift:
-            write: RowWrite
-            if d.kind == "extra":
-                write = RowDelete(d.table, d.key)
-            else:
-                write = RowUpsert(d.table, d.key, dict(d.expected or {}))
-            by_target.setdefault((d.target, d.source_table), []).append(write)
-        for (target, source_table), writes in by_target.items():
-            sink = Sink(target, self.config.targets[target], self.adapters, self.config.retries)
-            try:
-                sink.setup()
-                fixed += sink.repair(source_table, writes)
-            finally:
-                sink.close()
-        return fixed
 
 
 def _row_drift(
