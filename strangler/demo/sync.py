@@ -132,7 +132,9 @@ class DemoSync:
     async def verify(self, lag_window: float = 1.0) -> Verified:
         """``strangler verify`` over the demo's sync config: monolith rows through the
         data adapter against the service's rows (in-flight rows re-checked after 1s)."""
-        report = await asyncio.to_thread(Verifier(self.config, self.base_dir).run, lag_window=1.0)
+        report = await asyncio.to_thread(
+            Verifier(self.config, self.base_dir).run, lag_window=lag_window
+        )
         return Verified(report)
 
 

@@ -80,19 +80,24 @@ class SourceStatus:
     state: str = "starting"
     error: str | None = None
     last_ts_ms: int | None = None
-    caught_up: bool = False
+    idle: bool = False
+    """The source said it had nothing more (its last read returned no batch)."""
     offsets: dict[str, int] = field(default_factory=dict)
     counts: Counter[str] = field(default_factory=Counter)
     tracker: LagTracker | None = None
     """Heartbeat-based lag when the source has a heartbeat (``lag.py``)."""
 
-    def is_caught_up(self) -> bool:
-        return self.tracker.caught_up() if self.tracker is not None else self.caught_up
+    @property
+    def caught_up(self) -> bool:
+        """With a heartbeat: it came back and the lag is small (``lag.py``) — a source
+        fed by heartbeats is never idle for long, so idleness says nothing. Without
+        one: the source said it had nothing more."""
+        return self.tracker.caught_up() if self.tracker is not None else self.idle
 
     def lag_seconds(self) -> float | None:
         if self.tracker is not None:
             return self.tracker.lag()
-        if self.caught_up:
+        if self.idle:
             return 0.0
         if self.last_ts_ms is None:
             return None
@@ -107,7 +112,7 @@ class SourceStatus:
             "error": self.error,
             "lag_seconds": None if lag is None else round(lag, 3),
             "lag_from": "heartbeat" if self.tracker is not None else "events",
-            "caught_up": self.is_caught_up(),
+            "caught_up": self.caught_up,
             "last_event_ts_ms": self.last_ts_ms,
             "offsets": dict(self.offsets),
             **{k: self.counts.get(k, 0) for k in _OUTCOMES},
@@ -268,7 +273,7 @@ class Worker:
                 delay = 0.5
                 status.state, status.error = "running", None
                 if batch is None:
-                    status.caught_up = True
+                    status.idle = True
                     self.directions.adopt_idle(source.name)
                     self._report_lag(status)
                     continue
@@ -378,7 +383,7 @@ class Worker:
             await source.ack(batch)
         status.state, status.error = "running", None
         status.offsets.update(batch.offsets)
-        status.caught_up = False
+        status.idle = False
         if status.tracker is not None:
             status.tracker.applied(batch.events)
         if result.last_ts_ms is not None:
