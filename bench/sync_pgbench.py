@@ -37,7 +37,7 @@ from typing import Any
 
 import psycopg
 
-from strangler.sync.localstack import LogicalPostgres, free_port
+from strangler.devstack.localstack import LogicalPostgres, free_port
 
 REPO = Path(__file__).resolve().parents[1]
 TABLES = ("pgbench_accounts", "pgbench_tellers", "pgbench_branches")

@@ -59,8 +59,8 @@ def ensure(rows: int) -> tuple[str, str]:
 
 def child(source: str, target: str, path: str) -> None:
     """Runs in the measured process: verify, sampling RSS."""
-    from strangler.sync.config import SyncConfig
     from strangler.sync.verify import Verifier
+    from strangler.sync_config import SyncConfig
 
     config = SyncConfig.model_validate({
         "sources": [{"name": "mono", "kind": "kafka", "monolith": source,

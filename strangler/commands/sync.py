@@ -25,9 +25,9 @@ from strangler.metrics import Metrics
 from strangler.sync import ledger
 from strangler.sync.adapters import AdapterSet
 from strangler.sync.api import build_sync_app
-from strangler.sync.config import SyncConfig
 from strangler.sync.sink import Sink
 from strangler.sync.worker import Worker
+from strangler.sync_config import SyncConfig
 
 
 def load_sync(path: str) -> tuple[SyncConfig, Path]:

@@ -24,12 +24,12 @@ from strangler.config import split_listen
 from strangler.errors import SyncError
 from strangler.metrics import Metrics
 from strangler.sync.api import build_sync_app
-from strangler.sync.config import SqliteSourceOptions, SyncConfig
 from strangler.sync.direction import OwnerReader
-from strangler.sync.sources.sqlite import change_count
-from strangler.sync.verify import Report as VerifyReport
+from strangler.sync.drift import Report as VerifyReport
+from strangler.sync.sources.sqlite import SqliteSourceOptions, change_count
 from strangler.sync.verify import Verifier
 from strangler.sync.worker import Worker
+from strangler.sync_config import SyncConfig
 
 
 class DemoSync:

@@ -18,7 +18,7 @@ from typing import Any
 
 from sqlalchemy import Connection, Date, DateTime, Integer, Numeric, Table, text
 
-from strangler.sync.config import ColumnMap
+from strangler.sync_config import ColumnMap
 
 RANGE_ROWS = 20_000
 """Source rows per checksummed range."""

@@ -29,7 +29,7 @@ import psycopg
 from psycopg import sql
 
 from strangler.errors import Problem, SyncError
-from strangler.sync.config import SyncConfig
+from strangler.sync_config import SyncConfig
 
 SCAN_TIMEOUT_MS = 10_000
 """How long the uniqueness scan of a declared key without an index may take."""

@@ -39,6 +39,7 @@ from sqlalchemy import (
     any_,
     bindparam,
     delete,
+    func,
     insert,
     select,
     tuple_,
@@ -374,8 +375,6 @@ def unpark(conn: Connection, parked_id: int) -> None:
 
 def counts(conn: Connection) -> dict[str, int]:
     """Open dead letters and parked events, for status."""
-    from sqlalchemy import func
-
     dead = conn.execute(
         select(func.count()).select_from(dead_letters).where(dead_letters.c.resolved_at.is_(None))
     ).scalar_one()

@@ -2,12 +2,8 @@
 
 One transaction per batch holds the rows, each written row's position, any dead
 letters and parked events, and the source's offsets — so after a crash the target
-and its resume point agree. An event whose position is not newer than the position
-stored for a target row is ``stale`` for that row and skipped: replays, redeliveries
-and reordering cannot regress a row, and a deleted row's position stays behind (the
-graveyard) so an old upsert cannot bring it back. A truncate raises its table's
-floor: any later-arriving event for that table older than it (overtaken on another
-partition) is stale too, so it cannot resurrect a truncated row.
+and its resume point agree. The stale check against stored positions and truncate
+floors, and the set-wise writes, are in ``execute.py``.
 
 Bad events: an adapter failure or a database rejection is retried ``retries`` times
 (each attempt in a savepoint), then the event is dead-lettered; later events for the
@@ -31,17 +27,15 @@ from sqlalchemy.exc import DBAPIError, SQLAlchemyError, StatementError
 from strangler.errors import ChangeEventError
 from strangler.sync import ledger, origin, rawletters, watermark
 from strangler.sync.adapters import AdapterSet, map_event
-from strangler.sync.codec import event_from_json, key_from_text, key_text
+from strangler.sync.codec import event_from_json, key_text
 from strangler.sync.db import db_error, open_engine, safe_url
+from strangler.sync.execute import Outcome, Planned, execute
 from strangler.sync.model import ChangeEvent, Op, Position, RowDelete, RowWrite
 from strangler.sync.poison import Poison, parse_or_poison
 from strangler.sync.schema import SchemaGuard
-from strangler.sync.writer import PendingWrites, TableCache, delete_keys, flush
+from strangler.sync.writer import TableCache
 
 log = logging.getLogger("strangler.sync")
-
-Outcome = str
-"""applied | stale | filtered | parked | dead_letter"""
 
 
 @dataclass
@@ -59,13 +53,6 @@ class BatchResult:
 
     def total(self, outcome: Outcome) -> int:
         return sum(n for (_, _, o), n in self.counts.items() if o == outcome)
-
-
-@dataclass
-class _Planned:
-    event: ChangeEvent
-    writes: list[RowWrite]
-    truncate: bool = False
 
 
 class Sink:
@@ -161,7 +148,7 @@ class Sink:
                 self._drain_table(conn, source, table, result)
         blocked = ledger.blocked_idents(conn, source) if events else set()
         stopped = self._schema.stopped(conn, source) if events else {}
-        planned: list[_Planned] = []
+        planned: list[Planned] = []
         for event in events:
             ident = ledger.ident_of(event)
             if ident in blocked or event.table in stopped:
@@ -188,7 +175,7 @@ class Sink:
         if fast and planned:
             try:
                 with conn.begin_nested():
-                    outcomes = self._execute(conn, planned)
+                    outcomes = execute(conn, self._tables, self._schema, planned)
             except (ChangeEventError, DBAPIError, StatementError) as exc:
                 if _is_connection_error(exc):
                     raise
@@ -198,10 +185,10 @@ class Sink:
         ledger.save_offsets(conn, source, offsets)
         return result
 
-    def _plan(self, event: ChangeEvent) -> tuple[_Planned | None, str]:
+    def _plan(self, event: ChangeEvent) -> tuple[Planned | None, str]:
         route = self.adapters.route(event.source, event.table)
         if route is None:
-            return _Planned(event, []), ""
+            return Planned(event, []), ""
         _, adapter = route
         error = ""
         for _attempt in range(self.retries + 1):
@@ -209,8 +196,8 @@ class Sink:
                 if event.op == "t":
                     custom = getattr(adapter, "truncate", None)
                     if custom is None:
-                        return _Planned(event, [], truncate=True), ""
-                    return _Planned(event, list(custom(event))), ""
+                        return Planned(event, [], truncate=True), ""
+                    return Planned(event, list(custom(event))), ""
                 writes = map_event(adapter, event)
                 if event.old_key:
                     gone = replace(event, op="d", key=event.old_key, after=None, old_key=None)
@@ -219,7 +206,7 @@ class Sink:
                         w for w in map_event(adapter, gone) if isinstance(w, RowDelete)
                     ]
                     writes = old + writes
-                return _Planned(event, writes), ""
+                return Planned(event, writes), ""
             except ChangeEventError as exc:
                 error = str(exc)
             except Exception as exc:  # a custom truncate hook: same treatment as map
@@ -227,14 +214,14 @@ class Sink:
         return None, error
 
     def _apply_alone(
-        self, conn: Connection, item: _Planned, blocked: set[ledger.Ident], result: BatchResult
+        self, conn: Connection, item: Planned, blocked: set[ledger.Ident], result: BatchResult
     ) -> bool:
         """Apply one event in its own savepoint, retrying; dead-letter it if it keeps failing."""
         error = ""
         for _attempt in range(self.retries + 1):
             try:
                 with conn.begin_nested():
-                    (outcome,) = self._execute(conn, [item])
+                    (outcome,) = execute(conn, self._tables, self._schema, [item])
                 result.add(item.event, outcome)
                 return True
             except (ChangeEventError, DBAPIError, StatementError) as exc:
@@ -257,84 +244,6 @@ class Sink:
         ledger.add_dead_letter(conn, event, error, self.retries + 1)
         blocked.add(ledger.ident_of(event))
         result.add(event, "dead_letter")
-
-    def _execute(
-        self, conn: Connection, items: list[_Planned], force: bool = False
-    ) -> list[Outcome]:
-        """Stale-check every write against stored positions, then write the survivors."""
-        for item in items:  # parked and retried events too: leave out unneeded new columns
-            item.writes = self._schema.fit(conn, item.event, item.writes, note=False)[0]
-        wanted: dict[str, set[str]] = {}
-        row_keys = [[key_text(w.key) for w in item.writes] for item in items]
-        for item, keys in zip(items, row_keys, strict=True):
-            for write, row_key in zip(item.writes, keys, strict=True):
-                wanted.setdefault(write.table, set()).add(row_key)
-        known = {t: ledger.load_positions(conn, t, keys) for t, keys in wanted.items()}
-        floors = {s: ledger.load_floors(conn, s) for s in {i.event.source for i in items}}
-        pending = PendingWrites()
-        outcomes: list[Outcome] = []
-        for item, keys in zip(items, row_keys, strict=True):
-            event = item.event
-            floor = floors[event.source].get(event.table)
-            # Behind the table's last truncate (a row event from another partition
-            # overtaken by it, or the same truncate sent to every partition): applying
-            # it would resurrect a truncated row.
-            if (
-                not force
-                and floor is not None
-                and (event.position < floor or (event.op == "t" and event.position <= floor))
-            ):
-                outcomes.append("stale")
-                continue
-            if event.op == "t":
-                floors[event.source][event.table] = event.position
-                ledger.save_floor(conn, event.source, event.table, event.position)
-            if item.truncate:
-                flush(conn, self._tables, pending)
-                pending = PendingWrites()
-                self._truncate(conn, item.event, known)
-                outcomes.append("applied")
-                continue
-            applied = stale = 0
-            for write, row_key in zip(item.writes, keys, strict=True):
-                state = known.setdefault(write.table, {}).get(row_key)
-                if not force and state is not None and item.event.position <= state.position:
-                    stale += 1
-                    continue
-                pending.add(write, row_key, item.event.position, item.event.table)
-                deleted = isinstance(write, RowDelete)
-                known[write.table][row_key] = ledger.RowState(item.event.position, deleted)
-                applied += 1
-            outcomes.append("applied" if applied else "stale" if stale else "filtered")
-        flush(conn, self._tables, pending)
-        return outcomes
-
-    def _truncate(
-        self, conn: Connection, event: ChangeEvent, known: dict[str, dict[str, ledger.RowState]]
-    ) -> None:
-        """Default truncate: delete every live target row that came from the table."""
-        doomed: dict[str, list[str]] = {}
-        for table, row_key, position in ledger.live_rows_from(conn, event.table):
-            if position < event.position:
-                doomed.setdefault(table, []).append(row_key)
-        for table, row_keys in doomed.items():
-            delete_keys(conn, self._tables.get(conn, table), [key_from_text(k) for k in row_keys])
-            ledger.save_positions(
-                conn,
-                [
-                    {
-                        "target_table": table,
-                        "row_key": k,
-                        "pos_commit": event.position.commit,
-                        "pos_seq": event.position.seq,
-                        "deleted": True,
-                        "source_table": event.table,
-                    }
-                    for k in row_keys
-                ],
-            )
-            for k in row_keys:
-                known.setdefault(table, {})[k] = ledger.RowState(event.position, True)
 
     # ------------------------------------------------------------ dead letters
 
@@ -364,7 +273,7 @@ class Sink:
             if item is not None:
                 try:
                     with conn.begin_nested():
-                        (outcome,) = self._execute(conn, [item])
+                        (outcome,) = execute(conn, self._tables, self._schema, [item])
                     result.add(event, outcome)
                 except (ChangeEventError, DBAPIError, StatementError) as exc:
                     if _is_connection_error(exc):
@@ -454,8 +363,10 @@ class Sink:
                 position = state.position if state else Position(0, 0)
                 op: Op = "d" if isinstance(write, RowDelete) else "u"
                 event = ChangeEvent("verify", source_table, op, write.key, None, None, position, 0)
-                items.append(_Planned(event, [write]))
-            for item, outcome in zip(items, self._execute(conn, items, force=True), strict=True):
+                items.append(Planned(event, [write]))
+            for item, outcome in zip(
+                items, execute(conn, self._tables, self._schema, items, force=True), strict=True
+            ):
                 result.add(item.event, outcome)
             return result
 

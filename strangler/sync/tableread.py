@@ -10,8 +10,8 @@ from sqlalchemy import Connection, MetaData, String, Table, and_, select
 from sqlalchemy.exc import SQLAlchemyError
 
 from strangler.errors import SyncError
-from strangler.sync.config import ColumnMap
 from strangler.sync.db import db_error
+from strangler.sync_config import ColumnMap
 
 YIELD_PER = 5000
 """Rows fetched per round trip from each server-side cursor."""

@@ -24,10 +24,10 @@ from strangler.errors import ChangeEventError, SyncError
 from strangler.sync.adapters import AdapterSet, map_event
 from strangler.sync.codec import key_from_text, key_text
 from strangler.sync.compare import same
-from strangler.sync.config import SourceConfig, SyncConfig, TableMapping
 from strangler.sync.db import db_error, open_engine
+from strangler.sync.drift import Drift, Report, repair_drift
 from strangler.sync.model import ChangeEvent, Position, RowUpsert
-from strangler.sync.verify import Drift, Report, repair_drift
+from strangler.sync_config import SourceConfig, SyncConfig, TableMapping
 
 _Expected = dict[str, tuple[dict[str, Any], dict[str, Any], str]]
 """row key text -> (key, merged values of every part, the service table of the first)."""

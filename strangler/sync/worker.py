@@ -19,124 +19,25 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import importlib
 import logging
-import time
-from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from strangler.errors import ConfigError, Problem, StranglerError, SyncError
 from strangler.metrics import Metrics
-from strangler.sync import ledger, origin, rawletters, retention, schema, watermark
+from strangler.sync import origin, retention, watermark
 from strangler.sync.adapters import AdapterSet
-from strangler.sync.config import SourceConfig, SyncConfig
 from strangler.sync.direction import Directions, OwnerReader
-from strangler.sync.envelope import TypeRegistry
 from strangler.sync.lag import HEARTBEAT_OFFSET, Heartbeat, LagTracker, heartbeat_ms
 from strangler.sync.model import ChangeEvent
 from strangler.sync.sink import BatchResult, Sink
-from strangler.sync.source import Batch, Source
+from strangler.sync.source import Batch, Source, build_source
+from strangler.sync.status import SourceStatus, StatusBoard
 from strangler.sync.watermark import Watermark, watermark_of
+from strangler.sync_config import SyncConfig
 
 log = logging.getLogger("strangler.sync")
-
-SOURCE_MODULES: Mapping[str, str] = {
-    "sqlite": "strangler.sync.sources.sqlite",
-    "kafka": "strangler.sync.sources.kafka",
-    "debezium": "strangler.sync.sources.debezium",
-}
-"""kind -> module with ``build(config, *, sync, base_dir, types) -> Source``."""
-
-
-def type_registry(config: SyncConfig) -> TypeRegistry:
-    return {m.source: m.types for m in config.tables if m.types}
-
-
-def build_source(config: SourceConfig, sync: SyncConfig, base_dir: Path | None = None) -> Source:
-    """Build a configured source through its module's ``build`` function."""
-    if config.kind == "sqlite":
-        from strangler.sync.sources.sqlite import SqliteSource
-
-        return SqliteSource(
-            config.name, config.options, base_dir=base_dir, types=type_registry(sync)
-        )
-    try:
-        module = importlib.import_module(SOURCE_MODULES[config.kind])
-    except ImportError as exc:
-        raise SyncError(
-            f"source {config.name}: kind {config.kind} is not available: {exc}"
-        ) from exc
-    source: Source = module.build(config, sync=sync, base_dir=base_dir, types=type_registry(sync))
-    return source
-
-
-@dataclass
-class SourceStatus:
-    name: str
-    kind: str
-    state: str = "starting"
-    error: str | None = None
-    last_ts_ms: int | None = None
-    idle: bool = False
-    """The source said it had nothing more (its last read returned no batch)."""
-    offsets: dict[str, int] = field(default_factory=dict)
-    counts: Counter[str] = field(default_factory=Counter)
-    tracker: LagTracker | None = None
-    """Heartbeat-based lag when the source has a heartbeat (``lag.py``)."""
-
-    @property
-    def caught_up(self) -> bool:
-        """With a heartbeat: it came back and the lag is small (``lag.py``) — a source
-        fed by heartbeats is never idle for long, so idleness says nothing. Without
-        one: the source said it had nothing more."""
-        return self.tracker.caught_up() if self.tracker is not None else self.idle
-
-    def lag_seconds(self) -> float | None:
-        if self.tracker is not None:
-            return self.tracker.lag()
-        if self.idle:
-            return 0.0
-        if self.last_ts_ms is None:
-            return None
-        return max(0.0, time.time() - self.last_ts_ms / 1000)
-
-    def to_json(self) -> dict[str, Any]:
-        lag = self.lag_seconds()
-        return {
-            "name": self.name,
-            "kind": self.kind,
-            "state": self.state,
-            "error": self.error,
-            "lag_seconds": None if lag is None else round(lag, 3),
-            "lag_from": "heartbeat" if self.tracker is not None else "events",
-            "caught_up": self.caught_up,
-            "last_event_ts_ms": self.last_ts_ms,
-            "offsets": dict(self.offsets),
-            **{k: self.counts.get(k, 0) for k in _OUTCOMES},
-            # DESIGN.md's names for the same count: events dead-lettered by this source.
-            "rejected": self.counts.get("dead_letter", 0),
-            "dead_lettered": self.counts.get("dead_letter", 0),
-            # Of those, records that could not even be parsed (strangler_raw_dead_letters).
-            "unparseable": self.counts.get("unparseable", 0),
-        }
-
-
-_OUTCOMES = (
-    "applied",
-    "stale",
-    "filtered",
-    "ignored",
-    "parked",
-    "dead_letter",
-    "non_owner",
-    "own_write",
-)
-"""``non_owner``: written by the side that does not own the context (dead-lettered);
-``own_write``: the worker's own write captured back and dropped (PostgreSQL; the
-SQLite triggers never capture them)."""
 
 
 class Worker:
@@ -167,14 +68,9 @@ class Worker:
                 self.sources[cfg.name] = build_source(cfg, config, base_dir)
         kinds = {c.name: c.kind for c in config.sources}
         self.status = {n: SourceStatus(n, kinds.get(n, "custom")) for n in self.sources}
-        self._open: dict[str, dict[str, int]] = {}
-        self._raw_open: dict[str, dict[str, int]] = {}
-        """target -> source -> open raw dead letters (poison) it stores."""
-        self._open_checked = 0.0
+        self.board = StatusBoard(self.sinks)
         self.directions = Directions(self.adapters, contexts or {}, owners)
         """Who owns each context, and the owner each captured stream judges by."""
-        self._schema: dict[str, dict[str, list[dict[str, Any]]]] = {}
-        """target -> stopped tables and recent schema changes (``schema.py``)."""
 
     # ------------------------------------------------------------------- run
 
@@ -438,52 +334,9 @@ class Worker:
 
     # ---------------------------------------------------------------- status
 
-    def open_counts(self) -> dict[str, dict[str, int]]:
-        """Open dead letters / parked events per target (read at most every 2 s)."""
-        now = time.monotonic()
-        if now - self._open_checked > 2.0:
-            self._open_checked = now
-            for name, sink in self.sinks.items():
-                try:
-                    with sink.engine.connect() as conn:
-                        self._open[name] = ledger.counts(conn)
-                        self._raw_open[name] = rawletters.raw_counts_by_source(conn)
-                        self._schema[name] = {
-                            "stopped_tables": schema.stopped_list(conn),
-                            "schema_changes": schema.recent(conn),
-                        }
-                except Exception:  # status must answer even when a target is down
-                    log.debug("cannot read open counts of %s", name, exc_info=True)
-        return dict(self._open)
-
     def snapshot(self) -> dict[str, Any]:
-        """The ``GET /api/sync`` document."""
-        targets = self.open_counts()
-        sources = [s.to_json() for s in self.status.values()]
-        for entry in sources:
-            # Tables a source left out because capturing them would be unsafe.
-            refused = getattr(self.sources.get(entry["name"]), "refused", ())
-            entry["refused_tables"] = [{"table": k.table, "problem": k.problem} for k in refused]
-            # Stored, so it survives restarts; every target holds a copy of each poison
-            # record, hence the largest rather than the sum.
-            entry["unparseable_open"] = max(
-                (c.get(entry["name"], 0) for c in self._raw_open.values()), default=0
-            )
-        return {
-            "sources": sources,
-            "targets": [
-                {"name": n, **c, **self._schema.get(n, {})} for n, c in sorted(targets.items())
-            ],
-            "totals": {
-                "applied": sum(s["applied"] for s in sources),
-                "stale": sum(s["stale"] for s in sources),
-                "rejected": sum(s["dead_letter"] for s in sources),
-                "non_owner": sum(s["non_owner"] for s in sources),
-                "own_write": sum(s["own_write"] for s in sources),
-                "dead_lettered": sum(c.get("dead_lettered", 0) for c in targets.values()),
-                "parked": sum(c.get("parked", 0) for c in targets.values()),
-            },
-        }
+        """The ``GET /api/sync`` document (``status.py``)."""
+        return self.board.snapshot(self.status, self.sources)
 
 
 async def _beat(heartbeat: Heartbeat, tracker: LagTracker, stop: asyncio.Event) -> None:

@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from strangler.sync.localstack import LogicalPostgres, TansuBroker, free_port
+from strangler.devstack.localstack import LogicalPostgres, TansuBroker, free_port
+from strangler.devstack.relay import DebeziumRelay
 from strangler.sync.sources.debezium_config import DebeziumOptions, connector_properties
-from strangler.sync.sources.relay import DebeziumRelay
 from tests.cdc.harness import execute, rows, wait_until
 
 pytestmark = pytest.mark.slow

@@ -14,11 +14,11 @@ import asyncio
 import time
 from pathlib import Path
 
-from strangler.sync.config import SyncConfig
 from strangler.sync.lag import QUALIFIED, Beat
 from strangler.sync.model import ChangeEvent, Position
 from strangler.sync.source import Batch, ResumeLookup
 from strangler.sync.worker import Worker
+from strangler.sync_config import SyncConfig
 
 
 class FakeHeartbeat:

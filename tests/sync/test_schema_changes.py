@@ -15,10 +15,10 @@ from sqlalchemy import text
 
 from strangler.sync import ledger, schema
 from strangler.sync.adapters import AdapterSet
-from strangler.sync.config import SyncConfig
 from strangler.sync.model import ChangeEvent, Position
 from strangler.sync.sink import Sink
 from strangler.sync.worker import Worker
+from strangler.sync_config import SyncConfig
 
 DDL = (
     "CREATE TABLE accounts (aid INTEGER PRIMARY KEY, balance INTEGER)",

@@ -10,8 +10,8 @@ import time
 import psycopg
 import pytest
 
-from strangler.sync.config import SyncConfig
 from strangler.sync.verify import Verifier
+from strangler.sync_config import SyncConfig
 
 
 def config(url: str, **table: object) -> SyncConfig:

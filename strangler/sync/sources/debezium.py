@@ -30,7 +30,6 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from strangler.errors import ConfigError, Problem, SyncError
 from strangler.sync.adapters import AdapterSet
-from strangler.sync.config import SourceConfig, SyncConfig
 from strangler.sync.db import db_error, open_engine
 from strangler.sync.envelope import TypeRegistry
 from strangler.sync.keys import TableKey
@@ -44,6 +43,7 @@ from strangler.sync.sources.debezium_config import DebeziumOptions, connector_pr
 from strangler.sync.sources.embedded_engine import EmbeddedEngine, RawRecord
 from strangler.sync.sources.pg_types import catalog_types, merged
 from strangler.sync.watermark import WATERMARK_DDL, WATERMARK_TABLE
+from strangler.sync_config import SourceConfig, SyncConfig
 
 log = logging.getLogger("strangler.sync")
 
@@ -95,12 +95,13 @@ class DebeziumSource:
         """The captured database's URL: its watermark table is created before capture."""
         self.properties = dict(properties)
         self._prepare = prepare
+        """Checks the tables and creates the publication (``debezium_capture.py``)."""
         self.heartbeat = heartbeat
+        """Written by the worker into the monolith and read back for lag (``lag.py``)."""
         self.initial_load = initial_load
+        """``snapshot: bulk``: the worker runs this before ``start`` (``snapshot.py``)."""
         self._column_types = column_types
         """Schemas off: reads the captured tables' column kinds (``pg_types``)."""
-        """``snapshot: bulk``: the worker runs this before ``start`` (``snapshot.py``)."""
-        """Written by the worker into the monolith and read back for lag (``lag.py``)."""
         self.refused: tuple[TableKey, ...] = ()
         """Tables left out because capturing them would be unsafe (see ``keys.py``)."""
         self.types = types or {}
@@ -254,7 +255,7 @@ def build(
     base_dir: Path | None = None,
     types: TypeRegistry | None = None,
 ) -> DebeziumSource:
-    """The worker's factory for ``kind: debezium`` (see ``worker.SOURCE_MODULES``)."""
+    """The worker's factory for ``kind: debezium`` (see ``sync_config.SOURCE_KINDS``)."""
     where = f"sync.sources[{config.name}].options"
     options = DebeziumOptions.parse(config.options, where)
     offsets_url: str | None = None

@@ -16,8 +16,8 @@ import logging
 from dataclasses import dataclass, field
 
 from strangler.sync import keys
-from strangler.sync.config import SyncConfig
 from strangler.sync.sources.debezium_config import DebeziumOptions
+from strangler.sync_config import SyncConfig
 
 log = logging.getLogger("strangler.sync")
 
