@@ -44,8 +44,8 @@ from strangler.sync.adapters import AdapterSet, map_event
 from strangler.sync.codec import key_text
 from strangler.sync.keys import libpq_url, split_table
 from strangler.sync.ledger import metadata
-from strangler.sync.model import ChangeEvent, Position, RowUpsert
-from strangler.sync.staging import Stage, compile_mapping
+from strangler.sync.model import ChangeEvent, Position, RowAdapter, RowUpsert
+from strangler.sync.staging import Stage, compile_mapping, passthrough
 
 log = logging.getLogger("strangler.sync")
 
@@ -275,29 +275,11 @@ class BulkLoad:
             src.execute(sql.SQL("SET TRANSACTION SNAPSHOT {}").format(sql.Literal(snapshot)))
             event_table = _qualified(chunk.table)
             stage = Stage(dst, event_table, position, self.source)
-            for names, batch in self._read(src, chunk, key):
-                fast = compile_mapping(adapter, names)
-                if fast is not None:
-                    # A rename-only declarative mapping, applied to the whole batch.
-                    stage.add_rows(fast.table, fast.keys, fast.columns,
-                                   [fast.row(r) for r in batch])  # fmt: skip
-                else:
-                    for values in batch:
-                        row = dict(zip(names, values, strict=True))
-                        event = ChangeEvent(self.source, event_table, "r",
-                                            {k: row[k] for k in key}, None, row,
-                                            position, 0, snapshot=True)  # fmt: skip
-                        try:
-                            writes = map_event(adapter, event)
-                        except ChangeEventError as exc:
-                            raise SyncError(
-                                f"initial load: {chunk.table} {key_text(event.key)}: {exc}"
-                            ) from exc
-                        for write in writes:
-                            if isinstance(write, RowUpsert):
-                                stage.add(write)
-                rows += len(batch)
-                stage.flush()
+            plan = passthrough(adapter, src, dst, chunk.table)
+            if plan is not None:  # values that need no converting: COPY to COPY
+                rows = stage.pipe(plan, src, self._where(chunk, key))
+            else:
+                rows = self._convert(src, chunk, key, adapter, stage)
             stage.merge()
             dst.execute(
                 "UPDATE strangler_initial_loads SET done = true, rows = %s, finished_at = %s"
@@ -307,23 +289,60 @@ class BulkLoad:
             dst.commit()
         return rows
 
+    def _convert(
+        self,
+        src: psycopg.Connection[Any],
+        chunk: Chunk,
+        key: list[str],
+        adapter: RowAdapter,
+        stage: Stage,
+    ) -> int:
+        """Read the chunk into Python, map it through the adapter, stage it; rows read."""
+        rows = 0
+        event_table = _qualified(chunk.table)
+        for names, batch in self._read(src, chunk, key):
+            fast = compile_mapping(adapter, names)
+            if fast is not None:
+                # A rename-only declarative mapping, applied to the whole batch.
+                stage.add_rows(fast.table, fast.keys, fast.columns, [fast.row(r) for r in batch])
+            else:
+                for values in batch:
+                    row = dict(zip(names, values, strict=True))
+                    event = ChangeEvent(self.source, event_table, "r",
+                                        {k: row[k] for k in key}, None, row,
+                                        stage.position, 0, snapshot=True)  # fmt: skip
+                    try:
+                        writes = map_event(adapter, event)
+                    except ChangeEventError as exc:
+                        raise SyncError(
+                            f"initial load: {chunk.table} {key_text(event.key)}: {exc}"
+                        ) from exc
+                    for write in writes:
+                        if isinstance(write, RowUpsert):
+                            stage.add(write)
+            rows += len(batch)
+            stage.flush()
+        return rows
+
+    def _where(self, chunk: Chunk, key: list[str]) -> sql.Composable:
+        """The chunk's key range as a WHERE clause (literals: COPY takes no parameters)."""
+        where: list[sql.Composable] = []
+        if chunk.low is not None:
+            where.append(sql.SQL("{} >= {}").format(sql.Identifier(key[0]), chunk.low))
+        if chunk.high is not None:
+            where.append(sql.SQL("{} < {}").format(sql.Identifier(key[0]), chunk.high))
+        if not where:
+            return sql.SQL("")
+        return sql.SQL(" WHERE ") + sql.SQL(" AND ").join(where)
+
     def _read(
         self, conn: psycopg.Connection[Any], chunk: Chunk, key: list[str]
     ) -> Iterator[tuple[list[str], list[tuple[Any, ...]]]]:
-        where: list[sql.Composable] = []
-        params: list[int] = []
-        if chunk.low is not None:
-            where.append(sql.SQL("{} >= %s").format(sql.Identifier(key[0])))
-            params.append(chunk.low)
-        if chunk.high is not None:
-            where.append(sql.SQL("{} < %s").format(sql.Identifier(key[0])))
-            params.append(chunk.high)
         query = sql.SQL("SELECT * FROM {}").format(sql.Identifier(*split_table(chunk.table)))
-        if where:
-            query = query + sql.SQL(" WHERE ") + sql.SQL(" AND ").join(where)
+        query = query + self._where(chunk, key)
         with conn.cursor(name=f"strangler_load_{chunk.number}") as cursor:
             cursor.itersize = self.batch
-            cursor.execute(query, params)
+            cursor.execute(query)
             while True:
                 found = cursor.fetchmany(self.batch)
                 if not found:

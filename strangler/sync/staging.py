@@ -1,9 +1,17 @@
 """The initial load's write side: rows COPYed into a temporary staging table per target
 table and merged set-wise, with their positions; and a rename-only declarative mapping
-compiled into column picks over row tuples. Runs inside the chunk's transaction."""
+compiled into column picks over row tuples. Runs inside the chunk's transaction.
+
+``passthrough``: when such a mapping also keeps every column's type and the key is one
+integer column, the chunk is not read into Python at all: ``COPY (SELECT ...) TO
+STDOUT`` on the monolith is piped block by block into ``COPY ... FROM STDIN`` on the
+staging table, the row key text computed in the SELECT (the text ``key_text`` gives
+an integer key). Same rows, same values: each value leaves and enters as its type's
+own text form (both sessions in ISO dates), never converted on the way."""
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -47,6 +55,32 @@ class Stage:
         """Rows already in ``columns`` order, each ending with its row key text."""
         slot = self._pending.setdefault(table, (keys, columns, []))
         slot[2].extend(rows)
+
+    def pipe(
+        self, plan: Passthrough, source: psycopg.Connection[Any], where: sql.Composable
+    ) -> int:
+        """COPY the source rows of ``where`` straight into the staging table; rows copied."""
+        stage = self._stage(plan.table, list(plan.keys), list(plan.columns))
+        picks = sql.SQL(", ").join(map(sql.Identifier, plan.picks))
+        prefix = sql.Literal("{" + json.dumps(plan.keys[0]) + ":")
+        select = sql.SQL("SELECT {p}, {pre} || {k}::text || '}}' FROM {t}").format(
+            p=picks, pre=prefix, k=sql.Identifier(plan.key_pick), t=plan.source
+        )
+        into = sql.SQL("COPY {} ({}, strangler_row_key) FROM STDIN").format(
+            sql.Identifier(stage), sql.SQL(", ").join(map(sql.Identifier, plan.columns))
+        )
+        for conn in (source, self.conn):
+            conn.execute("SET LOCAL DateStyle = ISO, YMD")
+            conn.execute("SET LOCAL IntervalStyle = postgres")
+        with (
+            source.cursor() as reading,
+            reading.copy(sql.SQL("COPY ({} {}) TO STDOUT").format(select, where)) as out,
+            self.conn.cursor() as writing,
+        ):
+            with writing.copy(into) as copy:
+                for block in out:
+                    copy.write(block)
+            return max(0, writing.rowcount)
 
     def flush(self) -> None:
         for table, (keys, columns, rows) in self._pending.items():
@@ -130,6 +164,56 @@ class Compiled:
     def row(self, values: tuple[Any, ...]) -> list[Any]:
         key = {k: values[i] for k, i in zip(self.keys, self.key_picks, strict=True)}
         return [*(values[i] for i in self.picks), key_text(key)]
+
+
+@dataclass(frozen=True)
+class Passthrough:
+    """A chunk that can go from the monolith to the staging table as COPY text."""
+
+    source: sql.Composable
+    table: str
+    keys: tuple[str, ...]
+    columns: tuple[str, ...]
+    """Target columns, in the order of ``picks``."""
+    picks: tuple[str, ...]
+    """Source columns."""
+    key_pick: str
+
+
+_TYPES = (
+    "SELECT a.attname, format_type(a.atttypid, a.atttypmod) FROM pg_attribute a"
+    " JOIN pg_class c ON c.oid = a.attrelid JOIN pg_namespace n ON n.oid = c.relnamespace"
+    " WHERE n.nspname = %s AND c.relname = %s AND a.attnum > 0 AND NOT a.attisdropped"
+    " ORDER BY a.attnum"
+)
+
+
+def passthrough(
+    adapter: Any, source: psycopg.Connection[Any], target: psycopg.Connection[Any], table: str
+) -> Passthrough | None:
+    """The pass-through plan for ``table`` under ``adapter``, or None when a value would
+    need converting (a cast, a value map, another type, a non-integer or composite key)."""
+    schema, name = split_table(table)
+    src = dict(source.execute(_TYPES, (schema, name)).fetchall())
+    compiled = compile_mapping(adapter, list(src))
+    if compiled is None or len(compiled.keys) != 1:
+        return None
+    dst = dict(target.execute(_TYPES, split_table(compiled.table)).fetchall())
+    names = list(src)
+    picks = tuple(names[i] for i in compiled.picks)
+    if any(dst.get(c) != src[p] for c, p in zip(compiled.columns, picks, strict=True)):
+        return None
+    key_pick = names[compiled.key_picks[0]]
+    if src[key_pick] not in ("integer", "bigint", "smallint"):
+        return None
+    return Passthrough(
+        sql.Identifier(schema, name),
+        compiled.table,
+        tuple(compiled.keys),
+        tuple(compiled.columns),
+        picks,
+        key_pick,
+    )
 
 
 def compile_mapping(adapter: Any, names: Sequence[str]) -> Compiled | None:
