@@ -113,7 +113,7 @@ sync:
 
 
 def status(port: int) -> dict[str, Any]:
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/sync", timeout=5) as answer:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/sync", timeout=30) as answer:
         found: dict[str, Any] = json.load(answer)["sources"][0]
         return found
 

@@ -81,7 +81,7 @@ async def serve(sync: SyncConfig, base_dir: Path, config: Config | None = None) 
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    runner = web.AppRunner(build_sync_app(worker.snapshot, metrics), handle_signals=False)
+    runner = web.AppRunner(build_sync_app(worker.status_document, metrics), handle_signals=False)
     await runner.setup()
     host, port = split_listen(sync.listen)
     try:

@@ -52,7 +52,7 @@ class DemoSync:
 
     async def start(self) -> None:
         self._task = asyncio.create_task(self.worker.run(self._stop), name="demo-sync")
-        app = build_sync_app(self.worker.snapshot, self.worker.metrics)
+        app = build_sync_app(self.worker.status_document, self.worker.metrics)
         self._runner = web.AppRunner(app, handle_signals=False, access_log=None)
         await self._runner.setup()
         host, port = split_listen(self.config.listen)
@@ -116,10 +116,10 @@ class DemoSync:
 
     async def api_status(self) -> dict[str, Any]:
         """The worker's status for the proxy's admin listener (``GET /api/sync``)."""
-        return self.worker.snapshot()
+        return await self.worker.status_document()
 
     async def summary(self) -> list[str]:
-        snap = self.status()
+        snap = await self.worker.status_document()
         lines = []
         for source in snap["sources"]:
             lines.append(

@@ -22,6 +22,9 @@ from strangler.sync.source import Source
 
 log = logging.getLogger("strangler.sync")
 
+REFRESH = 2.0
+"""Seconds between reads of the targets' bookkeeping for the status."""
+
 
 @dataclass
 class SourceStatus:
@@ -99,24 +102,30 @@ class StatusBoard:
         """target -> source -> open raw dead letters (poison) it stores."""
         self._schema: dict[str, dict[str, list[dict[str, Any]]]] = {}
         """target -> stopped tables and recent schema changes (``schema.py``)."""
-        self._open_checked = 0.0
+        self._open_checked = -REFRESH
+
+    def refresh(self) -> None:
+        """Read every target's open dead letters, parked events and schema changes
+        (blocking: a running worker calls it in a thread, see ``Worker.status_document``)."""
+        self._open_checked = time.monotonic()
+        for name, sink in self.sinks.items():
+            try:
+                with sink.engine.connect() as conn:
+                    self._open[name] = ledger.counts(conn)
+                    self._raw_open[name] = rawletters.raw_counts_by_source(conn)
+                    self._schema[name] = {
+                        "stopped_tables": schema.stopped_list(conn),
+                        "schema_changes": schema.recent(conn),
+                    }
+            except Exception:  # status must answer even when a target is down
+                log.debug("cannot read open counts of %s", name, exc_info=True)
+
+    def stale(self) -> bool:
+        """The counts were read more than ``REFRESH`` seconds ago."""
+        return time.monotonic() - self._open_checked > REFRESH
 
     def open_counts(self) -> dict[str, dict[str, int]]:
-        """Open dead letters / parked events per target (read at most every 2 s)."""
-        now = time.monotonic()
-        if now - self._open_checked > 2.0:
-            self._open_checked = now
-            for name, sink in self.sinks.items():
-                try:
-                    with sink.engine.connect() as conn:
-                        self._open[name] = ledger.counts(conn)
-                        self._raw_open[name] = rawletters.raw_counts_by_source(conn)
-                        self._schema[name] = {
-                            "stopped_tables": schema.stopped_list(conn),
-                            "schema_changes": schema.recent(conn),
-                        }
-                except Exception:  # status must answer even when a target is down
-                    log.debug("cannot read open counts of %s", name, exc_info=True)
+        """Open dead letters / parked events per target, as last read."""
         return dict(self._open)
 
     def snapshot(

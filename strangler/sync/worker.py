@@ -335,7 +335,17 @@ class Worker:
     # ---------------------------------------------------------------- status
 
     def snapshot(self) -> dict[str, Any]:
-        """The ``GET /api/sync`` document (``status.py``)."""
+        """The ``GET /api/sync`` document (``status.py``); reads the targets' counts
+        when they are older than two seconds (blocking: not for the worker's loop)."""
+        if self.board.stale():
+            self.board.refresh()
+        return self.board.snapshot(self.status, self.sources)
+
+    async def status_document(self) -> dict[str, Any]:
+        """``snapshot()`` for the loop: the targets are read in a thread, so a slow
+        target never holds up the sources' tasks."""
+        if self.board.stale():
+            await asyncio.to_thread(self.board.refresh)
         return self.board.snapshot(self.status, self.sources)
 
 
