@@ -45,7 +45,7 @@ from strangler.sync.codec import key_text
 from strangler.sync.keys import libpq_url, split_table
 from strangler.sync.ledger import metadata
 from strangler.sync.model import ChangeEvent, Position, RowAdapter, RowUpsert
-from strangler.sync.staging import Stage, compile_mapping, passthrough
+from strangler.sync.staging import Stage, compile_mapping, key_range, passthrough
 
 log = logging.getLogger("strangler.sync")
 
@@ -277,7 +277,7 @@ class BulkLoad:
             stage = Stage(dst, event_table, position, self.source)
             plan = passthrough(adapter, src, dst, chunk.table)
             if plan is not None:  # values that need no converting: COPY to COPY
-                rows = stage.pipe(plan, src, self._where(chunk, key))
+                rows = stage.pipe(plan, src, chunk.low, chunk.high)
             else:
                 rows = self._convert(src, chunk, key, adapter, stage)
             stage.merge()
@@ -324,22 +324,11 @@ class BulkLoad:
             stage.flush()
         return rows
 
-    def _where(self, chunk: Chunk, key: list[str]) -> sql.Composable:
-        """The chunk's key range as a WHERE clause (literals: COPY takes no parameters)."""
-        where: list[sql.Composable] = []
-        if chunk.low is not None:
-            where.append(sql.SQL("{} >= {}").format(sql.Identifier(key[0]), chunk.low))
-        if chunk.high is not None:
-            where.append(sql.SQL("{} < {}").format(sql.Identifier(key[0]), chunk.high))
-        if not where:
-            return sql.SQL("")
-        return sql.SQL(" WHERE ") + sql.SQL(" AND ").join(where)
-
     def _read(
         self, conn: psycopg.Connection[Any], chunk: Chunk, key: list[str]
     ) -> Iterator[tuple[list[str], list[tuple[Any, ...]]]]:
         query = sql.SQL("SELECT * FROM {}").format(sql.Identifier(*split_table(chunk.table)))
-        query = query + self._where(chunk, key)
+        query = query + key_range(key[0], chunk.low, chunk.high)
         with conn.cursor(name=f"strangler_load_{chunk.number}") as cursor:
             cursor.itersize = self.batch
             cursor.execute(query)

@@ -57,30 +57,67 @@ class Stage:
         slot[2].extend(rows)
 
     def pipe(
-        self, plan: Passthrough, source: psycopg.Connection[Any], where: sql.Composable
+        self, plan: Passthrough, source: psycopg.Connection[Any], low: int | None, high: int | None
     ) -> int:
-        """COPY the source rows of ``where`` straight into the staging table; rows copied."""
-        stage = self._stage(plan.table, list(plan.keys), list(plan.columns))
-        picks = sql.SQL(", ").join(map(sql.Identifier, plan.picks))
-        prefix = sql.Literal("{" + json.dumps(plan.keys[0]) + ":")
-        select = sql.SQL("SELECT {p}, {pre} || {k}::text || '}}' FROM {t}").format(
-            p=picks, pre=prefix, k=sql.Identifier(plan.key_pick), t=plan.source
+        """COPY the source rows of key range [low, high) across; rows copied. Into the
+        target table itself when it has no row in that range (the usual first load),
+        with the positions then written from it; else into the staging table."""
+        target = sql.Identifier(*split_table(plan.table))
+        empty = self.conn.execute(
+            sql.SQL("SELECT NOT EXISTS (SELECT 1 FROM {}{})").format(
+                target, key_range(plan.keys[0], low, high)
+            )
+        ).fetchone()
+        direct = bool(empty and empty[0])
+        key_text_sql = sql.SQL("{} || {}::text || '}}'").format(
+            sql.Literal("{" + json.dumps(plan.keys[0]) + ":"), sql.Identifier(plan.key_pick)
         )
-        into = sql.SQL("COPY {} ({}, strangler_row_key) FROM STDIN").format(
-            sql.Identifier(stage), sql.SQL(", ").join(map(sql.Identifier, plan.columns))
+        select = sql.SQL("SELECT {}{} FROM {}{}").format(
+            sql.SQL(", ").join(map(sql.Identifier, plan.picks)),
+            sql.SQL("") if direct else sql.SQL(", ") + key_text_sql,
+            plan.source,
+            key_range(plan.key_pick, low, high),
         )
+        columns = sql.SQL(", ").join(map(sql.Identifier, plan.columns))
+        if direct:
+            into = sql.SQL("COPY {} ({}) FROM STDIN").format(target, columns)
+        else:
+            stage = self._stage(plan.table, list(plan.keys), list(plan.columns))
+            into = sql.SQL("COPY {} ({}, strangler_row_key) FROM STDIN").format(
+                sql.Identifier(stage), columns
+            )
         for conn in (source, self.conn):
             conn.execute("SET LOCAL DateStyle = ISO, YMD")
             conn.execute("SET LOCAL IntervalStyle = postgres")
         with (
             source.cursor() as reading,
-            reading.copy(sql.SQL("COPY ({} {}) TO STDOUT").format(select, where)) as out,
+            reading.copy(sql.SQL("COPY ({}) TO STDOUT").format(select)) as out,
             self.conn.cursor() as writing,
         ):
             with writing.copy(into) as copy:
                 for block in out:
                     copy.write(block)
-            return max(0, writing.rowcount)
+            copied = max(0, writing.rowcount)
+        if direct:
+            own_key = sql.SQL("{} || {}::text || '}}'").format(
+                sql.Literal("{" + json.dumps(plan.keys[0]) + ":"), sql.Identifier(plan.keys[0])
+            )
+            self._positions(plan.table, own_key, target, key_range(plan.keys[0], low, high))
+        return copied
+
+    def _positions(
+        self, table: str, row_key: sql.Composable, rows: sql.Composable, where: sql.Composable
+    ) -> None:
+        """Every row of ``rows`` (``where``) gets the load's position in ``table``."""
+        self.conn.execute(
+            sql.SQL(
+                "INSERT INTO strangler_row_positions (target_table, row_key, pos_commit,"
+                " pos_seq, deleted, source_table, applied_at)"
+                " SELECT %s, {}, %s, %s, false, %s, %s FROM {}{}"
+                " ON CONFLICT (target_table, row_key) DO NOTHING"
+            ).format(row_key, rows, where),
+            (table, self.position.commit, self.position.seq, self.source_table, time.time()),
+        )
 
     def flush(self) -> None:
         for table, (keys, columns, rows) in self._pending.items():
@@ -134,21 +171,17 @@ class Stage:
                 )
                 + action
             )
-            self.conn.execute(
-                sql.SQL(
-                    "INSERT INTO strangler_row_positions (target_table, row_key, pos_commit,"
-                    " pos_seq, deleted, source_table, applied_at)"
-                    " SELECT %s, strangler_row_key, %s, %s, false, %s, %s FROM {}"
-                    " ON CONFLICT (target_table, row_key) DO NOTHING"
-                ).format(stage),
-                (
-                    table,
-                    self.position.commit,
-                    self.position.seq,
-                    self.source_table,
-                    time.time(),
-                ),
-            )
+            self._positions(table, sql.Identifier("strangler_row_key"), stage, sql.SQL(""))
+
+
+def key_range(column: str, low: int | None, high: int | None) -> sql.Composable:
+    """`` WHERE low <= column < high`` as literals (COPY takes no parameters)."""
+    where: list[sql.Composable] = []
+    if low is not None:
+        where.append(sql.SQL("{} >= {}").format(sql.Identifier(column), low))
+    if high is not None:
+        where.append(sql.SQL("{} < {}").format(sql.Identifier(column), high))
+    return sql.SQL(" WHERE ") + sql.SQL(" AND ").join(where) if where else sql.SQL("")
 
 
 @dataclass(frozen=True)

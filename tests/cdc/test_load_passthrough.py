@@ -2,8 +2,9 @@
 the same types goes from the monolith to the service as COPY text, never through
 Python values, and must land exactly as the converting path would land it — awkward
 text (tabs, newlines, backslashes, quotes, non-ASCII), NULLs, numerics, dates,
-timestamps with zones, bytea, arrays, JSON. A table whose types differ takes the
-converting path. Both with their row positions."""
+timestamps with zones, bytea, arrays, JSON; straight into the target table when the
+chunk's key range is empty there, through the staging table and a merge otherwise. A
+table whose types differ takes the converting path. All with their row positions."""
 
 from __future__ import annotations
 
@@ -39,6 +40,8 @@ SERVICE_DDL = (
     " price numeric(10,2), born date, seen timestamptz, raw bytea, tags text[], doc jsonb,"
     " flag boolean)",
     "CREATE TABLE odds (id int PRIMARY KEY, amount text)",
+    # A row already there: its chunk is staged and merged (the others go straight in).
+    "INSERT INTO items (item_id, name) VALUES (1, 'stale')",
 )
 
 
