@@ -22,6 +22,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from sqlalchemy import Connection, Engine
+from sqlalchemy import text as sql_text
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError, StatementError
 
 from strangler.errors import ChangeEventError
@@ -36,6 +37,8 @@ from strangler.sync.schema import SchemaGuard
 from strangler.sync.writer import TableCache
 
 log = logging.getLogger("strangler.sync")
+
+_SETUP_LOCK = 0x5772616E676C6572  # any fixed number: "Strangler"
 
 
 @dataclass
@@ -68,12 +71,13 @@ class Sink:
         self._schema = SchemaGuard(adapters, self._tables)
 
     def setup(self) -> None:
-        """Create the bookkeeping tables if missing (target data tables are the service's)."""
+        """Create the bookkeeping tables if missing; workers starting together take turns."""
         try:
-            ledger.metadata.create_all(self.engine, checkfirst=True)
-            origin.metadata.create_all(self.engine, checkfirst=True)
-            watermark.metadata.create_all(self.engine, checkfirst=True)
             with self.engine.begin() as conn:
+                if conn.dialect.name == "postgresql":
+                    conn.execute(sql_text("SELECT pg_advisory_xact_lock(:k)"), {"k": _SETUP_LOCK})
+                for metadata in (ledger.metadata, origin.metadata, watermark.metadata):
+                    metadata.create_all(conn, checkfirst=True)
                 origin.prune(conn)
         except SQLAlchemyError as exc:
             raise db_error(f"target {self.name} ({safe_url(self.url)})", exc) from exc
