@@ -18,7 +18,7 @@ from strangler.devstack.relay import DebeziumRelay
 from strangler.sync.sources.debezium_config import DebeziumOptions, connector_properties
 from tests.cdc.harness import execute, rows, wait_until
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]  # its own waits add up to 540 s
 
 REPO = Path(__file__).resolve().parents[2]
 TABLES = ("public.pgbench_accounts", "public.pgbench_tellers", "public.pgbench_branches")
