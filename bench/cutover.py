@@ -41,7 +41,7 @@ import aiohttp
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from strangler.sync.localstack import LogicalPostgres  # noqa: E402
+from strangler.devstack.localstack import LogicalPostgres  # noqa: E402
 from tests.cutover.shop import TOKEN, Databases, Shop, postgres_databases, shop  # noqa: E402
 
 WRITES_PER_S = 50

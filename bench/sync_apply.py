@@ -22,9 +22,9 @@ from decimal import Decimal
 import psycopg
 
 from strangler.sync.adapters import AdapterSet
-from strangler.sync.config import SyncConfig
 from strangler.sync.model import ChangeEvent, Op, Position
 from strangler.sync.sink import Sink
+from strangler.sync_config import SyncConfig
 
 DDL = (
     "CREATE TABLE customers (id INTEGER PRIMARY KEY, name TEXT, status TEXT,"

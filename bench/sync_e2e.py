@@ -31,9 +31,9 @@ import psycopg
 from kafka import KafkaProducer
 from kafka.admin import KafkaAdminClient, NewTopic
 
-from strangler.sync.config import SyncConfig
-from strangler.sync.localstack import LogicalPostgres, TansuBroker
+from strangler.devstack.localstack import LogicalPostgres, TansuBroker
 from strangler.sync.worker import Worker
+from strangler.sync_config import SyncConfig
 
 PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/postgres"
 TOPIC = "bench.public.items"

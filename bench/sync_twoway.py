@@ -32,9 +32,9 @@ import psycopg
 
 from strangler.control.ownership import Ownership
 from strangler.control.state import MemoryStateStore
-from strangler.sync.config import SyncConfig
-from strangler.sync.localstack import LogicalPostgres
+from strangler.devstack.localstack import LogicalPostgres
 from strangler.sync.worker import Worker
+from strangler.sync_config import SyncConfig
 
 CONTEXTS = {"items": ("legacy_items",), "orders": ("legacy_orders",)}
 

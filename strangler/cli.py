@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 from collections.abc import Sequence
 
@@ -132,6 +133,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     module = importlib.import_module(f"strangler.commands.{args.command}")
     try:
         code: int = module.run(args)
+        sys.stdout.flush()  # inside the try: a reader gone away (`| head`) is seen here
+    except BrokenPipeError:
+        # `strangler check ... | head -1`: the reader has all it wanted. Point stdout at
+        # /dev/null so the interpreter's final flush does not raise again, and exit quietly.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     except ConfigError as exc:
         for problem in exc.problems:
             line = problem.located()

@@ -39,7 +39,7 @@ from strangler.shadow_config import (
     TimestampRule,
     methods,
 )
-from strangler.sync.config import SyncConfig
+from strangler.sync_config import SyncConfig
 from strangler.units import Duration, Size
 from strangler.yaml_source import Source, interpolate, read_yaml
 

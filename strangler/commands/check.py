@@ -22,6 +22,7 @@ from strangler.config import MODES, Config, RouteConfig, load_config, locate
 from strangler.errors import ConfigError, Problem
 from strangler.routing.table import RouteTable
 from strangler.sync.adapters import reverse_problems
+from strangler.sync.keys import config_problems
 from strangler.yaml_source import read_yaml
 
 
@@ -105,6 +106,14 @@ def run(args: argparse.Namespace) -> int:
     path: str = args.config
     try:
         config = validate(path)
+        if config.sync is not None:
+            # The captured tables' keys, read from the monolith (keys.py): only `check`
+            # connects; a table without a primary or declared unique key is refused.
+            problems, warnings = config_problems(config.sync)
+            for warning in warnings:
+                print(f"{path}: warning: {warning}", file=sys.stderr)
+            if problems:
+                raise ConfigError(locate(config, problems), path)
     except ConfigError as exc:
         for problem in exc.problems:
             print(f"{path}: {problem.located()}", file=sys.stderr)

@@ -25,9 +25,9 @@ from strangler.metrics import Metrics
 from strangler.sync import ledger
 from strangler.sync.adapters import AdapterSet
 from strangler.sync.api import build_sync_app
-from strangler.sync.config import SyncConfig
 from strangler.sync.sink import Sink
 from strangler.sync.worker import Worker
+from strangler.sync_config import SyncConfig
 
 
 def load_sync(path: str) -> tuple[SyncConfig, Path]:
@@ -81,7 +81,7 @@ async def serve(sync: SyncConfig, base_dir: Path, config: Config | None = None) 
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    runner = web.AppRunner(build_sync_app(worker.snapshot, metrics), handle_signals=False)
+    runner = web.AppRunner(build_sync_app(worker.status_document, metrics), handle_signals=False)
     await runner.setup()
     host, port = split_listen(sync.listen)
     try:

@@ -23,8 +23,8 @@ from strangler.sync.db import open_engine
 from strangler.sync.watermark import WATERMARK_DDL
 
 if TYPE_CHECKING:
-    from strangler.sync.localstack import LogicalPostgres, TansuBroker
-    from strangler.sync.sources.relay import DebeziumRelay
+    from strangler.devstack.localstack import LogicalPostgres, TansuBroker
+    from strangler.devstack.relay import DebeziumRelay
 
 
 class StackError(StranglerError):
@@ -142,7 +142,7 @@ class LocalBackend:
 
     async def start(self, workdir: Path) -> None:
         # Imported here: the embedded demo must not need the local-servers tooling.
-        from strangler.sync.localstack import LogicalPostgres, TansuBroker
+        from strangler.devstack.localstack import LogicalPostgres, TansuBroker
 
         await self._check_redis()
         self.postgres = LogicalPostgres(databases=("monolith", "customers"))
@@ -152,8 +152,8 @@ class LocalBackend:
 
     async def capture(self) -> None:
         """Start Debezium on the seeded monolith: snapshot, then stream, into the broker."""
+        from strangler.devstack.relay import DebeziumRelay
         from strangler.sync.sources.debezium_config import DebeziumOptions, connector_properties
-        from strangler.sync.sources.relay import DebeziumRelay
 
         pg, broker = self._pg(), self._broker()
         options = DebeziumOptions(

@@ -24,12 +24,12 @@ from strangler.config import split_listen
 from strangler.errors import SyncError
 from strangler.metrics import Metrics
 from strangler.sync.api import build_sync_app
-from strangler.sync.config import SqliteSourceOptions, SyncConfig
 from strangler.sync.direction import OwnerReader
-from strangler.sync.sources.sqlite import change_count
-from strangler.sync.verify import Report as VerifyReport
+from strangler.sync.drift import Report as VerifyReport
+from strangler.sync.sources.sqlite import SqliteSourceOptions, change_count
 from strangler.sync.verify import Verifier
 from strangler.sync.worker import Worker
+from strangler.sync_config import SyncConfig
 
 
 class DemoSync:
@@ -52,7 +52,7 @@ class DemoSync:
 
     async def start(self) -> None:
         self._task = asyncio.create_task(self.worker.run(self._stop), name="demo-sync")
-        app = build_sync_app(self.worker.snapshot, self.worker.metrics)
+        app = build_sync_app(self.worker.status_document, self.worker.metrics)
         self._runner = web.AppRunner(app, handle_signals=False, access_log=None)
         await self._runner.setup()
         host, port = split_listen(self.config.listen)
@@ -116,10 +116,10 @@ class DemoSync:
 
     async def api_status(self) -> dict[str, Any]:
         """The worker's status for the proxy's admin listener (``GET /api/sync``)."""
-        return self.worker.snapshot()
+        return await self.worker.status_document()
 
     async def summary(self) -> list[str]:
-        snap = self.status()
+        snap = await self.worker.status_document()
         lines = []
         for source in snap["sources"]:
             lines.append(
@@ -132,7 +132,9 @@ class DemoSync:
     async def verify(self, lag_window: float = 1.0) -> Verified:
         """``strangler verify`` over the demo's sync config: monolith rows through the
         data adapter against the service's rows (in-flight rows re-checked after 1s)."""
-        report = await asyncio.to_thread(Verifier(self.config, self.base_dir).run, lag_window=1.0)
+        report = await asyncio.to_thread(
+            Verifier(self.config, self.base_dir).run, lag_window=lag_window
+        )
         return Verified(report)
 
 

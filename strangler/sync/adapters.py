@@ -18,9 +18,9 @@ from typing import Any
 
 from strangler.config import resolve_import
 from strangler.errors import ChangeEventError, ConfigError, Problem
-from strangler.sync.config import ColumnMap, SyncConfig, TableMapping
 from strangler.sync.model import ChangeEvent, RowAdapter, RowDelete, RowUpsert, RowWrite
 from strangler.sync.reverse import CodeReverse, DeclarativeReverse, map_problem
+from strangler.sync_config import ColumnMap, SyncConfig, TableMapping
 
 
 def _cents(value: Any) -> Decimal:

@@ -8,19 +8,23 @@ Handlers only read: nothing here changes the worker.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+import inspect
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 from aiohttp import web
 
 from strangler.metrics import Metrics
 
-StatusProvider = Callable[[], Mapping[str, Any]]
+StatusProvider = Callable[[], Mapping[str, Any] | Awaitable[Mapping[str, Any]]]
+"""Returns the status document, or an awaitable of it (``Worker.status_document``)."""
 
 
 def sync_routes(status_provider: StatusProvider) -> list[web.RouteDef]:
     async def sync_status(_request: web.Request) -> web.Response:
-        return web.json_response(dict(status_provider()))
+        found = status_provider()
+        document = await found if inspect.isawaitable(found) else found
+        return web.json_response(dict(document))
 
     return [web.get("/api/sync", sync_status)]
 

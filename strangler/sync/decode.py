@@ -20,6 +20,7 @@ from decimal import Decimal, InvalidOperation
 from typing import Any, Final
 
 from strangler.errors import ChangeEventError
+from strangler.sync_config import COLUMN_KINDS
 
 PLACEHOLDER: Final = "__debezium_unavailable_value"
 _PLACEHOLDER_B64: Final = base64.b64encode(PLACEHOLDER.encode()).decode()
@@ -36,28 +37,8 @@ class _Unavailable:
 
 UNAVAILABLE: Final = _Unavailable()
 
-KINDS: Final = frozenset(
-    {
-        "decimal",  # "12.34" (decimal.handling.mode=string) or a JSON number
-        "variable_decimal",  # {"scale": 2, "value": "<base64>"}
-        "date",  # days since the epoch
-        "time_ms",
-        "time_us",
-        "time_ns",
-        "timestamp_ms",
-        "timestamp_us",
-        "timestamp_ns",
-        "timestamptz",  # ISO-8601 string (ZonedTimestamp)
-        "timetz",  # ISO-8601 string (ZonedTime)
-        "bytes",  # base64
-        "string",
-        "int",
-        "float",
-        "bool",
-    }
-)
-"""Column kinds for the ``types:`` registry. ``decimal:N`` means precise base64
-with scale N (``decimal.handling.mode=precise`` without schemas)."""
+KINDS: Final = COLUMN_KINDS
+"""Column kinds for the ``types:`` registry (see ``sync_config.COLUMN_KINDS``)."""
 
 _LOGICAL_KIND: Final = {
     "org.apache.kafka.connect.data.Date": "date",
@@ -75,12 +56,6 @@ _LOGICAL_KIND: Final = {
     "io.debezium.time.ZonedTime": "timetz",
     "io.debezium.data.VariableScaleDecimal": "variable_decimal",
 }
-
-
-def valid_kind(kind: str) -> bool:
-    if kind.startswith("decimal:"):
-        return kind.partition(":")[2].isdigit()
-    return kind in KINDS
 
 
 def kind_of(field_schema: Mapping[str, Any] | None) -> str | None:

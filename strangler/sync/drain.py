@@ -30,8 +30,8 @@ from strangler.config import Config
 from strangler.control.ownership import Owner
 from strangler.errors import ConfigError, Problem, SyncError
 from strangler.sync import watermark
-from strangler.sync.config import SourceConfig, SyncConfig
 from strangler.sync.db import db_error, open_engine, safe_url
+from strangler.sync_config import SourceConfig, SyncConfig
 
 POLL = 0.01
 """How often the target is asked whether the watermark got through (seconds)."""

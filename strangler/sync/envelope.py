@@ -16,12 +16,12 @@ Pure parsing: no I/O, never guesses a type it was not told.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable, Mapping
 from typing import Any
 
 from strangler.errors import ChangeEventError
 from strangler.sync.decode import UNAVAILABLE, decode, kind_of
+from strangler.sync.fastjson import load_document, loads
 from strangler.sync.model import ChangeEvent, Op, Position
 
 TypeRegistry = Mapping[str, Mapping[str, str]]
@@ -31,6 +31,7 @@ _OPS: frozenset[str] = frozenset({"c", "u", "d", "r", "t"})
 _SNAPSHOT_TRUE = frozenset({"true", "first", "last", "first_in_data_collection",
                             "last_in_data_collection", "incremental"})  # fmt: skip
 Headers = Mapping[str, Any] | Iterable[tuple[str, Any]]
+_NONE: Mapping[str, str | None] = {}
 
 
 def parse_envelope(
@@ -97,7 +98,7 @@ def position_of(src: Mapping[str, Any], op: Op | str = "c") -> Position:
     sequence = src.get("sequence")
     if sequence:
         try:
-            parts = json.loads(sequence) if isinstance(sequence, str) else list(sequence)
+            parts = loads(sequence) if isinstance(sequence, str) else list(sequence)
             last_commit = _int_or_none(parts[0])
             lsn = _int_or_none(parts[-1]) if parts[-1] is not None else lsn
         except (ValueError, TypeError, IndexError) as exc:
@@ -117,14 +118,15 @@ def _load(value: bytes | str | Mapping[str, Any] | None) -> Any:
     if isinstance(value, bytes | bytearray | memoryview):
         if len(value) == 0:
             return None
+        value = bytes(value)
         try:
-            value = bytes(value).decode("utf-8")
+            value.decode("utf-8")  # orjson would say "not JSON"; name the real fault
         except UnicodeDecodeError as exc:
             raise ChangeEventError(f"not UTF-8: {exc}") from exc
     if not value:
         return None
     try:
-        return json.loads(value)
+        return load_document(value)
     except ValueError as exc:
         raise ChangeEventError(f"not JSON: {exc}") from exc
 
@@ -136,13 +138,26 @@ def _split(document: Any) -> tuple[Mapping[str, Any] | None, Any]:
     return None, document
 
 
-def _field_schemas(schema: Mapping[str, Any] | None) -> dict[str, dict[str, Mapping[str, Any]]]:
-    """``{"before": {column: field schema}, "after": {...}}`` from a value schema."""
-    out: dict[str, dict[str, Mapping[str, Any]]] = {}
-    for part in (schema or {}).get("fields") or ():
+_Kinds = dict[str, dict[str, str | None]]
+_shapes: dict[int, tuple[Mapping[str, Any], _Kinds]] = {}
+
+
+def _field_schemas(schema: Mapping[str, Any] | None) -> _Kinds:
+    """``{"before": {column: kind}, "after": {...}}`` from a value schema. Computed once
+    per schema object (``fastjson`` hands every record of one schema the same object)."""
+    if schema is None:
+        return {}
+    hit = _shapes.get(id(schema))
+    if hit is not None and hit[0] is schema:
+        return hit[1]
+    out: _Kinds = {}
+    for part in schema.get("fields") or ():
         name = part.get("field")
         if name in ("before", "after"):
-            out[name] = {f["field"]: f for f in part.get("fields") or () if "field" in f}
+            out[name] = {f["field"]: kind_of(f) for f in part.get("fields") or () if "field" in f}
+    if len(_shapes) > 512:
+        _shapes.clear()
+    _shapes[id(schema)] = (schema, out)
     return out
 
 
@@ -153,7 +168,7 @@ def _table_types(types: TypeRegistry | None, table: str) -> Mapping[str, str]:
 
 
 def _row(
-    raw: Any, fields: Mapping[str, Mapping[str, Any]] | None, columns: Mapping[str, str]
+    raw: Any, kinds: Mapping[str, str | None] | None, columns: Mapping[str, str]
 ) -> tuple[dict[str, Any] | None, list[str]]:
     if raw is None:
         return None, []
@@ -162,7 +177,7 @@ def _row(
     row: dict[str, Any] = {}
     unavailable: list[str] = []
     for column, value in raw.items():
-        kind = kind_of((fields or {}).get(column)) or columns.get(column)
+        kind = (kinds or _NONE).get(column) or columns.get(column)
         decoded = decode(value, kind, column)
         if decoded is UNAVAILABLE:
             unavailable.append(column)  # never written: the target keeps its value

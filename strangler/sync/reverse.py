@@ -22,8 +22,8 @@ from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from strangler.errors import ChangeEventError
-from strangler.sync.config import ColumnMap
 from strangler.sync.model import ChangeEvent, RowDelete, RowUpsert, RowWrite
+from strangler.sync_config import ColumnMap
 
 
 def _cents_back(value: Any) -> str:

@@ -2,12 +2,8 @@
 
 One transaction per batch holds the rows, each written row's position, any dead
 letters and parked events, and the source's offsets — so after a crash the target
-and its resume point agree. An event whose position is not newer than the position
-stored for a target row is ``stale`` for that row and skipped: replays, redeliveries
-and reordering cannot regress a row, and a deleted row's position stays behind (the
-graveyard) so an old upsert cannot bring it back. A truncate raises its table's
-floor: any later-arriving event for that table older than it (overtaken on another
-partition) is stale too, so it cannot resurrect a truncated row.
+and its resume point agree. The stale check against stored positions and truncate
+floors, and the set-wise writes, are in ``execute.py``.
 
 Bad events: an adapter failure or a database rejection is retried ``retries`` times
 (each attempt in a savepoint), then the event is dead-lettered; later events for the
@@ -26,21 +22,23 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from sqlalchemy import Connection, Engine
+from sqlalchemy import text as sql_text
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError, StatementError
 
 from strangler.errors import ChangeEventError
 from strangler.sync import ledger, origin, rawletters, watermark
 from strangler.sync.adapters import AdapterSet, map_event
-from strangler.sync.codec import event_from_json, key_from_text, key_text
+from strangler.sync.codec import event_from_json, key_text
 from strangler.sync.db import db_error, open_engine, safe_url
+from strangler.sync.execute import Outcome, Planned, execute
 from strangler.sync.model import ChangeEvent, Op, Position, RowDelete, RowWrite
 from strangler.sync.poison import Poison, parse_or_poison
-from strangler.sync.writer import PendingWrites, TableCache, delete_keys, flush
+from strangler.sync.schema import SchemaGuard
+from strangler.sync.writer import TableCache
 
 log = logging.getLogger("strangler.sync")
 
-Outcome = str
-"""applied | stale | filtered | parked | dead_letter"""
+_SETUP_LOCK = 0x5772616E676C6572  # any fixed number: "Strangler"
 
 
 @dataclass
@@ -60,13 +58,6 @@ class BatchResult:
         return sum(n for (_, _, o), n in self.counts.items() if o == outcome)
 
 
-@dataclass
-class _Planned:
-    event: ChangeEvent
-    writes: list[RowWrite]
-    truncate: bool = False
-
-
 class Sink:
     """One target database (``sync.targets[name]``)."""
 
@@ -77,14 +68,16 @@ class Sink:
         self.retries = retries
         self.engine: Engine = open_engine(url)
         self._tables = TableCache()
+        self._schema = SchemaGuard(adapters, self._tables)
 
     def setup(self) -> None:
-        """Create the bookkeeping tables if missing (target data tables are the service's)."""
+        """Create the bookkeeping tables if missing; workers starting together take turns."""
         try:
-            ledger.metadata.create_all(self.engine, checkfirst=True)
-            origin.metadata.create_all(self.engine, checkfirst=True)
-            watermark.metadata.create_all(self.engine, checkfirst=True)
             with self.engine.begin() as conn:
+                if conn.dialect.name == "postgresql":
+                    conn.execute(sql_text("SELECT pg_advisory_xact_lock(:k)"), {"k": _SETUP_LOCK})
+                for metadata in (ledger.metadata, origin.metadata, watermark.metadata):
+                    metadata.create_all(conn, checkfirst=True)
                 origin.prune(conn)
         except SQLAlchemyError as exc:
             raise db_error(f"target {self.name} ({safe_url(self.url)})", exc) from exc
@@ -154,15 +147,29 @@ class Sink:
         fast: bool,
     ) -> BatchResult:
         result = BatchResult()
+        if events:
+            for table in self._schema.resumable(conn, source):
+                self._drain_table(conn, source, table, result)
         blocked = ledger.blocked_idents(conn, source) if events else set()
-        planned: list[_Planned] = []
+        stopped = self._schema.stopped(conn, source) if events else {}
+        planned: list[Planned] = []
         for event in events:
             ident = ledger.ident_of(event)
-            if ident in blocked:
+            if ident in blocked or event.table in stopped:
                 ledger.park(conn, event)
                 result.add(event, "parked")
                 continue
             item, error = self._plan(event)
+            if item is not None:
+                item.writes, stop = self._schema.fit(conn, event, item.writes)
+                if stop is not None:
+                    # A column the mapping needs is missing: stop this table only, once,
+                    # and keep its events in order until the target has the column.
+                    self._schema.stop(conn, event, stop)
+                    stopped[event.table] = stop.reason
+                    ledger.park(conn, event)
+                    result.add(event, "parked")
+                    continue
             if item is None:
                 self._dead_letter(conn, event, error, blocked, result)
             elif fast:
@@ -172,7 +179,7 @@ class Sink:
         if fast and planned:
             try:
                 with conn.begin_nested():
-                    outcomes = self._execute(conn, planned)
+                    outcomes = execute(conn, self._tables, self._schema, planned)
             except (ChangeEventError, DBAPIError, StatementError) as exc:
                 if _is_connection_error(exc):
                     raise
@@ -182,10 +189,10 @@ class Sink:
         ledger.save_offsets(conn, source, offsets)
         return result
 
-    def _plan(self, event: ChangeEvent) -> tuple[_Planned | None, str]:
+    def _plan(self, event: ChangeEvent) -> tuple[Planned | None, str]:
         route = self.adapters.route(event.source, event.table)
         if route is None:
-            return _Planned(event, []), ""
+            return Planned(event, []), ""
         _, adapter = route
         error = ""
         for _attempt in range(self.retries + 1):
@@ -193,8 +200,8 @@ class Sink:
                 if event.op == "t":
                     custom = getattr(adapter, "truncate", None)
                     if custom is None:
-                        return _Planned(event, [], truncate=True), ""
-                    return _Planned(event, list(custom(event))), ""
+                        return Planned(event, [], truncate=True), ""
+                    return Planned(event, list(custom(event))), ""
                 writes = map_event(adapter, event)
                 if event.old_key:
                     gone = replace(event, op="d", key=event.old_key, after=None, old_key=None)
@@ -203,7 +210,7 @@ class Sink:
                         w for w in map_event(adapter, gone) if isinstance(w, RowDelete)
                     ]
                     writes = old + writes
-                return _Planned(event, writes), ""
+                return Planned(event, writes), ""
             except ChangeEventError as exc:
                 error = str(exc)
             except Exception as exc:  # a custom truncate hook: same treatment as map
@@ -211,14 +218,14 @@ class Sink:
         return None, error
 
     def _apply_alone(
-        self, conn: Connection, item: _Planned, blocked: set[ledger.Ident], result: BatchResult
+        self, conn: Connection, item: Planned, blocked: set[ledger.Ident], result: BatchResult
     ) -> bool:
         """Apply one event in its own savepoint, retrying; dead-letter it if it keeps failing."""
         error = ""
         for _attempt in range(self.retries + 1):
             try:
                 with conn.begin_nested():
-                    (outcome,) = self._execute(conn, [item])
+                    (outcome,) = execute(conn, self._tables, self._schema, [item])
                 result.add(item.event, outcome)
                 return True
             except (ChangeEventError, DBAPIError, StatementError) as exc:
@@ -241,82 +248,6 @@ class Sink:
         ledger.add_dead_letter(conn, event, error, self.retries + 1)
         blocked.add(ledger.ident_of(event))
         result.add(event, "dead_letter")
-
-    def _execute(
-        self, conn: Connection, items: list[_Planned], force: bool = False
-    ) -> list[Outcome]:
-        """Stale-check every write against stored positions, then write the survivors."""
-        wanted: dict[str, set[str]] = {}
-        row_keys = [[key_text(w.key) for w in item.writes] for item in items]
-        for item, keys in zip(items, row_keys, strict=True):
-            for write, row_key in zip(item.writes, keys, strict=True):
-                wanted.setdefault(write.table, set()).add(row_key)
-        known = {t: ledger.load_positions(conn, t, keys) for t, keys in wanted.items()}
-        floors = {s: ledger.load_floors(conn, s) for s in {i.event.source for i in items}}
-        pending = PendingWrites()
-        outcomes: list[Outcome] = []
-        for item, keys in zip(items, row_keys, strict=True):
-            event = item.event
-            floor = floors[event.source].get(event.table)
-            # Behind the table's last truncate (a row event from another partition
-            # overtaken by it, or the same truncate sent to every partition): applying
-            # it would resurrect a truncated row.
-            if (
-                not force
-                and floor is not None
-                and (event.position < floor or (event.op == "t" and event.position <= floor))
-            ):
-                outcomes.append("stale")
-                continue
-            if event.op == "t":
-                floors[event.source][event.table] = event.position
-                ledger.save_floor(conn, event.source, event.table, event.position)
-            if item.truncate:
-                flush(conn, self._tables, pending)
-                pending = PendingWrites()
-                self._truncate(conn, item.event, known)
-                outcomes.append("applied")
-                continue
-            applied = stale = 0
-            for write, row_key in zip(item.writes, keys, strict=True):
-                state = known.setdefault(write.table, {}).get(row_key)
-                if not force and state is not None and item.event.position <= state.position:
-                    stale += 1
-                    continue
-                pending.add(write, row_key, item.event.position, item.event.table)
-                deleted = isinstance(write, RowDelete)
-                known[write.table][row_key] = ledger.RowState(item.event.position, deleted)
-                applied += 1
-            outcomes.append("applied" if applied else "stale" if stale else "filtered")
-        flush(conn, self._tables, pending)
-        return outcomes
-
-    def _truncate(
-        self, conn: Connection, event: ChangeEvent, known: dict[str, dict[str, ledger.RowState]]
-    ) -> None:
-        """Default truncate: delete every live target row that came from the table."""
-        doomed: dict[str, list[str]] = {}
-        for table, row_key, position in ledger.live_rows_from(conn, event.table):
-            if position < event.position:
-                doomed.setdefault(table, []).append(row_key)
-        for table, row_keys in doomed.items():
-            delete_keys(conn, self._tables.get(conn, table), [key_from_text(k) for k in row_keys])
-            ledger.save_positions(
-                conn,
-                [
-                    {
-                        "target_table": table,
-                        "row_key": k,
-                        "pos_commit": event.position.commit,
-                        "pos_seq": event.position.seq,
-                        "deleted": True,
-                        "source_table": event.table,
-                    }
-                    for k in row_keys
-                ],
-            )
-            for k in row_keys:
-                known.setdefault(table, {})[k] = ledger.RowState(event.position, True)
 
     # ------------------------------------------------------------ dead letters
 
@@ -346,7 +277,7 @@ class Sink:
             if item is not None:
                 try:
                     with conn.begin_nested():
-                        (outcome,) = self._execute(conn, [item])
+                        (outcome,) = execute(conn, self._tables, self._schema, [item])
                     result.add(event, outcome)
                 except (ChangeEventError, DBAPIError, StatementError) as exc:
                     if _is_connection_error(exc):
@@ -400,6 +331,12 @@ class Sink:
 
         return self._in_tx(work)
 
+    def _drain_table(self, conn: Connection, source: str, table: str, result: BatchResult) -> None:
+        """A stopped table resumed: apply its parked events, key by key, in order."""
+        for src, ident in ledger.orphan_parked_idents(conn):
+            if src == source and ident[0] == table:
+                result.counts.update(self._drain(conn, source, ident).counts)
+
     def _drain(self, conn: Connection, source: str, ident: ledger.Ident) -> BatchResult:
         """Apply a key's parked events in order until one fails (it becomes a dead letter)."""
         result = BatchResult()
@@ -430,8 +367,10 @@ class Sink:
                 position = state.position if state else Position(0, 0)
                 op: Op = "d" if isinstance(write, RowDelete) else "u"
                 event = ChangeEvent("verify", source_table, op, write.key, None, None, position, 0)
-                items.append(_Planned(event, [write]))
-            for item, outcome in zip(items, self._execute(conn, items, force=True), strict=True):
+                items.append(Planned(event, [write]))
+            for item, outcome in zip(
+                items, execute(conn, self._tables, self._schema, items, force=True), strict=True
+            ):
                 result.add(item.event, outcome)
             return result
 

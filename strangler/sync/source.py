@@ -1,4 +1,5 @@
-"""The Source protocol: where change events come from, and how a source resumes.
+"""The Source protocol: where change events come from, and how a source resumes;
+``build_source`` makes a configured one through its kind (``sync_config.SOURCE_KINDS``).
 
 A source yields ``Batch``es of ``ChangeEvent``s in source order. Each batch carries
 ``offsets``: the resume point *after* it (Kafka ``"topic/partition" -> next offset``,
@@ -19,12 +20,17 @@ two batches when both are already in hand.
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Protocol, runtime_checkable
 
+from strangler.errors import SyncError
+from strangler.sync.envelope import TypeRegistry
 from strangler.sync.model import ChangeEvent
 from strangler.sync.poison import Poison
+from strangler.sync_config import SOURCE_KINDS, SourceConfig, SyncConfig
 
 ResumeLookup = Callable[[], Mapping[str, int]]
 """Returns the offsets stored in the target(s) for this source (empty: start fresh).
@@ -66,3 +72,20 @@ class Source(Protocol):
         ...
 
     async def close(self) -> None: ...
+
+
+def type_registry(config: SyncConfig) -> TypeRegistry:
+    """Source table -> column kinds declared in ``sync.tables[].types``."""
+    return {m.source: m.types for m in config.tables if m.types}
+
+
+def build_source(config: SourceConfig, sync: SyncConfig, base_dir: Path | None = None) -> Source:
+    """Build a configured source through its kind's module (``SOURCE_KINDS``)."""
+    try:
+        module = importlib.import_module(SOURCE_KINDS[config.kind].module)
+    except ImportError as exc:
+        raise SyncError(
+            f"source {config.name}: kind {config.kind} is not available: {exc}"
+        ) from exc
+    source: Source = module.build(config, sync=sync, base_dir=base_dir, types=type_registry(sync))
+    return source

@@ -3,8 +3,10 @@
 On PostgreSQL the rows travel as one array per column and are expanded with
 ``unnest`` inside a single statement: a handful of parameters, one parse and plan,
 whatever the batch size (SQLAlchemy compiling a 500-row VALUES list cost more than
-the database work). Column types come from the reflected table so each array is
-cast to exactly the column's type. Tables with JSON or array columns, and SQLite,
+the database work). The arrays are sent in PostgreSQL's binary format (psycopg's
+``%b``): writing them as text literals, element by element with quoting, took about
+four times the client CPU. Column types come from the reflected table so each array
+is cast to exactly the column's type. Tables with JSON or array columns, and SQLite,
 use SQLAlchemy's executemany instead. No transaction handling here.
 """
 
@@ -17,7 +19,7 @@ from sqlalchemy import JSON, Connection, Table, text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.types import ARRAY
 
-_SQL_CACHE: dict[tuple[str, str, tuple[str, ...], tuple[str, ...], bool], str] = {}
+_SQL_CACHE: dict[tuple[str, str, tuple[str, ...], tuple[str, ...], bool, bool], str] = {}
 
 
 def upsert(
@@ -33,9 +35,13 @@ def upsert(
         return
     columns = tuple(rows[0])
     if conn.dialect.name == "postgresql" and _arrays_ok(table, columns):
-        sql = _unnest_sql(conn, table, tuple(keys), columns, update)
+        binary = conn.dialect.driver == "psycopg"
+        sql = _unnest_sql(conn, table, tuple(keys), columns, update, binary)
         params = {f"p{i}": [row[c] for row in rows] for i, c in enumerate(columns)}
-        conn.execute(text(sql), params)
+        if binary:
+            conn.exec_driver_sql(sql, params)
+        else:
+            conn.execute(text(sql), params)
         return
     dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
     stmt = dialect.insert(table)
@@ -53,16 +59,27 @@ def _arrays_ok(table: Table, columns: Sequence[str]) -> bool:
 
 
 def _unnest_sql(
-    conn: Connection, table: Table, keys: tuple[str, ...], columns: tuple[str, ...], update: bool
+    conn: Connection,
+    table: Table,
+    keys: tuple[str, ...],
+    columns: tuple[str, ...],
+    update: bool,
+    binary: bool,
 ) -> str:
-    slot = (table.schema or "", table.name, keys, columns, update)
+    slot = (table.schema or "", table.name, keys, columns, update, binary)
     sql = _SQL_CACHE.get(slot)
     if sql is None:
-        quote = conn.dialect.identifier_preparer.quote
-        target = conn.dialect.identifier_preparer.format_table(table)
+        # psycopg's own placeholders go to the driver as is: a '%' in a name is doubled.
+        escape = "%%" if binary else "%"
+
+        def quote(name: str) -> str:
+            return conn.dialect.identifier_preparer.quote(name).replace("%", escape)
+
+        target = conn.dialect.identifier_preparer.format_table(table).replace("%", escape)
         names = ", ".join(quote(c) for c in columns)
         arrays = ", ".join(
-            f"CAST(:p{i} AS {table.c[c].type.compile(dialect=conn.dialect)}[])"
+            f"CAST({f'%(p{i})b' if binary else f':p{i}'}"
+            f" AS {table.c[c].type.compile(dialect=conn.dialect)}[])"
             for i, c in enumerate(columns)
         )
         conflict = ", ".join(quote(k) for k in keys)

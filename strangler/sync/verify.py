@@ -1,160 +1,122 @@
-"""``verify``: compare the monolith's rows, mapped through the adapters, with the targets.
+"""``verify``: compare the source's rows, mapped through the adapters, with the targets.
 
-With ``reverse``, the other way: the service's rows mapped back (``reverse:``) compared
-with the monolith's tables, for contexts the service owns.
+Streams both sides in key order and walks them together (``compare.merge``), so memory
+stays bounded whatever the table size: the source table is read through a server-side
+cursor ordered by the source columns the target key is made of, each row is mapped by
+the same adapter the worker uses (as a snapshot event), and the target table is read
+ordered by its key. That order is the same on both sides when the mapping keeps key
+values as they are (a declarative mapping whose key columns are renamed, not cast or
+translated); for any other adapter the expected rows of one table are sorted in memory
+(the documented limit), the target side still streams.
 
-Every source row is read from the monolith database and mapped by the same adapter
-the worker uses (as a snapshot event), giving the rows each target *should* hold.
-Both sides are put in key order and compared by checksums over key ranges; a range
-whose checksums differ is bisected down to single rows, so a large agreeing table
-costs one hash per range. Only the columns the adapter writes are compared, after
-normalising representation (``Decimal("10.50")`` equals SQLite's ``10.5``).
+Rows are counted, not only keys: two source rows mapping to one target row are
+``duplicate`` drift. Rows still in flight are not drift: when anything differs, verify
+waits the lag window and re-reads only the rows that differed (point lookups on both
+sides; or the table again when more than ``RECHECK_ROWS`` differ), and reports only
+what differed both times. ``repair`` rewrites those rows
+through the sink's normal write path, keeping each row's stored position.
 
-Rows still in flight are not drift: when anything differs, verify waits the lag
-window and compares again, and reports only what differed both times. ``repair``
-rewrites those rows through the sink's normal write path, keeping each row's stored
-position so the next real change still applies. Both sides are read into memory
-one table at a time; this module never writes except through ``Sink.repair``.
+The direction is a parameter: ``Verifier(config, plans=...)`` compares any source
+database with any target through any adapter (``TablePlan``); the default plans are
+the ``sync:`` section's (monolith -> services). Never writes except through
+``Sink.repair``.
 """
 
 from __future__ import annotations
 
-import datetime as dt
-import hashlib
 import time
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
-from decimal import Decimal, InvalidOperation
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
-from sqlalchemy import MetaData, Table, select
+from sqlalchemy import Connection, Table
 from sqlalchemy.exc import SQLAlchemyError
 
 from strangler.errors import ChangeEventError, SyncError
-from strangler.sync.adapters import AdapterSet, map_event
-from strangler.sync.codec import key_from_text, key_text
-from strangler.sync.config import ColumnMap, SourceConfig, SyncConfig, TableMapping
+from strangler.sync import checksum, tableread
+from strangler.sync.adapters import AdapterSet, DeclarativeAdapter, map_event
+from strangler.sync.codec import key_text
+from strangler.sync.compare import Counts, Expected, Found, differing, merge
+from strangler.sync.compare import sort_tuple as _sort_tuple
 from strangler.sync.db import db_error, open_engine
-from strangler.sync.model import ChangeEvent, Position, RowDelete, RowUpsert, RowWrite
-from strangler.sync.sink import Sink
+from strangler.sync.drift import Drift, Report, repair_drift
+from strangler.sync.model import ChangeEvent, Position, RowAdapter, RowUpsert
+from strangler.sync_config import ColumnMap, SourceConfig, SyncConfig, TableMapping
 
-DriftKind = Literal["missing", "extra", "different"]
+__all__ = ["Drift", "Report", "TablePlan", "Verifier", "repair_drift"]
+
+_Range = tuple[Iterator[Expected], tableread.Where]
+"""Expected rows of one key range, in key order, and the target range they match."""
+RECHECK_ROWS = 1000
+"""Differing rows of one table re-read one by one; more, and the table is compared again."""
 
 
 @dataclass(frozen=True)
-class Drift:
-    target: str
-    table: str
-    key: Mapping[str, Any]
-    kind: DriftKind
+class TablePlan:
+    """One source table compared with the target rows its adapter writes."""
+
+    source: str
+    """The source name events carry (``sync.sources[].name``)."""
+    source_url: str
     source_table: str
-    expected: Mapping[str, Any] | None = None
-    actual: Mapping[str, Any] | None = None
-
-    def __str__(self) -> str:
-        line = f"{self.kind:9} {self.target}.{self.table} {key_text(self.key)}"
-        if self.kind == "different" and self.expected is not None and self.actual is not None:
-            cols = [
-                c for c in self.expected if _norm(self.expected[c]) != _norm(self.actual.get(c))
-            ]
-            diffs = ", ".join(
-                f"{c}: {_show(self.actual.get(c))} != {_show(self.expected[c])}" for c in cols
-            )
-            line += f"  ({diffs})"
-        return line
-
-
-@dataclass
-class Report:
-    compared: int = 0
-    drift: list[Drift] = field(default_factory=list)
-    unmappable: list[str] = field(default_factory=list)
-    repaired: int = 0
-
-    def count(self, kind: DriftKind) -> int:
-        return sum(1 for d in self.drift if d.kind == kind)
-
-
-_Expected = dict[str, tuple[dict[str, Any], dict[str, Any], str]]
-"""row key text -> (key, values, source table)."""
+    """The table in the source database (``schema.table`` or bare)."""
+    event_table: str
+    """The table as change events name it (what the adapters are routed by)."""
+    target: str
+    target_url: str
+    adapter: RowAdapter
+    source_key: tuple[str, ...] = ()
+    """Declared unique key when the source table has no primary key."""
 
 
 class Verifier:
-    """``reverse=True`` verifies the way back: the service's tables, mapped through the
-    adapters in reverse, against the monolith's (for contexts the service owns)."""
-
     def __init__(
-        self, config: SyncConfig, base_dir: Path | None = None, *, reverse: bool = False
+        self,
+        config: SyncConfig,
+        base_dir: Path | None = None,
+        plans: Sequence[TablePlan] | None = None,
     ) -> None:
         self.config = config
         self.base_dir = base_dir
         self.adapters = AdapterSet(config, base_dir)
-        self.reverse = reverse
-        self.tables = self.adapters.way_back() if reverse else config.tables
-        """The mappings compared: source table -> target (the way back when reverse)."""
+        self.plans = list(plans) if plans is not None else self._forward_plans()
 
     def run(self, *, repair: bool = False, lag_window: float | None = None) -> Report:
         window = self.config.verify.lag_window if lag_window is None else lag_window
-        first = self._compare()
-        report = first
-        if first.drift and window > 0:
+        report = Report()
+        found: list[tuple[TablePlan, Found, str]] = []
+        for plan in self.plans:
+            found += self._compare(plan, report)
+        if found and window > 0:
             time.sleep(window)
-            second = self._compare()
-            seen = {(d.target, d.table, key_text(d.key), d.kind) for d in first.drift}
-            second.drift = [
-                d for d in second.drift if (d.target, d.table, key_text(d.key), d.kind) in seen
-            ]
-            report = second
+            found = self._recheck(found)
+        report.drift = [_drift(plan, item, table) for plan, item, table in found]
         if repair and report.drift:
-            report.repaired = self._repair(report.drift)
+            report.repaired = repair_drift(self.config, self.adapters, report.drift)
         return report
 
-    # -------------------------------------------------------------- compare
+    # -------------------------------------------------------------- plans
 
-    def _compare(self) -> Report:
-        report = Report()
-        expected: dict[tuple[str, str], _Expected] = {}
-        key_columns: dict[tuple[str, str], tuple[str, ...]] = {}
-        owners: dict[tuple[str, str], str] = {}
-        for mapping in self.tables:
+    def _forward_plans(self) -> list[TablePlan]:
+        plans = []
+        for mapping in self.config.tables:
             source = self._source_for(mapping)
-            events, event_table = self._source_events(source, mapping)
-            for cmap in () if self.reverse else _column_maps(mapping):
-                expected.setdefault((mapping.target, cmap.table), {})
-                key_columns[(mapping.target, cmap.table)] = cmap.key
-                owners[(mapping.target, cmap.table)] = event_table
+            url = self._url(source)
+            schema, _, name = mapping.source.rpartition(".")
+            event_table = (
+                mapping.source
+                if schema
+                else (f"main.{name}" if source.kind == "sqlite" else f"public.{name}")
+            )
             route = self.adapters.route(source.name, event_table)
             if route is None:
                 continue
-            adapter = route[1]
-            for event in events:
-                try:
-                    writes = map_event(adapter, event)
-                except ChangeEventError as exc:
-                    report.unmappable.append(f"{event.table} {key_text(event.key)}: {exc}")
-                    continue
-                for write in writes:
-                    if isinstance(write, RowUpsert):
-                        where = (mapping.target, write.table)
-                        slot = expected.setdefault(where, {})
-                        # Several source rows may each write part of one row (the way
-                        # back of customers + addresses is one CUSTOMER row).
-                        before = slot.get(key_text(write.key))
-                        slot[key_text(write.key)] = (
-                            dict(write.key),
-                            {**(before[1] if before else {}), **write.values},
-                            event.table,
-                        )
-                        key_columns.setdefault(where, tuple(write.key))
-                        owners.setdefault(where, event.table)
-        for (target, table), rows in expected.items():
-            where = (target, table)
-            actual = self._target_rows(target, table, key_columns.get(where, ()))
-            report.compared += len(set(rows) | set(actual))
-            owner = owners.get(where, "")
-            report.drift += _diff(target, table, owner, rows, actual, self.config.verify.chunk)
-        return report
+            plans.append(
+                TablePlan(source.name, url, mapping.source, event_table, mapping.target,
+                          self.config.targets[mapping.target], route[1], mapping.source_key)
+            )  # fmt: skip
+        return plans
 
     def _source_for(self, mapping: TableMapping) -> SourceConfig:
         candidates = [
@@ -166,194 +128,246 @@ class Verifier:
             raise SyncError(f"verify: no source with a monolith database for {mapping.source!r}")
         return candidates[0]
 
-    def _source_events(
-        self, source: SourceConfig, mapping: TableMapping
-    ) -> tuple[list[ChangeEvent], str]:
+    def _url(self, source: SourceConfig) -> str:
         url = source.monolith_url()
         assert url is not None
         if url.startswith("sqlite:///") and self.base_dir and not url.startswith("sqlite:////"):
             url = f"sqlite:///{self.base_dir / url.removeprefix('sqlite:///')}"
-        schema, _, name = mapping.source.rpartition(".")
-        event_table = (
-            mapping.source
-            if schema
-            else (f"main.{name}" if source.kind == "sqlite" else f"public.{name}")
-        )
-        engine = open_engine(url)
+        return url
+
+    # ------------------------------------------------------------ compare
+
+    def _compare(self, plan: TablePlan, report: Report) -> list[tuple[TablePlan, Found, str]]:
+        out: list[tuple[TablePlan, Found, str]] = []
+        source_engine, target_engine = open_engine(plan.source_url), open_engine(plan.target_url)
         try:
-            with engine.connect() as conn:
-                table = Table(name, MetaData(), autoload_with=conn, schema=schema or None)
-                keys = [c.name for c in table.primary_key.columns]
-                rows = [dict(r._mapping) for r in conn.execute(select(table))]
+            with source_engine.connect() as src, target_engine.connect() as dst:
+                source = tableread.reflect(src, plan.source_table, "the source")
+                for table, key_cols, ranges in self._work(plan, src, dst, source, report):
+                    target = tableread.reflect(dst, table, f"target {plan.target}")
+                    counts = report.rows.setdefault(f"{plan.target}.{table}", Counts())
+                    extra = 0
+                    for expected, where in ranges:
+                        actual = tableread.stream(dst, target, key_cols, where)
+                        for item in merge(expected, actual, counts, key_cols):
+                            out.append((plan, item, table))
+                            extra += item.kind == "extra"
+                    report.compared += counts.source_rows + extra
         except SQLAlchemyError as exc:
-            raise db_error(f"verify: reading {mapping.source} from the monolith", exc) from exc
+            raise db_error(f"verify: {plan.source_table} -> {plan.target}", exc) from exc
         finally:
-            engine.dispose()
-        now = int(time.time() * 1000)
-        events = [
-            ChangeEvent(
-                source.name,
-                event_table,
-                "r",
-                {k: row[k] for k in keys},
-                None,
-                row,
-                Position(0, 0),
-                now,
-                snapshot=True,
-            )
-            for row in rows
-        ]
-        return events, event_table
+            source_engine.dispose()
+            target_engine.dispose()
+        return out
 
-    def _target_rows(
-        self, target: str, name: str, key_cols: Sequence[str]
-    ) -> dict[str, dict[str, Any]]:
-        if not key_cols:
-            return {}
-        engine = open_engine(self.config.targets[target])
-        try:
-            with engine.connect() as conn:
-                schema, _, bare = name.rpartition(".")
-                table = Table(bare, MetaData(), autoload_with=conn, schema=schema or None)
-                rows = [dict(r._mapping) for r in conn.execute(select(table))]
-        except SQLAlchemyError as exc:
-            raise db_error(f"verify: reading {target}.{name}", exc) from exc
-        finally:
-            engine.dispose()
-        return {key_text({k: row[k] for k in key_cols}): row for row in rows}
-
-    # --------------------------------------------------------------- repair
-
-    def _repair(self, drift: Sequence[Drift]) -> int:
-        fixed = 0
-        by_target: dict[tuple[str, str], list[RowWrite]] = {}
-        for d in drift:
-            write: RowWrite
-            if d.kind == "extra":
-                write = RowDelete(d.table, d.key)
-            else:
-                write = RowUpsert(d.table, d.key, dict(d.expected or {}))
-            by_target.setdefault((d.target, d.source_table), []).append(write)
-        for (target, source_table), writes in by_target.items():
-            sink = Sink(target, self.config.targets[target], self.adapters, self.config.retries)
+    def _work(
+        self, plan: TablePlan, src: Connection, dst: Connection, source: Table, report: Report
+    ) -> Iterator[
+        tuple[str, tuple[str, ...], Iterator[tuple[Iterator[Expected], tableread.Where]]]
+    ]:
+        """Per target table: its key columns and, per key range still to compare row by
+        row, the expected rows in key order with the target range they are matched to."""
+        keys = tableread.source_key(source, plan.source_key)
+        if isinstance(plan.adapter, DeclarativeAdapter):
+            for cmap in plan.adapter.maps:
+                yield cmap.table, cmap.key, self._ranges(plan, src, dst, source, cmap, report)
+            return
+        # A Python adapter: which tables it writes, and in what order, is only known by
+        # mapping every row; its expected rows are held in memory (one source table).
+        held: dict[str, list[Expected]] = {}
+        key_columns: dict[str, tuple[str, ...]] = {}
+        for row in tableread.stream_rows(src, source, keys):
+            event = _event(plan, row, keys)
             try:
-                sink.setup()
-                fixed += sink.repair(source_table, writes)
-            finally:
-                sink.close()
-        return fixed
+                writes = map_event(plan.adapter, event)
+            except ChangeEventError as exc:
+                report.unmappable.append(f"{event.table} {key_text(event.key)}: {exc}")
+                continue
+            for write in writes:
+                if isinstance(write, RowUpsert):
+                    cols = key_columns.setdefault(write.table, tuple(write.key))
+                    held.setdefault(write.table, []).append(
+                        Expected(tuple(write.key.get(c) for c in cols), dict(write.key),
+                                 dict(write.values), plan.event_table, dict(event.key))
+                    )  # fmt: skip
+        for table, found in held.items():
+            found.sort(key=lambda e: _sort_tuple(e.sort_key))
+            yield table, key_columns[table], iter([(iter(found), None)])
 
-
-def _column_maps(mapping: TableMapping) -> tuple[ColumnMap, ...]:
-    if isinstance(mapping.adapter, ColumnMap):
-        return (mapping.adapter,)
-    return mapping.adapter if isinstance(mapping.adapter, tuple) else ()
-
-
-def _diff(
-    target: str,
-    table: str,
-    owner: str,
-    expected: _Expected,
-    actual: Mapping[str, Mapping[str, Any]],
-    chunk: int,
-) -> list[Drift]:
-    keys = sorted(set(expected) | set(actual))
-    columns = sorted({c for _, values, _ in expected.values() for c in values})
-    found: list[Drift] = []
-
-    def digest(part: Sequence[str], side: str) -> str:
-        h = hashlib.sha256()
-        for k in part:
-            h.update(k.encode())
-            h.update(_row_text(expected, actual, k, columns, side).encode())
-        return h.hexdigest()
-
-    def check(part: Sequence[str]) -> None:
-        if digest(part, "expected") == digest(part, "actual"):
+    def _ranges(
+        self,
+        plan: TablePlan,
+        src: Connection,
+        dst: Connection,
+        source: Table,
+        cmap: ColumnMap,
+        report: Report,
+    ) -> Iterator[_Range]:
+        keys = tableread.source_key(source, plan.source_key)
+        order = tableread.order(cmap, source)
+        if order is None:  # the key is transformed: its order is not the source's
+            rows = tableread.stream_rows(src, source, keys)
+            mapped = self._map(plan, rows, keys, cmap.table, cmap.key, report)
+            yield iter(sorted(mapped, key=lambda e: _sort_tuple(e.sort_key))), None
             return
-        if len(part) <= 4:
-            for k in part:
-                drift = _row_drift(target, table, owner, expected, actual, k)
-                if drift is not None:
-                    found.append(drift)
+        target = tableread.reflect(dst, cmap.table, f"target {plan.target}")
+        pairs = checksum.pushable(cmap, source, target, src.dialect.name, dst.dialect.name)
+        if pairs is None:
+            rows = tableread.stream_rows(src, source, order)
+            yield self._map(plan, rows, keys, cmap.table, cmap.key, report), None
             return
-        middle = len(part) // 2
-        check(part[:middle])
-        check(part[middle:])
+        # Both sides hash their own key ranges; only differing ranges come row by row.
+        cuts = checksum.boundaries(src, source, pairs[0][0])
+        left = checksum.range_hashes(src, source, [s for s, _ in pairs], cuts)
+        right = checksum.range_hashes(dst, target, [t for _, t in pairs], cuts)
+        counts = report.rows.setdefault(f"{plan.target}.{cmap.table}", Counts())
+        for number, (rows_left, _) in left.items():
+            if right.get(number) == left[number]:
+                counts.source_rows += rows_left
+                counts.target_rows += rows_left
+        for low, high in checksum.differing_ranges(left, right, cuts):
+            rows = tableread.stream_rows(src, source, order, (pairs[0][0], low, high))
+            mapped = self._map(plan, rows, keys, cmap.table, cmap.key, report)
+            yield mapped, (pairs[0][1], low, high)
 
-    for start in range(0, len(keys), chunk):
-        check(keys[start : start + chunk])
-    return found
+    def _map(
+        self,
+        plan: TablePlan,
+        rows: Iterator[dict[str, Any]],
+        keys: Sequence[str],
+        table: str,
+        key_cols: tuple[str, ...],
+        report: Report,
+    ) -> Iterator[Expected]:
+        for row in rows:
+            event = _event(plan, row, keys)
+            try:
+                writes = map_event(plan.adapter, event)
+            except ChangeEventError as exc:
+                report.unmappable.append(f"{event.table} {key_text(event.key)}: {exc}")
+                continue
+            for write in writes:
+                if isinstance(write, RowUpsert) and write.table == table:
+                    yield Expected(
+                        tuple(write.key.get(c) for c in key_cols),
+                        dict(write.key),
+                        dict(write.values),
+                        plan.event_table,
+                        dict(event.key),
+                    )
 
+    # ------------------------------------------------------------ re-check
 
-def _row_text(
-    expected: _Expected,
-    actual: Mapping[str, Mapping[str, Any]],
-    k: str,
-    columns: list[str],
-    side: str,
-) -> str:
-    if side == "expected":
-        if k not in expected:
-            return "<none>"
-        key, values, _ = expected[k]
-        row: Mapping[str, Any] = {**values, **key}
-        wanted = list(values)
-    else:
-        if k not in actual:
-            return "<none>"
-        row = actual[k]
-        wanted = list(expected[k][1]) if k in expected else columns
-    return "|".join(f"{c}={_norm(row.get(c))}" for c in sorted(wanted))
+    def _recheck(
+        self, found: list[tuple[TablePlan, Found, str]]
+    ) -> list[tuple[TablePlan, Found, str]]:
+        """Keep what still differs alike: the differing rows read again one by one, or,
+        when a table has many (a snapshot still arriving), that table compared again."""
+        groups: dict[tuple[int, str], list[tuple[TablePlan, Found, str]]] = {}
+        for entry in found:
+            groups.setdefault((id(entry[0]), entry[2]), []).append(entry)
+        again: dict[int, set[tuple[str, str, str]]] = {}
+        out: list[tuple[TablePlan, Found, str]] = []
+        for entries in groups.values():
+            plan, _, table = entries[0]
+            if len(entries) > RECHECK_ROWS:
+                if id(plan) not in again:
+                    again[id(plan)] = {
+                        (t, f.kind, key_text(f.key)) for _, f, t in self._compare(plan, Report())
+                    }
+                seen = again[id(plan)]
+                out += [e for e in entries if (table, e[1].kind, key_text(e[1].key)) in seen]
+            else:
+                out += self._still(plan, table, entries)
+        return out
 
-
-def _row_drift(
-    target: str,
-    table: str,
-    owner: str,
-    expected: _Expected,
-    actual: Mapping[str, Mapping[str, Any]],
-    k: str,
-) -> Drift | None:
-    if k not in actual:
-        key, values, source_table = expected[k]
-        return Drift(target, table, key, "missing", source_table, values, None)
-    if k not in expected:
-        row = actual[k]
-        return Drift(target, table, key_from_text(k), "extra", owner, None, dict(row))
-    key, values, source_table = expected[k]
-    row = actual[k]
-    if all(_norm(values[c]) == _norm(row.get(c)) for c in values):
-        return None
-    return Drift(target, table, key, "different", source_table, values, dict(row))
-
-
-def _show(value: Any) -> str:
-    text = _norm(value)
-    if text is None:
-        return "null"
-    return repr(text) if isinstance(value, str) else text
-
-
-def _norm(value: Any) -> str | None:
-    """One text per value regardless of driver representation."""
-    if value is None:
-        return None
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, int | float | Decimal):
+    def _still(
+        self, plan: TablePlan, table: str, entries: list[tuple[TablePlan, Found, str]]
+    ) -> list[tuple[TablePlan, Found, str]]:
+        """Re-read each differing row of one table on both sides (point lookups)."""
+        source_engine, target_engine = open_engine(plan.source_url), open_engine(plan.target_url)
         try:
-            return str(Decimal(str(value)).normalize())
-        except InvalidOperation:
-            return str(value)
-    if isinstance(value, dt.datetime) and value.tzinfo is not None:
-        # Same instant whatever the session time zone; a column without a time zone
-        # (SQLite, PostgreSQL ``timestamp``) holds the UTC wall time, so drop the zone.
-        return value.astimezone(dt.UTC).replace(tzinfo=None).isoformat()
-    if isinstance(value, dt.datetime | dt.date | dt.time):
-        return value.isoformat()
-    if isinstance(value, bytes | bytearray | memoryview):
-        return bytes(value).hex()
-    return str(value)
+            with source_engine.connect() as src, target_engine.connect() as dst:
+                source = tableread.reflect(src, plan.source_table, "the source")
+                target = tableread.reflect(dst, table, f"target {plan.target}")
+                keys = tableread.source_key(source, plan.source_key)
+                return [
+                    e for e in entries if self._differs(plan, src, dst, source, target, keys, e)
+                ]
+        except SQLAlchemyError as exc:
+            raise db_error(f"verify: re-reading {table}", exc) from exc
+        finally:
+            source_engine.dispose()
+            target_engine.dispose()
+
+    def _differs(
+        self,
+        plan: TablePlan,
+        src: Connection,
+        dst: Connection,
+        source: Table,
+        target: Table,
+        keys: Sequence[str],
+        entry: tuple[TablePlan, Found, str],
+    ) -> bool:
+        _, item, table = entry
+        where = (
+            dict(item.expected.source_key)
+            if item.expected is not None
+            else _source_where(plan, source, table, item.key)
+        )
+        if where is None:
+            return True  # not invertible: keep what the full pass found
+        rows = [dict(r._mapping) for r in src.execute(tableread.lookup(source, where))]
+        expected = [
+            e
+            for e in self._map(plan, iter(rows), keys, table, tuple(item.key), Report())
+            if dict(e.key) == dict(item.key)
+        ]
+        actual = [dict(r._mapping) for r in dst.execute(tableread.lookup(target, item.key))]
+        if item.kind == "duplicate":
+            return len(expected) > 1
+        if item.kind == "missing":
+            return bool(expected) and not actual
+        if item.kind == "extra":
+            return bool(actual) and not expected
+        return bool(expected and actual) and bool(differing(expected[0].values, actual[0]))
+
+
+def _drift(plan: TablePlan, item: Found, table: str) -> Drift:
+    expected = item.expected
+    return Drift(
+        plan.target,
+        table,
+        item.key,
+        item.kind,
+        plan.event_table,
+        dict(expected.values) if expected else None,
+        dict(item.actual) if item.actual is not None else None,
+    )
+
+
+def _source_where(
+    plan: TablePlan, source: Table, table: str, key: Mapping[str, Any]
+) -> dict[str, Any] | None:
+    if not isinstance(plan.adapter, DeclarativeAdapter):
+        return None
+    for cmap in plan.adapter.maps:
+        order = tableread.order(cmap, source) if cmap.table == table else None
+        if order is not None:
+            return {s: key[t] for s, t in zip(order, cmap.key, strict=True)}
+    return None
+
+
+def _event(plan: TablePlan, row: dict[str, Any], keys: Sequence[str]) -> ChangeEvent:
+    return ChangeEvent(
+        plan.source,
+        plan.event_table,
+        "r",
+        {k: row[k] for k in keys},
+        None,
+        row,
+        Position(0, 0),
+        int(time.time() * 1000),
+        snapshot=True,
+    )

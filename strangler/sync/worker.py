@@ -7,8 +7,10 @@ applied is finished and committed, then the loop exits — never half a batch. A
 database that is down fails the batch as a whole; the worker keeps it and retries
 with backoff rather than dead-lettering events that did nothing wrong.
 
-Status (``/api/sync``): per source its lag (now - ``source.ts_ms`` of the last event
-applied; 0 when caught up and idle) and counts; per target the open dead letters
+Status (``/api/sync``): per source its lag and ``caught_up`` (from a heartbeat row the
+worker writes into the monolith and reads back, where the source has one — see
+``lag.py``; otherwise now - ``source.ts_ms`` of the last event applied, 0 when the
+source said it had nothing more) and counts; per target the open dead letters
 and parked events. Metrics: ``strangler_sync_events_total{table,op,outcome}`` and
 ``strangler_sync_lag_seconds{source}``.
 """
@@ -17,109 +19,25 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import importlib
 import logging
-import time
-from collections import Counter
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from strangler.errors import ConfigError, Problem, StranglerError, SyncError
 from strangler.metrics import Metrics
-from strangler.sync import ledger, origin, rawletters, watermark
+from strangler.sync import origin, retention, watermark
 from strangler.sync.adapters import AdapterSet
-from strangler.sync.config import SourceConfig, SyncConfig
 from strangler.sync.direction import Directions, OwnerReader
-from strangler.sync.envelope import TypeRegistry
+from strangler.sync.lag import HEARTBEAT_OFFSET, Heartbeat, LagTracker, heartbeat_ms
 from strangler.sync.model import ChangeEvent
 from strangler.sync.sink import BatchResult, Sink
-from strangler.sync.source import Batch, Source
+from strangler.sync.source import Batch, Source, build_source
+from strangler.sync.status import SourceStatus, StatusBoard
 from strangler.sync.watermark import Watermark, watermark_of
+from strangler.sync_config import SyncConfig
 
 log = logging.getLogger("strangler.sync")
-
-SOURCE_MODULES: Mapping[str, str] = {
-    "sqlite": "strangler.sync.sources.sqlite",
-    "kafka": "strangler.sync.sources.kafka",
-    "debezium": "strangler.sync.sources.debezium",
-}
-"""kind -> module with ``build(config, *, sync, base_dir, types) -> Source``."""
-
-
-def type_registry(config: SyncConfig) -> TypeRegistry:
-    return {m.source: m.types for m in config.tables if m.types}
-
-
-def build_source(config: SourceConfig, sync: SyncConfig, base_dir: Path | None = None) -> Source:
-    """Build a configured source through its module's ``build`` function."""
-    if config.kind == "sqlite":
-        from strangler.sync.sources.sqlite import SqliteSource
-
-        return SqliteSource(
-            config.name, config.options, base_dir=base_dir, types=type_registry(sync)
-        )
-    try:
-        module = importlib.import_module(SOURCE_MODULES[config.kind])
-    except ImportError as exc:
-        raise SyncError(
-            f"source {config.name}: kind {config.kind} is not available: {exc}"
-        ) from exc
-    source: Source = module.build(config, sync=sync, base_dir=base_dir, types=type_registry(sync))
-    return source
-
-
-@dataclass
-class SourceStatus:
-    name: str
-    kind: str
-    state: str = "starting"
-    error: str | None = None
-    last_ts_ms: int | None = None
-    caught_up: bool = False
-    offsets: dict[str, int] = field(default_factory=dict)
-    counts: Counter[str] = field(default_factory=Counter)
-
-    def lag_seconds(self) -> float | None:
-        if self.caught_up:
-            return 0.0
-        if self.last_ts_ms is None:
-            return None
-        return max(0.0, time.time() - self.last_ts_ms / 1000)
-
-    def to_json(self) -> dict[str, Any]:
-        lag = self.lag_seconds()
-        return {
-            "name": self.name,
-            "kind": self.kind,
-            "state": self.state,
-            "error": self.error,
-            "lag_seconds": None if lag is None else round(lag, 3),
-            "last_event_ts_ms": self.last_ts_ms,
-            "offsets": dict(self.offsets),
-            **{k: self.counts.get(k, 0) for k in _OUTCOMES},
-            # DESIGN.md's names for the same count: events dead-lettered by this source.
-            "rejected": self.counts.get("dead_letter", 0),
-            "dead_lettered": self.counts.get("dead_letter", 0),
-            # Of those, records that could not even be parsed (strangler_raw_dead_letters).
-            "unparseable": self.counts.get("unparseable", 0),
-        }
-
-
-_OUTCOMES = (
-    "applied",
-    "stale",
-    "filtered",
-    "ignored",
-    "parked",
-    "dead_letter",
-    "non_owner",
-    "own_write",
-)
-"""``non_owner``: written by the side that does not own the context (dead-lettered);
-``own_write``: the worker's own write captured back and dropped (PostgreSQL; the
-SQLite triggers never capture them)."""
 
 
 class Worker:
@@ -150,10 +68,7 @@ class Worker:
                 self.sources[cfg.name] = build_source(cfg, config, base_dir)
         kinds = {c.name: c.kind for c in config.sources}
         self.status = {n: SourceStatus(n, kinds.get(n, "custom")) for n in self.sources}
-        self._open: dict[str, dict[str, int]] = {}
-        self._raw_open: dict[str, dict[str, int]] = {}
-        """target -> source -> open raw dead letters (poison) it stores."""
-        self._open_checked = 0.0
+        self.board = StatusBoard(self.sinks)
         self.directions = Directions(self.adapters, contexts or {}, owners)
         """Who owns each context, and the owner each captured stream judges by."""
 
@@ -169,6 +84,7 @@ class Worker:
                 asyncio.create_task(self._run_source(s, stop), name=f"sync-{n}")
                 for n, s in self.sources.items()
             ]
+            tasks.append(asyncio.create_task(self._prune(stop), name="sync-graveyard"))
             await asyncio.gather(*tasks)
         finally:
             follow.cancel()
@@ -186,6 +102,23 @@ class Worker:
             await _sleep_or_stop(stop, 0.1)
             await self._refresh_owners()
 
+    async def _prune(self, stop: asyncio.Event) -> None:
+        """Every ten minutes, drop graveyard entries past ``graveyard_retention``."""
+        while not stop.is_set():
+            for name, sink in self.sinks.items():
+                try:
+                    await asyncio.to_thread(self._prune_one, sink)
+                except Exception:  # a target down now is retried next round
+                    log.warning("graveyard pruning of %s failed", name, exc_info=True)
+            await _sleep_or_stop(stop, 600.0)
+
+    def _prune_one(self, sink: Sink) -> None:
+        while True:
+            with sink.engine.begin() as conn:
+                pruned = retention.prune_graveyard(conn, self.config.graveyard_retention)
+            if pruned < retention.BATCH:
+                return
+
     def resume(self, source: str) -> dict[str, int]:
         """The offsets every target agrees the source has reached (per key, the least)."""
         stored = [sink.offsets(source) for sink in self.sinks.values()]
@@ -197,8 +130,14 @@ class Worker:
     async def _run_source(self, source: Source, stop: asyncio.Event) -> None:
         status = self.status[source.name]
         delay = 0.5
+        load: Callable[[], Any] | None = getattr(source, "initial_load", None)
         while not stop.is_set():
             try:
+                if load is not None:
+                    status.state = "loading"  # the bulk initial load (snapshot.py)
+                    await asyncio.to_thread(load)
+                    load = None
+                    status.state = "starting"
                 await source.start(lambda: self.resume(source.name))
                 break
             except SyncError as exc:
@@ -207,6 +146,12 @@ class Worker:
                 await _sleep_or_stop(stop, delay)
                 delay = min(delay * 2, 10.0)
         status.state, status.error = "running", None
+        beating: asyncio.Task[None] | None = None
+        heartbeat: Heartbeat | None = getattr(source, "heartbeat", None)
+        if heartbeat is not None:
+            resumed = await asyncio.to_thread(self.resume, source.name)
+            status.tracker = LagTracker(source.name, resumed.get(HEARTBEAT_OFFSET))
+            beating = asyncio.create_task(_beat(heartbeat, status.tracker, stop))
         try:
             delay = 0.5
             while not stop.is_set():
@@ -224,12 +169,16 @@ class Worker:
                 delay = 0.5
                 status.state, status.error = "running", None
                 if batch is None:
-                    status.caught_up = True
+                    status.idle = True
                     self._report_lag(status)
                     continue
                 await self._process(source, batch, status, stop)
         finally:
             status.state = "stopped"
+            if beating is not None:
+                beating.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await beating
             await source.close()
 
     async def _process(
@@ -330,7 +279,9 @@ class Worker:
             await source.ack(batch)
         status.state, status.error = "running", None
         status.offsets.update(batch.offsets)
-        status.caught_up = False
+        status.idle = False
+        if status.tracker is not None:
+            status.tracker.applied(batch.events)
         if result.last_ts_ms is not None:
             status.last_ts_ms = result.last_ts_ms
         status.counts["unparseable"] += len(result.poison_stored)
@@ -352,6 +303,10 @@ class Worker:
             if route is not None:
                 refused_in[route[0].target].append((event, reason))
         result = BatchResult()
+        offsets = dict(batch.offsets)
+        beat = heartbeat_ms(source, batch.events)
+        if beat is not None:
+            offsets[HEARTBEAT_OFFSET] = beat  # how far this source had got, for lag
         for event in batch.events:
             route = self.adapters.route(source, event.table)
             if route is None:
@@ -361,9 +316,7 @@ class Worker:
         for name, sink in self.sinks.items():
             # Poison goes to every target: its table (so its target) is not known, and
             # each target's offsets must move past it only together with its record.
-            applied = sink.apply(
-                source, per_target[name], batch.offsets, batch.poison, refused_in[name]
-            )
+            applied = sink.apply(source, per_target[name], offsets, batch.poison, refused_in[name])
             result.counts.update(applied.counts)
             result.poison_stored |= applied.poison_stored
             if applied.last_ts_ms is not None:
@@ -381,43 +334,34 @@ class Worker:
 
     # ---------------------------------------------------------------- status
 
-    def open_counts(self) -> dict[str, dict[str, int]]:
-        """Open dead letters / parked events per target (read at most every 2 s)."""
-        now = time.monotonic()
-        if now - self._open_checked > 2.0:
-            self._open_checked = now
-            for name, sink in self.sinks.items():
-                try:
-                    with sink.engine.connect() as conn:
-                        self._open[name] = ledger.counts(conn)
-                        self._raw_open[name] = rawletters.raw_counts_by_source(conn)
-                except Exception:  # status must answer even when a target is down
-                    log.debug("cannot read open counts of %s", name, exc_info=True)
-        return dict(self._open)
-
     def snapshot(self) -> dict[str, Any]:
-        """The ``GET /api/sync`` document."""
-        targets = self.open_counts()
-        sources = [s.to_json() for s in self.status.values()]
-        for entry in sources:
-            # Stored, so it survives restarts; every target holds a copy of each poison
-            # record, hence the largest rather than the sum.
-            entry["unparseable_open"] = max(
-                (c.get(entry["name"], 0) for c in self._raw_open.values()), default=0
-            )
-        return {
-            "sources": sources,
-            "targets": [{"name": n, **c} for n, c in sorted(targets.items())],
-            "totals": {
-                "applied": sum(s["applied"] for s in sources),
-                "stale": sum(s["stale"] for s in sources),
-                "rejected": sum(s["dead_letter"] for s in sources),
-                "non_owner": sum(s["non_owner"] for s in sources),
-                "own_write": sum(s["own_write"] for s in sources),
-                "dead_lettered": sum(c.get("dead_lettered", 0) for c in targets.values()),
-                "parked": sum(c.get("parked", 0) for c in targets.values()),
-            },
-        }
+        """The ``GET /api/sync`` document (``status.py``); reads the targets' counts
+        when they are older than two seconds (blocking: not for the worker's loop)."""
+        if self.board.stale():
+            self.board.refresh()
+        return self.board.snapshot(self.status, self.sources)
+
+    async def status_document(self) -> dict[str, Any]:
+        """``snapshot()`` for the loop: the targets are read in a thread, so a slow
+        target never holds up the sources' tasks."""
+        if self.board.stale():
+            await asyncio.to_thread(self.board.refresh)
+        return self.board.snapshot(self.status, self.sources)
+
+
+async def _beat(heartbeat: Heartbeat, tracker: LagTracker, stop: asyncio.Event) -> None:
+    """Write the source's heartbeat every interval until stopped (failures are logged:
+    the lag then grows, which is the truth as far as anyone can tell)."""
+    try:
+        while not stop.is_set():
+            try:
+                beat = await asyncio.to_thread(heartbeat.write)
+                tracker.wrote(beat, heartbeat.offset)
+            except SyncError as exc:
+                log.warning("source %s: %s", tracker.source, exc)
+            await _sleep_or_stop(stop, heartbeat.interval)
+    finally:
+        await asyncio.to_thread(heartbeat.close)
 
 
 async def _sleep_or_stop(stop: asyncio.Event, seconds: float) -> None:

@@ -81,6 +81,10 @@ class TableCache:
     def clear(self) -> None:
         self._tables.clear()
 
+    def forget(self, name: str) -> None:
+        """Reflect ``name`` again next time (its columns may have changed)."""
+        self._tables.pop(name, None)
+
 
 def flush(conn: Connection, tables: TableCache, pending: PendingWrites) -> None:
     """Apply the net writes: per table deletes first, then upserts; then positions."""

@@ -1,7 +1,7 @@
 """Fixtures for the end-to-end CDC tests: one throwaway PostgreSQL cluster with
 ``wal_level=logical`` and one Tansu (Kafka-protocol) broker per test session.
 
-Both come from ``strangler.sync.localstack`` (the code ``strangler demo --stack local``
+Both come from ``strangler.devstack.localstack`` (the code ``strangler demo --stack local``
 uses) and are stopped at the end of the session. Other test areas may reuse them.
 """
 
@@ -11,7 +11,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from strangler.sync.localstack import LogicalPostgres, TansuBroker
+from strangler.devstack.localstack import LogicalPostgres, TansuBroker
 
 DATABASES = (
     "monolith",

@@ -12,9 +12,9 @@ from typing import Any
 
 import psycopg
 
-from strangler.sync.config import SyncConfig
 from strangler.sync.direction import OwnerReader
 from strangler.sync.worker import Worker
+from strangler.sync_config import SyncConfig
 
 MONOLITH_DDL = """
 CREATE TABLE customers (id INTEGER PRIMARY KEY, nm TEXT, st TEXT, cents TEXT, city TEXT,

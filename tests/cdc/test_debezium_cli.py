@@ -16,7 +16,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from strangler.sync.localstack import LogicalPostgres, free_port
+from strangler.devstack.localstack import LogicalPostgres, free_port
 from tests.cdc.harness import execute, rows, wait_until
 
 pytestmark = pytest.mark.slow

@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from strangler.sync.localstack import LogicalPostgres
+from strangler.devstack.localstack import LogicalPostgres
 from tests.cdc.harness import (
     MONOLITH_DDL,
     SERVICE_DDL,

@@ -16,7 +16,7 @@ import pytest
 from kafka import KafkaAdminClient, KafkaProducer
 from kafka.admin import NewTopic
 
-from strangler.sync.localstack import TansuBroker
+from strangler.devstack.localstack import TansuBroker
 from tests.cdc.harness import WorkerThread, execute, rows, wait_until
 
 pytestmark = pytest.mark.slow

@@ -14,10 +14,10 @@ from typing import Any
 
 import pytest
 
-from strangler.sync.localstack import LogicalPostgres, TansuBroker
+from strangler.devstack.localstack import LogicalPostgres, TansuBroker
+from strangler.devstack.relay import DebeziumRelay
 from strangler.sync.sources.debezium_config import DebeziumOptions, connector_properties
 from strangler.sync.sources.kafka import KafkaSource
-from strangler.sync.sources.relay import DebeziumRelay
 from tests.cdc.harness import (
     MONOLITH_DDL,
     SERVICE_DDL,

@@ -9,9 +9,9 @@ import pytest
 from pydantic import ValidationError
 
 from strangler.errors import ConfigError
-from strangler.sync.config import SyncConfig
 from strangler.sync.sources import debezium
 from strangler.sync.sources.debezium_config import DebeziumOptions, connector_properties
+from strangler.sync_config import SyncConfig
 
 PG = "postgresql://dbz:s%40cret@monolith-db:6543/shop"
 

@@ -18,9 +18,9 @@ import pytest
 
 from strangler.control.ownership import Ownership
 from strangler.control.state import MemoryStateStore
-from strangler.sync.config import SyncConfig
+from strangler.devstack.localstack import LogicalPostgres
 from strangler.sync.drain import drain_tables
-from strangler.sync.localstack import LogicalPostgres
+from strangler.sync_config import SyncConfig
 from tests.cdc.harness import WorkerThread, execute, rows, wait_until
 
 pytestmark = pytest.mark.slow

@@ -20,14 +20,14 @@ import pytest
 
 from strangler.control.ownership import Ownership
 from strangler.control.state import MemoryStateStore
+from strangler.devstack.localstack import LogicalPostgres, TansuBroker
+from strangler.devstack.relay import DebeziumRelay
 from strangler.errors import ConfigError
-from strangler.sync.config import SyncConfig
 from strangler.sync.drain import drain_tables
-from strangler.sync.localstack import LogicalPostgres, TansuBroker
 from strangler.sync.sources.debezium_config import DebeziumOptions, connector_properties
 from strangler.sync.sources.kafka import KafkaSource
-from strangler.sync.sources.relay import DebeziumRelay
 from strangler.sync.watermark import WATERMARK_DDL
+from strangler.sync_config import SyncConfig
 from tests.cdc.harness import WorkerThread, execute, rows, wait_until
 from tests.cdc.test_two_way_debezium import MONOLITH, SERVICE
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from strangler.sync.localstack import LogicalPostgres
+from strangler.devstack.localstack import LogicalPostgres
 
 from .shop import postgres_databases, shop
 from .test_shop import ten_cutovers_under_four_writers

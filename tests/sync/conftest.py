@@ -11,7 +11,7 @@ from typing import Any
 import psycopg
 import pytest
 
-from strangler.sync.config import SyncConfig
+from strangler.sync_config import SyncConfig
 
 PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/postgres"
 

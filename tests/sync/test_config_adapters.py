@@ -12,8 +12,8 @@ import pytest
 from strangler.config import load_config, parse_config_text
 from strangler.errors import ChangeEventError, ConfigError
 from strangler.sync.adapters import AdapterSet, DeclarativeAdapter
-from strangler.sync.config import ColumnMap
 from strangler.sync.model import ChangeEvent, Op, Position, RowDelete, RowUpsert
+from strangler.sync_config import ColumnMap
 
 HEAD = """
 legacy: monolith

@@ -10,8 +10,8 @@ from pathlib import Path
 
 from sqlalchemy import text
 
-from strangler.sync.config import SyncConfig
 from strangler.sync.worker import Worker
+from strangler.sync_config import SyncConfig
 
 
 def make(tmp_path: Path) -> SyncConfig:

@@ -14,8 +14,8 @@ from typing import Any
 from adapters.customers import CustomerRows
 from strangler.errors import ConfigError
 from strangler.sync.adapters import AdapterSet, DeclarativeAdapter, reverse_adapter
-from strangler.sync.config import ColumnMap, SyncConfig
 from strangler.sync.model import ChangeEvent, Position, RowDelete, RowUpsert
+from strangler.sync_config import ColumnMap, SyncConfig
 
 ORDERS = {
     "table": "orders",

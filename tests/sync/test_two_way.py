@@ -14,9 +14,9 @@ from strangler.control.ownership import Ownership
 from strangler.control.state import MemoryStateStore
 from strangler.errors import StateStoreError
 from strangler.sync.drain import DrainTimeout, drain_tables
-from strangler.sync.source import Batch, ResumeLookup, Source
-from strangler.sync.verify import Verifier
-from strangler.sync.worker import Worker, build_source
+from strangler.sync.source import Batch, ResumeLookup, Source, build_source
+from strangler.sync.verify_back import WayBackVerifier
+from strangler.sync.worker import Worker
 from tests.sync.twoway import (
     CONTEXTS,
     changes,
@@ -309,7 +309,7 @@ async def test_reverse_verify_finds_and_repairs_drift_in_the_monolith(tmp_path: 
             lambda: rows(tmp_path / "shop.db", "SELECT COUNT(*) FROM customer") == [(3,)],
             "the service's customers in the monolith",
         )
-    verifier = Verifier(config, reverse=True)
+    verifier = WayBackVerifier(config)
     assert verifier.run(lag_window=0).drift == []
     # Drift on the monolith's side: a changed name, a lost address, a row nobody owns.
     write(
@@ -326,8 +326,8 @@ async def test_reverse_verify_finds_and_repairs_drift_in_the_monolith(tmp_path: 
     assert "cust_nm: 'tampered' != 'c1'" in lines[0] + lines[1]
     assert "addr_city: '' != 'Springfield'" in lines[0] + lines[1]
     assert 'monolith.customer {"cust_id":99}' in lines[2]
-    assert Verifier(config, reverse=True).run(repair=True, lag_window=0).repaired == 3
-    assert Verifier(config, reverse=True).run(lag_window=0).drift == []
+    assert WayBackVerifier(config).run(repair=True, lag_window=0).repaired == 3
+    assert WayBackVerifier(config).run(lag_window=0).drift == []
     assert rows(tmp_path / "shop.db", "SELECT cust_nm, addr_city FROM customer ORDER BY 1") == [
         ("c1", "Springfield"), ("c2", "Springfield"), ("c3", "Springfield")
     ]  # fmt: skip

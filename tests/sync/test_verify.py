@@ -13,10 +13,10 @@ import psycopg
 from sqlalchemy import text
 
 from strangler.sync.adapters import AdapterSet
-from strangler.sync.config import SyncConfig
 from strangler.sync.model import ChangeEvent, Position
 from strangler.sync.sink import Sink
 from strangler.sync.verify import Verifier
+from strangler.sync_config import SyncConfig
 
 
 def config(monolith: str, target: str) -> SyncConfig:

@@ -21,9 +21,9 @@ from sample_monolith import db as monolith_db
 from sample_services.customers import db as service_db
 from strangler.control.ownership import Ownership
 from strangler.control.state import MemoryStateStore
-from strangler.sync.config import SyncConfig
 from strangler.sync.source import Source
 from strangler.sync.worker import Worker
+from strangler.sync_config import SyncConfig
 
 CONTEXTS = {"customers": ("customer",), "orders": ("ORD_HDR",)}
 

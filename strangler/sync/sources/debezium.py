@@ -20,7 +20,7 @@ import hashlib
 import logging
 import queue
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -29,15 +29,21 @@ from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 
 from strangler.errors import ConfigError, Problem, SyncError
-from strangler.sync.config import SourceConfig, SyncConfig
+from strangler.sync.adapters import AdapterSet
 from strangler.sync.db import db_error, open_engine
 from strangler.sync.envelope import TypeRegistry
+from strangler.sync.keys import TableKey
+from strangler.sync.lag import QUALIFIED, Heartbeat
 from strangler.sync.model import ChangeEvent
 from strangler.sync.poison import Poison, parse_or_poison
+from strangler.sync.snapshot import BulkLoad, LoadResult
 from strangler.sync.source import Batch, ResumeLookup
+from strangler.sync.sources.debezium_capture import CapturePlan, plan_capture
 from strangler.sync.sources.debezium_config import DebeziumOptions, connector_properties
 from strangler.sync.sources.embedded_engine import EmbeddedEngine, RawRecord
-from strangler.sync.watermark import WATERMARK_DDL
+from strangler.sync.sources.pg_types import catalog_types, merged
+from strangler.sync.watermark import WATERMARK_DDL, WATERMARK_TABLE
+from strangler.sync_config import SourceConfig, SyncConfig
 
 log = logging.getLogger("strangler.sync")
 
@@ -78,14 +84,31 @@ class DebeziumSource:
         log_level: str = "WARN",
         jvm_opts: Sequence[str] = (),
         database: str | None = None,
+        prepare: Callable[[], CapturePlan] | None = None,
+        user_keys: Sequence[str] = (),
+        heartbeat: Heartbeat | None = None,
+        initial_load: Callable[[], LoadResult] | None = None,
+        column_types: Callable[[Sequence[str]], dict[str, dict[str, str]]] | None = None,
     ) -> None:
         self.name = name
         self.database = database
         """The captured database's URL: its watermark table is created before capture."""
         self.properties = dict(properties)
+        self._prepare = prepare
+        """Checks the tables and creates the publication (``debezium_capture.py``)."""
+        self.heartbeat = heartbeat
+        """Written by the worker into the monolith and read back for lag (``lag.py``)."""
+        self.initial_load = initial_load
+        """``snapshot: bulk``: the worker runs this before ``start`` (``snapshot.py``)."""
+        self._column_types = column_types
+        """Schemas off: reads the captured tables' column kinds (``pg_types``)."""
+        self.refused: tuple[TableKey, ...] = ()
+        """Tables left out because capturing them would be unsafe (see ``keys.py``)."""
         self.types = types or {}
         self._log_level = log_level
         self._jvm_opts = tuple(jvm_opts)
+        self._user_keys = frozenset(user_keys)
+        """Properties the user set in ``options.properties``: they win over ``prepare``."""
         self._handoff: queue.Queue[_Delivery] = queue.Queue(maxsize=1)
         self._engine: EmbeddedEngine | None = None
         self._in_hand: _InHand | None = None
@@ -99,7 +122,18 @@ class DebeziumSource:
         # committed; the target's offsets are informational here (see docstring).
         if self._engine is not None:
             return
-        if self.database is not None and "table.include.list" in self.properties:
+        if self._prepare is not None:
+            # The plan creates the watermark table too (captured with the tables).
+            plan = await asyncio.to_thread(self._prepare)
+            self.refused = plan.refused
+            if self._column_types is not None:
+                found = await asyncio.to_thread(self._column_types, plan.captured)
+                self.types = merged(found, self.types)
+            # The user's own ``properties:`` still win over the plan.
+            user = {k: v for k, v in self.properties.items() if k in self._user_keys}
+            self.properties.update(plan.properties)
+            self.properties.update(user)
+        elif self.database is not None and "table.include.list" in self.properties:
             # A filtered publication only takes tables that exist when it is created.
             await asyncio.to_thread(_ensure_watermarks, self.database)
         engine = EmbeddedEngine(
@@ -221,7 +255,7 @@ def build(
     base_dir: Path | None = None,
     types: TypeRegistry | None = None,
 ) -> DebeziumSource:
-    """The worker's factory for ``kind: debezium`` (see ``worker.SOURCE_MODULES``)."""
+    """The worker's factory for ``kind: debezium`` (see ``sync_config.SOURCE_KINDS``)."""
     where = f"sync.sources[{config.name}].options"
     options = DebeziumOptions.parse(config.options, where)
     offsets_url: str | None = None
@@ -232,6 +266,36 @@ def build(
     ):
         options = options.model_copy(update={"offset_file": str(base_dir / options.offset_file)})
     properties = connector_properties(config.name, options, offsets_url)
+    heartbeat = (
+        Heartbeat(config.name, options.database, options.heartbeat) if options.heartbeat else None
+    )
+
+    def prepare() -> CapturePlan:
+        # strangler's own tables, always safe to capture: the drain's watermarks (in the
+        # captured tables' schema, ordered with them: watermark.py) and the heartbeat.
+        _ensure_watermarks(options.database)
+        schema = options.tables[0].rpartition(".")[0] if options.tables else ""
+        own: tuple[str, ...] = (f"{schema or 'public'}.{WATERMARK_TABLE}",)
+        if heartbeat is not None:
+            heartbeat.ensure_table()
+            own += (QUALIFIED,)
+        return plan_capture(config.name, options, sync, extra=own)
+
+    def initial_load() -> LoadResult:
+        plan = prepare()  # the publication must exist before the slot is created
+        adapters = AdapterSet(sync, base_dir)
+        return BulkLoad(
+            config.name,
+            options.database,
+            properties["slot.name"],
+            plan.captured,
+            adapters,
+            dict(sync.targets),
+            chunk_rows=options.load_chunk_rows,
+            parallel=options.load_parallel,
+            offset_table=options.offset_table,
+        ).run()
+
     return DebeziumSource(
         config.name,
         properties,
@@ -239,6 +303,13 @@ def build(
         log_level=options.log_level,
         jvm_opts=options.jvm_opts,
         database=options.database,
+        prepare=prepare,
+        user_keys=tuple(options.properties),
+        heartbeat=heartbeat,
+        initial_load=initial_load if options.snapshot == "bulk" else None,
+        column_types=(
+            None if options.schemas else lambda tables: catalog_types(options.database, tables)
+        ),
     )
 
 

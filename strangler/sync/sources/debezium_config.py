@@ -18,6 +18,7 @@ from pydantic import Field, ValidationError, field_validator
 from strangler.errors import ConfigError, Problem
 from strangler.schema import Section
 from strangler.sync.watermark import WATERMARK_TABLE
+from strangler.units import Duration
 
 
 class DebeziumOptions(Section):
@@ -40,14 +41,24 @@ class DebeziumOptions(Section):
     offset_target: str | None = None
     """With ``offsets: target``: which of ``sync.targets`` (default: the only one)."""
     offset_table: str = "strangler_debezium_offsets"
-    schemas: bool = True
-    """JSON converter with schemas: types travel with each event (no ``types:`` needed)."""
+    schemas: bool = False
+    """JSON converter with schemas (types travel with every event, most of its bytes);
+    off by default: the column types are read once from the monolith's catalog."""
     snapshot: str = "initial"
-    """Debezium ``snapshot.mode``: initial, no_data, always, initial_only, when_needed."""
+    """``bulk``: strangler's own initial load (COPY, parallel chunks; ``snapshot.py``),
+    then Debezium streams from the load's consistent point; or a Debezium
+    ``snapshot.mode``: initial, no_data, always, initial_only, when_needed."""
+    load_parallel: int = Field(2, ge=1, le=32)
+    """With ``snapshot: bulk``: chunks loaded at once."""
+    load_chunk_rows: int = Field(100_000, ge=1000)
+    """With ``snapshot: bulk``: rows per chunk (the unit of progress after a crash)."""
     offset_flush_ms: int = Field(1000, ge=0)
     """How often Debezium saves its offsets (0: after every batch)."""
-    max_batch_size: int = Field(2048, ge=1)
+    max_batch_size: int = Field(4096, ge=1)
     poll_interval_ms: int = Field(50, ge=1)
+    heartbeat: Duration = 1.0
+    """How often the worker bumps its row in the monolith's ``strangler_heartbeat`` to
+    measure lag honestly (0: off; then lag is only known while events flow)."""
     properties: dict[str, str] = {}
     """Extra Debezium properties; they win over the ones derived above."""
     log_level: str = "WARN"
@@ -118,7 +129,8 @@ def connector_properties(
         "slot.name": options.slot or f"strangler_{safe}",
         "publication.name": options.publication or f"strangler_{safe}",
         "publication.autocreate.mode": "filtered" if options.tables else "all_tables",
-        "snapshot.mode": options.snapshot,
+        # bulk: strangler loads the tables itself, Debezium only streams.
+        "snapshot.mode": "no_data" if options.snapshot == "bulk" else options.snapshot,
         # Exact values: decimals as strings; truncates are events too (default skips them).
         "decimal.handling.mode": "string",
         "skipped.operations": "none",

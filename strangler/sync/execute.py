@@ -1,0 +1,121 @@
+"""Writing planned events into one target: the heart of exactly-once apply.
+
+Every write is checked against the position stored for its target row: an event not
+newer than it is ``stale`` for that row and skipped (replays, redeliveries and
+reordering cannot regress a row; a deleted row's position stays behind so an old
+upsert cannot bring it back). A truncate raises its table's floor: a later-arriving
+event older than it is stale too. The survivors are flushed set-wise
+(``writer.flush``), their positions with them. Nothing here commits: the sink owns
+the transaction.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy import Connection
+
+from strangler.sync import ledger
+from strangler.sync.codec import key_from_text, key_text
+from strangler.sync.model import ChangeEvent, RowDelete, RowWrite
+from strangler.sync.schema import SchemaGuard
+from strangler.sync.writer import PendingWrites, TableCache, delete_keys, flush
+
+Outcome = str
+"""applied | stale | filtered | parked | dead_letter"""
+
+
+@dataclass
+class Planned:
+    """An event and the writes its adapter made of it (or a default truncate)."""
+
+    event: ChangeEvent
+    writes: list[RowWrite]
+    truncate: bool = False
+
+
+def execute(
+    conn: Connection,
+    tables: TableCache,
+    schema: SchemaGuard,
+    items: list[Planned],
+    force: bool = False,
+) -> list[Outcome]:
+    """Stale-check every write against stored positions, then write the survivors."""
+    for item in items:  # parked and retried events too: leave out unneeded new columns
+        item.writes = schema.fit(conn, item.event, item.writes, note=False)[0]
+    wanted: dict[str, set[str]] = {}
+    row_keys = [[key_text(w.key) for w in item.writes] for item in items]
+    for item, keys in zip(items, row_keys, strict=True):
+        for write, row_key in zip(item.writes, keys, strict=True):
+            wanted.setdefault(write.table, set()).add(row_key)
+    known = {t: ledger.load_positions(conn, t, keys) for t, keys in wanted.items()}
+    floors = {s: ledger.load_floors(conn, s) for s in {i.event.source for i in items}}
+    pending = PendingWrites()
+    outcomes: list[Outcome] = []
+    for item, keys in zip(items, row_keys, strict=True):
+        event = item.event
+        floor = floors[event.source].get(event.table)
+        # Behind the table's last truncate (a row event from another partition
+        # overtaken by it, or the same truncate sent to every partition): applying
+        # it would resurrect a truncated row.
+        if (
+            not force
+            and floor is not None
+            and (event.position < floor or (event.op == "t" and event.position <= floor))
+        ):
+            outcomes.append("stale")
+            continue
+        if event.op == "t":
+            floors[event.source][event.table] = event.position
+            ledger.save_floor(conn, event.source, event.table, event.position)
+        if item.truncate:
+            flush(conn, tables, pending)
+            pending = PendingWrites()
+            truncate(conn, tables, item.event, known)
+            outcomes.append("applied")
+            continue
+        applied = stale = 0
+        for write, row_key in zip(item.writes, keys, strict=True):
+            state = known.setdefault(write.table, {}).get(row_key)
+            if not force and state is not None and item.event.position <= state.position:
+                stale += 1
+                continue
+            pending.add(write, row_key, item.event.position, item.event.table)
+            deleted = isinstance(write, RowDelete)
+            known[write.table][row_key] = ledger.RowState(item.event.position, deleted)
+            applied += 1
+        outcomes.append("applied" if applied else "stale" if stale else "filtered")
+    flush(conn, tables, pending)
+    return outcomes
+
+
+def truncate(
+    conn: Connection,
+    tables: TableCache,
+    event: ChangeEvent,
+    known: dict[str, dict[str, ledger.RowState]],
+) -> None:
+    """Default truncate: delete every live target row that came from the table."""
+    doomed: dict[str, list[str]] = {}
+    for table, row_key, position in ledger.live_rows_from(conn, event.table):
+        if position < event.position:
+            doomed.setdefault(table, []).append(row_key)
+    for table, row_keys in doomed.items():
+        delete_keys(conn, tables.get(conn, table), [key_from_text(k) for k in row_keys])
+        ledger.save_positions(
+            conn,
+            [
+                {
+                    "target_table": table,
+                    "row_key": k,
+                    "pos_commit": event.position.commit,
+                    "pos_seq": event.position.seq,
+                    "deleted": True,
+                    "source_table": event.table,
+                }
+                for k in row_keys
+            ],
+        )
+        for k in row_keys:
+            known.setdefault(table, {})[k] = ledger.RowState(event.position, True)
