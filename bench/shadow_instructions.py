@@ -1,7 +1,7 @@
 """Shadow cost in CPU instructions: a figure the machine's other load cannot move.
 
 Run: python3 bench/shadow_instructions.py [--requests 3000] [--connections 16] [--rounds 3]
-                                         [--build compiled|pure]
+                                         [--build compiled|pure] [--access-log FILE]
 
 Runs ``strangler serve --workers 1`` under ``valgrind --tool=callgrind`` in front
 of nginx (the same routes as ``bench/shadow.py``), warms each route up, zeroes
@@ -19,7 +19,8 @@ VM swing by 2x. How many mirrors share one write and one read still varies from
 run to run (and the per-batch costs with it), so it alternates the routes and
 reports medians. ``--build pure`` runs the compiled modules' sources
 (``STRANGLER_PURE=1``), for a side-by-side with the compiled build. Prints a
-Markdown snippet.
+Markdown snippet. ``--access-log FILE`` serves with ``access_log: FILE``: compare
+its pass-through figure with a run without (the access log's cost per request).
 """
 
 from __future__ import annotations
@@ -88,6 +89,7 @@ def main() -> None:
         choices=["compiled", "pure"],
         help="the installed build, or its modules as pure Python (STRANGLER_PURE=1)",
     )
+    parser.add_argument("--access-log", help="serve with access_log: this file")
     args = parser.parse_args()
     env = {**os.environ, "STRANGLER_PURE": "1" if args.build == "pure" else ""}
     version = subprocess.run(
@@ -102,6 +104,9 @@ def main() -> None:
         tmp = Path(name)
         legacy, new, slow, port, admin = (free_port() for _ in range(5))
         out = tmp / "callgrind.out"
+        config = routes_yaml(tmp, port, admin, legacy, new, slow)
+        if args.access_log:
+            config.write_text(config.read_text() + f"access_log: {args.access_log}\n")
         nginx = subprocess.Popen(
             ["nginx", "-p", str(tmp), "-c", str(nginx_conf(tmp, legacy, new)), "-g", "daemon off;"],
             stderr=subprocess.DEVNULL,
@@ -116,7 +121,7 @@ def main() -> None:
                 "strangler",
                 "serve",
                 "-c",
-                str(routes_yaml(tmp, port, admin, legacy, new, slow)),
+                str(config),
                 "--workers",
                 "1",
             ],
