@@ -1,6 +1,7 @@
 """Pass-through benchmark: upstream direct vs NGINX as a proxy vs strangler, side by side.
 
-    python bench/proxy.py [--rounds 5] [--duration 10] [--workers 2] [--uvloop] [--write]
+    python bench/proxy.py [--rounds 5] [--duration 10] [--workers 2] [--uvloop] [--access-log]
+                          [--write]
 
 Starts (all on free loopback ports, in a temp folder, as child processes):
 
@@ -18,7 +19,10 @@ Then, for several rounds, runs ``wrk -t2 -c64`` against each in turn and reports
 medians: req/s, p50/p99 latency, CPU-µs per request (utime+stime of the proxy's
 processes from /proc, divided by requests served) and the ratio to NGINX; then
 the per-hop latency at one connection (``wrk -c1``: proxy p50 minus direct p50)
-and 10 vs 10,000 routes. ``--write`` records the table in bench/results/proxy.md.
+and 10 vs 10,000 routes. ``--access-log`` adds the same strangler with
+``access_log:`` to a file, in the same rounds, and prints its throughput and
+CPU per request as ratios to the one without. ``--write`` records the table in
+bench/results/proxy.md.
 Installs nginx and wrk with apt-get if they are missing.
 """
 
@@ -130,8 +134,11 @@ def start_nginx(tmp: Path, name: str, workers: int, server: str) -> subprocess.P
     return subprocess.Popen(["nginx", "-c", str(conf), "-p", str(tmp)], stderr=subprocess.DEVNULL)
 
 
-def routes_yaml(tmp: Path, name: str, port: int, upstream: int, routes: int) -> Path:
+def routes_yaml(
+    tmp: Path, name: str, port: int, upstream: int, routes: int, access_log: bool = False
+) -> Path:
     lines = [
+        *([f"access_log: {tmp / (name + '.access.log')}"] if access_log else []),
         f"listen: 127.0.0.1:{port}",
         f"admin: {{listen: 127.0.0.1:{free_port()}}}",
         f"state: {{url: 'redis://127.0.0.1:6379/0', namespace: bench-{uuid.uuid4().hex[:8]}}}",
@@ -251,6 +258,9 @@ def main() -> int:
     parser.add_argument(
         "--uvloop", action="store_true", help="also run bare ProxyServer workers on uvloop"
     )
+    parser.add_argument(
+        "--access-log", action="store_true", help="also run strangler with access_log: on"
+    )
     args = parser.parse_args()
     ensure_tools()
     if args.uvloop and importlib.util.find_spec("uvloop") is None:
@@ -261,7 +271,7 @@ def main() -> int:
     tmp.chmod(0o777)
     procs: list[subprocess.Popen[bytes]] = []
     try:
-        up, ngx, s10, s10k, bare = (free_port() for _ in range(5))
+        up, ngx, s10, s10k, bare, slog = (free_port() for _ in range(6))
         body = BODY.replace("'", "")
         upstream = start_nginx(
             tmp,
@@ -285,13 +295,19 @@ def main() -> int:
         small = start_strangler(routes_yaml(tmp, "s10", s10, up, 10), args.workers)
         big = start_strangler(routes_yaml(tmp, "s10k", s10k, up, 10_000), args.workers)
         procs += [small, big]
+        if args.access_log:
+            logged = start_strangler(
+                routes_yaml(tmp, "slog", slog, up, 10, access_log=True), args.workers
+            )
+            procs.append(logged)
         uv_workers: list[subprocess.Popen[bytes]] = []
         if args.uvloop:
             uv_workers = start_bare_workers(
                 routes_yaml(tmp, "bare", bare, up, 10), bare, args.workers
             )
             procs += uv_workers
-        for port in (up, ngx, s10, s10k, *([bare] if args.uvloop else [])):
+        ports = [up, ngx, s10, s10k, *([bare] if args.uvloop else [])]
+        for port in ports + ([slog] if args.access_log else []):
             wait_for_port(port, 120)
         time.sleep(2)
 
@@ -314,6 +330,12 @@ def main() -> int:
                 f"ProxyServer on uvloop ({args.workers} procs)",
                 f"http://127.0.0.1:{bare}{path}",
                 lambda: [pid for w in uv_workers for pid in descendants(w.pid)],
+            )
+        if args.access_log:
+            targets["logged"] = Target(
+                f"strangler, access log on ({args.workers} workers)",
+                f"http://127.0.0.1:{slog}{path}",
+                lambda: descendants(logged.pid),
             )
         big_target = Target(
             "strangler, 10,000 routes",
@@ -354,8 +376,18 @@ def main() -> int:
                 proc.kill()
         shutil.rmtree(tmp, ignore_errors=True)
 
-    report = render(args, results, single, routes, {k: t.name for k, t in targets.items()})
+    logged_runs = results.pop("logged", None)
+    single.pop("logged", None)
+    names = {k: t.name for k, t in targets.items() if k != "logged"}
+    report = render(args, results, single, routes, names)
     print(report)
+    if logged_runs is not None:
+        on, off = median_run(logged_runs), median_run(results["strangler"])
+        print(
+            f"access log on: {on.rps:.0f} req/s, {on.cpu_us:.1f} CPU-us/req; off: "
+            f"{off.rps:.0f} req/s, {off.cpu_us:.1f} CPU-us/req; throughput ratio "
+            f"{on.rps / off.rps:.3f}, CPU per request ratio {on.cpu_us / off.cpu_us:.3f}"
+        )
     if args.write:
         out = ROOT / "bench" / "results" / "proxy.md"
         out.parent.mkdir(parents=True, exist_ok=True)

@@ -1,6 +1,7 @@
 """Shadow cost in CPU instructions: a figure the machine's other load cannot move.
 
 Run: python3 bench/shadow_instructions.py [--requests 3000] [--connections 16] [--rounds 3]
+                                         [--access-log FILE]
 
 Runs ``strangler serve --workers 1`` under ``valgrind --tool=callgrind`` in front
 of nginx (the same routes as ``bench/shadow.py``), warms each route up, zeroes
@@ -16,7 +17,8 @@ read per batch). So the ratio below overstates the CPU-time cost a little, and
 it does not depend on the machine's other load, where wall-clock runs on a shared
 VM swing by 2x. How many mirrors share one write and one read still varies from
 run to run (and the per-batch costs with it), so it alternates the routes and
-reports medians. Prints a Markdown snippet.
+reports medians. Prints a Markdown snippet. ``--access-log FILE`` runs the same
+with ``access_log: FILE`` (compare its pass-through figure with a run without).
 """
 
 from __future__ import annotations
@@ -79,12 +81,16 @@ def main() -> None:
     parser.add_argument(
         "--keep", type=Path, help="copy the callgrind dumps here (callgrind_annotate)"
     )
+    parser.add_argument("--access-log", help="serve with access_log: this file")
     args = parser.parse_args()
     per_request: dict[str, list[float]] = {"pass": [], args.route: []}
     with tempfile.TemporaryDirectory() as name:
         tmp = Path(name)
         legacy, new, slow, port, admin = (free_port() for _ in range(5))
         out = tmp / "callgrind.out"
+        config = routes_yaml(tmp, port, admin, legacy, new, slow)
+        if args.access_log:
+            config.write_text(config.read_text() + f"access_log: {args.access_log}\n")
         nginx = subprocess.Popen(
             ["nginx", "-p", str(tmp), "-c", str(nginx_conf(tmp, legacy, new)), "-g", "daemon off;"],
             stderr=subprocess.DEVNULL,
@@ -99,7 +105,7 @@ def main() -> None:
                 "strangler",
                 "serve",
                 "-c",
-                str(routes_yaml(tmp, port, admin, legacy, new, slow)),
+                str(config),
                 "--workers",
                 "1",
             ],

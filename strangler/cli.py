@@ -46,13 +46,6 @@ def _parser() -> argparse.ArgumentParser:
         help="proxy processes (default: one per core; see README: Workers)",
     )
     serve.add_argument(
-        "--grace",
-        type=float,
-        default=10.0,
-        metavar="SECONDS",
-        help="on SIGTERM/SIGINT, how long in-flight requests may finish (default 10)",
-    )
-    serve.add_argument(
         "--local-copy",
         metavar="PATH",
         help="where this replica keeps the last state it saw (default: state.local_copy)",
@@ -62,6 +55,13 @@ def _parser() -> argparse.ArgumentParser:
         choices=["auto", "asyncio", "uvloop"],
         default="auto",
         help="event loop (auto: uvloop when installed)",
+    )
+    serve.add_argument(
+        "--grace",
+        type=float,
+        default=None,
+        metavar="SECONDS",
+        help="on SIGTERM, how long in-flight requests may finish; then 503 (default: 10)",
     )
 
     check = sub.add_parser("check", help="validate a routes.yaml")

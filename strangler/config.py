@@ -142,6 +142,19 @@ class RouteConfig(_Model):
     adapter: str | DeclarativeAdapterConfig | None = None
     shadow: ShadowConfig | None = None
     rollback: RollbackConfig | None = None
+    upgrade: tuple[str, ...] | None = None
+    """Protocols tunnelled on ``Upgrade`` besides ``websocket`` (others are stripped);
+    None when absent, so a route's document in the admin API is unchanged."""
+
+    @field_validator("upgrade")
+    @classmethod
+    def _upgrade(cls, value: tuple[str, ...] | None) -> tuple[str, ...] | None:
+        if value is None:
+            return None
+        for protocol in value:
+            if not re.fullmatch(r"[A-Za-z0-9!#$%&'*+.^_`|~/-]+", protocol):
+                raise ValueError(f"{protocol!r} is not a protocol name")
+        return tuple(p.lower() for p in value)
 
     @field_validator("name")
     @classmethod
@@ -249,6 +262,8 @@ class Config(_Model):
     limits: LimitsConfig = LimitsConfig()
     tls: TlsConfig | None = None
     pin_header: str | None = None
+    access_log: str | None = None
+    """One JSON line per request: ``-`` (stdout) or a file path; off when absent."""
     sync: SyncConfig | None = None
     contexts: Mapping[str, ContextConfig] = {}
     _source: Source = PrivateAttr(default_factory=lambda: Source(None))

@@ -1,4 +1,4 @@
-"""``strangler serve -c routes.yaml [--workers N]``: run the proxy until stopped.
+"""``strangler serve -c routes.yaml [--workers N] [--grace SECONDS]``: run the proxy until stopped.
 
 Validates the config like ``strangler check`` (bad config: one line per
 problem, exit 2), then hands over to :mod:`strangler.process`. Exit 0 after a
@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import argparse
 import logging
+import sys
 
 from strangler.commands.check import validate
 from strangler.process import serve
+from strangler.serve import SHUTDOWN_GRACE
 
 
 def run(args: argparse.Namespace) -> int:
@@ -22,4 +24,8 @@ def run(args: argparse.Namespace) -> int:
     if args.local_copy:
         state = config.state.model_copy(update={"local_copy": args.local_copy})
         config = config.model_copy(update={"state": state})
-    return serve(args.config, config, args.workers, grace=args.grace, loop=args.loop)
+    grace = SHUTDOWN_GRACE if args.grace is None else args.grace
+    if grace < 0:
+        print(f"strangler serve: --grace {grace:g}: must be 0 seconds or more", file=sys.stderr)
+        return 2
+    return serve(args.config, config, args.workers, grace=grace, loop=args.loop)

@@ -6,8 +6,13 @@ rewrites it for the new service; the new service's answer is buffered into an
 :class:`~strangler.message.HttpResponse` and ``adapter.response()`` turns it
 back into what the legacy client expects, sent with a fresh Content-Length.
 
-An adapter that raises (or returns something that is not a request/response)
-is answered with a JSON 502 naming the route and counted as ``error="adapter"``
+What an adapter returns is checked before it reaches the wire
+(:func:`checked_request`, :func:`checked_response`): a method that is not a
+token, a path that does not start with ``/`` or holds a space or control byte,
+a header name that is not a token, a value with CR, LF or NUL, a status outside
+100..599. An adapter that raises or returns such output (or something that is
+not a request/response) is answered with a JSON 502 naming the adapter and its
+route and counted as ``error="adapter"``
 — or, when the decision allows fallback (safe method, ``fallback: true``), by
 legacy with the original request. The same holds for the new upstream failing.
 Requests answered by legacy never pass through the adapter.
@@ -16,6 +21,8 @@ Requests answered by legacy never pass through the adapter.
 from __future__ import annotations
 
 import logging
+import re
+from collections.abc import Iterable
 
 from strangler.adapter import HttpAdapter
 from strangler.errors import BodyTooLarge, MalformedBody
@@ -27,8 +34,52 @@ from strangler.proxy.outcome import Answer, Failure
 from strangler.proxy.request import as_message, decoded
 from strangler.proxy.responses import error_response
 from strangler.proxy.roundtrip import raw_headers, rewritten_head
+from strangler.routing.table import Route
 
 log = logging.getLogger(__name__)
+
+_TOKEN = re.compile(r"[A-Za-z0-9!#$%&'*+.^_`|~-]+")
+_TARGET = re.compile(r"/[^\x00-\x20\x7f]*")
+_VALUE = re.compile(r"[^\r\n\x00]*")
+
+
+class BadAdapterOutput(ValueError):
+    """An adapter returned what cannot go on the wire as it is."""
+
+
+def checked_request(out: object) -> HttpRequest:
+    """``out`` if it is a request that can be written as it is; else BadAdapterOutput."""
+    if not isinstance(out, HttpRequest):
+        raise BadAdapterOutput(f"request() returned {type(out).__name__}, not HttpRequest")
+    if not _TOKEN.fullmatch(out.method):
+        raise BadAdapterOutput(f"request() returned the method {out.method[:60]!r}")
+    if not _TARGET.fullmatch(out.target):
+        raise BadAdapterOutput(f"request() returned the target {out.target[:60]!r}")
+    _check_headers("request", out.headers.items())
+    return out
+
+
+def checked_response(out: object) -> HttpResponse:
+    """``out`` if it is a response that can be written as it is; else BadAdapterOutput."""
+    if not isinstance(out, HttpResponse):
+        raise BadAdapterOutput(f"response() returned {type(out).__name__}, not HttpResponse")
+    if not isinstance(out.status, int) or not 100 <= out.status <= 599:
+        raise BadAdapterOutput(f"response() returned the status {out.status!r}")
+    _check_headers("response", out.headers.items())
+    return out
+
+
+def _check_headers(method: str, headers: Iterable[tuple[str, str]]) -> None:
+    for name, value in headers:
+        if not _TOKEN.fullmatch(name):
+            raise BadAdapterOutput(f"{method}() returned the header name {name[:60]!r}")
+        if not _VALUE.fullmatch(value):
+            raise BadAdapterOutput(f"{method}() returned a {name} value with CR, LF or NUL")
+
+
+def adapter_name(route: Route) -> str:
+    spec = route.config.adapter
+    return spec if isinstance(spec, str) else "declarative"
 
 
 async def adapted(fw: Forwarder, ex: Exchange, adapter: HttpAdapter) -> Answer:
@@ -51,9 +102,7 @@ async def adapted(fw: Forwarder, ex: Exchange, adapter: HttpAdapter) -> Answer:
     original = as_message(req, decision.path, decision.params, body)
 
     try:
-        rewritten = adapter.request(original)
-        if not isinstance(rewritten, HttpRequest):
-            raise TypeError(f"request() returned {type(rewritten).__name__}, not HttpRequest")
+        rewritten = checked_request(adapter.request(original))
     except Exception as exc:
         log.warning("adapter of route %r failed in request(): %r", route, exc)
         return await _failed(fw, ex, Failure.ADAPTER, exc)
@@ -78,9 +127,7 @@ async def adapted(fw: Forwarder, ex: Exchange, adapter: HttpAdapter) -> Answer:
         status=attempt.status,
     )
     try:
-        out = adapter.response(original, answer)
-        if not isinstance(out, HttpResponse):
-            raise TypeError(f"response() returned {type(out).__name__}, not HttpResponse")
+        out = checked_response(adapter.response(original, answer))
     except Exception as exc:
         log.warning("adapter of route %r failed in response(): %r", route, exc)
         return await _failed(fw, ex, Failure.ADAPTER, exc)
@@ -95,6 +142,7 @@ async def adapted(fw: Forwarder, ex: Exchange, adapter: HttpAdapter) -> Answer:
             fw.tags(route, to),
             framing,
             client.must_close(),
+            req.request_id,
         )
         + (b"" if no_body else out.body)
     )
@@ -108,7 +156,16 @@ def _refuse(ex: Exchange, status: int, message: str) -> Answer:
     """The client's body could not be read whole: answer ``status`` and close."""
     ex.request.keep_alive = False
     to = ex.decision.upstream
-    ex.client.write(error_response(status, message, ex.decision.route_name, to, close=True))
+    ex.client.write(
+        error_response(
+            status,
+            message,
+            ex.decision.route_name,
+            to,
+            close=True,
+            request_id=ex.request.request_id,
+        )
+    )
     return Answer(to, status)
 
 
@@ -123,7 +180,8 @@ async def _failed(
     to = decision.upstream
     route = decision.route_name
     if failure is Failure.ADAPTER:
-        message = f"adapter of route {route!r} failed: {exc!r}"
+        name = adapter_name(decision.route) if decision.route is not None else "?"
+        message = f"adapter {name} of route {route!r} failed: {exc}"
     elif failure is Failure.STATUS:
         message = f"upstream {to!r} failed"
     elif failure is Failure.TOO_LARGE:
@@ -139,6 +197,7 @@ async def _failed(
             to,
             close=client.must_close(),
             head_only=client.head_only,
+            request_id=ex.request.request_id,
         )
     )
     return Answer(to, failure.status, failure)

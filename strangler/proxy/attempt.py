@@ -24,8 +24,9 @@ import asyncio
 
 from strangler.errors import UpstreamError
 from strangler.proxy.exchange import Exchange
-from strangler.proxy.headers import RawHeaders, relay_head
+from strangler.proxy.headers import RawHeaders, client_host_of, relay_head, relocated
 from strangler.proxy.outcome import Failure, failure_of
+from strangler.proxy.upstream import UpstreamConnection
 
 _CHUNK_END = b"0\r\n\r\n"
 
@@ -67,6 +68,13 @@ class Attempt:
         self.dead = False
         """Ignore what the upstream still sends (ended, or failed mid-body)."""
         self.done: asyncio.Future[None] | None = None
+        self.via: UpstreamConnection | None = None
+        """The upstream connection answering (its reason phrase, its pool's address)."""
+
+    def on(self, conn: UpstreamConnection) -> None:
+        """Start this attempt on ``conn``: its response flows into this sink."""
+        self.via = conn
+        conn.start(self, self.head_request)
 
     def fail(self, failure: Failure, error: UpstreamError | None = None) -> Failure:
         self.error = error
@@ -102,15 +110,30 @@ class Attempt:
 
     def commit(self) -> None:
         status = self.status
+        conn = self.via
         head, self.out_chunked = relay_head(
             status,
             self.headers,
             self.tags,
             self.client.must_close(),
             self.head_request or status in (204, 304) or status < 200,
+            conn.reason if conn is not None else b"",
+            self.ex.request.request_id,
+            self.relocate,
         )
         self.out.append(head)
         self.committed = True
+
+    def relocate(self, value: bytes) -> bytes:
+        """A ``Location`` pointing at the upstream, pointed at the client's host instead
+        (``host: upstream`` only: with ``host: client`` the upstream already used it)."""
+        conn = self.via
+        if conn is None or conn.pool.config.host != "upstream":
+            return value
+        host = client_host_of(self.ex.request.headers)
+        if not host:
+            return value
+        return relocated(value, conn.pool.origin, b"http://" + host)
 
     def response_body(self, data: bytes) -> None:
         if self.dead:

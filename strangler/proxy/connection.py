@@ -2,21 +2,19 @@
 
 ``ClientConnection`` is the asyncio Protocol behind the public listener. The
 ``httptools`` parser calls back as bytes arrive; when a request head is
-complete it becomes a :class:`ProxyRequest` and is handed to the forwarder as
-one task. Requests on one connection are answered strictly in order (pipelined
-heads wait in a short queue).
+complete it becomes a :class:`ProxyRequest` and is handed to the dispatcher.
+Requests on one connection are answered strictly in order (pipelined heads wait
+in a short queue).
 
-Refused before forwarding, and never sent upstream:
-
-* header section over ``limits.max_header_size`` -> 431;
-* ``Content-Length`` over ``limits.max_body`` -> 413 (a chunked body that grows
-  past it is cut off and answered 413 too);
-* ambiguous framing — ``Content-Length`` with ``Transfer-Encoding``, more than
-  one ``Content-Length``, a transfer coding other than ``chunked``, a bad chunk
-  size or anything llhttp rejects -> 400, and the connection is closed.
+What is refused while parsing (431, 400, 413, and the bad ``Host``, HTTP/0.9,
+trailers, ``X-Strangler-*`` and ``X-Request-Id`` rules) is
+:mod:`strangler.proxy.parsing`'s, which this class inherits; it is answered here,
+in order, and never sent upstream.
 
 It never decides routing and never buffers a body itself (``RequestBody`` does,
-bounded). Idle keep-alive connections are closed by the server's sweep.
+bounded). Idle keep-alive connections, and clients that stopped reading their
+answer for longer than ``limits.client_idle_timeout``, are closed by the
+server's sweep.
 """
 
 from __future__ import annotations
@@ -31,25 +29,15 @@ from typing import Any, Protocol, cast
 import httptools
 
 from strangler.config import LimitsConfig
-from strangler.errors import BodyTooLarge, MalformedBody, RequestError
-from strangler.proxy.headers import RawHeaders
-from strangler.proxy.request import ProxyRequest, RequestBody
-from strangler.proxy.responses import CONTINUE
+from strangler.proxy.accesslog import AccessLog
+from strangler.proxy.parsing import RequestParsing
+from strangler.proxy.request import ProxyRequest
+from strangler.proxy.responses import CONTINUE, error_response
 from strangler.proxy.upstream import UpstreamConnection, set_nodelay
 
 log = logging.getLogger(__name__)
 
-_METHODS = {m.encode(): m for m in ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")}
 _MAX_PIPELINED = 32
-
-
-class _Refuse(RequestError):
-    """Raised from a parser callback to stop parsing and answer ``status``."""
-
-    def __init__(self, status: int, message: str) -> None:
-        super().__init__(message)
-        self.status = status
-        self.message = message
 
 
 class Listener(Protocol):
@@ -59,14 +47,12 @@ class Listener(Protocol):
     def loop(self) -> asyncio.AbstractEventLoop: ...
     @property
     def limits(self) -> LimitsConfig: ...
-    @property
-    def closing(self) -> bool: ...
-    @property
-    def connections(self) -> set[ClientConnection]: ...
-    @property
-    def dispatch(self) -> Callable[[ClientConnection, ProxyRequest], None]:
-        """Start answering a parsed request (the connection's active one)."""
-        ...
+
+    closing: bool
+    connections: set[ClientConnection]
+    access_log: AccessLog | None
+    dispatch: Callable[[ClientConnection, ProxyRequest], None]
+    """Start answering a parsed request (the connection's active one)."""
 
 
 class InFlight(Protocol):
@@ -75,7 +61,7 @@ class InFlight(Protocol):
     def client_gone(self) -> None: ...
 
 
-class ClientConnection(asyncio.Protocol):
+class ClientConnection(RequestParsing, asyncio.Protocol):
     def __init__(self, server: Listener) -> None:
         self.server = server
         self.loop = server.loop
@@ -97,17 +83,14 @@ class ClientConnection(asyncio.Protocol):
         self.tunnel: Callable[[bytes], None] | None = None
         self.tunnel_buffer: list[bytes] | None = None
         self.on_close: Callable[[], None] | None = None
-        # per-request parse state
-        self._limits: LimitsConfig = server.limits
-        self._parsing: ProxyRequest | None = None
-        self._url = b""
-        self._headers: RawHeaders = []
-        self._head_size = 0
-        self._lengths = 0
-        self._length: int | None = None
-        self._coding: bytes | None = None
-        self._shadowed = False
-        self._expect = False
+        self._init_parsing(server.limits)
+        self._paused_at = 0.0
+        self.sent = 0
+        """Bytes written to the client for the active request (0: the shutdown's 503 can)."""
+
+    @property
+    def limits(self) -> LimitsConfig:
+        return self.server.limits
 
     # ------------------------------------------------------------ asyncio side
 
@@ -136,14 +119,21 @@ class ClientConnection(asyncio.Protocol):
             self.on_close()
 
     def pause_writing(self) -> None:
+        # The upstream is paused for this client: it is held by the client, and its
+        # timeout does not run (a stalled client is bounded by the client-side sweep).
         self._write_paused = True
-        if self._upstream is not None and self._upstream.transport is not None:
-            self._upstream.transport.pause_reading()
+        self._paused_at = monotonic()
+        upstream = self._upstream
+        if upstream is not None and upstream.transport is not None:
+            upstream.held = True
+            upstream.transport.pause_reading()
 
     def resume_writing(self) -> None:
         self._write_paused = False
-        if self._upstream is not None and self._upstream.transport is not None:
-            self._upstream.transport.resume_reading()
+        upstream = self._upstream
+        if upstream is not None and upstream.transport is not None:
+            upstream.held = False
+            upstream.transport.resume_reading()
 
     def data_received(self, data: bytes) -> None:
         # ``last_active`` moves only when an answer completes: a client that dribbles
@@ -156,137 +146,7 @@ class ClientConnection(asyncio.Protocol):
             return
         if self._broken:
             return
-        try:
-            self.parser.feed_data(data)
-        except httptools.HttpParserUpgrade as exc:
-            offset = exc.args[0] if exc.args else len(data)
-            self.tunnel_buffer = [data[offset:]] if offset < len(data) else []
-        except _Refuse as exc:
-            self._refuse(exc.status, exc.message)
-        except httptools.HttpParserError as exc:
-            # httptools wraps an exception raised in a callback; ours says what to answer.
-            cause = exc.__cause__ or exc.__context__
-            if isinstance(cause, _Refuse):
-                self._refuse(cause.status, cause.message)
-            else:
-                self._refuse(400, f"malformed request: {exc}")
-        # Heads parsed in this chunk start only now, so a framing error later in
-        # the same bytes turns them into a refusal before anything is forwarded.
-        ready = self._ready
-        if ready:
-            self._ready = []
-            for req in ready:
-                self._dispatch(req)
-
-    def _refuse(self, status: int, message: str) -> None:
-        """Answer the request being parsed with an error (in order) and stop reading."""
-        self._broken = True
-        req = self._parsing
-        self._parsing = None
-        if req is not None and req not in self._ready:
-            # Already forwarding: cut its body short; the upstream never sees it complete.
-            req.keep_alive = False
-            req.body.abort(BodyTooLarge() if status == 413 else MalformedBody(message))
-            return
-        if req is None:
-            req = ProxyRequest.stand_in()
-            self._ready.append(req)
-        req.reject = (status, message)
-        req.keep_alive = False
-
-    # -------------------------------------------------------- parser callbacks
-
-    def on_message_begin(self) -> None:
-        self._url = b""
-        self._headers = []
-        self._head_size = 0
-        self._lengths = 0
-        self._length = None
-        self._coding = None
-        self._shadowed = False
-        self._expect = False
-        self._limits = self.server.limits
-
-    def on_url(self, url: bytes) -> None:
-        self._url += url
-        self._head_size += len(url)
-        if self._head_size > self._limits.max_header_size:
-            raise _Refuse(431, "request header section is larger than limits.max_header_size")
-
-    def on_header(self, name: bytes, value: bytes) -> None:
-        self._head_size += len(name) + len(value) + 4
-        if self._head_size > self._limits.max_header_size:
-            raise _Refuse(431, "request header section is larger than limits.max_header_size")
-        n = len(name)
-        if n == 14 and name.lower() == b"content-length":
-            self._lengths += 1
-            if self._lengths > 1:
-                raise _Refuse(400, "more than one Content-Length")
-            try:
-                self._length = int(value)
-            except ValueError:
-                raise _Refuse(400, "Content-Length is not a number") from None
-        elif n == 17 and name.lower() == b"transfer-encoding":
-            self._coding = value.strip().lower() if self._coding is None else b"+"
-        elif n == 18 and name.lower() == b"x-strangler-shadow":
-            self._shadowed = True
-        elif n == 6 and name.lower() == b"expect" and value.lower() == b"100-continue":
-            self._expect = True
-        self._headers.append((name, value))
-
-    def on_headers_complete(self) -> None:
-        if self._coding is not None:
-            if self._lengths:
-                raise _Refuse(400, "both Content-Length and Transfer-Encoding")
-            if self._coding != b"chunked":
-                raise _Refuse(400, "only Transfer-Encoding: chunked is accepted")
-        parser = self.parser
-        url = self._url
-        path, _, query = url.partition(b"?")
-        method = parser.get_method()
-        chunked = self._coding is not None
-        length = self._length
-        body = RequestBody(
-            self.transport,
-            not chunked and not length,
-            self._send_continue if self._expect else None,
-        )
-        req = ProxyRequest(
-            _METHODS.get(method) or method.decode("latin-1"),
-            url,
-            path.decode("latin-1"),
-            query,
-            self._headers,
-            parser.should_keep_alive(),
-            body,
-            length,
-            chunked,
-        )
-        if self._shadowed:
-            req.shadowed = True
-        if parser.should_upgrade():
-            req.upgrade = next(
-                (v for n, v in self._headers if len(n) == 7 and n.lower() == b"upgrade"), b""
-            )
-        elif self._length is not None and self._length > self._limits.max_body:
-            req.reject = (413, "request body is larger than limits.max_body")
-            req.keep_alive = False
-            self._broken = True
-        self._parsing = req
-        self._ready.append(req)
-
-    def on_body(self, body: bytes) -> None:
-        req = self._parsing
-        if req is not None:
-            if req.body.received + len(body) > self._limits.max_body:
-                raise _Refuse(413, "request body is larger than limits.max_body")
-            req.body.feed(body)
-
-    def on_message_complete(self) -> None:
-        req = self._parsing
-        if req is not None:
-            req.body.finish()
-            self._parsing = None
+        self._feed(data)
 
     def _send_continue(self) -> None:
         req = self.active
@@ -305,6 +165,7 @@ class ClientConnection(asyncio.Protocol):
 
     def _start(self, req: ProxyRequest) -> None:
         self.active = req
+        self.sent = 0
         self.server.dispatch(self, req)
 
     def spawn(self, coro: Coroutine[Any, Any, None]) -> None:
@@ -378,6 +239,7 @@ class ClientConnection(asyncio.Protocol):
 
     def write(self, data: bytes) -> None:
         if self.transport is not None:
+            self.sent += len(data)
             self.transport.write(data)
 
     def abort(self) -> None:
@@ -390,11 +252,39 @@ class ClientConnection(asyncio.Protocol):
         self._upstream = conn
         if self._write_paused:
             if conn is not None and conn.transport is not None:
+                conn.held = True
                 conn.transport.pause_reading()
             if old is not None and old.transport is not None and not old.transport.is_closing():
+                old.held = False
                 old.transport.resume_reading()
 
     def close_if_idle(self, now: float, idle_timeout: float) -> None:
-        idle = self.active is None and self.tunnel is None
-        if idle and now - self.last_active > idle_timeout and self.transport is not None:
-            self.transport.close()
+        transport = self.transport
+        if transport is None:
+            return
+        if self.active is None and self.tunnel is None:
+            if now - self.last_active > idle_timeout:
+                transport.close()
+        elif self._write_paused and now - self._paused_at > idle_timeout:
+            # Stopped reading its answer: the client's fault, a 499, never the upstream's.
+            transport.abort()
+
+    def shut_down(self) -> None:
+        """The shutdown grace is over: a request still waiting for its answer gets a 503
+        (nothing of an answer went out yet), then the connection closes."""
+        req = self.active
+        transport = self.transport
+        if transport is None or transport.is_closing():
+            return
+        if req is not None and not self.sent and self.tunnel is None:
+            self.write(
+                error_response(
+                    503,
+                    "the proxy is shutting down; retry",
+                    close=True,
+                    request_id=req.request_id,
+                )
+            )
+            transport.close()
+        else:
+            transport.abort()

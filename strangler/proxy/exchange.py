@@ -103,17 +103,37 @@ class Exchange:
                     decision.to_new,
                     answer.failure,
                     answer.fallback,
+                    self.request.request_id.decode("latin-1"),
                 )
             )
         except Exception:  # a broken listener must never break the client's answer
             log.exception("request listener failed")
+        client = self.client
         tap = self.tap
+        access = client.server.access_log
+        if access is not None:
+            req = self.request
+            access.line(
+                req.request_id,
+                req.method,
+                decision.path,
+                route.name if route is not None else None,
+                route.mode if route is not None else "-",
+                decision.upstream,
+                answer.upstream,
+                answer.status,
+                duration,
+                req.body.received,
+                client.sent,
+                answer.fallback,
+                tap is not None,
+            )
         if tap is not None:
             try:
                 tap.complete(answer, duration)
             except Exception:
                 log.exception("shadow sink failed")
-        self.client.request_done()
+        client.request_done()
 
     def gone(self) -> None:
         """The client left before its answer was complete: a 499, and nothing to mirror."""
@@ -121,9 +141,39 @@ class Exchange:
         self.finish(Answer(self.decision.upstream, 499))
 
 
-def refused(host: Host, route: str | None, status: int, started: float) -> None:
+def refused(
+    host: Host,
+    client: ClientConnection,
+    req: ProxyRequest,
+    route: str | None,
+    status: int,
+    started: float,
+) -> None:
     """Record a request answered by the proxy itself before any upstream was asked."""
+    duration = monotonic() - started
+    request_id = req.request_id
     try:
-        host.record(RequestRecord(route, "-", status, monotonic() - started, False))
+        host.record(
+            RequestRecord(
+                route, "-", status, duration, False, request_id=request_id.decode("latin-1")
+            )
+        )
     except Exception:  # a broken listener must never break the client's answer
         log.exception("request listener failed")
+    access = client.server.access_log
+    if access is not None:
+        access.line(
+            request_id,
+            req.method,
+            req.path,
+            route,
+            "-",
+            "-",
+            "-",
+            status,
+            duration,
+            req.body.received,
+            client.sent,
+            False,
+            False,
+        )

@@ -102,7 +102,7 @@ def try_fast(fw: Forwarder, ex: Exchange) -> bool:
         return False
     ex.inline = inline
     attempt = FastAttempt(ex, fw, pool, conn)
-    conn.start(attempt, attempt.head_request)
+    attempt.on(conn)
     client = ex.client
     client.attach(conn)
     client.fast = attempt

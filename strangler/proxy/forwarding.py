@@ -167,6 +167,7 @@ class Forwarder:
                 upstream,
                 close=client.must_close(),
                 head_only=client.head_only,
+                request_id=ex.request.request_id,
             )
         )
         return Answer(upstream, failure.status, blamed)

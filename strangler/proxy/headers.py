@@ -8,15 +8,17 @@ framing header from one side never leaks to the other.
 
 Upstream requests get ``Host`` per the upstream's ``host`` setting and
 ``X-Forwarded-For/-Proto/-Host`` appended. Client responses get
-``X-Strangler-Route`` and ``X-Strangler-Upstream``; copies of those from an
-upstream are dropped so a service cannot spoof them.
+``X-Strangler-Route``, ``X-Strangler-Upstream`` and the request's ``X-Request-Id``;
+copies of those from an upstream are dropped so a service cannot spoof them.
+An upstream's reason phrase is kept, and a ``Location``/``Content-Location``
+pointing at the upstream's own address can be rewritten (``relocate``).
 
 Nothing here does I/O or keeps state between requests.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from http import HTTPStatus
 
 RawHeaders = list[tuple[bytes, bytes]]
@@ -45,8 +47,13 @@ _SKIP_UP = HOP_BY_HOP | {
     b"x-forwarded-proto",
     b"x-forwarded-host",
 }
-# ... and on the way down.
-_SKIP_DOWN = HOP_BY_HOP | {b"content-length", b"x-strangler-route", b"x-strangler-upstream"}
+# ... and on the way down (the two locations are rewritten, not dropped).
+_LOCATIONS = frozenset({b"location", b"content-location"})
+_SKIP_DOWN = (
+    HOP_BY_HOP
+    | _LOCATIONS
+    | {b"content-length", b"x-strangler-route", b"x-strangler-upstream", b"x-request-id"}
+)
 
 _PLAIN_CONNECTION = frozenset({b"keep-alive", b"close", b"upgrade"})
 
@@ -55,7 +62,10 @@ STATUS_LINES: dict[int, bytes] = {
 }
 
 
-def status_line(status: int) -> bytes:
+def status_line(status: int, reason: bytes = b"") -> bytes:
+    """The status line; with the upstream's ``reason`` phrase when it sent one."""
+    if reason:
+        return b"HTTP/1.1 %d %s\r\n" % (status, reason)
     line = STATUS_LINES.get(status)
     return line if line is not None else b"HTTP/1.1 %d Unknown\r\n" % status
 
@@ -178,6 +188,7 @@ def response_head(
     tags: bytes,
     framing: bytes,
     close: bool,
+    request_id: bytes = b"",
 ) -> bytes:
     """The response head sent to the client.
 
@@ -190,11 +201,15 @@ def response_head(
         if lname in _SKIP_DOWN:
             if lname == b"connection" and value.lower() not in _PLAIN_CONNECTION:
                 drop = connection_tokens(headers)
+            elif lname in _LOCATIONS:
+                out += (name, b": ", value, b"\r\n")
             continue
         out += (name, b": ", value, b"\r\n")
     if drop:
         out = _without(out, drop, 1)
     out += (tags, framing)
+    if request_id:
+        out += (b"x-request-id: ", request_id, b"\r\n")
     if close:
         out.append(b"connection: close\r\n")
     out.append(b"\r\n")
@@ -205,14 +220,23 @@ _CHUNKED = b"transfer-encoding: chunked\r\n"
 
 
 def relay_head(
-    status: int, headers: RawHeaders, tags: bytes, close: bool, no_body: bool
+    status: int,
+    headers: RawHeaders,
+    tags: bytes,
+    close: bool,
+    no_body: bool,
+    reason: bytes = b"",
+    request_id: bytes = b"",
+    relocate: Callable[[bytes], bytes] | None = None,
 ) -> tuple[bytes, bool]:
     """An upstream response head for the client, in one pass: (head, re-chunk body?).
 
     The body keeps the upstream's ``Content-Length`` when it sent one (and no
     chunking); otherwise it is sent chunked. ``no_body`` (HEAD, 204, 304, 1xx)
-    keeps a Content-Length as information and sends no body."""
-    out = [status_line(status)]
+    keeps a Content-Length as information and sends no body. ``reason`` is the
+    upstream's reason phrase; ``relocate`` rewrites a ``Location`` or
+    ``Content-Location`` value (the upstream's address to the client's)."""
+    out = [status_line(status, reason)]
     drop: frozenset[bytes] | None = None
     length: bytes | None = None
     chunked = False
@@ -225,11 +249,15 @@ def relay_head(
                 chunked = b"chunked" in value.lower()
             elif lname == b"connection" and value.lower() not in _PLAIN_CONNECTION:
                 drop = connection_tokens(headers)
+            elif lname in _LOCATIONS:
+                out += (name, b": ", relocate(value) if relocate else value, b"\r\n")
             continue
         out += (name, b": ", value, b"\r\n")
     if drop:
         out = _without(out, drop, 1)
     out.append(tags)
+    if request_id:
+        out += (b"x-request-id: ", request_id, b"\r\n")
     rechunk = False
     if length is not None and not chunked and length.isdigit():
         if status != 204:
@@ -239,6 +267,18 @@ def relay_head(
         rechunk = True
     out.append(b"connection: close\r\n\r\n" if close else b"\r\n")
     return b"".join(out), rechunk
+
+
+def relocated(value: bytes, origin: bytes, client: bytes) -> bytes:
+    """``value`` with the upstream's ``origin`` (scheme, authority, path prefix) replaced
+    by ``client`` (the client's scheme and host), as NGINX's ``proxy_redirect default``;
+    any other value (relative, another host) is returned as it is."""
+    if not value.startswith(origin):
+        return value
+    rest = value[len(origin) :]
+    if rest[:1] not in (b"", b"/", b"?", b"#"):
+        return value  # http://upstream:80 is not http://upstream:8080
+    return client + (rest if rest[:1] == b"/" else b"/" + rest)
 
 
 def strangler_tags(route: str, upstream: str) -> bytes:

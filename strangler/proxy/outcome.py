@@ -98,3 +98,5 @@ class RequestRecord:
     ``adapter``, ``status`` (a 5xx) — counted by automatic rollback."""
     fallback: bool = False
     """True when legacy answered after the new upstream failed."""
+    request_id: str = ""
+    """The request's ``X-Request-Id`` (the client's, or the one the proxy generated)."""

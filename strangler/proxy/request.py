@@ -12,6 +12,8 @@ the reader asks for it (``read_all``, for adapters and retries).
 from __future__ import annotations
 
 import asyncio
+import itertools
+import os
 from collections.abc import Callable, Iterable, Mapping
 
 from strangler.errors import BodyTooLarge, ClientGone
@@ -20,6 +22,14 @@ from strangler.proxy.headers import HOP_BY_HOP, RawHeaders
 
 HIGH_WATER = 256 * 1024
 LOW_WATER = 64 * 1024
+
+_ID_PREFIX = os.urandom(6).hex().encode()
+_ID_COUNT = itertools.count(1)
+
+
+def new_request_id() -> bytes:
+    """A fresh ``X-Request-Id``: unique per process (random prefix) and cheap (a counter)."""
+    return b"%s-%x" % (_ID_PREFIX, next(_ID_COUNT))
 
 
 class RequestBody:
@@ -146,16 +156,46 @@ class ProxyRequest:
         self.reject: tuple[int, str] | None = None
         """(status, message) when the head was refused before forwarding (400/413/431)."""
         self.shadowed = False
-        """The request carries ``X-Strangler-Shadow``: a mirror, never mirrored again."""
+        """A mirror, never mirrored again. Never set from a client's headers: a client
+        cannot switch mirroring off (its ``X-Strangler-*`` fields are in ``private``)."""
+        self.request_id = b""
+        """The ``X-Request-Id`` (the client's when it sent a valid one, else generated);
+        also in ``headers``, so every upstream and the mirror get it."""
+        self.private: RawHeaders | None = None
+        """The client's ``X-Strangler-*`` fields: read by routing (a pin header), never
+        forwarded upstream, to an adapter or to the mirror."""
 
     @classmethod
     def stand_in(cls) -> ProxyRequest:
         """A request for a refusal that happened before a head was complete."""
-        return cls("GET", b"/", "/", b"", [], False, RequestBody(None, True), None, False)
+        req = cls("GET", b"/", "/", b"", [], False, RequestBody(None, True), None, False)
+        req.request_id = new_request_id()
+        return req
+
+    def keep_private(self, name: bytes) -> None:
+        """Move the fields called ``name`` (lower-case) to ``private``: read by routing,
+        never forwarded (the configured pin header)."""
+        moved = [(n, v) for n, v in self.headers if len(n) == len(name) and n.lower() == name]
+        if moved:
+            self.headers = [(n, v) for n, v in self.headers if (n, v) not in moved]
+            self.private = (self.private or []) + moved
+
+    @property
+    def routing_headers(self) -> RawHeaders:
+        """What routing sees: the forwarded headers and the client's ``X-Strangler-*``."""
+        private = self.private
+        return self.headers if private is None else self.headers + private
 
     @property
     def has_body(self) -> bool:
         return self.chunked or bool(self.content_length)
+
+
+def target_of(path: str, query: bytes) -> bytes:
+    """The request target sent upstream and to the mirror: the routed (normalised)
+    path and the client's query, the one rule for both."""
+    target = path.encode("latin-1")
+    return target + b"?" + query if query else target
 
 
 def decoded(headers: Iterable[tuple[bytes, bytes]]) -> list[tuple[str, str]]:

@@ -22,6 +22,7 @@ def error_response(
     *,
     close: bool = False,
     head_only: bool = False,
+    request_id: bytes = b"",
 ) -> bytes:
     """A complete HTTP/1.1 response with a JSON body ``{"error", "route", "upstream"}``."""
     body = json.dumps(
@@ -34,6 +35,7 @@ def error_response(
             b"content-type: application/json\r\n",
             b"content-length: %d\r\n" % len(body),
             strangler_tags(route, upstream),
+            b"x-request-id: %s\r\n" % request_id if request_id else b"",
             b"connection: close\r\n" if close else b"",
             b"\r\n",
         )

@@ -32,7 +32,7 @@ async def round_trip(
     except UpstreamError as exc:
         return attempt.fail(failure_of(exc), exc)
     client = attempt.client
-    conn.start(attempt, attempt.head_request)
+    attempt.on(conn)
     client.attach(conn)
     sent = True
     try:
@@ -103,13 +103,8 @@ async def stream_body(attempt: Attempt, conn: UpstreamConnection) -> bool:
 def request_head(ex: Exchange, pool: UpstreamPool, inline: bytes | None) -> bytes:
     """The head of ``ex``'s request for ``pool``'s upstream (``inline``: the body, if whole)."""
     req = ex.request
-    path = ex.decision.path
-    if path == req.path:
-        target = req.target if not pool.prefix else pool.prefix + req.target
-    else:
-        target = pool.prefix + path.encode("latin-1")
-        if req.query:
-            target += b"?" + req.query
+    # The dispatcher made ``req.target`` the routed path (plus the query) already.
+    target = req.target if not pool.prefix else pool.prefix + req.target
     if inline is not None:
         framing = b"content-length: %d\r\n" % len(inline) if inline or req.has_body else b""
     elif req.chunked:

@@ -24,6 +24,7 @@ from ssl import SSLContext
 from time import monotonic
 
 from strangler.config import Config, LimitsConfig
+from strangler.proxy.accesslog import AccessLog
 from strangler.proxy.connection import ClientConnection
 from strangler.proxy.dispatch import Dispatcher
 from strangler.proxy.exchange import Host
@@ -44,6 +45,8 @@ class ProxyServer:
         self._forwarder: Forwarder | None = None
         self.dispatch: Callable[[ClientConnection, ProxyRequest], None] = _not_started
         """Where connections hand parsed requests: the dispatcher's ``start``."""
+        self.access_log: AccessLog | None = None
+        """One JSON line per request when ``access_log:`` is set (read at start)."""
 
     @property
     def config(self) -> Config:
@@ -75,6 +78,9 @@ class ProxyServer:
         self._loop = asyncio.get_running_loop()
         self._forwarder = Forwarder(self._loop)
         self.dispatch = Dispatcher(self.runtime, self._forwarder).start
+        target = self.config.access_log
+        if target is not None:
+            self.access_log = AccessLog(target, self._loop)
         sock.setblocking(False)
         self._server = await self._loop.create_server(
             lambda: ClientConnection(self), sock=sock, backlog=1024, ssl=ssl
@@ -91,7 +97,9 @@ class ProxyServer:
                 conn.close_if_idle(now, timeout)
 
     async def close(self, grace: float = 10.0) -> None:
-        """Stop accepting; let in-flight requests finish for up to ``grace`` seconds."""
+        """Stop accepting; let in-flight requests finish for up to ``grace`` seconds.
+        A request still waiting for its answer then gets a 503 (never a cut connection
+        when nothing of an answer went out yet); the rest are closed."""
         self.closing = True
         if self._server is not None:
             self._server.close()
@@ -107,13 +115,16 @@ class ProxyServer:
                 break
             await asyncio.sleep(0.05)
         for conn in list(self.connections):
-            conn.abort()
+            conn.shut_down()
         if self._sweeper is not None:
             self._sweeper.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._sweeper
         if self._forwarder is not None:
             self._forwarder.upstreams.close()
+        if self.access_log is not None:
+            self.access_log.close()
+            self.access_log = None
         if self._server is not None:
             await self._server.wait_closed()
 

@@ -1,4 +1,5 @@
-"""``Upgrade`` requests (websocket): forward the handshake, then pipe raw bytes.
+"""``Upgrade`` requests (websocket, or a protocol the route lists): forward the
+handshake, then pipe raw bytes. (Which upgrades come here: ``dispatch.tunnels``.)
 
 The handshake goes to the chosen upstream on a fresh connection (never a pooled
 one, never returned to the pool) with ``Connection: upgrade`` and the client's
@@ -37,7 +38,12 @@ class _Handshake(Attempt):
         self.headers = headers
         upgrade = next((v for n, v in headers if n.lower() == b"upgrade"), b"websocket")
         head = response_head(
-            101, headers, self.tags, b"connection: upgrade\r\nupgrade: %s\r\n" % upgrade, False
+            101,
+            headers,
+            self.tags,
+            b"connection: upgrade\r\nupgrade: %s\r\n" % upgrade,
+            False,
+            self.ex.request.request_id,
         )
         self.client.write(head)
         self.committed = True
@@ -58,14 +64,25 @@ async def tunnel(fw: Forwarder, ex: Exchange) -> Answer:
     pool = fw.upstreams.pool(ex.config, upstream)
     if not pool.circuit.allow():
         client.write(
-            error_response(502, f"upstream {upstream!r}: circuit open", route, upstream, close=True)
+            error_response(
+                502,
+                f"upstream {upstream!r}: circuit open",
+                route,
+                upstream,
+                close=True,
+                request_id=req.request_id,
+            )
         )
         return Answer(upstream, 502, ex.blame(Failure.CIRCUIT))
     try:
         conn = await pool.connect()
     except UpstreamError as exc:
         pool.circuit.failure()
-        client.write(error_response(exc.status, str(exc), route, upstream, close=True))
+        client.write(
+            error_response(
+                exc.status, str(exc), route, upstream, close=True, request_id=req.request_id
+            )
+        )
         return Answer(upstream, exc.status, ex.blame(failure_of(exc)))
     pool.circuit.success()
     tags = fw.tags(route, upstream)
@@ -81,7 +98,8 @@ async def tunnel(fw: Forwarder, ex: Exchange) -> Answer:
         b"",
         upgrade=req.upgrade or b"websocket",
     )
-    conn.start(sink, False)
+    conn.upgrading = True
+    sink.on(conn)
     client.attach(conn)
     conn.reusable = False
     try:
@@ -90,7 +108,16 @@ async def tunnel(fw: Forwarder, ex: Exchange) -> Answer:
         if failure is not None or sink.status != 101:
             if failure is not None and not sink.committed:
                 status = failure.status
-                client.write(error_response(status, str(sink.error), route, upstream, close=True))
+                client.write(
+                    error_response(
+                        status,
+                        str(sink.error),
+                        route,
+                        upstream,
+                        close=True,
+                        request_id=req.request_id,
+                    )
+                )
                 return Answer(upstream, status, ex.blame(failure))
             return Answer(upstream, sink.status)
         # Switched: join the sockets. Bytes the client sent after its head go first.

@@ -11,7 +11,11 @@ raw byte pipe after a ``101``.
 errors to :mod:`strangler.errors` (``strangler.proxy.registry`` keeps one pool
 per upstream name across reloads). A :class:`Sweep` runs the upstream timeout:
 every ``timeout / 5`` (20 to 500 ms) it fails an exchange in which no byte moved
-for ``timeout`` seconds (-> 504). Nothing here decides routing or fallback.
+for ``timeout`` seconds (-> 504) — except while the connection is ``held``, paused
+for a client that is not reading (a stalled client is the client's problem, bounded
+by the client side, never an upstream timeout). A ``101`` is accepted only on a
+tunnel's handshake (``upgrading``); anywhere else it fails the exchange (502) and
+the connection is dropped. Nothing here decides routing or fallback.
 """
 
 from __future__ import annotations
@@ -58,6 +62,12 @@ class UpstreamConnection(asyncio.Protocol):
         self.uses = 0
         self.got_bytes = False
         self.reusable = True
+        self.upgrading = False
+        """A tunnel's handshake: a 101 is expected (anywhere else it is a bad answer)."""
+        self.held = False
+        """Paused for a client that is not reading: the upstream timeout does not run."""
+        self.reason = b""
+        """The reason phrase of the response being received."""
         self._headers: RawHeaders = []
         self._head_request = False
         self._headed = False
@@ -75,6 +85,8 @@ class UpstreamConnection(asyncio.Protocol):
         self.sink = sink
         self.uses += 1
         self.got_bytes = False
+        self.held = False  # a pooled connection is never still held by a past client
+        self.reason = b""
         self._headers = []
         self._headed = False
         self._head_request = head_request
@@ -101,7 +113,8 @@ class UpstreamConnection(asyncio.Protocol):
 
     def check_timeout(self, now: float) -> None:
         """Called by the sweep while busy: time out when nothing moved for ``timeout``."""
-        if self._activity != self._seen:
+        if self._activity != self._seen or self.held:
+            # A connection held for a stalled client is not the upstream's delay.
             self._seen = self._activity
             self._deadline = now + self.pool.config.timeout
             return
@@ -173,6 +186,13 @@ class UpstreamConnection(asyncio.Protocol):
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserUpgrade as exc:
+            if not self.upgrading:
+                # An unsolicited 101 (already failed in on_headers_complete): the
+                # connection speaks something else now; never reused.
+                self.reusable = False
+                assert self.transport is not None
+                self.transport.abort()
+                return
             offset = exc.args[0] if exc.args else len(data)
             self.raw_buffer = [data[offset:]]
         except httptools.HttpParserError as exc:
@@ -193,6 +213,9 @@ class UpstreamConnection(asyncio.Protocol):
 
     # -------------------------------------------------------- parser callbacks
 
+    def on_status(self, reason: bytes) -> None:
+        self.reason += reason
+
     def on_header(self, name: bytes, value: bytes) -> None:
         self._headers.append((name, value))
 
@@ -201,8 +224,18 @@ class UpstreamConnection(asyncio.Protocol):
         if status < 200 and status != 101:
             self._interim = True  # 1xx (e.g. 103): not forwarded; the final answer follows
             self._headers = []
+            self.reason = b""
             return
         sink = self.sink
+        if status == 101 and not self.upgrading:
+            self.reusable = False
+            self.sink = None
+            self.pool.busy.discard(self)
+            if sink is not None:
+                sink.upstream_failed(
+                    UpstreamConnectError(self.pool.name, "answered 101 to a request not upgrading")
+                )
+            return
         if sink is None:
             return
         self._headed = True
@@ -279,6 +312,8 @@ class UpstreamPool:
         )
         self.host_header = parts.netloc.encode("latin-1")
         self.prefix = parts.path.rstrip("/").encode("latin-1")
+        self.origin = config.url.encode("latin-1")
+        """The upstream's URL (scheme, authority, path prefix): redirects to it are rewritten."""
         self.circuit = CircuitBreaker(config.circuit, loop.time)
         self.idle: list[UpstreamConnection] = []
         self.open = 0

@@ -47,12 +47,6 @@ ADAPTERS = textwrap.dedent(
     '''
 )
 
-XFAIL = pytest.mark.xfail(
-    strict=True,
-    reason="issue 14: adapter output with CR/LF reaches the wire unchecked"
-    " — fix lands after the proxy restructuring",
-)
-
 
 def _config(legacy: str, new: str, adapter: str) -> dict[str, object]:
     return {
@@ -70,9 +64,7 @@ def _config(legacy: str, new: str, adapter: str) -> dict[str, object]:
     }
 
 
-@pytest.mark.parametrize(
-    "adapter", [pytest.param(a, marks=XFAIL) for a in ("SplitsPath", "SplitsHeader")]
-)
+@pytest.mark.parametrize("adapter", ["SplitsPath", "SplitsHeader"])
 async def test_adapter_request_with_crlf_is_502_and_nothing_is_sent(
     tmp_path: Path, adapter: str
 ) -> None:
@@ -89,7 +81,6 @@ async def test_adapter_request_with_crlf_is_502_and_nothing_is_sent(
     assert new.requests == [], f"the new upstream got {bytes(new.raw)[:300]!r}"
 
 
-@XFAIL
 async def test_adapter_response_with_crlf_is_502_and_injects_nothing(tmp_path: Path) -> None:
     (tmp_path / "edge_adapters.py").write_text(ADAPTERS)
     async with (

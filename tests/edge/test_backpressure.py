@@ -23,7 +23,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
-import pytest
+import aiohttp
 
 from .support import Serving, get, one, serve, tags
 
@@ -129,11 +129,6 @@ def _config(url: str, **route: Any) -> dict[str, Any]:
     }
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="issue 14: stalled clients count as upstream timeouts and open a healthy"
-    " upstream's circuit — fix lands after the proxy restructuring",
-)
 async def test_stalled_clients_do_not_open_a_healthy_upstreams_circuit(tmp_path: Path) -> None:
     async with downloads() as files:
         config = _config(files.url, circuit={"failures": STALLED - 1, "cooldown": "60s"})
@@ -144,11 +139,6 @@ async def test_stalled_clients_do_not_open_a_healthy_upstreams_circuit(tmp_path:
     assert (after.status, tags(after)) == (200, ("files", "files")), after.body[:200]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="issue 14: stalled clients count as upstream errors and roll a healthy"
-    " route back — fix lands after the proxy restructuring",
-)
 async def test_stalled_clients_do_not_roll_a_healthy_route_back(tmp_path: Path) -> None:
     async with downloads() as files:
         config = _config(
@@ -173,3 +163,39 @@ async def test_stalled_clients_do_not_roll_a_healthy_route_back(tmp_path: Path) 
     assert all(sent < BIG for sent in stalled_at), "the downloads never stalled"
     assert (route["source"], route["mode"]) == ("config", "new"), route.get("override")
     assert tags(after) == ("files", "files")
+
+
+async def test_a_client_that_stays_stalled_is_cut_and_counted_499(tmp_path: Path) -> None:
+    """The client-side limit (``client_idle_timeout``) bounds a stalled client: its
+    connection and the upstream exchange are dropped, the request counts as 499, and
+    the upstream's circuit never hears of it."""
+    async with downloads() as files:
+        config = _config(files.url, circuit={"failures": 1, "cooldown": "60s"})
+        config["limits"] = {"client_idle_timeout": "1s"}
+        async with serve(tmp_path, config) as proxy:
+            loop = asyncio.get_running_loop()
+            sock = socket.socket()
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+            sock.setblocking(False)
+            try:
+                await loop.sock_connect(sock, ("127.0.0.1", proxy.port))
+                await loop.sock_sendall(sock, get("/api/files/big"))
+                await _until(lambda: files.dropped == {0}, 10.0, "the stalled download dropped")
+            finally:
+                sock.close()
+            after = await one(proxy.port, get("/api/files/small"))
+            counted: list[str] = []
+            deadline = time.monotonic() + 5.0
+            async with aiohttp.ClientSession() as session:
+                while not counted and time.monotonic() < deadline:
+                    async with session.get(proxy.admin + "/metrics") as response:
+                        metrics = await response.text()
+                    counted = [
+                        line
+                        for line in metrics.splitlines()
+                        if line.startswith("strangler_requests_total{") and 'code="499"' in line
+                    ]
+                    await asyncio.sleep(0.2)
+    assert files.progress[0] < BIG
+    assert (after.status, tags(after)) == (200, ("files", "files"))
+    assert counted and float(counted[0].rsplit(" ", 1)[1]) == 1, counted or metrics[:2000]

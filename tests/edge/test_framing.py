@@ -4,9 +4,8 @@ RFC 9112 says, instead of waiting for the idle timeout or for bytes that never c
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
-
-import pytest
 
 from .support import connect, serve, wire_upstream
 
@@ -20,11 +19,6 @@ def _config(url: str, **limits: object) -> dict[str, object]:
     }
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="issue 14: HTTP/1.0 request with Transfer-Encoding kept alive"
-    " — fix lands after the proxy restructuring",
-)
 async def test_http10_with_chunked_closes_the_connection(tmp_path: Path) -> None:
     """RFC 9112 §6.1: an HTTP/1.0 message with Transfer-Encoding has faulty framing;
     the server must close the connection after it, even when asked to keep it alive."""
@@ -43,11 +37,6 @@ async def test_http10_with_chunked_closes_the_connection(tmp_path: Path) -> None
     assert closed, "the proxy kept an HTTP/1.0 + chunked connection open"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="issue 14: HTTP/0.9 request waits for the idle timeout instead of a 400"
-    " — fix lands after the proxy restructuring",
-)
 async def test_http09_request_gets_an_immediate_400(tmp_path: Path) -> None:
     async with (
         wire_upstream() as legacy,
@@ -60,11 +49,6 @@ async def test_http09_request_gets_an_immediate_400(tmp_path: Path) -> None:
     assert legacy.requests == []
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="issue 14: chunk size above max_body not refused until the bytes arrive"
-    " — fix lands after the proxy restructuring",
-)
 async def test_a_chunk_announcing_more_than_max_body_is_413_at_once(tmp_path: Path) -> None:
     async with (
         wire_upstream() as legacy,
@@ -78,3 +62,39 @@ async def test_a_chunk_announcing_more_than_max_body_is_413_at_once(tmp_path: Pa
         )
         response = await client.response(timeout=5.0)
     assert response.status == 413
+
+
+async def test_a_later_chunk_announcing_too_much_is_413_and_never_complete_upstream(
+    tmp_path: Path,
+) -> None:
+    """The body is already streaming upstream when the oversized chunk size arrives."""
+    async with (
+        wire_upstream() as legacy,
+        serve(tmp_path, _config(legacy.url, max_body="1KB")) as proxy,
+        connect(proxy.port) as client,
+    ):
+        await client.send(
+            b"POST /api/upload HTTP/1.1\r\nHost: edge.test\r\n"
+            b"Transfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n"
+        )
+        await asyncio.sleep(0.3)
+        await client.send(b"1000000\r\nabc")
+        response = await client.response(timeout=5.0)
+    assert response.status == 413
+    assert legacy.requests == []  # the upstream never saw a complete request
+
+
+async def test_many_small_chunks_under_max_body_pass(tmp_path: Path) -> None:
+    chunks = b"".join(b"%x\r\n%s\r\n" % (n, b"x" * n) for n in range(1, 40))
+    async with (
+        wire_upstream() as legacy,
+        serve(tmp_path, _config(legacy.url, max_body="1KB")) as proxy,
+        connect(proxy.port) as client,
+    ):
+        await client.send(
+            b"POST /api/upload HTTP/1.1\r\nHost: edge.test\r\n"
+            b"Transfer-Encoding: chunked\r\n\r\n" + chunks + b"0\r\n\r\n"
+        )
+        response = await client.response(timeout=5.0)
+    assert response.status == 200
+    assert legacy.requests[0].body == b"".join(b"x" * n for n in range(1, 40))

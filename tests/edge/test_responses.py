@@ -5,8 +5,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import pytest
-
 from .support import Seen, get, one, serve, wire_upstream
 
 
@@ -14,11 +12,6 @@ def _legacy(url: str) -> dict[str, object]:
     return {"legacy": "legacy", "upstreams": {"legacy": {"url": url}}}
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="issue 14: upstream reason phrase replaced by the standard one"
-    " — fix lands after the proxy restructuring",
-)
 async def test_the_upstreams_reason_phrase_is_kept(tmp_path: Path) -> None:
     def answer(seen: Seen) -> bytes:
         return b"HTTP/1.1 404 No Such Customer\r\ncontent-length: 2\r\n\r\nno"
@@ -29,11 +22,6 @@ async def test_the_upstreams_reason_phrase_is_kept(tmp_path: Path) -> None:
     assert response.status_line == b"HTTP/1.1 404 No Such Customer"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="issue 14: Location/Content-Location pointing at the upstream not rewritten"
-    " (host: upstream) — fix lands after the proxy restructuring",
-)
 async def test_a_redirect_to_the_upstream_is_rewritten_to_the_clients_host(
     tmp_path: Path,
 ) -> None:

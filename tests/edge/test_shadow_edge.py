@@ -6,8 +6,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import pytest
-
 from .support import one, serve, tags, wire_upstream
 
 
@@ -27,11 +25,6 @@ def _shadowed(legacy: str, new: str) -> dict[str, object]:
     }
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="issue 14: pipelined GET mirror sends the raw, un-normalised target"
-    " — fix lands after the proxy restructuring",
-)
 async def test_the_mirror_gets_the_normalised_target(tmp_path: Path) -> None:
     async with (
         wire_upstream() as legacy,
@@ -48,11 +41,6 @@ async def test_the_mirror_gets_the_normalised_target(tmp_path: Path) -> None:
     assert [s.target for s in mirrored] == ["/api/shadow/1?x=1"]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="issue 14: client-sent X-Strangler-* headers forwarded upstream"
-    " — fix lands after the proxy restructuring",
-)
 async def test_client_strangler_headers_never_reach_an_upstream(tmp_path: Path) -> None:
     async with wire_upstream() as legacy:
         config = {"legacy": "legacy", "upstreams": {"legacy": {"url": legacy.url}}}
@@ -70,11 +58,6 @@ async def test_client_strangler_headers_never_reach_an_upstream(tmp_path: Path) 
     assert forwarded == [], "a client's real write reached the upstream looking like a mirror"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="issue 14: a client X-Strangler-Shadow switches mirroring off"
-    " — fix lands after the proxy restructuring",
-)
 async def test_a_client_shadow_header_does_not_switch_mirroring_off(tmp_path: Path) -> None:
     async with (
         wire_upstream() as legacy,
@@ -89,3 +72,28 @@ async def test_a_client_shadow_header_does_not_switch_mirroring_off(tmp_path: Pa
     assert tags(response) == ("shadowed", "legacy")
     assert [s.target for s in mirrored] == ["/api/shadow/2"]
     assert mirrored[0].all("x-strangler-shadow") == ["1"]  # the proxy's own marker, once
+
+
+async def test_a_pin_header_is_read_for_the_decision_then_dropped(tmp_path: Path) -> None:
+    async with wire_upstream() as legacy, wire_upstream() as new:
+        config = {
+            "legacy": "legacy",
+            "pin_header": "X-Canary",
+            "upstreams": {"legacy": {"url": legacy.url}, "new": {"url": new.url}},
+            "routes": [
+                {
+                    "name": "orders",
+                    "match": {"path": "/api/orders/**"},
+                    "to": "new",
+                    "mode": "canary",
+                    "percent": 0,
+                }
+            ],
+        }
+        async with serve(tmp_path, config) as proxy:
+            pinned = await one(
+                proxy.port,
+                b"GET /api/orders/1 HTTP/1.1\r\nHost: edge.test\r\nX-Canary: new\r\n\r\n",
+            )
+    assert tags(pinned) == ("orders", "new")
+    assert [s.all("x-canary") for s in new.requests] == [[]]

@@ -9,8 +9,6 @@ import signal
 from collections.abc import AsyncIterator
 from pathlib import Path
 
-import pytest
-
 from strangler.config import parse_config
 from strangler.proxy.server import ProxyServer, bind
 from strangler.routing.router import Router
@@ -37,11 +35,6 @@ async def stuck_upstream() -> AsyncIterator[tuple[WireUpstream, asyncio.Event]]:
             release.set()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="issue 14: no --grace flag on strangler serve (and a cut connection at the"
-    " end of the grace) — fix lands after the proxy restructuring",
-)
 async def test_serve_grace_flag_and_503_for_what_is_still_running(tmp_path: Path) -> None:
     async with stuck_upstream() as (legacy, _):
         config = {
@@ -58,11 +51,6 @@ async def test_serve_grace_flag_and_503_for_what_is_still_running(tmp_path: Path
     assert code == 0
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="issue 14: requests running at the end of the shutdown grace get a cut"
-    " connection, not a 503 — fix lands after the proxy restructuring",
-)
 async def test_a_request_running_at_the_end_of_the_grace_gets_503() -> None:
     async with stuck_upstream() as (legacy, _):
         config = {

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import pytest
-
 from .support import get, one, serve, wire_upstream
 
 TRACEPARENT = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
@@ -16,11 +14,6 @@ def _legacy(url: str) -> dict[str, object]:
     return {"legacy": "legacy", "upstreams": {"legacy": {"url": url}}}
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="issue 14: X-Request-Id not returned to the client"
-    " — fix lands after the proxy restructuring",
-)
 async def test_a_clients_request_id_goes_upstream_and_comes_back(tmp_path: Path) -> None:
     async with wire_upstream() as legacy, serve(tmp_path, _legacy(legacy.url)) as proxy:
         response = await one(proxy.port, get("/api/x", extra="X-Request-Id: req-7f3a\r\n"))
@@ -30,11 +23,6 @@ async def test_a_clients_request_id_goes_upstream_and_comes_back(tmp_path: Path)
     assert response.all("x-request-id") == ["req-7f3a"]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="issue 14: no X-Request-Id generated when the client sends none"
-    " — fix lands after the proxy restructuring",
-)
 async def test_a_request_without_id_gets_one_upstream_and_back(tmp_path: Path) -> None:
     async with wire_upstream() as legacy, serve(tmp_path, _legacy(legacy.url)) as proxy:
         first = await one(proxy.port, get("/api/x"))

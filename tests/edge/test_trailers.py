@@ -5,8 +5,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import pytest
-
 from .support import one, serve, tags, wire_upstream
 
 
@@ -18,11 +16,6 @@ def _chunked(path: str, trailer: str = "", header: str = "") -> bytes:
     ).encode()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="issue 14: chunked trailer fields merged into the header section and used"
-    " for routing — fix lands after the proxy restructuring",
-)
 async def test_a_trailer_does_not_match_a_header_route(tmp_path: Path) -> None:
     async with wire_upstream() as legacy, wire_upstream() as new:
         config = {
@@ -51,11 +44,6 @@ async def test_a_trailer_does_not_match_a_header_route(tmp_path: Path) -> None:
     assert [s.all("x-tenant") for s in sent] == [[]], "a trailer became a header upstream"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="issue 14: a chunked trailer X-Strangler-Pin pins a 0% canary"
-    " — fix lands after the proxy restructuring",
-)
 async def test_a_trailer_does_not_pin(tmp_path: Path) -> None:
     async with wire_upstream() as legacy, wire_upstream() as new:
         config = {

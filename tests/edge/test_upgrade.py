@@ -8,8 +8,6 @@ import asyncio
 import contextlib
 from pathlib import Path
 
-import pytest
-
 from .support import Seen, connect, ok, one, serve, tags, wire_upstream
 
 H2C = (
@@ -32,11 +30,6 @@ def switching(seen: Seen) -> bytes:
     ).encode()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="issue 14: h2c upgrade tunnelled (smuggling around the route table)"
-    " — fix lands after the proxy restructuring",
-)
 async def test_h2c_upgrade_is_not_tunnelled(tmp_path: Path) -> None:
     async with wire_upstream(switching) as legacy:
         config = {"legacy": "legacy", "upstreams": {"legacy": {"url": legacy.url}}}
@@ -59,11 +52,6 @@ async def test_h2c_upgrade_is_not_tunnelled(tmp_path: Path) -> None:
     assert b"/internal/admin" not in legacy.tunnelled
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="issue 14: unsolicited 101 relayed and the pooled connection left broken"
-    " — fix lands after the proxy restructuring",
-)
 async def test_an_unsolicited_101_is_a_502_and_the_pool_stays_usable(tmp_path: Path) -> None:
     def rogue(seen: Seen) -> bytes:
         if seen.target == "/first":
@@ -80,3 +68,51 @@ async def test_an_unsolicited_101_is_a_502_and_the_pool_stays_usable(tmp_path: P
     assert second.status == 200, f"next request got {second.status_line!r} {second.body[:200]!r}"
     assert first.status == 502, f"client got {first.status_line!r}"
     assert tags(first) == ("-", "legacy")
+
+
+async def test_a_route_listing_a_protocol_tunnels_it(tmp_path: Path) -> None:
+    async with wire_upstream(switching) as legacy:
+        config = {
+            "legacy": "legacy",
+            "upstreams": {"legacy": {"url": legacy.url}, "new": {"url": legacy.url}},
+            "routes": [
+                {
+                    "name": "h2",
+                    "match": {"path": "/api/**"},
+                    "to": "new",
+                    "mode": "legacy",
+                    "upgrade": ["h2c"],
+                }
+            ],
+        }
+        async with serve(tmp_path, config) as proxy, connect(proxy.port) as client:
+            await client.send(H2C)
+            response = await client.response()
+            await client.send(b"after the switch")
+            deadline = asyncio.get_running_loop().time() + 5.0
+            while b"after the switch" not in legacy.tunnelled:
+                assert asyncio.get_running_loop().time() < deadline, bytes(legacy.tunnelled)
+                await asyncio.sleep(0.05)
+    assert response.status == 101
+    assert [s.header("upgrade") for s in legacy.requests] == ["h2c"]
+
+
+async def test_a_stripped_upgrade_keeps_its_body_and_the_connection(tmp_path: Path) -> None:
+    """An h2c upgrade on a POST: served as a normal request, body intact, and the next
+    request on the same connection is parsed as usual."""
+    async with wire_upstream() as legacy:
+        config = {"legacy": "legacy", "upstreams": {"legacy": {"url": legacy.url}}}
+        async with serve(tmp_path, config) as proxy, connect(proxy.port) as client:
+            await client.send(
+                b"POST /api/orders HTTP/1.1\r\nHost: edge.test\r\nConnection: Upgrade\r\n"
+                b"Upgrade: h2c\r\nTransfer-Encoding: chunked\r\n\r\n"
+                b"5\r\nhello\r\n0\r\n\r\nGET /api/next HTTP/1.1\r\nHost: edge.test\r\n\r\n"
+            )
+            first = await client.response()
+            second = await client.response()
+    assert (first.status, second.status) == (200, 200)
+    assert [(s.method, s.target, s.body) for s in legacy.requests] == [
+        ("POST", "/api/orders", b"hello"),
+        ("GET", "/api/next", b""),
+    ]
+    assert legacy.requests[0].header("upgrade") is None

@@ -97,7 +97,9 @@ async def test_bodies_over_the_shadow_limit_are_skipped_not_buffered() -> None:
     assert len(sink.submitted) == 1
 
 
-async def test_a_mirrored_request_is_never_mirrored_again() -> None:
+async def test_a_clients_shadow_marker_does_not_switch_mirroring_off() -> None:
+    """Issue 14: ``X-Strangler-*`` is the proxy's namespace; a client sending the mirror
+    marker is still mirrored, and the marker never reaches the upstream."""
     sink = RecordingSink()
     async with (
         serve_app(echo_app()) as legacy,
@@ -106,7 +108,10 @@ async def test_a_mirrored_request_is_never_mirrored_again() -> None:
         s.get(proxy.url + "/orders/1", headers={"X-Strangler-Shadow": "1"}) as r,
     ):
         assert r.status == 200
-    assert sink.submitted == [] and sink.skipped_reasons == []
+        seen = await r.json()
+        await submitted(sink, 1)
+    assert len(sink.submitted) == 1 and sink.skipped_reasons == []
+    assert "x-strangler-shadow" not in seen["headers"]
 
 
 async def submitted(sink: RecordingSink, count: int, timeout: float = 5.0) -> None:

@@ -1,0 +1,66 @@
+"""The access log (``access_log:``): one JSON line per request, after known traffic."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+from .support import get, one, serve, wire_upstream
+
+
+async def _lines(path: Path, count: int, timeout: float = 5.0) -> list[dict[str, Any]]:
+    deadline = time.monotonic() + timeout
+    while True:
+        text = path.read_text() if path.exists() else ""
+        lines = [json.loads(line) for line in text.splitlines()]
+        if len(lines) >= count or time.monotonic() > deadline:
+            return lines
+        await asyncio.sleep(0.05)
+
+
+async def test_one_json_line_per_request_with_what_happened(tmp_path: Path) -> None:
+    log = tmp_path / "access.log"
+    async with wire_upstream() as legacy, wire_upstream() as new:
+        config = {
+            "legacy": "legacy",
+            "access_log": str(log),
+            "upstreams": {"legacy": {"url": legacy.url}, "new": {"url": new.url}},
+            "routes": [
+                {"name": "orders", "match": {"path": "/api/orders/**"}, "to": "new", "mode": "new"}
+            ],
+        }
+        async with serve(tmp_path, config) as proxy:
+            first = await one(proxy.port, get("/api/x", extra="X-Request-Id: req-1\r\n"))
+            second = await one(
+                proxy.port,
+                b"POST /api/orders/7 HTTP/1.1\r\nHost: edge.test\r\nContent-Length: 2\r\n\r\n{}",
+            )
+            bad = await one(proxy.port, b"GET /api/x HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n")
+            lines = await _lines(log, 3)
+    assert [first.status, second.status, bad.status] == [200, 200, 400]
+    assert len(lines) == 3, lines
+    plain, order, refused = lines
+    assert {k: plain[k] for k in ("request_id", "method", "path", "route", "mode")} == {
+        "request_id": "req-1",
+        "method": "GET",
+        "path": "/api/x",
+        "route": "-",
+        "mode": "-",
+    }
+    assert (plain["decision"], plain["upstream"], plain["status"]) == ("legacy", "legacy", 200)
+    assert plain["bytes_in"] == 0 and plain["bytes_out"] > 0
+    assert plain["fallback"] is False and plain["shadow"] is None
+    assert plain["duration_us"] >= 0 and plain["time"].endswith("Z")
+    assert (order["route"], order["mode"], order["decision"], order["upstream"]) == (
+        "orders",
+        "new",
+        "new",
+        "new",
+    )
+    assert (order["method"], order["bytes_in"], order["status"]) == ("POST", 2, 200)
+    assert order["request_id"] == second.header("x-request-id")
+    assert (refused["status"], refused["upstream"]) == (400, "-")
+    assert refused["request_id"] == bad.header("x-request-id")
