@@ -205,7 +205,9 @@ class Run:
     errors: int
 
 
-def wrk(target: Target, duration: float, connections: int, threads: int) -> Run:
+def wrk(
+    target: Target, duration: float, connections: int, threads: int, extra: tuple[str, ...] = ()
+) -> Run:
     pids = target.pids()
     before = cpu_seconds(pids)
     out = subprocess.run(
@@ -215,6 +217,7 @@ def wrk(target: Target, duration: float, connections: int, threads: int) -> Run:
             f"-c{connections}",
             f"-d{duration:g}s",
             "--latency",
+            *extra,
             target.url,
         ],
         capture_output=True,
