@@ -17,12 +17,14 @@ import aiohttp
 import pytest
 from aiohttp import web
 
-from strangler.config import parse_config, parse_config_text
+from strangler.config import UpstreamConfig, UpstreamTlsConfig, parse_config, parse_config_text
 from strangler.errors import ConfigError
+from strangler.message import HttpRequest
 from strangler.proxy.circuit import OPEN
 from strangler.proxy.server import ProxyServer, bind
 from strangler.routing.router import Router
 from strangler.runtime import Runtime
+from strangler.shadow.client import ShadowClient
 from tests.support.net import free_port
 
 pytestmark = pytest.mark.skipif(shutil.which("openssl") is None, reason="needs openssl")
@@ -289,3 +291,24 @@ upstreams:
     config = parse_config_text(good, base_dir=tmp_path)
     tls = config.upstreams["a"].tls
     assert tls is not None and tls.ca == str(tmp_path / "ca.crt")
+
+
+async def test_the_shadow_client_reaches_an_https_target_with_its_tls_keys(pki: Pki) -> None:
+    """Mirrors use pools of their own, built the same way: the client certificate goes too."""
+    cert, key = pki.client
+    async with https_upstream(pki, client_ca=pki.client_ca) as up:
+        tls = {"ca": str(pki.ca), "cert": str(cert), "key": str(key)}
+        target = UpstreamConfig.model_validate({"url": f"https://localhost:{up.port}", "tls": tls})
+        client = ShadowClient(4)
+        try:
+            seen = await client.send("new", "svc", target, HttpRequest(path="/api/9"), 1 << 20)
+            # The same name with other settings: a new pool, verified with the system's CAs.
+            untrusted = target.model_copy(update={"tls": UpstreamTlsConfig(cert=str(cert))})
+            refused = await client.send(
+                "new", "svc", untrusted, HttpRequest(path="/api/9"), 1 << 20
+            )
+        finally:
+            client.close()
+    assert seen.status == 200, seen.exception
+    assert b'"client_cn": "strangler-client"' in seen.body
+    assert refused.failed and refused.status is None
