@@ -303,7 +303,9 @@ async def test_the_shadow_client_reaches_an_https_target_with_its_tls_keys(pki: 
         try:
             seen = await client.send("new", "svc", target, HttpRequest(path="/api/9"), 1 << 20)
             # The same name with other settings: a new pool, verified with the system's CAs.
-            untrusted = target.model_copy(update={"tls": UpstreamTlsConfig(cert=str(cert))})
+            untrusted = target.model_copy(
+                update={"tls": UpstreamTlsConfig(cert=str(cert), key=str(key))}
+            )
             refused = await client.send(
                 "new", "svc", untrusted, HttpRequest(path="/api/9"), 1 << 20
             )
@@ -312,3 +314,4 @@ async def test_the_shadow_client_reaches_an_https_target_with_its_tls_keys(pki: 
     assert seen.status == 200, seen.exception
     assert b'"client_cn": "strangler-client"' in seen.body
     assert refused.failed and refused.status is None
+    assert "certificate verify failed" in str(refused.exception)
