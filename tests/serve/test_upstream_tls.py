@@ -4,6 +4,8 @@ that signed nothing of it, a CA for client certificates)."""
 
 from __future__ import annotations
 
+import asyncio
+import os
 import shutil
 import ssl
 import subprocess
@@ -21,6 +23,7 @@ from strangler.config import UpstreamConfig, UpstreamTlsConfig, parse_config, pa
 from strangler.errors import ConfigError
 from strangler.message import HttpRequest
 from strangler.proxy.circuit import OPEN
+from strangler.proxy.registry import Upstreams
 from strangler.proxy.server import ProxyServer, bind
 from strangler.routing.router import Router
 from strangler.runtime import Runtime
@@ -315,3 +318,24 @@ async def test_the_shadow_client_reaches_an_https_target_with_its_tls_keys(pki: 
     assert b'"client_cn": "strangler-client"' in seen.body
     assert refused.failed and refused.status is None
     assert "certificate verify failed" in str(refused.exception)
+
+
+async def test_a_reload_after_the_tls_files_change_makes_a_fresh_pool(
+    pki: Pki, tmp_path: Path
+) -> None:
+    """A renewed CA bundle or client certificate is used from the next reload (SIGHUP) on;
+    a reload that changes nothing keeps the pool and its warm connections."""
+    shutil.copy(pki.ca, tmp_path / "ca.crt")
+    text = "legacy: a\nupstreams:\n  a: {url: 'https://a.internal', tls: {ca: ca.crt}}\n"
+    upstreams = Upstreams(asyncio.get_running_loop())
+    try:
+        first = upstreams.pool(parse_config_text(text, base_dir=tmp_path), "a")
+        same = upstreams.pool(parse_config_text(text, base_dir=tmp_path), "a")
+        assert same is first
+        renewed = tmp_path / "ca.new"
+        renewed.write_bytes(pki.ca.read_bytes() + pki.other_ca.read_bytes())
+        os.replace(renewed, tmp_path / "ca.crt")
+        fresh = upstreams.pool(parse_config_text(text, base_dir=tmp_path), "a")
+        assert fresh is not first and first.closed
+    finally:
+        upstreams.close()
