@@ -233,7 +233,9 @@ class Run:
     errors: int
 
 
-def wrk(target: Target, duration: float, connections: int, threads: int) -> Run:
+def wrk(
+    target: Target, duration: float, connections: int, threads: int, extra: tuple[str, ...] = ()
+) -> Run:
     pids = target.pids()
     before = cpu_seconds(pids)
     out = subprocess.run(
@@ -243,6 +245,7 @@ def wrk(target: Target, duration: float, connections: int, threads: int) -> Run:
             f"-c{connections}",
             f"-d{duration:g}s",
             "--latency",
+            *extra,
             target.url,
         ],
         capture_output=True,

@@ -21,7 +21,15 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, PrivateAttr, SecretStr, ValidationError, field_validator
+from pydantic import (
+    Field,
+    PrivateAttr,
+    SecretStr,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from strangler.config_checks import cross_check, schema_problems
 from strangler.errors import ConfigError, Problem
@@ -73,6 +81,35 @@ class CircuitConfig(_Model):
     cooldown: Duration = 5.0
 
 
+class UpstreamTlsConfig(_Model):
+    """How an ``https://`` upstream is reached. Paths are PEM files, relative to
+    routes.yaml's folder (made absolute when the file is loaded)."""
+
+    ca: str | None = None
+    """CA bundle to verify the upstream's certificate with, instead of the system's."""
+    cert: str | None = None
+    """Client certificate (mTLS), leaf first; ``key`` unless the key is in this file."""
+    key: str | None = None
+    server_name: str | None = None
+    """SNI and the name the certificate must carry (default: the url's host)."""
+    verify: bool = True
+    """False: accept any certificate (never in production)."""
+
+    @field_validator("ca", "cert", "key")
+    @classmethod
+    def _path(cls, value: str | None, info: ValidationInfo) -> str | None:
+        base = (info.context or {}).get("base_dir")
+        if value is None or base is None:
+            return value
+        return str(Path(base) / value)
+
+    @model_validator(mode="after")
+    def _pair(self) -> UpstreamTlsConfig:
+        if self.key is not None and self.cert is None:
+            raise ValueError("key: needs cert (the client certificate the key goes with)")
+        return self
+
+
 class UpstreamConfig(_Model):
     url: str
     timeout: Duration = 10.0
@@ -81,6 +118,8 @@ class UpstreamConfig(_Model):
     max_connections: int = Field(256, ge=1)
     retries: int = Field(1, ge=0, le=5)
     circuit: CircuitConfig = CircuitConfig()
+    tls: UpstreamTlsConfig | None = None
+    """Only with an ``https://`` url (which is TLS with the system's CAs without it)."""
 
     @field_validator("url")
     @classmethod
@@ -88,6 +127,12 @@ class UpstreamConfig(_Model):
         if not re.match(r"^https?://[^/\s]+(/.*)?$", value):
             raise ValueError(f"{value!r} is not an http:// or https:// URL")
         return value.rstrip("/")
+
+    @model_validator(mode="after")
+    def _tls_needs_https(self) -> UpstreamConfig:
+        if self.tls is not None and not self.url.startswith("https://"):
+            raise ValueError(f"tls: is only for an https:// url, not {self.url!r}")
+        return self
 
 
 class MatchConfig(_Model):
@@ -331,7 +376,7 @@ def parse_config(
         raise ConfigError(where.locate([Problem("", "the file must be a mapping of keys")]), source)
     config: Config | None = None
     try:
-        config = Config.model_validate(data)
+        config = Config.model_validate(data, context={"base_dir": base_dir})
         problems: list[Problem] = []
     except ValidationError as exc:
         problems = schema_problems(exc, data, Config)

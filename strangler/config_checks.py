@@ -9,7 +9,8 @@ so it reports a route naming a missing upstream even when another key of the fil
 failed validation: ``strangler check`` lists every problem in one pass. Each check
 looks only at the values it needs and skips any that are not the right shape
 (validation reports those). ``unknown_key_hint`` and ``reference_hint`` say what
-was probably meant. Nothing here imports the main config module.
+was probably meant. ``tls:`` sections (the listener's, each upstream's) must name PEM
+files that exist and load. Nothing here imports the main config module.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from __future__ import annotations
 import collections.abc
 import difflib
 import re
+import ssl
 import types
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
@@ -132,7 +134,46 @@ def cross_check(
             if problem:
                 problems.append(Problem(f"sync.tables[{i}].adapter", problem))
     problems += _contexts(_dict(data.get("contexts")), list(names), sources)
+    for name, upstream in _dict(upstreams).items():
+        problems += _tls_files(f"upstreams.{name}.tls", _dict(_dict(upstream).get("tls")), base_dir)
+    problems += _tls_files("tls", _dict(data.get("tls")), base_dir)
     return problems
+
+
+def _tls_files(key: str, tls: Mapping[str, Any], base_dir: Path | None) -> list[Problem]:
+    """The PEM files of a ``tls:`` section exist and load (a CA bundle, a certificate
+    with its key), so a wrong path fails ``check`` and the start, not the first request."""
+    paths = {k: v for k in ("ca", "cert", "key") if isinstance(v := tls.get(k), str)}
+    full = {k: (base_dir or Path.cwd()) / v for k, v in paths.items()}
+    problems = [
+        Problem(f"{key}.{k}", f"{paths[k]!r}: {why}")
+        for k, path in full.items()
+        if (why := _unreadable(path)) is not None
+    ]
+    missing = {p.key.rpartition(".")[2] for p in problems}
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    if "ca" in full and "ca" not in missing:
+        try:
+            context.load_verify_locations(cafile=full["ca"])
+        except ssl.SSLError as exc:
+            problems.append(
+                Problem(f"{key}.ca", f"{paths['ca']!r}: not a PEM CA bundle ({exc.reason})")
+            )
+    if "cert" in full and not missing & {"cert", "key"}:
+        try:
+            context.load_cert_chain(full["cert"], full.get("key"))
+        except ssl.SSLError as exc:
+            what = "does not load" + (f" with the key {paths['key']!r}" if "key" in paths else "")
+            problems.append(Problem(f"{key}.cert", f"{paths['cert']!r}: {what} ({exc.reason})"))
+    return problems
+
+
+def _unreadable(path: Path) -> str | None:
+    try:
+        with path.open("rb"):
+            return None
+    except OSError as exc:
+        return f"cannot read {path}: {exc.strerror}"
 
 
 def _percent(key: str, route: Mapping[str, Any]) -> list[Problem]:

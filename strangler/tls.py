@@ -1,4 +1,5 @@
-"""TLS on the public listener: one server context, its certificate reloaded in place.
+"""TLS on the public listener (one server context, its certificate reloaded in
+place) and the client contexts of ``https://`` upstreams.
 
 ``tls: {cert, key}`` in routes.yaml makes ``strangler serve`` terminate TLS on
 ``listen``. :class:`ListenerTls` holds the :class:`ssl.SSLContext` the listener
@@ -8,6 +9,11 @@ then on present the new certificate, connections already open keep theirs, so
 a renewal drops nothing. A pair that does not load (half-written, key not
 matching) is logged and the previous one keeps serving; at start it is an
 error naming the file.
+
+:func:`upstream_context` builds the context an upstream pool connects with from
+the upstream's ``tls:`` keys: a CA bundle instead of the system's, a client
+certificate (mTLS), or no verification at all. SNI and the checked host name are
+:func:`upstream_server_name`.
 """
 
 from __future__ import annotations
@@ -18,7 +24,7 @@ import logging
 import ssl
 from pathlib import Path
 
-from strangler.config import TlsConfig
+from strangler.config import TlsConfig, UpstreamTlsConfig
 from strangler.errors import StranglerError
 
 log = logging.getLogger(__name__)
@@ -90,3 +96,35 @@ class ListenerTls:
                 # A renewal writes two files: wait a moment so both are in place.
                 await asyncio.sleep(CHECK_EVERY / 2)
                 self.reload()
+
+
+def upstream_context(config: UpstreamTlsConfig | None) -> ssl.SSLContext:
+    """The client context for an ``https://`` upstream. Raises StranglerError naming
+    the file that does not load."""
+    config = config or UpstreamTlsConfig()
+    try:
+        context = ssl.create_default_context(cafile=config.ca)
+    except (OSError, ssl.SSLError) as exc:
+        raise StranglerError(f"tls.ca: cannot load the CA bundle {config.ca}: {exc}") from exc
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    context.set_alpn_protocols(["http/1.1"])
+    if not config.verify:
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+    if config.cert is not None:
+        try:
+            context.load_cert_chain(config.cert, config.key)
+        except (OSError, ssl.SSLError) as exc:
+            raise StranglerError(
+                f"tls.cert: cannot load the client certificate {config.cert}"
+                f"{f' with the key {config.key}' if config.key else ''}: {exc}"
+            ) from exc
+    return context
+
+
+def upstream_server_name(config: UpstreamTlsConfig | None, host: str) -> str:
+    """The name sent as SNI and checked against the certificate: ``server_name`` or
+    the url's host. (Python sends no SNI for an IP address, but still checks it.)"""
+    if config is not None and config.server_name:
+        return config.server_name
+    return host

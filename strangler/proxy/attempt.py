@@ -133,7 +133,7 @@ class Attempt:
         host = client_host_of(self.ex.request.headers)
         if not host:
             return value
-        return relocated(value, conn.pool.origin, b"http://" + host)
+        return relocated(value, conn.pool.origin, self.ex.client.scheme + b"://" + host)
 
     def response_body(self, data: bytes) -> None:
         if self.dead:

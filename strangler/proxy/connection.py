@@ -69,6 +69,8 @@ class ClientConnection(RequestParsing, asyncio.Protocol):
         self.parser = httptools.HttpRequestParser(self)
         self.ip = ""
         self.ip_bytes = b""
+        self.scheme = b"http"
+        """How the client reached the listener (``https`` over TLS): X-Forwarded-Proto."""
         self.last_active = 0.0
         self.active: ProxyRequest | None = None
         self._task: asyncio.Task[None] | None = None
@@ -101,6 +103,8 @@ class ClientConnection(RequestParsing, asyncio.Protocol):
         peer = transport.get_extra_info("peername")
         self.ip = str(peer[0]) if peer else ""
         self.ip_bytes = self.ip.encode("latin-1")
+        if transport.get_extra_info("sslcontext") is not None:
+            self.scheme = b"https"
         self.last_active = monotonic()
         self.server.connections.add(self)
 

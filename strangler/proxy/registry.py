@@ -5,8 +5,9 @@ table it read for this request. When that config is a new object (a reload), the
 pools are re-matched by name: an upstream whose settings are unchanged keeps its
 pool (and warm connections), a changed one (new URL, timeouts, limits) gets a
 fresh pool, and pools of removed or changed upstreams close their idle
-connections. All pools share one timeout :class:`~strangler.proxy.sweep.Sweep`.
-Nothing here opens connections itself.
+connections. So does one whose ``tls:`` files changed on disk: a renewed client
+certificate or CA bundle is used from the next reload (SIGHUP) on. All pools
+share one timeout :class:`~strangler.proxy.sweep.Sweep`. Nothing here opens connections itself.
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ class Upstreams:
             old = self._pools.get(name)
             pools[name] = (
                 old
-                if old is not None and old.config == upstream
+                if old is not None and old.config == upstream and not old.tls_changed()
                 else UpstreamPool(name, upstream, self.loop, self.sweep)
             )
         for name, old in self._pools.items():

@@ -117,7 +117,7 @@ def request_head(ex: Exchange, pool: UpstreamPool, inline: bytes | None) -> byte
         req.headers,
         pool.host_header if pool.config.host != "client" else host_for(ex, pool),
         ex.client.ip_bytes,
-        b"http",
+        ex.client.scheme,
         framing,
     )
 
@@ -132,7 +132,7 @@ def rewritten_head(ex: Exchange, pool: UpstreamPool, rewritten: HttpRequest) -> 
         raw_headers(rewritten.headers),
         host_for(ex, pool),
         ex.client.ip_bytes,
-        b"http",
+        ex.client.scheme,
         framing,
     )
 

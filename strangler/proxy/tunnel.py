@@ -94,7 +94,7 @@ async def tunnel(fw: Forwarder, ex: Exchange) -> Answer:
         req.headers,
         host,
         client.ip_bytes,
-        b"http",
+        client.scheme,
         b"",
         upgrade=req.upgrade or b"websocket",
     )

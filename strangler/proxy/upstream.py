@@ -7,9 +7,10 @@ client from inside ``data_received`` without a coroutine hop. It switches to a
 raw byte pipe after a ``101``.
 
 ``UpstreamPool`` holds idle connections per upstream (at most
-``max_connections`` open), connects with ``connect_timeout`` and maps socket
-errors to :mod:`strangler.errors` (``strangler.proxy.registry`` keeps one pool
-per upstream name across reloads). A :class:`Sweep` runs the upstream timeout:
+``max_connections`` open), connects with ``connect_timeout`` — over TLS for an
+``https://`` url, with the upstream's ``tls:`` keys (:mod:`strangler.tls`) — and
+maps socket and TLS errors to :mod:`strangler.errors` (``strangler.proxy.registry``
+keeps one pool per upstream name across reloads). A :class:`Sweep` runs the upstream timeout:
 every ``timeout / 5`` (20 to 500 ms) it fails an exchange in which no byte moved
 for ``timeout`` seconds (-> 504) — except while the connection is ``held``, paused
 for a client that is not reading (a stalled client is the client's problem, bounded
@@ -22,6 +23,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
+import os
 import socket
 import ssl
 from collections import deque
@@ -33,10 +36,13 @@ from urllib.parse import urlsplit
 import httptools
 
 from strangler.config import UpstreamConfig
-from strangler.errors import UpstreamConnectError, UpstreamError, UpstreamTimeout
+from strangler.errors import StranglerError, UpstreamConnectError, UpstreamError, UpstreamTimeout
 from strangler.proxy.circuit import CircuitBreaker
 from strangler.proxy.headers import RawHeaders
 from strangler.proxy.sweep import Sweep, sweep_interval
+from strangler.tls import upstream_context, upstream_server_name
+
+log = logging.getLogger(__name__)
 
 
 class ResponseSink(Protocol):
@@ -283,6 +289,23 @@ def set_nodelay(transport: asyncio.BaseTransport) -> None:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
 
+def tls_stamps(config: UpstreamConfig) -> tuple[tuple[int, int] | None, ...] | None:
+    """(mtime, size) of each ``tls:`` file, or None without files."""
+    tls = config.tls
+    paths = [p for p in (tls.ca, tls.cert, tls.key) if p] if tls is not None else []
+    if not paths:
+        return None
+    stamps: list[tuple[int, int] | None] = []
+    for path in paths:
+        try:
+            st = os.stat(path)
+        except OSError:
+            stamps.append(None)
+        else:
+            stamps.append((st.st_mtime_ns, st.st_size))
+    return tuple(stamps)
+
+
 class UpstreamPool:
     """Idle keep-alive connections to one upstream, plus its circuit breaker.
 
@@ -307,9 +330,18 @@ class UpstreamPool:
             parts.hostname or "127.0.0.1",
             parts.port or (443 if parts.scheme == "https" else 80),
         )
-        self.ssl: ssl.SSLContext | None = (
-            ssl.create_default_context() if parts.scheme == "https" else None
-        )
+        self.ssl: ssl.SSLContext | None = None
+        self.server_name: str | None = None
+        self.tls_error: str | None = None
+        """Why the upstream's ``tls:`` files did not load (each connect fails with it)."""
+        self._tls_stamps = tls_stamps(config)
+        if parts.scheme == "https":
+            self.server_name = upstream_server_name(config.tls, self.address[0])
+            try:
+                self.ssl = upstream_context(config.tls)
+            except StranglerError as exc:
+                self.tls_error = str(exc)
+                log.error("upstream %s: %s", name, exc)
         self.host_header = parts.netloc.encode("latin-1")
         self.prefix = parts.path.rstrip("/").encode("latin-1")
         self.origin = config.url.encode("latin-1")
@@ -319,6 +351,10 @@ class UpstreamPool:
         self.open = 0
         self.closed = False
         self._waiters: deque[asyncio.Future[None]] = deque()
+
+    def tls_changed(self) -> bool:
+        """The upstream's ``tls:`` files changed on disk since this pool loaded them."""
+        return self._tls_stamps is not None and tls_stamps(self.config) != self._tls_stamps
 
     def take_idle(self) -> UpstreamConnection | None:
         """An idle pooled connection, or None (never connects)."""
@@ -348,6 +384,8 @@ class UpstreamPool:
 
     async def connect(self) -> UpstreamConnection:
         """A new connection, not taken from the pool (also used for tunnels)."""
+        if self.tls_error is not None:
+            raise UpstreamConnectError(self.name, f"cannot connect: {self.tls_error}")
         self.open += 1
         try:
             _, conn = await asyncio.wait_for(
@@ -355,6 +393,7 @@ class UpstreamPool:
                     lambda: UpstreamConnection(self),
                     *self.address,
                     ssl=self.ssl,
+                    server_hostname=self.server_name,
                 ),
                 self.config.connect_timeout,
             )
