@@ -20,9 +20,15 @@ worker started (not when the stream first meets the context's table), once the
 store has answered (a worker started while it is down waits; it does not guess).
 An ownership written into the store by hand, without ``strangler cutover``, has no
 watermark: running streams keep judging by the owner they had, and report the new
-owner's writes as the non-owner's, until the next cutover's watermark or a restart
-of the worker. Ownership is read from the state store the proxy uses (the same
-``state:``).
+owner's writes as the non-owner's, until the next cutover's watermark. Ownership is
+read from the state store the proxy uses (the same ``state:``).
+
+A stream's owner is stored with its offsets, in the transaction that commits them
+(``owner:CONTEXT`` keys beside the positions, see ``stored``): a worker restarted
+mid-cutover replays from its last committed position with the owner the stream had
+there, so changes before a watermark are judged by the old owner even if the store
+has flipped since. The worker never commits a position past a watermark before the
+stream has passed it (see ``Worker._process``).
 """
 
 from __future__ import annotations
@@ -74,6 +80,19 @@ class Owned:
 
 LEGACY = Owned("legacy", 0)
 
+OWNER_KEY = "owner:"
+"""Offsets key prefix of a stream's owner of a context (``owner:orders``)."""
+
+
+def _encode(owned: Owned) -> int:
+    # The epoch grows along a stream, so the least of several targets' values (what
+    # ``Worker.resume`` takes) belongs to the least position.
+    return owned.epoch * 2 + (1 if owned.owner == "service" else 0)
+
+
+def _decode(value: int) -> Owned:
+    return Owned("service" if value % 2 else "legacy", value // 2)
+
 
 class Directions:
     """Per context, who owns it; per (stream, context), the owner its changes are judged by."""
@@ -123,6 +142,21 @@ class Directions:
                 log.warning("cannot read context ownership (changes wait for it): %s", exc)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 5.0)
+
+    def stored(self, source: str) -> dict[str, int]:
+        """The owner ``source``'s stream judges each context by, as offsets to commit
+        with its position (every context, so a restart never falls back to the store)."""
+        contexts = set(self.table_context.values())
+        return {f"{OWNER_KEY}{c}": _encode(self._stream(source, c)) for c in sorted(contexts)}
+
+    def restore(self, source: str, offsets: Mapping[str, int]) -> None:
+        """Take ``source``'s stream owners from its committed offsets (a restart): the
+        replay from there is judged by the owners the stream had at that position."""
+        contexts = set(self.table_context.values())
+        for key, value in offsets.items():
+            context = key.removeprefix(OWNER_KEY)
+            if key.startswith(OWNER_KEY) and context in contexts:
+                self.streams[(source, context)] = _decode(value)
 
     def _stream(self, source: str, context: str) -> Owned:
         owned = self.streams.get((source, context))

@@ -139,6 +139,9 @@ class Worker:
                     load = None
                     status.state = "starting"
                 await source.start(lambda: self.resume(source.name))
+                # The owners the stream judged by at its committed position (direction.py).
+                resumed = await asyncio.to_thread(self.resume, source.name)
+                self.directions.restore(source.name, resumed)
                 break
             except SyncError as exc:
                 status.state, status.error = "error", str(exc)
@@ -186,7 +189,9 @@ class Worker:
     ) -> None:
         """Drop the worker's own writes, judge each change by its context's owner, and
         apply; a drain's watermark splits the batch: what precedes it is committed and
-        the watermark recorded before anything after it is judged."""
+        the watermark recorded before anything after it is judged. The batch's offsets
+        (with the stream's owners) are committed only with its last part, after every
+        watermark in it was passed: a batch ending in one commits an empty last part."""
         await self.directions.ready(stop)
         events = list(batch.events)
         own = await asyncio.to_thread(self._own_writes, source.name, events)
@@ -205,8 +210,6 @@ class Worker:
             else:
                 segments[-1] = (segments[-1][0], mark)
                 segments.append(([], None))
-        if not segments[-1][0] and len(segments) > 1:
-            segments.pop()
         for i, (chunk, mark) in enumerate(segments):
             last = i == len(segments) - 1
             accepted: list[ChangeEvent] = []
@@ -304,6 +307,9 @@ class Worker:
                 refused_in[route[0].target].append((event, reason))
         result = BatchResult()
         offsets = dict(batch.offsets)
+        if offsets:
+            # The owners this stream judged by, stored with its position (direction.py).
+            offsets.update(self.directions.stored(source))
         beat = heartbeat_ms(source, batch.events)
         if beat is not None:
             offsets[HEARTBEAT_OFFSET] = beat  # how far this source had got, for lag
