@@ -25,8 +25,8 @@ from pydantic import Field, PrivateAttr, SecretStr, ValidationError, field_valid
 
 from strangler.config_checks import cross_check, schema_problems
 from strangler.errors import ConfigError, Problem
+from strangler.schema import Listen, Name
 from strangler.schema import Section as _Model
-from strangler.schema import listen_address as _listen
 from strangler.shadow_config import (
     DEFAULT_SHADOW,
     HTTP_METHODS,
@@ -131,7 +131,7 @@ class DeclarativeAdapterConfig(_Model):
 
 
 class RouteConfig(_Model):
-    name: str
+    name: Name
     match: MatchConfig
     to: str
     mode: Mode = "legacy"
@@ -156,13 +156,6 @@ class RouteConfig(_Model):
                 raise ValueError(f"{protocol!r} is not a protocol name")
         return tuple(p.lower() for p in value)
 
-    @field_validator("name")
-    @classmethod
-    def _name(cls, value: str) -> str:
-        if not re.fullmatch(r"[A-Za-z0-9_.-]+", value):
-            raise ValueError(f"{value!r} may only use letters, digits, '_', '.', '-'")
-        return value
-
     @field_validator("sticky")
     @classmethod
     def _sticky(cls, value: tuple[str, ...]) -> tuple[str, ...]:
@@ -183,17 +176,12 @@ class RouteConfig(_Model):
 
 
 class AdminConfig(_Model):
-    listen: str = "127.0.0.1:8081"
+    listen: Listen = "127.0.0.1:8081"
     token: SecretStr | None = None
     audit_entries: int = Field(200, ge=1)
     hosts: tuple[str, ...] | None = None
     """Host names the admin listener answers (DNS rebinding); None: ``localhost`` and
     the ``listen`` host. IP addresses are always answered; ``*`` answers any name."""
-
-    @field_validator("listen")
-    @classmethod
-    def _check_listen(cls, value: str) -> str:
-        return _listen(value)
 
     @field_validator("token", mode="before")
     @classmethod
@@ -253,7 +241,7 @@ class ContextConfig(_Model):
 
 class Config(_Model):
     version: Literal[1] = 1
-    listen: str = "0.0.0.0:8080"
+    listen: Listen = "0.0.0.0:8080"
     admin: AdminConfig = AdminConfig()
     state: StateConfig = StateConfig()
     legacy: str
@@ -268,11 +256,6 @@ class Config(_Model):
     contexts: Mapping[str, ContextConfig] = {}
     _source: Source = PrivateAttr(default_factory=lambda: Source(None))
     """The parsed file (for line numbers of problems found later)."""
-
-    @field_validator("listen")
-    @classmethod
-    def _check_listen(cls, value: str) -> str:
-        return _listen(value)
 
     @field_validator("state", mode="before")
     @classmethod
