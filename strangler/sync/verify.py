@@ -119,14 +119,10 @@ class Verifier:
         return plans
 
     def _source_for(self, mapping: TableMapping) -> SourceConfig:
-        candidates = [
-            s
-            for s in self.config.sources
-            if mapping.from_source in (None, s.name) and s.monolith_url()
-        ]
-        if not candidates:
+        source = source_with_database(self.config, mapping)
+        if source is None:
             raise SyncError(f"verify: no source with a monolith database for {mapping.source!r}")
-        return candidates[0]
+        return source
 
     def _url(self, source: SourceConfig) -> str:
         url = source.monolith_url()
@@ -375,4 +371,13 @@ def _expected(
         dict(write.values),
         plan.event_table,
         dict(event.key),
+    )
+
+
+def source_with_database(config: SyncConfig, mapping: TableMapping) -> SourceConfig | None:
+    """The first source that may feed ``mapping`` and names the database it captures
+    (verify reads the rows there); None if no source does."""
+    return next(
+        (s for s in config.sources if mapping.from_source in (None, s.name) and s.monolith_url()),
+        None,
     )
