@@ -13,13 +13,13 @@ error naming the file.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import ssl
 from pathlib import Path
 
 from strangler.config import TlsConfig
 from strangler.errors import StranglerError
+from strangler.tasks import stop_task
 
 log = logging.getLogger(__name__)
 
@@ -77,11 +77,8 @@ class ListenerTls:
         self._task = asyncio.create_task(self._watch(), name="strangler-tls-watch")
 
     async def stop(self, grace: float = 0.0) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await stop_task(self._task)
+        self._task = None
 
     async def _watch(self) -> None:
         while True:

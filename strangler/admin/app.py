@@ -40,6 +40,7 @@ from strangler.metrics import Metrics
 from strangler.override import Override
 from strangler.routing.table import Route
 from strangler.runtime import Runtime
+from strangler.tasks import stop_task
 
 from .access import CONTROL, RUNTIME, error, host_guard, require_writer
 from .plane_loop import PLANE, PlaneLoop, hop, off_loop
@@ -170,9 +171,7 @@ class _Handlers:
 
         task = asyncio.create_task(loop())
         yield
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+        await stop_task(task)
 
     async def healthz(self, request: web.Request) -> web.Response:
         return web.json_response({"status": "ok"})
