@@ -24,6 +24,7 @@ import json
 import math
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from aiohttp import web
@@ -144,21 +145,14 @@ def route_view(runtime: Runtime, route: Route, traffic: Traffic | None = None) -
     }
 
 
+@dataclass(eq=False)  # handlers are compared and hashed by identity
 class _Handlers:
-    def __init__(
-        self,
-        runtime: Runtime,
-        control: ControlPlane,
-        metrics: Metrics | None,
-        sync_status: SyncStatus | None,
-        plane: PlaneLoop,
-    ) -> None:
-        self.plane = plane
-        self.runtime = runtime
-        self.control = control
-        self.metrics_source = metrics
-        self.sync_status = sync_status
-        self.traffic: TrafficWindow | None = None
+    runtime: Runtime
+    control: ControlPlane
+    metrics_source: Metrics | None
+    sync_status: SyncStatus | None
+    plane: PlaneLoop
+    traffic: TrafficWindow | None = None
 
     async def sampling(self, app: web.Application) -> Any:
         """Snapshot the counters every few seconds so "last minute" has a baseline."""
