@@ -33,8 +33,8 @@ from pydantic import (
 
 from strangler.config_checks import cross_check, schema_problems
 from strangler.errors import ConfigError, Problem
+from strangler.schema import Listen, Name
 from strangler.schema import Section as _Model
-from strangler.schema import listen_address as _listen
 from strangler.shadow_config import (
     DEFAULT_SHADOW,
     HTTP_METHODS,
@@ -176,7 +176,7 @@ class DeclarativeAdapterConfig(_Model):
 
 
 class RouteConfig(_Model):
-    name: str
+    name: Name
     match: MatchConfig
     to: str
     mode: Mode = "legacy"
@@ -201,13 +201,6 @@ class RouteConfig(_Model):
                 raise ValueError(f"{protocol!r} is not a protocol name")
         return tuple(p.lower() for p in value)
 
-    @field_validator("name")
-    @classmethod
-    def _name(cls, value: str) -> str:
-        if not re.fullmatch(r"[A-Za-z0-9_.-]+", value):
-            raise ValueError(f"{value!r} may only use letters, digits, '_', '.', '-'")
-        return value
-
     @field_validator("sticky")
     @classmethod
     def _sticky(cls, value: tuple[str, ...]) -> tuple[str, ...]:
@@ -228,17 +221,12 @@ class RouteConfig(_Model):
 
 
 class AdminConfig(_Model):
-    listen: str = "127.0.0.1:8081"
+    listen: Listen = "127.0.0.1:8081"
     token: SecretStr | None = None
     audit_entries: int = Field(200, ge=1)
     hosts: tuple[str, ...] | None = None
     """Host names the admin listener answers (DNS rebinding); None: ``localhost`` and
     the ``listen`` host. IP addresses are always answered; ``*`` answers any name."""
-
-    @field_validator("listen")
-    @classmethod
-    def _check_listen(cls, value: str) -> str:
-        return _listen(value)
 
     @field_validator("token", mode="before")
     @classmethod
@@ -298,7 +286,7 @@ class ContextConfig(_Model):
 
 class Config(_Model):
     version: Literal[1] = 1
-    listen: str = "0.0.0.0:8080"
+    listen: Listen = "0.0.0.0:8080"
     admin: AdminConfig = AdminConfig()
     state: StateConfig = StateConfig()
     legacy: str
@@ -313,11 +301,6 @@ class Config(_Model):
     contexts: Mapping[str, ContextConfig] = {}
     _source: Source = PrivateAttr(default_factory=lambda: Source(None))
     """The parsed file (for line numbers of problems found later)."""
-
-    @field_validator("listen")
-    @classmethod
-    def _check_listen(cls, value: str) -> str:
-        return _listen(value)
 
     @field_validator("state", mode="before")
     @classmethod

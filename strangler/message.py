@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, Self
 
 from multidict import CIMultiDict, CIMultiDictProxy
 
@@ -42,21 +42,27 @@ class _Message:
             object.__setattr__(self, "_json", json.loads(self.body) if self.body else None)
         return self._json
 
-    def _with_json(self, data: Any) -> dict[str, Any]:
+    def replace(self, **changes: Any) -> Self:
+        if "body" in changes:
+            changes.setdefault("_json", _UNPARSED)
+        return replace(self, **changes)
+
+    def with_json(self, data: Any) -> Self:
         body = json.dumps(data, separators=(",", ":"), ensure_ascii=False).encode()
         headers = CIMultiDict(self.headers)
         headers["Content-Type"] = headers.get("Content-Type", "application/json")
         headers.popall("Content-Length", None)
-        return {"body": body, "headers": CIMultiDictProxy(headers), "_json": data}
+        return replace(self, body=body, headers=CIMultiDictProxy(headers), _json=data)
 
-    def _with_headers(self, **changes: str | None) -> Headers:
+    def with_headers(self, **changes: str | None) -> Self:
+        """``with_headers(X_Api_Version="2", Cookie=None)``: set or remove headers."""
         headers = CIMultiDict(self.headers)
         for name, value in changes.items():
             key = name.replace("_", "-")
             headers.popall(key, None)
             if value is not None:
                 headers[key] = value
-        return CIMultiDictProxy(headers)
+        return replace(self, headers=CIMultiDictProxy(headers))
 
 
 @dataclass(frozen=True, eq=False)
@@ -73,32 +79,9 @@ class HttpRequest(_Message):
     def target(self) -> str:
         return f"{self.path}?{self.query}" if self.query else self.path
 
-    def replace(self, **changes: Any) -> HttpRequest:
-        if "body" in changes:
-            changes.setdefault("_json", _UNPARSED)
-        return replace(self, **changes)
-
-    def with_json(self, data: Any) -> HttpRequest:
-        return replace(self, **self._with_json(data))
-
-    def with_headers(self, **changes: str | None) -> HttpRequest:
-        """``with_headers(X_Api_Version="2", Cookie=None)``: set or remove headers."""
-        return replace(self, headers=self._with_headers(**changes))
-
 
 @dataclass(frozen=True, eq=False)
 class HttpResponse(_Message):
     """A response from an upstream (or as an adapter reshaped it)."""
 
     status: int = 200
-
-    def replace(self, **changes: Any) -> HttpResponse:
-        if "body" in changes:
-            changes.setdefault("_json", _UNPARSED)
-        return replace(self, **changes)
-
-    def with_json(self, data: Any) -> HttpResponse:
-        return replace(self, **self._with_json(data))
-
-    def with_headers(self, **changes: str | None) -> HttpResponse:
-        return replace(self, headers=self._with_headers(**changes))

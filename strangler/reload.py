@@ -28,6 +28,7 @@ from strangler.config import Config, load_config, locate
 from strangler.errors import ConfigError
 from strangler.metrics import Metrics
 from strangler.routing.router import Router
+from strangler.tasks import stop_task
 
 log = logging.getLogger(__name__)
 
@@ -60,11 +61,8 @@ class ConfigWatcher:
         self._task = asyncio.create_task(self._run(), name="strangler-config-watch")
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await stop_task(self._task)
+        self._task = None
 
     def trigger(self) -> None:
         """Reload now, even if the file looks unchanged (SIGHUP)."""

@@ -28,8 +28,8 @@ from pydantic import (
     model_validator,
 )
 
+from strangler.schema import Listen, Name
 from strangler.schema import Section as _Model
-from strangler.schema import listen_address as _listen
 from strangler.units import Duration
 
 CASTS = frozenset(
@@ -113,7 +113,7 @@ def options_model(kind: str) -> type[BaseModel] | None:
 
 
 class SourceConfig(_Model):
-    name: str
+    name: Name
     kind: str
     """One of ``SOURCE_KINDS``."""
     options: Mapping[str, Any] = {}
@@ -122,13 +122,6 @@ class SourceConfig(_Model):
     """SQLAlchemy URL of the database this source captures, read by ``strangler verify``
     (defaults to the SQLite file for ``kind: sqlite`` and ``options.database`` for
     ``kind: debezium``)."""
-
-    @field_validator("name")
-    @classmethod
-    def _name(cls, value: str) -> str:
-        if not re.fullmatch(r"[A-Za-z0-9_.-]+", value):
-            raise ValueError(f"{value!r} may only use letters, digits, '_', '.', '-'")
-        return value
 
     @field_validator("kind")
     @classmethod
@@ -257,7 +250,7 @@ class VerifyConfig(_Model):
 
 
 class SyncConfig(_Model):
-    listen: str = "127.0.0.1:8082"
+    listen: Listen = "127.0.0.1:8082"
     """The worker's admin listener: /api/sync, /metrics, /healthz."""
     sources: tuple[SourceConfig, ...] = ()
     targets: Mapping[str, str] = {}
@@ -271,11 +264,6 @@ class SyncConfig(_Model):
     graveyard_retention: Duration = 7 * 24 * 3600.0
     """How long a deleted row's position is kept against replays (``retention.py``):
     at least the source topics' retention."""
-
-    @field_validator("listen")
-    @classmethod
-    def _check_listen(cls, value: str) -> str:
-        return _listen(value)
 
     @field_validator("targets")
     @classmethod

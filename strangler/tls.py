@@ -19,13 +19,13 @@ certificate (mTLS), or no verification at all. SNI and the checked host name are
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import ssl
 from pathlib import Path
 
 from strangler.config import TlsConfig, UpstreamTlsConfig
 from strangler.errors import StranglerError
+from strangler.tasks import stop_task
 
 log = logging.getLogger(__name__)
 
@@ -83,11 +83,8 @@ class ListenerTls:
         self._task = asyncio.create_task(self._watch(), name="strangler-tls-watch")
 
     async def stop(self, grace: float = 0.0) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await stop_task(self._task)
+        self._task = None
 
     async def _watch(self) -> None:
         while True:

@@ -20,19 +20,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
-import hmac
-import ipaddress
 import json
 import math
 import time
-from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
-from typing import Any, TypeVar
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
 
 from aiohttp import web
-from aiohttp.typedefs import Handler, Middleware
 
-from strangler.config import AdminConfig, split_listen
 from strangler.control.plane import (
     ControlPlane,
     InvalidOverride,
@@ -45,11 +41,11 @@ from strangler.metrics import Metrics
 from strangler.override import Override
 from strangler.routing.table import Route
 from strangler.runtime import Runtime
+from strangler.tasks import stop_task
 
+from .access import CONTROL, RUNTIME, error, host_guard, require_writer
+from .plane_loop import PLANE, PlaneLoop, hop, off_loop
 from .traffic import Traffic, TrafficWindow
-
-T = TypeVar("T")
-H = TypeVar("H", bound=Callable[..., Any])
 
 AdminExtension = Callable[[web.Application], None]
 """Registers more routes on the admin app (e.g. ``strangler.shadow.api``)."""
@@ -57,121 +53,9 @@ AdminExtension = Callable[[web.Application], None]
 SyncStatus = Callable[[], Awaitable[Mapping[str, Any]]]
 """Returns the CDC status document served at ``GET /api/sync``."""
 
-RUNTIME = web.AppKey("strangler.runtime", Runtime)
-CONTROL = web.AppKey("strangler.control", ControlPlane)
 TRAFFIC = web.AppKey("strangler.traffic", TrafficWindow)
 
 _BODY_KEYS = frozenset({"mode", "percent", "force"})
-_ERRORS: dict[int, type[web.HTTPException]] = {
-    cls.status_code: cls
-    for cls in (
-        web.HTTPBadRequest,
-        web.HTTPUnauthorized,
-        web.HTTPForbidden,
-        web.HTTPNotFound,
-        web.HTTPConflict,
-        web.HTTPServiceUnavailable,
-    )
-}
-
-
-class PlaneLoop:
-    """The proxy's event loop, as seen from the admin app's.
-
-    The admin listener runs on a thread of its own (:mod:`strangler.admin.server`);
-    the control plane, the stores and cutovers belong to the proxy's loop. ``run``
-    runs a coroutine there and waits for it here (directly when both are one loop,
-    as in tests that build the app alone). A write already sent completes even if
-    the admin client goes away."""
-
-    def __init__(self, loop: asyncio.AbstractEventLoop | None = None) -> None:
-        self.loop = loop
-
-    def here(self) -> bool:
-        return self.loop is None or asyncio.get_running_loop() is self.loop
-
-    async def run(self, coro: Coroutine[Any, Any, T]) -> T:
-        if self.here():
-            return await coro
-        assert self.loop is not None
-        future = asyncio.run_coroutine_threadsafe(coro, self.loop)
-        return await asyncio.shield(asyncio.wrap_future(future))
-
-
-_OFF_LOOP: set[Callable[..., Any]] = set()
-
-
-def off_loop(handler: H) -> H:
-    """Mark an admin handler that may run on the admin thread: it reads only immutable
-    values (the route table, config) or goes through :class:`PlaneLoop` itself.
-    Unmarked handlers (extensions that call the stores) run on the proxy's loop."""
-    _OFF_LOOP.add(handler)
-    return handler
-
-
-def _hop(plane: PlaneLoop) -> Middleware:
-    @web.middleware
-    async def hop(request: web.Request, handler: Handler) -> web.StreamResponse:
-        route = request.match_info.handler
-        if (
-            plane.here()
-            or getattr(route, "__func__", route) in _OFF_LOOP
-            or isinstance(request.match_info.route.resource, web.StaticResource)
-        ):
-            return await handler(request)
-        await request.read()  # the body is read here, on the loop that owns the socket
-        return await plane.run(_respond(handler, request))
-
-    return hop
-
-
-async def _respond(handler: Handler, request: web.Request) -> web.StreamResponse:
-    return await handler(request)
-
-
-PLANE = web.AppKey("strangler.plane", PlaneLoop)
-
-
-def allowed_host(admin: AdminConfig, host: str | None) -> bool:
-    """Is ``host`` (a Host header) a name this admin listener answers to?
-
-    A browser tricked by DNS rebinding sends the attacker's name, never an IP address,
-    so addresses always pass; names must be ``localhost``, the ``listen`` host, or
-    listed in ``admin.hosts`` (``*``: any)."""
-    if host is None:
-        return True  # no name was used (HTTP/1.0): nothing a rebinding page could send
-    name = host.strip().lower()
-    if name.startswith("["):
-        name = name[1 : name.find("]")] if "]" in name else name
-    elif name.count(":") == 1:
-        name = name.partition(":")[0]
-    name = name.rstrip(".")
-    try:
-        ipaddress.ip_address(name)
-        return True
-    except ValueError:
-        pass
-    if admin.hosts is None:
-        return name in ("localhost", split_listen(admin.listen)[0].lower())
-    return "*" in admin.hosts or name in (h.lower().rstrip(".") for h in admin.hosts)
-
-
-def _host_guard(runtime: Runtime) -> Middleware:
-    @web.middleware
-    async def guard(request: web.Request, handler: Handler) -> web.StreamResponse:
-        admin = runtime.router.config.admin
-        if not allowed_host(admin, request.headers.get("Host")):
-            return web.json_response(
-                {
-                    "error": f"this admin listener does not answer to host "
-                    f"{request.headers.get('Host')!r} (DNS rebinding protection): list the "
-                    "name under admin.hosts"
-                },
-                status=421,
-            )
-        return await handler(request)
-
-    return guard
 
 
 def build_admin_app(
@@ -187,7 +71,7 @@ def build_admin_app(
     It answers only the host names ``admin.hosts`` allows (421 otherwise).
     ``plane_loop`` is the proxy's loop when the app runs on another (its own thread)."""
     plane = PlaneLoop(plane_loop)
-    app = web.Application(middlewares=[_host_guard(runtime), _hop(plane)])
+    app = web.Application(middlewares=[host_guard(runtime), hop(plane)])
     app[RUNTIME] = runtime
     app[CONTROL] = control
     app[PLANE] = plane
@@ -209,40 +93,6 @@ def build_admin_app(
 
 
 # ------------------------------------------------------------------ helpers
-
-
-def error(status: int, message: str, field: str | None = None) -> web.HTTPException:
-    """A JSON error response to raise from a handler (400, 401, 403, 404, 409 or 503)."""
-    body: dict[str, Any] = {"error": message}
-    if field is not None:
-        body["field"] = field
-    cls = _ERRORS[status]
-    headers = {"WWW-Authenticate": 'Bearer realm="strangler"'} if status == 401 else None
-    return cls(text=json.dumps(body), content_type="application/json", headers=headers)
-
-
-def fingerprint(token: str) -> str:
-    """Who made a change, for the audit log, without writing the token down."""
-    return "token:" + hashlib.sha256(token.encode()).hexdigest()[:12]
-
-
-def require_writer(request: web.Request) -> str:
-    """Check the bearer token of a write; returns who (for the audit) or raises 401/403."""
-    runtime = request.app[RUNTIME]
-    secret = runtime.router.config.admin.token
-    if secret is None or not secret.get_secret_value():
-        raise error(
-            403,
-            "writes are disabled: no admin token is configured (set admin.token in "
-            "routes.yaml, e.g. token: ${STRANGLER_ADMIN_TOKEN})",
-        )
-    scheme, _, given = request.headers.get("Authorization", "").partition(" ")
-    if scheme.lower() != "bearer" or not given.strip():
-        raise error(401, "missing bearer token: send Authorization: Bearer <admin token>")
-    expected = secret.get_secret_value()
-    if not hmac.compare_digest(given.strip().encode(), expected.encode()):
-        raise error(401, "wrong admin token")
-    return fingerprint(expected)
 
 
 def _mismatch_rate(runtime: Runtime, route: str) -> float | None:
@@ -295,21 +145,14 @@ def route_view(runtime: Runtime, route: Route, traffic: Traffic | None = None) -
     }
 
 
+@dataclass(eq=False)  # handlers are compared and hashed by identity
 class _Handlers:
-    def __init__(
-        self,
-        runtime: Runtime,
-        control: ControlPlane,
-        metrics: Metrics | None,
-        sync_status: SyncStatus | None,
-        plane: PlaneLoop,
-    ) -> None:
-        self.plane = plane
-        self.runtime = runtime
-        self.control = control
-        self.metrics_source = metrics
-        self.sync_status = sync_status
-        self.traffic: TrafficWindow | None = None
+    runtime: Runtime
+    control: ControlPlane
+    metrics_source: Metrics | None
+    sync_status: SyncStatus | None
+    plane: PlaneLoop
+    traffic: TrafficWindow | None = None
 
     async def sampling(self, app: web.Application) -> Any:
         """Snapshot the counters every few seconds so "last minute" has a baseline."""
@@ -322,9 +165,7 @@ class _Handlers:
 
         task = asyncio.create_task(loop())
         yield
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+        await stop_task(task)
 
     async def healthz(self, request: web.Request) -> web.Response:
         return web.json_response({"status": "ok"})

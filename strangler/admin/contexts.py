@@ -16,7 +16,7 @@ from typing import Any
 
 from aiohttp import web
 
-from strangler.admin.app import CONTROL, RUNTIME, error, require_writer
+from strangler.admin.access import CONTROL, RUNTIME, error, require_writer
 from strangler.control.cutover import CutoverRefused, Cutovers, UnknownContext
 from strangler.control.ownership import OWNERS, unowned
 from strangler.errors import StateStoreError

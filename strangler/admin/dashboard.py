@@ -22,7 +22,9 @@ from pathlib import Path
 
 from aiohttp import web
 
-from strangler.admin.app import CONTROL, RUNTIME, off_loop, state_notice
+from strangler.admin.access import CONTROL, RUNTIME
+from strangler.admin.app import state_notice
+from strangler.admin.plane_loop import off_loop
 from strangler.admin.shadow_section import SHADOW_SECTION
 from strangler.routing.table import Route
 

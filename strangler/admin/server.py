@@ -6,7 +6,7 @@ request would wait behind it. :class:`AdminServer` runs the admin app (see
 :mod:`strangler.admin.app`) in a thread with a loop of its own. Its handlers
 read the route table directly (an immutable value swapped whole) and reach
 everything that belongs to the proxy's loop — the control plane, the state and
-shadow stores, cutovers — through :class:`~strangler.admin.app.PlaneLoop`, one
+shadow stores, cutovers — through :class:`~strangler.admin.plane_loop.PlaneLoop`, one
 thread-safe hop per call.
 """
 

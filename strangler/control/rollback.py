@@ -60,23 +60,21 @@ def bucket_width(window: float) -> float:
 
 def verdict(config: RollbackConfig, totals: dict[str, int]) -> tuple[str, str] | None:
     """``(metric reason, text for people)`` if the totals call for a rollback, else None."""
-    requests, errors = totals.get("requests", 0), totals.get("errors", 0)
-    if config.error_rate is not None and requests >= config.min_requests:
-        rate = errors / requests
-        if rate > config.error_rate:
-            return "error_rate", (
-                f"error rate {rate:.1%} above {config.error_rate:.1%} "
-                f"({errors} of {requests} requests in {config.window:g}s)"
-            )
-    compared, mismatched = totals.get("compared", 0), totals.get("mismatched", 0)
-    if config.mismatch_rate is not None and compared >= config.min_requests:
-        rate = mismatched / compared
-        if rate > config.mismatch_rate:
-            return "mismatch_rate", (
-                f"shadow mismatch rate {rate:.1%} above {config.mismatch_rate:.1%} "
-                f"({mismatched} of {compared} comparisons in {config.window:g}s)"
+    checks = (
+        ("error_rate", config.error_rate, "errors", "requests", "error rate"),
+        ("mismatch_rate", config.mismatch_rate, "mismatched", "compared", "shadow mismatch rate"),
+    )
+    for reason, limit, part, whole, what in checks:
+        bad, seen = totals.get(part, 0), totals.get(whole, 0)
+        if limit is not None and seen >= config.min_requests and bad / seen > limit:
+            return reason, (
+                f"{what} {bad / seen:.1%} above {limit:.1%} "
+                f"({bad} of {seen} {_COUNTED[whole]} in {config.window:g}s)"
             )
     return None
+
+
+_COUNTED = {"requests": "requests", "compared": "comparisons"}
 
 
 class RollbackCounter(Protocol):

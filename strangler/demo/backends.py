@@ -12,19 +12,18 @@ from __future__ import annotations
 import asyncio
 import secrets
 from pathlib import Path
-from typing import TYPE_CHECKING, Protocol
+from typing import Protocol
 
 import redis.asyncio as redis
 from redis.exceptions import RedisError
 from sqlalchemy import text
 
+from strangler.devstack.localstack import LogicalPostgres, TansuBroker
+from strangler.devstack.relay import DebeziumRelay
 from strangler.errors import StranglerError
 from strangler.sync.db import open_engine
+from strangler.sync.sources.debezium_config import DebeziumOptions, connector_properties
 from strangler.sync.watermark import WATERMARK_DDL
-
-if TYPE_CHECKING:
-    from strangler.devstack.localstack import LogicalPostgres, TansuBroker
-    from strangler.devstack.relay import DebeziumRelay
 
 
 class StackError(StranglerError):
@@ -141,9 +140,6 @@ class LocalBackend:
         self.relay: DebeziumRelay | None = None
 
     async def start(self, workdir: Path) -> None:
-        # Imported here: the embedded demo must not need the local-servers tooling.
-        from strangler.devstack.localstack import LogicalPostgres, TansuBroker
-
         await self._check_redis()
         self.postgres = LogicalPostgres(databases=("monolith", "customers"))
         await asyncio.to_thread(self.postgres.start)
@@ -152,9 +148,6 @@ class LocalBackend:
 
     async def capture(self) -> None:
         """Start Debezium on the seeded monolith: snapshot, then stream, into the broker."""
-        from strangler.devstack.relay import DebeziumRelay
-        from strangler.sync.sources.debezium_config import DebeziumOptions, connector_properties
-
         pg, broker = self._pg(), self._broker()
         options = DebeziumOptions(
             database=pg.url("monolith", driver="postgresql"),

@@ -103,12 +103,7 @@ contexts:
     tables: [customer]                # the monolith table whose data the context owns
     hold_timeout: 5s                  # the drain must finish within it, or the cutover aborts
     max_lag: 3s
-sync:
-  listen: 127.0.0.1:{ports.sync}
-  sources:
-{sync_sources.rstrip()}
-  targets:
-    customers: "{service_db}"
+{_sync_head(sync_sources, service_db, ports)}\
     monolith: "{monolith_db}"         # written only by the way back (service -> monolith)
   tables:
     - source: customer
@@ -123,14 +118,21 @@ sync:
 
 def _without_context(sync_sources: str, service_db: str, ports: DemoPorts) -> str:
     return f"""\
+{_sync_head(sync_sources, service_db, ports)}\
+  tables:
+    - source: customer
+      target: customers
+      adapter: {ROW_ADAPTER}
+"""
+
+
+def _sync_head(sync_sources: str, service_db: str, ports: DemoPorts) -> str:
+    """The ``sync:`` section up to its targets, the service's database first."""
+    return f"""\
 sync:
   listen: 127.0.0.1:{ports.sync}
   sources:
 {sync_sources.rstrip()}
   targets:
     customers: "{service_db}"
-  tables:
-    - source: customer
-      target: customers
-      adapter: {ROW_ADAPTER}
 """

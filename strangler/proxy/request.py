@@ -15,6 +15,7 @@ import asyncio
 import itertools
 import os
 from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
 
 from strangler.errors import BodyTooLarge, ClientGone
 from strangler.message import HttpRequest, make_headers
@@ -142,6 +143,27 @@ class RequestBody:
             parts.append(data)
 
 
+@dataclass(frozen=True)
+class Framing:
+    """How the client framed its request body: a ``Content-Length``, chunks, or neither."""
+
+    length: int | None = None
+    chunked: bool = False
+
+    @property
+    def has_body(self) -> bool:
+        return self.chunked or bool(self.length)
+
+    def header(self) -> bytes:
+        """The framing field that sends the body on as it comes (streamed)."""
+        if self.chunked:
+            return b"transfer-encoding: chunked\r\n"
+        return b"content-length: %d\r\n" % (self.length or 0)
+
+
+NO_BODY = Framing()
+
+
 class ProxyRequest:
     """The parsed head of one client request plus its body stream."""
 
@@ -149,23 +171,20 @@ class ProxyRequest:
         self,
         method: str,
         target: bytes,
-        path: str,
-        query: bytes,
         headers: RawHeaders,
         keep_alive: bool,
         body: RequestBody,
-        content_length: int | None,
-        chunked: bool,
+        framing: Framing = NO_BODY,
     ) -> None:
         self.method = method
         self.target = target
-        self.path = path
-        self.query = query
+        """The request target as the client sent it (path and query); routing rewrites it."""
+        raw_path, _, self.query = target.partition(b"?")
+        self.path = raw_path.decode("latin-1")
         self.headers = headers
         self.keep_alive = keep_alive
         self.body = body
-        self.content_length = content_length
-        self.chunked = chunked
+        self.framing = framing
         self.upgrade: bytes | None = None
         """The ``Upgrade`` protocol when the client asked to switch (websocket)."""
         self.reject: tuple[int, str] | None = None
@@ -183,7 +202,7 @@ class ProxyRequest:
     @classmethod
     def stand_in(cls) -> ProxyRequest:
         """A request for a refusal that happened before a head was complete."""
-        req = cls("GET", b"/", "/", b"", [], False, RequestBody(None, True), None, False)
+        req = cls("GET", b"/", [], False, RequestBody(None, True))
         req.request_id = new_request_id()
         return req
 
@@ -203,7 +222,7 @@ class ProxyRequest:
 
     @property
     def has_body(self) -> bool:
-        return self.chunked or bool(self.content_length)
+        return self.framing.has_body
 
 
 def target_of(path: str, query: bytes) -> bytes:

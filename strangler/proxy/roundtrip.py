@@ -73,7 +73,7 @@ async def stream_body(attempt: Attempt, conn: UpstreamConnection) -> bool:
     """Copy the request body upstream with back-pressure; False if cut short."""
     req = attempt.ex.request
     body = req.body
-    chunked = req.chunked
+    chunked = req.framing.chunked
     tap = attempt.tap
     max_body = attempt.max_body
     total = 0
@@ -107,10 +107,8 @@ def request_head(ex: Exchange, pool: UpstreamPool, inline: bytes | None) -> byte
     target = req.target if not pool.prefix else pool.prefix + req.target
     if inline is not None:
         framing = b"content-length: %d\r\n" % len(inline) if inline or req.has_body else b""
-    elif req.chunked:
-        framing = b"transfer-encoding: chunked\r\n"
     else:
-        framing = b"content-length: %d\r\n" % (req.content_length or 0)
+        framing = req.framing.header()
     return upstream_head(
         req.method.encode("latin-1"),
         target,

@@ -25,7 +25,7 @@ from typing import Any
 
 from aiohttp import web
 
-from strangler.admin.app import RUNTIME, require_writer
+from strangler.admin.access import RUNTIME, require_writer
 from strangler.config import DEFAULT_SHADOW, CompareConfig
 from strangler.errors import StateStoreError
 from strangler.shadow.report import SampleQuery, fixtures

@@ -30,6 +30,7 @@ from strangler.shadow.endpoints import Endpoints
 from strangler.shadow.outcome import ERROR, MATCH, ShadowOutcome
 from strangler.shadow.results import Batch, Sample
 from strangler.shadow.store import ShadowStore
+from strangler.tasks import stop_task
 
 log = logging.getLogger(__name__)
 
@@ -174,11 +175,8 @@ class Recorder:
                 log.warning("shadow store unavailable (%s); results lost: %s", exc, lost)
 
     async def close(self) -> None:
-        if self._flusher is not None:
-            self._flusher.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._flusher
-            self._flusher = None
+        await stop_task(self._flusher)
+        self._flusher = None
         await self.flush()
 
     def _batch(self, route: str) -> Batch:

@@ -63,19 +63,12 @@ def merge(
             yield Found("duplicate", e.key, e, None)
             e = next(want, None)
             continue
-        if e is not None and a is not None and e.sort_key == a[0]:
-            counts.source_rows += 1
-            counts.target_rows += 1
-            if not same(e.values, a[1]):
-                yield Found("different", e.key, e, a[1])
-            last, e = e, next(want, None)
-            a = next(have, None)
-        elif a is None or (e is not None and _before(e.sort_key, a[0])):
+        if a is None or (e is not None and e.sort_key != a[0] and _before(e.sort_key, a[0])):
             assert e is not None
             counts.source_rows += 1
             yield Found("missing", e.key, e, None)
             last, e = e, next(want, None)
-        elif e is None or _before(a[0], e.sort_key):
+        elif e is None or (e.sort_key != a[0] and _before(a[0], e.sort_key)):
             counts.target_rows += 1
             yield Found("extra", {c: a[1].get(c) for c in key_columns}, None, a[1])
             a = next(have, None)

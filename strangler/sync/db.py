@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from sqlalchemy import Engine, create_engine, event
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 
 from strangler.errors import SyncError
 
@@ -58,3 +58,22 @@ def safe_url(url: str) -> str:
 def db_error(where: str, exc: SQLAlchemyError) -> SyncError:
     detail = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
     return SyncError(f"{where}: {detail}")
+
+
+def is_connection_error(exc: Exception) -> bool:
+    """A failure of the database itself (not of one event): fail the batch, retry later."""
+    if isinstance(exc, DBAPIError) and exc.connection_invalidated:
+        return True
+    orig = getattr(exc, "orig", None)
+    if str(getattr(orig, "sqlstate", "") or "").startswith("54"):
+        return False  # program limit exceeded (e.g. an index row too big): this event's data
+    # psycopg's OperationalError family: connection lost, deadlock, serialization
+    # failure, statement timeout — transient or global, never one event's fault.
+    if any(
+        c.__name__ == "OperationalError" and c.__module__.startswith("psycopg")
+        for c in type(orig).__mro__
+    ):
+        return True
+    # SQLite reports both kinds as OperationalError; only these mean "the database".
+    text = str(orig or "").lower()
+    return any(s in text for s in ("database is locked", "unable to open", "disk i/o error"))

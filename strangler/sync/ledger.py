@@ -74,35 +74,37 @@ positions = Table(
     Column("applied_at", Float, nullable=False),
 )
 
+
+def _held_event() -> list[Any]:
+    """The columns of an event held back (a dead letter, a parked event): where from,
+    its key, its position and the event itself, stored once per event."""
+    return [
+        Column("id", Integer, primary_key=True, autoincrement=True),
+        Column("source", String(200), nullable=False),
+        Column("source_table", String(300), nullable=False),
+        Column("event_key", Text, nullable=False),
+        Column("pos_commit", BigInteger, nullable=False),
+        Column("pos_seq", BigInteger, nullable=False),
+        Column("event", Text, nullable=False),
+        UniqueConstraint("source", "source_table", "event_key", "pos_commit", "pos_seq"),
+    ]
+
+
 dead_letters = Table(
     "strangler_dead_letters",
     metadata,
-    Column("id", Integer, primary_key=True, autoincrement=True),
-    Column("source", String(200), nullable=False),
-    Column("source_table", String(300), nullable=False),
-    Column("event_key", Text, nullable=False),
-    Column("pos_commit", BigInteger, nullable=False),
-    Column("pos_seq", BigInteger, nullable=False),
-    Column("event", Text, nullable=False),
+    *_held_event(),
     Column("error", Text, nullable=False),
     Column("attempts", Integer, nullable=False),
     Column("created_at", Float, nullable=False),
     Column("resolved_at", Float, nullable=True),
-    UniqueConstraint("source", "source_table", "event_key", "pos_commit", "pos_seq"),
 )
 
 parked = Table(
     "strangler_parked",
     metadata,
-    Column("id", Integer, primary_key=True, autoincrement=True),
-    Column("source", String(200), nullable=False),
-    Column("source_table", String(300), nullable=False),
-    Column("event_key", Text, nullable=False),
-    Column("pos_commit", BigInteger, nullable=False),
-    Column("pos_seq", BigInteger, nullable=False),
-    Column("event", Text, nullable=False),
+    *_held_event(),
     Column("created_at", Float, nullable=False),
-    UniqueConstraint("source", "source_table", "event_key", "pos_commit", "pos_seq"),
 )
 
 raw_dead_letters = Table(
@@ -296,39 +298,30 @@ def blocked_idents(conn: Connection, source: str) -> set[Ident]:
     return {(t, k) for t, k in dead} | {(t, k) for t, k in held}
 
 
-def add_dead_letter(conn: Connection, event: ChangeEvent, error: str, attempts: int) -> None:
-    table, key = ident_of(event)
+def _hold(conn: Connection, table: Table, event: ChangeEvent, **extra: object) -> None:
+    """Store ``event`` in a table of :func:`_held_event` columns (once: a replay is ignored)."""
+    source_table, key = ident_of(event)
     conn.execute(
-        insert_ignore(conn, dead_letters),  # type: ignore[call-overload]
+        insert_ignore(conn, table),  # type: ignore[call-overload]
         {
             "source": event.source,
-            "source_table": table,
+            "source_table": source_table,
             "event_key": key,
             "pos_commit": event.position.commit,
             "pos_seq": event.position.seq,
             "event": event_to_json(event),
-            "error": error[:4000],
-            "attempts": attempts,
             "created_at": time.time(),
-            "resolved_at": None,
+            **extra,
         },
     )
+
+
+def add_dead_letter(conn: Connection, event: ChangeEvent, error: str, attempts: int) -> None:
+    _hold(conn, dead_letters, event, error=error[:4000], attempts=attempts, resolved_at=None)
 
 
 def park(conn: Connection, event: ChangeEvent) -> None:
-    table, key = ident_of(event)
-    conn.execute(
-        insert_ignore(conn, parked),  # type: ignore[call-overload]
-        {
-            "source": event.source,
-            "source_table": table,
-            "event_key": key,
-            "pos_commit": event.position.commit,
-            "pos_seq": event.position.seq,
-            "event": event_to_json(event),
-            "created_at": time.time(),
-        },
-    )
+    _hold(conn, parked, event)
 
 
 def open_dead_letters(conn: Connection, source: str | None = None) -> list[tuple[int, str]]:

@@ -29,7 +29,7 @@ from strangler.errors import ChangeEventError
 from strangler.sync import ledger, origin, rawletters, watermark
 from strangler.sync.adapters import AdapterSet, map_event
 from strangler.sync.codec import event_from_json, key_text
-from strangler.sync.db import db_error, open_engine, safe_url
+from strangler.sync.db import db_error, is_connection_error, open_engine, safe_url
 from strangler.sync.execute import Outcome, Planned, execute
 from strangler.sync.model import ChangeEvent, Op, Position, RowDelete, RowWrite
 from strangler.sync.poison import Poison, parse_or_poison
@@ -156,8 +156,7 @@ class Sink:
         for event in events:
             ident = ledger.ident_of(event)
             if ident in blocked or event.table in stopped:
-                ledger.park(conn, event)
-                result.add(event, "parked")
+                _park(conn, event, result)
                 continue
             item, error = self._plan(event)
             if item is not None:
@@ -167,8 +166,7 @@ class Sink:
                     # and keep its events in order until the target has the column.
                     self._schema.stop(conn, event, stop)
                     stopped[event.table] = stop.reason
-                    ledger.park(conn, event)
-                    result.add(event, "parked")
+                    _park(conn, event, result)
                     continue
             if item is None:
                 self._dead_letter(conn, event, error, blocked, result)
@@ -181,7 +179,7 @@ class Sink:
                 with conn.begin_nested():
                     outcomes = execute(conn, self._tables, self._schema, planned)
             except (ChangeEventError, DBAPIError, StatementError) as exc:
-                if _is_connection_error(exc):
+                if is_connection_error(exc):
                     raise
                 raise _EventFailed() from exc
             for item, outcome in zip(planned, outcomes, strict=True):
@@ -223,18 +221,25 @@ class Sink:
         """Apply one event in its own savepoint, retrying; dead-letter it if it keeps failing."""
         error = ""
         for _attempt in range(self.retries + 1):
-            try:
-                with conn.begin_nested():
-                    (outcome,) = execute(conn, self._tables, self._schema, [item])
+            outcome, error = self._execute_one(conn, item)
+            if outcome is not None:
                 result.add(item.event, outcome)
                 return True
-            except (ChangeEventError, DBAPIError, StatementError) as exc:
-                if _is_connection_error(exc):
-                    raise
-                error = str(getattr(exc, "orig", None) or exc).strip()
-                self._tables.clear()
+            self._tables.clear()
         self._dead_letter(conn, item.event, error, blocked, result)
         return False
+
+    def _execute_one(self, conn: Connection, item: Planned) -> tuple[Outcome | None, str]:
+        """Apply one event in a savepoint: its outcome, or None and why the database
+        refused it (a lost connection is no event's fault: it raises)."""
+        try:
+            with conn.begin_nested():
+                (outcome,) = execute(conn, self._tables, self._schema, [item])
+            return outcome, ""
+        except (ChangeEventError, DBAPIError, StatementError) as exc:
+            if is_connection_error(exc):
+                raise
+            return None, str(getattr(exc, "orig", None) or exc).strip()
 
     def _dead_letter(
         self,
@@ -274,19 +279,14 @@ class Sink:
             ident = ledger.ident_of(event)
             item, error = self._plan(event)
             result = BatchResult()
+            outcome: Outcome | None = None
             if item is not None:
-                try:
-                    with conn.begin_nested():
-                        (outcome,) = execute(conn, self._tables, self._schema, [item])
-                    result.add(event, outcome)
-                except (ChangeEventError, DBAPIError, StatementError) as exc:
-                    if _is_connection_error(exc):
-                        raise
-                    item, error = None, str(getattr(exc, "orig", None) or exc).strip()
-            if item is None:
+                outcome, error = self._execute_one(conn, item)
+            if outcome is None:
                 ledger.note_retry_failure(conn, letter_id, error)
                 result.add(event, "dead_letter")
                 return result
+            result.add(event, outcome)
             ledger.resolve_dead_letter(conn, letter_id)
             drained = self._drain(conn, event.source, ident)
             result.counts.update(drained.counts)
@@ -319,8 +319,7 @@ class Sink:
                 return result
             blocked = ledger.blocked_idents(conn, source)
             if ledger.ident_of(parsed) in blocked:
-                ledger.park(conn, parsed)
-                result.add(parsed, "parked")
+                _park(conn, parsed, result)
                 return result
             item, error = self._plan(parsed)
             if item is None:
@@ -377,24 +376,11 @@ class Sink:
         return self._in_tx(work).total("applied")
 
 
+def _park(conn: Connection, event: ChangeEvent, result: BatchResult) -> None:
+    """Hold ``event`` behind its key's dead letter (or its stopped table), in order."""
+    ledger.park(conn, event)
+    result.add(event, "parked")
+
+
 class _EventFailed(Exception):
     """The fast path hit an event-level failure: redo the batch event by event."""
-
-
-def _is_connection_error(exc: Exception) -> bool:
-    """A failure of the database itself (not of one event): fail the batch, retry later."""
-    if isinstance(exc, DBAPIError) and exc.connection_invalidated:
-        return True
-    orig = getattr(exc, "orig", None)
-    if str(getattr(orig, "sqlstate", "") or "").startswith("54"):
-        return False  # program limit exceeded (e.g. an index row too big): this event's data
-    # psycopg's OperationalError family: connection lost, deadlock, serialization
-    # failure, statement timeout — transient or global, never one event's fault.
-    if any(
-        c.__name__ == "OperationalError" and c.__module__.startswith("psycopg")
-        for c in type(orig).__mro__
-    ):
-        return True
-    # SQLite reports both kinds as OperationalError; only these mean "the database".
-    text = str(orig or "").lower()
-    return any(s in text for s in ("database is locked", "unable to open", "disk i/o error"))

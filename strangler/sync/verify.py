@@ -25,7 +25,7 @@ the ``sync:`` section's (monolith -> services). Never writes except through
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -119,14 +119,10 @@ class Verifier:
         return plans
 
     def _source_for(self, mapping: TableMapping) -> SourceConfig:
-        candidates = [
-            s
-            for s in self.config.sources
-            if mapping.from_source in (None, s.name) and s.monolith_url()
-        ]
-        if not candidates:
+        source = source_with_database(self.config, mapping)
+        if source is None:
             raise SyncError(f"verify: no source with a monolith database for {mapping.source!r}")
-        return candidates[0]
+        return source
 
     def _url(self, source: SourceConfig) -> str:
         url = source.monolith_url()
@@ -176,20 +172,9 @@ class Verifier:
         # mapping every row; its expected rows are held in memory (one source table).
         held: dict[str, list[Expected]] = {}
         key_columns: dict[str, tuple[str, ...]] = {}
-        for row in tableread.stream_rows(src, source, keys):
-            event = _event(plan, row, keys)
-            try:
-                writes = map_event(plan.adapter, event)
-            except ChangeEventError as exc:
-                report.unmappable.append(f"{event.table} {key_text(event.key)}: {exc}")
-                continue
-            for write in writes:
-                if isinstance(write, RowUpsert):
-                    cols = key_columns.setdefault(write.table, tuple(write.key))
-                    held.setdefault(write.table, []).append(
-                        Expected(tuple(write.key.get(c) for c in cols), dict(write.key),
-                                 dict(write.values), plan.event_table, dict(event.key))
-                    )  # fmt: skip
+        for write, event in _upserts(plan, tableread.stream_rows(src, source, keys), keys, report):
+            cols = key_columns.setdefault(write.table, tuple(write.key))
+            held.setdefault(write.table, []).append(_expected(plan, write, event, cols))
         for table, found in held.items():
             found.sort(key=lambda e: _sort_tuple(e.sort_key))
             yield table, key_columns[table], iter([(iter(found), None)])
@@ -239,22 +224,9 @@ class Verifier:
         key_cols: tuple[str, ...],
         report: Report,
     ) -> Iterator[Expected]:
-        for row in rows:
-            event = _event(plan, row, keys)
-            try:
-                writes = map_event(plan.adapter, event)
-            except ChangeEventError as exc:
-                report.unmappable.append(f"{event.table} {key_text(event.key)}: {exc}")
-                continue
-            for write in writes:
-                if isinstance(write, RowUpsert) and write.table == table:
-                    yield Expected(
-                        tuple(write.key.get(c) for c in key_cols),
-                        dict(write.key),
-                        dict(write.values),
-                        plan.event_table,
-                        dict(event.key),
-                    )
+        for write, event in _upserts(plan, rows, keys, report):
+            if write.table == table:
+                yield _expected(plan, write, event, key_cols)
 
     # ------------------------------------------------------------ re-check
 
@@ -370,4 +342,42 @@ def _event(plan: TablePlan, row: dict[str, Any], keys: Sequence[str]) -> ChangeE
         Position(0, 0),
         int(time.time() * 1000),
         snapshot=True,
+    )
+
+
+def _upserts(
+    plan: TablePlan, rows: Iterable[dict[str, Any]], keys: Sequence[str], report: Report
+) -> Iterator[tuple[RowUpsert, ChangeEvent]]:
+    """Every row the adapter writes for ``rows`` (as an insert would), with its event;
+    rows it cannot map are reported as unmappable."""
+    for row in rows:
+        event = _event(plan, row, keys)
+        try:
+            writes = map_event(plan.adapter, event)
+        except ChangeEventError as exc:
+            report.unmappable.append(f"{event.table} {key_text(event.key)}: {exc}")
+            continue
+        for write in writes:
+            if isinstance(write, RowUpsert):
+                yield write, event
+
+
+def _expected(
+    plan: TablePlan, write: RowUpsert, event: ChangeEvent, key_cols: tuple[str, ...]
+) -> Expected:
+    return Expected(
+        tuple(write.key.get(c) for c in key_cols),
+        dict(write.key),
+        dict(write.values),
+        plan.event_table,
+        dict(event.key),
+    )
+
+
+def source_with_database(config: SyncConfig, mapping: TableMapping) -> SourceConfig | None:
+    """The first source that may feed ``mapping`` and names the database it captures
+    (verify reads the rows there); None if no source does."""
+    return next(
+        (s for s in config.sources if mapping.from_source in (None, s.name) and s.monolith_url()),
+        None,
     )

@@ -27,6 +27,7 @@ from strangler.sync.compare import same
 from strangler.sync.db import db_error, open_engine
 from strangler.sync.drift import Drift, Report, repair_drift
 from strangler.sync.model import ChangeEvent, Position, RowUpsert
+from strangler.sync.verify import source_with_database
 from strangler.sync_config import SourceConfig, SyncConfig, TableMapping
 
 _Expected = dict[str, tuple[dict[str, Any], dict[str, Any], str]]
@@ -99,17 +100,13 @@ class WayBackVerifier:
         return report
 
     def _source_for(self, mapping: TableMapping) -> SourceConfig:
-        candidates = [
-            s
-            for s in self.config.sources
-            if mapping.from_source in (None, s.name) and s.monolith_url()
-        ]
-        if not candidates:
+        source = source_with_database(self.config, mapping)
+        if source is None:
             raise SyncError(
                 f"verify --reverse: no source names the database of {mapping.source!r} "
                 "(set monolith: on the reverse source)"
             )
-        return candidates[0]
+        return source
 
     def _source_events(
         self, source: SourceConfig, mapping: TableMapping

@@ -11,7 +11,7 @@ from pathlib import Path
 import aiohttp
 from aiohttp import web
 
-from strangler.admin.app import off_loop
+from strangler.admin.plane_loop import off_loop
 from strangler.config import load_config
 from strangler.serve import start_proxy
 from tests.serve.conftest import routes_yaml

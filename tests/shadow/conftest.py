@@ -20,7 +20,7 @@ from aiohttp import web
 
 from strangler.config import Config, parse_config
 from strangler.message import HttpRequest, HttpResponse, make_headers
-from strangler.proxy.request import ProxyRequest, RequestBody
+from strangler.proxy.request import Framing, ProxyRequest, RequestBody
 from strangler.proxy.shadowing import MARKER
 from strangler.routing.decision import Decision, decide
 from strangler.routing.router import Router
@@ -155,13 +155,10 @@ def copy_of(
     req = ProxyRequest(
         request.method,
         request.target.encode("latin-1"),
-        request.path,
-        request.query.encode("latin-1"),
         raw,
         True,
         RequestBody(None, True),
-        len(request.body),
-        False,
+        Framing(len(request.body)),
     )
     req.shadowed = MARKER in request.headers
     copy = ShadowCopy(req, decision, max(len(request.body), len(primary.body)))

@@ -86,7 +86,7 @@ def client_copy(answer: Answer, adapted: bool) -> ShadowCopy:
     """The client's answer in a shadow copy: teed raw by the data plane, or (``adapted``)
     the value an adapter made, as ``strangler.proxy.shadowing`` completes copies."""
     status, headers, body = answer
-    request = ProxyRequest("GET", b"/x", "/x", b"", [], True, RequestBody(None, True), 0, False)
+    request = ProxyRequest("GET", b"/x", [], True, RequestBody(None, True))
     decision = Decision(None, {}, "/x", "legacy", "legacy", False, None, False, 0)
     copy = ShadowCopy(request, decision, 1 << 20)
     if status is None:
