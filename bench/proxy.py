@@ -146,8 +146,11 @@ def start_haproxy(tmp: Path, port: int, upstream: int, threads: int) -> subproce
     return subprocess.Popen(["haproxy", "-db", "-f", str(conf)], stderr=subprocess.DEVNULL)
 
 
-def routes_yaml(tmp: Path, name: str, port: int, upstream: int, routes: int) -> Path:
+def routes_yaml(
+    tmp: Path, name: str, port: int, upstream: int, routes: int, access_log: bool = False
+) -> Path:
     lines = [
+        *([f"access_log: {tmp / (name + '.access.log')}"] if access_log else []),
         f"listen: 127.0.0.1:{port}",
         f"admin: {{listen: 127.0.0.1:{free_port()}}}",
         f"state: {{url: 'redis://127.0.0.1:6379/0', namespace: bench-{uuid.uuid4().hex[:8]}}}",
@@ -299,6 +302,11 @@ def main() -> int:
     parser.add_argument(
         "--uvloop", action="store_true", help="also run bare ProxyServer workers on uvloop"
     )
+    parser.add_argument(
+        "--access-log",
+        action="store_true",
+        help="also run the first build with access_log: to a file, in the same rounds",
+    )
     args = parser.parse_args()
     ensure_tools()
     if args.uvloop and importlib.util.find_spec("uvloop") is None:
@@ -309,7 +317,7 @@ def main() -> int:
     tmp.chmod(0o777)
     procs: list[subprocess.Popen[bytes]] = []
     try:
-        up, ngx, hap, s10k, bare = (free_port() for _ in range(5))
+        up, ngx, hap, s10k, bare, slog = (free_port() for _ in range(6))
         builds = [b.strip() for b in args.builds.split(",") if b.strip()]
         ports = {build: free_port() for build in builds}
         body = BODY.replace("'", "")
@@ -343,13 +351,27 @@ def main() -> int:
         procs += servers.values()
         big = start_strangler(routes_yaml(tmp, "s10k", s10k, up, 10_000), args.workers, builds[0])
         procs.append(big)
+        logged_ports = [slog] if args.access_log else []
+        if args.access_log:
+            logged = start_strangler(
+                routes_yaml(tmp, "slog", slog, up, 10, access_log=True), args.workers, builds[0]
+            )
+            procs.append(logged)
         uv_workers: list[subprocess.Popen[bytes]] = []
         if args.uvloop:
             uv_workers = start_bare_workers(
                 routes_yaml(tmp, "bare", bare, up, 10), bare, args.workers
             )
             procs += uv_workers
-        for port in (up, ngx, hap, *ports.values(), s10k, *([bare] if args.uvloop else [])):
+        for port in (
+            up,
+            ngx,
+            hap,
+            *ports.values(),
+            s10k,
+            *([bare] if args.uvloop else []),
+            *logged_ports,
+        ):
             wait_for_port(port, 120)
         time.sleep(2)
 
@@ -376,6 +398,12 @@ def main() -> int:
                 f"ProxyServer on uvloop ({args.workers} procs)",
                 f"http://127.0.0.1:{bare}{path}",
                 lambda: [pid for w in uv_workers for pid in descendants(w.pid)],
+            )
+        if args.access_log:
+            targets["logged"] = Target(
+                f"strangler, {build_name(builds[0])}, access log on",
+                f"http://127.0.0.1:{slog}{path}",
+                lambda: descendants(logged.pid),
             )
         big_target = Target(
             "strangler, 10,000 routes",
@@ -416,8 +444,24 @@ def main() -> int:
                 proc.kill()
         shutil.rmtree(tmp, ignore_errors=True)
 
-    report = render(args, results, single, routes, {k: t.name for k, t in targets.items()})
+    logged_runs = results.pop("logged", None)
+    single.pop("logged", None)
+    names = {k: t.name for k, t in targets.items() if k != "logged"}
+    report = render(args, results, single, routes, names)
     print(report)
+    if logged_runs is not None:
+        # Paired per round (the same round's run without the log), medians of the ratios.
+        off_runs = results[builds[0]]
+        rps = statistics.median(
+            on.rps / off.rps for on, off in zip(logged_runs, off_runs, strict=True)
+        )
+        cpu = statistics.median(
+            on.cpu_us / off.cpu_us for on, off in zip(logged_runs, off_runs, strict=True)
+        )
+        print(
+            f"access log on vs off ({build_name(builds[0])}, {len(logged_runs)} rounds, medians of "
+            f"per-round ratios): throughput {rps:.3f}x, CPU per request {cpu:.3f}x"
+        )
     if args.write:
         out = ROOT / "bench" / "results" / "proxy.md"
         out.parent.mkdir(parents=True, exist_ok=True)
