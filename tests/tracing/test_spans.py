@@ -122,9 +122,7 @@ async def test_spans_for_requests_upstream_tries_and_fallbacks_reach_the_collect
             ],
         }
         async with serve(tmp_path, config, "--workers", "1") as proxy:
-            traced = await one(
-                proxy.port, get("/api/x", extra=f"traceparent: {TRACEPARENT}\r\n")
-            )
+            traced = await one(proxy.port, get("/api/x", extra=f"traceparent: {TRACEPARENT}\r\n"))
             fell = await one(proxy.port, get("/api/orders/7", extra="X-Request-Id: req-fb\r\n"))
             spans = await otlp.wait_for(5)
     assert (traced.status, fell.status) == (200, 200)
