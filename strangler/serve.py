@@ -153,6 +153,7 @@ async def start_proxy(
     dashboard and the shadow API, which are always there). ``state`` is the state
     store to use instead of opening ``config.state`` (a ``--workers`` child gets
     the supervisor's)."""
+    tracing = start_tracing(config.tracing)  # first: without the otel extra, nothing opened
     base_dir = Path(config_path).resolve().parent if config_path is not None else None
     router = Router(config, base_dir=base_dir)
     metrics = Metrics(spool_dir)
@@ -171,7 +172,6 @@ async def start_proxy(
         local_copy=(LocalCopy(copy_path, store.url, config.state.namespace) if copy_path else None),
         on_source=metrics.state_source,
     )
-    tracing = start_tracing(config.tracing)
     on_comparison: Callable[[str, bool, int], None] = control.rollback.record_comparison
     if tracing is not None:
         rollback_feed, span_feed = on_comparison, tracing.comparison

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gzip
+import os
 import sys
 import time
 from collections.abc import AsyncIterator
@@ -28,7 +29,7 @@ from opentelemetry.proto.trace.v1.trace_pb2 import Span
 from strangler.config import TracingConfig, parse_config
 from strangler.errors import ConfigError, StranglerError
 from strangler.tracing import Tracing
-from tests.edge.support import get, one, serve, wire_upstream
+from tests.edge.support import config_text, get, one, serve, wire_upstream
 from tests.support.net import free_port
 
 TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736"
@@ -189,6 +190,40 @@ async def test_tracing_without_the_otel_extra_is_a_clear_error(
     monkeypatch.setitem(sys.modules, "opentelemetry.sdk.trace", None)
     with pytest.raises(StranglerError, match=r"strangler\[otel\]"):
         Tracing(TracingConfig(otlp_endpoint="http://127.0.0.1:4318"))
+
+
+async def test_serve_without_the_otel_extra_refuses_to_start(tmp_path: Path) -> None:
+    """`strangler serve` with ``tracing:`` where opentelemetry's SDK does not import."""
+    config = tmp_path / "routes.yaml"
+    config.write_text(
+        config_text(
+            {
+                "legacy": "legacy",
+                "upstreams": {"legacy": {"url": "http://127.0.0.1:1"}},
+                "tracing": {"otlp_endpoint": "http://127.0.0.1:4318"},
+            },
+            free_port(),
+            free_port(),
+        )
+    )
+    run = (
+        "import sys; sys.modules['opentelemetry.sdk.trace'] = None\n"
+        "from strangler.cli import main\n"
+        f"sys.argv = ['strangler', 'serve', '-c', {str(config)!r}, '--workers', '1']\n"
+        "sys.exit(main())\n"
+    )
+    repo = str(Path(__file__).resolve().parents[2])
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-c",
+        run,
+        env={**os.environ, "PYTHONPATH": repo},
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    _, err = await asyncio.wait_for(process.communicate(), 60)
+    assert process.returncode == 1
+    assert "tracing: needs the otel extra (pip install 'strangler[otel]')" in err.decode()
 
 
 def test_a_bad_tracing_key_is_a_config_error() -> None:
