@@ -259,6 +259,23 @@ class TlsConfig(_Model):
     key: str
 
 
+class TracingConfig(_Model):
+    """OpenTelemetry spans over OTLP/HTTP (needs the ``otel`` extra); off when absent."""
+
+    otlp_endpoint: str
+    """The collector's base URL (``http://collector:4318``); spans go to ``/v1/traces``."""
+    service_name: str = "strangler"
+    sample: float = Field(1.0, ge=0.0, le=1.0)
+    """Share of new traces kept; a client's ``traceparent`` decides for its own trace."""
+
+    @field_validator("otlp_endpoint")
+    @classmethod
+    def _endpoint(cls, value: str) -> str:
+        if not re.match(r"^https?://[^/]", value):
+            raise ValueError(f"{value!r} is not an http:// or https:// URL")
+        return value
+
+
 class LimitsConfig(_Model):
     max_header_size: Size = 16 * 1024
     max_body: Size = 16 * 1024 * 1024
@@ -297,6 +314,7 @@ class Config(_Model):
     pin_header: str | None = None
     access_log: str | None = None
     """One JSON line per request: ``-`` (stdout) or a file path; off when absent."""
+    tracing: TracingConfig | None = None
     sync: SyncConfig | None = None
     contexts: Mapping[str, ContextConfig] = {}
     _source: Source = PrivateAttr(default_factory=lambda: Source(None))

@@ -17,6 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from strangler.metrics import Metrics
+from strangler.proxy.exchange import RequestTracer
 from strangler.proxy.hold import WriteHold
 from strangler.proxy.outcome import RequestRecord
 from strangler.proxy.shadowing import ShadowSink
@@ -50,6 +51,8 @@ class Runtime:
     hold: WriteHold = field(default_factory=WriteHold)
     """The contexts' write gates in this process (closed by the control plane while a
     cutover holds a context's writes)."""
+    tracer: RequestTracer | None = None
+    """Spans for finished requests when ``tracing:`` is set (``strangler.tracing``)."""
 
     def record(self, record: RequestRecord) -> None:
         for listener in self.listeners:

@@ -47,6 +47,7 @@ from strangler.shadow.api import admin_extension as shadow_admin
 from strangler.shadow.store import open_store as open_shadow_store
 from strangler.sync.drain import Drained, drain, lag_seconds
 from strangler.tls import ListenerTls
+from strangler.tracing import start_tracing
 
 log = logging.getLogger(__name__)
 
@@ -152,6 +153,7 @@ async def start_proxy(
     dashboard and the shadow API, which are always there). ``state`` is the state
     store to use instead of opening ``config.state`` (a ``--workers`` child gets
     the supervisor's)."""
+    tracing = start_tracing(config.tracing)  # first: without the otel extra, nothing opened
     base_dir = Path(config_path).resolve().parent if config_path is not None else None
     router = Router(config, base_dir=base_dir)
     metrics = Metrics(spool_dir)
@@ -170,9 +172,16 @@ async def start_proxy(
         local_copy=(LocalCopy(copy_path, store.url, config.state.namespace) if copy_path else None),
         on_source=metrics.state_source,
     )
-    mirror = mirror_for(
-        router, shadow_store, metrics=metrics, on_comparison=control.rollback.record_comparison
-    )
+    on_comparison: Callable[[str, bool, int], None] = control.rollback.record_comparison
+    if tracing is not None:
+        rollback_feed, span_feed = on_comparison, tracing.comparison
+
+        def both(route: str, matched: bool, count: int) -> None:
+            rollback_feed(route, matched, count)
+            span_feed(route, matched, count)
+
+        on_comparison = both
+    mirror = mirror_for(router, shadow_store, metrics=metrics, on_comparison=on_comparison)
     runtime = Runtime(
         router,
         listeners=(metrics.listener, control.rollback.record),
@@ -180,9 +189,17 @@ async def start_proxy(
         metrics=metrics,
         shadow_match_rate=rates,
         hold=control.hold,
+        tracer=tracing,
     )
     running = RunningProxy(config, runtime, metrics, control)
     try:
+        if tracing is not None:  # closed last: the spans of the last requests are exported
+            closing = tracing
+
+            async def stop_tracing(grace: float) -> None:
+                await asyncio.to_thread(closing.close)
+
+            running._closers.append(stop_tracing)
         await control.start()
         running._closers.append(lambda grace: control.stop())
 

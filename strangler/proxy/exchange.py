@@ -32,6 +32,14 @@ from strangler.routing.router import Router
 log = logging.getLogger(__name__)
 
 
+class RequestTracer(Protocol):
+    """Told of each finished request when tracing is on (``strangler.tracing``)."""
+
+    def traced(self, request: ProxyRequest, record: RequestRecord, decision: str) -> None:
+        """``record`` finished; ``decision`` is the upstream routing chose. No I/O."""
+        ...
+
+
 class Host(Protocol):
     """What the data plane reads from its process (``strangler.runtime.Runtime``)."""
 
@@ -43,6 +51,9 @@ class Host(Protocol):
 
     @property
     def hold(self) -> WriteHold: ...
+
+    @property
+    def tracer(self) -> RequestTracer | None: ...
 
     def record(self, record: RequestRecord) -> None:
         """One finished request, to every listener; O(1), in memory."""
@@ -93,19 +104,22 @@ class Exchange:
         duration = monotonic() - self.started
         decision = self.decision
         route = decision.route
+        host = self.host
         try:
-            self.host.record(
-                RequestRecord(
-                    route.name if route is not None else None,
-                    answer.upstream,
-                    answer.status,
-                    duration,
-                    decision.to_new,
-                    answer.failure,
-                    answer.fallback,
-                    self.request.request_id.decode("latin-1"),
-                )
+            record = RequestRecord(
+                route.name if route is not None else None,
+                answer.upstream,
+                answer.status,
+                duration,
+                decision.to_new,
+                answer.failure,
+                answer.fallback,
+                self.request.request_id.decode("latin-1"),
             )
+            host.record(record)
+            tracer = host.tracer
+            if tracer is not None:
+                tracer.traced(self.request, record, decision.upstream)
         except Exception:  # a broken listener must never break the client's answer
             log.exception("request listener failed")
         client = self.client
@@ -153,11 +167,13 @@ def refused(
     duration = monotonic() - started
     request_id = req.request_id
     try:
-        host.record(
-            RequestRecord(
-                route, "-", status, duration, False, request_id=request_id.decode("latin-1")
-            )
+        record = RequestRecord(
+            route, "-", status, duration, False, request_id=request_id.decode("latin-1")
         )
+        host.record(record)
+        tracer = host.tracer
+        if tracer is not None:
+            tracer.traced(req, record, "-")
     except Exception:  # a broken listener must never break the client's answer
         log.exception("request listener failed")
     access = client.server.access_log
