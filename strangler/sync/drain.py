@@ -27,8 +27,8 @@ from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
 from strangler.config import Config
-from strangler.control.ownership import Owner
 from strangler.errors import ConfigError, Problem, SyncError
+from strangler.ownership import Owner
 from strangler.sync import watermark
 from strangler.sync.db import db_error, open_engine, safe_url
 from strangler.sync_config import SourceConfig, SyncConfig
