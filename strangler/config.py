@@ -26,7 +26,6 @@ from pydantic import (
     PrivateAttr,
     SecretStr,
     ValidationError,
-    ValidationInfo,
     field_validator,
     model_validator,
 )
@@ -48,6 +47,7 @@ from strangler.shadow_config import (
     methods,
 )
 from strangler.sync_config import SyncConfig
+from strangler.tls_config import TlsConfig, UpstreamTlsConfig
 from strangler.units import Duration, Size
 from strangler.yaml_source import Source, interpolate, read_yaml
 
@@ -79,35 +79,6 @@ class CircuitConfig(_Model):
 
     failures: int = Field(5, ge=1)
     cooldown: Duration = 5.0
-
-
-class UpstreamTlsConfig(_Model):
-    """How an ``https://`` upstream is reached. Paths are PEM files, relative to
-    routes.yaml's folder (made absolute when the file is loaded)."""
-
-    ca: str | None = None
-    """CA bundle to verify the upstream's certificate with, instead of the system's."""
-    cert: str | None = None
-    """Client certificate (mTLS), leaf first; ``key`` unless the key is in this file."""
-    key: str | None = None
-    server_name: str | None = None
-    """SNI and the name the certificate must carry (default: the url's host)."""
-    verify: bool = True
-    """False: accept any certificate (never in production)."""
-
-    @field_validator("ca", "cert", "key")
-    @classmethod
-    def _path(cls, value: str | None, info: ValidationInfo) -> str | None:
-        base = (info.context or {}).get("base_dir")
-        if value is None or base is None:
-            return value
-        return str(Path(base) / value)
-
-    @model_validator(mode="after")
-    def _pair(self) -> UpstreamTlsConfig:
-        if self.key is not None and self.cert is None:
-            raise ValueError("key: needs cert (the client certificate the key goes with)")
-        return self
 
 
 class UpstreamConfig(_Model):
@@ -249,14 +220,6 @@ class StateConfig(_Model):
         if value != "memory://" and not re.match(r"^rediss?://", value):
             raise ValueError(f"{value!r} is not memory:// or redis://host:port/db")
         return value
-
-
-class TlsConfig(_Model):
-    """TLS on the public listener: PEM files, relative to routes.yaml's folder."""
-
-    cert: str
-    """The certificate chain (leaf first)."""
-    key: str
 
 
 class TracingConfig(_Model):

@@ -23,9 +23,9 @@ import logging
 import ssl
 from pathlib import Path
 
-from strangler.config import TlsConfig, UpstreamTlsConfig
 from strangler.errors import StranglerError
 from strangler.tasks import stop_task
+from strangler.tls_config import TlsConfig, UpstreamTlsConfig
 
 log = logging.getLogger(__name__)
 

@@ -19,7 +19,7 @@ import aiohttp
 import pytest
 from aiohttp import web
 
-from strangler.config import UpstreamConfig, UpstreamTlsConfig, parse_config, parse_config_text
+from strangler.config import UpstreamConfig, parse_config, parse_config_text
 from strangler.errors import ConfigError
 from strangler.message import HttpRequest
 from strangler.proxy.circuit import OPEN
@@ -28,6 +28,7 @@ from strangler.proxy.server import ProxyServer, bind
 from strangler.routing.router import Router
 from strangler.runtime import Runtime
 from strangler.shadow.client import ShadowClient
+from strangler.tls_config import UpstreamTlsConfig
 from tests.support.net import free_port
 
 pytestmark = pytest.mark.skipif(shutil.which("openssl") is None, reason="needs openssl")
