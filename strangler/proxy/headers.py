@@ -20,6 +20,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping
 from http import HTTPStatus
+from typing import Protocol
 
 RawHeaders = list[tuple[bytes, bytes]]
 
@@ -117,21 +118,28 @@ class HeaderView(Mapping[str, str]):
         return len(self._raw)
 
 
+class Peer(Protocol):
+    """The client as the forwarded headers name it (a client connection is one)."""
+
+    ip_bytes: bytes
+    scheme: bytes
+    """``b"http"`` or ``b"https"`` (the TLS listener)."""
+
+
+def upgrade_lines(protocol: bytes) -> bytes:
+    """The head's last lines for a tunnelled upgrade (``framing`` of :func:`upstream_head`)."""
+    return b"connection: upgrade\r\nupgrade: " + protocol + b"\r\n"
+
+
 def upstream_head(
-    method: bytes,
-    target: bytes,
-    headers: RawHeaders,
-    host: bytes,
-    client_ip: bytes,
-    proto: bytes,
-    framing: bytes,
-    upgrade: bytes | None = None,
+    method: bytes, target: bytes, headers: RawHeaders, host: bytes, peer: Peer, framing: bytes
 ) -> bytes:
     """The request head sent upstream.
 
-    ``host`` is the Host to send (the upstream's or the client's); ``framing`` is
-    ``b"content-length: N\\r\\n"``, ``b"transfer-encoding: chunked\\r\\n"`` or
-    ``b""``; ``upgrade`` is the protocol to tunnel (websocket), if any."""
+    ``host`` is the Host to send (the upstream's or the client's); ``framing`` is the
+    head's last lines: ``b"content-length: N\\r\\n"``, ``b"transfer-encoding:
+    chunked\\r\\n"``, ``b""``, or :func:`upgrade_lines` for a tunnel."""
+    client_ip, proto = peer.ip_bytes, peer.scheme
     out = [method, b" ", target, b" HTTP/1.1\r\nhost: ", host, b"\r\n"]
     drop: frozenset[bytes] | None = None
     xff = xfp = xfh = b""
@@ -159,8 +167,6 @@ def upstream_head(
         out += (b"x-forwarded-host: ", xfh + b", " + client_host if xfh else client_host, b"\r\n")
     elif xfh:
         out += (b"x-forwarded-host: ", xfh, b"\r\n")
-    if upgrade is not None:
-        out += (b"connection: upgrade\r\nupgrade: ", upgrade, b"\r\n")
     out += (framing, b"\r\n")
     return b"".join(out)
 

@@ -114,8 +114,7 @@ def request_head(ex: Exchange, pool: UpstreamPool, inline: bytes | None) -> byte
         target,
         req.headers,
         pool.host_header if pool.config.host != "client" else host_for(ex, pool),
-        ex.client.ip_bytes,
-        ex.client.scheme,
+        ex.client,
         framing,
     )
 
@@ -129,8 +128,7 @@ def rewritten_head(ex: Exchange, pool: UpstreamPool, rewritten: HttpRequest) -> 
         pool.prefix + rewritten.target.encode("latin-1", "replace"),
         raw_headers(rewritten.headers),
         host_for(ex, pool),
-        ex.client.ip_bytes,
-        ex.client.scheme,
+        ex.client,
         framing,
     )
 

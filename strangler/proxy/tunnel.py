@@ -17,7 +17,7 @@ from strangler.errors import UpstreamError
 from strangler.proxy.attempt import Attempt
 from strangler.proxy.exchange import Exchange
 from strangler.proxy.forwarding import Forwarder
-from strangler.proxy.headers import RawHeaders, response_head, upstream_head
+from strangler.proxy.headers import RawHeaders, response_head, upgrade_lines, upstream_head
 from strangler.proxy.outcome import Answer, Failure, failure_of
 from strangler.proxy.responses import error_response
 
@@ -93,10 +93,8 @@ async def tunnel(fw: Forwarder, ex: Exchange) -> Answer:
         pool.prefix + req.target,
         req.headers,
         host,
-        client.ip_bytes,
-        client.scheme,
-        b"",
-        upgrade=req.upgrade or b"websocket",
+        client,
+        upgrade_lines(req.upgrade or b"websocket"),
     )
     conn.upgrading = True
     sink.on(conn)
