@@ -3,10 +3,9 @@
 Counting is on the request path, so it is plain dict arithmetic in this
 process (~0.3 us per request, measured) instead of prometheus-client metric
 objects (~3.4 us, or ~5.1 us in its multiprocess mode with a lock and an mmap
-write per update). With several workers each process spools its counters to
-``<spool_dir>/metrics-<pid>.json`` every second (and when it stops); the process
-that serves ``/metrics`` adds every other process's latest spool to its own live
-counts, so the numbers add up across workers and survive a worker that exits.
+write per update). With several workers each process spools its counters to a
+shared folder (:mod:`strangler.metrics_spool`) and the process that serves
+``/metrics`` adds every other process's latest spool to its own live counts.
 
 prometheus-client is used only to render the text format, through a collector
 that yields metric families from those merged counts. That also sidesteps its
@@ -18,9 +17,7 @@ environment, and nothing on the request path does I/O or can raise.
 from __future__ import annotations
 
 import bisect
-import json
 import logging
-import os
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -37,6 +34,7 @@ from prometheus_client.core import (
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 from strangler.config import MODES
+from strangler.metrics_spool import Counts, add_spools, label_tuple, write_spool
 from strangler.proxy.outcome import RequestRecord
 
 if TYPE_CHECKING:
@@ -56,7 +54,6 @@ HOLD_BUCKETS: tuple[float, ...] = (
 
 UNMATCHED = "-"
 SHADOW_OUTCOMES = ("match", "mismatch", "error", "dropped", "skipped")
-RELOAD_RESULTS = ("accepted", "rejected")
 STATE_SOURCES = ("store", "local_copy", "config")
 
 
@@ -70,82 +67,13 @@ class RouteCounts:
     fallbacks: int = 0
 
 
-class _Counts:
-    """Everything counted, as plain dicts keyed by label tuples (one process's view)."""
-
-    __slots__ = (
-        "cutover_hold",
-        "cutovers",
-        "durations",
-        "fallbacks",
-        "reloads",
-        "requests",
-        "rollbacks",
-        "shadow",
-        "sync_events",
-        "sync_lag",
-    )
-
-    def __init__(self) -> None:
-        self.requests: dict[tuple[str, str, int], int] = {}
-        # (route, upstream) -> [count per bucket ..., count above the last, sum]
-        self.durations: dict[tuple[str, str], list[float]] = {}
-        self.fallbacks: dict[str, int] = {}
-        self.shadow: dict[tuple[str, str], int] = {}
-        self.rollbacks: dict[tuple[str, str], int] = {}
-        self.reloads: dict[str, int] = dict.fromkeys(RELOAD_RESULTS, 0)
-        self.sync_events: dict[tuple[str, str, str], int] = {}
-        self.sync_lag: dict[str, float] = {}
-        self.cutovers: dict[tuple[str, str, str], int] = {}
-        # context -> [count per HOLD_BUCKETS bucket ..., count above the last, sum]
-        self.cutover_hold: dict[str, list[float]] = {}
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            name: [[*_key(k), v] for k, v in getattr(self, name).items()] for name in self.__slots__
-        }
-
-    def add(self, data: dict[str, Any]) -> None:
-        """Add another process's spooled counts into this one (gauges: theirs if unset here)."""
-        for name in self.__slots__:
-            mine: dict[Any, Any] = getattr(self, name)
-            for row in data.get(name, ()):
-                *labels, value = row
-                key = tuple(labels) if len(labels) > 1 else labels[0]
-                if name == "sync_lag":
-                    mine.setdefault(key, value)
-                elif name in ("durations", "cutover_hold"):
-                    have = mine.get(key)
-                    mine[key] = (
-                        value if have is None else [a + b for a, b in zip(have, value, strict=True)]
-                    )
-                else:
-                    mine[key] = mine.get(key, 0) + value
-
-    def copy(self) -> _Counts:
-        """A copy; safe from another thread (the admin listener's) while the loop counts:
-        ``dict(...)`` and ``list(...)`` of a dict are single steps under the GIL."""
-        out = _Counts()
-        for name in self.__slots__:
-            table = getattr(self, name)
-            if name in ("durations", "cutover_hold"):
-                setattr(out, name, {k: list(v) for k, v in list(table.items())})
-            else:
-                setattr(out, name, dict(table))
-        return out
-
-
-def _key(key: Any) -> tuple[Any, ...]:
-    return key if isinstance(key, tuple) else (key,)
-
-
 class Metrics:
     """This process's counters, the spool that shares them, and the /metrics renderer."""
 
     def __init__(self, spool_dir: Path | None = None) -> None:
         """``spool_dir``: shared folder of every worker's counts (None: one process)."""
         self.spool_dir = spool_dir
-        self._counts = _Counts()
+        self._counts = Counts()
         self._lock = threading.Lock()  # only the sync worker's threads need it
         self._percent: dict[str, float] = {}
         self._mode: dict[str, str] = {}
@@ -226,29 +154,16 @@ class Metrics:
         if self.spool_dir is None:
             return
         with self._lock:
-            data = self._counts.copy().to_json()
-        final = self.spool_dir / f"metrics-{os.getpid()}.json"
-        tmp = final.with_suffix(".tmp")
-        try:
-            tmp.write_text(json.dumps(data), encoding="utf-8")
-            os.replace(tmp, final)
-        except OSError:
-            log.warning("cannot write metrics spool %s", final, exc_info=True)
+            counts = self._counts.copy()
+        write_spool(self.spool_dir, counts)
 
-    def merged(self) -> _Counts:
+    def merged(self) -> Counts:
         """This process's live counts plus every other process's latest spool."""
         with self._lock:
             total = self._counts.copy()
         if self.spool_dir is None:
             return total
-        own = f"metrics-{os.getpid()}.json"
-        for path in sorted(self.spool_dir.glob("metrics-*.json")):
-            if path.name == own:
-                continue
-            try:
-                total.add(json.loads(path.read_text(encoding="utf-8")))
-            except (OSError, ValueError):
-                log.warning("skipping unreadable metrics spool %s", path)
+        add_spools(self.spool_dir, total)
         return total
 
     def snapshot(self) -> dict[str, RouteCounts]:
@@ -373,13 +288,13 @@ _COUNTERS: tuple[tuple[str, str, tuple[str, ...], str], ...] = (
         "cutovers",
     ),
 )
-"""The plain counters: (name, help, labels, the ``_Counts`` table they read)."""
+"""The plain counters: (name, help, labels, the ``Counts`` table they read)."""
 
 
 def _counter(name: str, doc: str, labels: list[str], values: dict[Any, int]) -> CounterMetricFamily:
     family = CounterMetricFamily(name, doc, labels=labels)
     for key, value in sorted(values.items()):
-        family.add_metric([str(part) for part in _key(key)], value)
+        family.add_metric([str(part) for part in label_tuple(key)], value)
     return family
 
 

@@ -35,7 +35,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from strangler.config import Config, split_listen
-from strangler.control.supervised import StateServer, SupervisedStateStore
+from strangler.control.supervised import SupervisedStateStore
+from strangler.control.supervised_server import StateServer
 from strangler.errors import StranglerError
 from strangler.serve import SHUTDOWN_GRACE, bind_listener, start_proxy
 

@@ -33,7 +33,8 @@ from strangler.proxy.accesslog import AccessLog
 from strangler.proxy.parsing import RequestParsing
 from strangler.proxy.request import ProxyRequest
 from strangler.proxy.responses import CONTINUE, error_response
-from strangler.proxy.upstream import UpstreamConnection, set_nodelay
+from strangler.proxy.upstream import UpstreamConnection
+from strangler.proxy.upstream_target import set_nodelay
 
 log = logging.getLogger(__name__)
 

@@ -7,14 +7,14 @@ client from inside ``data_received`` without a coroutine hop. It switches to a
 raw byte pipe after a ``101``.
 
 ``UpstreamPool`` holds idle connections per upstream (at most
-``max_connections`` open), connects with ``connect_timeout`` — over TLS for an
-``https://`` url, with the upstream's ``tls:`` keys (:mod:`strangler.tls`) — and
-maps socket and TLS errors to :mod:`strangler.errors` (``strangler.proxy.registry``
-keeps one pool per upstream name across reloads). A :class:`Sweep` runs the upstream timeout:
-every ``timeout / 5`` (20 to 500 ms) it fails an exchange in which no byte moved
-for ``timeout`` seconds (-> 504) — except while the connection is ``held``, paused
-for a client that is not reading (a stalled client is the client's problem, bounded
-by the client side, never an upstream timeout). A ``101`` is accepted only on a
+``max_connections`` open) and opens new ones through
+:mod:`strangler.proxy.upstream_target` (address, TLS, connect timeout and errors;
+``strangler.proxy.registry`` keeps one pool per upstream name across reloads).
+A :class:`Sweep` runs the upstream timeout: every ``timeout / 5`` (20 to 500 ms)
+it fails an exchange in which no byte moved for ``timeout`` seconds (-> 504) —
+except while the connection is ``held``, paused for a client that is not reading
+(a stalled client is the client's problem, bounded by the client side, never an
+upstream timeout). A ``101`` is accepted only on a
 tunnel's handshake (``upgrading``); anywhere else it fails the exchange (502) and
 the connection is dropped. Nothing here decides routing or fallback.
 """
@@ -22,27 +22,19 @@ the connection is dropped. Nothing here decides routing or fallback.
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import logging
-import os
-import socket
-import ssl
 from collections import deque
 from collections.abc import Callable, Iterable
 from time import monotonic
 from typing import Protocol, cast
-from urllib.parse import urlsplit
 
 import httptools
 
 from strangler.config import UpstreamConfig
-from strangler.errors import StranglerError, UpstreamConnectError, UpstreamError, UpstreamTimeout
+from strangler.errors import UpstreamConnectError, UpstreamError, UpstreamTimeout
 from strangler.proxy.circuit import CircuitBreaker
 from strangler.proxy.headers import RawHeaders
 from strangler.proxy.sweep import Sweep, sweep_interval
-from strangler.tls import upstream_context, upstream_server_name
-
-log = logging.getLogger(__name__)
+from strangler.proxy.upstream_target import UpstreamTarget, open_connection, set_nodelay
 
 
 class ResponseSink(Protocol):
@@ -280,32 +272,6 @@ def until_close(headers: Iterable[tuple[bytes, bytes]]) -> bool:
     return not any(n.lower() in (b"content-length", b"transfer-encoding") for n, _ in headers)
 
 
-def set_nodelay(transport: asyncio.BaseTransport) -> None:
-    """Disable Nagle: asyncio only does so for sockets created with proto=IPPROTO_TCP,
-    and a head and body sent as two segments would otherwise wait for a delayed ACK."""
-    sock = transport.get_extra_info("socket")
-    if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
-        with contextlib.suppress(OSError):
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-
-
-def tls_stamps(config: UpstreamConfig) -> tuple[tuple[int, int] | None, ...] | None:
-    """(mtime, size) of each ``tls:`` file, or None without files."""
-    tls = config.tls
-    paths = [p for p in (tls.ca, tls.cert, tls.key) if p] if tls is not None else []
-    if not paths:
-        return None
-    stamps: list[tuple[int, int] | None] = []
-    for path in paths:
-        try:
-            st = os.stat(path)
-        except OSError:
-            stamps.append(None)
-        else:
-            stamps.append((st.st_mtime_ns, st.st_size))
-    return tuple(stamps)
-
-
 class UpstreamPool:
     """Idle keep-alive connections to one upstream, plus its circuit breaker.
 
@@ -325,27 +291,13 @@ class UpstreamPool:
         self.busy = self.sweep.busy
         self.config = config
         self.loop = loop
-        parts = urlsplit(config.url)
-        self.address = (
-            parts.hostname or "127.0.0.1",
-            parts.port or (443 if parts.scheme == "https" else 80),
-        )
-        self.ssl: ssl.SSLContext | None = None
-        self.server_name: str | None = None
-        self.tls_error: str | None = None
-        """Why the upstream's ``tls:`` files did not load (each connect fails with it)."""
-        self._tls_stamps = tls_stamps(config)
-        if parts.scheme == "https":
-            self.server_name = upstream_server_name(config.tls, self.address[0])
-            try:
-                self.ssl = upstream_context(config.tls)
-            except StranglerError as exc:
-                self.tls_error = str(exc)
-                log.error("upstream %s: %s", name, exc)
-        self.host_header = parts.netloc.encode("latin-1")
-        self.prefix = parts.path.rstrip("/").encode("latin-1")
-        self.origin = config.url.encode("latin-1")
-        """The upstream's URL (scheme, authority, path prefix): redirects to it are rewritten."""
+        self.target = target = UpstreamTarget(name, config)
+        self.address = target.address
+        self.ssl = target.ssl
+        self.tls_error = target.tls_error
+        self.host_header = target.host_header
+        self.prefix = target.prefix
+        self.origin = target.origin
         self.circuit = CircuitBreaker(config.circuit, loop.time)
         self.idle: list[UpstreamConnection] = []
         self.open = 0
@@ -354,7 +306,7 @@ class UpstreamPool:
 
     def tls_changed(self) -> bool:
         """The upstream's ``tls:`` files changed on disk since this pool loaded them."""
-        return self._tls_stamps is not None and tls_stamps(self.config) != self._tls_stamps
+        return self.target.tls_changed()
 
     def take_idle(self) -> UpstreamConnection | None:
         """An idle pooled connection, or None (never connects)."""
@@ -388,28 +340,10 @@ class UpstreamPool:
             raise UpstreamConnectError(self.name, f"cannot connect: {self.tls_error}")
         self.open += 1
         try:
-            _, conn = await asyncio.wait_for(
-                self.loop.create_connection(
-                    lambda: UpstreamConnection(self),
-                    *self.address,
-                    ssl=self.ssl,
-                    server_hostname=self.server_name,
-                ),
-                self.config.connect_timeout,
-            )
-        except TimeoutError as exc:
-            self._closed_one()
-            raise UpstreamTimeout(
-                self.name, f"no connection within {self.config.connect_timeout:g}s"
-            ) from exc
-        except OSError as exc:
-            self._closed_one()
-            reason = exc.strerror or type(exc).__name__
-            raise UpstreamConnectError(self.name, f"cannot connect: {reason}") from exc
+            return await open_connection(self.loop, self.target, lambda: UpstreamConnection(self))
         except BaseException:
             self._closed_one()
             raise
-        return conn
 
     def release(self, conn: UpstreamConnection) -> None:
         """Give back a connection after a complete exchange (closes it if not reusable)."""

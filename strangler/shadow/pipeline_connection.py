@@ -20,7 +20,8 @@ from typing import Any, Protocol, cast
 import httptools
 
 from strangler.proxy.circuit import CLOSED, CircuitBreaker
-from strangler.proxy.upstream import set_nodelay, until_close
+from strangler.proxy.upstream import until_close
+from strangler.proxy.upstream_target import set_nodelay
 from strangler.shadow.failure import TOO_LARGE, FailureKind, MirrorFailure
 
 Fields = dict[bytes, bytes]
