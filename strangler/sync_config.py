@@ -324,17 +324,24 @@ def _check_reverse(
         raise ValueError(
             f"tables[{i}].from_source: needed with reverse: (which source captures the monolith)"
         )
-    if reverse.source not in sources:
-        raise ValueError(f"tables[{i}].reverse.source: {reverse.source!r} is not one of sources")
-    if reverse.source == table.from_source:
-        raise ValueError(
-            f"tables[{i}].reverse.source: {reverse.source!r} captures the monolith;"
-            " name the source that captures the service's database"
-        )
-    if reverse.target not in targets:
-        raise ValueError(f"tables[{i}].reverse.target: {reverse.target!r} is not one of targets")
-    if reverse.target == table.target:
-        raise ValueError(
-            f"tables[{i}].reverse.target: {reverse.target!r} is the service's database;"
-            " name the monolith's"
-        )
+    # Each of the way back's two ends must exist, and must not be the way there's.
+    for key, value, known, forward, why in (
+        (
+            "source",
+            reverse.source,
+            sources,
+            table.from_source,
+            "captures the monolith; name the source that captures the service's database",
+        ),
+        (
+            "target",
+            reverse.target,
+            targets,
+            table.target,
+            "is the service's database; name the monolith's",
+        ),
+    ):
+        if value not in known:
+            raise ValueError(f"tables[{i}].reverse.{key}: {value!r} is not one of {key}s")
+        if value == forward:
+            raise ValueError(f"tables[{i}].reverse.{key}: {value!r} {why}")
