@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import time
 from pathlib import Path
 
 import aiohttp
@@ -55,12 +56,25 @@ async def test_killing_a_replica_mid_cutover_keeps_owner_routing_and_data_in_agr
                 ) as response:
                     return response.status, await response.json()
 
-            running = asyncio.create_task(move("service"))
+            # Catch a cutover in flight. One refused before it held anything (409: sync lag
+            # over max_lag on a loaded machine) or done before it was seen is tried again,
+            # the other way after a completed one, within a deadline.
+            to, deadline = "service", time.monotonic() + 120
             while True:
-                async with session.get(f"{a_api}/api/contexts") as response:
-                    if (await response.json())["contexts"][0]["state"] != "steady":
-                        break
-                await asyncio.sleep(0.002)
+                running = asyncio.create_task(move(to))
+                while not running.done():
+                    async with session.get(f"{a_api}/api/contexts") as response:
+                        if (await response.json())["contexts"][0]["state"] != "steady":
+                            break
+                    await asyncio.sleep(0.002)
+                if not running.done():
+                    break
+                done_status, done_body = running.result()
+                assert done_status in (200, 409), done_body
+                assert time.monotonic() < deadline, f"no cutover caught in flight: {done_body}"
+                if done_status == 200:
+                    to = "legacy" if to == "service" else "service"
+                await asyncio.sleep(0.5)
             os.killpg(b.process.pid, signal.SIGKILL)
             status, body = await running
             assert status in (200, 409), body
