@@ -58,6 +58,8 @@ def render(document: dict[str, Any]) -> str:
         health = "connected" if state.get("connected") else f"UNREACHABLE ({state.get('error')})"
         footer += f"; state {state.get('url')} {health}"
     lines.append(footer)
+    if state.get("notice"):  # e.g. serving the local copy while the store is unreachable
+        lines.append(f"state: {state['notice']}")
     if document.get("last_reload_error"):
         lines.append(f"last routes.yaml reload rejected: {document['last_reload_error']}")
     return "\n".join(lines)

@@ -3,8 +3,11 @@ reconciles when Redis is back (real `strangler serve`, real redis-server)."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import signal
+import subprocess
+import sys
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -90,6 +93,14 @@ async def test_a_replica_started_with_redis_down_serves_its_last_state(
             assert state["connected"] is False and state["source"] == "local_copy"
             assert state["local_copy"]["path"] == str(copy)
             assert "serving the local copy" in state["notice"]
+            status = await asyncio.to_thread(
+                subprocess.run,
+                [sys.executable, "-m", "strangler", "status", "--admin", serve.admin],
+                capture_output=True,
+                text=True,
+                timeout=60,
+            )
+            assert "serving the local copy" in status.stdout, status.stdout + status.stderr
             (route,) = body["routes"]  # type: ignore[misc]
             assert (route["mode"], route["source"]) == ("new", "override")
             assert await metric_line(session, serve.admin, "strangler_state_source") == [
