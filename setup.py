@@ -77,7 +77,14 @@ def ext_modules() -> list[Any]:
     print(f"strangler: compiling {len(sources)} modules with mypyc", file=sys.stderr)
     # One shared library (strangler__mypyc) for the group, so calls between the
     # compiled modules stay native.
-    return list(mypycify(sources, opt_level="3", group_name="strangler"))
+    try:
+        return list(mypycify(sources, opt_level="3", group_name="strangler"))
+    except (SystemExit, Exception) as exc:
+        # mypyc type-checks first: under dependency versions other than the lock's (a
+        # plain `pip install .` resolves the newest), a type error must not stop the
+        # install. CI still fails: tests/packaging/test_build.py wants every module compiled.
+        print(f"strangler: building pure Python: mypyc failed ({exc!r})", file=sys.stderr)
+        return []
 
 
 setup(ext_modules=ext_modules())
