@@ -10,9 +10,11 @@ child to stop — each stops accepting, lets in-flight requests finish within
 the grace period and exits — then exits 0.
 
 With ``state: memory://`` the parent also owns the state (overrides, rollback
-counts, context owners, hold acknowledgements): it serves it on a Unix socket
-(:mod:`strangler.control.supervised`) and every child reads and writes it
-there, so a flip through the admin API reaches every worker at once.
+counts, context owners, hold acknowledgements) and the shadow results: it serves
+them on a Unix socket (:mod:`strangler.control.supervised`,
+:mod:`strangler.control.supervised_shadow`) and every child reads and writes
+them there, so a flip through the admin API reaches every worker at once and
+the shadow API shows every worker's comparisons.
 
 Workers share metrics through a spool folder the parent creates and removes.
 The parent never runs an event loop or threads, so forking from it stays safe.
@@ -37,6 +39,7 @@ from pathlib import Path
 from strangler.config import Config, split_listen
 from strangler.control.supervised import SupervisedStateStore
 from strangler.control.supervised_server import StateServer
+from strangler.control.supervised_shadow import SupervisedShadowStore
 from strangler.errors import StranglerError
 from strangler.serve import SHUTDOWN_GRACE, bind_listener, start_proxy
 
@@ -70,19 +73,9 @@ def run_loop(main: Coroutine[object, object, int], loop: str = "auto") -> int:
         return runner.run(main)
 
 
-def worker_count(config: Config, requested: int) -> int:
-    """``--workers`` resolved: 0 means one per core, with any state — except ``memory://``
-    with shadowed routes: their comparisons are not shared between workers yet, so the
-    default stays one process there (the admin API would show none)."""
-    if requested:
-        return requested
-    if config.state.url == "memory://" and _shadowing(config):
-        log.info(
-            "one proxy process: with state memory:// shadow comparisons are kept per "
-            "process; pass --workers N to use more cores without them, or use redis://"
-        )
-        return 1
-    return os.cpu_count() or 1
+def worker_count(requested: int) -> int:
+    """``--workers`` resolved: 0 means one per core, whatever the state and routes."""
+    return requested or os.cpu_count() or 1
 
 
 def serve(
@@ -93,21 +86,10 @@ def serve(
     loop: str = "auto",
 ) -> int:
     """Run until SIGTERM/SIGINT; returns the exit code."""
-    count = worker_count(config, workers)
-    if count > 1 and config.state.url == "memory://" and _shadowing(config):
-        log.warning(
-            "state memory:// with %d workers: each worker keeps its own shadow comparisons, "
-            "so the admin API and dashboard show none; use state: redis://... (or --workers 1) "
-            "to see them",
-            count,
-        )
+    count = worker_count(workers)
     if count == 1:
         return run_loop(_single(config_path, config, grace), loop)
     return _Supervisor(config_path, config, count, grace, loop).run()
-
-
-def _shadowing(config: Config) -> bool:
-    return any(route.mode == "shadow" or route.shadow is not None for route in config.routes)
 
 
 # ---------------------------------------------------------------- one process
@@ -212,7 +194,10 @@ class _Supervisor:
     async def _child_main(self, role: str, sock: socket.socket) -> int:
         parent = os.getppid()
         orphan_watch = asyncio.create_task(_stop_when_orphaned(parent))
-        state = None if self.state is None else SupervisedStateStore(self.state.path)
+        state = shadow = None
+        if self.state is not None:
+            state = SupervisedStateStore(self.state.path)
+            shadow = SupervisedShadowStore(self.state.path)
         if role == "admin":
             sock.close()  # the admin process never accepts proxy traffic
             running = await start_proxy(
@@ -221,6 +206,7 @@ class _Supervisor:
                 proxy=False,
                 spool_dir=self.spool,
                 state=state,
+                shadow_store=shadow,
             )
             log.info("admin on %s (pid %d)", running.admin_url, os.getpid())
         else:
@@ -232,6 +218,7 @@ class _Supervisor:
                 spool_dir=self.spool,
                 count_reloads=False,
                 state=state,
+                shadow_store=shadow,
             )
         await _until_stopped(running.reload)
         orphan_watch.cancel()

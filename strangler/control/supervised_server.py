@@ -1,5 +1,8 @@
 """The supervisor's side of ``memory://`` under ``--workers N``: the state, served on a socket.
 
+The same socket serves the shadow results (:mod:`strangler.control.supervised_shadow`):
+every worker merges its comparisons into the one store kept here.
+
 The server is synchronous on purpose: the supervisor runs no event loop and no
 thread (it forks workers), so it polls the socket between signal checks. The
 state lives as long as the supervisor does: a worker that dies and is replaced
@@ -22,7 +25,9 @@ from typing import Any
 
 from strangler.control.ownership import Ownership
 from strangler.control.state import MemoryState
+from strangler.control.supervised_shadow import shadow_ops
 from strangler.control.supervised_wire import MAX_LINE, dump, override_from_json, snapshot_json
+from strangler.shadow.store import MemoryShadowStore
 
 log = logging.getLogger(__name__)
 
@@ -39,11 +44,13 @@ class _Peer:
 
 
 class StateServer:
-    """The supervisor's side: the state, and a Unix socket serving it (never blocks)."""
+    """The supervisor's side: the state and the shadow results, and a Unix socket
+    serving them (never blocks)."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
         self.state = MemoryState()
+        self.shadow = MemoryShadowStore()
         self.state.listeners.append(self._announce)
         self._listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         self._listener.bind(str(path))
@@ -70,6 +77,7 @@ class StateServer:
             "latest": lambda a: self.state.latest(a["key"], a["limit"]),
             "acquire": lambda a: self.state.acquire(a["key"], a["ttl"]),
             "release": lambda a: self.state.release(a["key"]),
+            **shadow_ops(self.shadow),
         }
 
     def _set_override(self, args: dict[str, Any]) -> dict[str, Any]:
