@@ -12,7 +12,7 @@ the grace period and exits — then exits 0.
 With ``state: memory://`` the parent also owns the state (overrides, rollback
 counts, context owners, hold acknowledgements) and the shadow results: it serves
 them on a Unix socket (:mod:`strangler.control.supervised`,
-:mod:`strangler.control.supervised_shadow`) and every child reads and writes
+:mod:`strangler.shadow.supervised_store`) and every child reads and writes
 them there, so a flip through the admin API reaches every worker at once and
 the shadow API shows every worker's comparisons.
 
@@ -39,9 +39,10 @@ from pathlib import Path
 from strangler.config import Config, split_listen
 from strangler.control.supervised import SupervisedStateStore
 from strangler.control.supervised_server import StateServer
-from strangler.control.supervised_shadow import SupervisedShadowStore
 from strangler.errors import StranglerError
 from strangler.serve import SHUTDOWN_GRACE, bind_listener, start_proxy
+from strangler.shadow.store import MemoryShadowStore
+from strangler.shadow.supervised_store import SupervisedShadowStore, shadow_ops
 
 log = logging.getLogger("strangler.serve")
 
@@ -159,7 +160,8 @@ class _Supervisor:
         sock = bind_listener(*split_listen(self.config.listen))
         try:
             if self.config.state.url == "memory://":
-                self.state = StateServer(self.spool / "state.sock")
+                shadow = MemoryShadowStore()  # every worker's results, kept here
+                self.state = StateServer(self.spool / "state.sock", shadow_ops(shadow))
             log.info("proxy on %s with %d workers", self.config.listen, self.count)
             for _ in range(self.count):
                 self._spawn("worker", sock)

@@ -17,16 +17,16 @@ from typing import Any
 import pytest
 
 from strangler.control.supervised_server import StateServer
-from strangler.control.supervised_shadow import SupervisedShadowStore
 from strangler.errors import StateStoreError
 from strangler.shadow.compare import Comparison, Difference
 from strangler.shadow.outcome import MATCH, MISMATCH, ShadowOutcome
 from strangler.shadow.store import WINDOWS, Batch, MemoryShadowStore, Sample
+from strangler.shadow.supervised_store import SupervisedShadowStore, shadow_ops
 
 
 @pytest.fixture
 def server(tmp_path: Path) -> Iterator[StateServer]:
-    served = StateServer(tmp_path / "state.sock")
+    served = StateServer(tmp_path / "state.sock", shadow_ops(MemoryShadowStore()))
     stop = threading.Event()
 
     def run() -> None:

@@ -4,7 +4,8 @@ With Redis every replica adds its batches into one view
 (:class:`~strangler.shadow.redis_store.RedisShadowStore`). Without it the
 supervisor of :mod:`strangler.process` holds one
 :class:`~strangler.shadow.store.MemoryShadowStore` next to the state and serves
-it on the same Unix socket (:class:`~strangler.control.supervised_server.StateServer`);
+it on the same Unix socket (:class:`~strangler.control.supervised_server.StateServer`,
+given :func:`shadow_ops`);
 every worker and the admin process use :class:`SupervisedShadowStore`, which
 speaks the same :class:`~strangler.shadow.store.ShadowStore` protocol. So each
 worker's recorder merges its batches there, and ``/api/shadow``, the dashboard
@@ -17,11 +18,11 @@ Batches and reads cross the socket as JSON (``Batch.to_dict``,
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from strangler.control.supervised import SupervisorLink
+from strangler.control.supervised_server import Operation
 from strangler.shadow.results import Batch
 from strangler.shadow.store import WINDOWS, MemoryShadowStore, RouteShadow, Window
 
@@ -62,8 +63,9 @@ def _window(value: Any) -> Window:
     raise ValueError(f"window must be one of {', '.join(WINDOWS)}")
 
 
-def shadow_ops(store: MemoryShadowStore) -> dict[str, Callable[[dict[str, Any]], Any]]:
-    """The supervisor's side: one operation per ShadowStore method, on ``store``."""
+def shadow_ops(store: MemoryShadowStore) -> dict[str, Operation]:
+    """The supervisor's side: one operation per ShadowStore method, on ``store``
+    (``StateServer(path, shadow_ops(store))``)."""
     return {
         "shadow_merge": lambda a: store.merge_now(a["route"], Batch.from_dict(a["batch"])),
         "shadow_noise": lambda a: sorted(store.noise_now(a["route"])),
