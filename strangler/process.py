@@ -49,7 +49,9 @@ log = logging.getLogger("strangler.serve")
 STARTUP_WINDOW = 5.0
 """A child that exits sooner than this after starting failed to start: give up."""
 _STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
-_WATCHED = {signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGCHLD}
+_HANDLED = {*_STOP_SIGNALS, signal.SIGHUP}
+"""What a process acts on: a child keeps them blocked (pending) until its handlers are in."""
+_WATCHED = {*_HANDLED, signal.SIGCHLD}
 
 
 def run_loop(main: Coroutine[object, object, int], loop: str = "auto") -> int:
@@ -113,6 +115,8 @@ async def _until_stopped(on_hup: Callable[[], None] | None) -> None:
         loop.add_signal_handler(sig, stop.set)
     if on_hup is not None:
         loop.add_signal_handler(signal.SIGHUP, on_hup)
+    # A child started with them blocked: one that came meanwhile is handled now.
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, _HANDLED)
     try:
         await stop.wait()
     finally:
@@ -155,7 +159,7 @@ class _Supervisor:
 
     def run(self) -> int:
         # Block the signals we handle, so they queue for sigtimedwait() instead of
-        # interrupting; children unblock them right after fork.
+        # interrupting; children keep them blocked until their own handlers are in.
         signal.pthread_sigmask(signal.SIG_BLOCK, _WATCHED)
         sock = bind_listener(*split_listen(self.config.listen))
         try:
@@ -179,7 +183,9 @@ class _Supervisor:
         if pid == 0:  # the child: never returns into the supervisor's code
             code = 1
             try:
-                signal.pthread_sigmask(signal.SIG_SETMASK, set())
+                # Still blocked: a SIGHUP or SIGTERM passed on while this child starts
+                # waits for its handlers (_until_stopped) instead of killing it.
+                signal.pthread_sigmask(signal.SIG_SETMASK, _HANDLED)
                 if self.state is not None:
                     self.state.forget()
                 code = run_loop(self._child_main(role, sock), self.loop)
