@@ -92,6 +92,13 @@ async def test_shadow_counts_are_every_worker_s_comparisons(tmp_path: Path) -> N
 
         await eventually(metric_summed, timeout=20)
 
+        async def match_rate_shown() -> bool:  # what `flip` and the canary gate read
+            async with admin.get(serve.admin + "/api/routes") as response:
+                (route,) = (await response.json())["routes"]
+            return bool(route["shadow_match_rate"] == 0.0)
+
+        await eventually(match_rate_shown, timeout=20)
+
         # A reset through the admin API empties the one shared store.
         async with admin.post(
             serve.admin + "/api/routes/customers/shadow/reset", headers=HEADERS
