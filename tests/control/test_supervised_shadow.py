@@ -116,9 +116,11 @@ async def test_two_workers_batches_read_back_as_one_memory_store_keeps_them(
     assert await a.noise("customers") == frozenset({"body.at"})
     assert await a.routes() == ["customers", "orders"]
 
+    assert (await a.read("customers", 0)).counts["mismatch"] == 9  # encoded once, shared
     await b.reset("customers")
     assert await a.routes() == ["orders"]
     assert (await a.read("customers")).compared == 0
+    assert (await a.read("customers", 0)).compared == 0  # the shared encoding is gone too
 
 
 async def test_a_bad_window_is_refused_and_the_connection_stays_usable(
