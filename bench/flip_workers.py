@@ -35,7 +35,7 @@ sys.path.insert(0, str(ROOT / "bench"))
 
 from flip import TOKEN, _pct, _upstream  # noqa: E402
 
-from tests.serve.test_workers_memory import worker_of_client  # noqa: E402
+from tests.serve.workers import worker_of_client  # noqa: E402
 from tests.support.net import free_port, serve_app, wait_for_port  # noqa: E402
 
 CONNECTIONS = 6

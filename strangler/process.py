@@ -10,9 +10,11 @@ child to stop — each stops accepting, lets in-flight requests finish within
 the grace period and exits — then exits 0.
 
 With ``state: memory://`` the parent also owns the state (overrides, rollback
-counts, context owners, hold acknowledgements): it serves it on a Unix socket
-(:mod:`strangler.control.supervised`) and every child reads and writes it
-there, so a flip through the admin API reaches every worker at once.
+counts, context owners, hold acknowledgements) and the shadow results: it serves
+them on a Unix socket (:mod:`strangler.control.supervised`,
+:mod:`strangler.shadow.supervised_store`) and every child reads and writes
+them there, so a flip through the admin API reaches every worker at once and
+the shadow API shows every worker's comparisons.
 
 Workers share metrics through a spool folder the parent creates and removes.
 The parent never runs an event loop or threads, so forking from it stays safe.
@@ -39,13 +41,17 @@ from strangler.control.supervised import SupervisedStateStore
 from strangler.control.supervised_server import StateServer
 from strangler.errors import StranglerError
 from strangler.serve import SHUTDOWN_GRACE, bind_listener, start_proxy
+from strangler.shadow.store import MemoryShadowStore
+from strangler.shadow.supervised_store import SupervisedShadowStore, shadow_ops
 
 log = logging.getLogger("strangler.serve")
 
 STARTUP_WINDOW = 5.0
 """A child that exits sooner than this after starting failed to start: give up."""
 _STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
-_WATCHED = {signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGCHLD}
+_HANDLED = {*_STOP_SIGNALS, signal.SIGHUP}
+"""What a process acts on: a child keeps them blocked (pending) until its handlers are in."""
+_WATCHED = {*_HANDLED, signal.SIGCHLD}
 
 
 def run_loop(main: Coroutine[object, object, int], loop: str = "auto") -> int:
@@ -70,19 +76,9 @@ def run_loop(main: Coroutine[object, object, int], loop: str = "auto") -> int:
         return runner.run(main)
 
 
-def worker_count(config: Config, requested: int) -> int:
-    """``--workers`` resolved: 0 means one per core, with any state — except ``memory://``
-    with shadowed routes: their comparisons are not shared between workers yet, so the
-    default stays one process there (the admin API would show none)."""
-    if requested:
-        return requested
-    if config.state.url == "memory://" and _shadowing(config):
-        log.info(
-            "one proxy process: with state memory:// shadow comparisons are kept per "
-            "process; pass --workers N to use more cores without them, or use redis://"
-        )
-        return 1
-    return os.cpu_count() or 1
+def worker_count(requested: int) -> int:
+    """``--workers`` resolved: 0 means one per core, whatever the state and routes."""
+    return requested or os.cpu_count() or 1
 
 
 def serve(
@@ -93,21 +89,10 @@ def serve(
     loop: str = "auto",
 ) -> int:
     """Run until SIGTERM/SIGINT; returns the exit code."""
-    count = worker_count(config, workers)
-    if count > 1 and config.state.url == "memory://" and _shadowing(config):
-        log.warning(
-            "state memory:// with %d workers: each worker keeps its own shadow comparisons, "
-            "so the admin API and dashboard show none; use state: redis://... (or --workers 1) "
-            "to see them",
-            count,
-        )
+    count = worker_count(workers)
     if count == 1:
         return run_loop(_single(config_path, config, grace), loop)
     return _Supervisor(config_path, config, count, grace, loop).run()
-
-
-def _shadowing(config: Config) -> bool:
-    return any(route.mode == "shadow" or route.shadow is not None for route in config.routes)
 
 
 # ---------------------------------------------------------------- one process
@@ -130,6 +115,8 @@ async def _until_stopped(on_hup: Callable[[], None] | None) -> None:
         loop.add_signal_handler(sig, stop.set)
     if on_hup is not None:
         loop.add_signal_handler(signal.SIGHUP, on_hup)
+    # A child started with them blocked: one that came meanwhile is handled now.
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, _HANDLED)
     try:
         await stop.wait()
     finally:
@@ -172,12 +159,13 @@ class _Supervisor:
 
     def run(self) -> int:
         # Block the signals we handle, so they queue for sigtimedwait() instead of
-        # interrupting; children unblock them right after fork.
+        # interrupting; children keep them blocked until their own handlers are in.
         signal.pthread_sigmask(signal.SIG_BLOCK, _WATCHED)
         sock = bind_listener(*split_listen(self.config.listen))
         try:
             if self.config.state.url == "memory://":
-                self.state = StateServer(self.spool / "state.sock")
+                shadow = MemoryShadowStore()  # every worker's results, kept here
+                self.state = StateServer(self.spool / "state.sock", shadow_ops(shadow))
             log.info("proxy on %s with %d workers", self.config.listen, self.count)
             for _ in range(self.count):
                 self._spawn("worker", sock)
@@ -195,7 +183,9 @@ class _Supervisor:
         if pid == 0:  # the child: never returns into the supervisor's code
             code = 1
             try:
-                signal.pthread_sigmask(signal.SIG_SETMASK, set())
+                # Still blocked: a SIGHUP or SIGTERM passed on while this child starts
+                # waits for its handlers (_until_stopped) instead of killing it.
+                signal.pthread_sigmask(signal.SIG_SETMASK, _HANDLED)
                 if self.state is not None:
                     self.state.forget()
                 code = run_loop(self._child_main(role, sock), self.loop)
@@ -212,7 +202,10 @@ class _Supervisor:
     async def _child_main(self, role: str, sock: socket.socket) -> int:
         parent = os.getppid()
         orphan_watch = asyncio.create_task(_stop_when_orphaned(parent))
-        state = None if self.state is None else SupervisedStateStore(self.state.path)
+        state = shadow = None
+        if self.state is not None:
+            state = SupervisedStateStore(self.state.path)
+            shadow = SupervisedShadowStore(self.state.path)
         if role == "admin":
             sock.close()  # the admin process never accepts proxy traffic
             running = await start_proxy(
@@ -221,6 +214,7 @@ class _Supervisor:
                 proxy=False,
                 spool_dir=self.spool,
                 state=state,
+                shadow_store=shadow,
             )
             log.info("admin on %s (pid %d)", running.admin_url, os.getpid())
         else:
@@ -232,6 +226,7 @@ class _Supervisor:
                 spool_dir=self.spool,
                 count_reloads=False,
                 state=state,
+                shadow_store=shadow,
             )
         await _until_stopped(running.reload)
         orphan_watch.cancel()

@@ -44,6 +44,7 @@ from strangler.routing.router import Router
 from strangler.runtime import Runtime
 from strangler.shadow import MatchRates, ShadowTaps, mirror_for
 from strangler.shadow.api import admin_extension as shadow_admin
+from strangler.shadow.store import ShadowStore
 from strangler.shadow.store import open_store as open_shadow_store
 from strangler.sync.drain import Drained, drain, lag_seconds
 from strangler.tls import ListenerTls
@@ -140,6 +141,7 @@ async def start_proxy(
     count_reloads: bool = True,
     admin_extensions: Sequence[AdminExtension] = (),
     state: StateStore | None = None,
+    shadow_store: ShadowStore | None = None,
     sync_status: SyncStatus | None = None,
 ) -> RunningProxy:
     """Start this process's part of the proxy.
@@ -152,14 +154,15 @@ async def start_proxy(
     ``admin_extensions`` and ``sync_status`` go to the admin app (after the
     dashboard and the shadow API, which are always there). ``state`` is the state
     store to use instead of opening ``config.state`` (a ``--workers`` child gets
-    the supervisor's)."""
+    the supervisor's), ``shadow_store`` likewise for shadow results."""
     tracing = start_tracing(config.tracing)  # first: without the otel extra, nothing opened
     base_dir = Path(config_path).resolve().parent if config_path is not None else None
     router = Router(config, base_dir=base_dir)
     metrics = Metrics(spool_dir)
     metrics.observe_table(router.table)
     router.on_swap.append(metrics.observe_table)
-    shadow_store = open_shadow_store(config.state.url, config.state.namespace)
+    if shadow_store is None:
+        shadow_store = open_shadow_store(config.state.url, config.state.namespace)
     rates = MatchRates(shadow_store)
     store = state if state is not None else open_store(config.state)
     copy_path = local_copy_path(config.state, store.url) if store.shared else None
@@ -204,10 +207,12 @@ async def start_proxy(
         running._closers.append(lambda grace: control.stop())
 
         rates_task = asyncio.create_task(rates.run(), name="strangler-shadow-rates")
+        results = shadow_store
 
         async def stop_shadow(grace: float) -> None:
             await _cancel(rates_task)
-            await mirror.close()
+            await mirror.close()  # the last results are flushed to the store
+            await results.close()
 
         running._closers.append(stop_shadow)
 

@@ -125,6 +125,28 @@ async def _connect(path: Path) -> tuple[asyncio.StreamReader, asyncio.StreamWrit
         raise StateStoreError(f"cannot reach the supervisor's state at {path}: {exc}") from exc
 
 
+class SupervisorLink:
+    """Calls to the supervisor on one connection, opened on first use and again
+    after it was lost (a call on a lost connection fails with StateStoreError)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._connection: _Connection | None = None
+        self._connecting = asyncio.Lock()
+
+    async def call(self, op: str, **args: Any) -> Any:
+        async with self._connecting:
+            if self._connection is None or not self._connection.alive:
+                self._connection = _Connection(*await _connect(self.path))
+            connection = self._connection
+        return await connection.call(op, args)
+
+    async def close(self) -> None:
+        if self._connection is not None:
+            await self._connection.close()
+            self._connection = None
+
+
 class SupervisedStateStore:
     """A worker's view of the supervisor's ``memory://`` state (the StateStore protocol)."""
 
@@ -136,20 +158,11 @@ class SupervisedStateStore:
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        self._connection: _Connection | None = None
-        self._connecting = asyncio.Lock()
-
-    async def _call(self, op: str, **args: Any) -> Any:
-        async with self._connecting:
-            if self._connection is None or not self._connection.alive:
-                self._connection = _Connection(*await _connect(self.path))
-            connection = self._connection
-        return await connection.call(op, args)
+        self._link = SupervisorLink(path)
+        self._call = self._link.call
 
     async def close(self) -> None:
-        if self._connection is not None:
-            await self._connection.close()
-            self._connection = None
+        await self._link.close()
 
     async def snapshot(self) -> StateSnapshot:
         return snapshot_from_json(await self._call("snapshot"))

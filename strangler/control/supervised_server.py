@@ -1,5 +1,9 @@
 """The supervisor's side of ``memory://`` under ``--workers N``: the state, served on a socket.
 
+The same socket serves more operations given by the caller: the supervisor adds
+the shadow results' (:mod:`strangler.shadow.supervised_store`), so every worker
+merges its comparisons into the one store kept here.
+
 The server is synchronous on purpose: the supervisor runs no event loop and no
 thread (it forks workers), so it polls the socket between signal checks. The
 state lives as long as the supervisor does: a worker that dies and is replaced
@@ -26,6 +30,9 @@ from strangler.control.supervised_wire import MAX_LINE, dump, override_from_json
 
 log = logging.getLogger(__name__)
 
+Operation = Callable[[dict[str, Any]], Any]
+"""One served operation: the call's arguments in, its JSON-ready result out."""
+
 MAX_BACKLOG = 64 * 1024 * 1024
 """Bytes the server queues for a peer that does not read before it drops the peer."""
 
@@ -39,9 +46,12 @@ class _Peer:
 
 
 class StateServer:
-    """The supervisor's side: the state, and a Unix socket serving it (never blocks)."""
+    """The supervisor's side: the state, and a Unix socket serving it (never blocks).
 
-    def __init__(self, path: Path) -> None:
+    ``more`` are further operations served on the socket (name -> handler of the
+    call's arguments, returning its JSON-ready result)."""
+
+    def __init__(self, path: Path, more: Mapping[str, Operation] | None = None) -> None:
         self.path = path
         self.state = MemoryState()
         self.state.listeners.append(self._announce)
@@ -52,7 +62,7 @@ class StateServer:
         self._selector = selectors.DefaultSelector()
         self._selector.register(self._listener, selectors.EVENT_READ, None)
         self._peers: set[_Peer] = set()
-        self._ops: dict[str, Callable[[dict[str, Any]], Any]] = {
+        self._ops: dict[str, Operation] = {
             "snapshot": lambda a: snapshot_json(self.state.snapshot()),
             "version": lambda a: self.state.version,
             "set_override": self._set_override,
@@ -70,6 +80,7 @@ class StateServer:
             "latest": lambda a: self.state.latest(a["key"], a["limit"]),
             "acquire": lambda a: self.state.acquire(a["key"], a["ttl"]),
             "release": lambda a: self.state.release(a["key"]),
+            **(more or {}),
         }
 
     def _set_override(self, args: dict[str, Any]) -> dict[str, Any]:

@@ -39,5 +39,18 @@ def override_from_json(data: dict[str, Any] | None) -> Override | None:
     return None if data is None else Override.from_dict(data)
 
 
+def encode(value: Any) -> bytes:
+    """``value`` as the JSON the wire carries (no line end)."""
+    return json.dumps(value, separators=(",", ":")).encode()
+
+
+class Encoded(bytes):
+    """A result already encoded (:func:`encode`): sent as it is, so an answer many
+    callers ask for is encoded once."""
+
+
 def dump(message: Mapping[str, Any]) -> bytes:
-    return json.dumps(message, separators=(",", ":")).encode() + b"\n"
+    result = message.get("result")
+    if isinstance(result, Encoded):
+        return b'{"id":%s,"result":%s}\n' % (encode(message.get("id")), result)
+    return encode(message) + b"\n"

@@ -222,6 +222,42 @@ class Batch:
     def __bool__(self) -> bool:
         return bool(self.counts or self.noise)
 
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready, for a store in another process (:meth:`from_dict` reads it back)."""
+        return {
+            "counts": dict(self.counts),
+            "fields": dict(self.fields),
+            "trend": [[bucket, outcome, n] for (bucket, outcome), n in self.trend.items()],
+            "noise": sorted(self.noise),
+            "samples": [sample.to_dict() for sample in self.samples],
+            "endpoints": [
+                [endpoint, outcome, n] for (endpoint, outcome), n in self.endpoints.items()
+            ],
+            "signatures": dict(self.signatures),
+            "examples": self.examples,
+            "warnings": dict(self.warnings),
+            "generation": self.generation,
+            "max_fields": self.max_fields,
+            "reached": sorted(self.reached),
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Batch:
+        return cls(
+            counts=Counter(data["counts"]),
+            fields=Counter(data["fields"]),
+            trend=Counter({(int(b), str(o)): int(n) for b, o, n in data["trend"]}),
+            noise=set(data["noise"]),
+            samples=deque((Sample.from_dict(s) for s in data["samples"]), maxlen=MAX_SAMPLES),
+            endpoints=Counter({(str(e), str(o)): int(n) for e, o, n in data["endpoints"]}),
+            signatures=Counter(data["signatures"]),
+            examples=dict(data["examples"]),
+            warnings=Counter(data["warnings"]),
+            generation=str(data["generation"]),
+            max_fields=int(data["max_fields"]),
+            reached=set(data["reached"]),
+        )
+
 
 def _fields(comparison: Comparison) -> set[str]:
     return {d.field for d in (*comparison.differences, *comparison.noise)}

@@ -96,7 +96,10 @@ class _Route:
 
 
 class MemoryShadowStore:
-    """One process's view, bounded: capped tallies, samples in a capped deque."""
+    """One process's view, bounded: capped tallies, samples in a capped deque.
+
+    Every method has a synchronous twin (``merge_now``...) for a caller without an
+    event loop: the ``--workers`` supervisor serves this store to its workers."""
 
     def __init__(self, max_samples: int = MAX_SAMPLES) -> None:
         self._max_samples = max_samples
@@ -109,6 +112,9 @@ class MemoryShadowStore:
         return data
 
     async def merge(self, route: str, batch: Batch) -> None:
+        self.merge_now(route, batch)
+
+    def merge_now(self, route: str, batch: Batch) -> None:
         data = self._route(route)
         data.all.add(batch)
         if batch.generation and batch.generation != data.generation:
@@ -136,10 +142,16 @@ class MemoryShadowStore:
         data.samples.extend(batch.samples)
 
     async def noise(self, route: str) -> frozenset[str]:
+        return self.noise_now(route)
+
+    def noise_now(self, route: str) -> frozenset[str]:
         data = self._routes.get(route)
         return frozenset(data.noise) if data else frozenset()
 
     async def read(self, route: str, samples: int = 20, window: Window = "all") -> RouteShadow:
+        return self.read_now(route, samples, window)
+
+    def read_now(self, route: str, samples: int = 20, window: Window = "all") -> RouteShadow:
         data = self._routes.get(route) or _Route()
         if window == "5m":
             tally = Tally()
@@ -168,9 +180,15 @@ class MemoryShadowStore:
         )
 
     async def routes(self) -> list[str]:
+        return self.routes_now()
+
+    def routes_now(self) -> list[str]:
         return sorted(self._routes)
 
     async def reset(self, route: str) -> None:
+        self.reset_now(route)
+
+    def reset_now(self, route: str) -> None:
         self._routes.pop(route, None)
 
     async def close(self) -> None:

@@ -96,6 +96,44 @@ class RouteShadow:
     reached: frozenset[str] = frozenset()
     """Config paths of the rules that applied to a difference under the current rules."""
 
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready, for a store in another process (:meth:`from_dict` reads it back)."""
+        return {
+            "counts": dict(self.counts),
+            "fields": dict(self.fields),
+            "noise": sorted(self.noise),
+            "trend": [list(point) for point in self.trend],
+            "samples": [sample.to_dict() for sample in self.samples],
+            "endpoints": {k: dict(v) for k, v in self.endpoints.items()},
+            "signatures": dict(self.signatures),
+            "examples": {k: dict(v) for k, v in self.examples.items()},
+            "warnings": dict(self.warnings),
+            "window": self.window,
+            "generation": self.generation,
+            "stored_samples": self.stored_samples,
+            "reached": sorted(self.reached),
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> RouteShadow:
+        counts: dict[str, int] = dict.fromkeys(OUTCOMES, 0)
+        counts.update(data["counts"])
+        return cls(
+            counts=counts,
+            fields=dict(data["fields"]),
+            noise=frozenset(data["noise"]),
+            trend=tuple((int(b), int(m), int(mm)) for b, m, mm in data["trend"]),
+            samples=tuple(Sample.from_dict(s) for s in data["samples"]),
+            endpoints={k: dict(v) for k, v in data["endpoints"].items()},
+            signatures=dict(data["signatures"]),
+            examples={k: dict(v) for k, v in data["examples"].items()},
+            warnings=dict(data["warnings"]),
+            window=data["window"],
+            generation=str(data["generation"]),
+            stored_samples=int(data["stored_samples"]),
+            reached=frozenset(data["reached"]),
+        )
+
     @property
     def compared(self) -> int:
         return self.counts.get("match", 0) + self.counts.get("mismatch", 0)
