@@ -106,7 +106,14 @@ async def test_errors_below_the_threshold_keep_the_route(
         async with serve_process(sites[0]), serve_process(sites[1]):
             ups.fail_every["new"] = 10  # 10% < 20%
             await _send(session, sites, 80)
-            await asyncio.sleep(1.5)  # several monitor rounds
+
+            async def counted() -> bool:
+                infos = [await route_info(session, site) for site in sites]
+                return all(info["traffic"]["requests_per_min"] == 40 for info in infos)
+
+            # Every request counted on both replicas, then several monitor rounds.
+            await eventually(counted, timeout=20)
+            await asyncio.sleep(1.5)
             infos = [await route_info(session, site) for site in sites]
             for info in infos:
                 assert (info["mode"], info["source"]) == ("new", "config")
