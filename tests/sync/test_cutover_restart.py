@@ -12,33 +12,18 @@ from strangler.control.ownership import Ownership
 from strangler.control.state import MemoryStateStore
 from strangler.sync import watermark
 from strangler.sync.drain import drain_tables
-from strangler.sync.source import Batch, ResumeLookup, Source, build_source
+from strangler.sync.source import build_source
 from strangler.sync.worker import Worker
-from tests.sync.twoway import CONTEXTS, make_config, new_order, rows, running, until, write
-
-
-class Paused:
-    """A real capture that reads nothing while ``paused`` is set (a capture lagging
-    behind), so the test decides which changes arrive in one batch."""
-
-    def __init__(self, inner: Source) -> None:
-        self.inner, self.name = inner, inner.name
-        self.paused = asyncio.Event()
-
-    async def start(self, resume: ResumeLookup) -> None:
-        await self.inner.start(resume)
-
-    async def next_batch(self, max_events: int) -> Batch | None:
-        if self.paused.is_set():
-            await asyncio.sleep(0.02)
-            return None
-        return await self.inner.next_batch(max_events)
-
-    async def ack(self, batch: Batch) -> None:
-        await self.inner.ack(batch)
-
-    async def close(self) -> None:
-        await self.inner.close()
+from tests.sync.twoway import (
+    CONTEXTS,
+    Paused,
+    make_config,
+    new_order,
+    rows,
+    running,
+    until,
+    write,
+)
 
 
 def _seen(path: Path) -> list[tuple[object, ...]]:
@@ -73,7 +58,9 @@ async def test_a_worker_killed_at_the_watermark_replays_by_the_owner_it_had_ther
           ("INSERT INTO orders VALUES (8001, 1, 5.00, 'open')", ()))  # fmt: skip
     holding = Ownership("orders").holding("service", "c1", "test").draining()
     await store.set_ownership(holding)
-    drain = asyncio.create_task(drain_tables(config, "orders", CONTEXTS["orders"], "legacy", 30.0))
+    drain = asyncio.create_task(
+        drain_tables(config, "orders", CONTEXTS["orders"], "legacy", 30.0, cutover="c1")
+    )
     marks = "SELECT * FROM strangler_watermarks"
     await until(
         lambda: (
