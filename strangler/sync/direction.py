@@ -75,9 +75,6 @@ class OwnershipView(Protocol):
     def state(self) -> str: ...
 
     @property
-    def cutover(self) -> str: ...
-
-    @property
     def history(self) -> Sequence[tuple[str, str, int]]: ...
 
 
@@ -110,8 +107,6 @@ class Context:
     """A context as the store gave it last."""
 
     owned: Owned
-    running: str
-    """The cutover running now (empty when steady)."""
     outcomes: Mapping[str, Owned]
     """The latest finished cutovers' outcomes by id."""
 
@@ -163,7 +158,6 @@ class Directions:
         self.contexts = {
             name: Context(
                 self.current[name],
-                "" if o.state == "steady" else o.cutover,
                 {c: Owned(owner, epoch) for c, owner, epoch in o.history},
             )
             for name, o in stored.items()
