@@ -85,6 +85,12 @@ class Ownership:
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
+    def audited(self) -> dict[str, Any]:
+        """``to_dict`` without the history, for the audit log (one entry per change)."""
+        found = self.to_dict()
+        del found["history"]
+        return found
+
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Ownership:
         values = {k: data[k] for k in cls.__dataclass_fields__ if k in data}

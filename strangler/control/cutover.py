@@ -354,7 +354,7 @@ class Cutovers:
         action = "cutover" if result.done else "cutover.aborted"
         await self.plane.audit.record(
             AuditEntry(
-                action, result.context, result.by, before.to_dict(), after.to_dict(), result.reason
+                action, result.context, result.by, before.audited(), after.audited(), result.reason
             )
         )
         line = json.dumps(result.to_dict(), separators=(",", ":"))
