@@ -276,8 +276,10 @@ def _cutovers(control: ControlPlane, metrics: Metrics, base_dir: Path | None) ->
     """The cutover runner, draining through the databases ``sync:`` names (relative
     SQLite paths are relative to routes.yaml)."""
 
-    async def drain_here(config: Config, context: str, owner: Owner, timeout: float) -> Drained:
-        return await drain(config, context, owner, timeout, base_dir=base_dir)
+    async def drain_here(
+        config: Config, context: str, owner: Owner, timeout: float, *, cutover: str
+    ) -> Drained:
+        return await drain(config, context, owner, timeout, base_dir=base_dir, cutover=cutover)
 
     async def lag_here(config: Config, context: str, owner: Owner) -> float:
         # Bounded just past max_lag: a stopped worker is refused quickly, not in 10 s.

@@ -45,8 +45,16 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-Drainer = Callable[[Config, str, Owner, float], Awaitable[Drained]]
-"""``strangler.sync.drain.drain``: wait until the old owner's writes are applied."""
+
+class Drainer(Protocol):
+    """``strangler.sync.drain.drain``: wait until the old owner's writes are applied;
+    ``cutover`` is the id its watermarks carry."""
+
+    def __call__(
+        self, config: Config, context: str, owner: Owner, timeout: float, *, cutover: str
+    ) -> Awaitable[Drained]: ...
+
+
 LagReader = Callable[[Config, str, Owner], Awaitable[float]]
 """``strangler.sync.drain.lag_seconds``: how far sync is behind the owner's side."""
 
@@ -263,7 +271,13 @@ class Cutovers:
                 raise StranglerError("the hold was released by a replica's watchdog")
             holding = draining
             drained = await asyncio.wait_for(
-                self.drain(self.config, name, current.owner, deadline - time.monotonic()),
+                self.drain(
+                    self.config,
+                    name,
+                    current.owner,
+                    deadline - time.monotonic(),
+                    cutover=cutover,
+                ),
                 max(0.001, deadline - time.monotonic()),
             )
         except TimeoutError:
@@ -340,7 +354,7 @@ class Cutovers:
         action = "cutover" if result.done else "cutover.aborted"
         await self.plane.audit.record(
             AuditEntry(
-                action, result.context, result.by, before.to_dict(), after.to_dict(), result.reason
+                action, result.context, result.by, before.audited(), after.audited(), result.reason
             )
         )
         line = json.dumps(result.to_dict(), separators=(",", ":"))

@@ -137,8 +137,8 @@ class ReplicaHolds:
                 "cutover.aborted",
                 owned.context,
                 "watchdog",
-                current.to_dict(),
-                kept.to_dict(),
+                current.audited(),
+                kept.audited(),
                 "the process running the cutover stopped answering",
             )
         )

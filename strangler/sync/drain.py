@@ -110,15 +110,24 @@ async def drain(
     *,
     base_dir: Path | None = None,
     probe: bool = False,
+    cutover: str = "",
 ) -> Drained:
     """Wait until every write ``owner`` made to ``context``'s tables is applied on the
     other side; raises ``DrainTimeout`` after ``timeout`` seconds. ``probe``: only
-    measuring (the lag precondition): the mark never holds a stream."""
+    measuring (the lag precondition): the mark never holds a stream. ``cutover``: the
+    id of the cutover draining, written into its watermarks (``watermark.py``)."""
     if config.sync is None:
         return Drained("none", 0.0)
     tables = tuple(config.contexts[context].tables)
     return await drain_tables(
-        config.sync, context, tables, owner, timeout, base_dir=base_dir, probe=probe
+        config.sync,
+        context,
+        tables,
+        owner,
+        timeout,
+        base_dir=base_dir,
+        probe=probe,
+        cutover=cutover,
     )
 
 
@@ -131,6 +140,7 @@ async def drain_tables(
     *,
     base_dir: Path | None = None,
     probe: bool = False,
+    cutover: str = "",
 ) -> Drained:
     started = time.monotonic()
     old = legs(sync, tables, owner, base_dir)
@@ -140,10 +150,10 @@ async def drain_tables(
     try:
         # A probe's marks say epoch -1: the worker records them but never holds a stream
         # there (a cutover may start right after the probe; only its own drain may hold).
-        epoch = -1 if probe else 0
-        marks = await asyncio.to_thread(_write_marks, old, context, engines, epoch)
+        epoch, cutover = (-1, "") if probe else (0, cutover)
+        marks = await asyncio.to_thread(_write_marks, old, context, engines, epoch, cutover)
         if not probe:
-            await asyncio.to_thread(_write_marks, new, context, engines, epoch)
+            await asyncio.to_thread(_write_marks, new, context, engines, epoch, cutover)
         positions: list[str] = []
         for leg, seq in zip(old, marks, strict=True):
             target = sync.targets[leg.target]
@@ -166,13 +176,13 @@ def _engine(url: str, engines: dict[str, Engine]) -> Engine:
 
 
 def _write_marks(
-    legs_: list[_Leg], context: str, engines: dict[str, Engine], epoch: int = 0
+    legs_: list[_Leg], context: str, engines: dict[str, Engine], epoch: int, cutover: str
 ) -> list[int]:
     marks = []
     for leg in legs_:
         try:
             with _engine(leg.database, engines).begin() as conn:
-                marks.append(watermark.write(conn, context, epoch))
+                marks.append(watermark.write(conn, context, epoch, cutover))
         except SQLAlchemyError as exc:
             raise db_error(f"drain: writing a watermark to {safe_url(leg.database)}", exc) from exc
     return marks

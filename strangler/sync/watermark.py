@@ -7,29 +7,37 @@ one, it has applied everything before it; it records the watermark in its target
 (``strangler_watermarks_seen``) and only then goes on: the drain reads that record to
 know it is done. The worker also holds that stream at the watermark until the
 context's ownership is steady again, so what follows is judged by the owner after
-the cutover (or after its abort), never by a guess about timing.
+the cutover (or after its abort), never by a guess about timing. A watermark names
+its cutover (``cutover``, empty for the lag probe's marks): a stream that reaches it
+late, after that cutover aborted and a later one flipped, takes the outcome of the
+cutover that wrote it (``direction.py``).
 
 Nothing here commits; callers own the transaction.
 """
 
 from __future__ import annotations
 
+import sqlite3
 import time
 from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import BigInteger, Column, Connection, Float, MetaData, String, Table, select, text
 
-from strangler.sync.model import ChangeEvent
+from strangler.sync.model import ChangeEvent, Position
 from strangler.sync.upsert import upsert
 
 WATERMARK_TABLE = "strangler_watermarks"
 
 WATERMARK_DDL = (
     f"CREATE TABLE IF NOT EXISTS {WATERMARK_TABLE} (context VARCHAR(200) PRIMARY KEY,"
-    " seq BIGINT NOT NULL, epoch BIGINT NOT NULL, written_at DOUBLE PRECISION NOT NULL)"
+    " seq BIGINT NOT NULL, epoch BIGINT NOT NULL, written_at DOUBLE PRECISION NOT NULL,"
+    " cutover VARCHAR(64) NOT NULL DEFAULT '')"
 )
 """The captured table in each captured database (the same DDL for SQLite and PostgreSQL)."""
+
+CUTOVER_COLUMN = f"ALTER TABLE {WATERMARK_TABLE} ADD COLUMN cutover VARCHAR(64) NOT NULL DEFAULT ''"
+"""A table created before watermarks named their cutover gains the column (``ensure``)."""
 
 metadata = MetaData()
 
@@ -51,6 +59,10 @@ class Watermark:
     seq: int
     epoch: int
     position: str
+    cutover: str = ""
+    """The cutover whose drain wrote it (empty: a probe's, or written before marks named it)."""
+    at: Position | None = None
+    """Where it sits in its stream (``position`` parsed)."""
 
 
 def watermark_of(event: ChangeEvent) -> Watermark | None:
@@ -64,20 +76,52 @@ def watermark_of(event: ChangeEvent) -> Watermark | None:
         int(row["seq"]),
         int(row.get("epoch") or 0),
         str(event.position),
+        str(row.get("cutover") or ""),
+        event.position,
     )
 
 
-def write(conn: Connection, context: str, epoch: int) -> int:
-    """Write the next watermark of ``context`` into a captured database; its number."""
+def ensure(conn: Connection) -> None:
+    """Create the watermark table, or add the ``cutover`` column to an older one."""
     conn.execute(text(WATERMARK_DDL))
+    if conn.dialect.name == "postgresql":
+        found = conn.execute(
+            text(
+                "SELECT 1 FROM information_schema.columns WHERE table_schema = current_schema()"
+                " AND table_name = :table AND column_name = 'cutover'"
+            ),
+            {"table": WATERMARK_TABLE},
+        ).first()
+        columns = set() if found is None else {"cutover"}
+    else:
+        rows = conn.execute(text(f"PRAGMA table_info({WATERMARK_TABLE})"))
+        columns = {str(r[1]) for r in rows}
+    if "cutover" not in columns:
+        conn.execute(text(CUTOVER_COLUMN))
+
+
+def ensure_sqlite(conn: sqlite3.Connection) -> None:
+    """``ensure`` for the SQLite capture's own connection (before its triggers are
+    made from the table's columns)."""
+    conn.execute(WATERMARK_DDL)
+    columns = {str(r[1]) for r in conn.execute(f"PRAGMA table_info({WATERMARK_TABLE})")}
+    if "cutover" not in columns:
+        conn.execute(CUTOVER_COLUMN)
+
+
+def write(conn: Connection, context: str, epoch: int, cutover: str = "") -> int:
+    """Write the next watermark of ``context`` (by cutover ``cutover``) into a captured
+    database; its number."""
+    ensure(conn)
     row = conn.execute(
         text(
-            f"INSERT INTO {WATERMARK_TABLE} (context, seq, epoch, written_at)"
-            " VALUES (:context, 1, :epoch, :at)"
+            f"INSERT INTO {WATERMARK_TABLE} (context, seq, epoch, written_at, cutover)"
+            " VALUES (:context, 1, :epoch, :at, :cutover)"
             f" ON CONFLICT (context) DO UPDATE SET seq = {WATERMARK_TABLE}.seq + 1,"
-            " epoch = EXCLUDED.epoch, written_at = EXCLUDED.written_at RETURNING seq"
+            " epoch = EXCLUDED.epoch, written_at = EXCLUDED.written_at,"
+            " cutover = EXCLUDED.cutover RETURNING seq"
         ),
-        {"context": context, "epoch": epoch, "at": time.time()},
+        {"context": context, "epoch": epoch, "at": time.time(), "cutover": cutover},
     ).one()
     return int(row[0])
 

@@ -217,7 +217,9 @@ class Worker:
             for event in chunk:
                 route = self.adapters.route(source.name, event.table)
                 reason = (
-                    None if route is None else self.directions.judge(source.name, route[0].source)
+                    None
+                    if route is None
+                    else self.directions.judge(source.name, route[0].source, event.position)
                 )
                 if reason is None:
                     accepted.append(event)

@@ -18,10 +18,10 @@ import aiohttp
 import yaml
 from aiohttp import web
 
-from strangler.config import load_config
-from strangler.serve import RunningProxy, start_proxy
 from tests.serve.support import ServeProcess, strangler_serve
-from tests.support.net import free_port, serve_app
+from tests.support.net import free_port
+from tests.support.sides import Site, catch_all, two_sides
+from tests.support.sides import in_process as in_process
 
 TOKEN = "t0ken-for-tests"
 PATH = "/api/customers/7"
@@ -44,32 +44,14 @@ def _app(side: str, upstreams: Upstreams) -> web.Application:
             return web.json_response({"side": side, "error": "boom"}, status=500)
         return web.json_response({"side": side})
 
-    app = web.Application()
-    app.router.add_route("*", "/{tail:.*}", answer)
-    return app
+    return catch_all(answer)
 
 
 @contextlib.asynccontextmanager
 async def upstreams() -> AsyncIterator[Upstreams]:
     ups = Upstreams()
-    async with serve_app(_app("legacy", ups)) as legacy, serve_app(_app("new", ups)) as new:
-        ups.legacy, ups.new = legacy, new
+    async with two_sides(lambda side: _app(side, ups)) as (ups.legacy, ups.new):
         yield ups
-
-
-@dataclass(frozen=True)
-class Site:
-    config: Path
-    port: int
-    admin_port: int
-
-    @property
-    def proxy(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    @property
-    def admin(self) -> str:
-        return f"http://127.0.0.1:{self.admin_port}"
 
 
 def write_config(
@@ -115,15 +97,6 @@ def write_config(
 async def serve_process(site: Site) -> AsyncIterator[ServeProcess]:
     async with strangler_serve(site.config, site.port, site.admin_port, "--workers", "1") as p:
         yield p
-
-
-@contextlib.asynccontextmanager
-async def in_process(site: Site) -> AsyncIterator[RunningProxy]:
-    running = await start_proxy(load_config(site.config), config_path=site.config)
-    try:
-        yield running
-    finally:
-        await running.close(1.0)
 
 
 async def upstream_of(session: aiohttp.ClientSession, site: Site, **headers: str) -> str:

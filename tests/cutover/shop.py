@@ -159,15 +159,16 @@ class Shop:
     """The sync worker in this loop, or None when it runs as ``strangler sync`` (process)."""
     process: asyncio.subprocess.Process | None = None
 
-    async def start_worker(self) -> None:
-        """Run ``strangler sync -c routes.yaml`` as a real process (Redis state only)."""
+    async def start_worker(self, config: str = "routes.yaml") -> None:
+        """Run ``strangler sync -c routes.yaml`` (or ``config`` in the folder) as a real
+        process (Redis state only)."""
         self.process = await asyncio.create_subprocess_exec(
             sys.executable,
             "-m",
             "strangler",
             "sync",
             "-c",
-            str(self.folder / "routes.yaml"),
+            str(self.folder / config),
             cwd=str(self.folder),
             env={**os.environ, "PYTHONUNBUFFERED": "1"},
             stdout=asyncio.subprocess.DEVNULL,

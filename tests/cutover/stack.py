@@ -21,9 +21,9 @@ import aiohttp
 import yaml
 from aiohttp import web
 
-from strangler.config import load_config
-from strangler.serve import RunningProxy, start_proxy
-from tests.support.net import free_port, serve_app
+from tests.support.net import free_port
+from tests.support.sides import Site, catch_all, two_sides
+from tests.support.sides import in_process as in_process
 
 TOKEN = "t0ken-for-cutover"
 
@@ -59,32 +59,14 @@ def _app(side: str, sides: Sides) -> web.Application:
         sides.events.append(("end", side, ident))
         return web.json_response({"side": side, "id": ident})
 
-    app = web.Application()
-    app.router.add_route("*", "/{tail:.*}", answer)
-    return app
+    return catch_all(answer)
 
 
 @contextlib.asynccontextmanager
 async def sides() -> AsyncIterator[Sides]:
     found = Sides()
-    async with serve_app(_app("legacy", found)) as legacy, serve_app(_app("new", found)) as new:
-        found.legacy, found.new = legacy, new
+    async with two_sides(lambda side: _app(side, found)) as (found.legacy, found.new):
         yield found
-
-
-@dataclass(frozen=True)
-class Site:
-    config: Path
-    port: int
-    admin_port: int
-
-    @property
-    def proxy(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    @property
-    def admin(self) -> str:
-        return f"http://127.0.0.1:{self.admin_port}"
 
 
 def write_config(
@@ -148,15 +130,6 @@ def write_config(
     path = folder / name
     path.write_text(yaml.safe_dump(document, sort_keys=False), encoding="utf-8")
     return Site(path, port, admin_port)
-
-
-@contextlib.asynccontextmanager
-async def in_process(site: Site) -> AsyncIterator[RunningProxy]:
-    running = await start_proxy(load_config(site.config), config_path=site.config)
-    try:
-        yield running
-    finally:
-        await running.close(1.0)
 
 
 async def call(

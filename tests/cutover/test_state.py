@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import Callable
 
 import pytest
 
 from strangler.config import parse_config
-from strangler.control.ownership import Ownership, unowned
+from strangler.control.ownership import Ownership, dump_ownership, unowned
 from strangler.control.redis_store import RedisStateStore
 from strangler.control.state import MemoryStateStore, StateStore
 from strangler.errors import ConfigError
@@ -25,11 +26,19 @@ async def _round_trip(store: StateStore, reopen: Callable[[], StateStore]) -> No
         assert not await store.set_ownership(holding.kept("watchdog"), expect=first)
         moved = holding.moved("token:x")
         assert await store.set_ownership(moved, expect=holding)
+        # The next cutover aborts; the value keeps both outcomes, newest first.
+        second = moved.holding("legacy", "c2", "token:x")
+        assert await store.set_ownership(second, expect=moved)
+        assert await store.set_ownership(second.kept("token:x"), expect=second)
     again = reopen()
     try:
         owned = (await again.ownerships())["customers"]
         assert (owned.owner, owned.epoch, owned.state) == ("service", 1, "steady")
+        assert owned.history == (("c2", "service", 1), ("c1", "service", 1))
+        assert owned.outcome("c1") == ("c1", "service", 1)
         assert (await again.snapshot()).ownerships["customers"] == owned
+        # The history is compared too: a stale expectation without it fails.
+        assert not await again.set_ownership(unowned("customers"), expect=moved)
     finally:
         if again is not store:
             await again.close()
@@ -55,8 +64,12 @@ async def test_redis_store_shares_ownership_across_replicas_and_restarts(
 
 
 def test_ownership_round_trips_through_json() -> None:
-    value = Ownership("customers", "service", 3, "holding", 12.5, "me", "c9", "legacy")
+    value = Ownership(
+        "customers", "service", 3, "holding", 12.5, "me", "c9", "legacy", (("c8", "service", 3),)
+    )
     assert Ownership.from_dict(value.to_dict()) == value
+    assert Ownership.from_dict(json.loads(dump_ownership(value))) == value
+    assert "history" not in value.audited()
     with pytest.raises(ValueError, match="owner 'nobody'"):
         Ownership.from_dict({"context": "c", "owner": "nobody"})
 

@@ -14,31 +14,16 @@ from strangler.sync import watermark
 from strangler.sync.drain import drain_tables
 from strangler.sync.source import Batch, ResumeLookup, Source, build_source
 from strangler.sync.worker import Worker
-from tests.sync.twoway import CONTEXTS, make_config, new_order, rows, running, until, write
-
-
-class Paused:
-    """A real capture that reads nothing while ``paused`` is set (a capture lagging
-    behind), so the test decides which changes arrive in one batch."""
-
-    def __init__(self, inner: Source) -> None:
-        self.inner, self.name = inner, inner.name
-        self.paused = asyncio.Event()
-
-    async def start(self, resume: ResumeLookup) -> None:
-        await self.inner.start(resume)
-
-    async def next_batch(self, max_events: int) -> Batch | None:
-        if self.paused.is_set():
-            await asyncio.sleep(0.02)
-            return None
-        return await self.inner.next_batch(max_events)
-
-    async def ack(self, batch: Batch) -> None:
-        await self.inner.ack(batch)
-
-    async def close(self) -> None:
-        await self.inner.close()
+from tests.sync.twoway import (
+    CONTEXTS,
+    Paused,
+    make_config,
+    new_order,
+    rows,
+    running,
+    until,
+    write,
+)
 
 
 def _seen(path: Path) -> list[tuple[object, ...]]:
@@ -73,7 +58,9 @@ async def test_a_worker_killed_at_the_watermark_replays_by_the_owner_it_had_ther
           ("INSERT INTO orders VALUES (8001, 1, 5.00, 'open')", ()))  # fmt: skip
     holding = Ownership("orders").holding("service", "c1", "test").draining()
     await store.set_ownership(holding)
-    drain = asyncio.create_task(drain_tables(config, "orders", CONTEXTS["orders"], "legacy", 30.0))
+    drain = asyncio.create_task(
+        drain_tables(config, "orders", CONTEXTS["orders"], "legacy", 30.0, cutover="c1")
+    )
     marks = "SELECT * FROM strangler_watermarks"
     await until(
         lambda: (
@@ -121,3 +108,57 @@ async def test_a_worker_killed_at_the_watermark_replays_by_the_owner_it_had_ther
     assert status["svc"].counts["non_owner"] == 1
     assert rows(tmp_path / "shop.db", orders) == [(i,) for i in range(1, 6)] + [(8002,)]
     assert ("shop", 1) in _seen(tmp_path / "customers.db")
+
+
+class Rewound:
+    """A real capture that starts from an older position than the targets committed, as
+    the ``debezium`` kind does when killed between the target's commit and its own."""
+
+    def __init__(self, inner: Source, changes: int) -> None:
+        self.inner, self.name, self.changes = inner, inner.name, changes
+
+    async def start(self, resume: ResumeLookup) -> None:
+        await self.inner.start(lambda: {**resume(), "changes": self.changes})
+
+    async def next_batch(self, max_events: int) -> Batch | None:
+        return await self.inner.next_batch(max_events)
+
+    async def ack(self, batch: Batch) -> None:
+        await self.inner.ack(batch)
+
+    async def close(self) -> None:
+        await self.inner.close()
+
+
+async def test_a_replay_from_before_the_cutover_is_judged_by_the_owner_at_each_position(
+    tmp_path: Path,
+) -> None:
+    """The monolith takes five orders, the cutover moves orders to the service, the
+    service takes one. The worker restarts and the monolith's capture resumes from
+    before those orders (the targets hold offsets and owner past the watermark): the
+    replayed orders are judged by legacy, the owner where they sit (stale, nothing
+    reported), not by the stream's owner now."""
+    config = make_config(tmp_path)
+    store = MemoryStateStore()
+    async with running(config, store) as run:
+        before = run.worker.resume("shop").get("changes", 0)
+        for i in range(1, 6):
+            write(tmp_path / "shop.db", *new_order(i, 1))
+        holding = Ownership("orders").holding("service", "c1", "test").draining()
+        await store.set_ownership(holding)
+        await drain_tables(config, "orders", CONTEXTS["orders"], "legacy", 30.0, cutover="c1")
+        await store.set_ownership(holding.moved("test"))
+        write(tmp_path / "customers.db",
+              ("INSERT INTO orders VALUES (8002, 1, 6.00, 'open')", ()))  # fmt: skip
+        orders = 'SELECT ORD_NO FROM "ORD_HDR"'
+        await until(lambda: (8002,) in rows(tmp_path / "shop.db", orders), "the service's order")
+
+    shop = Rewound(build_source(config.sources[0], config), before)
+    async with running(config, store, {"shop": shop}) as run:
+        # A probe's watermark through the monolith's stream: every replayed change judged.
+        await drain_tables(config, "orders", CONTEXTS["orders"], "legacy", 30.0, probe=True)
+        counts = run.worker.status["shop"].counts
+
+    assert (counts["non_owner"], counts["stale"]) == (0, 5)
+    assert rows(tmp_path / "customers.db", "SELECT COUNT(*) FROM strangler_dead_letters") == [(0,)]
+    assert rows(tmp_path / "customers.db", "SELECT COUNT(*) FROM orders") == [(6,)]

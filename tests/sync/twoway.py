@@ -21,7 +21,7 @@ from sample_monolith import db as monolith_db
 from sample_services.customers import db as service_db
 from strangler.control.ownership import Ownership
 from strangler.control.state import MemoryStateStore
-from strangler.sync.source import Source
+from strangler.sync.source import Batch, ResumeLookup, Source
 from strangler.sync.worker import Worker
 from strangler.sync_config import SyncConfig
 
@@ -144,3 +144,27 @@ def new_order(ord_no: int, cust: int) -> tuple[tuple[str, tuple[Any, ...]], ...]
 def changes(path: Path, table: str) -> int:
     """How many changes the capture triggers recorded for ``table`` in a database."""
     return int(rows(path, "SELECT COUNT(*) FROM strangler_changes WHERE tbl = ?", table)[0][0])
+
+
+class Paused:
+    """A real capture that reads nothing while ``paused`` is set (a capture lagging
+    behind), so the test decides which changes arrive in one batch."""
+
+    def __init__(self, inner: Source) -> None:
+        self.inner, self.name = inner, inner.name
+        self.paused = asyncio.Event()
+
+    async def start(self, resume: ResumeLookup) -> None:
+        await self.inner.start(resume)
+
+    async def next_batch(self, max_events: int) -> Batch | None:
+        if self.paused.is_set():
+            await asyncio.sleep(0.02)
+            return None
+        return await self.inner.next_batch(max_events)
+
+    async def ack(self, batch: Batch) -> None:
+        await self.inner.ack(batch)
+
+    async def close(self) -> None:
+        await self.inner.close()

@@ -33,7 +33,7 @@ from strangler.sync.model import ChangeEvent
 from strangler.sync.origin import ORIGIN_DDL, TRIGGER_GUARD
 from strangler.sync.poison import Poison, parse_or_poison
 from strangler.sync.source import Batch, ResumeLookup
-from strangler.sync.watermark import WATERMARK_DDL, WATERMARK_TABLE
+from strangler.sync.watermark import WATERMARK_TABLE, ensure_sqlite
 from strangler.sync_config import SourceConfig, SyncConfig
 from strangler.units import Duration
 
@@ -111,7 +111,7 @@ def _install(conn: sqlite3.Connection, tables: tuple[str, ...], change_table: st
     # The sync worker's own writes are never captured (origin.py), and the drain's
     # watermarks are, in order with everything else (watermark.py).
     conn.execute(ORIGIN_DDL)
-    conn.execute(WATERMARK_DDL)
+    ensure_sqlite(conn)
     for table in (*tables, WATERMARK_TABLE):
         columns, key = table_columns(conn, table)
         for verb, op, before, after, key_row in (
