@@ -8,6 +8,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from strangler.proxy.accesslog import FLUSH_LINES, AccessLog
+
 from .support import get, one, serve, wire_upstream
 
 
@@ -68,3 +70,43 @@ async def test_one_json_line_per_request_with_what_happened(tmp_path: Path) -> N
     assert order["request_id"] == second.header("x-request-id")
     assert (refused["status"], refused["upstream"]) == (400, "-")
     assert refused["request_id"] == bad.header("x-request-id")
+
+
+def _logged(lines: AccessLog, *paths: str) -> None:
+    for path in paths:
+        lines.line(b"r-" + path.encode(), "GET", path, None, "-", "legacy", "legacy", 200,
+                   0.001, 0, 10, False, False)  # fmt: skip
+
+
+async def test_lines_are_whole_in_order_and_written_at_close(tmp_path: Path) -> None:
+    path = tmp_path / "access.log"
+    lines = AccessLog(str(path), asyncio.get_running_loop())
+    _logged(lines, *(f"/a/{i}" for i in range(FLUSH_LINES + 5)))  # one flush past the size
+    written = len(path.read_text().splitlines())
+    lines.close()  # the rest: at close, before the timer
+    found = [json.loads(line) for line in path.read_text().splitlines()]
+    assert written == FLUSH_LINES
+    assert [line["path"] for line in found] == [f"/a/{i}" for i in range(FLUSH_LINES + 5)]
+    assert found[0]["request_id"] == "r-/a/0" and found[0]["duration_us"] == 1000
+
+
+async def test_a_log_moved_away_or_deleted_is_reopened_at_its_path(tmp_path: Path) -> None:
+    """logrotate's default (``create``): the file is renamed, and the next lines go to a new
+    file at the configured path, without a signal; likewise after a delete."""
+    path = tmp_path / "access.log"
+    lines = AccessLog(str(path), asyncio.get_running_loop())
+    try:
+        _logged(lines, "/before")
+        lines.flush()
+        path.rename(tmp_path / "access.log.1")
+        _logged(lines, "/after")
+        lines.flush()
+        path.unlink()
+        _logged(lines, "/deleted")
+    finally:
+        lines.close()
+    rotated = [
+        json.loads(line)["path"] for line in (tmp_path / "access.log.1").read_text().splitlines()
+    ]
+    assert rotated == ["/before"]
+    assert [json.loads(line)["path"] for line in path.read_text().splitlines()] == ["/deleted"]
