@@ -10,6 +10,7 @@ from typing import Any
 
 from strangler.proxy.accesslog import FLUSH_LINES, AccessLog
 
+from .configs import route, two_upstreams
 from .support import get, one, serve, wire_upstream
 
 
@@ -26,14 +27,8 @@ async def _lines(path: Path, count: int, timeout: float = 5.0) -> list[dict[str,
 async def test_one_json_line_per_request_with_what_happened(tmp_path: Path) -> None:
     log = tmp_path / "access.log"
     async with wire_upstream() as legacy, wire_upstream() as new:
-        config = {
-            "legacy": "legacy",
-            "access_log": str(log),
-            "upstreams": {"legacy": {"url": legacy.url}, "new": {"url": new.url}},
-            "routes": [
-                {"name": "orders", "match": {"path": "/api/orders/**"}, "to": "new", "mode": "new"}
-            ],
-        }
+        orders = route("orders", "/api/orders/**", "new")
+        config = two_upstreams(legacy.url, new.url, orders, access_log=str(log))
         async with serve(tmp_path, config) as proxy:
             first = await one(proxy.port, get("/api/x", extra="X-Request-Id: req-1\r\n"))
             second = await one(
