@@ -24,6 +24,7 @@ from tests.support.pki import Pki, https_upstream, make_pki
 pytestmark = pytest.mark.skipif(shutil.which("openssl") is None, reason="needs openssl")
 
 LIMIT = 1 << 20
+Failed = MirrorFailure | None
 
 
 @pytest.fixture(scope="module")
@@ -39,13 +40,13 @@ class Get:
         self.limit = LIMIT
         self.sent = time.monotonic()
         self.retried = False
-        self.answer: asyncio.Future[tuple[int, bytes, MirrorFailure | None]] = (
+        self.answer: asyncio.Future[tuple[int, bytes, Failed]] = (
             asyncio.get_running_loop().create_future()
         )
         self.on_answer = self._answered
 
     def _answered(
-        self, _: object, status: int, __: Fields, body: bytes, error: MirrorFailure | None, ___: float
+        self, _: object, status: int, __: Fields, body: bytes, error: Failed, ___: float
     ) -> None:
         if not self.answer.done():
             self.answer.set_result((status, body, error))
@@ -53,7 +54,7 @@ class Get:
 
 async def pipelined(
     channel: ShadowChannel, config: UpstreamConfig, path: str
-) -> tuple[int, bytes, MirrorFailure | None]:
+) -> tuple[int, bytes, Failed]:
     parts = get_parts(channel.pool, config)
     assert parts is not None
     get = Get(encode_get(parts, path.encode(), []))
