@@ -105,3 +105,32 @@ async def test_a_log_moved_away_or_deleted_is_reopened_at_its_path(tmp_path: Pat
     ]
     assert rotated == ["/before"]
     assert [json.loads(line)["path"] for line in path.read_text().splitlines()] == ["/deleted"]
+
+
+async def test_each_line_carries_its_own_request_whatever_came_before(tmp_path: Path) -> None:
+    """The repeating part of a line is cached: a change in any of its fields shows."""
+    path = tmp_path / "access.log"
+    lines = AccessLog(str(path), asyncio.get_running_loop())
+    requests: list[tuple[Any, ...]] = [
+        ("GET", "/a", "orders", "canary", "new", "new", 200, 0.0004, 0, 10, False, False),
+        ("GET", "/b", "orders", "canary", "new", "legacy", 502, 2.5, 0, 123_456, True, False),
+        ("POST", "/c", "orders", "canary", "new", "new", 201, 0.001, 5000, 10, False, True),
+        ("GET", '/d"\\é', "commandes-é", "new", "new", "new", 1234, 0.0, 999, 1000, False, False),
+        ("GET", "/a", "orders", "canary", "new", "new", 200, 0.0004, 0, 10, False, False),
+        ("GET", "/e", None, "-", "legacy", "legacy", 404, 0.0, 0, 0, False, False),
+    ]
+    for i, request in enumerate(requests):
+        lines.line(f"r{i}".encode(), *request)
+    lines.close()
+    raw = path.read_bytes()
+    assert raw.isascii()
+    found = [json.loads(line) for line in raw.decode().splitlines()]
+    fields = ("method", "path", "route", "mode", "decision", "upstream", "status")
+    more = ("duration_us", "bytes_in", "bytes_out", "fallback", "shadow")
+    got = [tuple(line[k] for k in fields + more) for line in found]
+    assert got == [
+        (*r[:2], r[2] if r[2] is not None else "-", *r[3:7], round(r[7] * 1e6), *r[8:11],
+         "mirrored" if r[11] else None)
+        for r in requests
+    ]  # fmt: skip
+    assert [line["request_id"] for line in found] == [f"r{i}" for i in range(len(requests))]
