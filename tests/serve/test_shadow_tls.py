@@ -62,6 +62,16 @@ async def pipelined(
     return await asyncio.wait_for(get.answer, 10)
 
 
+async def fresh_get(url: str, tls: dict[str, str]) -> tuple[int, bytes, Failed]:
+    """``GET /a/1`` through the pipelined channel of a new shadow client to ``url``."""
+    config = UpstreamConfig.model_validate({"url": url, "tls": tls})
+    client = ShadowClient(4)
+    try:
+        return await pipelined(client.channel("svc", config), config, "/a/1")
+    finally:
+        client.close()
+
+
 def install(source: Path, target: Path) -> None:
     """Replace ``target`` whole with ``source``'s bytes, as a renewal does."""
     tmp = target.with_suffix(".tmp")
@@ -107,12 +117,7 @@ async def test_renewed_tls_files_reach_the_shadow_pools_at_the_next_reload(
 async def test_the_pipelined_channel_sends_the_configured_server_name(pki: Pki) -> None:
     async with https_upstream(pki) as up:
         tls = {"ca": str(pki.ca), "server_name": "api.internal"}
-        config = UpstreamConfig.model_validate({"url": f"https://127.0.0.1:{up.port}", "tls": tls})
-        client = ShadowClient(4)
-        try:
-            status, body, error = await pipelined(client.channel("svc", config), config, "/a/1")
-        finally:
-            client.close()
+        status, body, error = await fresh_get(f"https://127.0.0.1:{up.port}", tls)
     assert error is None and status == 200, error
     assert b'"path": "/a/1"' in body
     assert up.sni == ["api.internal"]
@@ -124,12 +129,7 @@ async def test_tls_files_that_did_not_load_fail_the_channel_instead_of_plain_htt
     """An https:// target whose CA bundle is gone is never spoken to in clear text."""
     async with https_upstream(pki) as up:
         tls = {"ca": str(tmp_path / "gone.pem")}
-        config = UpstreamConfig.model_validate({"url": f"https://localhost:{up.port}", "tls": tls})
-        client = ShadowClient(4)
-        try:
-            status, _, error = await pipelined(client.channel("svc", config), config, "/a/1")
-        finally:
-            client.close()
+        status, _, error = await fresh_get(f"https://localhost:{up.port}", tls)
     assert status == 0 and error is not None
     assert "gone.pem" in str(error)
     assert up.sni == []  # no handshake, and no plain-text request either
