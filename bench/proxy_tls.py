@@ -17,6 +17,7 @@ every request pays a full handshake.
 from __future__ import annotations
 
 import argparse
+import shutil
 import statistics
 import subprocess
 import tempfile
@@ -117,6 +118,7 @@ def main() -> int:
                 )
     finally:
         stop_all(procs)
+        shutil.rmtree(tmp, ignore_errors=True)
 
     conn = "Connection: close" if args.close else "keep-alive"
     print(
