@@ -133,6 +133,56 @@ def start_nginx(tmp: Path, name: str, workers: int, server: str) -> subprocess.P
     return subprocess.Popen(["nginx", "-c", str(conf), "-p", str(tmp)], stderr=subprocess.DEVNULL)
 
 
+def start_upstream(tmp: Path, port: int) -> subprocess.Popen[bytes]:
+    """The upstream every proxy here sits in front of: NGINX, one worker, ``BODY``."""
+    body = BODY.replace("'", "")
+    return start_nginx(
+        tmp,
+        "upstream",
+        1,
+        f"server {{ listen 127.0.0.1:{port}; location / {{ default_type application/json; "
+        f"return 200 '{body}'; }} }}",
+    )
+
+
+def start_nginx_proxy(
+    tmp: Path, port: int, upstream: int, workers: int, tls: tuple[Path, Path] | None = None
+) -> subprocess.Popen[bytes]:
+    """NGINX as a reverse proxy (keep-alive upstream pool, X-Forwarded-For), terminating
+    TLS with ``tls`` (certificate, key; then also ``X-Forwarded-Proto``)."""
+    listen = f"127.0.0.1:{port}"
+    tls_conf = proto = ""
+    if tls is not None:
+        listen += " ssl"
+        tls_conf = (
+            f"ssl_certificate {tls[0]}; ssl_certificate_key {tls[1]}; "
+            "ssl_protocols TLSv1.2 TLSv1.3; "
+        )
+        proto = "proxy_set_header X-Forwarded-Proto $scheme; "
+    return start_nginx(
+        tmp,
+        "proxy",
+        workers,
+        f"upstream app {{ server 127.0.0.1:{upstream}; keepalive 256; }}\n"
+        f"server {{ listen {listen}; {tls_conf}location / {{ proxy_pass http://app; "
+        "proxy_http_version 1.1; proxy_set_header Connection ''; "
+        f"proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for; {proto}"
+        "proxy_set_header Host $host; } }",
+    )
+
+
+def stop_all(procs: list[subprocess.Popen[bytes]]) -> None:
+    """Stop the children, last started first (NGINX gracefully with SIGQUIT)."""
+    for proc in reversed(procs):
+        nginx = isinstance(proc.args, list) and proc.args[0] == "nginx"
+        proc.send_signal(signal.SIGQUIT if nginx else signal.SIGTERM)
+    for proc in procs:
+        try:
+            proc.wait(20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
 def start_haproxy(tmp: Path, port: int, upstream: int, threads: int) -> subprocess.Popen[bytes]:
     """HAProxy as the other reference proxy: keep-alive to the upstream, X-Forwarded-For."""
     conf = tmp / "haproxy.cfg"
@@ -305,7 +355,8 @@ def main() -> int:
     parser.add_argument(
         "--access-log",
         action="store_true",
-        help="also run the first build with access_log: to a file, in the same rounds",
+        help="also run the first build with access_log: to a file, in the same rounds "
+        "(before or after its twin without the log, alternating)",
     )
     args = parser.parse_args()
     ensure_tools()
@@ -320,25 +371,9 @@ def main() -> int:
         up, ngx, hap, s10k, bare, slog = (free_port() for _ in range(6))
         builds = [b.strip() for b in args.builds.split(",") if b.strip()]
         ports = {build: free_port() for build in builds}
-        body = BODY.replace("'", "")
-        upstream = start_nginx(
-            tmp,
-            "upstream",
-            1,
-            f"server {{ listen 127.0.0.1:{up}; location / {{ default_type application/json; "
-            f"return 200 '{body}'; }} }}",
-        )
+        upstream = start_upstream(tmp, up)
         procs.append(upstream)
-        proxy = start_nginx(
-            tmp,
-            "proxy",
-            args.workers,
-            f"upstream app {{ server 127.0.0.1:{up}; keepalive 256; }}\n"
-            f"server {{ listen 127.0.0.1:{ngx}; location / {{ proxy_pass http://app; "
-            "proxy_http_version 1.1; proxy_set_header Connection ''; "
-            "proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for; "
-            "proxy_set_header Host $host; } }",
-        )
+        proxy = start_nginx_proxy(tmp, ngx, up, args.workers)
         procs.append(proxy)
         haproxy = start_haproxy(tmp, hap, up, args.workers)
         procs.append(haproxy)
@@ -416,7 +451,14 @@ def main() -> int:
 
         results: dict[str, list[Run]] = {key: [] for key in targets}
         for round_no in range(args.rounds):
-            for key, target in targets.items():
+            order = list(targets)
+            if args.access_log and round_no % 2:
+                # The logged server runs right after its twin in even rounds, right
+                # before it in odd ones: drift during a round favours neither.
+                order.remove("logged")
+                order.insert(order.index(builds[0]), "logged")
+            for key in order:
+                target = targets[key]
                 run = wrk(target, args.duration, args.connections, args.threads)
                 results[key].append(run)
                 print(
@@ -435,13 +477,7 @@ def main() -> int:
             )
             routes["10000"].append(wrk(big_target, args.duration, args.connections, args.threads))
     finally:
-        for proc in reversed(procs):
-            proc.send_signal(signal.SIGQUIT if proc in procs[:2] else signal.SIGTERM)
-        for proc in procs:
-            try:
-                proc.wait(20)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+        stop_all(procs)
         shutil.rmtree(tmp, ignore_errors=True)
 
     logged_runs = results.pop("logged", None)
@@ -462,6 +498,11 @@ def main() -> int:
             f"access log on vs off ({build_name(builds[0])}, {len(logged_runs)} rounds, medians of "
             f"per-round ratios): throughput {rps:.3f}x, CPU per request {cpu:.3f}x"
         )
+        for i, (on, off) in enumerate(zip(logged_runs, off_runs, strict=True)):
+            print(
+                f"| {i + 1} | {off.rps:,.0f}, {off.cpu_us:.1f} | {on.rps:,.0f}, {on.cpu_us:.1f} "
+                f"| {on.rps / off.rps:.3f} | {on.cpu_us / off.cpu_us:.3f} |"
+            )
     if args.write:
         out = ROOT / "bench" / "results" / "proxy.md"
         out.parent.mkdir(parents=True, exist_ok=True)

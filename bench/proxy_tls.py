@@ -17,7 +17,7 @@ every request pays a full handshake.
 from __future__ import annotations
 
 import argparse
-import signal
+import shutil
 import statistics
 import subprocess
 import tempfile
@@ -26,15 +26,16 @@ from pathlib import Path
 
 from loopback import free_port, wait_for_port
 from proxy import (
-    BODY,
     Run,
     Target,
     descendants,
     ensure_tools,
     median_run,
     routes_yaml,
-    start_nginx,
+    start_nginx_proxy,
     start_strangler,
+    start_upstream,
+    stop_all,
     wrk,
 )
 
@@ -73,27 +74,8 @@ def main() -> int:
     procs: list[subprocess.Popen[bytes]] = []
     try:
         up, ngx, s_tls, s_plain = (free_port() for _ in range(4))
-        body = BODY.replace("'", "")
-        upstream = start_nginx(
-            tmp,
-            "upstream",
-            1,
-            f"server {{ listen 127.0.0.1:{up}; location / {{ default_type application/json; "
-            f"return 200 '{body}'; }} }}",
-        )
-        nginx = start_nginx(
-            tmp,
-            "proxy",
-            args.workers,
-            f"upstream app {{ server 127.0.0.1:{up}; keepalive 256; }}\n"
-            f"server {{ listen 127.0.0.1:{ngx} ssl; ssl_certificate {cert}; "
-            f"ssl_certificate_key {key}; ssl_protocols TLSv1.2 TLSv1.3; "
-            "location / { proxy_pass http://app; "
-            "proxy_http_version 1.1; proxy_set_header Connection ''; "
-            "proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for; "
-            "proxy_set_header X-Forwarded-Proto $scheme; "
-            "proxy_set_header Host $host; } }",
-        )
+        upstream = start_upstream(tmp, up)
+        nginx = start_nginx_proxy(tmp, ngx, up, args.workers, tls=(cert, key))
         procs += [upstream, nginx]
         with_tls = routes_yaml(tmp, "stls", s_tls, up, 10)
         with_tls.write_text(with_tls.read_text() + f"tls: {{cert: {cert}, key: {key}}}\n")
@@ -135,13 +117,8 @@ def main() -> int:
                     flush=True,
                 )
     finally:
-        for proc in reversed(procs):
-            proc.send_signal(signal.SIGQUIT if proc in procs[:2] else signal.SIGTERM)
-        for proc in procs:
-            try:
-                proc.wait(20)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+        stop_all(procs)
+        shutil.rmtree(tmp, ignore_errors=True)
 
     conn = "Connection: close" if args.close else "keep-alive"
     print(

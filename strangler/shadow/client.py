@@ -81,7 +81,8 @@ class _Collect:
 
 
 class ShadowClient:
-    """Pools per upstream for shadow copies; rebuilt when an upstream's config changes."""
+    """Pools per upstream for shadow copies; rebuilt when an upstream's config changes,
+    or at a reload after its ``tls:`` files changed on disk (a renewed CA or certificate)."""
 
     def __init__(self, max_connections: int) -> None:
         self._max = max_connections
@@ -89,9 +90,15 @@ class ShadowClient:
 
     def _get(self, name: str, config: UpstreamConfig) -> tuple[UpstreamPool, ShadowChannel]:
         known = self._pools.get(name)
-        if known is not None and (known[0] is config or known[0] == config):
-            return known[1], known[2]
         if known is not None:
+            if known[0] is config:
+                return known[1], known[2]
+            # Another config object: a reload. Equal settings keep the pools (and their
+            # warm connections) unless the ``tls:`` files changed on disk since they were
+            # loaded, as the proxy's pools do (strangler.proxy.registry).
+            if known[0] == config and not known[1].tls_changed():
+                self._pools[name] = (config, known[1], known[2])  # `is` from now on
+                return known[1], known[2]
             known[1].close()
             known[2].close()
         # The shadow bound is also the bound on shadow sockets per upstream.

@@ -141,9 +141,20 @@ class ShadowChannel:
 
     async def _connect(self, conn: PipelinedConnection) -> None:
         pool = self.pool
+        target = pool.target
+        if target.tls_error is not None:  # never in clear text to an https:// target
+            self._unreachable(
+                conn, MirrorFailure(FailureKind.CONNECT, f"cannot connect: {target.tls_error}")
+            )
+            return
         try:
             await asyncio.wait_for(
-                self.loop.create_connection(lambda: conn, *pool.address, ssl=pool.ssl),
+                self.loop.create_connection(
+                    lambda: conn,
+                    *target.address,
+                    ssl=target.ssl,
+                    server_hostname=target.server_name,
+                ),
                 pool.config.connect_timeout,
             )
         except TimeoutError:

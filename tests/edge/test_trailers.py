@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from .configs import dark_canary, route, two_upstreams
 from .support import one, serve, tags, wire_upstream
 
 
@@ -18,18 +19,9 @@ def _chunked(path: str, trailer: str = "", header: str = "") -> bytes:
 
 async def test_a_trailer_does_not_match_a_header_route(tmp_path: Path) -> None:
     async with wire_upstream() as legacy, wire_upstream() as new:
-        config = {
-            "legacy": "legacy",
-            "upstreams": {"legacy": {"url": legacy.url}, "new": {"url": new.url}},
-            "routes": [
-                {
-                    "name": "acme-orders",
-                    "match": {"path": "/api/orders/**", "headers": {"X-Tenant": "acme"}},
-                    "to": "new",
-                    "mode": "new",
-                }
-            ],
-        }
+        acme = route("acme-orders", "/api/orders/**", "new")
+        acme["match"]["headers"] = {"X-Tenant": "acme"}
+        config = two_upstreams(legacy.url, new.url, acme)
         async with serve(tmp_path, config) as proxy:
             # the route works for a real header (so the trailer case below is meaningful)
             by_header = await one(
@@ -46,20 +38,7 @@ async def test_a_trailer_does_not_match_a_header_route(tmp_path: Path) -> None:
 
 async def test_a_trailer_does_not_pin(tmp_path: Path) -> None:
     async with wire_upstream() as legacy, wire_upstream() as new:
-        config = {
-            "legacy": "legacy",
-            "pin_header": "X-Strangler-Pin",
-            "upstreams": {"legacy": {"url": legacy.url}, "new": {"url": new.url}},
-            "routes": [
-                {
-                    "name": "orders",
-                    "match": {"path": "/api/orders/**"},
-                    "to": "new",
-                    "mode": "canary",
-                    "percent": 0,
-                }
-            ],
-        }
+        config = dark_canary(legacy.url, new.url, "X-Strangler-Pin")
         async with serve(tmp_path, config) as proxy:
             pinned = await one(
                 proxy.port, _chunked("/api/orders/1", header="X-Strangler-Pin: new\r\n")

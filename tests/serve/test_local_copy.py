@@ -19,7 +19,7 @@ from strangler.control.redis_store import RedisStateStore
 from strangler.override import Override
 from tests.control.conftest import RedisServer, eventually
 from tests.serve.conftest import routes_yaml
-from tests.serve.support import side, strangler_serve, upstreams
+from tests.serve.support import Upstreams, side, strangler_serve, upstreams
 from tests.support.net import free_port
 
 HEADERS = {"Authorization": "Bearer secret"}
@@ -33,6 +33,17 @@ def redis() -> Iterator[RedisServer]:
         yield server
     finally:
         server.stop()
+
+
+def write_routes(tmp_path: Path, port: int, admin_port: int, state: str, up: Upstreams) -> Path:
+    """routes.yaml for one replica on these ports, with this ``state:`` and the upstreams."""
+    path = tmp_path / "routes.yaml"
+    path.write_text(
+        routes_yaml(
+            port=port, admin_port=admin_port, state=state, legacy_url=up.legacy, new_url=up.new
+        )
+    )
+    return path
 
 
 async def routes(session: aiohttp.ClientSession, admin: str) -> dict[str, object]:
@@ -53,16 +64,8 @@ async def test_a_replica_started_with_redis_down_serves_its_last_state(
     namespace = f"copy-{uuid.uuid4().hex[:8]}"
     copy = tmp_path / "state" / "copy.json"
     async with upstreams() as up, aiohttp.ClientSession() as session:
-        path = tmp_path / "routes.yaml"
-        path.write_text(
-            routes_yaml(
-                port=port,
-                admin_port=admin_port,
-                state=f"{{url: '{redis.url}', namespace: {namespace}}}",
-                legacy_url=up.legacy,
-                new_url=up.new,
-            )
-        )
+        state = f"{{url: '{redis.url}', namespace: {namespace}}}"
+        path = write_routes(tmp_path, port, admin_port, state, up)
         url = "/api/customers/1"
         args = ("--workers", "1", "--local-copy", str(copy))
 
@@ -154,16 +157,8 @@ async def test_without_a_copy_a_replica_started_with_redis_down_says_routes_yaml
 ) -> None:
     port, admin_port = free_port(), free_port()
     async with upstreams() as up, aiohttp.ClientSession() as session:
-        path = tmp_path / "routes.yaml"
-        path.write_text(
-            routes_yaml(
-                port=port,
-                admin_port=admin_port,
-                state=f"{{url: 'redis://127.0.0.1:{free_port()}/0', local_copy: false}}",
-                legacy_url=up.legacy,
-                new_url=up.new,
-            )
-        )
+        state = f"{{url: 'redis://127.0.0.1:{free_port()}/0', local_copy: false}}"
+        path = write_routes(tmp_path, port, admin_port, state, up)
         async with strangler_serve(path, port, admin_port, "--workers", "1") as serve:
             body = await routes(session, serve.admin)
             state = body["state"]
