@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
-from .support import get, one, serve, wire_upstream
+import aiohttp
+
+from .configs import route, two_upstreams
+from .support import Seen, get, one, serve, wire_upstream
 
 TRACEPARENT = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
 TRACESTATE = "rojo=00f067aa0ba902b7,congo=t61rcWkgMzE"
@@ -41,3 +47,47 @@ async def test_trace_context_is_passed_through_unchanged(tmp_path: Path) -> None
     assert response.status == 200
     assert seen.all("traceparent") == [TRACEPARENT]
     assert seen.all("tracestate") == [TRACESTATE]
+
+
+def _answer(body: bytes) -> Callable[[Seen], bytes]:
+    def answer(seen: Seen) -> bytes:
+        head = f"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: {len(body)}\r\n\r\n"
+        return head.encode() + body
+
+    return answer
+
+
+async def test_the_request_id_reaches_the_mirror_and_the_stored_sample(tmp_path: Path) -> None:
+    shadowed = route("shadowed", "/api/shadow/**", "shadow", shadow={"methods": ["GET"]})
+    async with (
+        wire_upstream(_answer(b"legacy")) as legacy,
+        wire_upstream(_answer(b"new")) as new,
+        serve(tmp_path, two_upstreams(legacy.url, new.url, shadowed)) as proxy,
+    ):
+        await one(proxy.port, get("/api/shadow/1", extra="X-Request-Id: req-sample-1\r\n"))
+        await one(proxy.port, get("/api/shadow/2"))
+        legacy_seen, mirrored = await legacy.wait_for(2), await new.wait_for(2)
+        generated = legacy_seen[1].header("x-request-id")
+        assert [s.header("x-request-id") for s in mirrored] == ["req-sample-1", generated]
+        samples: list[dict[str, Any]] = []
+        async with aiohttp.ClientSession() as session:
+            for _ in range(100):
+                url = f"{proxy.admin}/api/routes/shadowed/shadow?samples=10"
+                async with session.get(url) as response:
+                    samples = (await response.json())["samples"]
+                if len(samples) == 2:
+                    break
+                await asyncio.sleep(0.05)
+    ids = sorted(
+        value
+        for sample in samples
+        for name, value in _pairs(sample["request"]["headers"])
+        if name.lower() == "x-request-id"
+    )
+    assert ids == sorted(["req-sample-1", generated]), samples
+
+
+def _pairs(headers: Any) -> list[tuple[str, str]]:
+    if isinstance(headers, dict):
+        return [(str(k), str(v)) for k, v in headers.items()]
+    return [(str(k), str(v)) for k, v in headers]
