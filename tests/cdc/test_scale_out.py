@@ -18,7 +18,7 @@ from strangler.devstack.relay import DebeziumRelay
 from strangler.sync.sources.debezium_config import DebeziumOptions, connector_properties
 from tests.cdc.harness import execute, rows, wait_until
 
-pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]  # its own waits add up to 540 s
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(1500)]  # its own waits add up to 1,020 s
 
 REPO = Path(__file__).resolve().parents[2]
 TABLES = ("public.pgbench_accounts", "public.pgbench_tellers", "public.pgbench_branches")
@@ -109,7 +109,7 @@ sync:
         workers[0].wait(10)
         workers[0] = start(1)  # ...and come back when it rejoins
         assert load.wait(120) == 0
-        wait_until(aligned, 300, "both workers to apply everything", log)
+        wait_until(aligned, 480, "both workers to apply everything", log)
         # TPC-B's invariant holds on the service side too: nothing lost, nothing doubled.
         [(accounts,)] = rows(service, "SELECT sum(balance) FROM accounts")
         [(tellers,)] = rows(service, "SELECT sum(balance) FROM tellers")
