@@ -1,13 +1,15 @@
 """The ``debezium`` source: Debezium's PostgreSQL connector embedded in the worker.
 
-The engine (``embedded_engine.EmbeddedEngine``, real Debezium over JPype) snapshots the
-captured tables, then streams from the replication slot (pgoutput). Its thread hands
-each batch to the asyncio side through a one-slot queue and then *waits*: only when
-the worker has committed the batch in the target and called ``ack`` does the engine
-mark the records processed and commit its own offsets (in the target database or a
-file) and confirm the slot. So a crash re-delivers at most the batch in flight, and
-the sink's per-row positions reject those re-deliveries as stale. The one-slot queue
-is the back-pressure: Debezium reads no further ahead than its own queue.
+The engine (``embedded_engine.DeferredEngine``, real Debezium over JPype) snapshots the
+captured tables, then streams from the replication slot (pgoutput). Its thread parses
+each batch and queues it for the asyncio side, then polls the next one while the worker
+writes: a pipeline ``_AHEAD`` batches deep (the bounded queue is the back-pressure, with
+Debezium's own queue behind it). Nothing is marked processed on delivery: only when the
+worker has committed a batch in the target and called ``ack`` are its deliveries
+committed to the engine, in order, which then commits its own offsets (in the target
+database or a file) and confirms the slot. So a crash re-delivers only batches not yet
+acknowledged (and up to ``offset_flush_ms`` of acknowledged ones), and the sink's
+per-row positions reject those re-deliveries as stale.
 
 This module never writes to a target and never parses envelopes itself (that is
 ``envelope.parse_envelope``, the same parser every source uses).
@@ -16,12 +18,13 @@ This module never writes to a target and never parses envelopes itself (that is
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import logging
 import queue
-import threading
+from collections import deque
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -31,16 +34,16 @@ from sqlalchemy.exc import SQLAlchemyError
 from strangler.errors import ConfigError, Problem, SyncError
 from strangler.sync.adapters import AdapterSet
 from strangler.sync.db import db_error, open_engine
-from strangler.sync.envelope import TypeRegistry
+from strangler.sync.envelope import TypeRegistry, parse_envelope
 from strangler.sync.keys import TableKey
 from strangler.sync.lag import QUALIFIED, Heartbeat
 from strangler.sync.model import ChangeEvent
-from strangler.sync.poison import Poison, parse_or_poison
+from strangler.sync.poison import Poison, make_poison
 from strangler.sync.snapshot import BulkLoad, LoadResult
 from strangler.sync.source import Batch, ResumeLookup
 from strangler.sync.sources.debezium_capture import CapturePlan, plan_capture
 from strangler.sync.sources.debezium_config import DebeziumOptions, connector_properties
-from strangler.sync.sources.embedded_engine import EmbeddedEngine, RawRecord
+from strangler.sync.sources.embedded_engine import DeferredEngine, RawRecord, Ticket
 from strangler.sync.sources.pg_types import catalog_types, merged
 from strangler.sync.watermark import WATERMARK_DDL, WATERMARK_TABLE
 from strangler.sync_config import SourceConfig, SyncConfig
@@ -51,25 +54,19 @@ _POLL = 0.5
 """Seconds a wait may block before it looks at stop requests and engine failures."""
 
 
+_AHEAD = 2
+"""Parsed deliveries that may wait for the worker while it writes: the pipeline's depth."""
+
+
 @dataclass
 class _Delivery:
-    """One engine batch, waiting on the Java thread until ``done`` is set."""
+    """One engine batch, parsed on the engine thread; ``ticket`` commits it to the engine."""
 
-    records: Sequence[RawRecord]
-    done: threading.Event = field(default_factory=threading.Event)
-
-
-@dataclass
-class _InHand:
-    delivery: _Delivery
     events: list[ChangeEvent]
-    poison: list[Poison] = field(default_factory=list)
-    """Unparseable records of the delivery; they ride with its first batch."""
+    poison: list[Poison]
+    ticket: Ticket
     handed: int = 0
     """Events already handed out in batches."""
-    unacked: int = 0
-    """Batches handed out and not yet acknowledged."""
-    handed_all: bool = False
 
 
 class DebeziumSource:
@@ -109,9 +106,12 @@ class DebeziumSource:
         self._jvm_opts = tuple(jvm_opts)
         self._user_keys = frozenset(user_keys)
         """Properties the user set in ``options.properties``: they win over ``prepare``."""
-        self._handoff: queue.Queue[_Delivery] = queue.Queue(maxsize=1)
-        self._engine: EmbeddedEngine | None = None
-        self._in_hand: _InHand | None = None
+        self._handoff: queue.Queue[_Delivery] = queue.Queue(maxsize=_AHEAD)
+        self._engine: DeferredEngine | None = None
+        self._current: _Delivery | None = None
+        """The delivery being handed out, when a batch ended inside it."""
+        self._completing: deque[list[Ticket]] = deque()
+        """Per batch handed out and not yet acknowledged: the deliveries it completes."""
         self.skipped = 0
         """Records that were not change events we could parse (handed on as poison)."""
 
@@ -136,7 +136,7 @@ class DebeziumSource:
         elif self.database is not None and "table.include.list" in self.properties:
             # A filtered publication only takes tables that exist when it is created.
             await asyncio.to_thread(_ensure_watermarks, self.database)
-        engine = EmbeddedEngine(
+        engine = DeferredEngine(
             self.properties,
             self._on_batch,
             name=self.name,
@@ -150,40 +150,50 @@ class DebeziumSource:
         engine = self._engine
         if engine is None:
             raise SyncError(f"debezium source {self.name} is not started")
-        if self._in_hand is None:
+        if self._current is None:
             try:
-                delivery = await asyncio.to_thread(self._handoff.get, True, _POLL)
+                self._current = await asyncio.to_thread(self._handoff.get, True, _POLL)
             except queue.Empty:
                 if not engine.running:
                     raise SyncError(
                         f"debezium source {self.name}: {engine.failure or 'engine stopped'}"
                     ) from None
                 return None
-            self._in_hand = _InHand(delivery, *self._parse(delivery.records))
-        in_hand = self._in_hand
-        if in_hand.handed_all:
-            await asyncio.sleep(_POLL / 10)  # all handed out; the acks are still to come
-            return None
-        start = in_hand.handed
-        end = _batch_end(in_hand.events, start, max_events)
-        events = in_hand.events[start:end]
-        in_hand.handed = end
-        in_hand.handed_all = end >= len(in_hand.events)
-        in_hand.unacked += 1
-        return Batch(events, _offsets(events), in_hand.poison if start == 0 else ())
+        # Up to max_events from the deliveries already here: small deliveries (a quiet
+        # source, or the engine polling while the worker wrote) make one transaction.
+        events: list[ChangeEvent] = []
+        poison: list[Poison] = []
+        completed: list[Ticket] = []
+        while (delivery := self._current) is not None:
+            start = delivery.handed
+            end = _batch_end(delivery.events, start, max(max_events - len(events), 1))
+            events.extend(delivery.events[start:end])
+            if start == 0:
+                poison.extend(delivery.poison)  # unparseable records ride with its first batch
+            delivery.handed = end
+            if end < len(delivery.events):
+                break
+            completed.append(delivery.ticket)
+            self._current = None
+            if len(events) < max_events:
+                with contextlib.suppress(queue.Empty):
+                    self._current = self._handoff.get_nowait()
+        self._completing.append(completed)
+        return Batch(events, _offsets(events), poison)
 
     async def ack(self, batch: Batch) -> None:
-        in_hand = self._in_hand
-        if in_hand is None:
+        # The worker acknowledges batches in the order it got them.
+        engine = self._engine
+        if not self._completing:
             return
-        in_hand.unacked -= 1
-        if in_hand.unacked <= 0 and in_hand.handed_all:
-            self._in_hand = None
-            in_hand.delivery.done.set()  # the engine thread may now commit its offsets
+        for ticket in self._completing.popleft():
+            if engine is not None:
+                engine.commit(ticket)  # the engine may now commit its offsets up to it
 
     async def close(self) -> None:
         engine, self._engine = self._engine, None
-        self._in_hand = None
+        self._current = None
+        self._completing.clear()
         if engine is not None:
             await asyncio.to_thread(engine.stop)
         # A batch still waiting here was never acknowledged: the next engine re-reads it.
@@ -192,40 +202,46 @@ class DebeziumSource:
 
     # -------------------------------------------------------------- internals
 
-    def _on_batch(self, records: Sequence[RawRecord]) -> None:
-        """On the engine thread: hand the batch over, return once it is committed."""
+    def _on_batch(self, records: Sequence[RawRecord], ticket: Ticket) -> None:
+        """On the engine thread: parse the batch and queue it; return without waiting
+        for it to be written (``ack`` commits it to the engine later)."""
         engine = self._engine
-        delivery = _Delivery(records)
+        delivery = _Delivery(*self._parse(records), ticket)
         while True:
             if engine is not None and engine.stopping.is_set():
                 raise SyncError("stopping")
             try:
                 self._handoff.put(delivery, timeout=_POLL)
-                break
+                return
             except queue.Full:
                 continue
-        while not delivery.done.wait(_POLL):
-            if engine is None or engine.stopping.is_set():
-                raise SyncError("stopping before the batch was committed")
 
     def _parse(self, records: Sequence[RawRecord]) -> tuple[list[ChangeEvent], list[Poison]]:
         events: list[ChangeEvent] = []
         poison: list[Poison] = []
         for record in records:
-            # The engine gives no offset per record; the content names it, so a batch
-            # re-delivered after a crash dead-letters the same record only once.
-            digest = hashlib.sha256(f"{record.key}\0{record.value}".encode()).hexdigest()[:16]
-            where = f"{record.destination}@{digest}"
-            parsed = parse_or_poison(
-                record.value, record.key, source=self.name, location=where, types=self.types
-            )
-            if isinstance(parsed, Poison):
+            try:
+                parsed = parse_envelope(
+                    record.value, record.key, source=self.name, types=self.types
+                )
+            except Exception as exc:  # untrusted input: whatever it raises, it is poison
+                where = _location(record)
                 self.skipped += 1
-                poison.append(parsed)
-                log.error("source %s: poison record %s: %s", self.name, where, parsed.error)
-            elif parsed is not None:
+                poison.append(
+                    make_poison(record.value, record.key, f"{type(exc).__name__}: {exc}", where)
+                )
+                log.error("source %s: poison record %s: %s", self.name, where, exc)
+                continue
+            if parsed is not None:
                 events.append(parsed)
         return events, poison
+
+
+def _location(record: RawRecord) -> str:
+    # The engine gives no offset per record; the content names it, so a batch
+    # re-delivered after a crash dead-letters the same record only once.
+    digest = hashlib.sha256(f"{record.key}\0{record.value}".encode()).hexdigest()[:16]
+    return f"{record.destination}@{digest}"
 
 
 def _batch_end(events: Sequence[ChangeEvent], start: int, max_events: int) -> int:

