@@ -114,7 +114,7 @@ _REGISTER = (
 
 def int_key_name(key: str) -> str | None:
     """The column of a ``key_text`` that is one integer column, else None."""
-    if not key.startswith('{"') or "," in key:
+    if not key.startswith('{"'):
         return None
     try:
         value = json.loads(key)
@@ -356,7 +356,7 @@ def migrate(conn: Connection) -> int:
         old.c.source_table,
         old.c.applied_at,
     )
-    for part in conn.execution_options(yield_per=10_000).execute(query).partitions():
+    for part in conn.execute(query, execution_options={"yield_per": 10_000}).partitions():
         rows = [
             {
                 "pos_commit": int(commit),

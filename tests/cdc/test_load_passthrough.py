@@ -98,8 +98,13 @@ def test_pass_through_lands_the_same_rows_as_the_converting_path(
     # The chunks COPYed straight into an empty range record the range, not a position per
     # row; the one staged (a row was there) has a position per row: 1000 of items', and
     # every row of odds (converted).
-    positions = dict(rows(service, "SELECT t.name, count(*) FROM strangler_positions p"
-                                   " JOIN strangler_row_tables t ON t.id = p.tbl GROUP BY 1"))
+    positions = dict(
+        rows(
+            service,
+            "SELECT t.name, count(*) FROM strangler_positions p"
+            " JOIN strangler_row_tables t ON t.id = p.tbl GROUP BY 1",
+        )
+    )
     assert positions == {"items": 1000, "odds": 1200}
     keys = {r[0] for r in rows(service, "SELECT row_key FROM strangler_positions p"
                                         " JOIN strangler_row_tables t ON t.id = p.tbl"
