@@ -103,8 +103,9 @@ _IDS: weakref.WeakKeyDictionary[Engine, dict[str, tuple[int, str | None]]] = (
 """Per target database: committed dictionary rows (they never change once written)."""
 
 _REGISTER = (
-    "INSERT INTO strangler_row_tables (name, key_name) SELECT CAST(:name AS VARCHAR), CAST(:key_name AS TEXT)"
-    " WHERE NOT EXISTS (SELECT 1 FROM strangler_row_tables WHERE name = CAST(:name AS VARCHAR))"
+    "INSERT INTO strangler_row_tables (name, key_name)"
+    " SELECT CAST(:name AS VARCHAR), CAST(:key_name AS TEXT) WHERE NOT EXISTS"
+    " (SELECT 1 FROM strangler_row_tables WHERE name = CAST(:name AS VARCHAR))"
     " ON CONFLICT (name) DO NOTHING"
 )
 

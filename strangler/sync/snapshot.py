@@ -11,7 +11,8 @@ then let streaming resume exactly at the load's consistent point.
    COPYs the result into a temporary staging table and merges it into the target
    set-wise (``INSERT ... SELECT ... ON CONFLICT``), with the rows' positions (one per
    row; a chunk COPYed straight into an empty key range records the range instead:
-   ``strangler_loaded_ranges``, see ``rowpos``), and marks the chunk done — all in one transaction, so a crash loses at most chunks in flight.
+   ``strangler_loaded_ranges``, see ``rowpos``), and marks the chunk done — all in
+   one transaction, so a crash loses at most chunks in flight.
 3. After a crash the done chunks are kept; the rest are read in a fresh snapshot.
    The slot still starts at ``L``, so the changes between ``L`` and the new snapshot
    are streamed again over the rows loaded from the new snapshot too: full row images,

@@ -207,8 +207,9 @@ class Stage:
 
 
 _REGISTER = (
-    "INSERT INTO strangler_row_tables (name, key_name) SELECT CAST(%(name)s AS VARCHAR), CAST(%(key_name)s AS TEXT)"
-    " WHERE NOT EXISTS (SELECT 1 FROM strangler_row_tables WHERE name = CAST(%(name)s AS VARCHAR))"
+    "INSERT INTO strangler_row_tables (name, key_name)"
+    " SELECT CAST(%(name)s AS VARCHAR), CAST(%(key_name)s AS TEXT) WHERE NOT EXISTS"
+    " (SELECT 1 FROM strangler_row_tables WHERE name = CAST(%(name)s AS VARCHAR))"
     " ON CONFLICT (name) DO NOTHING"
 )
 

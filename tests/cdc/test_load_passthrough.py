@@ -16,7 +16,6 @@ import pytest
 
 from strangler.devstack.localstack import LogicalPostgres
 from strangler.sync.adapters import AdapterSet
-from strangler.sync.codec import key_text
 from strangler.sync.sink import Sink
 from strangler.sync.snapshot import BulkLoad
 from strangler.sync.staging import passthrough
