@@ -15,7 +15,7 @@ A row key is stored as its digits when it is the table's one integer key column
 the load's position, which is older than every streamed change (see ``snapshot.py``):
 no entry and that position judge every event the same way, so none is stored.
 
-About 60 bytes of heap and 30 of index per entry, against 175 in the layout before
+About 60 bytes of heap and 33-42 of index per entry, against ~180 in the layout before
 (``strangler_row_positions``: names and ``key_text`` in every row, a float time);
 ``migrate`` moves an old table into this one on start. Runs inside the caller's
 transaction, except that a new table name is registered in its own (PostgreSQL).
