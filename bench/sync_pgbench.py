@@ -12,7 +12,8 @@ tables, scale ``--scale``), ``native`` (same tables, fed by a native subscriptio
    changes applied per second (3 row changes per TPC-B transaction), lag p50/p99
    sampled every 0.25 s (native: pg_stat_replication.replay_lag of its walsender;
    strangler: /api/sync lag_seconds, the heartbeat's), and the time to drain after.
-4. verify (strangler's) of the three tables, rows/s.
+4. the per-row bookkeeping's size in the service (bytes per synced row, per position
+   entry) after the load and after streaming.
 
 Prints a JSON document; the machine is shared, so read the ratios, not the absolutes.
 
@@ -152,6 +153,36 @@ def stream(pg: LogicalPostgres, seconds: int, clients: int, lag: Any) -> dict[st
     }
 
 
+BOOKKEEPING = (
+    "strangler_positions",
+    "strangler_row_tables",
+    "strangler_loaded_ranges",
+    "strangler_initial_loads",
+    "strangler_row_positions",
+)  # the last: old layout
+
+
+def bookkeeping(pg: LogicalPostgres, rows: int) -> dict[str, Any]:
+    """Bytes of the per-row bookkeeping in the service (pg_total_relation_size: heap,
+    indexes, TOAST), per synced row and per stored position entry."""
+    size = sql(pg, "service", "SELECT coalesce(sum(pg_total_relation_size(c)), 0)"
+                              f" FROM unnest(ARRAY{list(BOOKKEEPING)}) c"
+                              " WHERE to_regclass(c) IS NOT NULL")[0][0]  # fmt: skip
+    entries = 0
+    for table in ("strangler_positions", "strangler_row_positions"):
+        if sql(pg, "service", f"SELECT to_regclass('{table}') IS NOT NULL")[0][0]:
+            entries += sql(pg, "service", f"SELECT count(*) FROM {table}")[0][0]
+    data = sql(pg, "service", "SELECT sum(pg_total_relation_size(c)) FROM unnest("
+                              "ARRAY['accounts', 'tellers', 'branches']) c")[0][0]  # fmt: skip
+    return {
+        "bytes": int(size),
+        "bytes_per_row": round(int(size) / rows, 1),
+        "entries": entries,
+        "bytes_per_entry": round(int(size) / entries, 1) if entries else None,
+        "data_bytes": int(data),
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--scale", type=int, default=10)
@@ -252,6 +283,8 @@ def main() -> None:
                     "peak_rss_mb_during_load": round(load_peak / 2**20),
                     "ratio_to_native": round(native_copy / load_seconds, 3),
                 }
+                sql(pg, "service", "VACUUM ANALYZE")  # sizes without dead tuples
+                result["bookkeeping_after_load"] = bookkeeping(pg, rows)
                 # Wait until streaming runs and is caught up.
                 deadline = time.monotonic() + 300
                 while not status(port).get("caught_up") and time.monotonic() < deadline:
@@ -270,6 +303,8 @@ def main() -> None:
                 streaming["changes_per_s_applied"] = round(applied / elapsed)
                 streaming["peak_rss_mb"] = round(rss.peak / 2**20)
                 result["strangler_streaming"] = streaming
+                sql(pg, "service", "VACUUM ANALYZE")
+                result["bookkeeping_after_streaming"] = bookkeeping(pg, rows)
             finally:
                 worker.terminate()
                 worker.wait(60)

@@ -1,8 +1,8 @@
 """The sink's bookkeeping tables in each target database, and their queries.
 
 ``strangler_sync_offsets``      source, partition -> resume offset (written with the rows)
-``strangler_row_positions``     target table, row key -> position that last wrote it,
-                                deleted flag (the graveyard), source table, applied at
+``strangler_positions``         target table, row key -> position that last wrote it
+                                (compact: see ``rowpos``), the graveyard with it
 ``strangler_dead_letters``      events that failed after retries, with the error
 ``strangler_raw_dead_letters``  source records that could not even be parsed (poison):
                                 raw text, where they sat (topic/partition@offset ...), error
@@ -25,7 +25,6 @@ from typing import Any
 
 from sqlalchemy import (
     BigInteger,
-    Boolean,
     Column,
     Connection,
     Float,
@@ -36,8 +35,6 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
     and_,
-    any_,
-    bindparam,
     delete,
     func,
     insert,
@@ -47,6 +44,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects import postgresql, sqlite
 
+from strangler.sync import rowpos
 from strangler.sync.codec import event_to_json, key_text
 from strangler.sync.model import ChangeEvent, Position
 from strangler.sync.upsert import upsert
@@ -60,18 +58,6 @@ offsets = Table(
     Column("partition", String(300), primary_key=True),
     Column("offset", BigInteger, nullable=False),
     Column("updated_at", Float, nullable=False),
-)
-
-positions = Table(
-    "strangler_row_positions",
-    metadata,
-    Column("target_table", String(200), primary_key=True),
-    Column("row_key", Text, primary_key=True),
-    Column("pos_commit", BigInteger, nullable=False),
-    Column("pos_seq", BigInteger, nullable=False),
-    Column("deleted", Boolean, nullable=False),
-    Column("source_table", String(300), nullable=False),
-    Column("applied_at", Float, nullable=False),
 )
 
 
@@ -191,67 +177,20 @@ def load_offsets(conn: Connection, source: str) -> dict[str, int]:
 # ---------------------------------------------------------------- positions
 
 
-def _one_of(conn: Connection, column: Any, values: list[str]) -> Any:
-    """``column IN (...)``; on PostgreSQL ``= ANY(:array)``: one parameter keeps an
-    index plan (500 parameters got a generic plan that scanned the table)."""
-    if conn.dialect.name == "postgresql":
-        return column == any_(bindparam("keys", value=values, type_=postgresql.ARRAY(Text)))
-    return column.in_(values)
-
-
 def load_positions(conn: Connection, table: str, keys: Iterable[str]) -> dict[str, RowState]:
-    out: dict[str, RowState] = {}
-    wanted = list(keys)
-    binary = conn.dialect.driver == "psycopg"
-    for start in range(0, len(wanted), 1000):
-        chunk = wanted[start : start + 1000]
-        if binary:  # the keys as one binary text[] (see upsert.py)
-            rows: Any = conn.exec_driver_sql(_POSITIONS_SQL, {"table": table, "keys": chunk})
-        else:
-            rows = conn.execute(
-                select(
-                    positions.c.row_key,
-                    positions.c.pos_commit,
-                    positions.c.pos_seq,
-                    positions.c.deleted,
-                )
-                .where(positions.c.target_table == table)
-                .where(_one_of(conn, positions.c.row_key, chunk))
-            )
-        for key, commit, seq, deleted in rows:
-            out[key] = RowState(Position(int(commit), int(seq)), bool(deleted))
-    return out
-
-
-_POSITIONS_SQL = (
-    f"SELECT row_key, pos_commit, pos_seq, deleted FROM {positions.name}"
-    " WHERE target_table = %(table)s AND row_key = ANY(%(keys)b::text[])"
-)
+    """Stored state of the rows of ``table`` among ``keys`` (``key_text``) that have one."""
+    found = rowpos.load(conn, table, keys)
+    return {k: RowState(position, deleted) for k, (position, deleted) in found.items()}
 
 
 def save_positions(conn: Connection, rows: list[dict[str, object]]) -> None:
     """rows: target_table, row_key, pos_commit, pos_seq, deleted, source_table."""
-    if not rows:
-        return
-    now = time.time()
-    for row in rows:
-        row["applied_at"] = now
-    _upsert_many(conn, positions, ["target_table", "row_key"], rows)
+    rowpos.save(conn, rows)
 
 
 def live_rows_from(conn: Connection, source_table: str) -> list[tuple[str, str, Position]]:
     """(target table, row key, position) of every live target row that came from a table."""
-    rows = conn.execute(
-        select(
-            positions.c.target_table,
-            positions.c.row_key,
-            positions.c.pos_commit,
-            positions.c.pos_seq,
-        )
-        .where(positions.c.source_table == source_table)
-        .where(positions.c.deleted.is_(False))
-    )
-    return [(t, k, Position(int(c), int(s))) for t, k, c, s in rows]
+    return rowpos.live_rows_from(conn, source_table)
 
 
 # ---------------------------------------------------------- truncate floors

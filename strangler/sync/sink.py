@@ -26,7 +26,7 @@ from sqlalchemy import text as sql_text
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError, StatementError
 
 from strangler.errors import ChangeEventError
-from strangler.sync import ledger, origin, rawletters, watermark
+from strangler.sync import ledger, origin, rawletters, rowpos, watermark
 from strangler.sync.adapters import AdapterSet, map_event
 from strangler.sync.codec import event_from_json, key_text
 from strangler.sync.db import db_error, is_connection_error, open_engine, safe_url
@@ -76,8 +76,18 @@ class Sink:
             with self.engine.begin() as conn:
                 if conn.dialect.name == "postgresql":
                     conn.execute(sql_text("SELECT pg_advisory_xact_lock(:k)"), {"k": _SETUP_LOCK})
-                for metadata in (ledger.metadata, origin.metadata, watermark.metadata):
+                for metadata in (
+                    ledger.metadata,
+                    rowpos.metadata,
+                    origin.metadata,
+                    watermark.metadata,
+                ):
                     metadata.create_all(conn, checkfirst=True)
+                moved = rowpos.migrate(conn)  # a target of an older version
+                if moved:
+                    log.info(
+                        "target %s: %d row positions moved to the compact layout", self.name, moved
+                    )
                 origin.prune(conn)
         except SQLAlchemyError as exc:
             raise db_error(f"target {self.name} ({safe_url(self.url)})", exc) from exc

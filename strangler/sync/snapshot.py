@@ -9,8 +9,10 @@ then let streaming resume exactly at the load's consistent point.
    reads its range through a server-side cursor in the exported snapshot, maps the
    rows through the adapter in batches (as snapshot events at position ``(0, L)``),
    COPYs the result into a temporary staging table and merges it into the target
-   set-wise (``INSERT ... SELECT ... ON CONFLICT``), with the rows' positions, and marks
-   the chunk done — all in one transaction, so a crash loses at most chunks in flight.
+   set-wise (``INSERT ... SELECT ... ON CONFLICT``), with the rows' positions (one per
+   row; a chunk COPYed straight into an empty key range records the range instead:
+   ``strangler_loaded_ranges``, see ``rowpos``), and marks the chunk done — all in
+   one transaction, so a crash loses at most chunks in flight.
 3. After a crash the done chunks are kept; the rest are read in a fresh snapshot.
    The slot still starts at ``L``, so the changes between ``L`` and the new snapshot
    are streamed again over the rows loaded from the new snapshot too: full row images,
@@ -274,7 +276,7 @@ class BulkLoad:
             src.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
             src.execute(sql.SQL("SET TRANSACTION SNAPSHOT {}").format(sql.Literal(snapshot)))
             event_table = _qualified(chunk.table)
-            stage = Stage(dst, event_table, position, self.source)
+            stage = Stage(dst, event_table, position, self.source, target_url)
             plan = passthrough(adapter, src, dst, chunk.table)
             if plan is not None:  # values that need no converting: COPY to COPY
                 rows = stage.pipe(plan, src, chunk.low, chunk.high)

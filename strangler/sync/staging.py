@@ -5,14 +5,14 @@ compiled into column picks over row tuples. Runs inside the chunk's transaction.
 ``passthrough``: when such a mapping also keeps every column's type and the key is one
 integer column, the chunk is not read into Python at all: ``COPY (SELECT ...) TO
 STDOUT`` on the monolith is piped block by block into ``COPY ... FROM STDIN`` on the
-staging table, the row key text computed in the SELECT (the text ``key_text`` gives
-an integer key). Same rows, same values: each value leaves and enters as its type's
-own text form (both sessions in ISO dates), never converted on the way."""
+target table when the chunk's key range is empty there (its rows then get no position
+each: the range is recorded, see ``rowpos``), else into the staging table with the
+stored row key computed in the SELECT. Same rows, same values: each value leaves and
+enters as its type's own text form (both sessions in ISO dates), never converted."""
 
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -20,39 +20,64 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
+from strangler.errors import SyncError
 from strangler.sync.adapters import DeclarativeAdapter
 from strangler.sync.codec import key_text
 from strangler.sync.keys import split_table
 from strangler.sync.model import Position, RowUpsert
+from strangler.sync.rowpos import int_key_name, stored_key
 
 
 class Stage:
-    """Per target table: a temporary staging table filled by COPY, merged set-wise."""
+    """Per target table: a temporary staging table filled by COPY, merged set-wise.
+
+    ``url``: the target's, to register table names (``rowpos``) in transactions of
+    their own, so parallel chunks never wait on each other's."""
 
     def __init__(
-        self, conn: psycopg.Connection[Any], source_table: str, position: Position, source: str
+        self,
+        conn: psycopg.Connection[Any],
+        source_table: str,
+        position: Position,
+        source: str,
+        url: str,
     ):
         self.conn = conn
         self.source_table = source_table
         self.position = position
         self.source = source
+        self.url = url
         self._pending: dict[str, tuple[list[str], list[str], list[list[Any]]]] = {}
-        """table -> (key columns, columns, rows: values in column order + row key text)."""
+        """table -> (key columns, columns, rows: values in column order + stored row key)."""
         self._made: dict[str, tuple[list[str], list[str]]] = {}
+        self._ids: dict[str, tuple[int, str | None]] = {}
+
+    def ids(self, table: str, key_name: str | None) -> tuple[int, str | None]:
+        """``table``'s id and key column name in ``strangler_row_tables`` (registered
+        with ``key_name`` if new)."""
+        if table not in self._ids:
+            self._ids.update(register(self.url, {table: key_name, self.source_table: None}))
+        return self._ids[table]
 
     def add(self, write: RowUpsert) -> None:
         keys = list(write.key)
         slot = self._pending.get(write.table)
+        text = key_text(write.key)
         if slot is None:
             columns = keys + [c for c in write.values if c not in keys]
             slot = self._pending[write.table] = (keys, columns, [])
+        key_name = self.ids(write.table, int_key_name(text))[1]
         row = {**write.values, **write.key}
-        slot[2].append([*(row.get(c) for c in slot[1]), key_text(write.key)])
+        slot[2].append([*(row.get(c) for c in slot[1]), stored_key(text, key_name)])
 
     def add_rows(
         self, table: str, keys: list[str], columns: list[str], rows: list[list[Any]]
     ) -> None:
         """Rows already in ``columns`` order, each ending with its row key text."""
+        if rows:
+            key_name = self.ids(table, int_key_name(rows[0][-1]))[1]
+            for row in rows:
+                row[-1] = stored_key(row[-1], key_name)
         slot = self._pending.setdefault(table, (keys, columns, []))
         slot[2].extend(rows)
 
@@ -60,8 +85,9 @@ class Stage:
         self, plan: Passthrough, source: psycopg.Connection[Any], low: int | None, high: int | None
     ) -> int:
         """COPY the source rows of key range [low, high) across; rows copied. Into the
-        target table itself when it has no row in that range (the usual first load),
-        with the positions then written from it; else into the staging table."""
+        target table itself when it has no row in that range (the usual first load):
+        its rows then get no position each, the range is recorded instead (see
+        ``rowpos``); else into the staging table, with a position per row."""
         target = sql.Identifier(*split_table(plan.table))
         empty = self.conn.execute(
             sql.SQL("SELECT NOT EXISTS (SELECT 1 FROM {}{})").format(
@@ -69,9 +95,12 @@ class Stage:
             )
         ).fetchone()
         direct = bool(empty and empty[0])
-        key_text_sql = sql.SQL("{} || {}::text || '}}'").format(
-            sql.Literal("{" + json.dumps(plan.keys[0]) + ":"), sql.Identifier(plan.key_pick)
-        )
+        key_name = self.ids(plan.table, plan.keys[0])[1]
+        key_text_sql = sql.SQL("{}::text").format(sql.Identifier(plan.key_pick))
+        if key_name != plan.keys[0]:  # registered before with another key: key_text
+            key_text_sql = sql.SQL("{} || {} || '}}'").format(
+                sql.Literal("{" + json.dumps(plan.keys[0]) + ":"), key_text_sql
+            )
         select = sql.SQL("SELECT {}{} FROM {}{}").format(
             sql.SQL(", ").join(map(sql.Identifier, plan.picks)),
             sql.SQL("") if direct else sql.SQL(", ") + key_text_sql,
@@ -99,24 +128,27 @@ class Stage:
                     copy.write(block)
             copied = max(0, writing.rowcount)
         if direct:
-            own_key = sql.SQL("{} || {}::text || '}}'").format(
-                sql.Literal("{" + json.dumps(plan.keys[0]) + ":"), sql.Identifier(plan.keys[0])
+            self.conn.execute(
+                "INSERT INTO strangler_loaded_ranges (source, source_table, target_table,"
+                " key_column, low, high) VALUES (%s, %s, %s, %s, %s, %s)",
+                (self.source, self.source_table, plan.table, plan.keys[0], low, high),
             )
-            self._positions(plan.table, own_key, target, key_range(plan.keys[0], low, high))
         return copied
 
-    def _positions(
-        self, table: str, row_key: sql.Composable, rows: sql.Composable, where: sql.Composable
-    ) -> None:
-        """Every row of ``rows`` (``where``) gets the load's position in ``table``."""
+    def _positions(self, table: str, stage: sql.Composable) -> None:
+        """Every staged row gets the load's position in ``table`` (unless it has one)."""
         self.conn.execute(
             sql.SQL(
-                "INSERT INTO strangler_row_positions (target_table, row_key, pos_commit,"
-                " pos_seq, deleted, source_table, applied_at)"
-                " SELECT %s, {}, %s, %s, false, %s, %s FROM {}{}"
-                " ON CONFLICT (target_table, row_key) DO NOTHING"
-            ).format(row_key, rows, where),
-            (table, self.position.commit, self.position.seq, self.source_table, time.time()),
+                "INSERT INTO strangler_positions (pos_commit, pos_seq, tbl, src, row_key)"
+                " SELECT %s, %s, %s, %s, strangler_row_key FROM {}"
+                " ON CONFLICT (tbl, row_key) DO NOTHING"
+            ).format(stage),
+            (
+                self.position.commit,
+                self.position.seq,
+                self._ids[table][0],
+                self._ids[self.source_table][0],
+            ),
         )
 
     def flush(self) -> None:
@@ -171,7 +203,30 @@ class Stage:
                 )
                 + action
             )
-            self._positions(table, sql.Identifier("strangler_row_key"), stage, sql.SQL(""))
+            self._positions(table, stage)
+
+
+_REGISTER = (
+    "INSERT INTO strangler_row_tables (name, key_name)"
+    " SELECT CAST(%(name)s AS VARCHAR), CAST(%(key_name)s AS TEXT) WHERE NOT EXISTS"
+    " (SELECT 1 FROM strangler_row_tables WHERE name = CAST(%(name)s AS VARCHAR))"
+    " ON CONFLICT (name) DO NOTHING"
+)
+
+
+def register(url: str, wanted: dict[str, str | None]) -> dict[str, tuple[int, str | None]]:
+    """``rowpos.register`` for the load: committed at once, on a connection of its own."""
+    with psycopg.connect(url, autocommit=True) as conn:
+        for name, key_name in wanted.items():
+            conn.execute(_REGISTER, {"name": name, "key_name": key_name})
+        found = conn.execute(
+            "SELECT name, id, key_name FROM strangler_row_tables WHERE name = ANY(%s)",
+            (list(wanted),),
+        ).fetchall()
+    out = {str(n): (int(i), k) for n, i, k in found}
+    if any(i > 32767 for i, _ in out.values()):
+        raise SyncError("too many table names in strangler_row_tables")
+    return out
 
 
 def key_range(column: str, low: int | None, high: int | None) -> sql.Composable:
@@ -195,6 +250,7 @@ class Compiled:
     key_picks: list[int]
 
     def row(self, values: tuple[Any, ...]) -> list[Any]:
+        """The target row's values in ``columns`` order, then its ``key_text``."""
         key = {k: values[i] for k, i in zip(self.keys, self.key_picks, strict=True)}
         return [*(values[i] for i in self.picks), key_text(key)]
 

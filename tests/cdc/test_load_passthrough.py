@@ -4,7 +4,8 @@ Python values, and must land exactly as the converting path would land it — aw
 text (tabs, newlines, backslashes, quotes, non-ASCII), NULLs, numerics, dates,
 timestamps with zones, bytea, arrays, JSON; straight into the target table when the
 chunk's key range is empty there, through the staging table and a merge otherwise. A
-table whose types differ takes the converting path. All with their row positions."""
+table whose types differ takes the converting path. Rows staged get a position each;
+a chunk COPYed straight into an empty range records the range instead."""
 
 from __future__ import annotations
 
@@ -15,7 +16,6 @@ import pytest
 
 from strangler.devstack.localstack import LogicalPostgres
 from strangler.sync.adapters import AdapterSet
-from strangler.sync.codec import key_text
 from strangler.sync.sink import Sink
 from strangler.sync.snapshot import BulkLoad
 from strangler.sync.staging import passthrough
@@ -94,13 +94,25 @@ def test_pass_through_lands_the_same_rows_as_the_converting_path(
     assert rows(service, "SELECT id, amount FROM odds ORDER BY 1") == [
         (i, str(a)) for i, a in rows(monolith, "SELECT id, amount FROM odd ORDER BY 1")
     ]
+    # The chunks COPYed straight into an empty range record the range, not a position per
+    # row; the one staged (a row was there) has a position per row: 1000 of items', and
+    # every row of odds (converted).
     positions = dict(
-        rows(service, "SELECT target_table, count(*) FROM strangler_row_positions GROUP BY 1")
+        rows(
+            service,
+            "SELECT t.name, count(*) FROM strangler_positions p"
+            " JOIN strangler_row_tables t ON t.id = p.tbl GROUP BY 1",
+        )
     )
-    assert positions == {"items": 2500, "odds": 1200}
-    keys = {r[0] for r in rows(service, "SELECT row_key FROM strangler_row_positions"
-                                        " WHERE target_table = 'items'")}  # fmt: skip
-    assert keys == {key_text({"item_id": i}) for i in range(1, 2501)}
+    assert positions == {"items": 1000, "odds": 1200}
+    keys = {r[0] for r in rows(service, "SELECT row_key FROM strangler_positions p"
+                                        " JOIN strangler_row_tables t ON t.id = p.tbl"
+                                        " WHERE t.name = 'items'")}  # fmt: skip
+    assert keys == {str(i) for i in range(1, 1000)} | {"1000"}
+    ranges = rows(service, "SELECT target_table, key_column, low, high FROM"
+                           " strangler_loaded_ranges ORDER BY low NULLS FIRST")  # fmt: skip
+    assert [r[:2] for r in ranges] == [("items", "item_id")] * 2
+    assert {(r[2], r[3]) for r in ranges} == {(1001, 2001), (2001, None)}
     assert rows(service, "SELECT count(*), bool_and(done) FROM strangler_initial_loads")[0] == (
         5,
         True,
