@@ -54,6 +54,17 @@ async def _posted_until(
         await asyncio.sleep(0.5)
 
 
+def _steady(read: Callable[[], str | None], rounds: int) -> Callable[[], bool]:
+    """A check that is true once ``read()`` returned the same value ``rounds`` times running."""
+    seen: list[str | None] = []
+
+    def check() -> bool:
+        seen.append(read())
+        return len(seen) > rounds and len(set(seen[-rounds - 1 :])) == 1
+
+    return check
+
+
 async def _sync_status(session: aiohttp.ClientSession, listen: str) -> dict[str, Any]:
     async with session.get(f"http://{listen}/api/sync") as response:
         found: dict[str, Any] = await response.json()
@@ -100,8 +111,11 @@ async def test_a_worker_killed_before_debezium_saved_its_offsets_replays_by_the_
         await found.kill_worker()
         saved = await asyncio.to_thread(_saved, dbs.service, "shop")
         await found.start_worker(slow.name)
-        # Debezium saves its offsets once at its first batch, then not for ten minutes.
+        # Debezium saves its offsets once or twice as it starts (at start and at the first
+        # batch marked processed, which the pipelined hand-over marks later), then not for
+        # ten minutes: wait for the first save, then until three rounds of writes saved none.
         await _posted_until(session, found, lambda: _saved(dbs.service, "shop") != saved)
+        await _posted_until(session, found, _steady(lambda: _saved(dbs.service, "shop"), 3))
 
         before = [await _post(session, found, f"legacy-{i}") for i in range(5)]
         await until_aligned(found)
