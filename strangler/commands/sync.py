@@ -26,6 +26,7 @@ from strangler.sync import ledger
 from strangler.sync.adapters import AdapterSet
 from strangler.sync.api import build_sync_app
 from strangler.sync.sink import Sink
+from strangler.sync.sources.embedded_engine import leave_if_jvm_started
 from strangler.sync.worker import Worker
 from strangler.sync_config import SyncConfig
 
@@ -47,6 +48,7 @@ def run(args: argparse.Namespace) -> int:
         return retry_dead(sync, base_dir)
     config = load_config(args.config)
     asyncio.run(serve(sync, base_dir, config))
+    leave_if_jvm_started(0)  # the engines are closed: no finalisation beside a live JVM
     return 0
 
 

@@ -19,7 +19,9 @@ completion callback. This module never parses envelopes and never touches a data
 from __future__ import annotations
 
 import logging
+import os
 import queue
+import sys
 import tempfile
 import threading
 from collections.abc import Callable, Mapping, Sequence
@@ -130,6 +132,22 @@ def ensure_jvm(log_level: str = "WARN", jvm_opts: Sequence[str] = ()) -> None:
             ensure_jvm_started(jvm_opts=["-Xrs", f"-Dlog4j2.configurationFile={config}", *jvm_opts])
         except Exception as exc:
             raise SyncError(f"cannot start the JVM for Debezium (Java 17+ needed): {exc}") from exc
+
+
+def leave_if_jvm_started(code: int) -> None:
+    """Exit now, without interpreter finalisation, if this process started a JVM.
+
+    The JVM is not destroyed at exit (see ``ensure_jvm``); a Java thread that calls back
+    into Python while Python finalises is unwound through JPype's C++ frames and the
+    process aborts ("FATAL: exception not rethrown", exit by SIGABRT). Call this once
+    the engines are closed (their offsets committed): logs and streams are flushed first.
+    """
+    if jpype is None or not jpype.isJVMStarted():
+        return
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
 
 
 class _Stopped(Exception):
