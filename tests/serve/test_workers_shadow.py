@@ -7,7 +7,6 @@ Which worker mirrored a request is read from the kernel (:mod:`tests.serve.worke
 
 from __future__ import annotations
 
-import asyncio
 import os
 import re
 from collections import Counter
@@ -22,12 +21,11 @@ from tests.control.conftest import eventually
 from tests.serve.support import ServeProcess
 from tests.serve.workers import (
     HEADERS,
-    Connection,
     Seen,
     burst,
     children,
+    gets_on_each,
     pinned,
-    raw_get,
     two_workers,
 )
 
@@ -126,11 +124,8 @@ async def test_a_mismatch_rate_rollback_counts_both_workers_comparisons(tmp_path
         held = await pinned(serve, 2, "/elsewhere")
         warmed = len(seen.answers)
 
-        async def five(connection: Connection) -> list[int]:
-            return [(await raw_get(connection, f"/api/customers/{i}"))[0] for i in range(5)]
-
-        statuses = await asyncio.gather(*(five(c) for cs in held.values() for c in cs))
-        assert {status for each in statuses for status in each} == {200}
+        statuses = await gets_on_each(held, 5)
+        assert set(statuses) == {200}
 
         async def routes() -> dict[str, Any]:
             async with admin.get(serve.admin + "/api/routes") as response:

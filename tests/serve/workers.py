@@ -95,6 +95,19 @@ async def pinned(serve: ServeProcess, per_worker: int, path: str) -> dict[int, l
     raise AssertionError(f"could not pin connections to two workers: {held}")
 
 
+async def gets_on_each(
+    held: dict[int, list[Connection]], count: int, path: str = "/api/customers"
+) -> list[int]:
+    """``count`` GETs of ``path``/0 … ``path``/count-1 on every held connection, all at once:
+    the statuses."""
+
+    async def some(connection: Connection) -> list[int]:
+        return [(await raw_get(connection, f"{path}/{i}"))[0] for i in range(count)]
+
+    each = await asyncio.gather(*(some(c) for cs in held.values() for c in cs))
+    return [status for statuses in each for status in statuses]
+
+
 @dataclass
 class Seen:
     """(worker pid, side) of every request the upstreams answered."""
