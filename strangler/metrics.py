@@ -129,10 +129,10 @@ class Metrics:
         """``accepted`` or ``rejected``: one routes.yaml reload."""
         self._counts.reloads[result] = self._counts.reloads.get(result, 0) + 1
 
-    def sync_event(self, table: str, op: str, outcome: str) -> None:
+    def sync_event(self, table: str, op: str, outcome: str, count: int = 1) -> None:
         with self._lock:
             key = (table, op, outcome)
-            self._counts.sync_events[key] = self._counts.sync_events.get(key, 0) + 1
+            self._counts.sync_events[key] = self._counts.sync_events.get(key, 0) + count
 
     def sync_lag(self, source: str, seconds: float) -> None:
         with self._lock:

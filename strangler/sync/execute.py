@@ -17,7 +17,8 @@ from sqlalchemy import Connection
 
 from strangler.sync import ledger
 from strangler.sync.codec import key_from_text, key_text
-from strangler.sync.model import ChangeEvent, RowDelete, RowWrite
+from strangler.sync.highs import Highs
+from strangler.sync.model import ChangeEvent, Position, RowDelete, RowWrite
 from strangler.sync.schema import SchemaGuard
 from strangler.sync.writer import PendingWrites, TableCache, delete_keys, flush
 
@@ -40,16 +41,30 @@ def execute(
     schema: SchemaGuard,
     items: list[Planned],
     force: bool = False,
+    highs: Highs | None = None,
 ) -> list[Outcome]:
-    """Stale-check every write against stored positions, then write the survivors."""
+    """Stale-check every write against stored positions, then write the survivors.
+
+    ``highs``: where one ordered stream is a table's only writer, the rows of events
+    above its bound are not looked up: none of them can have a later position stored."""
     for item in items:  # parked and retried events too: leave out unneeded new columns
         item.writes = schema.fit(conn, item.event, item.writes, note=False)[0]
-    wanted: dict[str, set[str]] = {}
+    lowest: dict[str, dict[str, Position]] = {}
+    """table -> row key -> the lowest position of an event of the batch writing it."""
     row_keys = [[key_text(w.key) for w in item.writes] for item in items]
     for item, keys in zip(items, row_keys, strict=True):
+        position = item.event.position
         for write, row_key in zip(item.writes, keys, strict=True):
-            wanted.setdefault(write.table, set()).add(row_key)
-    known = {t: ledger.load_positions(conn, t, keys) for t, keys in wanted.items()}
+            seen = lowest.setdefault(write.table, {})
+            if row_key not in seen or position < seen[row_key]:
+                seen[row_key] = position
+    known: dict[str, dict[str, ledger.RowState]] = {}
+    for table, seen in lowest.items():
+        top = None if highs is None else highs.top(conn, table)
+        asked = list(seen) if top is None else [k for k, p in seen.items() if p <= top]
+        known[table] = ledger.load_positions(conn, table, asked) if asked else {}
+    if highs is not None and items:
+        highs.raise_to(max(item.event.position for item in items))
     floors = {s: ledger.load_floors(conn, s) for s in {i.event.source for i in items}}
     pending = PendingWrites()
     outcomes: list[Outcome] = []

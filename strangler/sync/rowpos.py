@@ -237,6 +237,21 @@ def load(conn: Connection, table: str, keys: Iterable[str]) -> dict[str, State]:
     return out
 
 
+def highest(conn: Connection, table: str) -> Position:
+    """The highest position stored for a row of ``table`` (graveyard included);
+    ``Position(0, 0)`` when it has none (rows of a loaded range have none)."""
+    ids = lookup(conn, [table])
+    if table not in ids:
+        return Position(0, 0)
+    found = conn.execute(
+        select(positions.c.pos_commit, positions.c.pos_seq)
+        .where(positions.c.tbl == ids[table][0])
+        .order_by(positions.c.pos_commit.desc(), positions.c.pos_seq.desc())
+        .limit(1)
+    ).first()
+    return Position(0, 0) if found is None else Position(int(found[0]), int(found[1]))
+
+
 def save(conn: Connection, rows: list[dict[str, object]]) -> None:
     """rows: target_table, row_key (``key_text``), pos_commit, pos_seq, deleted,
     source_table. Upserted by (target table, row key)."""

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -31,6 +31,7 @@ from strangler.sync.adapters import AdapterSet, map_event
 from strangler.sync.codec import event_from_json, key_text
 from strangler.sync.db import db_error, is_connection_error, open_engine, safe_url
 from strangler.sync.execute import Outcome, Planned, execute
+from strangler.sync.highs import Highs
 from strangler.sync.model import ChangeEvent, Op, Position, RowDelete, RowWrite
 from strangler.sync.poison import Poison, parse_or_poison
 from strangler.sync.schema import SchemaGuard
@@ -61,7 +62,14 @@ class BatchResult:
 class Sink:
     """One target database (``sync.targets[name]``)."""
 
-    def __init__(self, name: str, url: str, adapters: AdapterSet, retries: int = 3) -> None:
+    def __init__(
+        self,
+        name: str,
+        url: str,
+        adapters: AdapterSet,
+        retries: int = 3,
+        exclusive: Iterable[str] = (),
+    ) -> None:
         self.name = name
         self.url = url
         self.adapters = adapters
@@ -69,6 +77,9 @@ class Sink:
         self.engine: Engine = open_engine(url)
         self._tables = TableCache()
         self._schema = SchemaGuard(adapters, self._tables)
+        self.highs = Highs(exclusive)
+        """Bounds that spare the stale check's look-ups (``highs.py``; ``exclusive``: the
+        tables one ordered stream alone writes)."""
 
     def setup(self) -> None:
         """Create the bookkeeping tables if missing; workers starting together take turns."""
@@ -129,10 +140,14 @@ class Sink:
             return result
 
         try:
-            return self._in_tx(lambda conn: work(conn, True))
-        except _EventFailed:
-            self._tables.clear()  # a failed DDL-ish surprise may have changed a table
-            return self._in_tx(lambda conn: work(conn, False))
+            try:
+                return self._in_tx(lambda conn: work(conn, True))
+            except _EventFailed:
+                self._tables.clear()  # a failed DDL-ish surprise may have changed a table
+                return self._in_tx(lambda conn: work(conn, False))
+        except Exception:
+            self.highs.forget()  # read the bounds again: nothing of the batch committed
+            raise
 
     def _in_tx(self, work: Any) -> BatchResult:
         try:
@@ -185,9 +200,10 @@ class Sink:
             else:
                 self._apply_alone(conn, item, blocked, result)
         if fast and planned:
+            # No savepoint: a failure here rolls the whole transaction back and the
+            # batch is redone event by event (``apply``), each in a savepoint of its own.
             try:
-                with conn.begin_nested():
-                    outcomes = execute(conn, self._tables, self._schema, planned)
+                outcomes = execute(conn, self._tables, self._schema, planned, highs=self.highs)
             except (ChangeEventError, DBAPIError, StatementError) as exc:
                 if is_connection_error(exc):
                     raise
@@ -244,7 +260,7 @@ class Sink:
         refused it (a lost connection is no event's fault: it raises)."""
         try:
             with conn.begin_nested():
-                (outcome,) = execute(conn, self._tables, self._schema, [item])
+                (outcome,) = execute(conn, self._tables, self._schema, [item], highs=self.highs)
             return outcome, ""
         except (ChangeEventError, DBAPIError, StatementError) as exc:
             if is_connection_error(exc):
@@ -378,7 +394,9 @@ class Sink:
                 event = ChangeEvent("verify", source_table, op, write.key, None, None, position, 0)
                 items.append(Planned(event, [write]))
             for item, outcome in zip(
-                items, execute(conn, self._tables, self._schema, items, force=True), strict=True
+                items,
+                execute(conn, self._tables, self._schema, items, force=True, highs=self.highs),
+                strict=True,
             ):
                 result.add(item.event, outcome)
             return result

@@ -29,6 +29,7 @@ from strangler.metrics import Metrics
 from strangler.sync import origin, retention, watermark
 from strangler.sync.adapters import AdapterSet
 from strangler.sync.direction import Directions, OwnerReader
+from strangler.sync.highs import exclusive_tables
 from strangler.sync.lag import HEARTBEAT_OFFSET, Heartbeat, LagTracker, heartbeat_ms
 from strangler.sync.model import ChangeEvent
 from strangler.sync.sink import BatchResult, Sink
@@ -59,8 +60,10 @@ class Worker:
         self.base_dir = base_dir
         self.metrics = metrics or Metrics()
         self.adapters = AdapterSet(config, base_dir)
+        exclusive = exclusive_tables(config)
         self.sinks = {
-            n: Sink(n, url, self.adapters, config.retries) for n, url in config.targets.items()
+            n: Sink(n, url, self.adapters, config.retries, exclusive.get(n, ()))
+            for n, url in config.targets.items()
         }
         self.sources: dict[str, Source] = dict(sources or {})
         for cfg in config.sources:
@@ -139,6 +142,8 @@ class Worker:
                     load = None
                     status.state = "starting"
                 await source.start(lambda: self.resume(source.name))
+                for sink in self.sinks.values():
+                    sink.highs.forget()  # a stream (re)starting may replay: read them again
                 # The owners the stream judged by at its committed position (direction.py).
                 resumed = await asyncio.to_thread(self.resume, source.name)
                 self.directions.restore(source.name, resumed)
@@ -166,6 +171,8 @@ class Worker:
                     # as ``batch.poison`` and is dead-lettered.)
                     status.state, status.error = "error", str(exc)
                     log.error("source %s: cannot read: %s (retrying)", source.name, exc)
+                    for sink in self.sinks.values():
+                        sink.highs.forget()  # another reader may have had the stream since
                     await _sleep_or_stop(stop, delay)
                     delay = min(delay * 2, 10.0)
                     continue
@@ -292,8 +299,7 @@ class Worker:
         status.counts["unparseable"] += len(result.poison_stored)
         for (table, op, outcome), n in result.counts.items():
             status.counts[outcome] += n
-            for _ in range(n):
-                self.metrics.sync_event(table, op, outcome)
+            self.metrics.sync_event(table, op, outcome, n)
         self._report_lag(status)
 
     def apply_batch(

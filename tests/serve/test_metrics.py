@@ -111,6 +111,7 @@ def test_other_counters_are_exposed_under_their_design_names() -> None:
     m.shadow("customers", "match", 40)  # the mirror's per-turn tally of identical answers
     m.rollback("customers", "error_rate")
     m.sync_event("customers", "c", "applied")
+    m.sync_event("customers", "c", "applied", 1999)  # a batch's tally in one call
     m.sync_lag("pg", 1.5)
     assert value(m, "strangler_config_reloads_total", result="accepted") == 1
     assert value(m, "strangler_config_reloads_total", result="rejected") == 2
@@ -118,7 +119,8 @@ def test_other_counters_are_exposed_under_their_design_names() -> None:
     assert value(m, "strangler_shadow_total", route="customers", outcome="match") == 40
     assert value(m, "strangler_rollbacks_total", route="customers", reason="error_rate") == 1
     assert (
-        value(m, "strangler_sync_events_total", table="customers", op="c", outcome="applied") == 1
+        value(m, "strangler_sync_events_total", table="customers", op="c", outcome="applied")
+        == 2000
     )
     assert value(m, "strangler_sync_lag_seconds", source="pg") == 1.5
 

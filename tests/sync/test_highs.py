@@ -1,0 +1,137 @@
+"""The stale check's look-ups spared where one ordered stream alone writes a table
+(``highs.py``), on real targets: events above the bound are applied without reading
+any row's position, a replay at or below it is still judged row by row, and a bound
+read again after a restart sees what another writer stored meanwhile."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from sqlalchemy import event as sa_event
+from sqlalchemy import text
+
+from strangler.sync.adapters import AdapterSet
+from strangler.sync.highs import exclusive_tables
+from strangler.sync.sink import Sink
+from strangler.sync_config import SyncConfig
+from tests.sync.conftest import sync_config
+from tests.sync.rowadapters import SERVICE_DDL
+from tests.sync.test_sink import full
+
+ADAPTER = "tests.sync.rowadapters:CustomerRows"
+
+
+def make_sink(url: str, exclusive: tuple[str, ...]) -> Sink:
+    return Sink("svc", url, AdapterSet(sync_config(url, ADAPTER)), 1, exclusive)
+
+
+@pytest.fixture
+def sink(target_url: str) -> Iterator[Sink]:
+    made = make_sink(target_url, ("customers", "addresses"))
+    with made.engine.begin() as conn:
+        for ddl in SERVICE_DDL:
+            conn.execute(text(ddl))
+    made.setup()
+    yield made
+    made.close()
+
+
+class RowLookups:
+    """Statements reading rows' stored positions (the stale check's look-up)."""
+
+    def __init__(self, sink: Sink) -> None:
+        self.count = 0
+        sa_event.listen(sink.engine, "before_cursor_execute", self._seen)
+
+    def _seen(self, conn: Any, cursor: Any, statement: str, *rest: Any) -> None:
+        if "FROM strangler_positions" in statement and "row_key" in statement.split("FROM")[1]:
+            self.count += 1
+
+
+def names(sink: Sink) -> list[tuple[Any, ...]]:
+    with sink.engine.connect() as conn:
+        return [tuple(r) for r in conn.execute(text("SELECT id, name FROM customers ORDER BY 1"))]
+
+
+def test_events_above_the_bound_are_applied_without_look_ups(sink: Sink) -> None:
+    first = sink.apply("mono", [full(1, 10), full(2, 11), full(3, 12)], {"p": 1})
+    assert first.total("applied") == 3
+    lookups = RowLookups(sink)
+    later = sink.apply("mono", [full(1, 20, "u", nm="b"), full(2, 21, "u", nm="c")], {"p": 2})
+    assert later.total("applied") == 2
+    assert lookups.count == 0
+    assert names(sink) == [(1, "b"), (2, "c"), (3, "n3")]
+
+
+def test_a_replay_at_or_below_the_bound_is_still_judged_row_by_row(sink: Sink) -> None:
+    sink.apply("mono", [full(1, 10), full(2, 11)], {"p": 1})
+    sink.apply("mono", [full(1, 20, "u", nm="new")], {"p": 2})
+    lookups = RowLookups(sink)
+    # Redelivered after a restart: 11 and 20 were applied; 21 is new.
+    replay = sink.apply(
+        "mono",
+        [full(2, 11), full(1, 20, "u", nm="new"), full(1, 21, "u", nm="newer")],
+        {"p": 3},
+    )
+    assert replay.total("stale") == 2
+    assert replay.total("applied") == 1
+    assert lookups.count >= 1
+    assert names(sink) == [(1, "newer"), (2, "n2")]
+
+
+def test_a_bound_read_again_sees_what_another_writer_stored(sink: Sink) -> None:
+    sink.apply("mono", [full(1, 10)], {"p": 1})
+    other = make_sink(sink.url, ())  # another replica that had the stream meanwhile
+    try:
+        other.apply("mono", [full(1, 100, "u", nm="other")], {"p": 2})
+    finally:
+        other.close()
+    sink.highs.forget()  # what the worker does when its stream (re)starts
+    old = sink.apply("mono", [full(1, 50, "u", nm="old")], {"p": 3})
+    assert old.total("stale") == 1
+    assert names(sink) == [(1, "other")]
+
+
+def _config(**changes: Any) -> SyncConfig:
+    data: dict[str, Any] = {
+        "sources": [
+            {"name": "mono", "kind": "debezium", "options": {"database": "postgresql://x/m"}},
+            {"name": "other", "kind": "debezium", "options": {"database": "postgresql://x/o"}},
+        ],
+        "targets": {"svc": "postgresql://x/s", "back": "postgresql://x/m"},
+        "tables": [
+            {"source": "public.customers", "target": "svc", "from_source": "mono",
+             "adapter": {"table": "customers", "key": ["id"], "rename": {"nm": "name"}}},
+            {"source": "public.orders", "target": "svc", "from_source": "other",
+             "adapter": {"table": "orders", "key": ["id"]}},
+        ],
+    }  # fmt: skip
+    data.update(changes)
+    return SyncConfig.model_validate(data)
+
+
+def test_which_tables_one_debezium_stream_alone_writes() -> None:
+    assert exclusive_tables(_config()) == {"svc": frozenset({"customers", "orders"})}
+    # Two sources into one table: neither alone.
+    shared = _config()
+    tables = [t.model_dump() for t in shared.tables]
+    tables[1]["adapter"] = {"table": "customers", "key": ["id"]}
+    assert exclusive_tables(_config(tables=tables)) == {}
+    # A mapping without from_source takes any source's events: two sources, no bound.
+    tables = [t.model_dump() for t in shared.tables]
+    tables[0]["from_source"] = None
+    assert exclusive_tables(_config(tables=tables)) == {"svc": frozenset({"orders"})}
+    # A Python adapter may write any table of its target.
+    tables = [t.model_dump() for t in shared.tables]
+    tables[1]["adapter"] = ADAPTER
+    assert exclusive_tables(_config(tables=tables)) == {}
+    # A source read from Kafka topics is not one ordered reader.
+    sources = [s.model_dump() for s in shared.sources]
+    sources[0] = {
+        "name": "mono",
+        "kind": "kafka",
+        "options": {"bootstrap_servers": "k:9092", "topics": ["m.public.customers"]},
+    }
+    assert exclusive_tables(_config(sources=sources)) == {"svc": frozenset({"orders"})}
