@@ -12,12 +12,15 @@ tables, scale ``--scale``), ``native`` (same tables, fed by a native subscriptio
    changes applied per second (3 row changes per TPC-B transaction), lag p50/p99
    sampled every 0.25 s (native: pg_stat_replication.replay_lag of its walsender;
    strangler: /api/sync lag_seconds, the heartbeat's), and the time to drain after.
+   First at pgbench's full speed (each side then gets the load its own capture leaves
+   pgbench able to make), then at each ``--rates`` (``pgbench -R``): the same offered
+   load for both, where the question is whether each keeps up and at what lag.
 4. the per-row bookkeeping's size in the service (bytes per synced row, per position
    entry) after the load and after streaming.
 
 Prints a JSON document; the machine is shared, so read the ratios, not the absolutes.
 
-    python bench/sync_pgbench.py [--scale 10] [--seconds 30] [--clients 4]
+    python bench/sync_pgbench.py [--scale 10] [--seconds 30] [--clients 4] [--rates 500,1000]
 """
 
 from __future__ import annotations
@@ -125,8 +128,11 @@ def native_lag(pg: LogicalPostgres) -> float | None:
     return float(rows[0][0]) if rows and rows[0][0] is not None else 0.0
 
 
-def stream(pg: LogicalPostgres, seconds: int, clients: int, lag: Any) -> dict[str, Any]:
-    """pgbench for ``seconds`` while ``lag()`` is sampled; then until lag is back near 0."""
+def stream(
+    pg: LogicalPostgres, seconds: int, clients: int, lag: Any, rate: int = 0
+) -> dict[str, Any]:
+    """pgbench for ``seconds`` (``rate``: transactions/s, 0 = as fast as it goes) while
+    ``lag()`` is sampled; then until lag is back near 0."""
     samples: list[float] = []
     stop = threading.Event()
 
@@ -139,18 +145,57 @@ def stream(pg: LogicalPostgres, seconds: int, clients: int, lag: Any) -> dict[st
 
     sampler = threading.Thread(target=sample, daemon=True)
     sampler.start()
-    out = pgbench(pg, "-n", "-c", str(clients), "-j", "2", "-T", str(seconds))
+    limit = ["-R", str(rate)] if rate else []
+    out = pgbench(pg, "-n", "-c", str(clients), "-j", "2", "-T", str(seconds), *limit)
     stop.set()
     sampler.join()
-    rate = tps(out)
+    made = tps(out)
     samples.sort()
     return {
-        "tps": rate,
-        "changes_per_s_produced": round(rate * 3),
+        "tps": made,
+        "changes_per_s_produced": round(made * 3),
         "lag_p50_s": round(statistics.median(samples), 3) if samples else None,
         "lag_p99_s": round(samples[int(len(samples) * 0.99) - 1], 3) if samples else None,
         "lag_max_s": round(samples[-1], 3) if samples else None,
     }
+
+
+def native_phase(pg: LogicalPostgres, args: argparse.Namespace, rate: int) -> dict[str, Any]:
+    t0 = time.monotonic()
+    native = stream(pg, args.seconds, args.clients, lambda: native_lag(pg), rate)
+    end = sql(pg, "monolith", "SELECT pg_current_wal_lsn()")[0][0]
+    caught = (
+        f"SELECT coalesce(bool_and(replay_lsn >= '{end}'::pg_lsn), false)"
+        " FROM pg_stat_replication WHERE application_name = 'native_sub'"
+    )
+    while not sql(pg, "monolith", caught)[0][0]:
+        time.sleep(0.05)
+    native["drain_s"] = round(time.monotonic() - t0 - args.seconds, 2)
+    native["changes_per_s_applied"] = round(
+        native["tps"] * 3 * args.seconds / (time.monotonic() - t0)
+    )
+    return native
+
+
+def strangler_phase(
+    pg: LogicalPostgres, args: argparse.Namespace, port: int, rate: int
+) -> dict[str, Any]:
+    deadline = time.monotonic() + 600
+    while not status(port).get("caught_up") and time.monotonic() < deadline:
+        time.sleep(0.25)
+    applied_before = status(port)["applied"]
+    t0 = time.monotonic()
+    streaming = stream(pg, args.seconds, args.clients,
+                       lambda: status(port).get("lag_seconds"), rate)  # fmt: skip
+    time.sleep(1.5)  # a heartbeat written after pgbench's last commit
+    while not status(port).get("caught_up") and time.monotonic() < deadline:
+        time.sleep(0.1)
+    elapsed = time.monotonic() - t0
+    applied = status(port)["applied"] - applied_before
+    streaming["drain_s"] = round(elapsed - args.seconds, 2)
+    streaming["changes_applied"] = applied
+    streaming["changes_per_s_applied"] = round(applied / elapsed)
+    return streaming
 
 
 BOOKKEEPING = (
@@ -188,6 +233,13 @@ def main() -> None:
     parser.add_argument("--scale", type=int, default=10)
     parser.add_argument("--seconds", type=int, default=30)
     parser.add_argument("--clients", type=int, default=4)
+    parser.add_argument(
+        "--rates",
+        type=lambda text: [int(r) for r in text.split(",") if r],
+        default=[],
+        help="also stream at these fixed pgbench rates (transactions/s, comma-separated):"
+        " the same offered load for both, each kept up with or not",
+    )
     args = parser.parse_args()
     result: dict[str, Any] = {
         "machine": f"{platform.machine()}, {os.cpu_count()} cpus, load {os.getloadavg()[0]:.1f}",
@@ -232,21 +284,10 @@ def main() -> None:
         result["native_initial"] = {"seconds": round(native_copy, 2),
                                     "rows_per_s": round(rows / native_copy)}  # fmt: skip
 
-        # ---- native: streaming under pgbench
-        t0 = time.monotonic()
-        native = stream(pg, args.seconds, args.clients, lambda: native_lag(pg))
-        end = sql(pg, "monolith", "SELECT pg_current_wal_lsn()")[0][0]
-        caught = (
-            f"SELECT coalesce(bool_and(replay_lsn >= '{end}'::pg_lsn), false)"
-            " FROM pg_stat_replication WHERE application_name = 'native_sub'"
-        )
-        while not sql(pg, "monolith", caught)[0][0]:
-            time.sleep(0.05)
-        native["drain_s"] = round(time.monotonic() - t0 - args.seconds, 2)
-        native["changes_per_s_applied"] = round(
-            native["tps"] * 3 * args.seconds / (time.monotonic() - t0)
-        )
-        result["native_streaming"] = native
+        # ---- native: streaming under pgbench, full speed then at each fixed rate
+        result["native_streaming"] = native_phase(pg, args, 0)
+        for rate in args.rates:
+            result[f"native_at_{rate}_tps"] = native_phase(pg, args, rate)
         sql(pg, "native", "ALTER SUBSCRIPTION native_sub DISABLE")
 
         # ---- strangler: initial (bulk) load
@@ -289,20 +330,11 @@ def main() -> None:
                 deadline = time.monotonic() + 300
                 while not status(port).get("caught_up") and time.monotonic() < deadline:
                     time.sleep(0.25)
-                applied_before = status(port)["applied"]
-                t0 = time.monotonic()
-                streaming = stream(pg, args.seconds, args.clients,
-                                   lambda: status(port).get("lag_seconds"))  # fmt: skip
-                time.sleep(1.5)  # a heartbeat written after pgbench's last commit
-                while not status(port).get("caught_up") and time.monotonic() < deadline + 300:
-                    time.sleep(0.1)
-                elapsed = time.monotonic() - t0
-                applied = status(port)["applied"] - applied_before
-                streaming["drain_s"] = round(elapsed - args.seconds, 2)
-                streaming["changes_applied"] = applied
-                streaming["changes_per_s_applied"] = round(applied / elapsed)
+                streaming = strangler_phase(pg, args, port, 0)
                 streaming["peak_rss_mb"] = round(rss.peak / 2**20)
                 result["strangler_streaming"] = streaming
+                for rate in args.rates:
+                    result[f"strangler_at_{rate}_tps"] = strangler_phase(pg, args, port, rate)
                 sql(pg, "service", "VACUUM ANALYZE")
                 result["bookkeeping_after_streaming"] = bookkeeping(pg, rows)
             finally:
@@ -319,6 +351,14 @@ def main() -> None:
                 if mine["lag_p99_s"] and nat["lag_p99_s"] else None
             ),
         }  # fmt: skip
+        for rate in args.rates:
+            nat, mine = result[f"native_at_{rate}_tps"], result[f"strangler_at_{rate}_tps"]
+            result["ratios"][f"at_{rate}_tps"] = {
+                "apply_rate": round(
+                    mine["changes_per_s_applied"] / nat["changes_per_s_applied"], 3
+                ),
+                "lag_p99_s": {"strangler": mine["lag_p99_s"], "native": nat["lag_p99_s"]},
+            }
     print(json.dumps(result, indent=2))
 
 
