@@ -33,6 +33,8 @@ class Planned:
     event: ChangeEvent
     writes: list[RowWrite]
     truncate: bool = False
+    fitted: bool = False
+    """``writes`` were fitted to the target's columns already (the live path)."""
 
 
 def execute(
@@ -48,7 +50,8 @@ def execute(
     ``highs``: where one ordered stream is a table's only writer, the rows of events
     above its bound are not looked up: none of them can have a later position stored."""
     for item in items:  # parked and retried events too: leave out unneeded new columns
-        item.writes = schema.fit(conn, item.event, item.writes, note=False)[0]
+        if not item.fitted:
+            item.writes = schema.fit(conn, item.event, item.writes, note=False)[0]
     lowest: dict[str, dict[str, Position]] = {}
     """table -> row key -> the lowest position of an event of the batch writing it."""
     row_keys = [[key_text(w.key) for w in item.writes] for item in items]

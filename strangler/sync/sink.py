@@ -179,13 +179,13 @@ class Sink:
         stopped = self._schema.stopped(conn, source) if events else {}
         planned: list[Planned] = []
         for event in events:
-            ident = ledger.ident_of(event)
-            if ident in blocked or event.table in stopped:
+            if event.table in stopped or (blocked and ledger.ident_of(event) in blocked):
                 _park(conn, event, result)
                 continue
             item, error = self._plan(event)
             if item is not None:
                 item.writes, stop = self._schema.fit(conn, event, item.writes)
+                item.fitted = stop is None
                 if stop is not None:
                     # A column the mapping needs is missing: stop this table only, once,
                     # and keep its events in order until the target has the column.
@@ -252,6 +252,7 @@ class Sink:
                 result.add(item.event, outcome)
                 return True
             self._tables.clear()
+            item.fitted = False  # fit again to the tables as they are now
         self._dead_letter(conn, item.event, error, blocked, result)
         return False
 
