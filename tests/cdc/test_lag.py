@@ -95,8 +95,12 @@ sync:
         time.sleep(3)
         worker = start()
         samples: list[dict[str, Any]] = []
-        while not aligned():
+        while True:
+            # Status first, then alignment: a status read before the service was seen
+            # still behind was surely read while the backlog was on its way.
             now = status()
+            if aligned():
+                break
             if now is not None:
                 samples.append(now)
             assert time.time() - stopped_at < 240, log()
