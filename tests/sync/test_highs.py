@@ -97,8 +97,10 @@ def test_a_bound_read_again_sees_what_another_writer_stored(sink: Sink) -> None:
 def _config(**changes: Any) -> SyncConfig:
     data: dict[str, Any] = {
         "sources": [
-            {"name": "mono", "kind": "debezium", "options": {"database": "postgresql://x/m"}},
-            {"name": "other", "kind": "debezium", "options": {"database": "postgresql://x/o"}},
+            {"name": "mono", "kind": "debezium",
+             "options": {"database": "postgresql://x/m", "offset_target": "svc"}},
+            {"name": "other", "kind": "debezium",
+             "options": {"database": "postgresql://x/o", "offset_target": "svc"}},
         ],
         "targets": {"svc": "postgresql://x/s", "back": "postgresql://x/m"},
         "tables": [
@@ -135,3 +137,11 @@ def test_which_tables_one_debezium_stream_alone_writes() -> None:
         "options": {"bootstrap_servers": "k:9092", "topics": ["m.public.customers"]},
     }
     assert exclusive_tables(_config(sources=sources)) == {"svc": frozenset({"orders"})}
+
+
+def test_the_worker_gives_each_sink_its_exclusive_tables() -> None:
+    from strangler.sync.worker import Worker
+
+    worker = Worker(_config())
+    assert worker.sinks["svc"].highs.tables == {"customers", "orders"}
+    assert worker.sinks["back"].highs.tables == frozenset()
