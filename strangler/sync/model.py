@@ -7,9 +7,11 @@ them. Nothing here does I/O.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Literal, Protocol, runtime_checkable
+from typing import Any, Literal
+
+from strangler.sync.rowadapter import RowAdapter as RowAdapter  # pure: see rowadapter.py
 
 Op = Literal["c", "u", "d", "r", "t"]
 
@@ -72,15 +74,3 @@ class RowDelete:
 
 
 RowWrite = RowUpsert | RowDelete
-
-
-@runtime_checkable
-class RowAdapter(Protocol):
-    """Maps one legacy row change to writes in the service's model.
-
-    ``map`` must be pure: the same event always gives the same writes (verify and
-    repair rely on it). Raise ``ChangeEventError`` (or anything) for an event it
-    cannot map; the worker dead-letters it with the message.
-    """
-
-    def map(self, event: ChangeEvent) -> Sequence[RowWrite]: ...
