@@ -154,7 +154,10 @@ def _read_ids(conn: Connection, wanted: Iterable[str]) -> dict[str, tuple[int, s
     query = select(names.c.name, names.c.id, names.c.key_name).where(
         names.c.name.in_(sorted(set(wanted)))
     )
-    return {n: (int(i), k) for n, i, k in conn.execute(query)}
+    # Results go through a variable typed Any, here and below: SQLAlchemy 2.1 types a
+    # Row as a tuple, and compiled code checks that it is one (README, "The compiled build").
+    rows: Any = conn.execute(query)
+    return {n: (int(i), k) for n, i, k in rows}
 
 
 def lookup(conn: Connection, wanted: Iterable[str]) -> dict[str, tuple[int, str | None]]:
@@ -287,7 +290,7 @@ def live_rows_from(conn: Connection, source_table: str) -> list[tuple[str, str, 
     out: list[tuple[str, str, Position]] = []
     if source_table in ids:
         by_id = {i: (n, k) for n, (i, k) in _all_ids(conn).items()}
-        found = conn.execute(
+        found: Any = conn.execute(
             select(
                 positions.c.tbl, positions.c.row_key, positions.c.pos_commit, positions.c.pos_seq
             ).where(positions.c.src == ids[source_table][0], positions.c.deleted_at.is_(None))
@@ -301,11 +304,12 @@ def live_rows_from(conn: Connection, source_table: str) -> list[tuple[str, str, 
 
 
 def _all_ids(conn: Connection) -> dict[str, tuple[int, str | None]]:
-    return {n: (int(i), k) for i, n, k in conn.execute(select(names))}
+    rows: Any = conn.execute(select(names))
+    return {n: (int(i), k) for i, n, k in rows}
 
 
 def _loaded_rows(conn: Connection, source_table: str) -> list[tuple[str, str, Position]]:
-    ranges = conn.execute(
+    ranges: Any = conn.execute(
         select(
             loaded_ranges.c.target_table,
             loaded_ranges.c.key_column,
@@ -326,7 +330,7 @@ def _loaded_rows(conn: Connection, source_table: str) -> list[tuple[str, str, Po
         where = ["true"]
         where += [f"t.{quote(column)} >= :low"] if low is not None else []
         where += [f"t.{quote(column)} < :high"] if high is not None else []
-        found = conn.execute(
+        found: Any = conn.execute(
             text(
                 f"SELECT {value} FROM {table} t WHERE {' AND '.join(where)}"
                 " AND NOT EXISTS (SELECT 1 FROM strangler_positions p"
@@ -351,14 +355,16 @@ def migrate(conn: Connection) -> int:
     if not inspect(conn).has_table(_OLD):
         return 0
     old = Table(_OLD, MetaData(), autoload_with=conn)
-    targets = [str(n) for (n,) in conn.execute(select(old.c.target_table).distinct())]
+    rows: Any = conn.execute(select(old.c.target_table).distinct())
+    targets = [str(n) for (n,) in rows]
     key_names: dict[str, str | None] = {}
     for target in targets:
         sample = conn.execute(
             select(old.c.row_key).where(old.c.target_table == target).limit(1)
         ).scalar_one()
         key_names[target] = int_key_name(str(sample))
-    sources = [str(n) for (n,) in conn.execute(select(old.c.source_table).distinct())]
+    rows = conn.execute(select(old.c.source_table).distinct())
+    sources = [str(n) for (n,) in rows]
     wanted = {**{s: None for s in sources}, **key_names}
     conn.execute(text(_REGISTER), [{"name": n, "key_name": k} for n, k in wanted.items()])
     ids = _read_ids(conn, wanted)
@@ -372,8 +378,9 @@ def migrate(conn: Connection) -> int:
         old.c.source_table,
         old.c.applied_at,
     )
-    for part in conn.execute(query, execution_options={"yield_per": 10_000}).partitions():
-        rows = [
+    result: Any = conn.execute(query, execution_options={"yield_per": 10_000})
+    for part in result.partitions():
+        batch = [
             {
                 "pos_commit": int(commit),
                 "pos_seq": int(seq),
@@ -384,7 +391,7 @@ def migrate(conn: Connection) -> int:
             }
             for target, key, commit, seq, deleted, source, at in part
         ]
-        upsert(conn, positions, ["tbl", "row_key"], rows, update=False)
-        moved += len(rows)
+        upsert(conn, positions, ["tbl", "row_key"], batch, update=False)
+        moved += len(batch)
     old.drop(conn)
     return moved

@@ -192,7 +192,9 @@ class SchemaGuard:
 
     def stopped(self, conn: Connection, source: str) -> dict[str, str]:
         """source table -> reason, for this source's stopped tables."""
-        rows = conn.execute(
+        # Typed Any, as every result here: SQLAlchemy 2.1 types a Row as a tuple, and
+        # compiled code checks that it is one (README, "The compiled build").
+        rows: Any = conn.execute(
             select(stopped_tables.c.source_table, stopped_tables.c.reason).where(
                 stopped_tables.c.source == source
             )
@@ -206,7 +208,7 @@ class SchemaGuard:
         if now - self._checked < RECHECK:
             return []
         self._checked = now
-        rows = conn.execute(
+        rows: Any = conn.execute(
             select(
                 stopped_tables.c.source_table,
                 stopped_tables.c.target_table,
@@ -253,12 +255,13 @@ def record(
 
 def recent(conn: Connection, limit: int = 20) -> list[dict[str, Any]]:
     """The latest schema changes, newest first (for ``/api/sync``)."""
-    rows = conn.execute(select(schema_changes).order_by(schema_changes.c.id.desc()).limit(limit))
+    newest = select(schema_changes).order_by(schema_changes.c.id.desc()).limit(limit)
+    rows: Any = conn.execute(newest)
     return [{k: v for k, v in row._mapping.items() if k != "id"} for row in rows]
 
 
 def stopped_list(conn: Connection) -> list[dict[str, Any]]:
-    rows = conn.execute(select(stopped_tables).order_by(stopped_tables.c.since))
+    rows: Any = conn.execute(select(stopped_tables).order_by(stopped_tables.c.since))
     return [dict(row._mapping) for row in rows]
 
 
