@@ -246,12 +246,14 @@ def highest(conn: Connection, table: str) -> Position:
     ids = lookup(conn, [table])
     if table not in ids:
         return Position(0, 0)
-    found = conn.execute(
+    # Any: compiled, the declared Row is taken for a tuple and checked (see README).
+    result: Any = conn.execute(
         select(positions.c.pos_commit, positions.c.pos_seq)
         .where(positions.c.tbl == ids[table][0])
         .order_by(positions.c.pos_commit.desc(), positions.c.pos_seq.desc())
         .limit(1)
-    ).first()
+    )
+    found = result.first()
     return Position(0, 0) if found is None else Position(int(found[0]), int(found[1]))
 
 
