@@ -137,7 +137,12 @@ def test_poison_on_the_topic_is_dead_lettered_and_good_events_flow_on(
     )
     worker = WorkerThread(config).start()
     try:
-        wait_until(lambda: offsets() == want_offsets, 90, "the replay to catch up")
+        # The offsets commit with the batch; the worker counts it a moment later.
+        def replayed() -> bool:
+            counts = worker.counts("legacy")
+            return counts.get("stale", 0) + counts.get("applied", 0) >= 3
+
+        wait_until(lambda: offsets() == want_offsets and replayed(), 90, "the replay to catch up")
         counts = worker.counts("legacy")
         assert counts.get("stale", 0) == 3 and counts.get("applied", 0) == 0, counts
         assert dead() == stored, "replayed poison is stored once"

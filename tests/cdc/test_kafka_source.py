@@ -150,7 +150,12 @@ def test_replaying_the_topics_from_offset_zero_changes_nothing(stack: Stack) -> 
     execute(stack.service, "DELETE FROM strangler_sync_offsets WHERE source = 'legacy'")
     worker = stack.worker()
     try:
-        wait_until(lambda: stack.stored_offsets() == offsets, 60, "the replay to catch up")
+        # The offsets commit with each batch; the worker counts it a moment later.
+        wait_until(
+            lambda: stack.stored_offsets() == offsets and seen(worker) >= 36,
+            60,
+            "the replay to catch up",
+        )
         counts = worker.counts("legacy")
         # Every row change came back stale; only the TRUNCATE (one copy per partition)
         # re-runs, and it finds nothing older than itself to delete.
@@ -160,6 +165,13 @@ def test_replaying_the_topics_from_offset_zero_changes_nothing(stack: Stack) -> 
         assert stack.matches()
     finally:
         worker.stop()
+
+
+def seen(worker: WorkerThread) -> int:
+    """Changes the worker has counted as applied or stale (it counts a batch just after
+    committing it, so a test that saw the data must wait for the count too)."""
+    counts = worker.counts("legacy")
+    return counts.get("applied", 0) + counts.get("stale", 0)
 
 
 def test_a_restarted_worker_resumes_from_the_stored_offsets(stack: Stack) -> None:
@@ -172,6 +184,7 @@ def test_a_restarted_worker_resumes_from_the_stored_offsets(stack: Stack) -> Non
     worker = stack.worker()
     try:
         stack.wait_aligned(60, "the changes made while stopped")
+        wait_until(lambda: seen(worker) >= 2, 30, "the worker to count them")
         counts = worker.counts("legacy")
         assert counts.get("stale", 0) == 0, counts
         assert counts.get("applied", 0) == 2, counts
@@ -192,6 +205,7 @@ def test_two_workers_in_one_group_share_the_partitions(stack: Stack) -> None:
         execute(stack.monolith, "INSERT INTO customers SELECT g, 'bulk', 'A', g::text, 'Riga', 'x'"
                                 " FROM generate_series(1000, 1299) g")  # fmt: skip
         stack.wait_aligned(90, "the bulk insert")
+        wait_until(lambda: seen(first) + seen(second) >= 300, 30, "the workers to count them")
         applied = [w.counts("legacy").get("applied", 0) for w in (first, second)]
         assert sum(applied) >= 300 and all(n > 0 for n in applied), applied
         bulk = [n for t, i, n in stack.writes() if t == "customers" and i >= 1000]
