@@ -65,52 +65,80 @@ CASTS: Mapping[str, Callable[[Any], Any]] = {
 }
 
 
+_Column = tuple[str, Callable[[Any], Any] | None, Mapping[Any, Any] | None] | None
+"""What a map does with one source column: (target name, cast, value table), or None
+when the column is left out."""
+
+
+class _Plan:
+    """One ``ColumnMap`` made ready for the per-event path: each source column's fate is
+    worked out once, on first sight, instead of reading five settings per column."""
+
+    def __init__(self, cmap: ColumnMap) -> None:
+        self.cmap = cmap
+        self.table = cmap.table
+        self.key = tuple(cmap.key)
+        self._columns: dict[str, _Column] = {}
+
+    def column(self, name: str) -> _Column:
+        if name in self._columns:
+            return self._columns[name]
+        cmap = self.cmap
+        found: _Column = None
+        if (cmap.include is None or name in cmap.include) and name not in cmap.exclude:
+            target = cmap.rename.get(name, name)
+            cast = CASTS[cmap.cast[target]] if target in cmap.cast else None
+            found = (target, cast, cmap.values.get(target))
+        self._columns[name] = found
+        return found
+
+
 class DeclarativeAdapter:
     """``RowAdapter`` from one or more ``ColumnMap``s (each gives one target row)."""
 
     def __init__(self, maps: Sequence[ColumnMap]) -> None:
         self.maps = tuple(maps)
+        self._plans = tuple(_Plan(cmap) for cmap in self.maps)
 
     def map(self, event: ChangeEvent) -> Sequence[RowWrite]:
         if event.op == "t":
             return ()  # the sink's default: delete every target row from this table
         writes: list[RowWrite] = []
-        for cmap in self.maps:
+        for plan in self._plans:
             if event.op == "d":
                 image = {**(event.before or {}), **event.key}
-                writes.append(RowDelete(cmap.table, self._key(cmap, self._row(cmap, image))))
+                writes.append(RowDelete(plan.table, _key(plan, _row(plan, image))))
             else:
-                row = self._row(cmap, event.after or {})
-                key = self._key(cmap, row)
+                row = _row(plan, event.after or {})
+                key = _key(plan, row)
                 values = {c: v for c, v in row.items() if c not in key}
-                writes.append(RowUpsert(cmap.table, key, values))
+                writes.append(RowUpsert(plan.table, key, values))
         return writes
 
-    @staticmethod
-    def _row(cmap: ColumnMap, image: Mapping[str, Any]) -> dict[str, Any]:
-        row: dict[str, Any] = {}
-        for column, value in image.items():
-            if cmap.include is not None and column not in cmap.include:
-                continue
-            if column in cmap.exclude:
-                continue
-            target = cmap.rename.get(column, column)
-            try:
-                if value is not None and target in cmap.cast:
-                    value = CASTS[cmap.cast[target]](value)
-                if target in cmap.values:
-                    value = _translate(cmap.values[target], value)
-            except (ValueError, TypeError, InvalidOperation) as exc:
-                raise ChangeEventError(f"{column} -> {cmap.table}.{target}: {exc}") from exc
-            row[target] = value
-        return row
 
-    @staticmethod
-    def _key(cmap: ColumnMap, row: Mapping[str, Any]) -> dict[str, Any]:
-        missing = [c for c in cmap.key if c not in row]
-        if missing:
-            raise ChangeEventError(f"{cmap.table}: key column(s) {missing} not in the row")
-        return {c: row[c] for c in cmap.key}
+def _row(plan: _Plan, image: Mapping[str, Any]) -> dict[str, Any]:
+    row: dict[str, Any] = {}
+    for column, value in image.items():
+        found = plan.column(column)
+        if found is None:
+            continue
+        target, cast, values = found
+        try:
+            if value is not None and cast is not None:
+                value = cast(value)
+            if values is not None:
+                value = _translate(values, value)
+        except (ValueError, TypeError, InvalidOperation) as exc:
+            raise ChangeEventError(f"{column} -> {plan.table}.{target}: {exc}") from exc
+        row[target] = value
+    return row
+
+
+def _key(plan: _Plan, row: Mapping[str, Any]) -> dict[str, Any]:
+    missing = [c for c in plan.key if c not in row]
+    if missing:
+        raise ChangeEventError(f"{plan.table}: key column(s) {missing} not in the row")
+    return {c: row[c] for c in plan.key}
 
 
 def _translate(table: Mapping[Any, Any], value: Any) -> Any:

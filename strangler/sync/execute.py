@@ -36,6 +36,18 @@ class Planned:
     fitted: bool = False
     """``writes`` were fitted to the target's columns already (the live path)."""
 
+    def __init__(
+        self,
+        event: ChangeEvent,
+        writes: list[RowWrite],
+        truncate: bool = False,
+        fitted: bool = False,
+    ) -> None:  # written out: compiled to plain stores (see events.py)
+        self.event = event
+        self.writes = writes
+        self.truncate = truncate
+        self.fitted = fitted
+
 
 def execute(
     conn: Connection,

@@ -128,10 +128,21 @@ def int_key_name(key: str) -> str | None:
     return None
 
 
+_PREFIXES: dict[str, str] = {}
+"""key column name -> ``{"name":``, the head of its ``key_text`` (made once, not per row)."""
+
+
+def _prefix(key_name: str) -> str:
+    prefix = _PREFIXES.get(key_name)
+    if prefix is None:
+        prefix = _PREFIXES[key_name] = "{" + json.dumps(key_name) + ":"
+    return prefix
+
+
 def stored_key(key: str, key_name: str | None) -> str:
     """``key_text`` -> the stored form (digits for the table's integer key)."""
     if key_name is not None:
-        prefix = "{" + json.dumps(key_name) + ":"
+        prefix = _prefix(key_name)
         if key.startswith(prefix) and key.endswith("}"):
             digits = key[len(prefix) : -1]
             bare = digits[1:] if digits.startswith("-") else digits
@@ -144,7 +155,7 @@ def key_of(stored: str, key_name: str | None) -> str:
     """The stored form -> ``key_text``."""
     if key_name is None or stored.startswith("{"):
         return stored
-    return "{" + json.dumps(key_name) + ":" + stored + "}"
+    return _prefix(key_name) + stored + "}"
 
 
 # ---------------------------------------------------------------- dictionary

@@ -93,8 +93,9 @@ class SchemaGuard:
         self.adapters = adapters
         self.tables = tables
         self._checked = 0.0
-        self._fits: set[tuple[str, ...]] = set()
-        """(table, columns...) of writes known to fit their table (cleared with it)."""
+        self._fits: dict[str, set[str]] = {}
+        """table -> columns that writes found in it (cleared when a table may have
+        changed): a write naming only these fits, with nothing to look up."""
         self._recorded: set[tuple[str, str, str, str, str]] = set()
         """Schema changes already recorded by this process (one insert each, not one
         per event; at worst a change is recorded again after a restart)."""
@@ -114,8 +115,8 @@ class SchemaGuard:
             if not isinstance(write, RowUpsert):
                 out.append(write)
                 continue
-            shape = (write.table, *write.key, "", *write.values)
-            if shape in self._fits:
+            known = self._fits.get(write.table)
+            if known is not None and known.issuperset(write.values) and known.issuperset(write.key):
                 out.append(write)  # these columns all exist: nothing to look at
                 continue
             try:
@@ -125,7 +126,7 @@ class SchemaGuard:
             present = set(target.c.keys())
             unknown = [c for c in [*write.key, *write.values] if c not in present]
             if not unknown:
-                self._fits.add(shape)
+                self._fits.setdefault(write.table, set()).update(write.key, write.values)
                 out.append(write)
                 continue
             named = _named(adapter, write.table)

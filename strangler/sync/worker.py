@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -154,6 +155,10 @@ class Worker:
                 await _sleep_or_stop(stop, delay)
                 delay = min(delay * 2, 10.0)
         status.state, status.error = "running", None
+        # What start-up made (modules, the JVM's proxies, reflected tables) lives as long
+        # as the process: out of the collector's way, a full collection walks only what
+        # the stream allocates.
+        gc.freeze()
         beating: asyncio.Task[None] | None = None
         heartbeat: Heartbeat | None = getattr(source, "heartbeat", None)
         if heartbeat is not None:

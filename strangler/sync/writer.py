@@ -31,6 +31,20 @@ class _Entry:
     position: Position
     source_table: str
 
+    def __init__(
+        self,
+        key: dict[str, Any],
+        values: dict[str, Any] | None,
+        delete_first: bool,
+        position: Position,
+        source_table: str,
+    ) -> None:  # written out: compiled to plain stores (see events.py)
+        self.key = key
+        self.values = values
+        self.delete_first = delete_first
+        self.position = position
+        self.source_table = source_table
+
 
 @dataclass
 class PendingWrites:

@@ -6,8 +6,10 @@ with schemas enabled (``{"schema", "payload"}``) and disabled (bare payload)."""
 from __future__ import annotations
 
 import base64
+import dataclasses
 import datetime as dt
 import json
+import random
 from decimal import Decimal
 from typing import Any
 
@@ -236,6 +238,30 @@ def test_positions_order_transactions_by_commit_then_lsn() -> None:
                               source="s")  # fmt: skip
     assert first_tx is not None and later_tx is not None
     assert first_tx.position < later_tx.position  # commit order wins over raw LSN
+
+
+def test_positions_compare_hash_and_copy_as_commit_then_sequence() -> None:
+    # The comparisons are written out (compiled: no tuple per comparison); they must
+    # agree with (commit, seq) order everywhere, ties and equal commits included.
+    rng = random.Random(7)
+    values = [Position(rng.randint(0, 3), rng.randint(0, 3)) for _ in range(60)]
+    for a in values:
+        for b in values:
+            pair = ((a.commit, a.seq), (b.commit, b.seq))
+            assert (a < b, a <= b, a > b, a >= b) == (
+                pair[0] < pair[1], pair[0] <= pair[1], pair[0] > pair[1], pair[0] >= pair[1]
+            )  # fmt: skip
+            assert (a == b, a != b) == (pair[0] == pair[1], pair[0] != pair[1])
+            assert a != b or hash(a) == hash(b)
+    assert sorted(values) == sorted(values, key=lambda p: (p.commit, p.seq))
+    assert max(values) == max(values, key=lambda p: (p.commit, p.seq))
+    assert len({Position(1, 2), Position(1, 2), Position(2, 1)}) == 2
+    assert Position(1, 2) != (1, 2) and str(Position(1, 2)) == "1/2"
+    event = parse_envelope(record("u", None, FULL_ROW), KEY, source="s")
+    assert event is not None
+    gone = dataclasses.replace(event, op="d", after=None)
+    assert (gone.op, gone.after, gone.position, event.op) == ("d", None, event.position, "u")
+    assert dataclasses.replace(gone, op="u", after=event.after) == event
 
 
 def test_snapshot_reads_sort_before_any_streamed_change() -> None:
