@@ -96,6 +96,11 @@ def decode(value: Any, kind: str | None, column: str = "?") -> Any:
 
 
 def _decode(value: Any, kind: str) -> Any:
+    # The commonest kinds first: a column's kind was matched against a dozen names.
+    if kind == "int":
+        return value if type(value) is int else int(value)
+    if kind == "string":
+        return value if type(value) is str else str(value)
     if kind.startswith("decimal:"):
         return _unscaled(value, int(kind.partition(":")[2]))
     if kind == "decimal":
@@ -118,10 +123,6 @@ def _decode(value: Any, kind: str) -> Any:
         return dt.time.fromisoformat(str(value).replace("Z", "+00:00"))
     if kind == "bytes":
         return base64.b64decode(str(value), validate=True)
-    if kind == "string":
-        return str(value)
-    if kind == "int":
-        return int(value)
     if kind == "float":
         return float(value)
     if kind == "bool":
