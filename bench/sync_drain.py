@@ -4,8 +4,10 @@ A logical PostgreSQL (``localstack``) with pgbench's tables (scale 10) and the s
 database of ``bench/sync_pgbench.py``; the worker loads and catches up, is stopped
 (SIGTERM), pgbench writes for ``--seconds``, and the worker is started again: changes
 applied per second from its first applied batch until it reports ``caught_up``, with
-its peak RSS. Nothing else runs while it drains. ``REPO`` (environment) runs another
-checkout's worker, for a before/after in one session.
+its peak RSS and where the CPU went meanwhile (``cpu_split.py``: seconds per kind of
+thread or process, µs per change applied, and ``ours``: the worker, the service's
+backends and the walsender together). Nothing else runs while it drains. ``REPO``
+(environment) runs another checkout's worker, for a before/after in one session.
 
     python bench/sync_drain.py [--seconds 20]
 """
@@ -26,7 +28,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "bench"))
 
-from sync_pgbench import SERVICE_DDL, Rss, pgbench, routes, sql, status, tps  # noqa: E402
+from sync_pgbench import SERVICE_DDL, SPLIT, Rss, pgbench, routes, sql, status, tps  # noqa: E402
 
 from strangler.devstack.localstack import LogicalPostgres, free_port  # noqa: E402
 
@@ -39,6 +41,7 @@ def main() -> None:
     args = parser.parse_args()
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     out: dict[str, Any] = {"repo": str(REPO), "load": round(os.getloadavg()[0], 1)}
+    split = SPLIT
     with LogicalPostgres(databases=("monolith", "service")) as pg:
         pgbench(pg, "-i", "-s", "10", "-I", "dtgvp", "-q")
         sql(pg, "service", *SERVICE_DDL)
@@ -70,17 +73,21 @@ def main() -> None:
             worker = start()
             rss = Rss(worker.pid)
             rss.start()
+            split.worker_pid = worker.pid
             started, first = time.monotonic(), None
+            mark, applied_at_first = split.mark(), 0
             while True:
                 now = answer()
                 if now is not None:
                     if first is None and now.get("applied", 0) > 0:
                         first = time.monotonic()
+                        mark, applied_at_first = split.mark(), now.get("applied", 0)
                     if first is not None and now.get("caught_up"):
                         break
                 time.sleep(0.05)
             done = time.monotonic()
             applied = (answer() or {}).get("applied", 0)
+            cpu = split.since(mark)
             worker.send_signal(signal.SIGTERM)
             worker.wait(60)
             rss.stop.set()
@@ -91,7 +98,14 @@ def main() -> None:
         drain_s=round(done - first, 2),
         changes_per_s=round(applied / (done - first)),
         peak_rss_mb=round(rss.peak / 2**20),
+        cpu_s=cpu,
     )
+    counted = max(applied - applied_at_first, 1)
+    out["cpu_us_per_change"] = {k: round(v / counted * 1e6, 1) for k, v in cpu.items()}
+    ours = [
+        v for k, v in cpu.items() if k.startswith(("worker:", "pg:walsender", "pg:backend:service"))
+    ]
+    out["ours_us_per_change"] = round(sum(ours) / counted * 1e6, 1)
     print(json.dumps(out))
 
 

@@ -11,7 +11,8 @@ tables, scale ``--scale``), ``native`` (same tables, fed by a native subscriptio
 3. streaming under pgbench, one at a time (the other paused): tps while capturing,
    changes applied per second (3 row changes per TPC-B transaction), lag p50/p99
    sampled every 0.25 s (native: pg_stat_replication.replay_lag of its walsender;
-   strangler: /api/sync lag_seconds, the heartbeat's), and the time to drain after.
+   strangler: /api/sync lag_seconds, the heartbeat's), the time to drain after, and the
+   CPU seconds per kind of thread or process while pgbench ran (``cpu_s``).
    First at pgbench's full speed (each side then gets the load its own capture leaves
    pgbench able to make), then at each ``--rates`` (``pgbench -R``): the same offered
    load for both, where the question is whether each keeps up and at what lag.
@@ -40,10 +41,13 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
+from cpu_split import CpuSplit
 
 from strangler.devstack.localstack import LogicalPostgres, free_port
 
 REPO = Path(__file__).resolve().parents[1]
+SPLIT = CpuSplit()
+"""CPU per kind of thread or process during each pgbench phase (``cpu_split.py``)."""
 TABLES = ("pgbench_accounts", "pgbench_tellers", "pgbench_branches")
 SERVICE_DDL = (
     "CREATE TABLE accounts (id int PRIMARY KEY, branch int, balance int, filler char(84))",
@@ -146,13 +150,16 @@ def stream(
     sampler = threading.Thread(target=sample, daemon=True)
     sampler.start()
     limit = ["-R", str(rate)] if rate else []
+    mark = SPLIT.mark()
     out = pgbench(pg, "-n", "-c", str(clients), "-j", "2", "-T", str(seconds), *limit)
+    cpu = SPLIT.since(mark)
     stop.set()
     sampler.join()
     made = tps(out)
     samples.sort()
     return {
         "tps": made,
+        "cpu_s": cpu,
         "changes_per_s_produced": round(made * 3),
         "lag_p50_s": round(statistics.median(samples), 3) if samples else None,
         "lag_p99_s": round(samples[int(len(samples) * 0.99) - 1], 3) if samples else None,
@@ -302,6 +309,7 @@ def main() -> None:
                                        str(config)], cwd=REPO, stdout=log, stderr=log)  # fmt: skip
             rss = Rss(worker.pid)
             rss.start()
+            SPLIT.worker_pid = worker.pid
             try:
                 # The load is done when every planned chunk is (the JVM starts after it).
                 done = (
