@@ -9,9 +9,9 @@ Each is made once per event or write, so each is built for that: dataclasses wit
 written ``__init__`` (and ``Position`` its comparisons), which mypyc compiles to plain
 stores and reads (a frozen dataclass's generated ``__init__`` sets each field through
 ``object.__setattr__``: 5.5 µs for a ``ChangeEvent``; its generated comparisons build
-tuples). They are not frozen, so nothing stops an assignment at
-run time; none is ever changed after it is made (the sink relies on it): make a
-changed copy with ``dataclasses.replace``.
+tuples). They are not frozen, so nothing stops an assignment at run time; none is
+ever changed after it is made (the sink relies on it): make a changed copy with
+``dataclasses.replace``.
 """
 
 from __future__ import annotations
@@ -44,11 +44,6 @@ class Position:
             return NotImplemented
         return self.commit == other.commit and self.seq == other.seq
 
-    def __ne__(self, other: object) -> bool:
-        if not isinstance(other, Position):
-            return NotImplemented
-        return self.commit != other.commit or self.seq != other.seq
-
     def __hash__(self) -> int:
         return hash((self.commit, self.seq))
 
@@ -59,10 +54,10 @@ class Position:
         return self.commit < other.commit or (self.commit == other.commit and self.seq <= other.seq)
 
     def __gt__(self, other: Position) -> bool:
-        return self.commit > other.commit or (self.commit == other.commit and self.seq > other.seq)
+        return other < self
 
     def __ge__(self, other: Position) -> bool:
-        return self.commit > other.commit or (self.commit == other.commit and self.seq >= other.seq)
+        return other <= self
 
     def __str__(self) -> str:
         return f"{self.commit}/{self.seq}"

@@ -218,28 +218,41 @@ class _QuietMetrics:
     is logged once and only speed is lost."""
 
     def __init__(self) -> None:
-        j = jpype.JClass
-        self._off = j("io.debezium.pipeline.source.spi.DataChangeEventListener").NO_OP()
-        self._tasks = _declared(j("io.debezium.embedded.async.AsyncEmbeddedEngine"), "tasks")
-        self._coordinator = _declared(
-            j("io.debezium.connector.common.BaseSourceTask"), "coordinator"
-        )
-        coordinator = j("io.debezium.pipeline.ChangeEventSourceCoordinator")
-        self._dispatcher = _declared(coordinator, "eventDispatcher")
-        self._listener = _declared(j("io.debezium.pipeline.EventDispatcher"), "eventListener")
+        self._fields: tuple[Any, ...] | None = None
+        try:
+            self._fields = (
+                jpype.JClass("io.debezium.pipeline.source.spi.DataChangeEventListener").NO_OP(),
+                _declared("io.debezium.embedded.async.AsyncEmbeddedEngine", "tasks"),
+                _declared("io.debezium.connector.common.BaseSourceTask", "coordinator"),
+                _declared("io.debezium.pipeline.ChangeEventSourceCoordinator", "eventDispatcher"),
+                _declared("io.debezium.pipeline.EventDispatcher", "eventListener"),
+            )
+        except Exception as exc:  # pragma: no cover - depends on Debezium's version
+            self._give_up(exc)
 
     def apply(self, engine: Any) -> None:
-        for task in self._tasks.get(engine):
-            coordinator = self._coordinator.get(task.connectTask())
-            if coordinator is None:
-                continue  # not started yet: the next batch looks again
-            dispatcher = self._dispatcher.get(coordinator)
-            if dispatcher is not None and not self._off.equals(self._listener.get(dispatcher)):
-                dispatcher.setEventListener(self._off)
+        if self._fields is None:
+            return
+        off, tasks, coordinator_of, dispatcher_of, listener_of = self._fields
+        try:
+            for task in tasks.get(engine):
+                coordinator = coordinator_of.get(task.connectTask())
+                if coordinator is None:
+                    continue  # not started yet: the next batch looks again
+                dispatcher = dispatcher_of.get(coordinator)
+                if dispatcher is not None and not off.equals(listener_of.get(dispatcher)):
+                    dispatcher.setEventListener(off)
+        except Exception as exc:  # pragma: no cover - Debezium's internals
+            self._give_up(exc)
+
+    def _give_up(self, exc: Exception) -> None:
+        self._fields = None
+        log.warning("Debezium's per-event metrics stay on (slower): %s", exc)
 
 
-def _declared(java_class: Any, name: str) -> Any:
-    field = java_class.class_.getDeclaredField(name)
+def _declared(class_name: str, name: str) -> Any:
+    """A private field of a Java class, made readable."""
+    field = jpype.JClass(class_name).class_.getDeclaredField(name)
     field.setAccessible(True)
     return field
 
@@ -344,22 +357,13 @@ class EmbeddedEngine:
         stopping = self._stopping
         engine = self
         joiner = _Joiner()
-        quiet: list[_QuietMetrics] = []
-        try:
-            quiet.append(_QuietMetrics())
-        except Exception as exc:  # pragma: no cover - depends on Debezium's version
-            log.warning("Debezium's per-event metrics stay on (slower): %s", exc)
+        quiet = _QuietMetrics()
 
         @jpype.JImplements("io.debezium.engine.DebeziumEngine$ChangeConsumer")
         class Consumer:
             @_java_override
             def handleBatch(self, records: Any, committer: Any) -> None:
-                if quiet:
-                    try:
-                        quiet[0].apply(engine._engine)
-                    except Exception as exc:  # pragma: no cover - Debezium's internals
-                        log.warning("Debezium's per-event metrics stay on (slower): %s", exc)
-                        quiet.clear()
+                quiet.apply(engine._engine)
                 batch = joiner.convert(records)
                 try:
                     if stopping.is_set():
