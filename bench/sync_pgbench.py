@@ -2,8 +2,9 @@
 
 One throwaway logical PostgreSQL cluster (``localstack``) holds the monolith (pgbench's
 tables, scale ``--scale``), ``native`` (same tables, fed by a native subscription) and
-``service`` (renamed columns, fed by ``strangler sync`` with the ``debezium`` source and
-``snapshot: bulk``). pgbench_history has no key and is captured by neither. Phases:
+``service`` (renamed columns, fed by ``strangler sync`` with the ``pgoutput`` source, or
+``--source debezium``, and ``snapshot: bulk``). pgbench_history has no key and is
+captured by neither. Phases:
 
 1. pgbench alone (``--seconds``, ``--clients``): tps without capture.
 2. initial copy: native (CREATE SUBSCRIPTION ... copy_data) until every table is ready;
@@ -22,6 +23,7 @@ tables, scale ``--scale``), ``native`` (same tables, fed by a native subscriptio
 Prints a JSON document; the machine is shared, so read the ratios, not the absolutes.
 
     python bench/sync_pgbench.py [--scale 10] [--seconds 30] [--clients 4] [--rates 500,1000]
+                                 [--source pgoutput|debezium]
 """
 
 from __future__ import annotations
@@ -95,7 +97,7 @@ class Rss(threading.Thread):
             self.stop.wait(0.1)
 
 
-def routes(pg: LogicalPostgres, port: int) -> str:
+def routes(pg: LogicalPostgres, port: int, kind: str = "pgoutput") -> str:
     return f"""
 legacy: monolith
 upstreams: {{monolith: {{url: "http://127.0.0.1:9"}}}}
@@ -103,7 +105,7 @@ sync:
   listen: 127.0.0.1:{port}
   sources:
     - name: bench
-      kind: debezium
+      kind: {kind}
       options:
         database: "{pg.url("monolith", driver="postgresql")}"
         tables: [{", ".join(f"public.{t}" for t in TABLES)}]
@@ -247,8 +249,15 @@ def main() -> None:
         help="also stream at these fixed pgbench rates (transactions/s, comma-separated):"
         " the same offered load for both, each kept up with or not",
     )
+    parser.add_argument(
+        "--source",
+        choices=("pgoutput", "debezium"),
+        default="pgoutput",
+        help="strangler's source kind: the worker reading the slot itself, or Debezium embedded",
+    )
     args = parser.parse_args()
     result: dict[str, Any] = {
+        "source": args.source,
         "machine": f"{platform.machine()}, {os.cpu_count()} cpus, load {os.getloadavg()[0]:.1f}",
         "scale": args.scale,
     }
@@ -302,7 +311,7 @@ def main() -> None:
         port = free_port()
         with tempfile.TemporaryDirectory() as tmp:
             config = Path(tmp) / "routes.yaml"
-            config.write_text(routes(pg, port))
+            config.write_text(routes(pg, port, args.source))
             log = (Path(tmp) / "worker.log").open("wb")
             started = time.monotonic()
             worker = subprocess.Popen([sys.executable, "-m", "strangler", "sync", "-c",

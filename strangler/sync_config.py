@@ -97,8 +97,16 @@ SOURCE_KINDS: Final[Mapping[str, SourceKind]] = {
         "strangler.sync.sources.debezium_config:DebeziumOptions",
         "strangler.sync.sources.debezium",
     ),
+    "pgoutput": SourceKind(
+        "strangler.sync.sources.pgoutput_config:PgoutputOptions",
+        "strangler.sync.sources.pgoutput",
+    ),
 }
 """``sources[].kind`` -> its source. Adding a kind: its module, and a line here."""
+
+SLOT_KINDS: Final = frozenset({"debezium", "pgoutput"})
+"""Kinds that read one PostgreSQL database's replication slot themselves
+(``options.database``, ``options.tables``): one ordered stream per source."""
 
 
 def options_model(kind: str) -> type[BaseModel] | None:
@@ -161,7 +169,7 @@ class SourceConfig(_Model):
         if self.kind == "sqlite" and "database" in self.options:
             return f"sqlite:///{self.options['database']}"
         database = self.options.get("database")
-        return str(database) if self.kind == "debezium" and database else None
+        return str(database) if self.kind in SLOT_KINDS and database else None
 
 
 class ColumnMap(_Model):

@@ -2,11 +2,12 @@
 
 The stale check reads the stored position of every row a batch writes (``execute.py``):
 under load that read was the largest part of the sink's wait on PostgreSQL. For a
-target table that only one Debezium source writes (one replication slot: one reader,
-in commit order), every stored position of the table is at most the highest position
-that stream has reached; so an event above it cannot be stale, and only events at or
-below it (a replay after a restart) need their rows' positions read. ``Highs`` keeps,
-per such table, a position no stored entry of it exceeds:
+target table that only one slot-reading source (``debezium`` or ``pgoutput``) writes
+(one replication slot: one reader, in commit order), every stored position of the
+table is at most the highest position that stream has reached; so an event above it
+cannot be stale, and only events at or below it (a replay after a restart) need their
+rows' positions read. ``Highs`` keeps, per such table, a position no stored entry of it
+exceeds:
 
 - read once from the table's entries (the highest stored), when first needed;
 - raised to each batch's highest position as the batch is written (before its commit:
@@ -15,8 +16,8 @@ per such table, a position no stored entry of it exceeds:
 
 A table is *exclusive* when every mapping that can write it is declarative (a Python
 adapter may write any table), all of them take events of the same one source, that
-source is of kind ``debezium``, and its target database is not the way back of any
-mapping (reverse sync writes there too). Anything else keeps the look-up for every row.
+source is of kind ``debezium`` or ``pgoutput``, and its target database is not the way
+back of any mapping (reverse sync writes there too). Anything else keeps the look-up for every row.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from sqlalchemy import Connection
 
 from strangler.sync import rowpos
 from strangler.sync.model import Position
-from strangler.sync_config import ColumnMap, SyncConfig
+from strangler.sync_config import SLOT_KINDS, ColumnMap, SyncConfig
 
 
 class Highs:
@@ -57,7 +58,8 @@ class Highs:
 
 
 def exclusive_tables(config: SyncConfig) -> dict[str, frozenset[str]]:
-    """Target name -> its tables that only one ``debezium`` source writes (see above)."""
+    """Target name -> its tables that only one ``debezium`` or ``pgoutput`` source writes
+    (see above)."""
     kinds = {s.name: s.kind for s in config.sources}
     forward = [s.name for s in config.sources if s.name not in config.reverse_sources()]
     writers: dict[tuple[str, str], set[str | None]] = {}
@@ -78,6 +80,6 @@ def exclusive_tables(config: SyncConfig) -> dict[str, frozenset[str]]:
         if target in unsafe_targets or len(found) != 1:
             continue
         (source,) = found
-        if source is not None and kinds.get(source) == "debezium":
+        if source is not None and kinds.get(source) in SLOT_KINDS:
             out.setdefault(target, set()).add(table)
     return {target: frozenset(tables) for target, tables in out.items()}

@@ -29,7 +29,7 @@ import psycopg
 from psycopg import sql
 
 from strangler.errors import Problem, SyncError
-from strangler.sync_config import SyncConfig
+from strangler.sync_config import SLOT_KINDS, SyncConfig
 
 SCAN_TIMEOUT_MS = 10_000
 """How long the uniqueness scan of a declared key without an index may take."""
@@ -259,7 +259,7 @@ def captured_by(sync: SyncConfig) -> dict[str, list[str]]:
         url = source.monolith_url()
         if not url or not url.split("://")[0].startswith("postgres"):
             continue
-        tables = list(source.options.get("tables") or ()) if source.kind == "debezium" else []
+        tables = list(source.options.get("tables") or ()) if source.kind in SLOT_KINDS else []
         tables += [m.source for m in sync.tables if m.from_source in (None, source.name)]
         seen = out.setdefault(url, [])
         for table in tables:

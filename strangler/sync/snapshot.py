@@ -23,7 +23,7 @@ then let streaming resume exactly at the load's consistent point.
    ``snapshot.mode=no_data``): the first change it delivers is the first after ``L``.
 
 Memory is bounded by ``batch`` rows per thread, whatever the table size. Never loads
-over a target that has streamed already (it has Debezium offsets for the source).
+over a target that has streamed already (it has offsets for the source).
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ import itertools
 import logging
 import os
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
@@ -98,6 +98,7 @@ class BulkLoad:
         batch: int = 10_000,
         parallel: int = 2,
         offset_table: str = "strangler_debezium_offsets",
+        streamed: Callable[[], bool] | None = None,
     ) -> None:
         self.source = source
         self.url = libpq_url(url)
@@ -109,6 +110,9 @@ class BulkLoad:
         self.batch = batch
         self.parallel = parallel
         self.offset_table = offset_table
+        self._streamed = streamed
+        """Whether the source has streamed into the targets already (default: Debezium
+        offsets for it in ``offset_table``)."""
 
     # ------------------------------------------------------------------ run
 
@@ -178,6 +182,8 @@ class BulkLoad:
     # ---------------------------------------------------------- the plan
 
     def _streamed_before(self) -> bool:
+        if self._streamed is not None:
+            return self._streamed()
         for url in self.targets.values():
             with psycopg.connect(url, autocommit=True) as conn:
                 found = conn.execute("SELECT to_regclass(%s)", (self.offset_table,)).fetchone()

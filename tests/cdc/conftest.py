@@ -24,10 +24,18 @@ DATABASES = (
     "service_r",
     "monolith_rk",
     "service_rk",
+    "monolith_p",
+    "service_p",
+    "monolith_pk",
+    "service_pk",
+    "monolith_rp",
+    "service_rp",
 )
 """Debezium-source tests use monolith -> service, Kafka-path tests monolith_k -> service_k,
 the command-line test monolith_c -> service_c, the two-way tests monolith_r <-> service_r
-(Debezium both ways) and monolith_rk <-> service_rk (the way back through Kafka)."""
+(Debezium both ways), monolith_rk <-> service_rk (the way back through Kafka) and the
+``pgoutput``-source tests monolith_p -> service_p (monolith_pk -> service_pk killed,
+monolith_rp <-> service_rp both ways)."""
 
 
 @pytest.fixture(scope="session")

@@ -1,5 +1,6 @@
-"""Two-way sync on PostgreSQL 15 with real Debezium embedded, both directions capturing at
-once: one Debezium engine on the monolith, one on the service's database, one worker.
+"""Two-way sync on PostgreSQL 15, both directions capturing at once, one worker: with real
+Debezium embedded (one engine on the monolith, one on the service's database), and with
+the ``pgoutput`` source (the worker reading both slots itself).
 
 The worker's own writes *are* captured here (no trigger to skip them, and PostgreSQL 15's
 pgoutput cannot filter by origin): they must be recognised by their transaction id and
@@ -40,19 +41,29 @@ CONTEXTS = {"items": ("public.legacy_items",), "orders": ("public.legacy_orders"
 N = 120
 
 
-def config(pg: LogicalPostgres) -> dict[str, Any]:
+DATABASES = {"debezium": ("monolith_r", "service_r"), "pgoutput": ("monolith_rp", "service_rp")}
+
+
+def config(pg: LogicalPostgres, kind: str = "debezium") -> dict[str, Any]:
+    monolith, service = DATABASES[kind]
+
     def source(name: str, db: str, tables: list[str], offsets_in: str) -> dict[str, Any]:
+        if kind == "pgoutput":
+            # Slot names are cluster-wide: not the debezium run's (another database's).
+            return {"name": name, "kind": "pgoutput", "options": {
+                "database": pg.url(db, driver="postgresql"), "tables": tables,
+                "slot": f"strangler_{name}_p"}}  # fmt: skip
         return {"name": name, "kind": "debezium", "options": {
             "database": pg.url(db, driver="postgresql"), "tables": tables,
             "offsets": "target", "offset_target": offsets_in, "poll_interval_ms": 50}}  # fmt: skip
 
     return {
         "sources": [
-            source("shop_r", "monolith_r", ["public.legacy_items", "public.legacy_orders"],
+            source("shop_r", monolith, ["public.legacy_items", "public.legacy_orders"],
                    "service"),
-            source("svc_r", "service_r", ["public.items", "public.orders"], "monolith"),
+            source("svc_r", service, ["public.items", "public.orders"], "monolith"),
         ],
-        "targets": {"service": pg.url("service_r"), "monolith": pg.url("monolith_r")},
+        "targets": {"service": pg.url(service), "monolith": pg.url(monolith)},
         "tables": [
             {"source": "public.legacy_items", "target": "service", "from_source": "shop_r",
              "adapter": {"table": "items", "key": ["id"],
@@ -70,10 +81,10 @@ def config(pg: LogicalPostgres) -> dict[str, Any]:
 
 
 class Stack:
-    def __init__(self, pg: LogicalPostgres) -> None:
-        self.monolith = pg.dsn("monolith_r")
-        self.service = pg.dsn("service_r")
-        self.config = config(pg)
+    def __init__(self, pg: LogicalPostgres, kind: str) -> None:
+        self.monolith = pg.dsn(DATABASES[kind][0])
+        self.service = pg.dsn(DATABASES[kind][1])
+        self.config = config(pg, kind)
         self.store = MemoryStateStore()
         self.worker = WorkerThread(self.config, CONTEXTS, self.store)
 
@@ -89,9 +100,9 @@ class Stack:
         return drained.position
 
 
-@pytest.fixture(scope="module")
-def stack(logical_pg: LogicalPostgres) -> Iterator[Stack]:
-    s = Stack(logical_pg)
+@pytest.fixture(scope="module", params=["debezium", "pgoutput"])
+def stack(logical_pg: LogicalPostgres, request: pytest.FixtureRequest) -> Iterator[Stack]:
+    s = Stack(logical_pg, request.param)
     execute(s.monolith, MONOLITH)
     execute(s.service, SERVICE)
     s.set_owner(Ownership("items", "service", 1))  # items: the service owns; orders: legacy
@@ -99,7 +110,7 @@ def stack(logical_pg: LogicalPostgres) -> Iterator[Stack]:
     try:
         wait_until(lambda: s.worker.worker is not None
                    and all(st.caught_up for st in s.worker.worker.status.values()),
-                   120, "both Debezium engines to start")  # fmt: skip
+                   120, "both sources to start")  # fmt: skip
         # A watermark round trip on each side: both engines have snapshotted and stream.
         s.drain("items", "service")
         s.drain("orders", "legacy")

@@ -29,7 +29,7 @@ def test_an_unknown_kind_is_refused_with_the_kinds_there_are() -> None:
         parse_config_text(HEAD + "sync:\n  sources: [{name: m, kind: mysql, options: {}}]\n")
     text = str(caught.value)
     assert "sync.sources[0]" in text
-    assert "'mysql' is not one of debezium, kafka, sqlite" in text
+    assert "'mysql' is not one of debezium, kafka, pgoutput, sqlite" in text
 
 
 @pytest.mark.parametrize("kind", sorted(SOURCE_KINDS))

@@ -13,13 +13,25 @@ the monolith's UPDATEs and DELETEs on them.
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from strangler.sync import keys
-from strangler.sync.sources.debezium_config import DebeziumOptions
 from strangler.sync_config import SyncConfig
 
 log = logging.getLogger("strangler.sync")
+
+
+class CaptureOptions(Protocol):
+    """What the plan reads of a source's options (``debezium`` and ``pgoutput``)."""
+
+    @property
+    def database(self) -> str: ...
+    @property
+    def tables(self) -> Sequence[str]: ...
+    @property
+    def publication(self) -> str | None: ...
 
 
 @dataclass(frozen=True)
@@ -28,6 +40,9 @@ class CapturePlan:
     """Connector properties to set over the derived ones."""
     captured: tuple[str, ...]
     refused: tuple[keys.TableKey, ...] = field(default=())
+    keys: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    """``schema.table`` -> the key strangler relies on, for each safe table checked."""
+    publication: str = ""
 
 
 def declared_keys(sync: SyncConfig, source: str) -> dict[str, tuple[str, ...]]:
@@ -40,7 +55,7 @@ def declared_keys(sync: SyncConfig, source: str) -> dict[str, tuple[str, ...]]:
 
 
 def plan_capture(
-    name: str, options: DebeziumOptions, sync: SyncConfig, extra: tuple[str, ...] = ()
+    name: str, options: CaptureOptions, sync: SyncConfig, extra: tuple[str, ...] = ()
 ) -> CapturePlan:
     """Check the tables, create/extend the publication, and say what to capture.
 
@@ -69,4 +84,5 @@ def plan_capture(
     ]
     if message_keys:
         properties["message.key.columns"] = ";".join(message_keys)
-    return CapturePlan(properties, tuple(safe), refused)
+    found = {k.table: k.key for k in checked if k.safe}
+    return CapturePlan(properties, tuple(safe), refused, found, publication)

@@ -1,0 +1,477 @@
+"""The ``pgoutput`` source: PostgreSQL's logical replication stream, read by the worker.
+
+The same stream Debezium's PostgreSQL connector reads (the ``pgoutput`` plugin over a
+replication slot and strangler's publication), without the JVM, the Connect records
+and the JSON between them: a reader thread speaks the streaming replication protocol
+through libpq (psycopg's ``pq`` layer), decodes each message (``pgoutput_decode.py``)
+and queues the changes for the asyncio side, ``_AHEAD`` deliveries deep (the bounded
+queue is the back-pressure; the server waits behind it). A delivery is handed over at
+a transaction's commit whenever the queue has room, so batches stay small (and lag
+low) while the worker keeps up and grow to ``max_batch_size`` while it is behind.
+
+Exactly-once, as with every source: the worker stores each batch's rows with their
+positions and the batch's offsets in the target, in one transaction, and only then
+calls ``ack``; the reader then confirms to the server (standby status ``flush``) the
+end of the last transaction wholly acknowledged. After a crash the server streams
+again from the slot's confirmed point; the decoder drops what the stored offsets say
+was applied, and the sink's per-row positions reject anything else re-sent.
+
+Before streaming: the capture plan checks the tables and creates the publication for
+the safe ones (``debezium_capture.plan_capture``: keyless tables refused, nothing
+altered), then either the bulk initial load creates the slot and copies the tables
+at its consistent point (``snapshot: bulk``), or the slot is created here
+(``snapshot: never``). The reader never writes to the monolith or a target.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import queue
+import select
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from struct import Struct
+from typing import Final
+
+import psycopg
+from psycopg import pq, sql
+
+from strangler.errors import SyncError
+from strangler.sync.adapters import AdapterSet
+from strangler.sync.envelope import TypeRegistry
+from strangler.sync.keys import TableKey, libpq_url
+from strangler.sync.lag import QUALIFIED, Heartbeat
+from strangler.sync.model import ChangeEvent, Position
+from strangler.sync.poison import Poison, make_poison
+from strangler.sync.snapshot import BulkLoad, LoadResult
+from strangler.sync.source import Batch, ResumeLookup
+from strangler.sync.sources.debezium_capture import CapturePlan, plan_capture
+from strangler.sync.sources.pgoutput_config import PgoutputOptions
+from strangler.sync.sources.pgoutput_decode import Decoder, Undecodable
+from strangler.sync.watermark import WATERMARK_DDL, WATERMARK_TABLE
+from strangler.sync_config import SourceConfig, SyncConfig
+
+log = logging.getLogger("strangler.sync")
+
+_POLL: Final = 0.5
+"""Seconds a wait may block before it looks at stop requests and reader failures."""
+_AHEAD: Final = 2
+"""Deliveries that may wait for the worker while it writes: the pipeline's depth."""
+_WAIT: Final = 0.1
+"""Seconds the reader waits on the socket before it looks at acknowledgements."""
+
+_XLOG: Final = Struct(">QQq")
+_KEEPALIVE: Final = Struct(">Qq?")
+_STATUS: Final = Struct(">cQQQqB")
+_PG_EPOCH_US: Final = 946_684_800_000_000
+_SESSION: Final = "-c datestyle=ISO,YMD -c intervalstyle=postgres -c extra_float_digits=3"
+"""The replication session's output settings psycopg's loaders parse."""
+
+
+@dataclass
+class _Delivery:
+    events: list[ChangeEvent]
+    poison: list[Poison]
+    confirm: int
+    """End LSN of the last transaction decoded wholly by the end of this delivery."""
+    handed: int = 0
+
+
+class _Reader(threading.Thread):
+    """Reads the slot into deliveries; owns the replication connection (libpq is not
+    shared between threads: acknowledgements reach it through ``confirm``)."""
+
+    def __init__(self, source: PgoutputSource, decoder: Decoder) -> None:
+        super().__init__(name=f"pgoutput-{source.name}", daemon=True)
+        self.source = source
+        self.decoder = decoder
+        self.stopping = threading.Event()
+        self.failure: str | None = None
+        self.confirm = 0
+        """Highest LSN the worker has committed in its targets (set by ``ack``)."""
+        self.queued = 0
+        self.acked = 0
+        """Deliveries put on the queue and acknowledged: equal means nothing in flight."""
+        self._sent = 0
+        self._sent_at = 0.0
+        self._poison: list[Poison] = []
+        self._pgconn: pq.abc.PGconn | None = None
+
+    def run(self) -> None:
+        source = self.source
+        try:
+            conn = psycopg.connect(
+                source.url, autocommit=True, replication="database", options=_SESSION
+            )
+        except psycopg.Error as exc:
+            self.failure = f"cannot connect for replication: {exc}".strip()
+            return
+        try:
+            self._stream(conn.pgconn)
+        except Exception as exc:
+            if self.stopping.is_set():
+                return  # closing: whatever was cut short is streamed again next time
+            self.failure = f"{type(exc).__name__}: {exc}".strip()
+            log.error("source %s: replication stream failed: %s", source.name, self.failure)
+        finally:
+            conn.close()
+
+    def _stream(self, pgconn: pq.abc.PGconn) -> None:
+        source = self.source
+        command = sql.SQL(
+            "START_REPLICATION SLOT {} LOGICAL 0/0 (proto_version '1', publication_names {})"
+        ).format(sql.Identifier(source.slot), sql.Literal(source.publication))
+        pgconn.send_query(command.as_bytes(None))
+        result = pgconn.get_result()
+        if result is None or result.status != pq.ExecStatus.COPY_BOTH:
+            detail = result.error_message if result is not None else pgconn.error_message
+            raise SyncError(f"START_REPLICATION on slot {source.slot}: {_text(detail)}")
+        pgconn.nonblocking = 1
+        self._pgconn = pgconn
+        socket = pgconn.socket
+        decoder = self.decoder
+        limit = source.max_batch_size
+        handoff = source.handoff
+        pending: list[ChangeEvent] = []
+        while not self.stopping.is_set():
+            self._status(pgconn, reply=False)
+            size, buffer = pgconn.get_copy_data(1)
+            if size > 0:
+                data = bytes(buffer)
+                tag = data[0]
+                if tag == 119:  # w: XLogData
+                    start, _end, _sent = _XLOG.unpack_from(data, 1)
+                    try:
+                        decoder.decode(start, data, 25)
+                    except Undecodable as exc:
+                        self._poisoned(start, data, exc)
+                    if decoder.events:
+                        pending.extend(decoder.events)
+                        decoder.events.clear()
+                    # Hand over at each commit while the worker has room (small batches,
+                    # low lag, when it keeps up); while it is behind, they grow to ``limit``.
+                    if len(pending) >= limit or (
+                        pending and not decoder.in_transaction and not handoff.full()
+                    ):
+                        self._deliver(pending, decoder)
+                        pending = []
+                elif tag == 107:  # k: keepalive
+                    end, _sent, reply = _KEEPALIVE.unpack_from(data, 1)
+                    if not pending and not decoder.in_transaction and self.queued == self.acked:
+                        # Everything sent before ``end`` is here and applied.
+                        self.confirm = max(self.confirm, end)
+                    self._status(pgconn, reply=reply)
+                continue
+            if size == 0:
+                if pending or self._poison:
+                    self._deliver(pending, decoder)
+                    pending = []
+                readable, _, _ = select.select([socket], [], [], _WAIT)
+                if readable:
+                    pgconn.consume_input()
+                continue
+            final = pgconn.get_result()
+            raise SyncError(
+                "replication stream ended: "
+                + _text(final.error_message if final is not None else pgconn.error_message)
+            )
+
+    def _deliver(self, events: list[ChangeEvent], decoder: Decoder) -> None:
+        """Queue ``events``; waits while the queue is full (the worker is behind)."""
+        # Every transaction that committed by ``decoder.committed`` is in this delivery or
+        # an earlier one, even when this one ends inside the next transaction: once it is
+        # acknowledged (in order), the server need never send them again.
+        delivery = _Delivery(events, self._poison, decoder.committed)
+        self._poison = []
+        self.queued += 1
+        while not self.stopping.is_set():
+            try:
+                self.source.handoff.put(delivery, timeout=_WAIT)
+                return
+            except queue.Full:
+                # Still here for the server: a status message now and then, or it
+                # drops the connection after ``wal_sender_timeout``.
+                if self._pgconn is not None:
+                    self._status(self._pgconn, reply=False)
+        raise SyncError("stopping")
+
+    def _status(self, pgconn: pq.abc.PGconn, *, reply: bool) -> None:
+        now = time.monotonic()
+        confirm = self.confirm
+        if not reply and confirm <= self._sent and now - self._sent_at < self.source.interval:
+            return
+        clock = int(time.time() * 1_000_000) - _PG_EPOCH_US
+        message = _STATUS.pack(b"r", confirm, confirm, confirm, clock, 0)
+        if pgconn.put_copy_data(message) == 1:
+            pgconn.flush()
+        self._sent, self._sent_at = confirm, now
+
+    def _poisoned(self, lsn: int, data: bytes, exc: Undecodable) -> None:
+        where = f"{self.source.slot}@{lsn}"
+        self.source.skipped += 1
+        shown = exc.document if exc.document is not None else {"pgoutput": data[25:].hex()}
+        self._poison.append(make_poison(shown, None, str(exc), where))
+        log.error("source %s: poison message %s: %s", self.source.name, where, exc)
+
+
+class PgoutputSource:
+    """See the module docstring."""
+
+    def __init__(
+        self,
+        name: str,
+        url: str,
+        *,
+        slot: str,
+        publication: str,
+        prepare: Callable[[], CapturePlan],
+        create_slot: bool = False,
+        heartbeat: Heartbeat | None = None,
+        initial_load: Callable[[], LoadResult] | None = None,
+        max_batch_size: int = 4096,
+        status_interval: float = 10.0,
+    ) -> None:
+        self.name = name
+        self.url = libpq_url(url)
+        self.slot = slot
+        self.publication = publication
+        self._prepare = prepare
+        self._create_slot = create_slot
+        self.heartbeat = heartbeat
+        """Written by the worker into the monolith and read back for lag (``lag.py``)."""
+        self.initial_load = initial_load
+        """``snapshot: bulk``: the worker runs this before ``start`` (``snapshot.py``)."""
+        self.max_batch_size = max_batch_size
+        self.interval = status_interval
+        self.refused: tuple[TableKey, ...] = ()
+        """Tables left out because capturing them would be unsafe (see ``keys.py``)."""
+        self.types: TypeRegistry = {}
+        self.skipped = 0
+        """Messages that could not be decoded (handed on as poison)."""
+        self.handoff: queue.Queue[_Delivery] = queue.Queue(maxsize=_AHEAD)
+        self._reader: _Reader | None = None
+        self._resume: ResumeLookup | None = None
+        self._keys: dict[str, tuple[str, ...]] = {}
+        self._current: _Delivery | None = None
+        self._completing: deque[tuple[int, int]] = deque()
+        """Per batch handed out and not acknowledged: (deliveries completed, confirm LSN)."""
+
+    # --------------------------------------------------------------- protocol
+
+    async def start(self, resume: ResumeLookup) -> None:
+        if self._reader is not None:
+            return
+        plan = await asyncio.to_thread(self._prepare)
+        self.refused = plan.refused
+        self._keys = plan.keys
+        if self._create_slot:
+            await asyncio.to_thread(_ensure_slot, self.url, self.slot)
+        self._resume = resume
+        await self._open()
+
+    async def _open(self) -> None:
+        """Start a reader from the slot, dropping what the targets' offsets hold."""
+        assert self._resume is not None
+        stored = await asyncio.to_thread(self._resume)
+        after = (
+            Position(stored["commit_lsn"], stored["lsn"])
+            if "commit_lsn" in stored and "lsn" in stored
+            else None
+        )
+        reader = _Reader(self, Decoder(self.name, self._keys, after))
+        reader.start()
+        self._reader = reader
+
+    async def next_batch(self, max_events: int) -> Batch | None:
+        reader = self._reader
+        if reader is None:
+            if self._resume is None:
+                raise SyncError(f"pgoutput source {self.name} is not started")
+            await self._open()  # the last stream failed: read the slot again
+            return None
+        if self._current is None:
+            try:
+                self._current = await asyncio.to_thread(self.handoff.get, True, _POLL)
+            except queue.Empty:
+                if not reader.is_alive():
+                    failure = reader.failure or "replication stream stopped"
+                    await self._stop_reader()
+                    raise SyncError(f"pgoutput source {self.name}: {failure}") from None
+                return None
+        events: list[ChangeEvent] = []
+        poison: list[Poison] = []
+        completed = 0
+        confirm = 0
+        while (delivery := self._current) is not None:
+            start = delivery.handed
+            end = min(len(delivery.events), start + max(max_events - len(events), 1))
+            events.extend(delivery.events[start:end])
+            if start == 0:
+                poison.extend(delivery.poison)
+            delivery.handed = end
+            if end < len(delivery.events):
+                break
+            completed += 1
+            confirm = max(confirm, delivery.confirm)
+            self._current = None
+            if len(events) < max_events:
+                with contextlib.suppress(queue.Empty):
+                    self._current = self.handoff.get_nowait()
+        self._completing.append((completed, confirm))
+        return Batch(events, _offsets(events), poison)
+
+    async def ack(self, batch: Batch) -> None:
+        reader = self._reader
+        if not self._completing or reader is None:
+            return
+        completed, confirm = self._completing.popleft()
+        if confirm:
+            reader.confirm = max(reader.confirm, confirm)
+        reader.acked += completed
+
+    async def close(self) -> None:
+        self._resume = None
+        await self._stop_reader()
+
+    async def _stop_reader(self) -> None:
+        reader, self._reader = self._reader, None
+        self._current = None
+        self._completing.clear()
+        if reader is not None:
+            reader.stopping.set()
+            await asyncio.to_thread(reader.join, 10.0)
+        # What waits here was never acknowledged: the server streams it again.
+        while not self.handoff.empty():
+            self.handoff.get_nowait()
+
+
+def _offsets(events: list[ChangeEvent]) -> dict[str, int]:
+    if not events:
+        return {}
+    last = events[-1].position
+    return {"commit_lsn": last.commit, "lsn": last.seq}
+
+
+def _text(message: bytes | str | None) -> str:
+    if isinstance(message, bytes):
+        return message.decode(errors="replace").strip()
+    return (message or "").strip()
+
+
+def _ensure_slot(url: str, slot: str, *, create: bool = True) -> None:
+    """Check the slot is a pgoutput slot of this database; create it if missing."""
+    try:
+        with psycopg.connect(url, autocommit=True, connect_timeout=10) as conn:
+            found = conn.execute(
+                "SELECT plugin, database, current_database() FROM pg_replication_slots"
+                " WHERE slot_name = %s",
+                (slot,),
+            ).fetchone()
+            if found is None:
+                if create:
+                    conn.execute(
+                        "SELECT pg_create_logical_replication_slot(%s, 'pgoutput')", (slot,)
+                    )
+                return
+            plugin, database, here = found
+            if database != here:
+                raise SyncError(
+                    f"replication slot {slot} belongs to database {database}, not {here}"
+                    " (slots are named cluster-wide): name another in options.slot"
+                )
+            if plugin != "pgoutput":
+                raise SyncError(f"replication slot {slot} uses the {plugin} plugin, not pgoutput")
+    except psycopg.Error as exc:
+        raise SyncError(f"replication slot {slot}: {exc}".strip()) from exc
+
+
+def _streamed(source: str, targets: Mapping[str, str]) -> Callable[[], bool]:
+    """Whether any target holds stream offsets of ``source`` (then never bulk-load)."""
+
+    def streamed() -> bool:
+        for url in targets.values():
+            with psycopg.connect(libpq_url(url), autocommit=True) as conn:
+                found = conn.execute("SELECT to_regclass('strangler_sync_offsets')").fetchone()
+                if found and found[0]:
+                    row = conn.execute(
+                        "SELECT 1 FROM strangler_sync_offsets WHERE source = %s"
+                        " AND partition = 'commit_lsn' AND \"offset\" > 0 LIMIT 1",
+                        (source,),
+                    ).fetchone()
+                    if row is not None:
+                        return True
+        return False
+
+    return streamed
+
+
+def build(
+    config: SourceConfig,
+    *,
+    sync: SyncConfig,
+    base_dir: Path | None = None,
+    types: TypeRegistry | None = None,
+) -> PgoutputSource:
+    """The worker's factory for ``kind: pgoutput`` (see ``sync_config.SOURCE_KINDS``)."""
+    where = f"sync.sources[{config.name}].options"
+    options = PgoutputOptions.parse(config.options, where)
+    default = options.safe_name(config.name)
+    slot = options.slot or default
+    publication = options.publication or default
+    options = options.model_copy(update={"publication": publication})
+    heartbeat = (
+        Heartbeat(config.name, options.database, options.heartbeat) if options.heartbeat else None
+    )
+
+    def prepare() -> CapturePlan:
+        # strangler's own tables, always safe to capture: the drain's watermarks (in the
+        # captured tables' schema, ordered with them: watermark.py) and the heartbeat.
+        _ensure_watermarks(options.database)
+        _ensure_slot(libpq_url(options.database), slot, create=False)  # another's is refused
+        schema = options.tables[0].rpartition(".")[0] if options.tables else ""
+        own: tuple[str, ...] = (f"{schema or 'public'}.{WATERMARK_TABLE}",)
+        if heartbeat is not None:
+            heartbeat.ensure_table()
+            own += (QUALIFIED,)
+        return plan_capture(config.name, options, sync, extra=own)
+
+    def initial_load() -> LoadResult:
+        plan = prepare()  # the publication must exist before the slot is created
+        return BulkLoad(
+            config.name,
+            options.database,
+            slot,
+            plan.captured,
+            AdapterSet(sync, base_dir),
+            dict(sync.targets),
+            chunk_rows=options.load_chunk_rows,
+            parallel=options.load_parallel,
+            streamed=_streamed(config.name, sync.targets),
+        ).run()
+
+    return PgoutputSource(
+        config.name,
+        options.database,
+        slot=slot,
+        publication=publication,
+        prepare=prepare,
+        create_slot=True,
+        heartbeat=heartbeat,
+        initial_load=initial_load if options.snapshot == "bulk" else None,
+        max_batch_size=options.max_batch_size,
+        status_interval=options.status_interval,
+    )
+
+
+def _ensure_watermarks(url: str) -> None:
+    try:
+        with psycopg.connect(libpq_url(url), autocommit=True, connect_timeout=10) as conn:
+            conn.execute(WATERMARK_DDL)
+    except psycopg.Error as exc:
+        raise SyncError(f"pgoutput source: creating the watermark table: {exc}".strip()) from exc

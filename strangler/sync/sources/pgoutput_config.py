@@ -1,0 +1,81 @@
+"""Options of the ``pgoutput`` source: PostgreSQL's own logical replication stream,
+read by the worker itself (no Java, no Kafka).
+
+The ``options:`` mapping of a ``kind: pgoutput`` source in the ``sync:`` section.
+Pure values: nothing here connects anywhere.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, Literal
+from urllib.parse import urlsplit
+
+from pydantic import Field, ValidationError, field_validator
+
+from strangler.errors import ConfigError, Problem
+from strangler.schema import Section
+from strangler.units import Duration
+
+
+class PgoutputOptions(Section):
+    """``options:`` of a ``kind: pgoutput`` source."""
+
+    database: str
+    """The monolith's PostgreSQL, ``postgresql://user:password@host:port/dbname``."""
+    tables: tuple[str, ...] = ()
+    """``schema.table`` names to capture (every user table when empty)."""
+    slot: str | None = None
+    """Replication slot name (default ``strangler_<source name>``)."""
+    publication: str | None = None
+    """Publication name (default ``strangler_<source name>``; created for the safe tables)."""
+    snapshot: Literal["bulk", "never"] = "bulk"
+    """``bulk``: strangler's initial load (COPY, parallel chunks; ``snapshot.py``) before
+    streaming; ``never``: stream changes from the slot's start only."""
+    load_parallel: int = Field(2, ge=1, le=32)
+    """With ``snapshot: bulk``: chunks loaded at once."""
+    load_chunk_rows: int = Field(100_000, ge=1000)
+    """With ``snapshot: bulk``: rows per chunk (the unit of progress after a crash)."""
+    max_batch_size: int = Field(4096, ge=1)
+    """Change events the reader hands over at most at once (it hands over sooner when
+    the stream has nothing more at that moment)."""
+    heartbeat: Duration = 1.0
+    """How often the worker bumps its row in the monolith's ``strangler_heartbeat`` to
+    measure lag honestly (0: off; then lag is only known while events flow)."""
+    status_interval: Duration = 10.0
+    """Seconds between standby status messages to the server when nothing else is sent
+    (keep it under the server's ``wal_sender_timeout``)."""
+
+    @field_validator("database")
+    @classmethod
+    def _postgres_url(cls, value: str) -> str:
+        parts = urlsplit(value)
+        if parts.scheme.split("+")[0] not in ("postgresql", "postgres") or not parts.path.strip(
+            "/"
+        ):
+            raise ValueError(f"{value!r} is not a postgresql://user@host:port/dbname URL")
+        return value
+
+    @field_validator("tables")
+    @classmethod
+    def _qualified(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for table in value:
+            if table.count(".") != 1:
+                raise ValueError(f"{table!r} must be schema.table, e.g. public.customer")
+        return value
+
+    @classmethod
+    def parse(cls, options: Mapping[str, Any], where: str = "options") -> PgoutputOptions:
+        """Validate ``options``; a ``ConfigError`` names each bad key under ``where``."""
+        try:
+            return cls.model_validate(dict(options))
+        except ValidationError as exc:
+            problems = [
+                Problem(".".join([where, *(str(p) for p in err["loc"])]), err["msg"])
+                for err in exc.errors()
+            ]
+            raise ConfigError(problems) from exc
+
+    def safe_name(self, source: str) -> str:
+        """``strangler_<source>`` with anything but letters and digits made ``_``."""
+        return "strangler_" + "".join(c if c.isalnum() else "_" for c in source).lower()
