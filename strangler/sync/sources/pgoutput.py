@@ -4,10 +4,11 @@ The same stream Debezium's PostgreSQL connector reads (the ``pgoutput`` plugin o
 replication slot and strangler's publication), without the JVM, the Connect records
 and the JSON between them: a reader thread speaks the streaming replication protocol
 through libpq (psycopg's ``pq`` layer), decodes each message (``pgoutput_decode.py``)
-and queues the changes for the asyncio side, ``_AHEAD`` deliveries deep (the bounded
-queue is the back-pressure; the server waits behind it). A delivery is handed over at
-a transaction's commit whenever the queue has room, so batches stay small (and lag
-low) while the worker keeps up and grow to ``max_batch_size`` while it is behind.
+and hands the changes to the asyncio side at each commit, through one buffer
+(``_Handoff``): the worker takes whatever arrived while it wrote the last batch, so
+batches stay small (and lag low) while it keeps up and grow while it is behind. At
+``max_batch_size`` changes waiting the reader stops reading (the back-pressure: the
+server waits behind it).
 
 Exactly-once, as with every source: the worker stores each batch's rows with their
 positions and the batch's offsets in the target, in one transaction, and only then
@@ -26,15 +27,12 @@ at its consistent point (``snapshot: bulk``), or the slot is created here
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
-import queue
 import select
 import threading
 import time
 from collections import deque
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from pathlib import Path
 from struct import Struct
 from typing import Final
@@ -61,8 +59,6 @@ log = logging.getLogger("strangler.sync")
 
 _POLL: Final = 0.5
 """Seconds a wait may block before it looks at stop requests and reader failures."""
-_AHEAD: Final = 2
-"""Deliveries that may wait for the worker while it writes: the pipeline's depth."""
 _WAIT: Final = 0.1
 """Seconds the reader waits on the socket before it looks at acknowledgements."""
 
@@ -74,13 +70,59 @@ _SESSION: Final = "-c datestyle=ISO,YMD -c intervalstyle=postgres -c extra_float
 """The replication session's output settings psycopg's loaders parse."""
 
 
-@dataclass
-class _Delivery:
-    events: list[ChangeEvent]
-    poison: list[Poison]
-    confirm: int
-    """End LSN of the last transaction decoded wholly by the end of this delivery."""
-    handed: int = 0
+class _Handoff:
+    """Changes read and not yet taken by the worker: one growing buffer, not a queue of
+    deliveries, so whatever arrived while the worker wrote becomes its next batch.
+
+    ``put`` waits while ``limit`` changes are waiting (the back-pressure: the server
+    waits behind it). Each put marks the LSN the server may forget once everything
+    put so far is applied (``confirm``); ``take`` hands out the changes with the mark
+    of the last put it empties."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.ready = threading.Condition()
+        self.events: list[ChangeEvent] = []
+        self.poison: list[Poison] = []
+        self.marks: deque[tuple[int, int]] = deque()
+        """(changes put in all up to this put, its confirm LSN), oldest first."""
+        self.put_total = 0
+        self.taken_total = 0
+
+    def put(self, events: list[ChangeEvent], poison: list[Poison], confirm: int) -> bool:
+        """Add; False if the buffer is full (the caller waits and tries again)."""
+        with self.ready:
+            if len(self.events) >= self.limit:
+                return False
+            self.events.extend(events)
+            self.poison.extend(poison)
+            self.put_total += len(events)
+            self.marks.append((self.put_total, confirm))
+            self.ready.notify()
+            return True
+
+    def take(self, max_events: int, timeout: float) -> tuple[list[ChangeEvent], list[Poison], int]:
+        """Up to ``max_events`` changes (waits up to ``timeout`` for any) and the LSN
+        that may be confirmed once they are applied (0: none yet)."""
+        with self.ready:
+            if not self.events and not self.poison:
+                self.ready.wait(timeout)
+            events = self.events[:max_events]
+            del self.events[:max_events]
+            poison, self.poison = self.poison, []
+            self.taken_total += len(events)
+            confirm = 0
+            while self.marks and self.marks[0][0] <= self.taken_total:
+                confirm = self.marks.popleft()[1]
+            self.ready.notify()
+            return events, poison, confirm
+
+    def clear(self) -> None:
+        with self.ready:
+            self.events.clear()
+            self.poison.clear()
+            self.marks.clear()
+            self.put_total = self.taken_total = 0
 
 
 class _Reader(threading.Thread):
@@ -95,9 +137,9 @@ class _Reader(threading.Thread):
         self.failure: str | None = None
         self.confirm = 0
         """Highest LSN the worker has committed in its targets (set by ``ack``)."""
-        self.queued = 0
         self.acked = 0
-        """Deliveries put on the queue and acknowledged: equal means nothing in flight."""
+        """Changes the worker has applied; equal to the handoff's ``put_total``: nothing
+        is in flight."""
         self._sent = 0
         self._sent_at = 0.0
         self._poison: list[Poison] = []
@@ -154,16 +196,17 @@ class _Reader(threading.Thread):
                     if decoder.events:
                         pending.extend(decoder.events)
                         decoder.events.clear()
-                    # Hand over at each commit while the worker has room (small batches,
-                    # low lag, when it keeps up); while it is behind, they grow to ``limit``.
-                    if len(pending) >= limit or (
-                        pending and not decoder.in_transaction and not handoff.full()
-                    ):
+                    # Hand over at each commit: the worker takes whatever has arrived.
+                    if pending and (not decoder.in_transaction or len(pending) >= limit):
                         self._deliver(pending, decoder)
                         pending = []
                 elif tag == 107:  # k: keepalive
                     end, _sent, reply = _KEEPALIVE.unpack_from(data, 1)
-                    if not pending and not decoder.in_transaction and self.queued == self.acked:
+                    if (
+                        not pending
+                        and not decoder.in_transaction
+                        and handoff.put_total == self.acked
+                    ):
                         # Everything sent before ``end`` is here and applied.
                         self.confirm = max(self.confirm, end)
                     self._status(pgconn, reply=reply)
@@ -183,23 +226,18 @@ class _Reader(threading.Thread):
             )
 
     def _deliver(self, events: list[ChangeEvent], decoder: Decoder) -> None:
-        """Queue ``events``; waits while the queue is full (the worker is behind)."""
-        # Every transaction that committed by ``decoder.committed`` is in this delivery or
-        # an earlier one, even when this one ends inside the next transaction: once it is
-        # acknowledged (in order), the server need never send them again.
-        delivery = _Delivery(events, self._poison, decoder.committed)
+        """Hand ``events`` over; waits while the worker is ``max_batch_size`` behind."""
+        # Every transaction that committed by ``decoder.committed`` is in these events or
+        # earlier ones, even when they end inside the next transaction: once they are
+        # applied (in order), the server need never send those transactions again.
+        while not self.source.handoff.put(events, self._poison, decoder.committed):
+            if self.stopping.wait(_WAIT):
+                raise SyncError("stopping")
+            # Still here for the server: a status message now and then, or it drops
+            # the connection after ``wal_sender_timeout``.
+            if self._pgconn is not None:
+                self._status(self._pgconn, reply=False)
         self._poison = []
-        self.queued += 1
-        while not self.stopping.is_set():
-            try:
-                self.source.handoff.put(delivery, timeout=_WAIT)
-                return
-            except queue.Full:
-                # Still here for the server: a status message now and then, or it
-                # drops the connection after ``wal_sender_timeout``.
-                if self._pgconn is not None:
-                    self._status(self._pgconn, reply=False)
-        raise SyncError("stopping")
 
     def _status(self, pgconn: pq.abc.PGconn, *, reply: bool) -> None:
         now = time.monotonic()
@@ -254,13 +292,12 @@ class PgoutputSource:
         self.types: TypeRegistry = {}
         self.skipped = 0
         """Messages that could not be decoded (handed on as poison)."""
-        self.handoff: queue.Queue[_Delivery] = queue.Queue(maxsize=_AHEAD)
+        self.handoff = _Handoff(max_batch_size)
         self._reader: _Reader | None = None
         self._resume: ResumeLookup | None = None
         self._keys: dict[str, tuple[str, ...]] = {}
-        self._current: _Delivery | None = None
         self._completing: deque[tuple[int, int]] = deque()
-        """Per batch handed out and not acknowledged: (deliveries completed, confirm LSN)."""
+        """Per batch handed out and not acknowledged: (its changes, the LSN to confirm)."""
 
     # --------------------------------------------------------------- protocol
 
@@ -295,45 +332,24 @@ class PgoutputSource:
                 raise SyncError(f"pgoutput source {self.name} is not started")
             await self._open()  # the last stream failed: read the slot again
             return None
-        if self._current is None:
-            try:
-                self._current = await asyncio.to_thread(self.handoff.get, True, _POLL)
-            except queue.Empty:
-                if not reader.is_alive():
-                    failure = reader.failure or "replication stream stopped"
-                    await self._stop_reader()
-                    raise SyncError(f"pgoutput source {self.name}: {failure}") from None
-                return None
-        events: list[ChangeEvent] = []
-        poison: list[Poison] = []
-        completed = 0
-        confirm = 0
-        while (delivery := self._current) is not None:
-            start = delivery.handed
-            end = min(len(delivery.events), start + max(max_events - len(events), 1))
-            events.extend(delivery.events[start:end])
-            if start == 0:
-                poison.extend(delivery.poison)
-            delivery.handed = end
-            if end < len(delivery.events):
-                break
-            completed += 1
-            confirm = max(confirm, delivery.confirm)
-            self._current = None
-            if len(events) < max_events:
-                with contextlib.suppress(queue.Empty):
-                    self._current = self.handoff.get_nowait()
-        self._completing.append((completed, confirm))
+        events, poison, confirm = await asyncio.to_thread(self.handoff.take, max_events, _POLL)
+        if not events and not poison:
+            if not reader.is_alive():
+                failure = reader.failure or "replication stream stopped"
+                await self._stop_reader()
+                raise SyncError(f"pgoutput source {self.name}: {failure}") from None
+            return None
+        self._completing.append((len(events), confirm))
         return Batch(events, _offsets(events), poison)
 
     async def ack(self, batch: Batch) -> None:
         reader = self._reader
         if not self._completing or reader is None:
             return
-        completed, confirm = self._completing.popleft()
+        applied, confirm = self._completing.popleft()
         if confirm:
             reader.confirm = max(reader.confirm, confirm)
-        reader.acked += completed
+        reader.acked += applied
 
     async def close(self) -> None:
         self._resume = None
@@ -341,14 +357,12 @@ class PgoutputSource:
 
     async def _stop_reader(self) -> None:
         reader, self._reader = self._reader, None
-        self._current = None
         self._completing.clear()
         if reader is not None:
             reader.stopping.set()
             await asyncio.to_thread(reader.join, 10.0)
         # What waits here was never acknowledged: the server streams it again.
-        while not self.handoff.empty():
-            self.handoff.get_nowait()
+        self.handoff.clear()
 
 
 def _offsets(events: list[ChangeEvent]) -> dict[str, int]:

@@ -37,8 +37,8 @@ class PgoutputOptions(Section):
     load_chunk_rows: int = Field(100_000, ge=1000)
     """With ``snapshot: bulk``: rows per chunk (the unit of progress after a crash)."""
     max_batch_size: int = Field(4096, ge=1)
-    """Change events the reader hands over at most at once (it hands over sooner when
-    the stream has nothing more at that moment)."""
+    """Changes read ahead of the worker at most: with this many waiting, the reader
+    stops reading until the worker takes them (batches are ``sync.batch_size``)."""
     heartbeat: Duration = 1.0
     """How often the worker bumps its row in the monolith's ``strangler_heartbeat`` to
     measure lag honestly (0: off; then lag is only known while events flow)."""
