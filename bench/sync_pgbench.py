@@ -196,9 +196,22 @@ def strangler_phase(
     t0 = time.monotonic()
     streaming = stream(pg, args.seconds, args.clients,
                        lambda: status(port).get("lag_seconds"), rate)  # fmt: skip
-    time.sleep(1.5)  # a heartbeat written after pgbench's last commit
-    while not status(port).get("caught_up") and time.monotonic() < deadline:
-        time.sleep(0.1)
+    if args.source == "pgoutput":
+        # As for native: done when the slot is confirmed past the WAL's end (the source
+        # confirms only what the target committed).
+        end = sql(pg, "monolith", "SELECT pg_current_wal_lsn()")[0][0]
+        caught = (
+            f"SELECT coalesce(bool_and(confirmed_flush_lsn >= '{end}'::pg_lsn), false)"
+            " FROM pg_replication_slots WHERE slot_name = 'strangler_bench'"
+        )
+        while not sql(pg, "monolith", caught)[0][0] and time.monotonic() < deadline:
+            time.sleep(0.05)
+    else:
+        # Debezium confirms the slot only when it saves its offsets: wait for a
+        # heartbeat written after pgbench's last commit instead.
+        time.sleep(1.5)
+        while not status(port).get("caught_up") and time.monotonic() < deadline:
+            time.sleep(0.1)
     elapsed = time.monotonic() - t0
     applied = status(port)["applied"] - applied_before
     streaming["drain_s"] = round(elapsed - args.seconds, 2)

@@ -5,8 +5,9 @@ replication slot and strangler's publication), without the JVM, the Connect reco
 and the JSON between them: a reader thread speaks the streaming replication protocol
 through libpq (psycopg's ``pq`` layer), decodes each message (``pgoutput_decode.py``)
 and hands the changes to the asyncio side at each commit, through one buffer
-(``_Handoff``): the worker takes whatever arrived while it wrote the last batch, so
-batches stay small (and lag low) while it keeps up and grow while it is behind. At
+(``_Handoff``): the worker takes whatever arrived while it wrote the last batch (and,
+once a change is there, waits ``poll_interval_ms`` for more), so batches stay small
+(and lag low) while it keeps up and grow while it is behind. At
 ``max_batch_size`` changes waiting the reader stops reading (the back-pressure: the
 server waits behind it).
 
@@ -79,8 +80,10 @@ class _Handoff:
     put so far is applied (``confirm``); ``take`` hands out the changes with the mark
     of the last put it empties."""
 
-    def __init__(self, limit: int) -> None:
+    def __init__(self, limit: int, linger: float = 0.0) -> None:
         self.limit = limit
+        self.linger = linger
+        """Seconds ``take`` waits for more once a change is there (``poll_interval_ms``)."""
         self.ready = threading.Condition()
         self.events: list[ChangeEvent] = []
         self.poison: list[Poison] = []
@@ -88,6 +91,8 @@ class _Handoff:
         """(changes put in all up to this put, its confirm LSN), oldest first."""
         self.put_total = 0
         self.taken_total = 0
+        self.waiting = False
+        """The worker waits in ``take``: a put wakes it (else the reader may hold on)."""
 
     def put(self, events: list[ChangeEvent], poison: list[Poison], confirm: int) -> bool:
         """Add; False if the buffer is full (the caller waits and tries again)."""
@@ -98,15 +103,26 @@ class _Handoff:
             self.poison.extend(poison)
             self.put_total += len(events)
             self.marks.append((self.put_total, confirm))
-            self.ready.notify()
+            if self.waiting:
+                self.ready.notify()
             return True
 
     def take(self, max_events: int, timeout: float) -> tuple[list[ChangeEvent], list[Poison], int]:
         """Up to ``max_events`` changes (waits up to ``timeout`` for any) and the LSN
         that may be confirmed once they are applied (0: none yet)."""
         with self.ready:
-            if not self.events and not self.poison:
-                self.ready.wait(timeout)
+            self.waiting = True
+            try:
+                if not self.events and not self.poison:
+                    self.ready.wait(timeout)
+                if self.events and self.linger > 0:
+                    # Let a batch fill for a moment: each batch costs a transaction and a
+                    # few round trips in the target, which a few changes at a time multiply.
+                    until = time.monotonic() + self.linger
+                    while len(self.events) < max_events and (left := until - time.monotonic()) > 0:
+                        self.ready.wait(left)
+            finally:
+                self.waiting = False
             events = self.events[:max_events]
             del self.events[:max_events]
             poison, self.poison = self.poison, []
@@ -114,7 +130,6 @@ class _Handoff:
             confirm = 0
             while self.marks and self.marks[0][0] <= self.taken_total:
                 confirm = self.marks.popleft()[1]
-            self.ready.notify()
             return events, poison, confirm
 
     def clear(self) -> None:
@@ -196,8 +211,11 @@ class _Reader(threading.Thread):
                     if decoder.events:
                         pending.extend(decoder.events)
                         decoder.events.clear()
-                    # Hand over at each commit: the worker takes whatever has arrived.
-                    if pending and (not decoder.in_transaction or len(pending) >= limit):
+                    # Hand over at a commit if the worker waits for changes (else keep
+                    # reading: it takes them all when it comes back), or at ``limit``.
+                    if pending and (
+                        len(pending) >= limit or (handoff.waiting and not decoder.in_transaction)
+                    ):
                         self._deliver(pending, decoder)
                         pending = []
                 elif tag == 107:  # k: keepalive
@@ -274,6 +292,7 @@ class PgoutputSource:
         initial_load: Callable[[], LoadResult] | None = None,
         max_batch_size: int = 4096,
         status_interval: float = 10.0,
+        linger: float = 0.0,
     ) -> None:
         self.name = name
         self.url = libpq_url(url)
@@ -292,7 +311,7 @@ class PgoutputSource:
         self.types: TypeRegistry = {}
         self.skipped = 0
         """Messages that could not be decoded (handed on as poison)."""
-        self.handoff = _Handoff(max_batch_size)
+        self.handoff = _Handoff(max_batch_size, linger)
         self._reader: _Reader | None = None
         self._resume: ResumeLookup | None = None
         self._keys: dict[str, tuple[str, ...]] = {}
@@ -480,6 +499,7 @@ def build(
         initial_load=initial_load if options.snapshot == "bulk" else None,
         max_batch_size=options.max_batch_size,
         status_interval=options.status_interval,
+        linger=options.poll_interval_ms / 1000,
     )
 
 

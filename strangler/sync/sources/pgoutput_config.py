@@ -39,6 +39,9 @@ class PgoutputOptions(Section):
     max_batch_size: int = Field(4096, ge=1)
     """Changes read ahead of the worker at most: with this many waiting, the reader
     stops reading until the worker takes them (batches are ``sync.batch_size``)."""
+    poll_interval_ms: int = Field(20, ge=0, le=10_000)
+    """Once a change is there, how long the worker waits for more before it writes a
+    batch (fewer, larger transactions in the target for a few ms of lag; 0: none)."""
     heartbeat: Duration = 1.0
     """How often the worker bumps its row in the monolith's ``strangler_heartbeat`` to
     measure lag honestly (0: off; then lag is only known while events flow)."""

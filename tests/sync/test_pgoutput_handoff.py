@@ -1,0 +1,56 @@
+"""The ``pgoutput`` source's handoff between its reader thread and the worker: whatever
+arrived while the worker wrote becomes one batch, and the LSN confirmed to the server
+never runs ahead of what a batch holds."""
+
+from __future__ import annotations
+
+import threading
+
+from strangler.sync.model import ChangeEvent, Position
+from strangler.sync.sources.pgoutput import _Handoff
+
+
+def changes(commit: int, count: int) -> list[ChangeEvent]:
+    return [
+        ChangeEvent("m", "public.t", "c", {"id": i}, None, {"id": i}, Position(commit, i), 0)
+        for i in range(count)
+    ]
+
+
+def test_commits_that_arrived_while_the_worker_wrote_make_one_batch() -> None:
+    handoff = _Handoff(limit=100)
+    for commit in (10, 20, 30):
+        assert handoff.put(changes(commit, 3), [], confirm=commit + 1)
+    events, poison, confirm = handoff.take(50, timeout=0.1)
+    assert len(events) == 9 and poison == [] and confirm == 31
+
+
+def test_a_partial_take_confirms_only_the_commits_it_holds_whole() -> None:
+    handoff = _Handoff(limit=100)
+    handoff.put(changes(10, 3), [], confirm=11)
+    handoff.put(changes(20, 3), [], confirm=21)
+    events, _, confirm = handoff.take(4, timeout=0.1)
+    assert len(events) == 4 and confirm == 11  # the second commit is only partly here
+    events, _, confirm = handoff.take(4, timeout=0.1)
+    assert len(events) == 2 and confirm == 21
+
+
+def test_a_full_buffer_refuses_until_the_worker_takes() -> None:
+    handoff = _Handoff(limit=5)
+    assert handoff.put(changes(10, 5), [], confirm=11)
+    assert not handoff.put(changes(20, 1), [], confirm=21)
+    handoff.take(10, timeout=0.1)
+    assert handoff.put(changes(20, 1), [], confirm=21)
+
+
+def test_once_a_change_is_there_the_batch_fills_for_the_poll_interval() -> None:
+    handoff = _Handoff(limit=100, linger=0.3)
+    handoff.put(changes(10, 1), [], confirm=11)
+    later = threading.Timer(0.1, lambda: handoff.put(changes(20, 1), [], confirm=21))
+    later.start()
+    events, _, confirm = handoff.take(2, timeout=1.0)
+    assert len(events) == 2 and confirm == 21  # the second arrived within the interval
+
+
+def test_nothing_there_returns_empty_after_the_timeout() -> None:
+    assert _Handoff(limit=5, linger=0.05).take(10, timeout=0.05) == ([], [], 0)
