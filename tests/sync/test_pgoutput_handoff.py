@@ -7,6 +7,7 @@ from __future__ import annotations
 import threading
 
 from strangler.sync.model import ChangeEvent, Position
+from strangler.sync.poison import make_poison
 from strangler.sync.sources.pgoutput import _Handoff
 
 
@@ -54,3 +55,14 @@ def test_once_a_change_is_there_the_batch_fills_for_the_poll_interval() -> None:
 
 def test_nothing_there_returns_empty_after_the_timeout() -> None:
     assert _Handoff(limit=5, linger=0.05).take(10, timeout=0.05) == ([], [], 0)
+
+
+def test_poison_counts_as_in_flight_until_the_worker_stores_it() -> None:
+    # The reader confirms an idle server's position only when everything it handed over
+    # is stored; an undecodable change waiting for its dead letter is part of that.
+    handoff = _Handoff(limit=5)
+    poison = make_poison({"columns": {"booked": "infinity"}}, None, "bad date", "slot@1")
+    assert handoff.put([], [poison], confirm=11)
+    assert handoff.put_items == 1
+    events, taken, confirm = handoff.take(10, timeout=0.1)
+    assert events == [] and taken == [poison] and confirm == 11

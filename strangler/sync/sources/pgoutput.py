@@ -94,6 +94,8 @@ class _Handoff:
         """(changes put in all up to this put, its confirm LSN), oldest first."""
         self.put_total = 0
         self.taken_total = 0
+        self.put_items = 0
+        """Changes and poison put in all (the reader compares it with what was applied)."""
         self.waiting = False
         """The worker waits in ``take``: a put wakes it (else the reader may hold on)."""
 
@@ -105,6 +107,7 @@ class _Handoff:
             self.events.extend(events)
             self.poison.extend(poison)
             self.put_total += len(events)
+            self.put_items += len(events) + len(poison)
             self.marks.append((self.put_total, confirm))
             if self.waiting:
                 self.ready.notify()
@@ -140,11 +143,11 @@ class _Handoff:
             self.events.clear()
             self.poison.clear()
             self.marks.clear()
-            self.put_total = self.taken_total = 0
+            self.put_total = self.taken_total = self.put_items = 0
 
 
 class _Reader(threading.Thread):
-    """Reads the slot into deliveries; owns the replication connection (libpq is not
+    """Reads the slot into the handoff; owns the replication connection (libpq is not
     shared between threads: acknowledgements reach it through ``confirm``)."""
 
     def __init__(self, source: PgoutputSource, decoder: Decoder) -> None:
@@ -156,8 +159,8 @@ class _Reader(threading.Thread):
         self.confirm = 0
         """Highest LSN the worker has committed in its targets (set by ``ack``)."""
         self.acked = 0
-        """Changes the worker has applied; equal to the handoff's ``put_total``: nothing
-        is in flight."""
+        """Changes and poison the worker has stored; equal to the handoff's ``put_items``:
+        nothing is in flight."""
         self._sent = 0
         self._sent_at = 0.0
         self._poison: list[Poison] = []
@@ -228,8 +231,9 @@ class _Reader(threading.Thread):
                     end, _sent, reply = _KEEPALIVE.unpack_from(data, 1)
                     if (
                         not pending
+                        and not self._poison
                         and not decoder.in_transaction
-                        and handoff.put_total == self.acked
+                        and handoff.put_items == self.acked
                     ):
                         # Everything sent before ``end`` is here and applied.
                         self.confirm = max(self.confirm, end)
@@ -328,7 +332,8 @@ class PgoutputSource:
         self._resume: ResumeLookup | None = None
         self._keys: dict[str, tuple[str, ...]] = {}
         self._completing: deque[tuple[int, int]] = deque()
-        """Per batch handed out and not acknowledged: (its changes, the LSN to confirm)."""
+        """Per batch handed out and not acknowledged: (its changes and poison, the LSN to
+        confirm)."""
 
     # --------------------------------------------------------------- protocol
 
@@ -370,7 +375,7 @@ class PgoutputSource:
                 await self._stop_reader()
                 raise SyncError(f"pgoutput source {self.name}: {failure}") from None
             return None
-        self._completing.append((len(events), confirm))
+        self._completing.append((len(events) + len(poison), confirm))
         return Batch(events, _offsets(events), poison)
 
     async def ack(self, batch: Batch) -> None:
