@@ -37,6 +37,8 @@ from tests.cdc.harness import (
 
 pytestmark = pytest.mark.slow
 
+SLOT = "strangler_mono_p"
+
 
 class Stack:
     def __init__(self, pg: LogicalPostgres) -> None:
@@ -46,7 +48,10 @@ class Stack:
             "sources": [
                 {"name": "mono", "kind": "pgoutput",
                  "options": {"database": pg.url("monolith_p", driver="postgresql"),
-                             "tables": [*TABLES, "public.loose"], "heartbeat": 0.2}},
+                             "tables": [*TABLES, "public.loose"], "heartbeat": 0.2,
+                             # Slot names are cluster-wide: the debezium tests' "mono"
+                             # has strangler_mono in another database of this cluster.
+                             "slot": SLOT}},
             ],
             "targets": {"svc": pg.url("service_p")},
             "tables": mappings("svc"),
@@ -227,11 +232,11 @@ def test_the_slot_is_confirmed_once_changes_are_applied(stack: Stack) -> None:
         found = rows(
             stack.monolith,
             "SELECT confirmed_flush_lsn - '0/0'::pg_lsn"
-            " FROM pg_replication_slots WHERE slot_name = 'strangler_mono'",
+            f" FROM pg_replication_slots WHERE slot_name = '{SLOT}'",
         )
         return bool(found) and found[0][0] >= current  # fmt: skip
 
-    wait_until(confirmed, 30, "the slot to confirm past the applied change")
+    wait_until(confirmed, 30, "the slot to confirm past the applied change", stack.source)
 
 
 def test_a_column_added_to_the_monolith_does_not_stop_the_table(stack: Stack) -> None:
