@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from strangler.sync import keys
+from strangler.sync.sources.pg_options import default_name
 from strangler.sync_config import SyncConfig
 
 log = logging.getLogger("strangler.sync")
@@ -69,8 +70,7 @@ def plan_capture(
     for table in refused:
         log.error("source %s: not capturing %s: %s", name, table.table, table.problem)
     safe = [k.table for k in checked if k.safe] + list(extra)
-    safe_name = "".join(c if c.isalnum() else "_" for c in name).lower()
-    publication = options.publication or f"strangler_{safe_name}"
+    publication = options.publication or default_name(name)
     keys.ensure_publication(options.database, publication, safe)
     properties = {
         "publication.autocreate.mode": "disabled",

@@ -8,26 +8,22 @@ Pure values: nothing here starts Java or connects anywhere.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 from urllib.parse import unquote, urlsplit
 
-from pydantic import Field, ValidationError, field_validator
+from pydantic import Field
 
 from strangler.errors import ConfigError, Problem
-from strangler.schema import Section
+from strangler.sync.sources.pg_options import SlotOptions, default_name
 from strangler.sync.watermark import WATERMARK_TABLE
 from strangler.units import Duration
 
 
-class DebeziumOptions(Section):
-    """``options:`` of a ``kind: debezium`` source."""
+class DebeziumOptions(SlotOptions):
+    """``options:`` of a ``kind: debezium`` source (``database`` and ``tables``: see
+    ``SlotOptions``)."""
 
-    database: str
-    """The monolith's PostgreSQL, ``postgresql://user:password@host:port/dbname``."""
-    tables: tuple[str, ...] = ()
-    """``schema.table`` names to capture (all tables when empty)."""
     slot: str | None = None
     """Replication slot name (default ``strangler_<source name>``)."""
     publication: str | None = None
@@ -64,36 +60,6 @@ class DebeziumOptions(Section):
     log_level: str = "WARN"
     jvm_opts: tuple[str, ...] = ()
 
-    @field_validator("database")
-    @classmethod
-    def _postgres_url(cls, value: str) -> str:
-        parts = urlsplit(value)
-        if parts.scheme.split("+")[0] not in ("postgresql", "postgres") or not parts.path.strip(
-            "/"
-        ):
-            raise ValueError(f"{value!r} is not a postgresql://user@host:port/dbname URL")
-        return value
-
-    @field_validator("tables")
-    @classmethod
-    def _qualified(cls, value: tuple[str, ...]) -> tuple[str, ...]:
-        for table in value:
-            if table.count(".") != 1:
-                raise ValueError(f"{table!r} must be schema.table, e.g. public.customer")
-        return value
-
-    @classmethod
-    def parse(cls, options: Mapping[str, Any], where: str = "options") -> DebeziumOptions:
-        """Validate ``options``; a ``ConfigError`` names each bad key under ``where``."""
-        try:
-            return cls.model_validate(dict(options))
-        except ValidationError as exc:
-            problems = [
-                Problem(".".join([where, *(str(p) for p in err["loc"])]), err["msg"])
-                for err in exc.errors()
-            ]
-            raise ConfigError(problems) from exc
-
 
 def jdbc_url(url: str) -> tuple[str, str, str]:
     """``postgresql+driver://user:pw@host:port/db`` -> (JDBC URL, user, password)."""
@@ -115,7 +81,6 @@ def connector_properties(
     ``target``; Debezium then keeps its offsets in ``options.offset_table`` there.
     """
     parts = urlsplit(options.database)
-    safe = "".join(c if c.isalnum() else "_" for c in name).lower()
     props: dict[str, str] = {
         "name": name,
         "connector.class": "io.debezium.connector.postgresql.PostgresConnector",
@@ -126,8 +91,8 @@ def connector_properties(
         "database.dbname": parts.path.lstrip("/"),
         "topic.prefix": options.topic_prefix or name,
         "plugin.name": "pgoutput",
-        "slot.name": options.slot or f"strangler_{safe}",
-        "publication.name": options.publication or f"strangler_{safe}",
+        "slot.name": options.slot or default_name(name),
+        "publication.name": options.publication or default_name(name),
         "publication.autocreate.mode": "filtered" if options.tables else "all_tables",
         # bulk: strangler loads the tables itself, Debezium only streams.
         "snapshot.mode": "no_data" if options.snapshot == "bulk" else options.snapshot,

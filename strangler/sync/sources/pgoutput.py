@@ -51,6 +51,7 @@ from strangler.sync.poison import Poison, make_poison
 from strangler.sync.snapshot import BulkLoad, LoadResult
 from strangler.sync.source import Batch, ResumeLookup
 from strangler.sync.sources.debezium_capture import CapturePlan, plan_capture
+from strangler.sync.sources.pg_options import default_name
 from strangler.sync.sources.pgoutput_config import PgoutputOptions
 from strangler.sync.sources.pgoutput_decode import Decoder, Undecodable
 from strangler.sync.watermark import WATERMARK_DDL, WATERMARK_TABLE
@@ -471,7 +472,7 @@ def build(
     """The worker's factory for ``kind: pgoutput`` (see ``sync_config.SOURCE_KINDS``)."""
     where = f"sync.sources[{config.name}].options"
     options = PgoutputOptions.parse(config.options, where)
-    default = options.safe_name(config.name)
+    default = default_name(config.name)
     slot = options.slot or default
     publication = options.publication or default
     options = options.model_copy(update={"publication": publication})

@@ -7,24 +7,18 @@ Pure values: nothing here connects anywhere.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any, Literal
-from urllib.parse import urlsplit
+from typing import Literal
 
-from pydantic import Field, ValidationError, field_validator
+from pydantic import Field
 
-from strangler.errors import ConfigError, Problem
-from strangler.schema import Section
+from strangler.sync.sources.pg_options import SlotOptions
 from strangler.units import Duration
 
 
-class PgoutputOptions(Section):
-    """``options:`` of a ``kind: pgoutput`` source."""
+class PgoutputOptions(SlotOptions):
+    """``options:`` of a ``kind: pgoutput`` source (``database`` and ``tables``: see
+    ``SlotOptions``)."""
 
-    database: str
-    """The monolith's PostgreSQL, ``postgresql://user:password@host:port/dbname``."""
-    tables: tuple[str, ...] = ()
-    """``schema.table`` names to capture (every user table when empty)."""
     slot: str | None = None
     """Replication slot name (default ``strangler_<source name>``)."""
     publication: str | None = None
@@ -48,37 +42,3 @@ class PgoutputOptions(Section):
     status_interval: Duration = 10.0
     """Seconds between standby status messages to the server when nothing else is sent
     (keep it under the server's ``wal_sender_timeout``)."""
-
-    @field_validator("database")
-    @classmethod
-    def _postgres_url(cls, value: str) -> str:
-        parts = urlsplit(value)
-        if parts.scheme.split("+")[0] not in ("postgresql", "postgres") or not parts.path.strip(
-            "/"
-        ):
-            raise ValueError(f"{value!r} is not a postgresql://user@host:port/dbname URL")
-        return value
-
-    @field_validator("tables")
-    @classmethod
-    def _qualified(cls, value: tuple[str, ...]) -> tuple[str, ...]:
-        for table in value:
-            if table.count(".") != 1:
-                raise ValueError(f"{table!r} must be schema.table, e.g. public.customer")
-        return value
-
-    @classmethod
-    def parse(cls, options: Mapping[str, Any], where: str = "options") -> PgoutputOptions:
-        """Validate ``options``; a ``ConfigError`` names each bad key under ``where``."""
-        try:
-            return cls.model_validate(dict(options))
-        except ValidationError as exc:
-            problems = [
-                Problem(".".join([where, *(str(p) for p in err["loc"])]), err["msg"])
-                for err in exc.errors()
-            ]
-            raise ConfigError(problems) from exc
-
-    def safe_name(self, source: str) -> str:
-        """``strangler_<source>`` with anything but letters and digits made ``_``."""
-        return "strangler_" + "".join(c if c.isalnum() else "_" for c in source).lower()
