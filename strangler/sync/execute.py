@@ -56,11 +56,14 @@ def execute(
     items: list[Planned],
     force: bool = False,
     highs: Highs | None = None,
+    floors: dict[str, dict[str, Position]] | None = None,
 ) -> list[Outcome]:
     """Stale-check every write against stored positions, then write the survivors.
 
     ``highs``: where one ordered stream is a table's only writer, the rows of events
-    above its bound are not looked up: none of them can have a later position stored."""
+    above its bound are not looked up: none of them can have a later position stored.
+    ``floors``: source -> table -> truncate floor, where the caller has read them
+    (``ledger.load_floors``); read here for any other source."""
     for item in items:  # parked and retried events too: leave out unneeded new columns
         if not item.fitted:
             item.writes = schema.fit(conn, item.event, item.writes, note=False)[0]
@@ -80,7 +83,10 @@ def execute(
         known[table] = ledger.load_positions(conn, table, asked) if asked else {}
     if highs is not None and items:
         highs.raise_to(max(item.event.position for item in items))
-    floors = {s: ledger.load_floors(conn, s) for s in {i.event.source for i in items}}
+    floors = {s: dict(f) for s, f in (floors or {}).items()}
+    for item in items:
+        if item.event.source not in floors:
+            floors[item.event.source] = ledger.load_floors(conn, item.event.source)
     pending = PendingWrites()
     outcomes: list[Outcome] = []
     for item, keys in zip(items, row_keys, strict=True):

@@ -21,7 +21,18 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from sqlalchemy import Connection, Engine
+from sqlalchemy import (
+    BigInteger,
+    Connection,
+    Engine,
+    Text,
+    bindparam,
+    cast,
+    literal,
+    null,
+    select,
+    union_all,
+)
 from sqlalchemy import text as sql_text
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError, StatementError
 
@@ -34,7 +45,7 @@ from strangler.sync.execute import Outcome, Planned, execute
 from strangler.sync.highs import Highs
 from strangler.sync.model import ChangeEvent, Op, Position, RowDelete, RowWrite
 from strangler.sync.poison import Poison, parse_or_poison
-from strangler.sync.schema import SchemaGuard
+from strangler.sync.schema import SchemaGuard, stopped_tables
 from strangler.sync.writer import TableCache
 
 log = logging.getLogger("strangler.sync")
@@ -175,8 +186,7 @@ class Sink:
         if events:
             for table in self._schema.resumable(conn, source):
                 self._drain_table(conn, source, table, result)
-        blocked = ledger.blocked_idents(conn, source) if events else set()
-        stopped = self._schema.stopped(conn, source) if events else {}
+        blocked, stopped, floors = _holds(conn, source) if events else (set(), {}, {})
         planned: list[Planned] = []
         for event in events:
             if event.table in stopped or (blocked and ledger.ident_of(event) in blocked):
@@ -203,7 +213,10 @@ class Sink:
             # No savepoint: a failure here rolls the whole transaction back and the
             # batch is redone event by event (``apply``), each in a savepoint of its own.
             try:
-                outcomes = execute(conn, self._tables, self._schema, planned, highs=self.highs)
+                outcomes = execute(
+                    conn, self._tables, self._schema, planned, highs=self.highs,
+                    floors={source: floors},
+                )  # fmt: skip
             except (ChangeEventError, DBAPIError, StatementError) as exc:
                 if is_connection_error(exc):
                     raise
@@ -403,6 +416,47 @@ class Sink:
             return result
 
         return self._in_tx(work).total("applied")
+
+
+def _holds_query() -> Any:
+    """What holds a source's events back, in one round trip (it is read every batch):
+    keys behind a dead letter or parked events, stopped tables, truncate floors."""
+    dead, held, floors = ledger.dead_letters, ledger.parked, ledger.truncate_floors
+    no_text, no_int = cast(null(), Text), cast(null(), BigInteger)
+    source: Any = bindparam("source")
+    return union_all(
+        select(literal("f"), floors.c.source_table, no_text, floors.c.pos_commit,
+               floors.c.pos_seq).where(floors.c.source == source),
+        select(literal("b"), dead.c.source_table, dead.c.event_key, no_int, no_int)
+        .where(dead.c.source == source, dead.c.resolved_at.is_(None),
+               dead.c.error.not_like(ledger.NON_OWNER + "%")),
+        select(literal("b"), held.c.source_table, held.c.event_key, no_int, no_int)
+        .where(held.c.source == source).distinct(),
+        select(literal("s"), stopped_tables.c.source_table, stopped_tables.c.reason, no_int,
+               no_int).where(stopped_tables.c.source == source),
+    )  # fmt: skip
+
+
+_HOLDS = _holds_query()
+
+
+def _holds(
+    conn: Connection, source: str
+) -> tuple[set[ledger.Ident], dict[str, str], dict[str, Position]]:
+    """(blocked keys, stopped table -> reason, table -> truncate floor) of ``source``:
+    what ``ledger.blocked_idents``, ``SchemaGuard.stopped`` and ``ledger.load_floors``
+    read, in one statement."""
+    blocked: set[ledger.Ident] = set()
+    stopped: dict[str, str] = {}
+    floors: dict[str, Position] = {}
+    for kind, table, text, commit, seq in conn.execute(_HOLDS, {"source": source}):
+        if kind == "b":
+            blocked.add((table, text))
+        elif kind == "s":
+            stopped[table] = text
+        else:
+            floors[table] = Position(int(commit), int(seq))
+    return blocked, stopped, floors
 
 
 def _park(conn: Connection, event: ChangeEvent, result: BatchResult) -> None:
