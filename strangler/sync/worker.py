@@ -41,6 +41,9 @@ from strangler.sync_config import SyncConfig
 
 log = logging.getLogger("strangler.sync")
 
+GC_YOUNG = 50_000
+"""Allocations between collections of the youngest generation while streaming (see run)."""
+
 
 class Worker:
     """Runs every configured source until ``stop`` is set."""
@@ -157,8 +160,12 @@ class Worker:
         status.state, status.error = "running", None
         # What start-up made (modules, the JVM's proxies, reflected tables) lives as long
         # as the process: out of the collector's way, a full collection walks only what
-        # the stream allocates.
+        # the stream allocates. The stream's objects (events, rows, writes) form no
+        # cycles and die with their batch, so the youngest generation is collected every
+        # GC_YOUNG allocations instead of 700: at a few thousand changes a second the
+        # default ran a collection every ~70 changes (a few percent of the worker's CPU).
         gc.freeze()
+        gc.set_threshold(GC_YOUNG, *gc.get_threshold()[1:])
         beating: asyncio.Task[None] | None = None
         heartbeat: Heartbeat | None = getattr(source, "heartbeat", None)
         if heartbeat is not None:
