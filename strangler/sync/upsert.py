@@ -5,19 +5,34 @@ On PostgreSQL the rows travel as one array per column and are expanded with
 whatever the batch size (SQLAlchemy compiling a 500-row VALUES list cost more than
 the database work). The arrays are sent in PostgreSQL's binary format (psycopg's
 ``%b``): writing them as text literals, element by element with quoting, took about
-four times the client CPU. Column types come from the reflected table so each array
-is cast to exactly the column's type. Tables with JSON or array columns, and SQLite,
-use SQLAlchemy's executemany instead. No transaction handling here.
+four times the client CPU; arrays of ints and of strings are built whole
+(``pgarrays.py``), the rest by psycopg's dumper. Column types come from the reflected
+table so each array is cast to exactly the column's type. Tables with JSON or array
+columns, and SQLite, use SQLAlchemy's executemany instead. No transaction handling here.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from sqlalchemy import JSON, Connection, Table, text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.types import ARRAY
+
+
+def _load_whole() -> Callable[[list[Any]], Any] | None:
+    try:
+        from strangler.sync.pgarrays import array
+    except ImportError:  # psycopg is an extra
+        return None
+    return array
+
+
+# Loaded with this module, before any connection: a psycopg connection copies the
+# dumpers registered when it is made.
+_whole = _load_whole()
+"""Builds an int or string array whole (``pgarrays.py``); None without psycopg."""
 
 _SQL_CACHE: dict[tuple[str, str, tuple[str, ...], tuple[str, ...], bool, bool], str] = {}
 
@@ -37,8 +52,12 @@ def upsert(
     if conn.dialect.name == "postgresql" and _arrays_ok(table, columns):
         binary = conn.dialect.driver == "psycopg"
         sql = _unnest_sql(conn, table, tuple(keys), columns, update, binary)
-        params = {f"p{i}": [row[c] for row in rows] for i, c in enumerate(columns)}
+        params: dict[str, Any] = {f"p{i}": [row[c] for row in rows] for i, c in enumerate(columns)}
         if binary:
+            for name, values in params.items():
+                built = _whole(values) if _whole is not None else None
+                if built is not None:
+                    params[name] = built
             conn.exec_driver_sql(sql, params)
         else:
             conn.execute(text(sql), params)
