@@ -66,23 +66,3 @@ def test_poison_counts_as_in_flight_until_the_worker_stores_it() -> None:
     assert handoff.put_items == 1
     events, taken, confirm = handoff.take(10, timeout=0.1)
     assert events == [] and taken == [poison] and confirm == 11
-
-
-def test_while_a_batch_fills_the_reader_is_not_asked_for_each_commit() -> None:
-    # A wake-up per commit cost more CPU (two threads, the GIL) than the changes it
-    # brought: while the batch fills, the reader hands over as its socket drains, and
-    # only a full batch ends the fill early.
-    handoff = _Handoff(limit=100, linger=2.0)
-    handoff.put(changes(10, 1), [], confirm=11)
-    taken: list[int] = []
-    worker = threading.Thread(target=lambda: taken.append(len(handoff.take(3, timeout=1.0)[0])))
-    worker.start()
-    deadline = threading.Event()
-    while not handoff.filling and not deadline.wait(0.01):
-        pass
-    assert handoff.filling == 3 and not handoff.waiting
-    handoff.put(changes(20, 1), [], confirm=21)
-    assert worker.is_alive()  # one more change, still filling
-    handoff.put(changes(30, 1), [], confirm=31)  # now three: the worker takes them
-    worker.join(timeout=1.5)
-    assert not worker.is_alive() and taken == [3]

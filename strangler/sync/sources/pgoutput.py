@@ -98,12 +98,7 @@ class _Handoff:
         self.put_items = 0
         """Changes and poison put in all (the reader compares it with what was applied)."""
         self.waiting = False
-        """The worker waits in ``take`` for a first change: a put wakes it (else the
-        reader may hold on to what it read until its socket is drained)."""
-        self.filling = 0
-        """While a batch fills (``linger``): the count at which a put wakes the worker
-        early; otherwise it sleeps the linger out (a wake-up per commit cost more CPU,
-        in two threads, than the changes it brought)."""
+        """The worker waits in ``take``: a put wakes it (else the reader may hold on)."""
 
     def put(self, events: list[ChangeEvent], poison: list[Poison], confirm: int) -> bool:
         """Add; False if the buffer is full (the caller waits and tries again)."""
@@ -115,7 +110,7 @@ class _Handoff:
             self.put_total += len(events)
             self.put_items += len(events) + len(poison)
             self.marks.append((self.put_total, confirm))
-            if self.waiting or (self.filling and len(self.events) >= self.filling):
+            if self.waiting:
                 self.ready.notify()
             return True
 
@@ -123,23 +118,18 @@ class _Handoff:
         """Up to ``max_events`` changes (waits up to ``timeout`` for any) and the LSN
         that may be confirmed once they are applied (0: none yet)."""
         with self.ready:
+            self.waiting = True
             try:
                 if not self.events and not self.poison:
-                    self.waiting = True
                     self.ready.wait(timeout)
-                    self.waiting = False
                 if self.events and self.linger > 0:
                     # Let a batch fill for a moment: each batch costs a transaction and a
                     # few round trips in the target, which a few changes at a time multiply.
-                    # The reader hands over as its socket drains; only a full batch wakes
-                    # this wait early.
-                    self.filling = max_events
                     until = time.monotonic() + self.linger
                     while len(self.events) < max_events and (left := until - time.monotonic()) > 0:
                         self.ready.wait(left)
             finally:
                 self.waiting = False
-                self.filling = 0
             events = self.events[:max_events]
             del self.events[:max_events]
             poison, self.poison = self.poison, []
