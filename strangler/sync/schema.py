@@ -191,17 +191,6 @@ class SchemaGuard:
         record(conn, event, stop.target_table, stop.column, "stopped", stop.reason)
         log.error("sync stopped %s (source %s): %s", event.table, event.source, stop.reason)
 
-    def stopped(self, conn: Connection, source: str) -> dict[str, str]:
-        """source table -> reason, for this source's stopped tables."""
-        # Typed Any, as every result here: SQLAlchemy 2.1 types a Row as a tuple, and
-        # compiled code checks that it is one (README, "The compiled build").
-        rows: Any = conn.execute(
-            select(stopped_tables.c.source_table, stopped_tables.c.reason).where(
-                stopped_tables.c.source == source
-            )
-        )
-        return {str(t): str(r) for t, r in rows}
-
     def resumable(self, conn: Connection, source: str) -> list[str]:
         """Stopped source tables whose target has the column now (checked every
         ``RECHECK`` seconds); their stop is lifted here, the caller drains them."""
