@@ -19,11 +19,15 @@ captured by neither. Phases:
    load for both, where the question is whether each keeps up and at what lag.
 4. the per-row bookkeeping's size in the service (bytes per synced row, per position
    entry) after the load and after streaming.
+5. with ``--rounds N``: N-1 more full-speed rounds per side, alternated (the side not
+   measured paused: the worker stopped, the subscription disabled); the apply-rate
+   ratio of each pair and their median (the machine's own speed drifts by 20% between
+   minutes: one round per side cannot be read to a few percent).
 
 Prints a JSON document; the machine is shared, so read the ratios, not the absolutes.
 
     python bench/sync_pgbench.py [--scale 10] [--seconds 30] [--clients 4] [--rates 500,1000]
-                                 [--source pgoutput|debezium]
+                                 [--rounds 1] [--source pgoutput|debezium]
 """
 
 from __future__ import annotations
@@ -169,9 +173,8 @@ def stream(
     }
 
 
-def native_phase(pg: LogicalPostgres, args: argparse.Namespace, rate: int) -> dict[str, Any]:
-    t0 = time.monotonic()
-    native = stream(pg, args.seconds, args.clients, lambda: native_lag(pg), rate)
+def native_caught_up(pg: LogicalPostgres) -> None:
+    """Wait until the native subscription has replayed the WAL written so far."""
     end = sql(pg, "monolith", "SELECT pg_current_wal_lsn()")[0][0]
     caught = (
         f"SELECT coalesce(bool_and(replay_lsn >= '{end}'::pg_lsn), false)"
@@ -179,6 +182,12 @@ def native_phase(pg: LogicalPostgres, args: argparse.Namespace, rate: int) -> di
     )
     while not sql(pg, "monolith", caught)[0][0]:
         time.sleep(0.05)
+
+
+def native_phase(pg: LogicalPostgres, args: argparse.Namespace, rate: int) -> dict[str, Any]:
+    t0 = time.monotonic()
+    native = stream(pg, args.seconds, args.clients, lambda: native_lag(pg), rate)
+    native_caught_up(pg)
     native["drain_s"] = round(time.monotonic() - t0 - args.seconds, 2)
     native["changes_per_s_applied"] = round(
         native["tps"] * 3 * args.seconds / (time.monotonic() - t0)
@@ -263,6 +272,13 @@ def main() -> None:
         " the same offered load for both, each kept up with or not",
     )
     parser.add_argument(
+        "--rounds",
+        type=int,
+        default=1,
+        help="full-speed rounds per side, alternated (native, strangler, native, ...; the"
+        " side not measured is paused): the ratio reported is the median of the rounds'",
+    )
+    parser.add_argument(
         "--source",
         choices=("pgoutput", "debezium"),
         default="pgoutput",
@@ -332,9 +348,13 @@ def main() -> None:
             config = Path(tmp) / "routes.yaml"
             config.write_text(routes(pg, port, args.source))
             log = (Path(tmp) / "worker.log").open("wb")
+
+            def start_worker() -> subprocess.Popen[bytes]:
+                command = [sys.executable, "-m", "strangler", "sync", "-c", str(config)]
+                return subprocess.Popen(command, cwd=REPO, stdout=log, stderr=log)
+
             started = time.monotonic()
-            worker = subprocess.Popen([sys.executable, "-m", "strangler", "sync", "-c",
-                                       str(config)], cwd=REPO, stdout=log, stderr=log)  # fmt: skip
+            worker = start_worker()
             rss = Rss(worker.pid)
             rss.start()
             SPLIT.worker_pid = worker.pid
@@ -373,6 +393,42 @@ def main() -> None:
                     result[f"strangler_at_{rate}_tps"] = strangler_phase(pg, args, port, rate)
                 sql(pg, "service", "VACUUM ANALYZE")
                 result["bookkeeping_after_streaming"] = bookkeeping(pg, rows)
+                # More full-speed rounds, alternated; the side not measured is paused
+                # (the worker stopped, the subscription disabled) and drains its
+                # backlog before its own round starts.
+                native_rounds, strangler_rounds = [result["native_streaming"]], [streaming]
+                for _ in range(args.rounds - 1):
+                    worker.terminate()
+                    worker.wait(60)
+                    sql(pg, "native", "ALTER SUBSCRIPTION native_sub ENABLE")
+                    native_caught_up(pg)
+                    native_rounds.append(native_phase(pg, args, 0))
+                    sql(pg, "native", "ALTER SUBSCRIPTION native_sub DISABLE")
+                    worker = start_worker()
+                    SPLIT.worker_pid = worker.pid
+                    deadline = time.monotonic() + 300
+                    while time.monotonic() < deadline:
+                        try:
+                            if status(port).get("caught_up"):
+                                break
+                        except OSError:
+                            pass  # not listening yet
+                        time.sleep(0.25)
+                    strangler_rounds.append(strangler_phase(pg, args, port, 0))
+                if args.rounds > 1:
+                    result["rounds"] = [
+                        {
+                            "native_changes_per_s": n["changes_per_s_applied"],
+                            "strangler_changes_per_s": m["changes_per_s_applied"],
+                            "apply_rate": round(
+                                m["changes_per_s_applied"] / n["changes_per_s_applied"], 3
+                            ),
+                            "strangler_lag_p99_s": m["lag_p99_s"],
+                            "native_cpu_s": n["cpu_s"],
+                            "strangler_cpu_s": m["cpu_s"],
+                        }
+                        for n, m in zip(native_rounds, strangler_rounds, strict=True)
+                    ]
             finally:
                 worker.terminate()
                 worker.wait(60)
@@ -382,6 +438,10 @@ def main() -> None:
             "initial_rows_per_s": result["strangler_initial"]["ratio_to_native"],
             "tps_while_capturing": round(mine["tps"] / nat["tps"], 3),
             "apply_rate": round(mine["changes_per_s_applied"] / nat["changes_per_s_applied"], 3),
+            "apply_rate_median_of_rounds": (
+                statistics.median(r["apply_rate"] for r in result["rounds"])
+                if "rounds" in result else None
+            ),
             "lag_p99_strangler_over_native": (
                 round(mine["lag_p99_s"] / nat["lag_p99_s"], 1)
                 if mine["lag_p99_s"] and nat["lag_p99_s"] else None
