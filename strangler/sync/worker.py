@@ -213,7 +213,9 @@ class Worker:
         watermark in it was passed: a batch ending in one commits an empty last part."""
         await self.directions.ready(stop)
         events = list(batch.events)
-        own = await asyncio.to_thread(self._own_writes, source.name, events)
+        own: set[int] = set()
+        if self._captured_sink(source.name) is not None:  # else no thread hop per batch
+            own = await asyncio.to_thread(self._own_writes, source.name, events)
         if own:
             events = [e for e in events if e.tx_id is None or e.tx_id % origin.XID_SPACE not in own]
             dropped = len(batch.events) - len(events)
@@ -253,20 +255,24 @@ class Worker:
                 await asyncio.to_thread(self._record_mark, mark)
                 await self.directions.pass_marker(mark, stop)
 
+    def _captured_sink(self, source: str) -> Sink | None:
+        """The target that is also the database ``source`` captures (reverse sync)."""
+        target = self.config.captured_target(source)
+        return None if target is None else self.sinks.get(target)
+
     def _own_writes(self, source: str, events: Sequence[ChangeEvent]) -> set[int]:
         """Transaction ids (mod 2**32) among ``events`` that the worker itself committed
         into the database ``source`` captures (see origin.py)."""
-        target = self.config.captured_target(source)
+        sink = self._captured_sink(source)
         xids = [e.tx_id for e in events if e.tx_id is not None]
-        if target is None or not xids or target not in self.sinks:
+        if sink is None or not xids:
             return set()
-        sink = self.sinks[target]
         try:
             with sink.engine.connect() as conn:
                 return origin.own_transactions(conn, xids)
         except Exception as exc:
             raise SyncError(
-                f"target {target}: cannot read the worker's own transactions: {exc}"
+                f"target {sink.name}: cannot read the worker's own transactions: {exc}"
             ) from exc
 
     def _record_mark(self, mark: Watermark) -> None:
