@@ -66,3 +66,34 @@ def test_poison_counts_as_in_flight_until_the_worker_stores_it() -> None:
     assert handoff.put_items == 1
     events, taken, confirm = handoff.take(10, timeout=0.1)
     assert events == [] and taken == [poison] and confirm == 11
+
+
+def _feed(handoff: _Handoff, at: list[tuple[float, int]]) -> list[threading.Timer]:
+    timers = [
+        threading.Timer(when, handoff.put, (changes(i + 20, count), []), {"confirm": i + 21})
+        for i, (when, count) in enumerate(at)
+    ]
+    for timer in timers:
+        timer.start()
+    return timers
+
+
+def test_while_changes_keep_coming_fast_the_batch_fills_on() -> None:
+    # A busy stream (>= 64 changes per linger): fewer, bigger batches, at most 3 lingers.
+    handoff = _Handoff(limit=1000, linger=0.2)
+    handoff.put(changes(10, 1), [], confirm=11)
+    timers = _feed(handoff, [(0.05, 80), (0.3, 80), (0.9, 80)])
+    events, _, confirm = handoff.take(1000, timeout=1.0)
+    assert len(events) == 161 and confirm == 22  # the third came after the last linger
+    for timer in timers:
+        timer.join()
+
+
+def test_a_quiet_stream_fills_for_one_linger_only() -> None:
+    handoff = _Handoff(limit=1000, linger=0.2)
+    handoff.put(changes(10, 1), [], confirm=11)
+    timers = _feed(handoff, [(0.05, 5), (0.6, 5)])
+    events, _, confirm = handoff.take(1000, timeout=1.0)
+    assert len(events) == 6 and confirm == 21  # lag wins: no second linger for 5 changes
+    for timer in timers:
+        timer.join()
