@@ -59,15 +59,24 @@ def decode_value(value: Any) -> Any:
     return value
 
 
+_NAMES: dict[str, str] = {}
+"""Key column name -> its JSON text with the opening brace and the colon: ``{"id":``."""
+
+
 def key_text(key: Mapping[str, Any]) -> str:
     """Canonical, order-independent text of a key: ``{"id":1}``."""
     if len(key) == 1:
         # The common case (one int or text column), on every write: same text as below.
         ((name, value),) = key.items()
+        head = _NAMES.get(name)
+        if head is None:
+            if len(_NAMES) > 4096:
+                _NAMES.clear()
+            head = _NAMES[name] = "{" + json.dumps(name) + ":"
         if type(value) is int:
-            return f"{{{json.dumps(name)}:{value}}}"
+            return head + str(value) + "}"
         if type(value) is str:
-            return f"{{{json.dumps(name)}:{json.dumps(value)}}}"
+            return head + json.dumps(value) + "}"
     return json.dumps(encode_value(dict(key)), sort_keys=True, separators=(",", ":"))
 
 

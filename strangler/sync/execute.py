@@ -19,6 +19,7 @@ from strangler.sync import ledger
 from strangler.sync.codec import key_from_text, key_text
 from strangler.sync.highs import Highs
 from strangler.sync.model import ChangeEvent, Position, RowDelete, RowWrite
+from strangler.sync.rowpos import RowState
 from strangler.sync.schema import SchemaGuard
 from strangler.sync.writer import PendingWrites, TableCache, delete_keys, flush
 
@@ -76,7 +77,7 @@ def execute(
             seen = lowest.setdefault(write.table, {})
             if row_key not in seen or position < seen[row_key]:
                 seen[row_key] = position
-    known: dict[str, dict[str, ledger.RowState]] = {}
+    known: dict[str, dict[str, RowState]] = {}
     for table, seen in lowest.items():
         top = None if highs is None else highs.top(conn, table)
         asked = list(seen) if top is None else [k for k, p in seen.items() if p <= top]
@@ -119,7 +120,7 @@ def execute(
                 continue
             pending.add(write, row_key, item.event.position, item.event.table)
             deleted = isinstance(write, RowDelete)
-            known[write.table][row_key] = ledger.RowState(item.event.position, deleted)
+            known[write.table][row_key] = RowState(item.event.position, deleted)
             applied += 1
         outcomes.append("applied" if applied else "stale" if stale else "filtered")
     flush(conn, tables, pending)
@@ -130,7 +131,7 @@ def truncate(
     conn: Connection,
     tables: TableCache,
     event: ChangeEvent,
-    known: dict[str, dict[str, ledger.RowState]],
+    known: dict[str, dict[str, RowState]],
 ) -> None:
     """Default truncate: delete every live target row that came from the table."""
     doomed: dict[str, list[str]] = {}
@@ -154,4 +155,4 @@ def truncate(
             ],
         )
         for k in row_keys:
-            known.setdefault(table, {})[k] = ledger.RowState(event.position, True)
+            known.setdefault(table, {})[k] = RowState(event.position, True)

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import (
@@ -47,6 +46,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from strangler.sync import rowpos
 from strangler.sync.codec import event_to_json, key_text
 from strangler.sync.model import ChangeEvent, Position
+from strangler.sync.rowpos import RowState
 from strangler.sync.upsert import upsert
 
 metadata = MetaData()
@@ -129,12 +129,6 @@ letter is a report: it parks nothing behind it and ``--retry-dead`` never applie
 
 Ident = tuple[str, str]
 """(source table, key text): what dead letters and parking are keyed by."""
-
-
-@dataclass(frozen=True)
-class RowState:
-    position: Position
-    deleted: bool
 
 
 def ident_of(event: ChangeEvent) -> Ident:

@@ -27,6 +27,7 @@ import json
 import time
 import weakref
 from collections.abc import Iterable
+from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import (
@@ -96,6 +97,20 @@ loaded_ranges = Table(
 
 State = tuple[Position, bool]
 """A stored position and whether the row is deleted."""
+
+
+@dataclass
+class RowState:
+    """A target row's stored (or, within a batch, just written) position; made for
+    every write the stale check lets through, so it lives in this compiled module."""
+
+    position: Position
+    deleted: bool
+
+    def __init__(self, position: Position, deleted: bool) -> None:  # plain stores
+        self.position = position
+        self.deleted = deleted
+
 
 _IDS: weakref.WeakKeyDictionary[Engine, dict[str, tuple[int, str | None]]] = (
     weakref.WeakKeyDictionary()
