@@ -62,6 +62,17 @@ SERVICE_DDL = (
 )
 
 
+def build() -> str:
+    """The worker's build, as ``strangler --version`` says (a source edited after the
+    compiled build makes every module pure: a figure then measures the wrong thing)."""
+    said = subprocess.run([sys.executable, "-m", "strangler", "--version"], cwd=REPO,
+                          capture_output=True, text=True, check=True).stdout.strip()  # fmt: skip
+    if "compiled" not in said:
+        print(f"warning: the worker runs pure Python ({said}); rebuild: pip install -e .",
+              file=sys.stderr)  # fmt: skip
+    return said
+
+
 def pgbench(pg: LogicalPostgres, *args: str) -> str:
     env = {**os.environ, "PGHOST": "127.0.0.1", "PGPORT": str(pg.port), "PGUSER": "postgres"}
     done = subprocess.run(["pgbench", *args, "monolith"], env=env, capture_output=True,
@@ -288,6 +299,7 @@ def main() -> None:
     result: dict[str, Any] = {
         "source": args.source,
         "machine": f"{platform.machine()}, {os.cpu_count()} cpus, load {os.getloadavg()[0]:.1f}",
+        "build": build(),
         "scale": args.scale,
     }
     with LogicalPostgres(databases=("monolith", "native", "service")) as pg:

@@ -28,10 +28,12 @@ import random
 import secrets
 import statistics
 import struct
+import sys
 import time
 
 import psycopg
 
+from strangler import build
 from strangler.sync.adapters import AdapterSet
 from strangler.sync.sink import Sink
 from strangler.sync.sources.pgoutput_decode import Decoder
@@ -142,7 +144,9 @@ def main() -> None:
     finally:
         with psycopg.connect(args.url, autocommit=True) as conn:
             conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
-    print(json.dumps(result, indent=1))
+    if "compiled" not in build.DESCRIPTION:
+        print(f"warning: pure Python ({build.DESCRIPTION})", file=sys.stderr)
+    print(json.dumps({"build": build.DESCRIPTION, **result}, indent=1))
 
 
 def run(url: str, args: argparse.Namespace) -> dict[str, object]:
