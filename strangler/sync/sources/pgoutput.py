@@ -6,7 +6,8 @@ and the JSON between them: a reader thread speaks the streaming replication prot
 through libpq (psycopg's ``pq`` layer), decodes each message (``pgoutput_decode.py``)
 and hands the changes to the asyncio side at each commit, through one buffer
 (``_Handoff``): the worker takes whatever arrived while it wrote the last batch (and,
-once a change is there, waits ``poll_interval_ms`` for more), so batches stay small
+once a change is there, waits ``poll_interval_ms`` for more: up to three times that
+while the stream is busy), so batches stay small
 (and lag low) while it keeps up and grow while it is behind. At
 ``max_batch_size`` changes waiting the reader stops reading (the back-pressure: the
 server waits behind it).
