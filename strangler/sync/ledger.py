@@ -25,6 +25,7 @@ from typing import Any
 from sqlalchemy import (
     BigInteger,
     Column,
+    ColumnElement,
     Connection,
     Float,
     Integer,
@@ -215,13 +216,22 @@ def save_floor(conn: Connection, source: str, source_table: str, position: Posit
 # ----------------------------------------------------- dead letters, parking
 
 
+def blocking_letters(source: Any) -> list[ColumnElement[bool]]:
+    """The conditions of ``source``'s dead letters that park their key's new events:
+    unresolved, and not a non-owner report (also read by ``sink._holds``)."""
+    return [
+        dead_letters.c.source == source,
+        dead_letters.c.resolved_at.is_(None),
+        dead_letters.c.error.not_like(NON_OWNER + "%"),
+    ]
+
+
 def blocked_idents(conn: Connection, source: str) -> set[Ident]:
     """Keys with an unresolved dead letter or parked events: new events for them park."""
     dead = conn.execute(
-        select(dead_letters.c.source_table, dead_letters.c.event_key)
-        .where(dead_letters.c.source == source)
-        .where(dead_letters.c.resolved_at.is_(None))
-        .where(dead_letters.c.error.not_like(NON_OWNER + "%"))
+        select(dead_letters.c.source_table, dead_letters.c.event_key).where(
+            *blocking_letters(source)
+        )
     )
     held = conn.execute(
         select(parked.c.source_table, parked.c.event_key)

@@ -420,7 +420,8 @@ class Sink:
 
 def _holds_query() -> Any:
     """What holds a source's events back, in one round trip (it is read every batch):
-    keys behind a dead letter or parked events, stopped tables, truncate floors."""
+    keys behind a dead letter or parked events, stopped tables, truncate floors (the
+    dead letters that block: ``ledger.blocking_letters``, as ``blocked_idents`` reads)."""
     dead, held, floors = ledger.dead_letters, ledger.parked, ledger.truncate_floors
     no_text, no_int = cast(null(), Text), cast(null(), BigInteger)
     source: Any = bindparam("source")
@@ -428,8 +429,7 @@ def _holds_query() -> Any:
         select(literal("f"), floors.c.source_table, no_text, floors.c.pos_commit,
                floors.c.pos_seq).where(floors.c.source == source),
         select(literal("b"), dead.c.source_table, dead.c.event_key, no_int, no_int)
-        .where(dead.c.source == source, dead.c.resolved_at.is_(None),
-               dead.c.error.not_like(ledger.NON_OWNER + "%")),
+        .where(*ledger.blocking_letters(source)),
         select(literal("b"), held.c.source_table, held.c.event_key, no_int, no_int)
         .where(held.c.source == source).distinct(),
         select(literal("s"), stopped_tables.c.source_table, stopped_tables.c.reason, no_int,
