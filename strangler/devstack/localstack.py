@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import random
 import shutil
 import signal
 import socket
@@ -27,8 +28,40 @@ from strangler.errors import SyncError
 _PG_BIN_DIRS = ("/usr/local/bin", "/usr/lib/postgresql/16/bin", "/usr/lib/postgresql/15/bin")
 
 
+_HANDED_OUT: set[int] = set()
+_LOWEST = 10_000
+
+
+def _ephemeral_low() -> int:
+    """The lowest port the kernel gives outgoing connections (Linux: 32768 by default)."""
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 0
+
+
 def free_port() -> int:
-    """A TCP port on loopback that nothing listens on right now."""
+    """A TCP port on loopback that nothing is bound to right now, for a server the
+    caller starts next.
+
+    Chosen below the kernel's ephemeral range where it can: ``bind(0)`` picks from that
+    range, where any outgoing connection made before the server binds (a database
+    client, an HTTP client, another test) may take the same port as its local end —
+    seen under load as "Address already in use" at the server's start. Never the same
+    port twice in one process."""
+    low = _ephemeral_low()
+    rng = random.SystemRandom()
+    for _ in range(200 if low - _LOWEST > 1_000 else 0):
+        port = rng.randrange(_LOWEST, low)
+        if port in _HANDED_OUT:
+            continue
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        _HANDED_OUT.add(port)
+        return port
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])

@@ -10,11 +10,9 @@ from contextlib import asynccontextmanager
 
 from aiohttp import web
 
+from strangler.devstack.localstack import free_port
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+__all__ = ["free_port", "raw_upstream", "serve_app", "wait_for_port"]
 
 
 def wait_for_port(port: int, host: str = "127.0.0.1", timeout: float = 15.0) -> None:
