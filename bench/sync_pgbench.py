@@ -206,12 +206,23 @@ def native_phase(pg: LogicalPostgres, args: argparse.Namespace, rate: int) -> di
     return native
 
 
+def strangler_caught_up(port: int, deadline: float) -> None:
+    """Wait until the worker says it is caught up (a worker just started may not be
+    listening yet), or until ``deadline``."""
+    while time.monotonic() < deadline:
+        try:
+            if status(port).get("caught_up"):
+                return
+        except OSError:
+            pass
+        time.sleep(0.25)
+
+
 def strangler_phase(
     pg: LogicalPostgres, args: argparse.Namespace, port: int, rate: int
 ) -> dict[str, Any]:
     deadline = time.monotonic() + 600
-    while not status(port).get("caught_up") and time.monotonic() < deadline:
-        time.sleep(0.25)
+    strangler_caught_up(port, deadline)
     applied_before = status(port)["applied"]
     t0 = time.monotonic()
     streaming = stream(pg, args.seconds, args.clients,
@@ -418,14 +429,6 @@ def main() -> None:
                     sql(pg, "native", "ALTER SUBSCRIPTION native_sub DISABLE")
                     worker = start_worker()
                     SPLIT.worker_pid = worker.pid
-                    deadline = time.monotonic() + 300
-                    while time.monotonic() < deadline:
-                        try:
-                            if status(port).get("caught_up"):
-                                break
-                        except OSError:
-                            pass  # not listening yet
-                        time.sleep(0.25)
                     strangler_rounds.append(strangler_phase(pg, args, port, 0))
                 if args.rounds > 1:
                     result["rounds"] = [
