@@ -55,8 +55,8 @@ def run(args: argparse.Namespace) -> int:
 def retry_dead(sync: SyncConfig, base_dir: Path) -> int:
     adapters = AdapterSet(sync, base_dir)
     still_dead = 0
-    for name, url in sync.targets.items():
-        sink = Sink(name, url, adapters, sync.retries)
+    for name in sync.targets:
+        sink = Sink.for_target(name, sync, adapters)
         try:
             sink.setup()
             result = sink.retry_dead()

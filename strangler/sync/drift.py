@@ -68,7 +68,7 @@ def repair_drift(config: SyncConfig, adapters: AdapterSet, drift: Sequence[Drift
             write = RowUpsert(d.table, d.key, dict(d.expected or {}))
         by_target.setdefault((d.target, d.source_table), []).append(write)
     for (target, source_table), writes in by_target.items():
-        sink = Sink(target, config.targets[target], adapters, config.retries)
+        sink = Sink.for_target(target, config, adapters)
         try:
             sink.setup()
             fixed += sink.repair(source_table, writes)

@@ -5,15 +5,18 @@ newer than it is ``stale`` for that row and skipped (replays, redeliveries and
 reordering cannot regress a row; a deleted row's position stays behind so an old
 upsert cannot bring it back). A truncate raises its table's floor: a later-arriving
 event older than it is stale too. The survivors are flushed set-wise
-(``writer.flush``), their positions with them. Nothing here commits: the sink owns
-the transaction.
+(``writer.flush``), their positions with them. A table kept by the stream
+(``highs.py``: one ``pgoutput`` stream alone writes it) has no entries: its writes
+apply in stream order, the sink having dropped replays by its stored offsets. Nothing
+here commits: the sink owns the transaction.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 
-from sqlalchemy import Connection
+from sqlalchemy import Connection, delete
 
 from strangler.sync import ledger
 from strangler.sync.codec import key_from_text, key_text
@@ -68,12 +71,16 @@ def execute(
     for item in items:  # parked and retried events too: leave out unneeded new columns
         if not item.fitted:
             item.writes = schema.fit(conn, item.event, item.writes, note=False)[0]
+    kept: Mapping[str, str] = highs.kept if highs is not None else {}
+    """Tables kept by the stream (``highs.py``): no entries to read, none to write."""
     lowest: dict[str, dict[str, Position]] = {}
     """table -> row key -> the lowest position of an event of the batch writing it."""
     row_keys = [[key_text(w.key) for w in item.writes] for item in items]
     for item, keys in zip(items, row_keys, strict=True):
         position = item.event.position
         for write, row_key in zip(item.writes, keys, strict=True):
+            if write.table in kept:
+                continue
             seen = lowest.setdefault(write.table, {})
             if row_key not in seen or position < seen[row_key]:
                 seen[row_key] = position
@@ -107,13 +114,18 @@ def execute(
             floors[event.source][event.table] = event.position
             ledger.save_floor(conn, event.source, event.table, event.position)
         if item.truncate:
-            flush(conn, tables, pending)
+            flush(conn, tables, pending, kept)
             pending = PendingWrites()
-            truncate(conn, tables, item.event, known)
+            truncate(conn, tables, item.event, known, kept)
             outcomes.append("applied")
             continue
         applied = stale = 0
         for write, row_key in zip(item.writes, keys, strict=True):
+            if write.table in kept:
+                # In stream order, and never a replay (the sink dropped those): it applies.
+                pending.add(write, row_key, item.event.position, item.event.table)
+                applied += 1
+                continue
             state = known.setdefault(write.table, {}).get(row_key)
             if not force and state is not None and item.event.position <= state.position:
                 stale += 1
@@ -123,7 +135,7 @@ def execute(
             known[write.table][row_key] = RowState(item.event.position, deleted)
             applied += 1
         outcomes.append("applied" if applied else "stale" if stale else "filtered")
-    flush(conn, tables, pending)
+    flush(conn, tables, pending, kept)
     return outcomes
 
 
@@ -132,11 +144,18 @@ def truncate(
     tables: TableCache,
     event: ChangeEvent,
     known: dict[str, dict[str, RowState]],
+    kept: Mapping[str, str],
 ) -> None:
-    """Default truncate: delete every live target row that came from the table."""
+    """Default truncate: delete every live target row that came from the table.
+
+    A table kept by the stream has only that source table's rows, all older than the
+    truncate (one ordered stream): it is emptied whole."""
+    for table, source_table in kept.items():
+        if source_table == event.table:
+            conn.execute(delete(tables.get(conn, table)))
     doomed: dict[str, list[str]] = {}
     for table, row_key, position in ledger.live_rows_from(conn, event.table):
-        if position < event.position:
+        if position < event.position and table not in kept:
             doomed.setdefault(table, []).append(row_key)
     for table, row_keys in doomed.items():
         delete_keys(conn, tables.get(conn, table), [key_from_text(k) for k in row_keys])

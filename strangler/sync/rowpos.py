@@ -13,7 +13,9 @@ A row key is stored as its digits when it is the table's one integer key column
 (``{"id":42}`` -> ``42``), else as its ``key_text``; callers only ever see
 ``key_text``. A row of a loaded range without an entry was written by the load at
 the load's position, which is older than every streamed change (see ``snapshot.py``):
-no entry and that position judge every event the same way, so none is stored.
+no entry and that position judge every event the same way, so none is stored. A
+table kept by the stream (``highs.py``) has no entries at all: the stream's offsets,
+stored with every batch, judge its events instead.
 
 About 60 bytes of heap and 33-42 of index per entry, against ~180 in the layout before
 (``strangler_row_positions``: names and ``key_text`` in every row, a float time);

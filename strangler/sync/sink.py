@@ -42,11 +42,12 @@ from strangler.sync.adapters import AdapterSet, map_event
 from strangler.sync.codec import event_from_json, key_text
 from strangler.sync.db import db_error, is_connection_error, open_engine, safe_url
 from strangler.sync.execute import Outcome, Planned, execute
-from strangler.sync.highs import Highs
+from strangler.sync.highs import Highs, exclusive_tables, kept_tables, stream_sources
 from strangler.sync.model import ChangeEvent, Op, Position, RowDelete, RowWrite
 from strangler.sync.poison import Poison, parse_or_poison
 from strangler.sync.schema import SchemaGuard, stopped_tables
 from strangler.sync.writer import TableCache
+from strangler.sync_config import SyncConfig
 
 log = logging.getLogger("strangler.sync")
 
@@ -80,6 +81,8 @@ class Sink:
         adapters: AdapterSet,
         retries: int = 3,
         exclusive: Iterable[str] = (),
+        kept: Mapping[str, str] | None = None,
+        streams: Iterable[str] = (),
     ) -> None:
         self.name = name
         self.url = url
@@ -88,9 +91,24 @@ class Sink:
         self.engine: Engine = open_engine(url)
         self._tables = TableCache()
         self._schema = SchemaGuard(adapters, self._tables)
-        self.highs = Highs(exclusive)
+        self.highs = Highs(exclusive, kept, streams)
         """Bounds that spare the stale check's look-ups (``highs.py``; ``exclusive``: the
-        tables one ordered stream alone writes)."""
+        tables one ordered stream alone writes; ``kept``: those of them the stream's
+        offsets keep, with no per-row entries; ``streams``: the sources whose replays
+        this target drops by its offsets)."""
+
+    @classmethod
+    def for_target(cls, name: str, config: SyncConfig, adapters: AdapterSet) -> Sink:
+        """The sink of ``config.targets[name]``, with the bounds its tables allow."""
+        return cls(
+            name,
+            config.targets[name],
+            adapters,
+            config.retries,
+            exclusive_tables(config).get(name, ()),
+            kept_tables(config).get(name),
+            stream_sources(config),
+        )
 
     def setup(self) -> None:
         """Create the bookkeeping tables if missing; workers starting together take turns."""
@@ -183,6 +201,17 @@ class Sink:
         fast: bool,
     ) -> BatchResult:
         result = BatchResult()
+        through = self.highs.through(conn, source) if events else None
+        if through is not None:
+            # A replay of what this target committed already (another target was behind,
+            # or the stream restarted): its outcome is stored, whatever it was.
+            fresh: list[ChangeEvent] = []
+            for event in events:
+                if event.position > through:
+                    fresh.append(event)
+                else:
+                    result.add(event, "stale")
+            events = fresh
         if events:
             for table in self._schema.resumable(conn, source):
                 self._drain_table(conn, source, table, result)
@@ -224,6 +253,7 @@ class Sink:
             for item, outcome in zip(planned, outcomes, strict=True):
                 result.add(item.event, outcome)
         ledger.save_offsets(conn, source, offsets)
+        self.highs.applied(source, offsets)
         return result
 
     def _plan(self, event: ChangeEvent) -> tuple[Planned | None, str]:

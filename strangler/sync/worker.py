@@ -30,7 +30,6 @@ from strangler.metrics import Metrics
 from strangler.sync import origin, retention, watermark
 from strangler.sync.adapters import AdapterSet
 from strangler.sync.direction import Directions, OwnerReader
-from strangler.sync.highs import exclusive_tables
 from strangler.sync.lag import HEARTBEAT_OFFSET, Heartbeat, LagTracker, heartbeat_ms
 from strangler.sync.model import ChangeEvent
 from strangler.sync.sink import BatchResult, Sink
@@ -64,11 +63,7 @@ class Worker:
         self.base_dir = base_dir
         self.metrics = metrics or Metrics()
         self.adapters = AdapterSet(config, base_dir)
-        exclusive = exclusive_tables(config)
-        self.sinks = {
-            n: Sink(n, url, self.adapters, config.retries, exclusive.get(n, ()))
-            for n, url in config.targets.items()
-        }
+        self.sinks = {n: Sink.for_target(n, config, self.adapters) for n in config.targets}
         self.sources: dict[str, Source] = dict(sources or {})
         for cfg in config.sources:
             if cfg.name not in self.sources:

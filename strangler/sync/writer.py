@@ -3,12 +3,14 @@ with many rows per statement (``INSERT ... ON CONFLICT (key) DO UPDATE``).
 
 Upserts only set the columns the adapter gave, so a column left out (an unchanged
 TOAST value) keeps what the target has. Positions of every written row are saved in
-the same call. Runs inside the sink's transaction; never commits, never decides
-what is stale — the sink has done that before a write reaches here.
+the same call, but for the tables kept by the stream (``highs.py``), which have none.
+Runs inside the sink's transaction; never commits, never decides what is stale — the
+sink has done that before a write reaches here.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -100,8 +102,14 @@ class TableCache:
         self._tables.pop(name, None)
 
 
-def flush(conn: Connection, tables: TableCache, pending: PendingWrites) -> None:
-    """Apply the net writes: per table deletes first, then upserts; then positions."""
+def flush(
+    conn: Connection,
+    tables: TableCache,
+    pending: PendingWrites,
+    kept: Mapping[str, str] | None = None,
+) -> None:
+    """Apply the net writes: per table deletes first, then upserts; then positions,
+    but for the tables in ``kept`` (kept by the stream: ``highs.py``)."""
     by_table: dict[str, list[tuple[str, _Entry]]] = {}
     for (table, row_key), entry in pending.rows.items():
         by_table.setdefault(table, []).append((row_key, entry))
@@ -123,6 +131,7 @@ def flush(conn: Connection, tables: TableCache, pending: PendingWrites) -> None:
                 "source_table": e.source_table,
             }
             for (table, row_key), e in pending.rows.items()
+            if not kept or table not in kept
         ],
     )
 

@@ -26,6 +26,8 @@ DATABASES = (
     "service_rk",
     "monolith_p",
     "service_p",
+    "monolith_kt",
+    "service_kt",
     "monolith_pk",
     "service_pk",
     "monolith_rp",

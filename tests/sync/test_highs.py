@@ -13,12 +13,12 @@ from sqlalchemy import event as sa_event
 from sqlalchemy import text
 
 from strangler.sync.adapters import AdapterSet
-from strangler.sync.highs import exclusive_tables
+from strangler.sync.highs import exclusive_tables, kept_tables
 from strangler.sync.sink import Sink
 from strangler.sync_config import SyncConfig
 from tests.sync.conftest import sync_config
 from tests.sync.rowadapters import SERVICE_DDL
-from tests.sync.test_sink import full
+from tests.sync.test_sink import event, full
 
 ADAPTER = "tests.sync.rowadapters:CustomerRows"
 
@@ -145,3 +145,85 @@ def test_the_worker_gives_each_sink_its_exclusive_tables() -> None:
     worker = Worker(_config())
     assert worker.sinks["svc"].highs.tables == {"customers", "orders"}
     assert worker.sinks["back"].highs.tables == frozenset()
+
+
+# ------------------------------------------------- tables kept by the stream's offsets
+
+
+def test_which_tables_a_pgoutput_stream_keeps_without_row_entries() -> None:
+    pgoutput = [  # the same two sources, read by the worker itself
+        {"name": s.name, "kind": "pgoutput", "options": {"database": f"postgresql://x/{s.name}"}}
+        for s in _config().sources
+    ]
+    assert kept_tables(_config(sources=pgoutput)) == {
+        "svc": {"customers": "public.customers", "orders": "public.orders"}
+    }
+    # Debezium's stream is exclusive too, but the worker does not resume it by its own
+    # offsets: its rows keep their entries.
+    assert kept_tables(_config()) == {}
+    # A source table named without its schema may be any schema's: a truncate of one
+    # could not say which rows it fed.
+    tables = [t.model_dump() for t in _config().tables]
+    tables[0]["source"] = "customers"
+    assert kept_tables(_config(sources=pgoutput, tables=tables)) == {
+        "svc": {"orders": "public.orders"}
+    }
+    # Two source tables of the one stream into one target table: not kept.
+    tables = [t.model_dump() for t in _config().tables]
+    tables[1] = {**tables[1], "from_source": "mono",
+                 "adapter": {"table": "customers", "key": ["id"]}}  # fmt: skip
+    assert kept_tables(_config(sources=pgoutput, tables=tables)) == {}
+
+
+def _kept_sink(url: str) -> Sink:
+    config = SyncConfig.model_validate({
+        "sources": [{"name": "mono", "kind": "pgoutput",
+                     "options": {"database": "postgresql://x/m"}}],
+        "targets": {"svc": url},
+        "tables": [{"source": "main.customers", "target": "svc",
+                    "adapter": {"table": "customers", "key": ["id"], "rename": {"nm": "name"},
+                                "include": ["id", "nm"]}}],
+    })  # fmt: skip
+    made = Sink.for_target("svc", config, AdapterSet(config))
+    with made.engine.begin() as conn:
+        for ddl in SERVICE_DDL:
+            conn.execute(text(ddl))
+    made.setup()
+    return made
+
+
+def stream_offsets_of(commit: int) -> dict[str, int]:
+    return {"commit_lsn": commit, "lsn": commit}
+
+
+def entries(sink: Sink) -> int:
+    with sink.engine.connect() as conn:
+        return int(conn.execute(text("SELECT count(*) FROM strangler_positions")).scalar_one())
+
+
+def test_a_kept_table_stores_no_row_positions_and_drops_a_replay_by_offsets(
+    target_url: str,
+) -> None:
+    sink = _kept_sink(target_url)
+    try:
+        assert sink.highs.kept == {"customers": "main.customers"}
+        first = [full(1, 10), full(2, 11), full(3, 12)]
+        assert sink.apply("mono", first, stream_offsets_of(12)).total("applied") == 3
+        second = [full(1, 20, "u", nm="b"), full(2, 21, "d")]
+        assert sink.apply("mono", second, stream_offsets_of(21)).total("applied") == 2
+        assert names(sink) == [(1, "b"), (3, "n3")]
+        assert entries(sink) == 0  # the offsets say it all: no position row per data row
+        # The stream again from an older point (another target was behind, or the stream
+        # restarted): what this target committed is stale, whatever the table; the rest
+        # applies. Without a row's entry, only the offsets can tell 10 and 20 are old.
+        sink.highs.forget()  # a restart: read from the stored offsets
+        replay = sink.apply("mono", [full(1, 10), *second, full(4, 30)], stream_offsets_of(30))
+        assert replay.total("stale") == 3
+        assert replay.total("applied") == 1
+        assert names(sink) == [(1, "b"), (3, "n3"), (4, "n4")]
+        # A truncate empties the kept table whole (no entries to find its rows by).
+        wipe = event("t", 0, 40)
+        assert sink.apply("mono", [wipe, full(5, 41)], stream_offsets_of(41)).total("applied") == 2
+        assert names(sink) == [(5, "n5")]
+    finally:
+        sink.close()

@@ -45,9 +45,10 @@ from psycopg import pq, sql
 from strangler.errors import SyncError
 from strangler.sync.adapters import AdapterSet
 from strangler.sync.envelope import TypeRegistry
+from strangler.sync.highs import stream_offsets, stream_position
 from strangler.sync.keys import TableKey, libpq_url
 from strangler.sync.lag import QUALIFIED, Heartbeat
-from strangler.sync.model import ChangeEvent, Position
+from strangler.sync.model import ChangeEvent
 from strangler.sync.poison import Poison, make_poison
 from strangler.sync.snapshot import BulkLoad, LoadResult
 from strangler.sync.source import Batch, ResumeLookup
@@ -370,11 +371,7 @@ class PgoutputSource:
         """Start a reader from the slot, dropping what the targets' offsets hold."""
         assert self._resume is not None
         stored = await asyncio.to_thread(self._resume)
-        after = (
-            Position(stored["commit_lsn"], stored["lsn"])
-            if "commit_lsn" in stored and "lsn" in stored
-            else None
-        )
+        after = stream_position(stored)
         reader = _Reader(self, Decoder(self.name, self._keys, after))
         reader.start()
         self._reader = reader
@@ -420,10 +417,7 @@ class PgoutputSource:
 
 
 def _offsets(events: list[ChangeEvent]) -> dict[str, int]:
-    if not events:
-        return {}
-    last = events[-1].position
-    return {"commit_lsn": last.commit, "lsn": last.seq}
+    return stream_offsets(events[-1].position) if events else {}
 
 
 def _text(message: bytes | str | None) -> str:
