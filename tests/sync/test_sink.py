@@ -4,6 +4,7 @@ are dead-lettered with their key parked, and ``retry_dead`` drains them in order
 
 from __future__ import annotations
 
+import gc
 from collections.abc import Iterator
 from decimal import Decimal
 from typing import Any
@@ -180,3 +181,20 @@ def test_database_rejection_is_dead_lettered_and_the_batch_goes_on(sink: Sink) -
     (error,) = rows(sink, "SELECT error FROM strangler_dead_letters")
     assert "unique" in error[0].lower()
     assert sink.offsets("mono") == {"changes": 3}
+
+
+def test_a_batch_is_freed_once_applied_not_left_to_the_cycle_collector(sink: Sink) -> None:
+    # Found in a profile of the worker under pgbench: compiled, ``apply``'s nested
+    # function and the environment holding the batch referenced each other, so every
+    # batch's events outlived it until a collection found the cycle (a tenth of the
+    # worker's CPU went to those collections).
+    sink.apply("mono", [full(1, 10)], {"p": 1})  # tables reflected, statements cached
+    gc.collect()
+    gc.disable()
+    try:
+        sink.apply("mono", [full(i, 100 + i) for i in range(2, 40)], {"p": 2})
+        left = [o for o in gc.get_objects() if isinstance(o, ChangeEvent) and o.source == "mono"]
+    finally:
+        gc.enable()
+    assert left == []
+    assert len(customers(sink)) == 39
