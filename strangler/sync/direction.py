@@ -222,6 +222,12 @@ class Directions:
             return flips[bisect_right([at for at, _ in flips], position)][1]
         return self._stream(source, context)
 
+    def fixed(self, source: str, table: str) -> bool:
+        """Whether ``judge`` says the same of every change to ``table`` in ``source``'s
+        stream now, whatever its position (no owner flip to judge a replay by)."""
+        context = self.table_context.get(table)
+        return context is None or not self.flips.get((source, context))
+
     def judge(self, source: str, table: str, position: Position | None = None) -> str | None:
         """None if a change to ``table`` (its ``sync.tables[].source``) captured by
         ``source`` at ``position`` applies; else why not (a non-owner's write). A

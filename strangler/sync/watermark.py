@@ -65,9 +65,14 @@ class Watermark:
     """Where it sits in its stream (``position`` parsed)."""
 
 
+def is_watermark_table(table: str) -> bool:
+    """Whether changes to ``table`` (``schema.table`` or bare) may carry watermarks."""
+    return table.rpartition(".")[2] == WATERMARK_TABLE
+
+
 def watermark_of(event: ChangeEvent) -> Watermark | None:
     """The watermark an event carries, or None if it is an ordinary change."""
-    if event.table.rpartition(".")[2] != WATERMARK_TABLE or event.after is None:
+    if not is_watermark_table(event.table) or event.after is None:
         return None
     row: dict[str, Any] = dict(event.after)
     return Watermark(

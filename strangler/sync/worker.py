@@ -35,7 +35,7 @@ from strangler.sync.model import ChangeEvent
 from strangler.sync.sink import BatchResult, Sink
 from strangler.sync.source import Batch, Source, build_source
 from strangler.sync.status import SourceStatus, StatusBoard
-from strangler.sync.watermark import Watermark, watermark_of
+from strangler.sync.watermark import Watermark, is_watermark_table, watermark_of
 from strangler.sync_config import SyncConfig
 
 log = logging.getLogger("strangler.sync")
@@ -218,37 +218,59 @@ class Worker:
             for event in batch.events:
                 if event.tx_id is not None and event.tx_id % origin.XID_SPACE in own:
                     self.metrics.sync_event(event.table, event.op, "own_write")
+        # Work per table where it can be (a batch holds thousands of changes to a few
+        # tables): which may carry a watermark, which route where, how each is judged.
         segments: list[tuple[list[ChangeEvent], Watermark | None]] = [([], None)]
-        for event in events:
-            mark = watermark_of(event)
-            if mark is None:
-                segments[-1][0].append(event)
-            else:
-                segments[-1] = (segments[-1][0], mark)
-                segments.append(([], None))
+        if any(is_watermark_table(t) for t in {e.table for e in events}):
+            for event in events:
+                mark = watermark_of(event)
+                if mark is None:
+                    segments[-1][0].append(event)
+                else:
+                    segments[-1] = (segments[-1][0], mark)
+                    segments.append(([], None))
+        else:
+            segments = [(events, None)]
         for i, (chunk, mark) in enumerate(segments):
             last = i == len(segments) - 1
-            accepted: list[ChangeEvent] = []
             refused: list[tuple[ChangeEvent, str]] = []
-            for event in chunk:
-                route = self.adapters.route(source.name, event.table)
-                reason = (
-                    None
-                    if route is None
-                    else self.directions.judge(source.name, route[0].source, event.position)
-                )
-                if reason is None:
-                    accepted.append(event)
-                elif event.snapshot:
-                    # A snapshot of the non-owner's side is the copy sync made, not a write.
-                    status.counts["ignored"] += 1
-                else:
-                    refused.append((event, reason))
+            judged = self._judged(source.name, chunk)  # after the last part's marker
+            if all(t in judged and judged[t] is None for t in {e.table for e in chunk}):
+                accepted = chunk  # the usual case: every change applies
+            else:
+                accepted = []
+                for event in chunk:
+                    if event.table in judged:
+                        reason = judged[event.table]
+                    else:
+                        route = self.adapters.route(source.name, event.table)
+                        assert route is not None  # else judged
+                        reason = self.directions.judge(source.name, route[0].source, event.position)
+                    if reason is None:
+                        accepted.append(event)
+                    elif event.snapshot:
+                        # A snapshot of the non-owner's side is the copy sync made, not a write.
+                        status.counts["ignored"] += 1
+                    else:
+                        refused.append((event, reason))
             part = Batch(accepted, batch.offsets, batch.poison) if last else Batch(accepted)
             await self._apply_until_done(source, part, status, stop, refused, ack=last)
             if mark is not None:
                 await asyncio.to_thread(self._record_mark, mark)
                 await self.directions.pass_marker(mark, stop)
+
+    def _judged(self, source: str, events: Sequence[ChangeEvent]) -> dict[str, str | None]:
+        """Source table -> the judgement of every change to it among ``events`` (None:
+        it applies), for the tables whose judgement no position changes: not routed, or
+        no owner flip of their context to judge a replay by."""
+        judged: dict[str, str | None] = {}
+        for table in {e.table for e in events}:
+            route = self.adapters.route(source, table)
+            if route is None:
+                judged[table] = None
+            elif self.directions.fixed(source, route[0].source):
+                judged[table] = self.directions.judge(source, route[0].source)
+        return judged
 
     def _captured_sink(self, source: str) -> Sink | None:
         """The target that is also the database ``source`` captures (reverse sync)."""
@@ -334,12 +356,20 @@ class Worker:
         beat = heartbeat_ms(source, batch.events)
         if beat is not None:
             offsets[HEARTBEAT_OFFSET] = beat  # how far this source had got, for lag
-        for event in batch.events:
-            route = self.adapters.route(source, event.table)
-            if route is None:
-                result.add(event, "ignored")
-            else:
-                per_target[route[0].target].append(event)
+        targets: dict[str, str | None] = {}
+        for table in {e.table for e in batch.events}:
+            route = self.adapters.route(source, table)
+            targets[table] = None if route is None else route[0].target
+        found = set(targets.values())
+        if len(found) == 1 and None not in found:
+            per_target[str(found.pop())] = list(batch.events)  # one target: as they are
+        else:
+            for event in batch.events:
+                target = targets[event.table]
+                if target is None:
+                    result.add(event, "ignored")
+                else:
+                    per_target[target].append(event)
         for name, sink in self.sinks.items():
             # Poison goes to every target: its table (so its target) is not known, and
             # each target's offsets must move past it only together with its record.
