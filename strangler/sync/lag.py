@@ -39,8 +39,8 @@ from strangler.sync.model import ChangeEvent
 TABLE = "strangler_heartbeat"
 QUALIFIED = f"public.{TABLE}"
 HEARTBEAT_OFFSET = "heartbeat_ms"
-_BEAT_TABLES = frozenset({QUALIFIED, TABLE})
 """Key of the last applied heartbeat's ``written_ms`` among a source's stored offsets."""
+_BEAT_TABLES = frozenset({QUALIFIED, TABLE})
 CAUGHT_UP = 1.0
 """Seconds of lag under which a source counts as caught up."""
 
