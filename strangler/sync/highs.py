@@ -120,13 +120,14 @@ class Highs:
         self._through.clear()
 
 
-def exclusive_tables(config: SyncConfig) -> dict[str, frozenset[str]]:
-    """Target name -> its tables that only one ``debezium`` or ``pgoutput`` source writes
-    (see above)."""
-    kinds = {s.name: s.kind for s in config.sources}
+def _writers(
+    config: SyncConfig,
+) -> tuple[dict[tuple[str, str], list[tuple[str, list[str]]]], set[str]]:
+    """(target, table) -> (source table, sources that may write through it) per
+    declarative map into it; and the targets no table of which is exclusive (a Python
+    adapter may write any of their tables; reverse sync writes the way back)."""
     forward = [s.name for s in config.sources if s.name not in config.reverse_sources()]
-    writers: dict[tuple[str, str], set[str | None]] = {}
-    """(target, table) -> the sources that may write it; None: one that cannot be named."""
+    writers: dict[tuple[str, str], list[tuple[str, list[str]]]] = {}
     unsafe_targets = {m.reverse.target for m in config.tables if m.reverse is not None}
     for mapping in config.tables:
         maps = mapping.adapter if isinstance(mapping.adapter, tuple) else (mapping.adapter,)
@@ -136,14 +137,26 @@ def exclusive_tables(config: SyncConfig) -> dict[str, frozenset[str]]:
         sources = [mapping.from_source] if mapping.from_source else forward
         for cmap in maps:
             assert isinstance(cmap, ColumnMap)
-            slot = writers.setdefault((mapping.target, cmap.table), set())
-            slot.update(sources if len(sources) == 1 else [None])
+            writers.setdefault((mapping.target, cmap.table), []).append((mapping.source, sources))
+    return writers, unsafe_targets
+
+
+def _one_source(feeds: list[tuple[str, list[str]]]) -> str | None:
+    """The one source that may write through ``feeds``, or None (several, or one that
+    cannot be named: a mapping without ``from_source`` among several sources)."""
+    found = {sources[0] if len(sources) == 1 else None for _, sources in feeds}
+    return found.pop() if len(found) == 1 else None
+
+
+def exclusive_tables(config: SyncConfig) -> dict[str, frozenset[str]]:
+    """Target name -> its tables that only one ``debezium`` or ``pgoutput`` source writes
+    (see above)."""
+    kinds = {s.name: s.kind for s in config.sources}
+    writers, unsafe_targets = _writers(config)
     out: dict[str, set[str]] = {}
-    for (target, table), found in writers.items():
-        if target in unsafe_targets or len(found) != 1:
-            continue
-        (source,) = found
-        if source is not None and kinds.get(source) in SLOT_KINDS:
+    for (target, table), feeds in writers.items():
+        source = _one_source(feeds)
+        if target not in unsafe_targets and source is not None and kinds.get(source) in SLOT_KINDS:
             out.setdefault(target, set()).add(table)
     return {target: frozenset(tables) for target, tables in out.items()}
 
@@ -151,24 +164,18 @@ def exclusive_tables(config: SyncConfig) -> dict[str, frozenset[str]]:
 def kept_tables(config: SyncConfig) -> dict[str, dict[str, str]]:
     """Target name -> its tables kept by the stream (see above) -> their source table."""
     kinds = {s.name: s.kind for s in config.sources}
-    exclusive = exclusive_tables(config)
-    feeds: dict[tuple[str, str], list[tuple[str, str | None]]] = {}
-    """(target, table) -> (source table, source name or None) per map writing it."""
-    forward = [s.name for s in config.sources if s.name not in config.reverse_sources()]
-    for mapping in config.tables:
-        maps = mapping.adapter if isinstance(mapping.adapter, tuple) else (mapping.adapter,)
-        sources = [mapping.from_source] if mapping.from_source else forward
-        for cmap in maps:
-            if isinstance(cmap, ColumnMap):
-                named = sources[0] if len(sources) == 1 else None
-                feeds.setdefault((mapping.target, cmap.table), []).append((mapping.source, named))
+    writers, unsafe_targets = _writers(config)
     out: dict[str, dict[str, str]] = {}
-    for (target, table), found in feeds.items():
-        if table not in exclusive.get(target, ()) or len(found) != 1:
-            continue
-        ((source_table, source),) = found
-        if source is not None and kinds.get(source) in STREAM_KINDS and "." in source_table:
-            out.setdefault(target, {})[table] = source_table
+    for (target, table), feeds in writers.items():
+        source = _one_source(feeds)
+        if (
+            target not in unsafe_targets
+            and source is not None
+            and kinds.get(source) in STREAM_KINDS
+            and len(feeds) == 1
+            and "." in feeds[0][0]
+        ):
+            out.setdefault(target, {})[table] = feeds[0][0]
     return out
 
 

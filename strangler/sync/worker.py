@@ -21,7 +21,7 @@ import asyncio
 import contextlib
 import gc
 import logging
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -234,8 +234,9 @@ class Worker:
         for i, (chunk, mark) in enumerate(segments):
             last = i == len(segments) - 1
             refused: list[tuple[ChangeEvent, str]] = []
-            judged = self._judged(source.name, chunk)  # after the last part's marker
-            if all(t in judged and judged[t] is None for t in {e.table for e in chunk}):
+            tables = {e.table for e in chunk}
+            judged = self._judged(source.name, tables)  # after the last part's marker
+            if len(judged) == len(tables) and all(r is None for r in judged.values()):
                 accepted = chunk  # the usual case: every change applies
             else:
                 accepted = []
@@ -259,12 +260,12 @@ class Worker:
                 await asyncio.to_thread(self._record_mark, mark)
                 await self.directions.pass_marker(mark, stop)
 
-    def _judged(self, source: str, events: Sequence[ChangeEvent]) -> dict[str, str | None]:
-        """Source table -> the judgement of every change to it among ``events`` (None:
-        it applies), for the tables whose judgement no position changes: not routed, or
-        no owner flip of their context to judge a replay by."""
+    def _judged(self, source: str, tables: Iterable[str]) -> dict[str, str | None]:
+        """Source table -> the judgement of every change to it (None: it applies), for
+        those of ``tables`` whose judgement no position changes: not routed, or no owner
+        flip of their context to judge a replay by."""
         judged: dict[str, str | None] = {}
-        for table in {e.table for e in events}:
+        for table in tables:
             route = self.adapters.route(source, table)
             if route is None:
                 judged[table] = None
